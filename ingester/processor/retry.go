@@ -1,0 +1,74 @@
+package processor
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Backoff configures exponential backoff with full jitter: the n-th wait is uniform in
+// [0, min(Max, Min·2ⁿ)].
+type Backoff struct {
+	Min, Max time.Duration
+	// Attempts bounds the calls of the wrapped processor; 0 means no bound.
+	Attempts int
+}
+
+// Delay returns the wait before retry number attempt (0-based), given a uniform sample
+// u in [0, 1).
+func (b Backoff) Delay(attempt int, u float64) time.Duration {
+	ceiling := b.Max
+	if attempt < 62 {
+		if d := b.Min << attempt; d > 0 && d < ceiling {
+			ceiling = d
+		}
+	}
+	return time.Duration(u * float64(ceiling))
+}
+
+type retry struct {
+	next    Processor
+	backoff Backoff
+	// wait sleeps for d or until ctx is done; a test replaces it.
+	wait func(ctx context.Context, d time.Duration) error
+	// onRetry is told of each failed attempt that will be retried.
+	onRetry func(msg kafka.Message, err error)
+}
+
+// NewRetry retries failures of next with backoff. Permanent errors are returned at once;
+// waits end early when ctx is done (shutdown never sits out a backoff). onRetry may be nil.
+func NewRetry(next Processor, backoff Backoff, onRetry func(kafka.Message, error)) Processor {
+	if onRetry == nil {
+		onRetry = func(kafka.Message, error) {}
+	}
+	return &retry{next: next, backoff: backoff, wait: sleep, onRetry: onRetry}
+}
+
+func (r *retry) Process(ctx context.Context, msg kafka.Message) error {
+	for attempt := 0; ; attempt++ {
+		err := r.next.Process(ctx, msg)
+		if err == nil || IsPermanent(err) {
+			return err
+		}
+		if r.backoff.Attempts > 0 && attempt+1 >= r.backoff.Attempts {
+			return err
+		}
+		r.onRetry(msg, err)
+		if werr := r.wait(ctx, r.backoff.Delay(attempt, rand.Float64())); werr != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

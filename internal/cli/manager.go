@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/controllers"
+	"github.com/spanflow/spanflow/internal/version"
+)
+
+// Scheme holds every API type the operator reads or writes.
+func Scheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(spanflowv1alpha1.AddToScheme(scheme))
+	return scheme
+}
+
+func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := newFlagSet("manager", "Run the operator: reconcile Ingester resources into the Deployments that run\n'spanflow ingest'. Uses the in-cluster config or $KUBECONFIG.", stderr)
+	metricsAddr := fs.String("metrics-bind-address", ":8080", "address of the operator's /metrics endpoint; \"0\" disables it")
+	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one of several operator replicas reconciles")
+	leaderElectionNamespace := fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
+	ingesterImage := fs.String("ingester-image", version.DefaultImage, "image of the ingester pods, unless an Ingester names another")
+	logOpts := logFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	logger := newLogger(logOpts, stderr)
+	ctrl.SetLogger(logger)
+
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("finding the Kubernetes API: %w", err)
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                        Scheme(),
+		Metrics:                       metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:        *probeAddr,
+		LeaderElection:                *leaderElect,
+		LeaderElectionID:              "manager.spanflow.dev",
+		LeaderElectionNamespace:       *leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := (&controllers.IngesterReconciler{
+		Client:        mgr.GetClient(),
+		Recorder:      mgr.GetEventRecorder("spanflow"),
+		IngesterImage: *ingesterImage,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Ingester controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	logger.Info("Starting the spanflow operator", "version", version.Version, "ingesterImage", *ingesterImage)
+	return mgr.Start(ctx)
+}
