@@ -10,8 +10,7 @@ CONTAINER_TOOL ?= docker
 TOOLS_DIR := $(CURDIR)/bin/tools
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen
 HELM := $(TOOLS_DIR)/helm
-LDFLAGS := -X github.com/spanflow/spanflow/internal/version.Version=$(VERSION) \
-	-X github.com/spanflow/spanflow/internal/version.DefaultImage=$(IMG)
+LDFLAGS := -X github.com/spanflow/spanflow/internal/version.Version=$(VERSION)
 
 # Go packages under the race detector in `make test`.
 GO_TEST_FLAGS ?= -race -count=1

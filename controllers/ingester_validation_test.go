@@ -1,0 +1,64 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/utils/ptr"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+)
+
+// TestInvalidIngestersAreRefused checks that the API server, through the CRD's OpenAPI
+// schema and CEL rules, refuses bad Ingesters with a message naming the field.
+func TestInvalidIngestersAreRefused(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name   string
+		mutate func(*spanflowv1alpha1.Ingester)
+		want   string
+	}{
+		{"no brokers", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Brokers = nil }, "spec.kafka.brokers"},
+		{"empty broker", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Brokers = []string{""} }, "spec.kafka.brokers[0]"},
+		{"no topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Topic = "" }, "spec.kafka.topic"},
+		{"bad topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Topic = "spans/otlp" }, "spec.kafka.topic"},
+		{"bad encoding", func(i *spanflowv1alpha1.Ingester) { i.Spec.Encoding = "avro" }, "spec.encoding"},
+		{"bad storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = "mysql" }, "spec.storage.type"},
+		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
+		{"negative replicas", func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
+		{"zero parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](0) }, "spec.parallelism"},
+		{"huge parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](5000) }, "spec.parallelism"},
+		{"name too long", func(i *spanflowv1alpha1.Ingester) { i.Name = strings.Repeat("a", 55) }, "metadata.name must be at most 54 characters"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ing := minimalIngester(ns, "invalid")
+			tc.mutate(ing)
+			err := k8sClient.Create(context.Background(), ing)
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(err.Error()).To(ContainSubstring(tc.want))
+		})
+	}
+}
+
+func TestConsumerGroupIsImmutable(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "grouped")
+	ing.Spec.Kafka.ConsumerGroup = "spans"
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+
+	ing.Spec.Kafka.ConsumerGroup = "other"
+	err := k8sClient.Update(ctx, ing)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("consumerGroup is immutable"))
+
+	ing.Spec.Kafka.ConsumerGroup = ""
+	err = k8sClient.Update(ctx, ing)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("cannot be removed"))
+}
