@@ -1,0 +1,155 @@
+// Package kafkatest runs a Kafka-protocol broker in process (franz-go's kfake) and offers
+// the few client operations tests need: produce spans, read a group's committed offsets.
+package kafkatest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// Broker is an in-process Kafka-protocol cluster of one broker on loopback.
+type Broker struct {
+	Cluster *kfake.Cluster
+	Addr    string
+	// transport is this broker's own: kafka-go's shared default transport caches metadata.
+	transport *kafka.Transport
+}
+
+// Start starts a broker with topic seeded with the given number of partitions. It
+// accepts short group session timeouts, so tests can rebalance quickly, and is closed
+// when the test ends.
+func Start(t testing.TB, topic string, partitions int32, opts ...kfake.Opt) *Broker {
+	t.Helper()
+	opts = append([]kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.SeedTopics(partitions, topic),
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }),
+	}, opts...)
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(cluster.Close)
+	return &Broker{Cluster: cluster, Addr: cluster.ListenAddrs()[0], transport: &kafka.Transport{}}
+}
+
+// Produce writes messages to topic and waits until the broker acknowledged all of them.
+func (b *Broker) Produce(t testing.TB, topic string, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(b.Addr),
+		Topic:        topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 5 * time.Millisecond,
+		BatchSize:    1000,
+		Transport:    b.transport,
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("producing %d messages: %v", len(msgs), err)
+	}
+}
+
+// EndOffsets returns the log-end offset of every partition of topic.
+func (b *Broker) EndOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	req := make([]kafka.OffsetRequest, partitions)
+	for p := range partitions {
+		req[p] = kafka.LastOffsetOf(p)
+	}
+	res, err := b.client().ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
+	if err != nil {
+		t.Fatalf("listing offsets: %v", err)
+	}
+	out := map[int]int64{}
+	for _, po := range res.Topics[topic] {
+		if po.Error != nil {
+			t.Fatalf("listing offsets of partition %d: %v", po.Partition, po.Error)
+		}
+		out[po.Partition] = po.LastOffset
+	}
+	return out
+}
+
+// CommittedOffsets returns the group's committed offset of every partition of topic
+// (-1 where nothing was committed).
+func (b *Broker) CommittedOffsets(t testing.TB, group, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	ps := make([]int, partitions)
+	for p := range partitions {
+		ps[p] = p
+	}
+	res, err := b.client().OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatalf("fetching committed offsets: %v", err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			t.Fatalf("committed offset of partition %d: %v", p.Partition, p.Error)
+		}
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+func (b *Broker) client() *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(b.Addr), Timeout: 10 * time.Second, Transport: b.transport}
+}
+
+// Traces builds an OTLP request of one trace with the given number of spans. seq makes
+// the trace ID unique.
+func Traces(seq uint64, spans int) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", fmt.Sprintf("service-%d", seq%7))
+	ss := rs.ScopeSpans().AppendEmpty()
+	var traceID pcommon.TraceID
+	for i := range 8 {
+		traceID[i] = byte(seq >> (8 * i))
+	}
+	traceID[15] = 1
+	start := time.Unix(1_780_000_000, 0).Add(time.Duration(seq) * time.Millisecond)
+	for i := range spans {
+		span := ss.Spans().AppendEmpty()
+		span.SetTraceID(traceID)
+		span.SetSpanID(pcommon.SpanID{byte(i + 1), 0, 0, 0, 0, 0, 0, 1})
+		span.SetName(fmt.Sprintf("op-%d", i))
+		span.SetKind(ptrace.SpanKindServer)
+		span.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+		span.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(i+1) * time.Millisecond)))
+		span.Attributes().PutStr("http.route", "/api/v1/items")
+		span.Attributes().PutInt("http.status_code", 200)
+	}
+	return td
+}
+
+// OTLPProtoMessages returns n messages, each an OTLP protobuf request of spansPer spans,
+// keyed by trace ID.
+func OTLPProtoMessages(t testing.TB, n, spansPer int) []kafka.Message {
+	t.Helper()
+	var m ptrace.ProtoMarshaler
+	msgs := make([]kafka.Message, n)
+	for i := range n {
+		td := Traces(uint64(i), spansPer)
+		data, err := m.MarshalTraces(td)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
+		msgs[i] = kafka.Message{Key: id[:], Value: data}
+	}
+	return msgs
+}
