@@ -1,0 +1,118 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func valid() Config {
+	c := Default()
+	c.Kafka.Brokers = []string{"k:9092"}
+	c.Kafka.Topic = "spans"
+	c.Kafka.ConsumerGroup = "g"
+	return c
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*Config)
+		want   string // substring of the error; "" for valid
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "kafka.brokers: at least one"},
+		{"broker without port", func(c *Config) { c.Kafka.Brokers = []string{"k:9092", "kafka"} }, "kafka.brokers[1]"},
+		{"no topic", func(c *Config) { c.Kafka.Topic = "" }, "kafka.topic: required"},
+		{"no group", func(c *Config) { c.Kafka.ConsumerGroup = "" }, "kafka.consumerGroup: required"},
+		{"bad offset", func(c *Config) { c.Kafka.InitialOffset = "oldest" }, "kafka.initialOffset"},
+		{"zero max wait", func(c *Config) { c.Kafka.MaxWait = 0 }, "kafka.maxWait: must be a positive duration"},
+		{"heartbeat too long", func(c *Config) { c.Kafka.HeartbeatInterval = c.Kafka.SessionTimeout }, "kafka.heartbeatInterval: must be shorter"},
+		{"max below min bytes", func(c *Config) { c.Kafka.MinBytes, c.Kafka.MaxBytes = 100, 10 }, "kafka.maxBytes"},
+		{"bad encoding", func(c *Config) { c.Encoding = "avro" }, `encoding: "avro" is not supported`},
+		{"bad storage", func(c *Config) { c.Storage.Type = "s3" }, "storage.type"},
+		{"zero parallelism", func(c *Config) { c.Parallelism = 0 }, "parallelism: must be between"},
+		{"no admin address", func(c *Config) { c.AdminAddress = "" }, "adminAddress: required"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.mutate(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	err := Config{}.Validate()
+	if err == nil {
+		t.Fatal("the empty config is valid")
+	}
+	for _, field := range []string{"kafka.brokers", "kafka.topic", "kafka.consumerGroup", "encoding", "storage.type", "parallelism"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not name %s: %v", field, err)
+		}
+	}
+}
+
+func TestLoadRoundTrip(t *testing.T) {
+	c := valid()
+	c.Kafka.MaxWait = Duration(250 * time.Millisecond)
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "maxWait: 250ms") {
+		t.Errorf("durations are not written as strings:\n%s", data)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kafka.MaxWait != c.Kafka.MaxWait || got.Kafka.Topic != "spans" || got.Parallelism != c.Parallelism {
+		t.Errorf("round trip changed the config: %+v", got)
+	}
+}
+
+func TestLoadKeepsDefaultsAndRefusesUnknownFields(t *testing.T) {
+	dir := t.TempDir()
+	partial := filepath.Join(dir, "partial.yaml")
+	if err := os.WriteFile(partial, []byte("kafka:\n  topic: spans\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(partial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.Topic != "spans" || c.Kafka.CommitInterval != Default().Kafka.CommitInterval || c.Encoding != EncodingOTLPProto {
+		t.Errorf("defaults lost: %+v", c)
+	}
+
+	typo := filepath.Join(dir, "typo.yaml")
+	if err := os.WriteFile(typo, []byte("kafka:\n  topik: spans\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(typo); err == nil || !strings.Contains(err.Error(), "topik") {
+		t.Errorf("a misspelt field is accepted: %v", err)
+	}
+
+	badDuration := filepath.Join(dir, "dur.yaml")
+	if err := os.WriteFile(badDuration, []byte("kafka:\n  maxWait: soon\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(badDuration); err == nil {
+		t.Error("an unparsable duration is accepted")
+	}
+}

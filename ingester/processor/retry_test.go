@@ -1,0 +1,104 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func TestBackoffDelay(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+	cases := []struct {
+		attempt int
+		u       float64
+		want    time.Duration
+	}{
+		{0, 0.5, 50 * time.Millisecond}, // ceiling Min
+		{0, 0.999, 99900 * time.Microsecond},
+		{1, 0.5, 100 * time.Millisecond}, // ceiling 2·Min
+		{3, 1.0 - 1e-9, 800 * time.Millisecond},
+		{5, 0.5, time.Second},  // 3.2 s capped at Max
+		{80, 0.5, time.Second}, // no overflow on huge attempts
+		{2, 0, 0},              // full jitter reaches zero
+	}
+	for _, tc := range cases {
+		got := b.Delay(tc.attempt, tc.u)
+		if diff := got - tc.want; diff > time.Microsecond || diff < -time.Microsecond {
+			t.Errorf("Delay(%d, %v) = %v, want %v", tc.attempt, tc.u, got, tc.want)
+		}
+	}
+}
+
+// failing fails its first n calls with err.
+type failing struct {
+	n, calls int
+	err      error
+}
+
+func (f *failing) Process(context.Context, kafka.Message) error {
+	f.calls++
+	if f.calls <= f.n {
+		return f.err
+	}
+	return nil
+}
+
+func TestRetry(t *testing.T) {
+	transient := errors.New("storage unavailable")
+	cases := []struct {
+		name      string
+		failures  int
+		err       error
+		attempts  int
+		wantCalls int
+		wantErr   bool
+		wantWaits int
+	}{
+		{"succeeds first time", 0, transient, 0, 1, false, 0},
+		{"recovers after failures", 3, transient, 0, 4, false, 3},
+		{"gives up after attempts", 10, transient, 3, 3, true, 2},
+		{"permanent error is not retried", 10, Permanent(transient), 0, 1, true, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			next := &failing{n: tc.failures, err: tc.err}
+			var waits, retries int
+			r := NewRetry(next, Backoff{Min: time.Millisecond, Max: time.Second, Attempts: tc.attempts},
+				func(kafka.Message, error) { retries++ }).(*retry)
+			r.wait = func(context.Context, time.Duration) error { waits++; return nil }
+			err := r.Process(context.Background(), kafka.Message{})
+			if (err != nil) != tc.wantErr || next.calls != tc.wantCalls || waits != tc.wantWaits || retries != tc.wantWaits {
+				t.Errorf("err=%v calls=%d waits=%d retries=%d; want err=%v calls=%d waits=%d",
+					err, next.calls, waits, retries, tc.wantErr, tc.wantCalls, tc.wantWaits)
+			}
+		})
+	}
+}
+
+func TestRetryStopsWaitingOnCancel(t *testing.T) {
+	next := &failing{n: 1 << 30, err: errors.New("down")}
+	r := NewRetry(next, Backoff{Min: time.Hour, Max: time.Hour}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Process(ctx, kafka.Message{}) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a cancelled retry reported success")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("retry sat out an hour-long backoff after cancel")
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	base := errors.New("bad bytes")
+	wrapped := Permanent(base)
+	if !IsPermanent(wrapped) || !errors.Is(wrapped, base) || IsPermanent(base) || Permanent(nil) != nil {
+		t.Error("Permanent does not mark, unwrap or pass nil through")
+	}
+}
