@@ -160,4 +160,3 @@ func lookKcat(t *testing.T) string {
 	t.Skip("kcat is not installed (apt-get install kafkacat); skipping the independent-client test")
 	return ""
 }
-
