@@ -74,7 +74,7 @@ func desiredReplicas(ing *spanflowv1alpha1.Ingester) int32 {
 }
 
 func desiredParallelism(ing *spanflowv1alpha1.Ingester) int32 {
-	return ptr.Deref(ing.Spec.Parallelism, 4)
+	return ptr.Deref(ing.Spec.Parallelism, int32(config.Default().Parallelism))
 }
 
 // ingesterConfig is the configuration file of the ingester pods, built from the spec over
@@ -119,7 +119,7 @@ func configHash(cm *corev1ac.ConfigMapApplyConfiguration) string {
 
 // desiredDeployment runs `spanflow ingest` with the config from desiredConfigMap.
 func desiredDeployment(ing *spanflowv1alpha1.Ingester, image string, cm *corev1ac.ConfigMapApplyConfiguration) *appsv1ac.DeploymentApplyConfiguration {
-	drain := time.Duration(config.Default().ShutdownTimeout)
+	drain := time.Duration(config.Default().DrainTimeout)
 	container := corev1ac.Container().
 		WithName("ingester").
 		WithImage(image).

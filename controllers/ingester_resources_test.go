@@ -27,7 +27,7 @@ func TestIngesterConfig(t *testing.T) {
 	}{
 		{"defaults", func(*spanflowv1alpha1.Ingester) {}, func(t *testing.T, c config.Config) {
 			if c.Kafka.ConsumerGroup != "obs/traces" || c.Encoding != config.EncodingOTLPProto ||
-				c.Storage.Type != config.StorageBlackhole || c.Parallelism != 4 || c.Kafka.InitialOffset != config.OffsetEarliest {
+				c.Storage.Type != config.StorageBlackhole || c.Parallelism != 1000 || c.Kafka.InitialOffset != config.OffsetEarliest {
 				t.Errorf("defaults not applied: %+v", c)
 			}
 		}},
@@ -93,7 +93,7 @@ func TestDesiredDeployment(t *testing.T) {
 	if !*pod.SecurityContext.RunAsNonRoot || *c.SecurityContext.AllowPrivilegeEscalation || !*c.SecurityContext.ReadOnlyRootFilesystem {
 		t.Errorf("pod is not restricted")
 	}
-	if *pod.TerminationGracePeriodSeconds <= int64(config.Default().ShutdownTimeout.D().Seconds()) {
+	if *pod.TerminationGracePeriodSeconds <= int64(config.Default().DrainTimeout.D().Seconds()) {
 		t.Errorf("grace period %ds leaves no room for the drain", *pod.TerminationGracePeriodSeconds)
 	}
 

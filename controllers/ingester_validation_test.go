@@ -29,7 +29,7 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
 		{"negative replicas", func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
 		{"zero parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](0) }, "spec.parallelism"},
-		{"huge parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](5000) }, "spec.parallelism"},
+		{"huge parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](20000) }, "spec.parallelism"},
 		{"name too long", func(i *spanflowv1alpha1.Ingester) { i.Name = strings.Repeat("a", 55) }, "metadata.name must be at most 54 characters"},
 	}
 	for _, tc := range cases {

@@ -31,7 +31,7 @@ func testConfig(addr, topic, group string) config.Config {
 	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
 	cfg.Kafka.CommitInterval = config.Duration(100 * time.Millisecond)
 	cfg.AdminAddress = "127.0.0.1:0"
-	cfg.ShutdownTimeout = config.Duration(5 * time.Second)
+	cfg.DrainTimeout = config.Duration(5 * time.Second)
 	return cfg
 }
 
@@ -41,7 +41,7 @@ func ingestUntil(t *testing.T, cfg config.Config, writer *store.Blackhole, want 
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, writer, testr.New(t)) }()
+	go func() { done <- Run(ctx, cfg, Options{Writer: writer}, testr.New(t)) }()
 	deadline := time.After(60 * time.Second)
 	for writer.Spans() < want {
 		select {
@@ -82,7 +82,7 @@ func assertCommittedToEnd(t *testing.T, b *kafkatest.Broker, group, topic string
 func TestIngestsEverySpanAndCommits(t *testing.T) {
 	const topic, group = "otlp_spans", "test-group"
 	b := kafkatest.Start(t, topic, partitions)
-	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 400, 5)...)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 400, 5)...)
 	cfg := testConfig(b.Addr, topic, group)
 
 	writer := &store.Blackhole{}
@@ -93,7 +93,7 @@ func TestIngestsEverySpanAndCommits(t *testing.T) {
 	assertCommittedToEnd(t, b, group, topic)
 
 	// Restarted, the group resumes from its commits: only the new messages are read.
-	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 100, 3)...)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 1000, 100, 3)...)
 	writer = &store.Blackhole{}
 	ingestUntil(t, cfg, writer, 300)
 	if got := writer.Spans(); got != 300 {

@@ -103,10 +103,11 @@ type IngesterSpec struct {
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
-	// parallelism is the number of messages each pod processes at once.
-	// +kubebuilder:default=4
+	// parallelism is the number of messages each pod processes at once. Messages wait for
+	// their batch's storage write together, so it also bounds the messages per write.
+	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=1024
+	// +kubebuilder:validation:Maximum=10000
 	// +optional
 	Parallelism *int32 `json:"parallelism,omitempty"`
 }

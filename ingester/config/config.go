@@ -24,6 +24,17 @@ const (
 // Storage types the ingester can write to.
 const (
 	StorageBlackhole = "blackhole"
+	StorageFile      = "file"
+)
+
+// What to do with a message that cannot be decoded.
+const (
+	// OnDecodeErrorFail pauses the partition: nothing is skipped without being told to.
+	OnDecodeErrorFail = "fail"
+	// OnDecodeErrorDeadletter produces the message to the dead-letter topic and moves on.
+	OnDecodeErrorDeadletter = "deadletter"
+	// OnDecodeErrorSkip counts the message, logs it and moves on.
+	OnDecodeErrorSkip = "skip"
 )
 
 // Initial offsets for a consumer group with nothing committed.
@@ -31,6 +42,9 @@ const (
 	OffsetEarliest = "earliest"
 	OffsetLatest   = "latest"
 )
+
+// MaxParallelism bounds the parallelism setting.
+const MaxParallelism = 10000
 
 // Config is the whole configuration of one ingester process.
 type Config struct {
@@ -40,12 +54,40 @@ type Config struct {
 	Encoding string `json:"encoding"`
 	// Storage says where decoded spans are written.
 	Storage Storage `json:"storage"`
+	// Processing tunes batching, retries and the failure policy.
+	Processing Processing `json:"processing"`
 	// Parallelism is the number of messages processed at once.
 	Parallelism int `json:"parallelism"`
+	// MaxInFlightBytes bounds the bytes of the messages being processed.
+	MaxInFlightBytes int64 `json:"maxInFlightBytes"`
 	// AdminAddress is the listen address of /metrics, /healthz and /readyz.
 	AdminAddress string `json:"adminAddress"`
-	// ShutdownTimeout bounds the drain of in-flight messages on SIGTERM.
-	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// DrainTimeout bounds the wait for in-flight messages when a partition is revoked or
+	// the process is told to stop; what is still in flight then is read again later.
+	DrainTimeout Duration `json:"drainTimeout"`
+}
+
+// Processing tunes how messages become storage writes and what happens on failure.
+type Processing struct {
+	// BatchSize is the number of spans that triggers a storage write.
+	BatchSize int `json:"batchSize"`
+	// BatchLinger is the longest a span waits for its batch to fill.
+	BatchLinger Duration `json:"batchLinger"`
+	// Retry paces the retries of failed writes.
+	Retry Retry `json:"retry"`
+	// OnDecodeError is fail, deadletter or skip.
+	OnDecodeError string `json:"onDecodeError"`
+	// DeadLetterTopic receives messages that could not be written after the retries (and
+	// undecodable ones with onDecodeError: deadletter). Empty: none; the partition pauses.
+	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
+}
+
+// Retry is exponential backoff with full jitter.
+type Retry struct {
+	Min Duration `json:"min"`
+	Max Duration `json:"max"`
+	// Attempts bounds the tries of one write before the failure policy applies.
+	Attempts int `json:"attempts"`
 }
 
 // Kafka holds the consumer's connection and group settings.
@@ -69,7 +111,19 @@ type Kafka struct {
 
 // Storage selects and configures the writer.
 type Storage struct {
+	// Type is blackhole or file.
 	Type string `json:"type"`
+	// File configures the file store.
+	File FileStorage `json:"file,omitempty"`
+}
+
+// FileStorage writes OTLP JSON lines (one ExportTraceServiceRequest per line, the format of
+// the OpenTelemetry Collector's file exporter) to rotating files in a directory.
+type FileStorage struct {
+	// Path is the directory of the files.
+	Path string `json:"path,omitempty"`
+	// MaxFileBytes rotates to a new file once the current one reaches this size.
+	MaxFileBytes int64 `json:"maxFileBytes,omitempty"`
 }
 
 // Default returns a configuration with every optional field set to its default.
@@ -85,11 +139,18 @@ func Default() Config {
 			MaxBytes:          10 << 20,
 			CommitInterval:    Duration(time.Second),
 		},
-		Encoding:        EncodingOTLPProto,
-		Storage:         Storage{Type: StorageBlackhole},
-		Parallelism:     4,
-		AdminAddress:    ":8080",
-		ShutdownTimeout: Duration(30 * time.Second),
+		Encoding: EncodingOTLPProto,
+		Storage:  Storage{Type: StorageBlackhole, File: FileStorage{MaxFileBytes: 64 << 20}},
+		Processing: Processing{
+			BatchSize:     1000,
+			BatchLinger:   Duration(100 * time.Millisecond),
+			Retry:         Retry{Min: Duration(100 * time.Millisecond), Max: Duration(10 * time.Second), Attempts: 8},
+			OnDecodeError: OnDecodeErrorFail,
+		},
+		Parallelism:      1000,
+		MaxInFlightBytes: 64 << 20,
+		AdminAddress:     ":8080",
+		DrainTimeout:     Duration(30 * time.Second),
 	}
 }
 
@@ -141,7 +202,10 @@ func (c Config) Validate() error {
 		"kafka.rebalanceTimeout":  c.Kafka.RebalanceTimeout,
 		"kafka.maxWait":           c.Kafka.MaxWait,
 		"kafka.commitInterval":    c.Kafka.CommitInterval,
-		"shutdownTimeout":         c.ShutdownTimeout,
+		"drainTimeout":            c.DrainTimeout,
+		"processing.batchLinger":  c.Processing.BatchLinger,
+		"processing.retry.min":    c.Processing.Retry.Min,
+		"processing.retry.max":    c.Processing.Retry.Max,
 	}
 	for _, field := range slices.Sorted(maps.Keys(positive)) {
 		if positive[field] <= 0 {
@@ -162,11 +226,44 @@ func (c Config) Validate() error {
 	default:
 		bad("encoding", "%q is not supported (supported: %s, %s)", c.Encoding, EncodingOTLPProto, EncodingOTLPJSON)
 	}
-	if c.Storage.Type != StorageBlackhole {
-		bad("storage.type", "%q is not supported (supported: %s)", c.Storage.Type, StorageBlackhole)
+	switch c.Storage.Type {
+	case StorageBlackhole:
+	case StorageFile:
+		if c.Storage.File.Path == "" {
+			bad("storage.file.path", "required for file storage")
+		}
+		if c.Storage.File.MaxFileBytes < 1 {
+			bad("storage.file.maxFileBytes", "must be positive, got %d", c.Storage.File.MaxFileBytes)
+		}
+	default:
+		bad("storage.type", "%q is not supported (supported: %s, %s)", c.Storage.Type, StorageBlackhole, StorageFile)
 	}
-	if c.Parallelism < 1 || c.Parallelism > 1024 {
-		bad("parallelism", "must be between 1 and 1024, got %d", c.Parallelism)
+	if c.Parallelism < 1 || c.Parallelism > MaxParallelism {
+		bad("parallelism", "must be between 1 and %d, got %d", MaxParallelism, c.Parallelism)
+	}
+	if c.MaxInFlightBytes < 1 {
+		bad("maxInFlightBytes", "must be positive, got %d", c.MaxInFlightBytes)
+	}
+	if c.Processing.BatchSize < 1 {
+		bad("processing.batchSize", "must be at least 1, got %d", c.Processing.BatchSize)
+	}
+	if c.Processing.Retry.Max < c.Processing.Retry.Min {
+		bad("processing.retry.max", "must be at least processing.retry.min (%s)", c.Processing.Retry.Min.D())
+	}
+	if c.Processing.Retry.Attempts < 1 {
+		bad("processing.retry.attempts", "must be at least 1, got %d", c.Processing.Retry.Attempts)
+	}
+	switch c.Processing.OnDecodeError {
+	case OnDecodeErrorFail, OnDecodeErrorSkip:
+	case OnDecodeErrorDeadletter:
+		if c.Processing.DeadLetterTopic == "" {
+			bad("processing.onDecodeError", "deadletter needs processing.deadLetterTopic")
+		}
+	default:
+		bad("processing.onDecodeError", "%q is none of fail, deadletter, skip", c.Processing.OnDecodeError)
+	}
+	if c.Processing.DeadLetterTopic != "" && c.Processing.DeadLetterTopic == c.Kafka.Topic {
+		bad("processing.deadLetterTopic", "must differ from kafka.topic, or dead letters would be consumed again")
 	}
 	if c.AdminAddress == "" {
 		bad("adminAddress", "required")

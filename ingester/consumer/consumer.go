@@ -1,12 +1,14 @@
 // Package consumer is the Kafka side of the ingester: consumer-group membership with
-// kafka-go, one reader loop per assigned partition, and batched offset commits of the
-// messages the processor chain has finished.
+// kafka-go, one reader loop per assigned partition feeding the processor chain, and
+// batched commits of the offsets the chain has finished.
 package consumer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,37 +17,51 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
 )
 
-// stallBackoff is the wait before a message whose processing failed is tried again.
-// The partition does not move past a message until it is processed.
-const stallBackoff = time.Second
+// fetchRetryWait is the pause after a failed fetch (the broker may be restarting).
+const fetchRetryWait = 500 * time.Millisecond
 
-// Consumer reads a topic as a member of a consumer group and feeds every message to a
-// processor, committing a partition's offset only past messages the processor finished.
+// Consumer reads a topic as a member of a consumer group and hands every message to the
+// processor chain, committing a partition's offset only past messages the chain finished.
 type Consumer struct {
-	cfg  config.Kafka
-	proc processor.Processor
-	log  logr.Logger
-	// drainTimeout bounds how long in-flight processing may run after a stop or revoke.
+	cfg   config.Kafka
+	chain processor.Processor
+	m     *metrics.Metrics
+	log   logr.Logger
+	// drainTimeout bounds the wait for in-flight messages of a revoked partition.
 	drainTimeout time.Duration
 
-	assigned atomic.Int64
-	joined   atomic.Bool
+	joined atomic.Bool
+	mu     sync.Mutex
+	// partitions of the current generation, for readiness.
+	partitions map[int]*partition
 }
 
-// New returns a consumer; Run starts it.
-func New(cfg config.Kafka, proc processor.Processor, drainTimeout time.Duration, log logr.Logger) *Consumer {
-	return &Consumer{cfg: cfg, proc: proc, log: log, drainTimeout: drainTimeout}
+// New returns a consumer; Run starts it. chain must be safe for concurrent use: it is
+// called from one goroutine per partition.
+func New(cfg config.Kafka, chain processor.Processor, drainTimeout time.Duration, m *metrics.Metrics, log logr.Logger) *Consumer {
+	return &Consumer{cfg: cfg, chain: chain, m: m, log: log, drainTimeout: drainTimeout}
 }
 
-// AssignedPartitions is the number of partitions this member currently reads.
-func (c *Consumer) AssignedPartitions() int { return int(c.assigned.Load()) }
-
-// Joined reports whether this member is in a group generation. A member may hold no
-// partition (more members than partitions) and still be a healthy, ready member.
-func (c *Consumer) Joined() bool { return c.joined.Load() }
+// Ready returns nil when this member is in the group and no partition is paused, or why not.
+// A member holding no partition (more members than partitions) is ready.
+func (c *Consumer) Ready() error {
+	if !c.joined.Load() {
+		return errors.New("not a member of the consumer group yet")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(c.partitions)) {
+		if reason := c.partitions[id].pausedReason(); reason != nil {
+			errs = append(errs, fmt.Errorf("paused: %w", reason))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Run consumes until ctx is cancelled, then stops fetching, lets in-flight messages finish
 // (up to the drain timeout), commits, and leaves the group.
@@ -65,16 +81,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// Partitions added to the topic are picked up by a rebalance.
 		WatchPartitionChanges: true,
 		StartOffset:           start,
-		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { c.log.Info("Kafka group: " + fmt.Sprintf(msg, args...)) }),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			c.log.V(1).Info("kafka-go: " + fmt.Sprintf(msg, args...))
+		}),
 	})
 	if err != nil {
-		return fmt.Errorf("joining consumer group %q: %w", c.cfg.ConsumerGroup, err)
+		return fmt.Errorf("consumer group %q: %w", c.cfg.ConsumerGroup, err)
 	}
-
-	// Processing outlives the stop signal by at most the drain timeout, so a write that
-	// is under way when SIGTERM arrives can still finish and be committed.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
+	// Processing is not cancelled by ctx: a stop first drains (see runGeneration).
+	work := context.WithoutCancel(ctx)
 	for {
 		gen, err := group.Next(ctx)
 		if err == nil {
@@ -87,10 +102,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// kafka-go has already backed off before reporting the failed join.
 		c.log.Info("Consumer group error, rejoining", "error", err.Error())
 	}
-	drain := time.AfterFunc(c.drainTimeout, cancelWork)
-	defer drain.Stop()
-	// Closing the group ends the current generation: kafka-go waits for the partition
-	// loops, which finish their message and commit on the way out; then it leaves the group.
+	// Closing the group ends the current generation: kafka-go waits for its goroutines,
+	// which drain and commit on the way out; then it leaves the group.
 	return group.Close()
 }
 
@@ -98,91 +111,121 @@ func (c *Consumer) Run(ctx context.Context) error {
 // a committer. kafka-go ends the generation on rebalance or close and waits for them.
 func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 	assignments := gen.Assignments[c.cfg.Topic]
-	c.log.Info("Joined consumer group", "group", gen.GroupID, "generation", gen.ID, "partitions", len(assignments))
-	c.assigned.Store(int64(len(assignments)))
+	parts := make(map[int]*partition, len(assignments))
+	for _, a := range assignments {
+		parts[a.ID] = newPartition(a, c.m.ForPartition(a.ID))
+	}
+	c.log.Info("Joined consumer group", "group", gen.GroupID, "generation", gen.ID, "partitions", slices.Sorted(maps.Keys(parts)))
+	c.mu.Lock()
+	c.partitions = parts
+	c.mu.Unlock()
 	c.joined.Store(true)
-	offsets := newOffsets()
+	c.m.Partitions.Set(float64(len(parts)))
+
 	gen.Start(func(ctx context.Context) {
-		defer func() {
-			c.assigned.Store(0)
-			c.joined.Store(false)
-		}()
 		var loops sync.WaitGroup
-		for _, a := range assignments {
-			loops.Go(func() { c.consumePartition(ctx, work, a, offsets) })
+		for _, p := range parts {
+			loops.Go(func() { c.consumePartition(ctx, work, p) })
 		}
 		ticker := time.NewTicker(c.cfg.CommitInterval.D())
 		defer ticker.Stop()
 		for {
 			select {
 			case <-ticker.C:
-				c.commit(gen, offsets)
+				c.commit(gen, parts)
 			case <-ctx.Done():
 				loops.Wait()
-				c.commit(gen, offsets)
+				c.commit(gen, parts)
+				c.joined.Store(false)
+				c.m.Partitions.Set(0)
+				for id := range parts {
+					c.m.ForgetPartition(id)
+				}
 				return
 			}
 		}
 	})
 }
 
-// consumePartition reads one partition in order and processes each message until it
-// succeeds; the partition never moves past a message that was not processed.
-func (c *Consumer) consumePartition(ctx, work context.Context, a kafka.PartitionAssignment, offsets *offsets) {
-	log := c.log.WithValues("partition", a.ID)
+// consumePartition fetches one partition in order and hands each message to the chain.
+// When the generation ends it stops fetching, waits for the partition's in-flight messages
+// up to the drain timeout, and then cancels what is left (it will be read again).
+func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) {
+	log := c.log.WithValues("partition", p.id)
+	procCtx, cancelProc := context.WithCancel(processor.WithPartition(work, p))
+	defer cancelProc()
+	defer func() {
+		drainCtx, cancel := context.WithTimeout(work, c.drainTimeout)
+		defer cancel()
+		if err := p.tracker.Wait(drainCtx); err != nil {
+			log.Info("Partition released with messages still in flight; they will be read again", "inFlight", p.tracker.InFlight())
+		}
+	}()
+
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   c.cfg.Brokers,
 		Topic:     c.cfg.Topic,
-		Partition: a.ID,
+		Partition: p.id,
 		MinBytes:  c.cfg.MinBytes,
 		MaxBytes:  c.cfg.MaxBytes,
 		MaxWait:   c.cfg.MaxWait.D(),
 	})
 	defer reader.Close()
-	if err := reader.SetOffset(a.Offset); err != nil {
-		log.Error(err, "Cannot seek partition", "offset", a.Offset)
+	if err := reader.SetOffset(p.start); err != nil {
+		log.Error(err, "Cannot seek partition", "offset", p.start)
 		return
 	}
 	for {
-		msg, err := reader.FetchMessage(ctx)
+		if err := p.waitUnpaused(genCtx); err != nil {
+			return
+		}
+		msg, err := reader.FetchMessage(genCtx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if genCtx.Err() != nil {
 				return
 			}
-			// The broker may be restarting: keep trying until the generation ends.
 			log.Info("Fetch failed, retrying", "error", err.Error())
-			if wait(ctx, stallBackoff) != nil {
+			if sleep(genCtx, fetchRetryWait) != nil {
 				return
 			}
 			continue
 		}
-		for {
-			err := c.proc.Process(work, msg)
-			if err == nil {
-				offsets.done(msg.Partition, msg.Offset)
-				break
-			}
-			log.Error(err, "Processing failed; the partition waits until this message is processed", "offset", msg.Offset)
-			if wait(ctx, stallBackoff) != nil {
-				return
-			}
+		p.gauges.LagRecords.Set(float64(msg.HighWaterMark - msg.Offset - 1))
+		if !msg.Time.IsZero() {
+			p.gauges.LagSeconds.Set(time.Since(msg.Time).Seconds())
+		}
+		p.tracker.Begin(msg.Offset)
+		if err := c.chain.Process(procCtx, msg); err != nil {
+			// Only a cancelled context stops the hand-over; the message stays unfinished.
+			return
 		}
 	}
 }
 
-func (c *Consumer) commit(gen *kafka.Generation, offsets *offsets) {
-	pending := offsets.pending()
+// commit commits, in one request, every partition whose finished offset moved.
+func (c *Consumer) commit(gen *kafka.Generation, parts map[int]*partition) {
+	pending := map[int]int64{}
+	for id, p := range parts {
+		if next := p.tracker.Committable(); next >= 0 && next != p.committed {
+			pending[id] = next
+		}
+	}
 	if len(pending) == 0 {
 		return
 	}
 	if err := gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: pending}); err != nil {
-		c.log.Info("Offset commit failed; the offsets are committed later or the messages re-read", "error", err.Error())
+		c.m.Commits.WithLabelValues("error").Inc()
+		c.log.Info("Offset commit failed; it is retried, or the messages are read again", "error", err.Error())
 		return
 	}
-	offsets.markCommitted(pending)
+	c.m.Commits.WithLabelValues("ok").Inc()
+	for id, next := range pending {
+		parts[id].committed = next
+		parts[id].gauges.CommittedOffset.Set(float64(next))
+	}
 }
 
-func wait(ctx context.Context, d time.Duration) error {
+func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/decode"
+	"github.com/spanflow/spanflow/ingester/metrics"
 )
 
 // Writer writes traces to storage; a nil error means they are durably stored.
@@ -18,21 +19,30 @@ type Writer interface {
 type base struct {
 	decoder decode.Decoder
 	writer  Writer
+	m       *metrics.Metrics
 }
 
-// NewBase returns the innermost processor: decode the message, then write its spans.
-// Decode failures are permanent errors naming the partition and offset.
-func NewBase(decoder decode.Decoder, writer Writer) Processor {
-	return &base{decoder: decoder, writer: writer}
+// NewBase returns the innermost processor: decode the message, then write its spans
+// (through a Batcher, usually). Decode failures are permanent errors naming the partition
+// and offset; write failures are transient.
+func NewBase(decoder decode.Decoder, writer Writer, m *metrics.Metrics) Processor {
+	return &base{decoder: decoder, writer: writer, m: m}
 }
 
 func (b *base) Process(ctx context.Context, msg kafka.Message) error {
 	traces, err := b.decoder.Decode(msg.Value)
 	if err != nil {
+		b.m.DecodeErrors.Inc()
 		return Permanent(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err))
 	}
+	spans := traces.SpanCount()
+	if spans == 0 {
+		return nil
+	}
 	if err := b.writer.Write(ctx, traces); err != nil {
+		b.m.WriteErrors.Inc()
 		return fmt.Errorf("writing partition %d offset %d: %w", msg.Partition, msg.Offset, err)
 	}
+	b.m.Spans.Add(float64(spans))
 	return nil
 }

@@ -23,6 +23,8 @@ func New(cfg config.Storage) (Writer, error) {
 	switch cfg.Type {
 	case config.StorageBlackhole:
 		return &Blackhole{}, nil
+	case config.StorageFile:
+		return NewFile(cfg.File.Path, cfg.File.MaxFileBytes)
 	default:
 		return nil, fmt.Errorf("unsupported storage type %q", cfg.Type)
 	}

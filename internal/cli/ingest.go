@@ -3,25 +3,42 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
 )
 
+// envPrefix names the environment variables that stand in for flags: --dead-letter-topic
+// is SPANFLOW_DEAD_LETTER_TOPIC. A flag on the command line wins over its variable, and
+// either wins over the config file.
+const envPrefix = "SPANFLOW_"
+
 func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := newFlagSet("ingest", "Consume spans from a Kafka topic in a consumer group and write them to trace\nstorage. Settings come from --config (YAML); the flags below override it.", stderr)
+	fs := newFlagSet("ingest", "Consume spans from a Kafka topic in a consumer group and write them to trace\n"+
+		"storage, committing offsets only after the spans are stored. Settings come from\n"+
+		"--config (YAML); each flag below, or its SPANFLOW_* environment variable\n"+
+		"(--dead-letter-topic is SPANFLOW_DEAD_LETTER_TOPIC), overrides the file.", stderr)
 	configPath := fs.String("config", "", "path of the YAML configuration file (the operator mounts it from a ConfigMap)")
 	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap addresses (kafka.brokers)")
 	topic := fs.String("topic", "", "Kafka topic to consume (kafka.topic)")
 	group := fs.String("group", "", "Kafka consumer group (kafka.consumerGroup)")
+	initialOffset := fs.String("initial-offset", "", "where a group with no commits starts: earliest or latest (kafka.initialOffset)")
 	encoding := fs.String("encoding", "", "message format: otlp_proto or otlp_json (encoding)")
-	storage := fs.String("storage", "", "storage type: blackhole (storage.type)")
+	storage := fs.String("storage", "", "storage type: blackhole or file (storage.type)")
+	filePath := fs.String("file-path", "", "directory of the file store (storage.file.path)")
 	parallelism := fs.Int("parallelism", 0, "messages processed at once (parallelism)")
+	deadLetterTopic := fs.String("dead-letter-topic", "", "topic for messages that cannot be written (processing.deadLetterTopic)")
+	onDecodeError := fs.String("on-decode-error", "", "undecodable messages: fail, deadletter or skip (processing.onDecodeError)")
 	adminAddress := fs.String("admin-address", "", "listen address of /metrics, /healthz and /readyz (adminAddress)")
 	logOpts := logFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := applyEnv(fs); err != nil {
 		return err
 	}
 	log := newLogger(logOpts, stderr).WithName("ingest")
@@ -33,7 +50,6 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 	}
-	// Only flags given on the command line override the file.
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "brokers":
@@ -42,15 +58,42 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 			cfg.Kafka.Topic = *topic
 		case "group":
 			cfg.Kafka.ConsumerGroup = *group
+		case "initial-offset":
+			cfg.Kafka.InitialOffset = *initialOffset
 		case "encoding":
 			cfg.Encoding = *encoding
 		case "storage":
 			cfg.Storage.Type = *storage
+		case "file-path":
+			cfg.Storage.File.Path = *filePath
 		case "parallelism":
 			cfg.Parallelism = *parallelism
+		case "dead-letter-topic":
+			cfg.Processing.DeadLetterTopic = *deadLetterTopic
+		case "on-decode-error":
+			cfg.Processing.OnDecodeError = *onDecodeError
 		case "admin-address":
 			cfg.AdminAddress = *adminAddress
 		}
 	})
-	return ingester.Run(ctx, cfg, nil, log)
+	return ingester.Run(ctx, cfg, ingester.Options{}, log)
+}
+
+// applyEnv sets each flag not given on the command line from its SPANFLOW_* variable.
+func applyEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil || strings.HasPrefix(f.Name, "zap-") {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("%s: %w", name, serr)
+			}
+		}
+	})
+	return err
 }

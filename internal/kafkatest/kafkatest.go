@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 type Broker struct {
 	Cluster *kfake.Cluster
 	Addr    string
+	opts    []kfake.Opt
 	// transport is this broker's own: kafka-go's shared default transport caches metadata.
 	transport *kafka.Transport
 }
@@ -28,23 +30,58 @@ type Broker struct {
 // when the test ends.
 func Start(t testing.TB, topic string, partitions int32, opts ...kfake.Opt) *Broker {
 	t.Helper()
-	opts = append([]kfake.Opt{
+	b := &Broker{transport: &kafka.Transport{}}
+	b.opts = append([]kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.SeedTopics(partitions, topic),
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }),
 	}, opts...)
+	b.start(t, b.opts)
+	t.Cleanup(func() { b.Cluster.Close() })
+	return b
+}
+
+// StartDurable starts a broker like Start that keeps its data (topics, records, committed
+// offsets) in a directory, so that Restart brings it back with its state.
+func StartDurable(t testing.TB, topic string, partitions int32) *Broker {
+	t.Helper()
+	return Start(t, topic, partitions, kfake.DataDir(t.TempDir()))
+}
+
+func (b *Broker) start(t testing.TB, opts []kfake.Opt) {
+	t.Helper()
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatalf("starting kfake: %v", err)
 	}
-	t.Cleanup(cluster.Close)
-	return &Broker{Cluster: cluster, Addr: cluster.ListenAddrs()[0], transport: &kafka.Transport{}}
+	b.Cluster = cluster
+	b.Addr = cluster.ListenAddrs()[0]
+}
+
+// Stop closes the broker; clients see connection errors until Resume.
+func (b *Broker) Stop() { b.Cluster.Close() }
+
+// Resume starts the broker again on the same address, from its data directory.
+func (b *Broker) Resume(t testing.TB) {
+	t.Helper()
+	_, portText, _ := net.SplitHostPort(b.Addr)
+	port, _ := strconv.Atoi(portText)
+	b.start(t, append(append([]kfake.Opt(nil), b.opts...), kfake.Ports(port)))
+	// The old transport holds connections to the broker that went away.
+	b.transport.CloseIdleConnections()
+	b.transport = &kafka.Transport{}
 }
 
 // Produce writes messages to topic and waits until the broker acknowledged all of them.
 func (b *Broker) Produce(t testing.TB, topic string, msgs ...kafka.Message) {
 	t.Helper()
+	if err := b.TryProduce(topic, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TryProduce is Produce for goroutines other than the test's: it returns the error.
+func (b *Broker) TryProduce(topic string, msgs ...kafka.Message) error {
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(b.Addr),
 		Topic:        topic,
@@ -58,8 +95,9 @@ func (b *Broker) Produce(t testing.TB, topic string, msgs ...kafka.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
-		t.Fatalf("producing %d messages: %v", len(msgs), err)
+		return fmt.Errorf("producing %d messages: %w", len(msgs), err)
 	}
+	return nil
 }
 
 // EndOffsets returns the log-end offset of every partition of topic.
@@ -136,20 +174,56 @@ func Traces(seq uint64, spans int) ptrace.Traces {
 	return td
 }
 
-// OTLPProtoMessages returns n messages, each an OTLP protobuf request of spansPer spans,
-// keyed by trace ID.
-func OTLPProtoMessages(t testing.TB, n, spansPer int) []kafka.Message {
+// OTLPProtoMessage returns a message holding an OTLP protobuf request of one trace (made
+// by Traces(seq, spans)), keyed by its trace ID.
+func OTLPProtoMessage(t testing.TB, seq uint64, spans int) kafka.Message {
 	t.Helper()
 	var m ptrace.ProtoMarshaler
+	td := Traces(seq, spans)
+	data, err := m.MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
+	return kafka.Message{Key: id[:], Value: data}
+}
+
+// OTLPProtoMessages returns n messages of spansPer spans, for traces first, first+1, ….
+func OTLPProtoMessages(t testing.TB, first uint64, n, spansPer int) []kafka.Message {
+	t.Helper()
 	msgs := make([]kafka.Message, n)
-	for i := range n {
-		td := Traces(uint64(i), spansPer)
-		data, err := m.MarshalTraces(td)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
-		msgs[i] = kafka.Message{Key: id[:], Value: data}
+	for i := range msgs {
+		msgs[i] = OTLPProtoMessage(t, first+uint64(i), spansPer)
 	}
 	return msgs
+}
+
+// ReadAll reads every message of every partition of topic, from the beginning to the end
+// at the time of the call.
+func (b *Broker) ReadAll(t testing.TB, topic string, partitions int) []kafka.Message {
+	t.Helper()
+	end := b.EndOffsets(t, topic, partitions)
+	var all []kafka.Message
+	for p := range partitions {
+		if end[p] == 0 {
+			continue
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr}, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for {
+			msg, err := r.ReadMessage(ctx)
+			if err != nil {
+				cancel()
+				r.Close()
+				t.Fatalf("reading partition %d: %v", p, err)
+			}
+			all = append(all, msg)
+			if msg.Offset+1 >= end[p] {
+				break
+			}
+		}
+		cancel()
+		r.Close()
+	}
+	return all
 }

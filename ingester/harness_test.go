@@ -1,0 +1,167 @@
+package ingester
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/store"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+)
+
+// running is an ingester started in this process by startIngester.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	admin  string
+}
+
+func startIngester(t *testing.T, cfg config.Config, writer store.Writer) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	adminAddr := make(chan string, 1)
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		r.done <- Run(ctx, cfg, Options{Writer: writer, AdminReady: func(a string) { adminAddr <- a }}, testr.NewWithOptions(t, testr.Options{Verbosity: 0}))
+	}()
+	select {
+	case r.admin = <-adminAddr:
+	case err := <-r.done:
+		t.Fatalf("ingester did not start: %v", err)
+	}
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop stops the ingester as SIGTERM does and waits for it; it is idempotent.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("ingester did not stop cleanly: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("ingester did not stop within a minute")
+	}
+}
+
+// readyz returns the status code and body of the ingester's /readyz.
+func (r *running) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + r.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// spanIndex maps each partition's messages to the spans they hold, read back from the
+// broker, so that committed offsets can be checked against what storage has.
+type spanIndex map[int][]indexedMessage
+
+type indexedMessage struct {
+	offset int64
+	spans  []store.SpanKey
+}
+
+func indexTopic(t *testing.T, b *kafkatest.Broker, topic string, partitions int) (spanIndex, int) {
+	t.Helper()
+	idx := spanIndex{}
+	total := 0
+	var u ptrace.ProtoUnmarshaler
+	for _, msg := range b.ReadAll(t, topic, partitions) {
+		td, err := u.UnmarshalTraces(msg.Value)
+		if err != nil {
+			continue // a poison message holds no span
+		}
+		keys := spanKeys(td)
+		total += len(keys)
+		idx[msg.Partition] = append(idx[msg.Partition], indexedMessage{offset: msg.Offset, spans: keys})
+	}
+	return idx, total
+}
+
+func spanKeys(td ptrace.Traces) []store.SpanKey {
+	var keys []store.SpanKey
+	rss := td.ResourceSpans()
+	for i := range rss.Len() {
+		sss := rss.At(i).ScopeSpans()
+		for j := range sss.Len() {
+			spans := sss.At(j).Spans()
+			for k := range spans.Len() {
+				keys = append(keys, store.SpanKey{Trace: spans.At(k).TraceID(), Span: spans.At(k).SpanID()})
+			}
+		}
+	}
+	return keys
+}
+
+// assertCommitsCovered fails if a committed offset passes a message whose spans are not
+// all in storage: the one thing at-least-once must never do.
+func assertCommitsCovered(t *testing.T, committed map[int]int64, idx spanIndex, mem *store.Memory) {
+	t.Helper()
+	for p, c := range committed {
+		for _, m := range idx[p] {
+			if m.offset >= c {
+				break
+			}
+			for _, k := range m.spans {
+				if !mem.Has(k) {
+					t.Fatalf("partition %d committed at %d, but the spans of offset %d are not stored", p, c, m.offset)
+				}
+			}
+		}
+	}
+}
+
+// produceSteadily produces batches of messages until stop is closed, returning how many
+// it produced in total once it has stopped.
+func produceSteadily(t *testing.T, b *kafkatest.Broker, topic string, perBatch int, every time.Duration, stop <-chan struct{}) <-chan int {
+	produced := make(chan int, 1)
+	go func() {
+		n := 0
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				produced <- n
+				return
+			case <-tick.C:
+			}
+			if err := b.TryProduce(topic, kafkatest.OTLPProtoMessages(t, uint64(n), perBatch, 2)...); err != nil {
+				t.Error(err)
+				produced <- n
+				return
+			}
+			n += perBatch
+		}
+	}()
+	return produced
+}

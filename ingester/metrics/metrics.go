@@ -1,0 +1,102 @@
+// Package metrics defines the ingester's Prometheus metrics, shared by the consumer and
+// the processor chain and served on the admin port's /metrics.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "spanflow_ingester"
+
+// Metrics are the ingester's collectors. Per-message hot paths use the fields directly;
+// partition-labelled gauges are looked up once per partition with ForPartition.
+type Metrics struct {
+	Messages      prometheus.Counter
+	Bytes         prometheus.Counter
+	Spans         prometheus.Counter
+	DecodeErrors  prometheus.Counter
+	WriteErrors   prometheus.Counter
+	Retries       prometheus.Counter
+	DeadLettered  prometheus.Counter
+	Skipped       prometheus.Counter
+	Abandoned     prometheus.Counter
+	Processing    prometheus.Histogram
+	InFlightMsgs  prometheus.Gauge
+	InFlightBytes prometheus.Gauge
+	Commits       *prometheus.CounterVec
+	Partitions    prometheus.Gauge
+
+	committedOffset *prometheus.GaugeVec
+	lagRecords      *prometheus.GaugeVec
+	lagSeconds      *prometheus.GaugeVec
+	paused          *prometheus.GaugeVec
+}
+
+// New creates the metrics and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+	}
+	partitionGauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, []string{"partition"})
+	}
+	m := &Metrics{
+		Messages:      counter("messages_total", "Kafka messages consumed."),
+		Bytes:         counter("bytes_total", "Bytes of Kafka message values consumed."),
+		Spans:         counter("spans_written_total", "Spans written to storage."),
+		DecodeErrors:  counter("decode_errors_total", "Messages that could not be decoded."),
+		WriteErrors:   counter("write_errors_total", "Failed attempts to write a message's spans to storage."),
+		Retries:       counter("retries_total", "Retries of messages whose processing failed."),
+		DeadLettered:  counter("dead_lettered_total", "Messages produced to the dead-letter topic."),
+		Skipped:       counter("skipped_total", "Undecodable messages skipped because onDecodeError is skip."),
+		Abandoned:     counter("abandoned_total", "Messages left unfinished at shutdown or rebalance; they are read again, not lost."),
+		Processing:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "processing_duration_seconds", Help: "Time from taking a message to finishing it (written, dead-lettered or skipped).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		InFlightMsgs:  gauge("in_flight_messages", "Messages being processed."),
+		InFlightBytes: gauge("in_flight_bytes", "Bytes of the messages being processed."),
+		Commits:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "commits_total", Help: "Offset commits to the consumer group, by result."}, []string{"result"}),
+		Partitions:    gauge("partitions_assigned", "Partitions assigned to this member of the consumer group."),
+
+		committedOffset: partitionGauge("committed_offset", "Offset last committed for the partition (the next one to read)."),
+		lagRecords:      partitionGauge("lag_records", "Records in the partition after the last one fetched."),
+		lagSeconds:      partitionGauge("lag_seconds", "Age of the last fetched record: how far behind the producer the partition is."),
+		paused:          partitionGauge("partition_paused", "1 while the partition waits for a message that cannot be processed."),
+	}
+	reg.MustRegister(m.Messages, m.Bytes, m.Spans, m.DecodeErrors, m.WriteErrors, m.Retries, m.DeadLettered,
+		m.Skipped, m.Abandoned, m.Processing, m.InFlightMsgs, m.InFlightBytes, m.Commits, m.Partitions,
+		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused)
+	return m
+}
+
+// Partition holds the gauges of one partition.
+type Partition struct {
+	CommittedOffset prometheus.Gauge
+	LagRecords      prometheus.Gauge
+	LagSeconds      prometheus.Gauge
+	Paused          prometheus.Gauge
+}
+
+// ForPartition returns the gauges of partition p.
+func (m *Metrics) ForPartition(p int) Partition {
+	label := strconv.Itoa(p)
+	return Partition{
+		CommittedOffset: m.committedOffset.WithLabelValues(label),
+		LagRecords:      m.lagRecords.WithLabelValues(label),
+		LagSeconds:      m.lagSeconds.WithLabelValues(label),
+		Paused:          m.paused.WithLabelValues(label),
+	}
+}
+
+// ForgetPartition removes the gauges of a partition this member no longer holds, so that
+// two members never both report it.
+func (m *Metrics) ForgetPartition(p int) {
+	label := strconv.Itoa(p)
+	m.committedOffset.DeleteLabelValues(label)
+	m.lagRecords.DeleteLabelValues(label)
+	m.lagSeconds.DeleteLabelValues(label)
+	m.paused.DeleteLabelValues(label)
+}

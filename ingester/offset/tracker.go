@@ -1,0 +1,112 @@
+// Package offset tracks, for one partition, which fetched messages are finished, so that
+// the offset committed to Kafka never passes a message that is not yet durably written.
+//
+// Messages of a partition are fetched in order but may finish out of order (parallel
+// processing). The committable offset is one past the last message of the longest finished
+// prefix of the fetched sequence: a gap blocks it. Offsets are tracked as fetched, not
+// assumed consecutive, because compaction and transaction markers leave holes in them.
+package offset
+
+import (
+	"context"
+	"sort"
+	"sync"
+)
+
+// Tracker is the in-flight state of one partition. It is safe for concurrent use.
+type Tracker struct {
+	mu sync.Mutex
+	// inflight holds fetched messages in fetch order, from the oldest unfinished one on.
+	inflight []entry
+	// next is the offset to commit: one past the last message of the finished prefix,
+	// or the starting offset before anything finished.
+	next int64
+	// drained is closed and replaced whenever inflight becomes empty, to wake Wait.
+	drained chan struct{}
+}
+
+type entry struct {
+	offset int64
+	done   bool
+}
+
+// NewTracker returns a tracker for a partition whose reading starts at start (the offset
+// the group had committed, or -1 when unknown).
+func NewTracker(start int64) *Tracker {
+	return &Tracker{next: start, drained: make(chan struct{})}
+}
+
+// Begin records that the message at offset was fetched. Offsets must increase.
+func (t *Tracker) Begin(offset int64) {
+	t.mu.Lock()
+	t.inflight = append(t.inflight, entry{offset: offset})
+	t.mu.Unlock()
+}
+
+// Done records that the message at offset is finished (durably written, dead-lettered or
+// deliberately skipped). It reports false for an offset that was not begun or is already done.
+func (t *Tracker) Done(offset int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := sort.Search(len(t.inflight), func(i int) bool { return t.inflight[i].offset >= offset })
+	if i == len(t.inflight) || t.inflight[i].offset != offset || t.inflight[i].done {
+		return false
+	}
+	t.inflight[i].done = true
+	if i != 0 {
+		return true
+	}
+	// The oldest finished: advance over the finished prefix.
+	n := 0
+	for n < len(t.inflight) && t.inflight[n].done {
+		n++
+	}
+	t.next = t.inflight[n-1].offset + 1
+	// Reuse the backing array once the prefix is consumed, so a long run does not grow it.
+	remaining := copy(t.inflight, t.inflight[n:])
+	t.inflight = t.inflight[:remaining]
+	if remaining == 0 {
+		close(t.drained)
+		t.drained = make(chan struct{})
+	}
+	return true
+}
+
+// Committable returns the offset to commit (the next one to read), or -1 when no message
+// has finished and no start was known.
+func (t *Tracker) Committable() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next
+}
+
+// InFlight returns the number of fetched messages not yet finished.
+func (t *Tracker) InFlight() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, e := range t.inflight {
+		if !e.done {
+			n++
+		}
+	}
+	return n
+}
+
+// Wait blocks until every begun message is finished or ctx is done.
+func (t *Tracker) Wait(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		empty := len(t.inflight) == 0
+		drained := t.drained
+		t.mu.Unlock()
+		if empty {
+			return nil
+		}
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

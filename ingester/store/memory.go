@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// SpanKey identifies a span: its trace ID and span ID.
+type SpanKey struct {
+	Trace pcommon.TraceID
+	Span  pcommon.SpanID
+}
+
+// Memory keeps the identity of every span written, counting repeats, and can be told to
+// fail, to play a storage outage in tests.
+type Memory struct {
+	mu     sync.Mutex
+	spans  map[SpanKey]int
+	writes int
+	fail   error
+}
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory { return &Memory{spans: map[SpanKey]int{}} }
+
+// Write records the spans, or returns the failure set with FailWith.
+func (m *Memory) Write(_ context.Context, traces ptrace.Traces) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.writes++
+	rss := traces.ResourceSpans()
+	for i := range rss.Len() {
+		sss := rss.At(i).ScopeSpans()
+		for j := range sss.Len() {
+			spans := sss.At(j).Spans()
+			for k := range spans.Len() {
+				s := spans.At(k)
+				m.spans[SpanKey{Trace: s.TraceID(), Span: s.SpanID()}]++
+			}
+		}
+	}
+	return nil
+}
+
+// FailWith makes every Write fail with err until FailWith(nil).
+func (m *Memory) FailWith(err error) {
+	m.mu.Lock()
+	m.fail = err
+	m.mu.Unlock()
+}
+
+// Close does nothing.
+func (m *Memory) Close(context.Context) error { return nil }
+
+// Counts returns the number of distinct spans written and how many writes of a span
+// repeated an earlier one.
+func (m *Memory) Counts() (distinct, duplicates int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range m.spans {
+		distinct++
+		duplicates += n - 1
+	}
+	return distinct, duplicates
+}
+
+// Has reports whether the span was written.
+func (m *Memory) Has(key SpanKey) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.spans[key] > 0
+}
