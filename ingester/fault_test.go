@@ -187,4 +187,3 @@ func TestUndecodableMessagePausesByDefault(t *testing.T) {
 		t.Errorf("committed offset %d passes the undecodable message at 5", c)
 	}
 }
-
