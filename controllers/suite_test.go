@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -30,8 +32,18 @@ var (
 // TestMain runs every test of this package against one real kube-apiserver and etcd with
 // the operator's manager running. There is no kube-controller-manager: Deployments get no
 // pods and nothing garbage-collects, so tests play those parts where they need them.
+// Goroutines still running after the suite (the manager and the control plane stopped)
+// fail it.
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
+	before := goleak.IgnoreCurrent()
+	code := runSuite(m)
+	if code == 0 {
+		if err := goleak.Find(before); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left running:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func runSuite(m *testing.M) int {

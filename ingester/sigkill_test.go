@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/goleak"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/store"
@@ -20,11 +21,12 @@ import (
 // `spanflow ingest` as a real process without building it.
 const runMainEnv = "SPANFLOW_TEST_RUN_MAIN"
 
+// TestMain also fails the package's tests if any goroutine outlives them.
 func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
 		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // startProcess runs `spanflow ingest --config=path` as a child process.

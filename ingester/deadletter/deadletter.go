@@ -23,19 +23,22 @@ const maxErrorHeader = 1024
 
 // Writer produces to the dead-letter topic.
 type Writer struct {
-	w *kafka.Writer
+	w         *kafka.Writer
+	transport *kafka.Transport
 }
 
 // New returns a writer to topic on brokers. Produces wait for every in-sync replica, so
 // a message counts as dead-lettered only when it is safely stored.
 func New(brokers []string, topic string) *Writer {
-	return &Writer{w: &kafka.Writer{
+	// A transport of its own: kafka-go's shared default caches metadata for seconds.
+	transport := &kafka.Transport{}
+	return &Writer{transport: transport, w: &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 10 * time.Millisecond,
-		Transport:    &kafka.Transport{},
+		Transport:    transport,
 	}}
 }
 
@@ -61,6 +64,7 @@ func (d *Writer) Close(timeout time.Duration) error {
 	go func() { done <- d.w.Close() }()
 	select {
 	case err := <-done:
+		d.transport.CloseIdleConnections()
 		return err
 	case <-time.After(timeout):
 		return context.DeadlineExceeded

@@ -37,7 +37,10 @@ func Start(t testing.TB, topic string, partitions int32, opts ...kfake.Opt) *Bro
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
 	}, opts...)
 	b.start(t, b.opts)
-	t.Cleanup(func() { b.Cluster.Close() })
+	t.Cleanup(func() {
+		b.transport.CloseIdleConnections()
+		b.Cluster.Close()
+	})
 	return b
 }
 
