@@ -1,7 +1,9 @@
 package ingester
 
 import (
-	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
@@ -39,26 +40,9 @@ func testConfig(addr, topic, group string) config.Config {
 // way SIGTERM does and waits for it to return.
 func ingestUntil(t *testing.T, cfg config.Config, writer *store.Blackhole, want int64) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, Options{Writer: writer}, testr.New(t)) }()
-	deadline := time.After(60 * time.Second)
-	for writer.Spans() < want {
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("ingester stopped early with %d of %d spans: %v", writer.Spans(), want, err)
-		case <-deadline:
-			cancel()
-			<-done
-			t.Fatalf("timed out with %d of %d spans written", writer.Spans(), want)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("ingester did not stop cleanly: %v", err)
-	}
+	r := startIngester(t, cfg, writer)
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d spans", want), func() bool { return writer.Spans() >= want })
+	r.stop(t)
 }
 
 func assertCommittedToEnd(t *testing.T, b *kafkatest.Broker, group, topic string) {
@@ -159,4 +143,40 @@ func lookKcat(t *testing.T) string {
 	}
 	t.Skip("kcat is not installed (apt-get install kafkacat); skipping the independent-client test")
 	return ""
+}
+
+// TestMetricsEndpoint checks that /metrics reports what was consumed, written and committed.
+func TestMetricsEndpoint(t *testing.T) {
+	const topic, group = "otlp_spans", "metrics"
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 100, 3)...)
+	writer := &store.Blackhole{}
+	r := startIngester(t, testConfig(b.Addr, topic, group), writer)
+	waitFor(t, 30*time.Second, "300 spans", func() bool { return writer.Spans() == 300 })
+
+	var body string
+	waitFor(t, 10*time.Second, "the commits to show in /metrics", func() bool {
+		resp, err := http.Get("http://" + r.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		body = string(data)
+		return strings.Contains(body, `spanflow_ingester_commits_total{result="ok"}`)
+	})
+	for _, want := range []string{
+		"spanflow_ingester_messages_total 100",
+		"spanflow_ingester_spans_written_total 300",
+		"spanflow_ingester_partitions_assigned 4",
+		`spanflow_ingester_committed_offset{partition="0"}`,
+		`spanflow_ingester_lag_records{partition="0"} 0`,
+		"spanflow_ingester_processing_duration_seconds_count 100",
+		"spanflow_ingester_in_flight_messages 0",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
