@@ -32,8 +32,12 @@ func (p *fakePartition) Done(o int64) bool {
 	p.done = append(p.done, o)
 	return true
 }
-func (p *fakePartition) Pause(err error) { p.mu.Lock(); p.paused = append(p.paused, err); p.mu.Unlock() }
-func (p *fakePartition) Resume()         { p.mu.Lock(); p.resume++; p.mu.Unlock() }
+func (p *fakePartition) Pause(err error) {
+	p.mu.Lock()
+	p.paused = append(p.paused, err)
+	p.mu.Unlock()
+}
+func (p *fakePartition) Resume() { p.mu.Lock(); p.resume++; p.mu.Unlock() }
 
 func TestCommittingMarksOnlySuccess(t *testing.T) {
 	part := &fakePartition{}
