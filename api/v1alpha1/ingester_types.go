@@ -5,7 +5,7 @@ import (
 )
 
 // Encoding names the format of the messages on the Kafka topic.
-// +kubebuilder:validation:Enum=otlp_proto;otlp_json
+// +kubebuilder:validation:Enum=otlp_proto;otlp_json;jaeger_proto
 type Encoding string
 
 const (
@@ -14,6 +14,9 @@ const (
 	EncodingOTLPProto Encoding = "otlp_proto"
 	// EncodingOTLPJSON is an OTLP ExportTraceServiceRequest in OTLP/JSON.
 	EncodingOTLPJSON Encoding = "otlp_json"
+	// EncodingJaegerProto is one Jaeger model.Span in protobuf per message, as the Jaeger
+	// collector's Kafka writer produces.
+	EncodingJaegerProto Encoding = "jaeger_proto"
 )
 
 // StorageType names the kind of trace storage the ingester writes to.

@@ -19,6 +19,8 @@ import (
 const (
 	EncodingOTLPProto = "otlp_proto"
 	EncodingOTLPJSON  = "otlp_json"
+	// EncodingJaegerProto is one Jaeger model.Span per message, as the Jaeger collector writes.
+	EncodingJaegerProto = "jaeger_proto"
 )
 
 // Storage types the ingester can write to.
@@ -222,9 +224,9 @@ func (c Config) Validate() error {
 		bad("kafka.maxBytes", "must be at least kafka.minBytes (%d), got %d", c.Kafka.MinBytes, c.Kafka.MaxBytes)
 	}
 	switch c.Encoding {
-	case EncodingOTLPProto, EncodingOTLPJSON:
+	case EncodingOTLPProto, EncodingOTLPJSON, EncodingJaegerProto:
 	default:
-		bad("encoding", "%q is not supported (supported: %s, %s)", c.Encoding, EncodingOTLPProto, EncodingOTLPJSON)
+		bad("encoding", "%q is not supported (supported: %s, %s, %s)", c.Encoding, EncodingOTLPProto, EncodingOTLPJSON, EncodingJaegerProto)
 	}
 	switch c.Storage.Type {
 	case StorageBlackhole:

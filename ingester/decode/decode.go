@@ -26,6 +26,8 @@ func New(encoding string) (Decoder, error) {
 		return otlp{unmarshaler: &ptrace.ProtoUnmarshaler{}, name: encoding}, nil
 	case config.EncodingOTLPJSON:
 		return otlp{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}, nil
+	case config.EncodingJaegerProto:
+		return jaegerProto{}, nil
 	default:
 		return nil, fmt.Errorf("unsupported encoding %q", encoding)
 	}

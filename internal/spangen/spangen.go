@@ -1,0 +1,105 @@
+// Package spangen makes realistic spans for benchmarks, tests and the demo: the sizes and
+// shapes of what instrumented services send, with enough randomness that compression and
+// caches do not flatter the numbers.
+package spangen
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	model "github.com/jaegertracing/jaeger-idl/model/v1"
+)
+
+var (
+	services   = []string{"frontend", "checkout", "cart", "payment", "inventory", "shipping", "email", "recommendation"}
+	operations = []string{"GET /api/cart", "POST /api/checkout", "SELECT orders", "charge", "reserve", "HTTP GET", "publish", "render"}
+	methods    = []string{"GET", "POST", "PUT", "DELETE"}
+)
+
+// Generator makes spans from a seeded random source, so a run is reproducible.
+type Generator struct {
+	rng  *rand.Rand
+	base time.Time
+}
+
+// New returns a generator seeded with seed.
+func New(seed uint64) *Generator {
+	return &Generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), base: time.Unix(1_780_000_000, 0)}
+}
+
+func (g *Generator) hex(n int) string {
+	const digits = "0123456789abcdef"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = digits[g.rng.IntN(16)]
+	}
+	return string(b)
+}
+
+// JaegerSpan returns a span of about 900 bytes in protobuf: 11–12 tags, 1–2 logs of 3
+// fields, a CHILD_OF reference, and a process with 6 tags, as the Jaeger collector puts
+// on Kafka. seq makes the trace ID unique.
+func (g *Generator) JaegerSpan(seq uint64) *model.Span {
+	traceID := model.TraceID{High: g.rng.Uint64(), Low: seq}
+	start := g.base.Add(time.Duration(seq) * time.Millisecond).Add(time.Duration(g.rng.IntN(1000)) * time.Microsecond)
+	service := services[g.rng.IntN(len(services))]
+	span := &model.Span{
+		TraceID:       traceID,
+		SpanID:        model.SpanID(g.rng.Uint64() | 1),
+		OperationName: operations[g.rng.IntN(len(operations))],
+		References: []model.SpanRef{{
+			TraceID: traceID, SpanID: model.SpanID(g.rng.Uint64() | 1), RefType: model.ChildOf,
+		}},
+		Flags:     1,
+		StartTime: start,
+		Duration:  time.Duration(g.rng.IntN(500_000)) * time.Microsecond,
+		Tags: []model.KeyValue{
+			model.String("span.kind", "server"),
+			model.String("http.method", methods[g.rng.IntN(len(methods))]),
+			model.String("http.url", fmt.Sprintf("https://%s.example.com/api/v1/items/%s?session=%s", service, g.hex(12), g.hex(16))),
+			model.Int64("http.status_code", int64(200+g.rng.IntN(4)*100)),
+			model.String("http.user_agent", "Mozilla/5.0 (X11; Linux x86_64) build/"+g.hex(10)),
+			model.String("net.peer.ip", fmt.Sprintf("10.%d.%d.%d", g.rng.IntN(256), g.rng.IntN(256), g.rng.IntN(256))),
+			model.Int64("net.peer.port", int64(1024+g.rng.IntN(60000))),
+			model.String("component", "net/http"),
+			model.String("db.statement", "SELECT * FROM orders WHERE customer_id = '"+g.hex(20)+"'"),
+			model.Bool("cache.hit", g.rng.IntN(2) == 0),
+			model.Float64("queue.wait_ms", g.rng.Float64()*50),
+		},
+		Process: &model.Process{
+			ServiceName: service,
+			Tags: []model.KeyValue{
+				model.String("hostname", service+"-"+g.hex(10)),
+				model.String("ip", fmt.Sprintf("10.1.%d.%d", g.rng.IntN(256), g.rng.IntN(256))),
+				model.String("jaeger.version", "Go-2.30.0"),
+				model.String("client-uuid", g.hex(16)),
+				model.String("k8s.pod.name", service+"-7d9f8c6b5-"+g.hex(5)),
+				model.String("k8s.namespace.name", "shop"),
+			},
+		},
+	}
+	if g.rng.IntN(2) == 0 {
+		span.Tags = append(span.Tags, model.String("error.kind", "none"))
+	}
+	for i := range 1 + g.rng.IntN(2) {
+		span.Logs = append(span.Logs, model.Log{
+			Timestamp: start.Add(time.Duration(i+1) * time.Millisecond),
+			Fields: []model.KeyValue{
+				model.String("event", "retry"),
+				model.String("message", "upstream answered slowly, request id "+g.hex(24)),
+				model.Int64("attempt", int64(i+1)),
+			},
+		})
+	}
+	return span
+}
+
+// TraceKey returns the trace ID as the 16 bytes the Jaeger collector keys messages by.
+func TraceKey(id model.TraceID) []byte {
+	key := make([]byte, 16)
+	binary.BigEndian.PutUint64(key[:8], id.High)
+	binary.BigEndian.PutUint64(key[8:], id.Low)
+	return key
+}
