@@ -18,13 +18,20 @@ import (
 )
 
 // runMainEnv makes the test binary act as the spanflow binary, so tests can run
-// `spanflow ingest` as a real process without building it.
-const runMainEnv = "SPANFLOW_TEST_RUN_MAIN"
+// `spanflow ingest` as a real process without building it; runKfakeEnv makes it act as
+// hack/kfake, a broker in a process of its own.
+const (
+	runMainEnv  = "SPANFLOW_TEST_RUN_MAIN"
+	runKfakeEnv = "SPANFLOW_TEST_RUN_KFAKE"
+)
 
 // TestMain also fails the package's tests if any goroutine outlives them.
 func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
 		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if os.Getenv(runKfakeEnv) == "1" {
+		os.Exit(kafkatest.Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	goleak.VerifyTestMain(m)
 }
