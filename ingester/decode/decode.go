@@ -27,7 +27,7 @@ func New(encoding string) (Decoder, error) {
 	case config.EncodingOTLPJSON:
 		return otlp{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}, nil
 	case config.EncodingJaegerProto:
-		return jaegerProto{}, nil
+		return newJaegerFast(), nil
 	default:
 		return nil, fmt.Errorf("unsupported encoding %q", encoding)
 	}

@@ -1,0 +1,191 @@
+package decode
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	model "github.com/jaegertracing/jaeger-idl/model/v1"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/internal/spangen"
+)
+
+// variant changes a realistic span into one of the shapes the translator treats specially.
+var variants = []func(r *rand.Rand, s *model.Span){
+	func(*rand.Rand, *model.Span) {},
+	func(_ *rand.Rand, s *model.Span) { s.Tags = append(s.Tags, model.Bool("error", true)) },
+	func(_ *rand.Rand, s *model.Span) { s.Tags = append(s.Tags, model.Bool("error", false)) },
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.String("otel.status_code", "ERROR"), model.String("otel.status_description", "boom"))
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Tags = append(s.Tags, model.String("w3c.tracestate", "a=b")) },
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.String("otel.scope.name", "lib"), model.String("otel.scope.version", "1"))
+	},
+	func(r *rand.Rand, s *model.Span) {
+		s.Tags = replaceTag(s.Tags, model.String("http.status_code", fmt.Sprint([]int{200, 404, 503, 99, 399}[r.IntN(5)])))
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Tags = replaceTag(s.Tags, model.String("http.status_code", "not a number")) },
+	func(r *rand.Rand, s *model.Span) {
+		s.Tags = replaceTag(s.Tags, model.Int64("http.response.status_code", int64([]int{200, 404, 500}[r.IntN(3)])))
+	},
+	func(r *rand.Rand, s *model.Span) {
+		s.Tags = replaceTag(s.Tags, model.String("span.kind", []string{"client", "producer", "consumer", "internal", "weird"}[r.IntN(5)]))
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Tags = append(s.Tags, model.Binary("blob", []byte{0, 1, 2})) },
+	func(_ *rand.Rand, s *model.Span) { s.Tags = append(s.Tags, model.String("component", "duplicate key")) },
+	func(_ *rand.Rand, s *model.Span) { s.Process = nil },
+	func(_ *rand.Rand, s *model.Span) {
+		if s.Process != nil {
+			s.Process.ServiceName = ""
+		}
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Process = &model.Process{} },
+	func(_ *rand.Rand, s *model.Span) {
+		if s.Process != nil {
+			s.Process.ServiceName = "OTLPResourceNoServiceName"
+		}
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		if s.Process != nil {
+			s.Process.Tags = append(s.Process.Tags, model.String("host.name", "given"))
+		}
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		if s.Process != nil {
+			s.Process.Tags = append(s.Process.Tags, model.String("opencensus.exporterversion", "given"))
+		}
+	},
+	func(_ *rand.Rand, s *model.Span) { s.References = nil },
+	func(_ *rand.Rand, s *model.Span) {
+		if len(s.References) > 0 {
+			s.References[0].RefType = model.FollowsFrom
+		}
+	},
+	func(r *rand.Rand, s *model.Span) {
+		s.References = append(s.References, model.SpanRef{TraceID: model.TraceID{Low: r.Uint64()}, SpanID: 7, RefType: model.ChildOf})
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		s.References = append([]model.SpanRef{{TraceID: s.TraceID, SpanID: 9, RefType: model.FollowsFrom}}, s.References...)
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Logs = append(s.Logs, model.Log{Timestamp: s.StartTime}) },
+	func(_ *rand.Rand, s *model.Span) { // no "event" field
+		if len(s.Logs) > 0 {
+			s.Logs[0].Fields = s.Logs[0].Fields[1:]
+		}
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Flags = 0 },
+	func(_ *rand.Rand, s *model.Span) { s.Duration = 0; s.StartTime = time.Unix(0, 0) },
+	func(_ *rand.Rand, s *model.Span) { s.Tags = nil; s.Logs = nil },
+	func(_ *rand.Rand, s *model.Span) { s.Warnings = []string{"w1"}; s.ProcessID = "p1" },
+	func(_ *rand.Rand, s *model.Span) { s.SpanID = 0 },
+}
+
+func replaceTag(tags []model.KeyValue, kv model.KeyValue) []model.KeyValue {
+	for i := range tags {
+		if tags[i].Key == kv.Key || (kv.Key == "http.response.status_code" && tags[i].Key == "http.status_code") {
+			tags[i] = kv
+			return tags
+		}
+	}
+	return append(tags, kv)
+}
+
+// assertSameAsLibrary decodes data with both paths and fails unless they agree exactly:
+// both fail, or both give the same traces.
+func assertSameAsLibrary(t *testing.T, fast *jaegerFast, data []byte) {
+	t.Helper()
+	want, wantErr := jaegerProto{}.Decode(data)
+	got, gotErr := fast.Decode(data)
+	if (wantErr == nil) != (gotErr == nil) {
+		t.Fatalf("library error %v, fast path error %v, input %x", wantErr, gotErr, data)
+	}
+	if wantErr != nil {
+		return
+	}
+	if w, g := jsonOf(t, want), jsonOf(t, got); !bytes.Equal(w, g) {
+		t.Fatalf("fast path differs from the library\nlibrary: %s\nfast:    %s\ninput %x", w, g, data)
+	}
+}
+
+func jsonOf(t *testing.T, td ptrace.Traces) []byte {
+	t.Helper()
+	data, err := (&ptrace.JSONMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestJaegerFastMatchesLibrary(t *testing.T) {
+	fast := newJaegerFast()
+	gen := spangen.New(3)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 3000 {
+		span := gen.JaegerSpan(uint64(i))
+		variants[i%len(variants)](r, span)
+		if r.IntN(4) == 0 { // and sometimes a second variant on top
+			variants[r.IntN(len(variants))](r, span)
+		}
+		data, err := span.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameAsLibrary(t, fast, data)
+	}
+}
+
+func TestJaegerFastTakesTheFastPath(t *testing.T) {
+	fast := newJaegerFast()
+	data, _ := spangen.New(1).JaegerSpan(1).Marshal()
+	var s wireSpan
+	if !s.parse(data, string(data)) || !fast.handles(&s) {
+		t.Fatal("a plain realistic span falls back to the library")
+	}
+}
+
+// FuzzJaegerProto holds the fast decoder to the library on arbitrary bytes: same error or
+// not, same traces. Run it with: go test -fuzz=FuzzJaegerProto ./ingester/decode
+func FuzzJaegerProto(f *testing.F) {
+	gen := spangen.New(9)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range len(variants) {
+		span := gen.JaegerSpan(uint64(i))
+		variants[i](r, span)
+		data, _ := span.Marshal()
+		f.Add(data)
+	}
+	f.Add([]byte{0x1a, 0x00})
+	f.Add([]byte{0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	fast := newJaegerFast()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		assertSameAsLibrary(t, fast, data)
+	})
+}
+
+// BenchmarkJaegerDecode compares the library path with the fast path on realistic spans.
+func BenchmarkJaegerDecode(b *testing.B) {
+	gen := spangen.New(4)
+	msgs := make([][]byte, 1000)
+	for i := range msgs {
+		msgs[i], _ = gen.JaegerSpan(uint64(i)).Marshal()
+	}
+	for _, d := range []struct {
+		name    string
+		decoder Decoder
+	}{{"library", jaegerProto{}}, {"fast", newJaegerFast()}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := d.decoder.Decode(msgs[i%len(msgs)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
