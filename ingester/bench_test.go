@@ -6,20 +6,18 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
+	"net"
+	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
-	"github.com/spanflow/spanflow/ingester/store"
 )
 
 // benchMessages is the size of the preloaded backlog: about 180 MB of jaeger_proto.
@@ -62,49 +60,6 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// rssSampler records the peak resident set size of this process while it runs.
-type rssSampler struct {
-	peak atomic.Int64
-	stop chan struct{}
-	done chan struct{}
-}
-
-func sampleRSS() *rssSampler {
-	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if rss := currentRSS(); rss > s.peak.Load() {
-				s.peak.Store(rss)
-			}
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return s
-}
-
-func (s *rssSampler) finish() int64 {
-	close(s.stop)
-	<-s.done
-	return s.peak.Load()
-}
-
-func currentRSS() int64 {
-	data, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(data))
-	pages, _ := strconv.ParseInt(fields[1], 10, 64)
-	return pages * int64(os.Getpagesize())
-}
-
 // measurement is one run's cost.
 type measurement struct {
 	items  int
@@ -114,17 +69,11 @@ type measurement struct {
 	rss    int64
 }
 
+// measure runs fn in this process and returns its wall and CPU time.
 func measure(run func()) measurement {
-	runtime.GC()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	rss := sampleRSS()
 	cpu0, wall0 := cpuTime(), time.Now()
 	run()
-	m := measurement{wall: time.Since(wall0), cpu: cpuTime() - cpu0, rss: rss.finish()}
-	runtime.ReadMemStats(&after)
-	m.allocs = after.Mallocs - before.Mallocs
-	return m
+	return measurement{wall: time.Since(wall0), cpu: cpuTime() - cpu0}
 }
 
 func (m measurement) perCPUSecond() float64 { return float64(m.items) / m.cpu.Seconds() }
@@ -156,38 +105,110 @@ func rawGroupRead(b *testing.B, addr, group string) int {
 	return benchMessages
 }
 
-// ingest runs the ingester at its default settings, to the blackhole writer, until it has
-// written every preloaded span.
-func ingest(b *testing.B, addr, group string) int {
+// ingestProcess runs `spanflow ingest` as a process of its own at its default settings, to
+// the blackhole writer, until it has written every preloaded span. It returns the
+// process's own account of its cost, read from its /metrics and /proc: CPU time,
+// allocations, and peak RSS (VmHWM).
+func ingestProcess(b *testing.B, addr, group string) measurement {
 	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{addr}
 	cfg.Kafka.Topic = benchTopic
 	cfg.Kafka.ConsumerGroup = group
 	cfg.Encoding = config.EncodingJaegerProto
-	cfg.AdminAddress = "127.0.0.1:0"
-	writer := &store.Blackhole{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ingester.Run(ctx, cfg, ingester.Options{Writer: writer}, logr.Discard()) }()
-	for writer.Spans() < benchMessages {
-		select {
-		case err := <-done:
-			b.Fatalf("ingester stopped: %v", err)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
+	cfg.AdminAddress = freeAddr(b)
+	data, err := cfg.Marshal()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return int(writer.Spans())
+	path := filepath.Join(b.TempDir(), "ingester.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "ingest", "--config="+path, "--zap-log-level=error")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	var first time.Time
+	for {
+		metrics := scrape(b, cfg.AdminAddress)
+		spans := metrics["spanflow_ingester_spans_written_total"]
+		if spans > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		if spans >= benchMessages {
+			return measurement{
+				items:  int(spans),
+				wall:   time.Since(first),
+				cpu:    time.Duration(metrics["process_cpu_seconds_total"] * float64(time.Second)),
+				allocs: uint64(metrics["go_memstats_mallocs_total"]),
+				rss:    peakRSS(b, cmd.Process.Pid),
+			}
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("ingester wrote %v of %d spans in 5 minutes", spans, benchMessages)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
-// BenchmarkIngestJaegerProto measures `spanflow ingest` end to end — Kafka consumer group,
-// decoding realistic jaeger_proto spans into pdata, the processor chain, commits — against
-// a broker in another process, and, in the same run, a raw kafka-go group read of the same
-// messages as the baseline. It reports spans per CPU-second of this process (the broker's
-// CPU is not counted), the ratio to the baseline, allocations per span and peak RSS.
+// scrape reads the unlabelled samples of a Prometheus endpoint.
+func scrape(b *testing.B, addr string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return out // not listening yet
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// peakRSS is the high-water mark of a process's resident set (VmHWM).
+func peakRSS(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// BenchmarkIngestJaegerProto measures `spanflow ingest`, run as a process at its default
+// settings, end to end — Kafka consumer group, decoding realistic jaeger_proto spans into
+// pdata, the processor chain, commits — against kfake in a process of its own, and, in the
+// same run, a raw kafka-go group read of the same messages in this process as the
+// baseline. It reports spans per CPU-second of the ingester process (the broker's CPU is
+// not counted), the ratio to the baseline, allocations per span and peak RSS.
 func BenchmarkIngestJaegerProto(b *testing.B) {
 	addr := startBrokerProcess(b)
 	rawGroupRead(b, addr, "warmup") // the first read of fresh data is slower; not measured
@@ -197,7 +218,8 @@ func BenchmarkIngestJaegerProto(b *testing.B) {
 		r := measure(func() { raw.items += rawGroupRead(b, addr, fmt.Sprintf("baseline-%d", i)) })
 		raw.cpu += r.cpu
 		raw.wall += r.wall
-		m := measure(func() { ing.items += ingest(b, addr, fmt.Sprintf("ingester-%d", i)) })
+		m := ingestProcess(b, addr, fmt.Sprintf("ingester-%d", i))
+		ing.items += m.items
 		ing.cpu += m.cpu
 		ing.wall += m.wall
 		ing.allocs += m.allocs

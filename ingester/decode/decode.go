@@ -11,7 +11,9 @@ import (
 	"github.com/spanflow/spanflow/ingester/config"
 )
 
-// Decoder turns one message's bytes into traces.
+// Decoder turns one message's bytes into traces. The traces may share memory with data
+// (strings are not copied), so data must not be modified after Decode; Kafka messages
+// as kafka-go returns them are never modified.
 type Decoder interface {
 	Decode(data []byte) (ptrace.Traces, error)
 }

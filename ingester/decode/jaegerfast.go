@@ -3,6 +3,7 @@ package decode
 import (
 	"strconv"
 	"sync"
+	"unsafe"
 
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	"go.opentelemetry.io/collector/featuregate"
@@ -68,8 +69,9 @@ func (d *jaegerFast) Decode(data []byte) (ptrace.Traces, error) {
 	s := d.scratch.Get().(*wireSpan)
 	defer d.scratch.Put(s)
 	s.reset()
-	// One string for the whole message: every string field is a substring of it.
-	if !s.parse(data, string(data)) || !d.handles(s) {
+	// Every string field is a substring of the message viewed as one string, without a
+	// copy: the Decoder contract says data is not modified once decoded.
+	if !s.parse(data, unsafe.String(&data[0], len(data))) || !d.handles(s) {
 		return d.library.Decode(data)
 	}
 	return d.convert(s), nil

@@ -42,6 +42,7 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(logOpts, stderr).WithName("ingest")
+	tuneGC(log)
 
 	cfg := config.Default()
 	if *configPath != "" {
