@@ -59,8 +59,9 @@ test: install-tools vet verify-gen helm-lint ## Run every test, under the race d
 	KUBEBUILDER_ASSETS="$$(hack/build-tools.sh --print-assets)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: ## Run the Go benchmarks.
-	go test -run='^$$' -bench=. -benchmem ./...
+bench: ## Run the benchmarks: decoders, then end-to-end ingestion against kfake with a raw kafka-go baseline.
+	go test -run='^$$' -bench=. -benchmem ./ingester/decode/
+	go test -run='^$$' -bench=BenchmarkIngestJaegerProto -benchtime=3x ./ingester/
 
 ##@ Build
 
