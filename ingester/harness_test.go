@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -108,18 +109,7 @@ func indexTopic(t *testing.T, b *kafkatest.Broker, topic string, partitions int)
 }
 
 func spanKeys(td ptrace.Traces) []store.SpanKey {
-	var keys []store.SpanKey
-	rss := td.ResourceSpans()
-	for i := range rss.Len() {
-		sss := rss.At(i).ScopeSpans()
-		for j := range sss.Len() {
-			spans := sss.At(j).Spans()
-			for k := range spans.Len() {
-				keys = append(keys, store.SpanKey{Trace: spans.At(k).TraceID(), Span: spans.At(k).SpanID()})
-			}
-		}
-	}
-	return keys
+	return slices.Collect(store.SpanKeys(td))
 }
 
 // assertCommitsCovered fails if a committed offset passes a message whose spans are not

@@ -60,15 +60,8 @@ func storedSpans(t *testing.T, dir string) (distinct, duplicates int) {
 	t.Helper()
 	seen := map[store.SpanKey]int{}
 	err := store.ReadFiles(dir, func(td ptrace.Traces) error {
-		rss := td.ResourceSpans()
-		for i := range rss.Len() {
-			sss := rss.At(i).ScopeSpans()
-			for j := range sss.Len() {
-				spans := sss.At(j).Spans()
-				for k := range spans.Len() {
-					seen[store.SpanKey{Trace: spans.At(k).TraceID(), Span: spans.At(k).SpanID()}]++
-				}
-			}
+		for key := range store.SpanKeys(td) {
+			seen[key]++
 		}
 		return nil
 	})

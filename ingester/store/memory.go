@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"iter"
 	"sync"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -34,18 +35,28 @@ func (m *Memory) Write(_ context.Context, traces ptrace.Traces) error {
 		return m.fail
 	}
 	m.writes++
-	rss := traces.ResourceSpans()
-	for i := range rss.Len() {
-		sss := rss.At(i).ScopeSpans()
-		for j := range sss.Len() {
-			spans := sss.At(j).Spans()
-			for k := range spans.Len() {
-				s := spans.At(k)
-				m.spans[SpanKey{Trace: s.TraceID(), Span: s.SpanID()}]++
+	for key := range SpanKeys(traces) {
+		m.spans[key]++
+	}
+	return nil
+}
+
+// SpanKeys yields the identity of every span in traces.
+func SpanKeys(traces ptrace.Traces) iter.Seq[SpanKey] {
+	return func(yield func(SpanKey) bool) {
+		rss := traces.ResourceSpans()
+		for i := range rss.Len() {
+			sss := rss.At(i).ScopeSpans()
+			for j := range sss.Len() {
+				spans := sss.At(j).Spans()
+				for k := range spans.Len() {
+					if !yield(SpanKey{Trace: spans.At(k).TraceID(), Span: spans.At(k).SpanID()}) {
+						return
+					}
+				}
 			}
 		}
 	}
-	return nil
 }
 
 // FailWith makes every Write fail with err until FailWith(nil).
