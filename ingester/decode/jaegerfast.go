@@ -292,4 +292,3 @@ func setHTTPStatus(attrs pcommon.Map, span ptrace.Span) {
 		span.Status().SetMessage("")
 	}
 }
-

@@ -28,7 +28,9 @@ var variants = []func(r *rand.Rand, s *model.Span){
 	func(r *rand.Rand, s *model.Span) {
 		s.Tags = replaceTag(s.Tags, model.String("http.status_code", fmt.Sprint([]int{200, 404, 503, 99, 399}[r.IntN(5)])))
 	},
-	func(_ *rand.Rand, s *model.Span) { s.Tags = replaceTag(s.Tags, model.String("http.status_code", "not a number")) },
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = replaceTag(s.Tags, model.String("http.status_code", "not a number"))
+	},
 	func(r *rand.Rand, s *model.Span) {
 		s.Tags = replaceTag(s.Tags, model.Int64("http.response.status_code", int64([]int{200, 404, 500}[r.IntN(3)])))
 	},
