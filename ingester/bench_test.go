@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -136,11 +137,17 @@ func ingestProcess(b *testing.B, addr, group string) measurement {
 		_ = cmd.Wait()
 	}()
 	var first time.Time
+	profiling := false
 	for {
 		metrics := scrape(b, cfg.AdminAddress)
 		spans := metrics["spanflow_ingester_spans_written_total"]
 		if spans > 0 && first.IsZero() {
 			first = time.Now()
+		}
+		// BENCH_CPUPROFILE=FILE saves a CPU profile of the ingester process's run.
+		if path := os.Getenv("BENCH_CPUPROFILE"); path != "" && spans > 0 && !profiling {
+			profiling = true
+			go saveProfile(b, cfg.AdminAddress, path)
 		}
 		if spans >= benchMessages {
 			return measurement{
@@ -155,6 +162,19 @@ func ingestProcess(b *testing.B, addr, group string) measurement {
 			b.Fatalf("ingester wrote %v of %d spans in 5 minutes", spans, benchMessages)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func saveProfile(b *testing.B, addr, path string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=1")
+	if err != nil {
+		b.Log(err)
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Log(err)
 	}
 }
 

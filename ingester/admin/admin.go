@@ -1,5 +1,6 @@
 // Package admin serves the ingester's operational endpoints on one port: /metrics for
-// Prometheus, /healthz (the process is alive) and /readyz (it is consuming).
+// Prometheus, /healthz (the process is alive), /readyz (it is consuming) and Go's
+// /debug/pprof profiles.
 package admin
 
 import (
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,12 @@ func Listen(address string, gatherer prometheus.Gatherer, ready func() error) (*
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	// Go's profiler, for diagnosing a live ingester: go tool pprof http://ADMIN/debug/pprof/profile
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintln(w, "ok")
 	})
