@@ -3,6 +3,8 @@ package ingester
 import (
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,5 +187,43 @@ func TestUndecodableMessagePausesByDefault(t *testing.T) {
 	r.stop(t)
 	if c := b.CommittedOffsets(t, group, topic, 1)[0]; c > 5 {
 		t.Errorf("committed offset %d passes the undecodable message at 5", c)
+	}
+}
+
+// TestTLSAndSASL ingests from a broker that speaks only TLS and requires SCRAM-SHA-256,
+// with the CA and credentials read from files as the operator mounts them; with a wrong
+// password the ingester does not join, reports not-ready, and writes nothing.
+func TestTLSAndSASL(t *testing.T) {
+	const topic = "spans"
+	b, sec := kafkatest.StartSecure(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 100, 2)...)
+	dir := t.TempDir()
+	writeFile := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg := testConfig(b.Addr, topic, "secure")
+	cfg.Kafka.TLS = config.KafkaTLS{Enabled: true, CAFile: sec.CAFile}
+	cfg.Kafka.SASL = config.KafkaSASL{Mechanism: config.SASLScramSHA256,
+		UsernameFile: writeFile("username", sec.Username+"\n"), PasswordFile: writeFile("password", sec.Password)}
+	mem := store.NewMemory()
+	r := startIngester(t, cfg, mem)
+	waitFor(t, 30*time.Second, "every span over TLS and SASL", func() bool { n, _ := mem.Counts(); return n == 200 })
+	r.stop(t)
+	assertCommittedToEnd(t, b, "secure", topic)
+
+	cfg.Kafka.ConsumerGroup = "wrong-password"
+	cfg.Kafka.SASL.PasswordFile = writeFile("wrong", "not-the-password")
+	mem = store.NewMemory()
+	r = startIngester(t, cfg, mem)
+	time.Sleep(2 * time.Second)
+	if code, _ := r.readyz(t); code != http.StatusServiceUnavailable {
+		t.Errorf("with a wrong password /readyz is %d", code)
+	}
+	if n, _ := mem.Counts(); n != 0 {
+		t.Errorf("with a wrong password %d spans were written", n)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/spanflow/spanflow/ingester/consumer"
 	"github.com/spanflow/spanflow/ingester/deadletter"
 	"github.com/spanflow/spanflow/ingester/decode"
+	"github.com/spanflow/spanflow/ingester/kafkaclient"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
 	"github.com/spanflow/spanflow/ingester/store"
@@ -99,16 +100,20 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 	}
 	m := metrics.New(registry)
 
+	conn, err := kafkaclient.New(cfg.Kafka)
+	if err != nil {
+		return err
+	}
 	var deadLetter processor.DeadLetterer
 	if topic := cfg.Processing.DeadLetterTopic; topic != "" {
-		dl := deadletter.New(cfg.Kafka.Brokers, topic)
+		dl := deadletter.New(cfg.Kafka.Brokers, topic, conn.Transport())
 		defer func() { err = errors.Join(err, dl.Close(closeTimeout)) }()
 		deadLetter = dl
 	}
 	// Storage writes outlive ctx: the drain after a stop still needs them.
 	work := context.WithoutCancel(ctx)
 	chain := NewChain(work, cfg, decoder, writer, deadLetter, m, log)
-	cons := consumer.New(cfg.Kafka, chain, cfg.DrainTimeout.D(), m, log)
+	cons := consumer.New(cfg.Kafka, conn.Dialer(), chain, cfg.DrainTimeout.D(), m, log)
 	adminServer, err := admin.Listen(cfg.AdminAddress, registry, cons.Ready)
 	if err != nil {
 		chain.Close()

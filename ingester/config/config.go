@@ -109,7 +109,40 @@ type Kafka struct {
 	MaxBytes int      `json:"maxBytes"`
 	// CommitInterval is how often processed offsets are committed to the group.
 	CommitInterval Duration `json:"commitInterval"`
+	// TLS encrypts the connections to the brokers.
+	TLS KafkaTLS `json:"tls,omitempty"`
+	// SASL authenticates to the brokers.
+	SASL KafkaSASL `json:"sasl,omitempty"`
 }
+
+// KafkaTLS configures TLS to the brokers. Keys and certificates are read from files (the
+// operator mounts them from Secrets), never from the config itself.
+type KafkaTLS struct {
+	Enabled bool `json:"enabled,omitempty"`
+	// CAFile is a PEM bundle of the CAs that sign the brokers' certificates; empty: the
+	// system's roots.
+	CAFile string `json:"caFile,omitempty"`
+	// CertFile and KeyFile are a PEM client certificate and key, for mutual TLS.
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+	// InsecureSkipVerify accepts any broker certificate. For trials only.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// KafkaSASL configures SASL authentication. The credentials are read from files.
+type KafkaSASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL.
+	Mechanism    string `json:"mechanism,omitempty"`
+	UsernameFile string `json:"usernameFile,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
+}
+
+// SASL mechanisms.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
 
 // Storage selects and configures the writer.
 type Storage struct {
@@ -216,6 +249,24 @@ func (c Config) Validate() error {
 	}
 	if c.Kafka.HeartbeatInterval >= c.Kafka.SessionTimeout && c.Kafka.SessionTimeout > 0 {
 		bad("kafka.heartbeatInterval", "must be shorter than kafka.sessionTimeout (%s)", c.Kafka.SessionTimeout.D())
+	}
+	if t := c.Kafka.TLS; !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify) {
+		bad("kafka.tls.enabled", "must be true when other kafka.tls settings are given")
+	}
+	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
+		bad("kafka.tls.certFile", "certFile and keyFile go together")
+	}
+	switch c.Kafka.SASL.Mechanism {
+	case "":
+		if c.Kafka.SASL.UsernameFile != "" || c.Kafka.SASL.PasswordFile != "" {
+			bad("kafka.sasl.mechanism", "required when SASL credentials are given")
+		}
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		if c.Kafka.SASL.UsernameFile == "" || c.Kafka.SASL.PasswordFile == "" {
+			bad("kafka.sasl.usernameFile", "usernameFile and passwordFile are required with SASL")
+		}
+	default:
+		bad("kafka.sasl.mechanism", "%q is none of %s, %s, %s", c.Kafka.SASL.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
 	}
 	if c.Kafka.MinBytes < 1 {
 		bad("kafka.minBytes", "must be at least 1, got %d", c.Kafka.MinBytes)

@@ -116,3 +116,37 @@ func TestLoadKeepsDefaultsAndRefusesUnknownFields(t *testing.T) {
 		t.Error("an unparsable duration is accepted")
 	}
 }
+
+func TestValidateTLSAndSASL(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"tls files without enabled", func(c *Config) { c.Kafka.TLS.CAFile = "/ca.pem" }, "kafka.tls.enabled"},
+		{"cert without key", func(c *Config) { c.Kafka.TLS = KafkaTLS{Enabled: true, CertFile: "/c.pem"} }, "kafka.tls.certFile"},
+		{"unknown mechanism", func(c *Config) { c.Kafka.SASL.Mechanism = "GSSAPI" }, "kafka.sasl.mechanism"},
+		{"mechanism without files", func(c *Config) { c.Kafka.SASL.Mechanism = SASLPlain }, "kafka.sasl.usernameFile"},
+		{"files without mechanism", func(c *Config) { c.Kafka.SASL.PasswordFile = "/p" }, "kafka.sasl.mechanism"},
+		{"valid mTLS and SCRAM", func(c *Config) {
+			c.Kafka.TLS = KafkaTLS{Enabled: true, CAFile: "/ca", CertFile: "/c", KeyFile: "/k"}
+			c.Kafka.SASL = KafkaSASL{Mechanism: SASLScramSHA512, UsernameFile: "/u", PasswordFile: "/p"}
+		}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

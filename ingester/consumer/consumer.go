@@ -27,7 +27,8 @@ const fetchRetryWait = 500 * time.Millisecond
 // Consumer reads a topic as a member of a consumer group and hands every message to the
 // processor chain, committing a partition's offset only past messages the chain finished.
 type Consumer struct {
-	cfg   config.Kafka
+	cfg    config.Kafka
+	dialer *kafka.Dialer
 	chain processor.Processor
 	m     *metrics.Metrics
 	log   logr.Logger
@@ -40,10 +41,11 @@ type Consumer struct {
 	partitions map[int]*partition
 }
 
-// New returns a consumer; Run starts it. chain must be safe for concurrent use: it is
-// called from one goroutine per partition.
-func New(cfg config.Kafka, chain processor.Processor, drainTimeout time.Duration, m *metrics.Metrics, log logr.Logger) *Consumer {
-	return &Consumer{cfg: cfg, chain: chain, m: m, log: log, drainTimeout: drainTimeout}
+// New returns a consumer; Run starts it. dialer connects to the brokers (with TLS and SASL
+// as configured). chain must be safe for concurrent use: it is called from one goroutine
+// per partition.
+func New(cfg config.Kafka, dialer *kafka.Dialer, chain processor.Processor, drainTimeout time.Duration, m *metrics.Metrics, log logr.Logger) *Consumer {
+	return &Consumer{cfg: cfg, dialer: dialer, chain: chain, m: m, log: log, drainTimeout: drainTimeout}
 }
 
 // Ready returns nil when this member is in the group and no partition is paused, or why not.
@@ -73,6 +75,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                c.cfg.ConsumerGroup,
 		Brokers:           c.cfg.Brokers,
+		Dialer:            c.dialer,
 		Topics:            []string{c.cfg.Topic},
 		SessionTimeout:    c.cfg.SessionTimeout.D(),
 		HeartbeatInterval: c.cfg.HeartbeatInterval.D(),
@@ -166,6 +169,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		Brokers:   c.cfg.Brokers,
 		Topic:     c.cfg.Topic,
 		Partition: p.id,
+		Dialer:    c.dialer,
 		MinBytes:  c.cfg.MinBytes,
 		MaxBytes:  c.cfg.MaxBytes,
 		MaxWait:   c.cfg.MaxWait.D(),

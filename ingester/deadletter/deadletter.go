@@ -27,11 +27,10 @@ type Writer struct {
 	transport *kafka.Transport
 }
 
-// New returns a writer to topic on brokers. Produces wait for every in-sync replica, so
-// a message counts as dead-lettered only when it is safely stored.
-func New(brokers []string, topic string) *Writer {
-	// A transport of its own: kafka-go's shared default caches metadata for seconds.
-	transport := &kafka.Transport{}
+// New returns a writer to topic on brokers through transport, which it owns from then on.
+// Produces wait for every in-sync replica, so a message counts as dead-lettered only when
+// it is safely stored.
+func New(brokers []string, topic string, transport *kafka.Transport) *Writer {
 	return &Writer{transport: transport, w: &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        topic,

@@ -21,8 +21,10 @@ type Broker struct {
 	Cluster *kfake.Cluster
 	Addr    string
 	opts    []kfake.Opt
-	// transport is this broker's own: kafka-go's shared default transport caches metadata.
+	// transport and dialer are this broker's own (kafka-go's shared default transport
+	// caches metadata); StartSecure gives them TLS and SASL.
 	transport *kafka.Transport
+	dialer    *kafka.Dialer
 }
 
 // Start starts a broker with topic seeded with the given number of partitions. It
@@ -30,7 +32,7 @@ type Broker struct {
 // when the test ends.
 func Start(t testing.TB, topic string, partitions int32, opts ...kfake.Opt) *Broker {
 	t.Helper()
-	b := &Broker{transport: &kafka.Transport{}}
+	b := &Broker{transport: &kafka.Transport{}, dialer: kafka.DefaultDialer}
 	b.opts = append([]kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.SeedTopics(partitions, topic),
@@ -72,7 +74,7 @@ func (b *Broker) Resume(t testing.TB) {
 	b.start(t, append(append([]kfake.Opt(nil), b.opts...), kfake.Ports(port)))
 	// The old transport holds connections to the broker that went away.
 	b.transport.CloseIdleConnections()
-	b.transport = &kafka.Transport{}
+	b.transport = &kafka.Transport{TLS: b.transport.TLS, SASL: b.transport.SASL}
 }
 
 // Produce writes messages to topic and waits until the broker acknowledged all of them.
@@ -211,7 +213,7 @@ func (b *Broker) ReadAll(t testing.TB, topic string, partitions int) []kafka.Mes
 		if end[p] == 0 {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr}, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr}, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond, Dialer: b.dialer})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		for {
 			msg, err := r.ReadMessage(ctx)
