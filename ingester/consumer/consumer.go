@@ -29,9 +29,9 @@ const fetchRetryWait = 500 * time.Millisecond
 type Consumer struct {
 	cfg    config.Kafka
 	dialer *kafka.Dialer
-	chain processor.Processor
-	m     *metrics.Metrics
-	log   logr.Logger
+	chain  processor.Processor
+	m      *metrics.Metrics
+	log    logr.Logger
 	// drainTimeout bounds the wait for in-flight messages of a revoked partition.
 	drainTimeout time.Duration
 
