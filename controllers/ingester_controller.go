@@ -1,21 +1,29 @@
-// Package controllers holds the spanflow operator's reconcilers: each Ingester is turned
-// into the ConfigMap and Deployment that run `spanflow ingest`, and its status reports how
-// that went.
+// Package controllers holds the spanflow operator's reconcilers: each Ingester becomes the
+// ServiceAccount, ConfigMap, Service, Deployment and PodDisruptionBudget that run
+// `spanflow ingest`, and its status reports how that went.
 package controllers
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -24,22 +32,29 @@ import (
 // FieldOwner is the server-side apply field manager of everything the operator writes.
 const FieldOwner = client.FieldOwner("spanflow")
 
+// secretIndex indexes Ingesters by the Secrets they reference.
+const secretIndex = "spec.secretNames"
+
 // IngesterReconciler reconciles Ingester resources into the objects that run them.
 type IngesterReconciler struct {
-	Client   client.Client
-	Recorder recorder.EventRecorder
-	// IngesterImage is the image of the ingester pods: by default the operator's own.
+	Client client.Client
+	// SecretReader reads Secrets straight from the API server, so the operator does not
+	// cache every Secret of the cluster.
+	SecretReader client.Reader
+	Recorder     recorder.EventRecorder
+	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
 }
 
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile applies the desired ConfigMap and Deployment of one Ingester and records
-// the outcome in its status.
+// Reconcile applies the desired objects of one Ingester and records the outcome in its status.
 func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
 	var ing spanflowv1alpha1.Ingester
@@ -48,33 +63,109 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
-	dep, applyErr := r.apply(ctx, &ing)
-	status := desiredStatus(&ing, dep, applyErr)
+	var obs observation
+	secrets, secretErr := r.secretVersions(ctx, &ing)
+	obs.secretErr = secretErr
+	switch {
+	case ing.Spec.Paused, secretErr != nil:
+		// Change nothing: paused by the user, or the new spec would not start (its Secret
+		// is missing) and the running pods are better left on their last good config.
+		dep, err := r.currentDeployment(ctx, &ing)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		obs.deployment = dep
+	default:
+		obs.deployment, obs.applyErr = r.apply(ctx, &ing, secrets)
+	}
+
+	status := desiredStatus(&ing, obs)
 	if err := r.writeStatus(ctx, &ing, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	if applyErr != nil {
-		// Returned so the work queue retries with backoff; the status already says why.
-		return ctrl.Result{}, applyErr
+	if obs.applyErr != nil {
+		// Retried by the work queue with exponential backoff; the status says why.
+		return ctrl.Result{}, obs.applyErr
 	}
 	logger.V(1).Info("Reconciled", "replicas", status.Replicas, "ready", status.ReadyReplicas)
+	// A missing Secret needs no retry loop: its creation triggers a reconcile (see the watch).
 	return ctrl.Result{}, nil
 }
 
+// secretVersions checks that every referenced Secret and key exists and returns their
+// versions for the pod template hash. Secret contents are read but never kept or logged.
+func (r *IngesterReconciler) secretVersions(ctx context.Context, ing *spanflowv1alpha1.Ingester) ([]secretVersion, error) {
+	var versions []secretVersion
+	var missing []error
+	for _, ref := range referencedSecrets(ing) {
+		var s corev1.Secret
+		err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ref.name}, &s)
+		if apierrors.IsNotFound(err) {
+			missing = append(missing, fmt.Errorf("Secret %q does not exist", ref.name))
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %q: %w", ref.name, err)
+		}
+		for _, key := range ref.keys {
+			if _, ok := s.Data[key]; !ok {
+				missing = append(missing, fmt.Errorf("Secret %q has no key %q", ref.name, key))
+			}
+		}
+		versions = append(versions, secretVersion{Name: s.Name, UID: string(s.UID), ResourceVersion: s.ResourceVersion})
+	}
+	return versions, errors.Join(missing...)
+}
+
+func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflowv1alpha1.Ingester) (*appsv1.Deployment, error) {
+	var dep appsv1.Deployment
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}, &dep)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &dep, nil
+}
+
 // apply server-side applies the desired objects and returns the Deployment as stored.
-func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.Ingester) (*appsv1.Deployment, error) {
+func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.Ingester, secrets []secretVersion) (*appsv1.Deployment, error) {
 	cm, err := desiredConfigMap(ing)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Client.Apply(ctx, cm, FieldOwner, client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying ConfigMap %s: %w", *cm.Name, err)
+	applyOne := func(kind, name string, obj runtime.ApplyConfiguration) error {
+		if err := r.Client.Apply(ctx, obj, FieldOwner, client.ForceOwnership); err != nil {
+			return fmt.Errorf("applying %s %s: %w", kind, name, err)
+		}
+		return nil
 	}
-	depAC := desiredDeployment(ing, r.IngesterImage, cm)
-	if err := r.Client.Apply(ctx, depAC, FieldOwner, client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying Deployment %s: %w", *depAC.Name, err)
+	name := ingesterObjectName(ing)
+	if err := applyOne("ServiceAccount", name, desiredServiceAccount(ing)); err != nil {
+		return nil, err
 	}
-	// Apply filled depAC from the response; convert it to the typed object for status.
+	if err := applyOne("ConfigMap", name, cm); err != nil {
+		return nil, err
+	}
+	if err := applyOne("Service", name, desiredService(ing)); err != nil {
+		return nil, err
+	}
+	depAC := desiredDeployment(ing, r.IngesterImage, cm, podTemplateHash(cm, secrets))
+	if err := applyOne("Deployment", name, depAC); err != nil {
+		return nil, err
+	}
+	if pdb := desiredPodDisruptionBudget(ing); pdb != nil {
+		if err := applyOne("PodDisruptionBudget", name, pdb); err != nil {
+			return nil, err
+		}
+	} else {
+		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ing.Namespace, Name: name}}
+		if err := r.Client.Delete(ctx, pdb); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("deleting PodDisruptionBudget %s: %w", name, err)
+		}
+	}
+	// Apply filled depAC from the response; convert it to the typed object for the status.
 	raw, err := json.Marshal(depAC)
 	if err != nil {
 		return nil, err
@@ -87,12 +178,12 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 }
 
 // writeStatus writes the status in one request when it differs from the stored one, and
-// emits an event when the Ready condition changes.
+// emits an event when Ready or Degraded changes.
 func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alpha1.Ingester, status spanflowv1alpha1.IngesterStatus) error {
 	if equality.Semantic.DeepEqual(ing.Status, status) {
 		return nil
 	}
-	before := meta.FindStatusCondition(ing.Status.Conditions, spanflowv1alpha1.ConditionReady)
+	before := ing.Status.DeepCopy()
 	patchBase := client.MergeFrom(ing.DeepCopy())
 	ing.Status = status
 	if err := r.Client.Status().Patch(ctx, ing, patchBase); err != nil {
@@ -101,24 +192,55 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 		}
 		return fmt.Errorf("writing status: %w", err)
 	}
-	after := meta.FindStatusCondition(status.Conditions, spanflowv1alpha1.ConditionReady)
-	if after != nil && (before == nil || before.Status != after.Status || before.Reason != after.Reason) {
+	for _, t := range []string{spanflowv1alpha1.ConditionReady, spanflowv1alpha1.ConditionDegraded} {
+		old, now := meta.FindStatusCondition(before.Conditions, t), meta.FindStatusCondition(status.Conditions, t)
+		if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason) {
+			continue
+		}
 		eventType := corev1.EventTypeNormal
-		if after.Reason == spanflowv1alpha1.ReasonApplyFailed {
+		if t == spanflowv1alpha1.ConditionDegraded && now.Status == metav1.ConditionTrue {
 			eventType = corev1.EventTypeWarning
 		}
-		r.Recorder.Eventf(ing, nil, eventType, after.Reason, "Reconcile", "%s", after.Message)
+		if t == spanflowv1alpha1.ConditionDegraded && old == nil && now.Status == metav1.ConditionFalse {
+			continue // "nothing is wrong" from the start is not news
+		}
+		r.Recorder.Eventf(ing, nil, eventType, now.Reason, "Reconcile", "%s", now.Message)
 	}
 	return nil
 }
 
-// SetupWithManager registers the reconciler; changes to the owned objects requeue their
-// Ingester, so drift is corrected and Deployment progress reaches the status.
+// SetupWithManager registers the reconciler. Changes to owned objects requeue their
+// Ingester (so drift is corrected and Deployment progress reaches the status), and so does
+// any change to a Secret an Ingester references (so rotating it rolls the pods).
 func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spanflowv1alpha1.Ingester{}, secretIndex,
+		func(obj client.Object) []string { return referencedSecretNames(obj.(*spanflowv1alpha1.Ingester)) }); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&spanflowv1alpha1.Ingester{}).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		// Only the metadata of Secrets is watched and cached, never their contents.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.ingestersReferencing), builder.OnlyMetadata).
 		Named("ingester").
 		Complete(r)
+}
+
+// ingestersReferencing maps a Secret to the Ingesters of its namespace that reference it.
+func (r *IngesterReconciler) ingestersReferencing(ctx context.Context, secret client.Object) []reconcile.Request {
+	var list spanflowv1alpha1.IngesterList
+	if err := r.Client.List(ctx, &list, client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{secretIndex: secret.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "Listing the Ingesters that reference a Secret", "secret", secret.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+	}
+	return reqs
 }

@@ -77,14 +77,14 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 	g.Expect(pod.Containers).To(HaveLen(1))
 	c := pod.Containers[0]
 	g.Expect(c.Image).To(Equal(testImage))
-	g.Expect(c.Args).To(Equal([]string{"ingest", "--config=/etc/spanflow/ingester.yaml"}))
-	g.Expect(c.VolumeMounts).To(ContainElement(And(HaveField("Name", "config"), HaveField("MountPath", "/etc/spanflow"))))
+	g.Expect(c.Args).To(Equal([]string{"ingest", "--config=/etc/spanflow/config/ingester.yaml"}))
+	g.Expect(c.VolumeMounts).To(ContainElement(And(HaveField("Name", "config"), HaveField("MountPath", "/etc/spanflow/config"))))
 	g.Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))
 	g.Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
 	g.Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
 	g.Expect(c.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
 	g.Expect(pod.Volumes).To(ContainElement(HaveField("ConfigMap.Name", "traces-ingester")))
-	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(configHashAnnotation))
+	g.Expect(dep.Spec.Template.Annotations).To(HaveKey(podTemplateHashAnnotation))
 
 	// The mounted file is one the ingester accepts, with the group defaulted.
 	var cm corev1.ConfigMap
@@ -118,12 +118,12 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 	}, eventually, poll).Should(Succeed())
 
 	// A spec change reaches the config and rolls the pods.
-	oldHash := dep.Spec.Template.Annotations[configHashAnnotation]
+	oldHash := dep.Spec.Template.Annotations[podTemplateHashAnnotation]
 	ing.Spec.Parallelism = ptr.To[int32](16)
 	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		dep := getDeployment(g, ns, "traces-ingester")
-		g.Expect(dep.Spec.Template.Annotations[configHashAnnotation]).NotTo(Equal(oldHash))
+		g.Expect(dep.Spec.Template.Annotations[podTemplateHashAnnotation]).NotTo(Equal(oldHash))
 		var cm corev1.ConfigMap
 		g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "traces-ingester"}, &cm)).To(Succeed())
 		g.Expect(loadConfig(t, cm.Data[configFileName]).Parallelism).To(Equal(16))

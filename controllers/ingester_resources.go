@@ -4,13 +4,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"path"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -19,13 +24,30 @@ import (
 
 const (
 	// configFileName is the key of the ingester config in its ConfigMap and the file name
-	// it is mounted as.
+	// it is mounted as, in configDir.
 	configFileName = "ingester.yaml"
-	configDir      = "/etc/spanflow"
-	adminPort      = 8080
-	// configHashAnnotation on the pod template changes with the config, so that a config
-	// change rolls the pods.
-	configHashAnnotation = "spanflow.dev/config-hash"
+	configDir      = "/etc/spanflow/config"
+	// secretsDir holds one directory per mounted Secret.
+	secretsDir = "/etc/spanflow/secrets"
+	adminPort  = 8080
+	// podTemplateHashAnnotation on the pod template changes with the config and with the
+	// referenced Secrets, so that a change of either rolls the pods.
+	podTemplateHashAnnotation = "spanflow.dev/config-hash"
+	containerName             = "ingester"
+)
+
+// Volumes the operator mounts into the ingester pods.
+const (
+	volumeConfig       = "config"
+	volumeKafkaCA      = "kafka-ca"
+	volumeKafkaClient  = "kafka-client"
+	volumeKafkaSASL    = "kafka-sasl"
+	volumeFileStorage  = "spans"
+	saslUsernameKey    = "username"
+	saslPasswordKey    = "password"
+	caFileName         = "ca.crt"
+	clientCertFileName = corev1.TLSCertKey
+	clientKeyFileName  = corev1.TLSPrivateKeyKey
 )
 
 // ingesterObjectName is the name of the objects that run an Ingester.
@@ -77,29 +99,116 @@ func desiredParallelism(ing *spanflowv1alpha1.Ingester) int32 {
 	return ptr.Deref(ing.Spec.Parallelism, int32(config.Default().Parallelism))
 }
 
+// secretRef is a Secret the pods need and the keys they read from it.
+type secretRef struct {
+	name string
+	keys []string
+}
+
+// referencedSecrets lists the Secrets the spec references, in a stable order.
+func referencedSecrets(ing *spanflowv1alpha1.Ingester) []secretRef {
+	var refs []secretRef
+	if t := ing.Spec.Kafka.TLS; t != nil && t.Enabled {
+		if t.CA != nil {
+			refs = append(refs, secretRef{name: t.CA.Name, keys: []string{t.CA.Key}})
+		}
+		if t.ClientCertSecretName != "" {
+			refs = append(refs, secretRef{name: t.ClientCertSecretName, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
+		}
+	}
+	if s := ing.Spec.Kafka.SASL; s != nil {
+		refs = append(refs, secretRef{name: s.CredentialsSecretName, keys: []string{saslUsernameKey, saslPasswordKey}})
+	}
+	return refs
+}
+
+// referencedSecretNames are the names of referencedSecrets, for the field index.
+func referencedSecretNames(ing *spanflowv1alpha1.Ingester) []string {
+	names := map[string]bool{}
+	for _, r := range referencedSecrets(ing) {
+		names[r.name] = true
+	}
+	return slices.Sorted(maps.Keys(names))
+}
+
 // ingesterConfig is the configuration file of the ingester pods, built from the spec over
-// the ingester's own defaults.
+// the ingester's own defaults. Credentials appear only as paths of mounted files.
 func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
+	spec := ing.Spec
 	cfg := config.Default()
-	cfg.Kafka.Brokers = ing.Spec.Kafka.Brokers
-	cfg.Kafka.Topic = ing.Spec.Kafka.Topic
-	cfg.Kafka.ConsumerGroup = consumerGroup(ing)
-	if ing.Spec.Kafka.InitialOffset != "" {
-		cfg.Kafka.InitialOffset = string(ing.Spec.Kafka.InitialOffset)
+	k := &cfg.Kafka
+	k.Brokers = spec.Kafka.Brokers
+	k.Topic = spec.Kafka.Topic
+	k.ConsumerGroup = consumerGroup(ing)
+	if spec.Kafka.InitialOffset != "" {
+		k.InitialOffset = string(spec.Kafka.InitialOffset)
 	}
-	if ing.Spec.Encoding != "" {
-		cfg.Encoding = string(ing.Spec.Encoding)
+	setDuration(&k.SessionTimeout, spec.Kafka.SessionTimeout)
+	setDuration(&k.HeartbeatInterval, spec.Kafka.HeartbeatInterval)
+	setDuration(&k.RebalanceTimeout, spec.Kafka.RebalanceTimeout)
+	setDuration(&k.MaxWait, spec.Kafka.MaxWait)
+	setDuration(&k.CommitInterval, spec.Kafka.CommitInterval)
+	if spec.Kafka.MaxFetchBytes != nil {
+		k.MaxBytes = int(*spec.Kafka.MaxFetchBytes)
 	}
-	if ing.Spec.Storage.Type != "" {
-		cfg.Storage.Type = string(ing.Spec.Storage.Type)
+	if t := spec.Kafka.TLS; t != nil && t.Enabled {
+		k.TLS = config.KafkaTLS{Enabled: true, InsecureSkipVerify: t.InsecureSkipVerify}
+		if t.CA != nil {
+			k.TLS.CAFile = path.Join(secretsDir, volumeKafkaCA, caFileName)
+		}
+		if t.ClientCertSecretName != "" {
+			k.TLS.CertFile = path.Join(secretsDir, volumeKafkaClient, clientCertFileName)
+			k.TLS.KeyFile = path.Join(secretsDir, volumeKafkaClient, clientKeyFileName)
+		}
 	}
+	if s := spec.Kafka.SASL; s != nil {
+		k.SASL = config.KafkaSASL{
+			Mechanism:    string(s.Mechanism),
+			UsernameFile: path.Join(secretsDir, volumeKafkaSASL, saslUsernameKey),
+			PasswordFile: path.Join(secretsDir, volumeKafkaSASL, saslPasswordKey),
+		}
+	}
+	if spec.Encoding != "" {
+		cfg.Encoding = string(spec.Encoding)
+	}
+	if spec.Storage.Type != "" {
+		cfg.Storage.Type = string(spec.Storage.Type)
+	}
+	if f := spec.Storage.File; f != nil {
+		cfg.Storage.File.Path = f.Path
+		if f.MaxFileSize != nil {
+			cfg.Storage.File.MaxFileBytes = f.MaxFileSize.Value()
+		}
+	}
+	p := spec.Processing
+	if p.BatchSize > 0 {
+		cfg.Processing.BatchSize = int(p.BatchSize)
+	}
+	setDuration(&cfg.Processing.BatchLinger, p.BatchLinger)
+	if r := p.Retry; r != nil {
+		setDuration(&cfg.Processing.Retry.Min, r.Min)
+		setDuration(&cfg.Processing.Retry.Max, r.Max)
+		if r.Attempts != nil {
+			cfg.Processing.Retry.Attempts = int(*r.Attempts)
+		}
+	}
+	if p.OnDecodeError != "" {
+		cfg.Processing.OnDecodeError = string(p.OnDecodeError)
+	}
+	cfg.Processing.DeadLetterTopic = p.DeadLetterTopic
 	cfg.Parallelism = int(desiredParallelism(ing))
 	cfg.AdminAddress = fmt.Sprintf(":%d", adminPort)
 	return cfg
 }
 
+func setDuration(dst *config.Duration, src *metav1.Duration) {
+	if src != nil && src.Duration > 0 {
+		*dst = config.Duration(src.Duration)
+	}
+}
+
 // desiredConfigMap holds the ingester configuration. It never holds credentials: those
-// reach the pods from Secrets.
+// reach the pods as files from Secrets.
 func desiredConfigMap(ing *spanflowv1alpha1.Ingester) (*corev1ac.ConfigMapApplyConfiguration, error) {
 	data, err := ingesterConfig(ing).Marshal()
 	if err != nil {
@@ -111,41 +220,151 @@ func desiredConfigMap(ing *spanflowv1alpha1.Ingester) (*corev1ac.ConfigMapApplyC
 		WithData(map[string]string{configFileName: string(data)}), nil
 }
 
-// configHash is a short digest of the ConfigMap's data, stable across map order.
-func configHash(cm *corev1ac.ConfigMapApplyConfiguration) string {
-	sum := sha256.Sum256([]byte(cm.Data[configFileName]))
-	return hex.EncodeToString(sum[:8])
+// secretVersion identifies one state of a referenced Secret without its content.
+type secretVersion struct {
+	Name, UID, ResourceVersion string
 }
 
-// desiredDeployment runs `spanflow ingest` with the config from desiredConfigMap.
-func desiredDeployment(ing *spanflowv1alpha1.Ingester, image string, cm *corev1ac.ConfigMapApplyConfiguration) *appsv1ac.DeploymentApplyConfiguration {
-	drain := time.Duration(config.Default().DrainTimeout)
+// podTemplateHash digests the config and the versions of the referenced Secrets: a change
+// to either changes the pod template and rolls the pods. Secret contents never enter it.
+func podTemplateHash(cm *corev1ac.ConfigMapApplyConfiguration, secrets []secretVersion) string {
+	h := sha256.New()
+	h.Write([]byte(cm.Data[configFileName]))
+	for _, s := range secrets {
+		fmt.Fprintf(h, "\x00%s\x00%s\x00%s", s.Name, s.UID, s.ResourceVersion)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// desiredServiceAccount is the pods' own identity, with no API rights and no token.
+func desiredServiceAccount(ing *spanflowv1alpha1.Ingester) *corev1ac.ServiceAccountApplyConfiguration {
+	return corev1ac.ServiceAccount(ingesterObjectName(ing), ing.Namespace).
+		WithLabels(objectLabels(ing)).
+		WithOwnerReferences(ownerReference(ing)).
+		WithAutomountServiceAccountToken(false)
+}
+
+// desiredService exposes the pods' admin port (/metrics) to Prometheus.
+func desiredService(ing *spanflowv1alpha1.Ingester) *corev1ac.ServiceApplyConfiguration {
+	return corev1ac.Service(ingesterObjectName(ing), ing.Namespace).
+		WithLabels(objectLabels(ing)).
+		WithOwnerReferences(ownerReference(ing)).
+		WithSpec(corev1ac.ServiceSpec().
+			WithType(corev1.ServiceTypeClusterIP).
+			WithSelector(selectorLabels(ing)).
+			WithPorts(corev1ac.ServicePort().WithName("admin").WithPort(adminPort).
+				WithTargetPort(intstr.FromString("admin")).WithProtocol(corev1.ProtocolTCP)))
+}
+
+// desiredPodDisruptionBudget keeps all but one pod up through voluntary disruptions; it is
+// wanted only with more than one replica (with one, it would block node drains).
+func desiredPodDisruptionBudget(ing *spanflowv1alpha1.Ingester) *policyv1ac.PodDisruptionBudgetApplyConfiguration {
+	if desiredReplicas(ing) <= 1 {
+		return nil
+	}
+	return policyv1ac.PodDisruptionBudget(ingesterObjectName(ing), ing.Namespace).
+		WithLabels(objectLabels(ing)).
+		WithOwnerReferences(ownerReference(ing)).
+		WithSpec(policyv1ac.PodDisruptionBudgetSpec().
+			WithMaxUnavailable(intstr.FromInt32(1)).
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(ing))))
+}
+
+// desiredDeployment runs `spanflow ingest` with the config from desiredConfigMap and the
+// referenced Secrets mounted as files.
+func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *corev1ac.ConfigMapApplyConfiguration, hash string) *appsv1ac.DeploymentApplyConfiguration {
+	tmpl := ing.Spec.Template
+	image := defaultImage
+	if tmpl.Image != "" {
+		image = tmpl.Image
+	}
 	container := corev1ac.Container().
-		WithName("ingester").
+		WithName(containerName).
 		WithImage(image).
-		WithArgs("ingest", "--config="+configDir+"/"+configFileName).
+		WithArgs("ingest", "--config="+path.Join(configDir, configFileName)).
 		WithPorts(corev1ac.ContainerPort().WithName("admin").WithContainerPort(adminPort).WithProtocol(corev1.ProtocolTCP)).
-		WithVolumeMounts(corev1ac.VolumeMount().WithName("config").WithMountPath(configDir).WithReadOnly(true)).
 		WithLivenessProbe(httpProbe("/healthz", 10)).
 		WithReadinessProbe(httpProbe("/readyz", 5)).
-		WithSecurityContext(corev1ac.SecurityContext().
-			WithAllowPrivilegeEscalation(false).
-			WithReadOnlyRootFilesystem(true).
-			WithRunAsNonRoot(true).
-			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
-			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+		WithSecurityContext(containerSecurityContext(tmpl.SecurityContext))
+	if tmpl.ImagePullPolicy != "" {
+		container.WithImagePullPolicy(tmpl.ImagePullPolicy)
+	}
+	if len(tmpl.Resources.Limits) > 0 || len(tmpl.Resources.Requests) > 0 {
+		container.WithResources(resourcesAC(tmpl.Resources))
+	}
+	for i := range tmpl.Env {
+		container.WithEnv(envVarAC(tmpl.Env[i]))
+	}
 
 	pod := corev1ac.PodSpec().
-		WithContainers(container).
-		WithVolumes(corev1ac.Volume().WithName("config").
-			WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(*cm.Name))).
+		WithServiceAccountName(ingesterObjectName(ing)).
+		WithAutomountServiceAccountToken(false).
 		// Room for the drain on SIGTERM to finish and commit before the kill.
-		WithTerminationGracePeriodSeconds(int64(drain/time.Second) + 15).
-		WithSecurityContext(corev1ac.PodSecurityContext().
-			WithRunAsNonRoot(true).
-			WithRunAsUser(65532).
-			WithRunAsGroup(65532).
-			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+		WithTerminationGracePeriodSeconds(int64(config.Default().DrainTimeout.D()/time.Second) + 15).
+		WithSecurityContext(podSecurityContext(tmpl.PodSecurityContext))
+	if tmpl.ServiceAccountName != "" {
+		pod.WithServiceAccountName(tmpl.ServiceAccountName)
+	}
+	mount := func(volume *corev1ac.VolumeApplyConfiguration, mountPath string, readOnly bool) {
+		pod.WithVolumes(volume)
+		container.WithVolumeMounts(corev1ac.VolumeMount().WithName(*volume.Name).WithMountPath(mountPath).WithReadOnly(readOnly))
+	}
+	mount(corev1ac.Volume().WithName(volumeConfig).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(*cm.Name)), configDir, true)
+	if t := ing.Spec.Kafka.TLS; t != nil && t.Enabled {
+		if t.CA != nil {
+			mount(secretVolume(volumeKafkaCA, t.CA.Name, map[string]string{t.CA.Key: caFileName}), path.Join(secretsDir, volumeKafkaCA), true)
+		}
+		if t.ClientCertSecretName != "" {
+			mount(secretVolume(volumeKafkaClient, t.ClientCertSecretName, map[string]string{
+				corev1.TLSCertKey: clientCertFileName, corev1.TLSPrivateKeyKey: clientKeyFileName,
+			}), path.Join(secretsDir, volumeKafkaClient), true)
+		}
+	}
+	if s := ing.Spec.Kafka.SASL; s != nil {
+		mount(secretVolume(volumeKafkaSASL, s.CredentialsSecretName, map[string]string{
+			saslUsernameKey: saslUsernameKey, saslPasswordKey: saslPasswordKey,
+		}), path.Join(secretsDir, volumeKafkaSASL), true)
+	}
+	if f := ing.Spec.Storage.File; ing.Spec.Storage.Type == spanflowv1alpha1.StorageFile && f != nil {
+		volume := corev1ac.Volume().WithName(volumeFileStorage)
+		if f.ClaimName != "" {
+			volume.WithPersistentVolumeClaim(corev1ac.PersistentVolumeClaimVolumeSource().WithClaimName(f.ClaimName))
+		} else {
+			volume.WithEmptyDir(corev1ac.EmptyDirVolumeSource())
+		}
+		mount(volume, f.Path, false)
+	}
+	pod.WithContainers(container)
+
+	for _, s := range tmpl.ImagePullSecrets {
+		pod.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s.Name))
+	}
+	if len(tmpl.NodeSelector) > 0 {
+		pod.WithNodeSelector(tmpl.NodeSelector)
+	}
+	if tmpl.Affinity != nil {
+		pod.WithAffinity(affinityAC(tmpl.Affinity))
+	}
+	for i := range tmpl.Tolerations {
+		pod.WithTolerations(tolerationAC(tmpl.Tolerations[i]))
+	}
+	for i := range tmpl.TopologySpreadConstraints {
+		pod.WithTopologySpreadConstraints(topologySpreadAC(tmpl.TopologySpreadConstraints[i]))
+	}
+	if tmpl.PriorityClassName != "" {
+		pod.WithPriorityClassName(tmpl.PriorityClassName)
+	}
+
+	podLabels := maps.Clone(tmpl.PodLabels)
+	if podLabels == nil {
+		podLabels = map[string]string{}
+	}
+	maps.Copy(podLabels, objectLabels(ing))
+	podAnnotations := maps.Clone(tmpl.PodAnnotations)
+	if podAnnotations == nil {
+		podAnnotations = map[string]string{}
+	}
+	podAnnotations[podTemplateHashAnnotation] = hash
 
 	return appsv1ac.Deployment(ingesterObjectName(ing), ing.Namespace).
 		WithLabels(objectLabels(ing)).
@@ -153,10 +372,22 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, image string, cm *corev1a
 		WithSpec(appsv1ac.DeploymentSpec().
 			WithReplicas(desiredReplicas(ing)).
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(ing))).
+			// A consumer-group member leaving triggers a rebalance; replace pods one at a time.
+			WithStrategy(appsv1ac.DeploymentStrategy().WithType("RollingUpdate").
+				WithRollingUpdate(appsv1ac.RollingUpdateDeployment().
+					WithMaxUnavailable(intstr.FromInt32(0)).WithMaxSurge(intstr.FromInt32(1)))).
 			WithTemplate(corev1ac.PodTemplateSpec().
-				WithLabels(objectLabels(ing)).
-				WithAnnotations(map[string]string{configHashAnnotation: configHash(cm)}).
+				WithLabels(podLabels).
+				WithAnnotations(podAnnotations).
 				WithSpec(pod)))
+}
+
+func secretVolume(name, secretName string, items map[string]string) *corev1ac.VolumeApplyConfiguration {
+	src := corev1ac.SecretVolumeSource().WithSecretName(secretName).WithDefaultMode(0o440)
+	for _, key := range slices.Sorted(maps.Keys(items)) {
+		src.WithItems(corev1ac.KeyToPath().WithKey(key).WithPath(items[key]))
+	}
+	return corev1ac.Volume().WithName(name).WithSecret(src)
 }
 
 func httpProbe(path string, periodSeconds int32) *corev1ac.ProbeApplyConfiguration {

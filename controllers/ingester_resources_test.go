@@ -4,7 +4,12 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -59,19 +64,28 @@ func TestIngesterConfig(t *testing.T) {
 	}
 }
 
-func TestDesiredDeployment(t *testing.T) {
-	ing := &spanflowv1alpha1.Ingester{
+func baseIngester() *spanflowv1alpha1.Ingester {
+	return &spanflowv1alpha1.Ingester{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "obs", Name: "traces", UID: "uid-1"},
 		Spec: spanflowv1alpha1.IngesterSpec{
 			Kafka:    spanflowv1alpha1.KafkaSpec{Brokers: []string{"k:9092"}, Topic: "spans"},
 			Replicas: ptr.To[int32](3),
 		},
 	}
+}
+
+func deploymentFor(t *testing.T, ing *spanflowv1alpha1.Ingester) *appsv1ac.DeploymentApplyConfiguration {
+	t.Helper()
 	cm, err := desiredConfigMap(ing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dep := desiredDeployment(ing, "img:1", cm)
+	return desiredDeployment(ing, "img:1", cm, "hash1")
+}
+
+func TestDesiredDeployment(t *testing.T) {
+	ing := baseIngester()
+	dep := deploymentFor(t, ing)
 
 	if *dep.Name != "traces-ingester" || *dep.Namespace != "obs" || *dep.Spec.Replicas != 3 {
 		t.Errorf("identity or replicas wrong: %s/%s ×%d", *dep.Namespace, *dep.Name, *dep.Spec.Replicas)
@@ -85,26 +99,153 @@ func TestDesiredDeployment(t *testing.T) {
 			t.Errorf("the selector %s=%s does not select the pod template", k, v)
 		}
 	}
+	if *dep.Spec.Strategy.RollingUpdate.MaxUnavailable != intstr.FromInt32(0) {
+		t.Errorf("rolling update may take pods away before their replacement is ready")
+	}
 	pod := dep.Spec.Template.Spec
 	c := pod.Containers[0]
-	if *c.Image != "img:1" || strings.Join(c.Args, " ") != "ingest --config=/etc/spanflow/ingester.yaml" {
+	if *c.Image != "img:1" || strings.Join(c.Args, " ") != "ingest --config=/etc/spanflow/config/ingester.yaml" {
 		t.Errorf("container runs %s %v", *c.Image, c.Args)
 	}
-	if !*pod.SecurityContext.RunAsNonRoot || *c.SecurityContext.AllowPrivilegeEscalation || !*c.SecurityContext.ReadOnlyRootFilesystem {
+	if !*pod.SecurityContext.RunAsNonRoot || *c.SecurityContext.AllowPrivilegeEscalation || !*c.SecurityContext.ReadOnlyRootFilesystem ||
+		c.SecurityContext.Capabilities.Drop[0] != "ALL" || *pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod is not restricted")
+	}
+	if *pod.ServiceAccountName != "traces-ingester" || *pod.AutomountServiceAccountToken {
+		t.Errorf("pod runs as %s with a token: %v", *pod.ServiceAccountName, *pod.AutomountServiceAccountToken)
 	}
 	if *pod.TerminationGracePeriodSeconds <= int64(config.Default().DrainTimeout.D().Seconds()) {
 		t.Errorf("grace period %ds leaves no room for the drain", *pod.TerminationGracePeriodSeconds)
 	}
+	if dep.Spec.Template.Annotations[podTemplateHashAnnotation] != "hash1" {
+		t.Errorf("pod template hash missing")
+	}
+	if len(pod.Volumes) != 1 || *pod.Volumes[0].Name != volumeConfig {
+		t.Errorf("unexpected volumes: %d", len(pod.Volumes))
+	}
+}
 
-	// The config hash follows the config and nothing else.
+func TestDesiredDeploymentTemplate(t *testing.T) {
+	ing := baseIngester()
+	ing.Spec.Template = spanflowv1alpha1.PodTemplate{
+		Image:              "mirror/spanflow:2",
+		ImagePullPolicy:    corev1.PullAlways,
+		ImagePullSecrets:   []corev1.LocalObjectReference{{Name: "regcred"}},
+		Resources:          corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
+		NodeSelector:       map[string]string{"pool": "ingest"},
+		Tolerations:        []corev1.Toleration{{Key: "dedicated", Value: "ingest", Effect: corev1.TaintEffectNoSchedule}},
+		PriorityClassName:  "high",
+		PodAnnotations:     map[string]string{"team": "obs", podTemplateHashAnnotation: "user"},
+		PodLabels:          map[string]string{"team": "obs", "app.kubernetes.io/instance": "hijack"},
+		Env:                []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "900MiB"}},
+		ServiceAccountName: "custom",
+		Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+			Weight: 10, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "kubernetes.io/hostname"}}}}},
+		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.ScheduleAnyway}},
+		SecurityContext:           &corev1.SecurityContext{RunAsUser: ptr.To[int64](1000)},
+	}
+	dep := deploymentFor(t, ing)
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+	switch {
+	case *c.Image != "mirror/spanflow:2" || *c.ImagePullPolicy != corev1.PullAlways:
+		t.Errorf("image %s %s", *c.Image, *c.ImagePullPolicy)
+	case *pod.ImagePullSecrets[0].Name != "regcred" || pod.NodeSelector["pool"] != "ingest" || *pod.PriorityClassName != "high":
+		t.Error("pull secrets, node selector or priority class lost")
+	case (*c.Resources.Limits)[corev1.ResourceMemory] != resource.MustParse("1Gi"):
+		t.Error("resources lost")
+	case *pod.Tolerations[0].Key != "dedicated" || *pod.TopologySpreadConstraints[0].MaxSkew != 1:
+		t.Error("tolerations or spread lost")
+	case *pod.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].Weight != 10:
+		t.Error("affinity lost")
+	case *c.Env[0].Name != "GOMEMLIMIT" || *pod.ServiceAccountName != "custom" || *c.SecurityContext.RunAsUser != 1000:
+		t.Error("env, service account or security context override lost")
+	case dep.Spec.Template.Labels["team"] != "obs" || dep.Spec.Template.Labels["app.kubernetes.io/instance"] != "traces":
+		t.Errorf("pod labels %v: user labels must not override the selector", dep.Spec.Template.Labels)
+	case dep.Spec.Template.Annotations["team"] != "obs" || dep.Spec.Template.Annotations[podTemplateHashAnnotation] != "hash1":
+		t.Errorf("pod annotations %v", dep.Spec.Template.Annotations)
+	}
+}
+
+func TestSecretsAndFileStorageAreMounted(t *testing.T) {
+	ing := baseIngester()
+	ing.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: true, CA: &spanflowv1alpha1.SecretKeyRef{Name: "kafka-ca", Key: "ca.pem"},
+		ClientCertSecretName: "kafka-client"}
+	ing.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-512", CredentialsSecretName: "kafka-user"}
+	ing.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageFile,
+		File: &spanflowv1alpha1.FileStorage{Path: "/data/spans", ClaimName: "spans-pvc"}}
+
+	if got := referencedSecretNames(ing); strings.Join(got, ",") != "kafka-ca,kafka-client,kafka-user" {
+		t.Errorf("referenced secrets %v", got)
+	}
+	cfg := ingesterConfig(ing)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("the operator renders a config the ingester refuses: %v", err)
+	}
+	mounts := map[string]string{}
+	dep := deploymentFor(t, ing)
+	for _, m := range dep.Spec.Template.Spec.Containers[0].VolumeMounts {
+		mounts[*m.Name] = *m.MountPath
+	}
+	volumes := map[string]corev1ac.VolumeApplyConfiguration{}
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		volumes[*v.Name] = v
+	}
+	// Every file the config names lies in a mounted volume, under the key it comes from.
+	for file, volume := range map[string]string{
+		cfg.Kafka.TLS.CAFile: volumeKafkaCA, cfg.Kafka.TLS.CertFile: volumeKafkaClient, cfg.Kafka.TLS.KeyFile: volumeKafkaClient,
+		cfg.Kafka.SASL.UsernameFile: volumeKafkaSASL, cfg.Kafka.SASL.PasswordFile: volumeKafkaSASL,
+	} {
+		if !strings.HasPrefix(file, mounts[volume]+"/") {
+			t.Errorf("%s is not in volume %s mounted at %s", file, volume, mounts[volume])
+		}
+	}
+	if ca := volumes[volumeKafkaCA].Secret; *ca.SecretName != "kafka-ca" || *ca.Items[0].Key != "ca.pem" || *ca.Items[0].Path != "ca.crt" {
+		t.Errorf("CA volume maps %s/%s to %s", *ca.SecretName, *ca.Items[0].Key, *ca.Items[0].Path)
+	}
+	if mounts[volumeFileStorage] != "/data/spans" || *volumes[volumeFileStorage].PersistentVolumeClaim.ClaimName != "spans-pvc" {
+		t.Errorf("file storage is not on the claim at its path")
+	}
+	// No credential is in the config file: only paths.
+	data, _ := cfg.Marshal()
+	if strings.Contains(string(data), "password:") && !strings.Contains(string(data), "passwordFile") {
+		t.Errorf("config holds a credential:\n%s", data)
+	}
+}
+
+func TestPodTemplateHash(t *testing.T) {
+	ing := baseIngester()
+	cm, _ := desiredConfigMap(ing)
+	v1 := []secretVersion{{Name: "s", UID: "u", ResourceVersion: "1"}}
+	v2 := []secretVersion{{Name: "s", UID: "u", ResourceVersion: "2"}}
+	if podTemplateHash(cm, v1) != podTemplateHash(cm, v1) {
+		t.Error("the hash is not stable")
+	}
+	if podTemplateHash(cm, v1) == podTemplateHash(cm, v2) {
+		t.Error("a Secret rotation does not change the pod template")
+	}
 	ing.Spec.Parallelism = ptr.To[int32](9)
 	cm2, _ := desiredConfigMap(ing)
-	if configHash(cm) == configHash(cm2) {
-		t.Errorf("a config change does not change the pod template")
+	if podTemplateHash(cm, v1) == podTemplateHash(cm2, v1) {
+		t.Error("a config change does not change the pod template")
 	}
-	cm3, _ := desiredConfigMap(ing)
-	if configHash(cm2) != configHash(cm3) {
-		t.Errorf("the config hash is not stable")
+}
+
+func TestOtherObjects(t *testing.T) {
+	ing := baseIngester()
+	sa := desiredServiceAccount(ing)
+	if *sa.Name != "traces-ingester" || *sa.AutomountServiceAccountToken {
+		t.Error("service account mounts a token")
+	}
+	svc := desiredService(ing)
+	if *svc.Spec.Ports[0].Port != adminPort || svc.Spec.Selector["app.kubernetes.io/instance"] != "traces" {
+		t.Error("service does not expose the admin port of the pods")
+	}
+	if pdb := desiredPodDisruptionBudget(ing); pdb == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Error("no PodDisruptionBudget for 3 replicas")
+	}
+	ing.Spec.Replicas = ptr.To[int32](1)
+	if desiredPodDisruptionBudget(ing) != nil {
+		t.Error("a PodDisruptionBudget for one replica would block node drains")
 	}
 }

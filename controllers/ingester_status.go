@@ -11,44 +11,98 @@ import (
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 )
 
-// desiredStatus computes the Ingester's status from what the reconcile saw: the Deployment
-// as the API server returned it (nil when it could not be applied) and the apply error.
-// Condition transition times are kept when nothing changed, via meta.SetStatusCondition.
-func desiredStatus(ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment, applyErr error) spanflowv1alpha1.IngesterStatus {
+// observation is what one reconcile saw, the input of the status.
+type observation struct {
+	// deployment as stored after the apply, or as found when nothing was applied; nil
+	// when there is none.
+	deployment *appsv1.Deployment
+	// applyErr is the API server's refusal of an object, if any.
+	applyErr error
+	// secretErr says which referenced Secret or key is missing, if any.
+	secretErr error
+}
+
+// desiredStatus computes the Ingester's status. Condition transition times are kept when
+// a condition did not change (meta.SetStatusCondition).
+func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1alpha1.IngesterStatus {
 	status := *ing.Status.DeepCopy()
 	status.ObservedGeneration = ing.Generation
 	status.Selector = labels.SelectorFromSet(selectorLabels(ing)).String()
 	status.Parallelism = desiredParallelism(ing)
-	if dep != nil {
+	if dep := obs.deployment; dep != nil {
 		status.Replicas = dep.Status.Replicas
 		status.ReadyReplicas = dep.Status.ReadyReplicas
 	}
-	meta.SetStatusCondition(&status.Conditions, readyCondition(ing, dep, applyErr))
+	ready, progressing, degraded := conditions(ing, obs)
+	meta.SetStatusCondition(&status.Conditions, ready)
+	meta.SetStatusCondition(&status.Conditions, progressing)
+	meta.SetStatusCondition(&status.Conditions, degraded)
+	status.Message = ready.Message
+	if degraded.Status == metav1.ConditionTrue {
+		status.Message = degraded.Message
+	}
 	return status
 }
 
-// readyCondition says whether the ingester pods are all up with the current spec.
-func readyCondition(ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment, applyErr error) metav1.Condition {
-	cond := metav1.Condition{Type: spanflowv1alpha1.ConditionReady, ObservedGeneration: ing.Generation}
-	want := desiredReplicas(ing)
-	switch {
-	case applyErr != nil:
-		cond.Status, cond.Reason = metav1.ConditionFalse, spanflowv1alpha1.ReasonApplyFailed
-		cond.Message = fmt.Sprintf("Cannot apply the ingester's objects: %v", applyErr)
-	case dep == nil:
-		cond.Status, cond.Reason = metav1.ConditionFalse, spanflowv1alpha1.ReasonRollingOut
-		cond.Message = "Waiting for the ingester Deployment"
-	case want == 0 && dep.Status.Replicas == 0:
-		cond.Status, cond.Reason = metav1.ConditionTrue, spanflowv1alpha1.ReasonScaledToZero
-		cond.Message = "Scaled to zero replicas: nothing is consumed until replicas are added"
-	case deploymentRolledOut(dep, want):
-		cond.Status, cond.Reason = metav1.ConditionTrue, spanflowv1alpha1.ReasonAvailable
-		cond.Message = fmt.Sprintf("%d of %d ingester pods are ready", dep.Status.ReadyReplicas, want)
-	default:
-		cond.Status, cond.Reason = metav1.ConditionFalse, spanflowv1alpha1.ReasonRollingOut
-		cond.Message = fmt.Sprintf("%d of %d ingester pods are ready and up to date", min(dep.Status.ReadyReplicas, dep.Status.UpdatedReplicas), want)
+// conditions derives Ready, Progressing and Degraded from an observation.
+func conditions(ing *spanflowv1alpha1.Ingester, obs observation) (ready, progressing, degraded metav1.Condition) {
+	cond := func(t string, s metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: ing.Generation}
 	}
-	return cond
+	want := desiredReplicas(ing)
+	dep := obs.deployment
+	stuck := dep != nil && progressDeadlineExceeded(dep)
+	rolledOut := dep != nil && deploymentRolledOut(dep, want)
+
+	switch {
+	case obs.applyErr != nil:
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonApplyFailed,
+			fmt.Sprintf("Cannot apply the ingester's objects: %v", obs.applyErr))
+	case dep == nil && obs.secretErr != nil:
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonSecretMissing,
+			"No ingester pods run: "+obs.secretErr.Error())
+	case dep == nil:
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonRollingOut, "Waiting for the ingester Deployment")
+	case want == 0 && dep.Status.Replicas == 0:
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionTrue, spanflowv1alpha1.ReasonScaledToZero,
+			"Scaled to zero replicas: nothing is consumed until replicas are added")
+	case rolledOut:
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionTrue, spanflowv1alpha1.ReasonAvailable,
+			fmt.Sprintf("%d of %d ingester pods are ready", dep.Status.ReadyReplicas, want))
+	default:
+		reason := spanflowv1alpha1.ReasonRollingOut
+		if stuck {
+			reason = spanflowv1alpha1.ReasonRolloutStuck
+		}
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, reason,
+			fmt.Sprintf("%d of %d ingester pods are ready and up to date", min(dep.Status.ReadyReplicas, dep.Status.UpdatedReplicas), want))
+	}
+
+	switch {
+	case ing.Spec.Paused:
+		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonPaused,
+			"spec.paused is true: the operator changes nothing")
+	case stuck:
+		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonRolloutStuck, ready.Message)
+	case dep != nil && !rolledOut && !(want == 0 && dep.Status.Replicas == 0):
+		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionTrue, spanflowv1alpha1.ReasonRollingOut, ready.Message)
+	default:
+		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "No change under way")
+	}
+
+	switch {
+	case obs.applyErr != nil:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonApplyFailed, ready.Message)
+	case obs.secretErr != nil:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonSecretMissing,
+			obs.secretErr.Error()+"; the pods keep their last good configuration")
+	case stuck:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
+			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))
+	default:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "Nothing needs attention")
+	}
+	return ready, progressing, degraded
 }
 
 // deploymentRolledOut is true when the Deployment controller has seen the latest spec and
@@ -57,4 +111,23 @@ func deploymentRolledOut(dep *appsv1.Deployment, want int32) bool {
 	s := dep.Status
 	return s.ObservedGeneration >= dep.Generation &&
 		s.UpdatedReplicas == want && s.ReadyReplicas >= want && s.Replicas == want
+}
+
+// progressDeadlineExceeded is the Deployment controller's verdict that the rollout is stuck.
+func progressDeadlineExceeded(dep *appsv1.Deployment) bool {
+	for _, c := range dep.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+			return true
+		}
+	}
+	return false
+}
+
+func deploymentProgressMessage(dep *appsv1.Deployment) string {
+	for _, c := range dep.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing {
+			return c.Message
+		}
+	}
+	return ""
 }

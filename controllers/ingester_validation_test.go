@@ -4,8 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -31,6 +33,32 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"zero parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](0) }, "spec.parallelism"},
 		{"huge parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](20000) }, "spec.parallelism"},
 		{"name too long", func(i *spanflowv1alpha1.Ingester) { i.Name = strings.Repeat("a", 55) }, "metadata.name must be at most 54 characters"},
+		{"broker without port", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Brokers = []string{"kafka"} }, "spec.kafka.brokers[0]"},
+		{"sasl without secret", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "PLAIN"}
+		}, "spec.kafka.sasl.credentialsSecretName"},
+		{"bad sasl mechanism", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "GSSAPI", CredentialsSecretName: "s"}
+		}, "spec.kafka.sasl.mechanism"},
+		{"heartbeat not below session timeout", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.SessionTimeout = &metav1.Duration{Duration: 10 * time.Second}
+			i.Spec.Kafka.HeartbeatInterval = &metav1.Duration{Duration: 10 * time.Second}
+		}, "heartbeatInterval must be shorter than kafka.sessionTimeout"},
+		{"file storage without file", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = spanflowv1alpha1.StorageFile }, "storage.file is required"},
+		{"file path not absolute", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageFile, File: &spanflowv1alpha1.FileStorage{Path: "data"}}
+		}, "spec.storage.file.path"},
+		{"deadletter without topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.OnDecodeError = spanflowv1alpha1.OnDecodeErrorDeadletter }, "deadletter needs processing.deadLetterTopic"},
+		{"dead-letter topic is the topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.DeadLetterTopic = i.Spec.Kafka.Topic }, "deadLetterTopic must differ"},
+		{"retry min above max", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Processing.Retry = &spanflowv1alpha1.RetrySpec{Min: &metav1.Duration{Duration: time.Minute}, Max: &metav1.Duration{Duration: time.Second}}
+		}, "processing.retry.min must not exceed"},
+		{"zero retry attempts", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Processing.Retry = &spanflowv1alpha1.RetrySpec{Attempts: ptr.To[int32](0)}
+		}, "spec.processing.retry.attempts"},
+		{"bad onDecodeError", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.OnDecodeError = "ignore" }, "spec.processing.onDecodeError"},
+		{"bad image pull policy", func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.ImagePullPolicy = "Sometimes" }, "spec.template.imagePullPolicy"},
+		{"tiny fetch size", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.MaxFetchBytes = ptr.To[int32](10) }, "spec.kafka.maxFetchBytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

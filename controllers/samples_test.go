@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/spanflow/spanflow/internal/testenv"
@@ -39,7 +42,22 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 	ns := newNamespace(t)
 	samples, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "spanflow_*.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(samples).NotTo(BeEmpty())
+	g.Expect(samples).To(HaveLen(2))
+	// The Secrets the full sample names, created the way its comment says.
+	dir := t.TempDir()
+	g.Expect(os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("CA"), 0o600)).To(Succeed())
+	for _, args := range [][]string{
+		{"create", "secret", "generic", "kafka-ca", "--from-file=ca.crt=" + filepath.Join(dir, "ca.pem")},
+		{"create", "secret", "generic", "kafka-user", "--from-literal=username=ingester", "--from-literal=password=pw"},
+	} {
+		_, err := kubectl(t, append(args, "-n", ns)...)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	// kubectl create secret tls insists on real PEM; the operator only needs the keys.
+	g.Expect(k8sClient.Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-client"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: []byte("CERT"), corev1.TLSPrivateKeyKey: []byte("KEY")},
+	})).To(Succeed())
 	for _, sample := range samples {
 		out, err := kubectl(t, "apply", "--server-side", "--field-manager=test-user", "-n", ns, "-f", sample)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -54,7 +72,7 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 	out, err := kubectl(t, "get", "ingesters", "-n", ns)
 	g.Expect(err).NotTo(HaveOccurred())
 	header := strings.Fields(strings.SplitN(out, "\n", 2)[0])
-	g.Expect(header).To(Equal([]string{"NAME", "REPLICAS", "READY", "PARALLELISM", "STATUS", "AGE"}))
+	g.Expect(header).To(Equal([]string{"NAME", "REPLICAS", "READY", "PARALLELISM", "LAG", "STATUS", "AGE"}))
 	g.Expect(out).To(ContainSubstring("RollingOut"))
 
 	// The short name and category work too.
@@ -69,6 +87,16 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(func(g Gomega) {
 		g.Expect(getDeployment(g, ns, "sample-ingester").Spec.Replicas).To(Equal(ptr.To[int32](3)))
+	}, eventually, poll).Should(Succeed())
+
+	// The full sample runs with its Secrets mounted and its storage on the claim.
+	g.Eventually(func(g Gomega) {
+		dep := getDeployment(g, ns, "jaeger-spans-ingester")
+		var volumes []string
+		for _, v := range dep.Spec.Template.Spec.Volumes {
+			volumes = append(volumes, v.Name)
+		}
+		g.Expect(volumes).To(ConsistOf(volumeConfig, volumeKafkaCA, volumeKafkaClient, volumeKafkaSASL, volumeFileStorage))
 	}, eventually, poll).Should(Succeed())
 
 	// A user's invalid edit is refused by the server, naming the field.

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -20,12 +22,14 @@ const (
 )
 
 // StorageType names the kind of trace storage the ingester writes to.
-// +kubebuilder:validation:Enum=blackhole
+// +kubebuilder:validation:Enum=blackhole;file
 type StorageType string
 
 const (
 	// StorageBlackhole counts spans and drops them; for trials and benchmarks.
 	StorageBlackhole StorageType = "blackhole"
+	// StorageFile writes OTLP JSON lines to rotating files on a volume.
+	StorageFile StorageType = "file"
 )
 
 // InitialOffset says where a consumer group with no committed offset starts reading.
@@ -39,13 +43,79 @@ const (
 	InitialOffsetLatest InitialOffset = "latest"
 )
 
+// SASLMechanism names a SASL authentication mechanism.
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+type SASLMechanism string
+
+// OnDecodeError says what happens to a message that cannot be decoded.
+// +kubebuilder:validation:Enum=fail;deadletter;skip
+type OnDecodeError string
+
+const (
+	// OnDecodeErrorFail pauses the partition until the message can be handled: nothing is
+	// skipped unless told to.
+	OnDecodeErrorFail OnDecodeError = "fail"
+	// OnDecodeErrorDeadletter produces the message to processing.deadLetterTopic.
+	OnDecodeErrorDeadletter OnDecodeError = "deadletter"
+	// OnDecodeErrorSkip counts and logs the message and moves on.
+	OnDecodeErrorSkip OnDecodeError = "skip"
+)
+
+// SecretKeyRef names one key of a Secret in the Ingester's namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+	// key in the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Key string `json:"key"`
+}
+
+// KafkaTLS configures TLS to the brokers.
+type KafkaTLS struct {
+	// enabled turns TLS on.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled bool `json:"enabled"`
+	// ca is the PEM bundle of the CAs that sign the brokers' certificates. Unset: the
+	// image's system roots.
+	// +optional
+	CA *SecretKeyRef `json:"ca,omitempty"`
+	// clientCertSecretName names a kubernetes.io/tls Secret (keys tls.crt and tls.key)
+	// holding the client certificate for mutual TLS.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClientCertSecretName string `json:"clientCertSecretName,omitempty"`
+	// insecureSkipVerify accepts any broker certificate. For trials only.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// KafkaSASL configures SASL authentication to the brokers.
+type KafkaSASL struct {
+	// mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	// +required
+	Mechanism SASLMechanism `json:"mechanism"`
+	// credentialsSecretName names a Secret with the keys username and password.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	CredentialsSecretName string `json:"credentialsSecretName"`
+}
+
 // KafkaSpec says where the spans come from.
+// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.sessionTimeout) || duration(self.heartbeatInterval) < duration(self.sessionTimeout)",message="kafka.heartbeatInterval must be shorter than kafka.sessionTimeout"
 type KafkaSpec struct {
 	// brokers are the bootstrap addresses of the Kafka cluster, as host:port.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[^:]+:[0-9]{1,5}$`
 	// +listType=atomic
 	// +required
 	Brokers []string `json:"brokers"`
@@ -59,7 +129,7 @@ type KafkaSpec struct {
 
 	// consumerGroup is the Kafka consumer group the ingester pods join; its committed
 	// offsets are the ingester's progress. Defaults to "<namespace>/<name>" of this Ingester.
-	// Changing it starts over from initialOffset, so it cannot be changed once set.
+	// It cannot change once set: a new group would re-read or skip the topic.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="consumerGroup is immutable: a new group would re-read or skip the topic"
@@ -71,18 +141,196 @@ type KafkaSpec struct {
 	// +kubebuilder:default=earliest
 	// +optional
 	InitialOffset InitialOffset `json:"initialOffset,omitempty"`
+
+	// tls encrypts the connections to the brokers.
+	// +optional
+	TLS *KafkaTLS `json:"tls,omitempty"`
+
+	// sasl authenticates to the brokers.
+	// +optional
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+
+	// sessionTimeout is how long the group coordinator waits for a heartbeat before it
+	// gives a pod's partitions to the others.
+	// +kubebuilder:default="30s"
+	// +optional
+	SessionTimeout *metav1.Duration `json:"sessionTimeout,omitempty"`
+
+	// heartbeatInterval is how often pods tell the coordinator they are alive.
+	// +kubebuilder:default="3s"
+	// +optional
+	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
+
+	// rebalanceTimeout is how long the coordinator waits for all members to rejoin in a
+	// rebalance.
+	// +kubebuilder:default="30s"
+	// +optional
+	RebalanceTimeout *metav1.Duration `json:"rebalanceTimeout,omitempty"`
+
+	// maxWait is how long a fetch waits for data before returning what it has.
+	// +kubebuilder:default="500ms"
+	// +optional
+	MaxWait *metav1.Duration `json:"maxWait,omitempty"`
+
+	// maxFetchBytes bounds the bytes one fetch returns per partition.
+	// +kubebuilder:default=10485760
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=1073741824
+	// +optional
+	MaxFetchBytes *int32 `json:"maxFetchBytes,omitempty"`
+
+	// commitInterval is how often finished offsets are committed to the group.
+	// +kubebuilder:default="1s"
+	// +optional
+	CommitInterval *metav1.Duration `json:"commitInterval,omitempty"`
+}
+
+// FileStorage writes OTLP JSON lines to rotating files.
+type FileStorage struct {
+	// path is the directory of the files in the ingester pod; a volume is mounted there.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	// +required
+	Path string `json:"path"`
+	// maxFileSize rotates to a new file once the current one reaches it.
+	// +kubebuilder:default="64Mi"
+	// +optional
+	MaxFileSize *resource.Quantity `json:"maxFileSize,omitempty"`
+	// claimName names a PersistentVolumeClaim to keep the files on. Unset: an emptyDir,
+	// which lives only as long as the pod.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
 }
 
 // StorageSpec says where the spans go.
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'file' || has(self.file)",message="storage.file is required when storage.type is file"
 type StorageSpec struct {
-	// type is the kind of trace storage: "blackhole" counts and drops spans.
+	// type is the kind of trace storage: "blackhole" counts and drops spans, "file" writes
+	// OTLP JSON lines to files.
 	// +kubebuilder:default=blackhole
 	// +optional
 	Type StorageType `json:"type,omitempty"`
+	// file configures the file store.
+	// +optional
+	File *FileStorage `json:"file,omitempty"`
+}
+
+// RetrySpec paces retries of failed storage writes: exponential backoff with full jitter.
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || duration(self.min) <= duration(self.max)",message="processing.retry.min must not exceed processing.retry.max"
+type RetrySpec struct {
+	// min is the first backoff.
+	// +kubebuilder:default="100ms"
+	// +optional
+	Min *metav1.Duration `json:"min,omitempty"`
+	// max caps the backoff.
+	// +kubebuilder:default="10s"
+	// +optional
+	Max *metav1.Duration `json:"max,omitempty"`
+	// attempts bounds the tries of one write before the failure policy applies: the
+	// dead-letter topic, or pausing the partition until storage recovers.
+	// +kubebuilder:default=8
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Attempts *int32 `json:"attempts,omitempty"`
+}
+
+// ProcessingSpec tunes how messages become storage writes and what happens on failure.
+// +kubebuilder:validation:XValidation:rule="!has(self.onDecodeError) || self.onDecodeError != 'deadletter' || has(self.deadLetterTopic)",message="processing.onDecodeError deadletter needs processing.deadLetterTopic"
+type ProcessingSpec struct {
+	// batchSize is the number of spans that triggers a storage write.
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	BatchSize int32 `json:"batchSize,omitempty"`
+	// batchLinger is the longest a span waits for its batch to fill.
+	// +kubebuilder:default="100ms"
+	// +optional
+	BatchLinger *metav1.Duration `json:"batchLinger,omitempty"`
+	// retry paces the retries of failed writes.
+	// +kubebuilder:default={}
+	// +optional
+	Retry *RetrySpec `json:"retry,omitempty"`
+	// onDecodeError is what happens to an undecodable message: fail pauses the partition
+	// (nothing is skipped unless told), deadletter produces it to deadLetterTopic, skip
+	// counts, logs and drops it.
+	// +kubebuilder:default=fail
+	// +optional
+	OnDecodeError OnDecodeError `json:"onDecodeError,omitempty"`
+	// deadLetterTopic receives, unchanged and with headers naming their origin and error,
+	// messages that could not be written after the retries. Unset: such a partition
+	// pauses until storage recovers.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +optional
+	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
+}
+
+// PodTemplate customizes the ingester pods.
+type PodTemplate struct {
+	// image of the ingester container. Defaults to the operator's own image.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Image string `json:"image,omitempty"`
+	// imagePullPolicy of the ingester container.
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// imagePullSecrets for a private registry.
+	// +listType=atomic
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// resources of the ingester container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	// nodeSelector constrains the nodes the pods run on.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// affinity of the pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// tolerations of the pods.
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// topologySpreadConstraints spread the pods across zones or nodes.
+	// +listType=atomic
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+	// priorityClassName of the pods.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+	// podAnnotations are added to the pods (the operator's own annotations win).
+	// +optional
+	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+	// podLabels are added to the pods (the selector labels win).
+	// +optional
+	PodLabels map[string]string `json:"podLabels,omitempty"`
+	// env adds environment variables to the ingester container, for example GOMEMLIMIT.
+	// +listType=atomic
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+	// serviceAccountName runs the pods as an existing ServiceAccount instead of the one the
+	// operator creates (which has no API rights).
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// podSecurityContext replaces the pods' restricted default.
+	// +optional
+	PodSecurityContext *corev1.PodSecurityContext `json:"podSecurityContext,omitempty"`
+	// securityContext replaces the ingester container's restricted default.
+	// +optional
+	SecurityContext *corev1.SecurityContext `json:"securityContext,omitempty"`
 }
 
 // IngesterSpec is the desired state of an Ingester.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.kafka.consumerGroup) || has(self.kafka.consumerGroup)",message="spec.kafka.consumerGroup cannot be removed once set"
+// +kubebuilder:validation:XValidation:rule="!has(self.processing) || !has(self.processing.deadLetterTopic) || self.processing.deadLetterTopic != self.kafka.topic",message="spec.processing.deadLetterTopic must differ from spec.kafka.topic, or dead letters would be consumed again"
 type IngesterSpec struct {
 	// kafka says which cluster, topic and consumer group the spans are read from.
 	// +required
@@ -97,6 +345,11 @@ type IngesterSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Storage StorageSpec `json:"storage,omitempty"`
+
+	// processing tunes batching, retries and the failure policy.
+	// +kubebuilder:default={}
+	// +optional
+	Processing ProcessingSpec `json:"processing,omitempty"`
 
 	// replicas is the number of ingester pods, each a member of the consumer group.
 	// Pods beyond the topic's partition count sit idle.
@@ -113,25 +366,57 @@ type IngesterSpec struct {
 	// +kubebuilder:validation:Maximum=10000
 	// +optional
 	Parallelism *int32 `json:"parallelism,omitempty"`
+
+	// paused stops the operator from changing the ingester's objects: edits to the spec
+	// wait until paused is false. The pods keep running as they are.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+
+	// template customizes the ingester pods.
+	// +optional
+	Template PodTemplate `json:"template,omitempty"`
 }
 
 // Condition types of an Ingester.
 const (
-	// ConditionReady is True when the ingester Deployment is available with its desired replicas.
+	// ConditionReady is True when every desired ingester pod runs the current spec and is ready.
 	ConditionReady = "Ready"
+	// ConditionProgressing is True while pods are being created, updated or removed.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when the Ingester cannot reach or keep its desired state
+	// without help: a missing Secret, a stuck rollout, a write the API server refused.
+	ConditionDegraded = "Degraded"
 )
 
 // Condition reasons of an Ingester.
 const (
-	// ReasonAvailable: every desired ingester pod is ready.
+	// ReasonAvailable: every desired ingester pod is ready (Ready).
 	ReasonAvailable = "Available"
-	// ReasonRollingOut: the Deployment is creating or updating pods.
+	// ReasonRollingOut: the Deployment is creating, updating or removing pods.
 	ReasonRollingOut = "RollingOut"
 	// ReasonScaledToZero: spec.replicas is 0, so nothing runs and nothing is consumed.
 	ReasonScaledToZero = "ScaledToZero"
-	// ReasonApplyFailed: the operator could not write the objects that run the ingester.
+	// ReasonPaused: spec.paused is true; the operator changes nothing.
+	ReasonPaused = "Paused"
+	// ReasonApplyFailed: the API server refused the objects that run the ingester.
 	ReasonApplyFailed = "ApplyFailed"
+	// ReasonSecretMissing: a Secret or a key the spec references does not exist.
+	ReasonSecretMissing = "SecretMissing"
+	// ReasonRolloutStuck: the Deployment exceeded its progress deadline (pods crash, do not
+	// become ready, or cannot be scheduled).
+	ReasonRolloutStuck = "RolloutStuck"
+	// ReasonAsExpected: nothing is wrong (Degraded False) or nothing is changing
+	// (Progressing False).
+	ReasonAsExpected = "AsExpected"
 )
+
+// LagStatus is how far the consumer group is behind the topic.
+type LagStatus struct {
+	// records is the number of records produced but not yet committed, over all partitions.
+	Records int64 `json:"records"`
+	// seconds is how old the oldest uncommitted record is.
+	Seconds int64 `json:"seconds"`
+}
 
 // IngesterStatus is the observed state of an Ingester.
 type IngesterStatus struct {
@@ -139,7 +424,8 @@ type IngesterStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions describe the Ingester's state: Ready says whether it is consuming.
+	// conditions: Ready (consuming with every desired pod), Progressing (pods changing),
+	// Degraded (needs attention; the message says why).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -153,13 +439,29 @@ type IngesterStatus struct {
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 
-	// parallelism is the per-pod parallelism the running pods were given.
+	// parallelism is the per-pod parallelism the pods are configured with.
 	// +optional
 	Parallelism int32 `json:"parallelism,omitempty"`
 
 	// selector is the label selector of the ingester pods, for the scale subresource.
 	// +optional
 	Selector string `json:"selector,omitempty"`
+
+	// partitions is the number of partitions of the topic.
+	// +optional
+	Partitions int32 `json:"partitions,omitempty"`
+
+	// lag is how far the consumer group is behind the topic.
+	// +optional
+	Lag *LagStatus `json:"lag,omitempty"`
+
+	// lastScaleTime is when replicas or parallelism last changed.
+	// +optional
+	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
+
+	// message summarizes the state for people: what is wrong, or that all is well.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // Ingester runs Kafka-to-trace-storage ingestion: pods in one consumer group that read
@@ -172,6 +474,7 @@ type IngesterStatus struct {
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Parallelism",type=integer,JSONPath=`.status.parallelism`
+// +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag.records`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="metadata.name must be at most 54 characters: it names the ingester's Deployment and pod labels"

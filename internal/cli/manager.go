@@ -57,6 +57,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if err := (&controllers.IngesterReconciler{
 		Client:        mgr.GetClient(),
+		SecretReader:  mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorder("spanflow"),
 		IngesterImage: *ingesterImage,
 	}).SetupWithManager(mgr); err != nil {

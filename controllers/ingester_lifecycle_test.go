@@ -1,0 +1,170 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+)
+
+func condition(g Gomega, ing *spanflowv1alpha1.Ingester, t string) *metav1.Condition {
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+	c := meta.FindStatusCondition(ing.Status.Conditions, t)
+	g.Expect(c).NotTo(BeNil(), "condition %s", t)
+	return c
+}
+
+// TestMissingSecretDegradesThenRecovers: an Ingester that references a Secret that does
+// not exist is Degraded with a message naming it, runs nothing, and recovers by itself
+// when the Secret appears; rotating the Secret then rolls the pod template.
+func TestMissingSecretDegradesThenRecovers(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "sasl")
+	ing.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-256", CredentialsSecretName: "kafka-user"}
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonSecretMissing))
+		g.Expect(c.Message).To(ContainSubstring(`Secret "kafka-user" does not exist`))
+		g.Expect(ing.Status.Message).To(ContainSubstring("kafka-user"))
+	}, eventually, poll).Should(Succeed())
+	var dep appsv1.Deployment
+	err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sasl-ingester"}, &dep)
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a Deployment was created without its Secret")
+	g.Eventually(func(g Gomega) {
+		var events corev1.EventList
+		g.Expect(k8sClient.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+		var reasons []string
+		for _, e := range events.Items {
+			reasons = append(reasons, e.Reason)
+		}
+		g.Expect(reasons).To(ContainElement(spanflowv1alpha1.ReasonSecretMissing))
+	}, eventually, poll).Should(Succeed())
+
+	// A Secret without the password key is still not enough.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-user"},
+		Data: map[string][]byte{"username": []byte("ingester")}}
+	g.Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Message).To(ContainSubstring(`has no key "password"`))
+	}, eventually, poll).Should(Succeed())
+
+	secret.Data["password"] = []byte("first")
+	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+	var hash string
+	g.Eventually(func(g Gomega) {
+		dep := getDeployment(g, ns, "sasl-ingester")
+		hash = dep.Spec.Template.Annotations[podTemplateHashAnnotation]
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	}, eventually, poll).Should(Succeed())
+
+	// Rotating the password rolls the pods; the password itself appears nowhere.
+	secret.Data["password"] = []byte("second")
+	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, ns, "sasl-ingester").Spec.Template.Annotations[podTemplateHashAnnotation]).NotTo(Equal(hash))
+	}, eventually, poll).Should(Succeed())
+	var cm corev1.ConfigMap
+	g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sasl-ingester"}, &cm)).To(Succeed())
+	g.Expect(cm.Data[configFileName]).NotTo(ContainSubstring("second"))
+	g.Expect(cm.Data[configFileName]).To(ContainSubstring("passwordFile: /etc/spanflow/secrets/kafka-sasl/password"))
+}
+
+// TestOwnedObjects: the ServiceAccount and Service exist; the PodDisruptionBudget exists
+// only with more than one replica.
+func TestOwnedObjects(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "owned")
+	ing.Spec.Replicas = ptr.To[int32](2)
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ns, Name: "owned-ingester"}
+	g.Eventually(func(g Gomega) {
+		var sa corev1.ServiceAccount
+		g.Expect(k8sClient.Get(ctx, key, &sa)).To(Succeed())
+		g.Expect(*sa.AutomountServiceAccountToken).To(BeFalse())
+		var svc corev1.Service
+		g.Expect(k8sClient.Get(ctx, key, &svc)).To(Succeed())
+		g.Expect(svc.Spec.Ports[0].Port).To(Equal(int32(adminPort)))
+		var pdb policyv1.PodDisruptionBudget
+		g.Expect(k8sClient.Get(ctx, key, &pdb)).To(Succeed())
+		g.Expect(pdb.OwnerReferences).To(HaveLen(1))
+	}, eventually, poll).Should(Succeed())
+
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+	ing.Spec.Replicas = ptr.To[int32](1)
+	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, key, &policyv1.PodDisruptionBudget{}))
+	}, eventually, poll).Should(BeTrue(), "the PodDisruptionBudget outlived the second replica")
+}
+
+// TestPausedChangesNothing: with spec.paused, spec edits do not reach the Deployment
+// until paused is false again.
+func TestPausedChangesNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "paused")
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) { getDeployment(g, ns, "paused-ingester") }, eventually, poll).Should(Succeed())
+
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+	ing.Spec.Paused = true
+	ing.Spec.Replicas = ptr.To[int32](5)
+	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionProgressing)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonPaused))
+		g.Expect(ing.Status.ObservedGeneration).To(Equal(ing.Generation))
+	}, eventually, poll).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(getDeployment(g, ns, "paused-ingester").Spec.Replicas).To(Equal(ptr.To[int32](1)))
+	}, "1s", poll).Should(Succeed())
+
+	ing.Spec.Paused = false
+	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, ns, "paused-ingester").Spec.Replicas).To(Equal(ptr.To[int32](5)))
+	}, eventually, poll).Should(Succeed())
+}
+
+// TestStuckRolloutDegrades: a Deployment past its progress deadline makes the Ingester
+// Degraded with the Deployment controller's message.
+func TestStuckRolloutDegrades(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "stuck")
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	var dep *appsv1.Deployment
+	g.Eventually(func(g Gomega) { dep = getDeployment(g, ns, "stuck-ingester") }, eventually, poll).Should(Succeed())
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1,
+		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
+			Reason: "ProgressDeadlineExceeded", Message: `ReplicaSet "stuck-ingester-1" has timed out progressing.`,
+			LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()}}}
+	g.Expect(k8sClient.Status().Update(ctx, dep)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonRolloutStuck))
+		g.Expect(c.Message).To(ContainSubstring("timed out progressing"))
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).Reason).To(Equal(spanflowv1alpha1.ReasonRolloutStuck))
+	}, eventually, poll).Should(Succeed())
+}
