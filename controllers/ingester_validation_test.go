@@ -48,7 +48,9 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"file path not absolute", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageFile, File: &spanflowv1alpha1.FileStorage{Path: "data"}}
 		}, "spec.storage.file.path"},
-		{"deadletter without topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.OnDecodeError = spanflowv1alpha1.OnDecodeErrorDeadletter }, "deadletter needs processing.deadLetterTopic"},
+		{"deadletter without topic", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Processing.OnDecodeError = spanflowv1alpha1.OnDecodeErrorDeadletter
+		}, "deadletter needs processing.deadLetterTopic"},
 		{"dead-letter topic is the topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.DeadLetterTopic = i.Spec.Kafka.Topic }, "deadLetterTopic must differ"},
 		{"retry min above max", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Processing.Retry = &spanflowv1alpha1.RetrySpec{Min: &metav1.Duration{Duration: time.Minute}, Max: &metav1.Duration{Duration: time.Second}}
