@@ -8,6 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +47,11 @@ type IngesterReconciler struct {
 	Recorder     recorder.EventRecorder
 	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
+	// Kafka looks at each Ingester's cluster and topic.
+	Kafka KafkaProber
+	// ResyncInterval is how often an Ingester is looked at again without any change, to
+	// keep what the status says of Kafka current.
+	ResyncInterval time.Duration
 }
 
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters,verbs=get;list;watch
@@ -63,20 +71,30 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
-	var obs observation
-	secrets, secretErr := r.secretVersions(ctx, &ing)
+	obs := observation{now: metav1.Now()}
+	secrets, secretErr := r.fetchSecrets(ctx, &ing)
+	if secrets == nil && secretErr != nil {
+		return ctrl.Result{}, secretErr // the API server failed us, not the user
+	}
 	obs.secretErr = secretErr
+	current, err := r.currentDeployment(ctx, &ing)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if current != nil {
+		obs.previousReplicas = current.Spec.Replicas
+	}
 	switch {
 	case ing.Spec.Paused, secretErr != nil:
 		// Change nothing: paused by the user, or the new spec would not start (its Secret
 		// is missing) and the running pods are better left on their last good config.
-		dep, err := r.currentDeployment(ctx, &ing)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		obs.deployment = dep
+		obs.deployment = current
 	default:
-		obs.deployment, obs.applyErr = r.apply(ctx, &ing, secrets)
+		obs.deployment, obs.applyErr = r.apply(ctx, &ing, secrets.versions())
+		obs.applied = obs.applyErr == nil
+	}
+	if secretErr == nil {
+		obs.partitions, obs.kafkaErr = r.Kafka.Partitions(ctx, kafkaTargetOf(&ing, secrets))
 	}
 
 	status := desiredStatus(&ing, obs)
@@ -88,33 +106,73 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, obs.applyErr
 	}
 	logger.V(1).Info("Reconciled", "replicas", status.Replicas, "ready", status.ReadyReplicas)
-	// A missing Secret needs no retry loop: its creation triggers a reconcile (see the watch).
-	return ctrl.Result{}, nil
+	// A missing Secret needs no retry loop: its creation triggers a reconcile (see the
+	// watch). Kafka has no watch: look again after a while.
+	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 }
 
-// secretVersions checks that every referenced Secret and key exists and returns their
-// versions for the pod template hash. Secret contents are read but never kept or logged.
-func (r *IngesterReconciler) secretVersions(ctx context.Context, ing *spanflowv1alpha1.Ingester) ([]secretVersion, error) {
-	var versions []secretVersion
+// fetchedSecrets are the referenced Secrets, by name.
+type fetchedSecrets map[string]*corev1.Secret
+
+// versions identify the Secrets' states for the pod template hash, in a stable order.
+func (f fetchedSecrets) versions() []secretVersion {
+	versions := make([]secretVersion, 0, len(f))
+	for _, name := range slices.Sorted(maps.Keys(f)) {
+		s := f[name]
+		versions = append(versions, secretVersion{Name: s.Name, UID: string(s.UID), ResourceVersion: s.ResourceVersion})
+	}
+	return versions
+}
+
+// fetchSecrets reads every referenced Secret and checks its keys. A Secret or key that does
+// not exist is reported in the error with the Secrets that do; an API failure returns nil.
+// Contents stay in memory for the Kafka probe: never logged, never written anywhere.
+func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1alpha1.Ingester) (fetchedSecrets, error) {
+	secrets := fetchedSecrets{}
 	var missing []error
 	for _, ref := range referencedSecrets(ing) {
-		var s corev1.Secret
-		err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ref.name}, &s)
-		if apierrors.IsNotFound(err) {
-			missing = append(missing, fmt.Errorf("Secret %q does not exist", ref.name))
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading Secret %q: %w", ref.name, err)
+		s, ok := secrets[ref.name]
+		if !ok {
+			s = &corev1.Secret{}
+			err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ref.name}, s)
+			if apierrors.IsNotFound(err) {
+				missing = append(missing, fmt.Errorf("Secret %q does not exist", ref.name))
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading Secret %q: %w", ref.name, err)
+			}
+			secrets[ref.name] = s
 		}
 		for _, key := range ref.keys {
 			if _, ok := s.Data[key]; !ok {
 				missing = append(missing, fmt.Errorf("Secret %q has no key %q", ref.name, key))
 			}
 		}
-		versions = append(versions, secretVersion{Name: s.Name, UID: string(s.UID), ResourceVersion: s.ResourceVersion})
 	}
-	return versions, errors.Join(missing...)
+	return secrets, errors.Join(missing...)
+}
+
+// kafkaTargetOf is the Ingester's cluster and topic with the credentials from its Secrets.
+func kafkaTargetOf(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) kafkaTarget {
+	t := kafkaTarget{brokers: ing.Spec.Kafka.Brokers, topic: ing.Spec.Kafka.Topic}
+	if tls := ing.Spec.Kafka.TLS; tls != nil && tls.Enabled {
+		t.material.TLS = true
+		t.material.InsecureSkipVerify = tls.InsecureSkipVerify
+		if tls.CA != nil {
+			t.material.CA = secrets[tls.CA.Name].Data[tls.CA.Key]
+		}
+		if tls.ClientCertSecretName != "" {
+			s := secrets[tls.ClientCertSecretName]
+			t.material.Cert, t.material.Key = s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
+		}
+	}
+	if sasl := ing.Spec.Kafka.SASL; sasl != nil {
+		s := secrets[sasl.CredentialsSecretName]
+		t.material.Mechanism = string(sasl.Mechanism)
+		t.material.Username, t.material.Password = string(s.Data[saslUsernameKey]), string(s.Data[saslPasswordKey])
+	}
+	return t
 }
 
 func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflowv1alpha1.Ingester) (*appsv1.Deployment, error) {

@@ -41,7 +41,7 @@ func minimalIngester(ns, name string) *spanflowv1alpha1.Ingester {
 	return &spanflowv1alpha1.Ingester{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: spanflowv1alpha1.IngesterSpec{
-			Kafka: spanflowv1alpha1.KafkaSpec{Brokers: []string{"kafka-0.kafka:9092", "kafka-1.kafka:9092"}, Topic: "otlp_spans"},
+			Kafka: spanflowv1alpha1.KafkaSpec{Brokers: []string{testBroker}, Topic: testTopic},
 		},
 	}
 }
@@ -91,7 +91,7 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 	g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "traces-ingester"}, &cm)).To(Succeed())
 	cfg := loadConfig(t, cm.Data[configFileName])
 	g.Expect(cfg.Validate()).To(Succeed())
-	g.Expect(cfg.Kafka.Brokers).To(Equal([]string{"kafka-0.kafka:9092", "kafka-1.kafka:9092"}))
+	g.Expect(cfg.Kafka.Brokers).To(Equal([]string{testBroker}))
 	g.Expect(cfg.Kafka.ConsumerGroup).To(Equal(ns + "/traces"))
 	g.Expect(cfg.Parallelism).To(Equal(1000))
 

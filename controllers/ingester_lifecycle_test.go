@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/internal/kafkatest"
 )
 
 func condition(g Gomega, ing *spanflowv1alpha1.Ingester, t string) *metav1.Condition {
@@ -25,14 +27,20 @@ func condition(g Gomega, ing *spanflowv1alpha1.Ingester, t string) *metav1.Condi
 	return c
 }
 
-// TestMissingSecretDegradesThenRecovers: an Ingester that references a Secret that does
-// not exist is Degraded with a message naming it, runs nothing, and recovers by itself
-// when the Secret appears; rotating the Secret then rolls the pod template.
-func TestMissingSecretDegradesThenRecovers(t *testing.T) {
+// TestSecretsAndKafkaCredentials runs an Ingester against a broker that requires TLS with
+// a private CA and SCRAM-SHA-256. Without its Secrets it is Degraded with a message naming
+// them and runs nothing; it recovers by itself when they appear, and the operator's own
+// look at Kafka, with those credentials, finds the topic. Rotating the password rolls the
+// pods; a wrong password shows as KafkaUnreachable; the password itself appears nowhere.
+func TestSecretsAndKafkaCredentials(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
+	broker, sec := kafkatest.StartSecure(t, "secure-spans", 2)
 	ing := minimalIngester(ns, "sasl")
+	ing.Spec.Kafka.Brokers = []string{broker.Addr}
+	ing.Spec.Kafka.Topic = "secure-spans"
+	ing.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: true, CA: &spanflowv1alpha1.SecretKeyRef{Name: "kafka-ca", Key: "ca.crt"}}
 	ing.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-256", CredentialsSecretName: "kafka-user"}
 	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
 
@@ -40,12 +48,12 @@ func TestMissingSecretDegradesThenRecovers(t *testing.T) {
 		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
 		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonSecretMissing))
-		g.Expect(c.Message).To(ContainSubstring(`Secret "kafka-user" does not exist`))
+		g.Expect(c.Message).To(And(ContainSubstring(`Secret "kafka-ca" does not exist`), ContainSubstring(`Secret "kafka-user" does not exist`)))
 		g.Expect(ing.Status.Message).To(ContainSubstring("kafka-user"))
 	}, eventually, poll).Should(Succeed())
 	var dep appsv1.Deployment
 	err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sasl-ingester"}, &dep)
-	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a Deployment was created without its Secret")
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a Deployment was created without its Secrets")
 	g.Eventually(func(g Gomega) {
 		var events corev1.EventList
 		g.Expect(k8sClient.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
@@ -56,33 +64,67 @@ func TestMissingSecretDegradesThenRecovers(t *testing.T) {
 		g.Expect(reasons).To(ContainElement(spanflowv1alpha1.ReasonSecretMissing))
 	}, eventually, poll).Should(Succeed())
 
+	caPEM, err := os.ReadFile(sec.CAFile)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-ca"},
+		Data: map[string][]byte{"ca.crt": caPEM}})).To(Succeed())
 	// A Secret without the password key is still not enough.
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-user"},
-		Data: map[string][]byte{"username": []byte("ingester")}}
+		Data: map[string][]byte{"username": []byte(sec.Username)}}
 	g.Expect(k8sClient.Create(ctx, secret)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Message).To(ContainSubstring(`has no key "password"`))
 	}, eventually, poll).Should(Succeed())
 
-	secret.Data["password"] = []byte("first")
+	secret.Data["password"] = []byte(sec.Password)
 	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
 	var hash string
 	g.Eventually(func(g Gomega) {
 		dep := getDeployment(g, ns, "sasl-ingester")
 		hash = dep.Spec.Template.Annotations[podTemplateHashAnnotation]
-		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse), c.Message)
+		g.Expect(ing.Status.Partitions).To(Equal(int32(2)))
 	}, eventually, poll).Should(Succeed())
 
-	// Rotating the password rolls the pods; the password itself appears nowhere.
-	secret.Data["password"] = []byte("second")
+	// Rotating the password rolls the pods. This one is wrong: the operator says so.
+	const wrong = "not-the-password"
+	secret.Data["password"] = []byte(wrong)
 	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(getDeployment(g, ns, "sasl-ingester").Spec.Template.Annotations[podTemplateHashAnnotation]).NotTo(Equal(hash))
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonKafkaUnreachable))
+		g.Expect(c.Message).NotTo(ContainSubstring(wrong))
 	}, eventually, poll).Should(Succeed())
 	var cm corev1.ConfigMap
 	g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sasl-ingester"}, &cm)).To(Succeed())
-	g.Expect(cm.Data[configFileName]).NotTo(ContainSubstring("second"))
+	g.Expect(cm.Data[configFileName]).NotTo(Or(ContainSubstring(wrong), ContainSubstring(sec.Password)))
 	g.Expect(cm.Data[configFileName]).To(ContainSubstring("passwordFile: /etc/spanflow/secrets/kafka-sasl/password"))
+}
+
+// TestKafkaProblemsDegrade: an unreachable broker and a missing topic each make the
+// Ingester Degraded with their own reason.
+func TestKafkaProblemsDegrade(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	unreachable := minimalIngester(ns, "unreachable")
+	unreachable.Spec.Kafka.Brokers = []string{"127.0.0.1:1"}
+	noTopic := minimalIngester(ns, "no-topic")
+	noTopic.Spec.Kafka.Topic = "no-such-topic"
+	g.Expect(k8sClient.Create(ctx, unreachable)).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, noTopic)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, unreachable, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonKafkaUnreachable))
+		g.Expect(c.Message).To(ContainSubstring("127.0.0.1:1"))
+		c = condition(g, noTopic, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonTopicNotFound))
+		g.Expect(c.Message).To(ContainSubstring("no-such-topic"))
+	}, eventually, poll).Should(Succeed())
+	// The operator still runs them: the pods may see a network the operator does not.
+	g.Eventually(func(g Gomega) { getDeployment(g, ns, "unreachable-ingester") }, eventually, poll).Should(Succeed())
 }
 
 // TestOwnedObjects: the ServiceAccount and Service exist; the PodDisruptionBudget exists

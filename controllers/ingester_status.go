@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -20,6 +21,16 @@ type observation struct {
 	applyErr error
 	// secretErr says which referenced Secret or key is missing, if any.
 	secretErr error
+	// kafkaErr is why the operator could not see the topic, if it could not; partitions
+	// is the topic's partition count when it could.
+	kafkaErr   error
+	partitions int
+	// now is the time of the observation, for lastScaleTime.
+	now metav1.Time
+	// previousReplicas is the Deployment's spec.replicas before this reconcile (nil: none).
+	previousReplicas *int32
+	// applied is true when this reconcile applied the desired objects.
+	applied bool
 }
 
 // desiredStatus computes the Ingester's status. Condition transition times are kept when
@@ -28,10 +39,21 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 	status := *ing.Status.DeepCopy()
 	status.ObservedGeneration = ing.Generation
 	status.Selector = labels.SelectorFromSet(selectorLabels(ing)).String()
-	status.Parallelism = desiredParallelism(ing)
 	if dep := obs.deployment; dep != nil {
 		status.Replicas = dep.Status.Replicas
 		status.ReadyReplicas = dep.Status.ReadyReplicas
+	}
+	if obs.kafkaErr == nil && obs.partitions > 0 {
+		status.Partitions = int32(obs.partitions)
+	}
+	// Replicas and parallelism change only when the desired objects are applied.
+	if obs.applied {
+		status.Parallelism = desiredParallelism(ing)
+		scaledReplicas := obs.previousReplicas != nil && *obs.previousReplicas != desiredReplicas(ing)
+		scaledParallelism := ing.Status.Parallelism != 0 && ing.Status.Parallelism != status.Parallelism
+		if scaledReplicas || scaledParallelism {
+			status.LastScaleTime = obs.now.DeepCopy()
+		}
 	}
 	ready, progressing, degraded := conditions(ing, obs)
 	meta.SetStatusCondition(&status.Conditions, ready)
@@ -99,6 +121,10 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation) (ready, progres
 	case stuck:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
 			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))
+	case errors.Is(obs.kafkaErr, errTopicNotFound):
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.kafkaErr.Error())
+	case obs.kafkaErr != nil:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, obs.kafkaErr.Error())
 	default:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "Nothing needs attention")
 	}

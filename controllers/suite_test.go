@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/goleak"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,12 +23,17 @@ import (
 	"github.com/spanflow/spanflow/internal/testenv"
 )
 
-const testImage = "example.test/spanflow:test"
+const (
+	testImage = "example.test/spanflow:test"
+	testTopic = "otlp_spans"
+)
 
 var (
 	// k8sClient talks to the envtest API server directly, not through a cache.
 	k8sClient client.Client
 	testEnv   *envtest.Environment
+	// testBroker is the address of the tests' Kafka-protocol broker.
+	testBroker string
 )
 
 // TestMain runs every test of this package against one real kube-apiserver and etcd with
@@ -56,6 +63,15 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	testEnv = env
+	// A Kafka-protocol broker with the topic the tests' Ingesters read, so that the
+	// operator's look at Kafka succeeds unless a test wants it to fail.
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, testTopic))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting kfake:", err)
+		return 1
+	}
+	defer broker.Close()
+	testBroker = broker.ListenAddrs()[0]
 	defer func() {
 		if err := env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
@@ -80,10 +96,12 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	if err := (&IngesterReconciler{
-		Client:        mgr.GetClient(),
-		SecretReader:  mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("spanflow"),
-		IngesterImage: testImage,
+		Client:         mgr.GetClient(),
+		SecretReader:   mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("spanflow"),
+		IngesterImage:  testImage,
+		Kafka:          NewKafkaProber(time.Second),
+		ResyncInterval: 2 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

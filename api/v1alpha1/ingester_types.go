@@ -405,6 +405,11 @@ const (
 	// ReasonRolloutStuck: the Deployment exceeded its progress deadline (pods crash, do not
 	// become ready, or cannot be scheduled).
 	ReasonRolloutStuck = "RolloutStuck"
+	// ReasonKafkaUnreachable: the operator cannot reach the brokers with the Ingester's
+	// settings and credentials (the pods most likely cannot either).
+	ReasonKafkaUnreachable = "KafkaUnreachable"
+	// ReasonTopicNotFound: the brokers answer but have no such topic.
+	ReasonTopicNotFound = "TopicNotFound"
 	// ReasonAsExpected: nothing is wrong (Degraded False) or nothing is changing
 	// (Progressing False).
 	ReasonAsExpected = "AsExpected"

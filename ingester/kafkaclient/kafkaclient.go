@@ -29,18 +29,55 @@ type Connection struct {
 	SASL sasl.Mechanism
 }
 
-// New reads the TLS material and SASL credentials the config names.
+// Material is TLS and SASL settings with the keys and credentials themselves, as the
+// operator reads them from Secrets. Zero values mean "not used".
+type Material struct {
+	TLS                bool
+	CA                 []byte // PEM; empty: the system roots
+	Cert, Key          []byte // PEM client certificate and key, for mutual TLS
+	InsecureSkipVerify bool
+	Mechanism          string // SASL mechanism; empty: no SASL
+	Username, Password string
+}
+
+// New reads the TLS material and SASL credentials the config names from their files.
 func New(cfg config.Kafka) (Connection, error) {
-	var c Connection
+	m := Material{TLS: cfg.TLS.Enabled, InsecureSkipVerify: cfg.TLS.InsecureSkipVerify, Mechanism: cfg.SASL.Mechanism}
 	var err error
-	if cfg.TLS.Enabled {
-		if c.TLS, err = tlsConfig(cfg.TLS); err != nil {
-			return c, fmt.Errorf("kafka.tls: %w", err)
+	read := func(dst *[]byte, path string) {
+		if path != "" && err == nil {
+			*dst, err = os.ReadFile(path)
 		}
 	}
-	if cfg.SASL.Mechanism != "" {
-		if c.SASL, err = mechanism(cfg.SASL); err != nil {
-			return c, fmt.Errorf("kafka.sasl: %w", err)
+	read(&m.CA, cfg.TLS.CAFile)
+	read(&m.Cert, cfg.TLS.CertFile)
+	read(&m.Key, cfg.TLS.KeyFile)
+	if err != nil {
+		return Connection{}, fmt.Errorf("kafka.tls: %w", err)
+	}
+	if m.Mechanism != "" {
+		if m.Username, err = readSecretFile(cfg.SASL.UsernameFile); err == nil {
+			m.Password, err = readSecretFile(cfg.SASL.PasswordFile)
+		}
+		if err != nil {
+			return Connection{}, fmt.Errorf("kafka.sasl: %w", err)
+		}
+	}
+	return FromMaterial(m)
+}
+
+// FromMaterial builds a connection from keys and credentials in memory.
+func FromMaterial(m Material) (Connection, error) {
+	var c Connection
+	var err error
+	if m.TLS {
+		if c.TLS, err = tlsConfig(m); err != nil {
+			return c, fmt.Errorf("tls: %w", err)
+		}
+	}
+	if m.Mechanism != "" {
+		if c.SASL, err = mechanism(m); err != nil {
+			return c, fmt.Errorf("sasl: %w", err)
 		}
 	}
 	return c, nil
@@ -57,47 +94,38 @@ func (c Connection) Transport() *kafka.Transport {
 	return &kafka.Transport{DialTimeout: dialTimeout, TLS: c.TLS, SASL: c.SASL}
 }
 
-func tlsConfig(cfg config.KafkaTLS) (*tls.Config, error) {
-	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // explicit opt-in
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, err
-		}
+func tlsConfig(m Material) (*tls.Config, error) {
+	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.InsecureSkipVerify} //nolint:gosec // explicit opt-in
+	if len(m.CA) > 0 {
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", cfg.CAFile)
+		if !pool.AppendCertsFromPEM(m.CA) {
+			return nil, errors.New("the CA bundle holds no PEM certificate")
 		}
 		t.RootCAs = pool
 	}
-	if cfg.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if len(m.Cert) > 0 || len(m.Key) > 0 {
+		cert, err := tls.X509KeyPair(m.Cert, m.Key)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("client certificate: %w", err)
 		}
 		t.Certificates = []tls.Certificate{cert}
 	}
 	return t, nil
 }
 
-func mechanism(cfg config.KafkaSASL) (sasl.Mechanism, error) {
-	user, err := readSecretFile(cfg.UsernameFile)
-	if err != nil {
-		return nil, err
+func mechanism(m Material) (sasl.Mechanism, error) {
+	if m.Username == "" || m.Password == "" {
+		return nil, errors.New("username and password are required")
 	}
-	pass, err := readSecretFile(cfg.PasswordFile)
-	if err != nil {
-		return nil, err
-	}
-	switch cfg.Mechanism {
+	switch m.Mechanism {
 	case config.SASLPlain:
-		return plain.Mechanism{Username: user, Password: pass}, nil
+		return plain.Mechanism{Username: m.Username, Password: m.Password}, nil
 	case config.SASLScramSHA256:
-		return scram.Mechanism(scram.SHA256, user, pass)
+		return scram.Mechanism(scram.SHA256, m.Username, m.Password)
 	case config.SASLScramSHA512:
-		return scram.Mechanism(scram.SHA512, user, pass)
+		return scram.Mechanism(scram.SHA512, m.Username, m.Password)
 	}
-	return nil, fmt.Errorf("unknown mechanism %q", cfg.Mechanism)
+	return nil, fmt.Errorf("unknown mechanism %q", m.Mechanism)
 }
 
 // readSecretFile reads a credential, without the trailing newline editors and

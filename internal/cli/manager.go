@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -56,10 +57,12 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	if err := (&controllers.IngesterReconciler{
-		Client:        mgr.GetClient(),
-		SecretReader:  mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("spanflow"),
-		IngesterImage: *ingesterImage,
+		Client:         mgr.GetClient(),
+		SecretReader:   mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("spanflow"),
+		IngesterImage:  *ingesterImage,
+		Kafka:          controllers.NewKafkaProber(30 * time.Second),
+		ResyncInterval: time.Minute,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ingester controller: %w", err)
 	}
