@@ -5,7 +5,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -21,6 +20,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -188,51 +190,70 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 }
 
 // apply server-side applies the desired objects and returns the Deployment as stored.
+// An object whose fields owned by the operator already equal the desired ones is left
+// alone, so a resync of an unchanged Ingester costs the API server nothing; a field
+// someone else took over (kubectl edit, kubectl scale) is no longer the operator's, so
+// the object differs and is applied, which takes the field back.
 func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.Ingester, secrets []secretVersion) (*appsv1.Deployment, error) {
 	cm, err := desiredConfigMap(ing)
 	if err != nil {
 		return nil, err
 	}
-	applyOne := func(kind, name string, obj runtime.ApplyConfiguration) error {
-		if err := r.Client.Apply(ctx, obj, FieldOwner, client.ForceOwnership); err != nil {
-			return fmt.Errorf("applying %s %s: %w", kind, name, err)
-		}
-		return nil
-	}
-	name := ingesterObjectName(ing)
-	if err := applyOne("ServiceAccount", name, desiredServiceAccount(ing)); err != nil {
+	key := types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}
+	if err := applyIfChanged(ctx, r.Client, key, desiredServiceAccount(ing), corev1ac.ExtractServiceAccount); err != nil {
 		return nil, err
 	}
-	if err := applyOne("ConfigMap", name, cm); err != nil {
+	if err := applyIfChanged(ctx, r.Client, key, cm, corev1ac.ExtractConfigMap); err != nil {
 		return nil, err
 	}
-	if err := applyOne("Service", name, desiredService(ing)); err != nil {
+	if err := applyIfChanged(ctx, r.Client, key, desiredService(ing), corev1ac.ExtractService); err != nil {
 		return nil, err
 	}
 	depAC := desiredDeployment(ing, r.IngesterImage, cm, podTemplateHash(cm, secrets))
-	if err := applyOne("Deployment", name, depAC); err != nil {
+	if err := applyIfChanged(ctx, r.Client, key, depAC, appsv1ac.ExtractDeployment); err != nil {
 		return nil, err
 	}
 	if pdb := desiredPodDisruptionBudget(ing); pdb != nil {
-		if err := applyOne("PodDisruptionBudget", name, pdb); err != nil {
+		if err := applyIfChanged(ctx, r.Client, key, pdb, policyv1ac.ExtractPodDisruptionBudget); err != nil {
 			return nil, err
 		}
-	} else {
-		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ing.Namespace, Name: name}}
-		if err := r.Client.Delete(ctx, pdb); client.IgnoreNotFound(err) != nil {
-			return nil, fmt.Errorf("deleting PodDisruptionBudget %s: %w", name, err)
+	} else if err := deleteIfExists(ctx, r.Client, key, &policyv1.PodDisruptionBudget{}); err != nil {
+		return nil, err
+	}
+	return r.currentDeployment(ctx, ing)
+}
+
+// applyIfChanged server-side applies desired unless the object in the cache, reduced to
+// the fields the operator owns (extract), already equals it.
+func applyIfChanged[T any, PT interface {
+	*T
+	client.Object
+}, AC runtime.ApplyConfiguration](ctx context.Context, c client.Client, key types.NamespacedName, desired AC, extract func(PT, string) (AC, error)) error {
+	current := PT(new(T))
+	err := c.Get(ctx, key, current)
+	switch {
+	case err == nil:
+		if owned, err := extract(current, string(FieldOwner)); err == nil && equality.Semantic.DeepEqual(owned, desired) {
+			return nil
 		}
+	case !apierrors.IsNotFound(err):
+		return err
 	}
-	// Apply filled depAC from the response; convert it to the typed object for the status.
-	raw, err := json.Marshal(depAC)
-	if err != nil {
-		return nil, err
+	if err := c.Apply(ctx, desired, FieldOwner, client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying %T %s: %w", current, key.Name, err)
 	}
-	var dep appsv1.Deployment
-	if err := json.Unmarshal(raw, &dep); err != nil {
-		return nil, err
+	return nil
+}
+
+// deleteIfExists deletes the object if the cache has it.
+func deleteIfExists(ctx context.Context, c client.Client, key types.NamespacedName, obj client.Object) error {
+	if err := c.Get(ctx, key, obj); err != nil {
+		return client.IgnoreNotFound(err)
 	}
-	return &dep, nil
+	if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting %T %s: %w", obj, key.Name, err)
+	}
+	return nil
 }
 
 // writeStatus writes the status in one request when it differs from the stored one, and

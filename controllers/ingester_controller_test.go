@@ -28,7 +28,9 @@ const (
 )
 
 // newNamespace creates a namespace of its own for one test.
-func newNamespace(t *testing.T) string {
+func newNamespace(t *testing.T) string { return newNamespaceB(t) }
+
+func newNamespaceB(t testing.TB) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "test-"}}
 	if err := k8sClient.Create(context.Background(), ns); err != nil {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/internal/kafkatest"
@@ -209,4 +210,58 @@ func TestStuckRolloutDegrades(t *testing.T) {
 		g.Expect(c.Message).To(ContainSubstring("timed out progressing"))
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).Reason).To(Equal(spanflowv1alpha1.ReasonRolloutStuck))
 	}, eventually, poll).Should(Succeed())
+}
+
+// TestResyncWritesNothing: resyncs of unchanged Ingesters send the API server no writes
+// (the manager's client counts its PATCH, PUT and DELETE requests), so hundreds of
+// Ingesters cost it only the watches.
+func TestResyncWritesNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "quiet")
+	ing.Spec.Replicas = ptr.To[int32](2)
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ns, Name: "quiet-ingester"}
+	objects := []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{}}
+	versions := func(g Gomega) []string {
+		var rvs []string
+		for _, obj := range objects {
+			g.Expect(k8sClient.Get(ctx, key, obj)).To(Succeed())
+			rvs = append(rvs, obj.GetResourceVersion())
+		}
+		return rvs
+	}
+	var settled []string
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).Reason).To(Equal(spanflowv1alpha1.ReasonRollingOut))
+		settled = versions(g)
+	}, eventually, poll).Should(Succeed())
+	// The suite resyncs every 2 s: this spans a few resyncs of every Ingester so far.
+	writes := managerWrites(t)
+	g.Consistently(func(g Gomega) { g.Expect(versions(g)).To(Equal(settled)) }, "5s", "500ms").Should(Succeed())
+	g.Expect(managerWrites(t) - writes).To(BeZero(), "the manager wrote during resyncs of unchanged Ingesters")
+}
+
+// managerWrites counts the write requests the manager's clients have sent.
+func managerWrites(t *testing.T) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "rest_client_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" && (l.GetValue() == "PATCH" || l.GetValue() == "PUT" || l.GetValue() == "DELETE" || l.GetValue() == "POST") {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
 }

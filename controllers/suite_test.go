@@ -86,6 +86,9 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 
+	// As ctrl.GetConfig does for the real manager: no client-side rate limit (the API
+	// server's priority and fairness applies); envtest's config would otherwise allow 5/s.
+	cfg.QPS = -1
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
