@@ -240,7 +240,7 @@ func TestResyncWritesNothing(t *testing.T) {
 	// The suite resyncs every 2 s: this spans a few resyncs of every Ingester so far.
 	writes := managerWrites(t)
 	g.Consistently(func(g Gomega) { g.Expect(versions(g)).To(Equal(settled)) }, "5s", "500ms").Should(Succeed())
-	g.Expect(managerWrites(t) - writes).To(BeZero(), "the manager wrote during resyncs of unchanged Ingesters")
+	g.Expect(managerWrites(t)-writes).To(BeZero(), "the manager wrote during resyncs of unchanged Ingesters")
 }
 
 // managerWrites counts the write requests the manager's clients have sent.
