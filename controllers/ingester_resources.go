@@ -244,13 +244,15 @@ func desiredServiceAccount(ing *spanflowv1alpha1.Ingester) *corev1ac.ServiceAcco
 		WithAutomountServiceAccountToken(false)
 }
 
-// desiredService exposes the pods' admin port (/metrics) to Prometheus.
+// desiredService exposes the pods' admin port (/metrics) to Prometheus. It is headless:
+// metrics are scraped from each pod, never load-balanced, and no cluster IP is used up.
 func desiredService(ing *spanflowv1alpha1.Ingester) *corev1ac.ServiceApplyConfiguration {
 	return corev1ac.Service(ingesterObjectName(ing), ing.Namespace).
 		WithLabels(objectLabels(ing)).
 		WithOwnerReferences(ownerReference(ing)).
 		WithSpec(corev1ac.ServiceSpec().
 			WithType(corev1.ServiceTypeClusterIP).
+			WithClusterIP(corev1.ClusterIPNone).
 			WithSelector(selectorLabels(ing)).
 			WithPorts(corev1ac.ServicePort().WithName("admin").WithPort(adminPort).
 				WithTargetPort(intstr.FromString("admin")).WithProtocol(corev1.ProtocolTCP)))

@@ -238,7 +238,7 @@ func TestOtherObjects(t *testing.T) {
 		t.Error("service account mounts a token")
 	}
 	svc := desiredService(ing)
-	if *svc.Spec.Ports[0].Port != adminPort || svc.Spec.Selector["app.kubernetes.io/instance"] != "traces" {
+	if *svc.Spec.Ports[0].Port != adminPort || svc.Spec.Selector["app.kubernetes.io/instance"] != "traces" || *svc.Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Error("service does not expose the admin port of the pods")
 	}
 	if pdb := desiredPodDisruptionBudget(ing); pdb == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
