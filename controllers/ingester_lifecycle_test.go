@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"os"
+	"slices"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -244,7 +245,13 @@ func TestResyncWritesNothing(t *testing.T) {
 }
 
 // managerWrites counts the write requests the manager's clients have sent.
-func managerWrites(t *testing.T) float64 {
+func managerWrites(t testing.TB) float64 {
+	return counterSum(t, "rest_client_requests_total", "method", "POST", "PUT", "PATCH", "DELETE")
+}
+
+// counterSum adds up the samples of a controller-runtime counter whose label has one of
+// the given values.
+func counterSum(t testing.TB, name, label string, values ...string) float64 {
 	t.Helper()
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
@@ -252,12 +259,12 @@ func managerWrites(t *testing.T) float64 {
 	}
 	total := 0.0
 	for _, f := range families {
-		if f.GetName() != "rest_client_requests_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "method" && (l.GetValue() == "PATCH" || l.GetValue() == "PUT" || l.GetValue() == "DELETE" || l.GetValue() == "POST") {
+				if l.GetName() == label && slices.Contains(values, l.GetValue()) {
 					total += m.GetCounter().GetValue()
 				}
 			}

@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 )
@@ -106,22 +105,5 @@ func playDeploymentController(ctx context.Context, ns string, stop <-chan struct
 }
 
 func reconcileCount(b *testing.B) float64 {
-	families, err := ctrlmetrics.Registry.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "ingester" {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return total
+	return counterSum(b, "controller_runtime_reconcile_total", "controller", "ingester")
 }
