@@ -35,8 +35,9 @@ install-tools: ## Build kube-apiserver, etcd, kubectl, controller-gen and helm f
 .PHONY: manifests
 manifests: install-tools ## Generate the CRD and RBAC manifests from the API types and markers; copy the CRDs into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases
-	mkdir -p charts/spanflow/crds
-	cp config/crd/bases/*.yaml charts/spanflow/crds/
+	mkdir -p charts/spanflow/files/crds
+	cp config/crd/bases/*.yaml charts/spanflow/files/crds/
+	cp config/rbac/role.yaml charts/spanflow/files/manager-role.yaml
 
 .PHONY: generate
 generate: install-tools ## Generate the DeepCopy methods of the API types.

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -33,6 +35,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one of several operator replicas reconciles")
 	leaderElectionNamespace := fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
 	ingesterImage := fs.String("ingester-image", version.DefaultImage, "image of the ingester pods, unless an Ingester names another")
+	watchNamespaces := fs.String("watch-namespaces", "", "comma-separated namespaces whose Ingesters the operator manages (empty: all; then it needs cluster-wide rights)")
 	logOpts := logFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -44,8 +47,18 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("finding the Kubernetes API: %w", err)
 	}
+	var cacheOptions cache.Options
+	if *watchNamespaces != "" {
+		cacheOptions.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(*watchNamespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				cacheOptions.DefaultNamespaces[ns] = cache.Config{}
+			}
+		}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        Scheme(),
+		Cache:                         cacheOptions,
 		Metrics:                       metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:        *probeAddr,
 		LeaderElection:                *leaderElect,
@@ -72,6 +85,6 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	logger.Info("Starting the spanflow operator", "version", version.Version, "ingesterImage", *ingesterImage)
+	logger.Info("Starting the spanflow operator", "version", version.Version, "ingesterImage", *ingesterImage, "watchNamespaces", *watchNamespaces)
 	return mgr.Start(ctx)
 }

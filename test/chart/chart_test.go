@@ -1,0 +1,393 @@
+// Package chart tests the Helm chart the way users meet it: lint, render, schema, a
+// server-side dry-run and a real install into a kube-apiserver, the manager running as a
+// process under the chart's own ServiceAccount and RBAC.
+package chart
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/spanflow/spanflow/internal/cli"
+	"github.com/spanflow/spanflow/internal/testenv"
+)
+
+const (
+	release   = "sf"
+	namespace = "spanflow-system"
+	// runMainEnv makes the test binary act as the spanflow binary.
+	runMainEnv = "SPANFLOW_TEST_RUN_MAIN"
+)
+
+var (
+	env       *envtest.Environment
+	chartDir  = filepath.Join(testenv.RepoRoot(), "charts", "spanflow")
+	helmPath  = filepath.Join(testenv.RepoRoot(), "bin", "tools", "helm")
+	kubectlAt string
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	env, _, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chart tests need the control plane:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	assets, _ := testenv.AssetsDir()
+	kubectlAt = filepath.Join(assets, "kubectl")
+	for _, ns := range []string{namespace, "team-a", "team-b"} {
+		if out, err := kubectlAdmin("create", "namespace", ns); err != nil {
+			fmt.Fprintln(os.Stderr, out, err)
+			return 1
+		}
+	}
+	if out, err := kubectlAdmin("apply", "-f", filepath.Join("testdata", "servicemonitor-crd.yaml")); err != nil {
+		fmt.Fprintln(os.Stderr, out, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// kubectlAdmin runs kubectl as the envtest administrator.
+func kubectlAdmin(args ...string) (string, error) {
+	stdout, stderr, err := env.ControlPlane.KubeCtl().Run(args...)
+	out, _ := io.ReadAll(stdout)
+	errOut, _ := io.ReadAll(stderr)
+	if err != nil {
+		return string(out) + string(errOut), err
+	}
+	return string(out), nil
+}
+
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(helmPath, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// render runs helm template with the given values files and returns the objects.
+func render(t *testing.T, valuesFiles ...string) (string, []*unstructured.Unstructured) {
+	t.Helper()
+	args := []string{"template", release, chartDir, "--namespace", namespace}
+	for _, f := range valuesFiles {
+		args = append(args, "-f", filepath.Join("testdata", f))
+	}
+	out, err := helm(t, args...)
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", valuesFiles, err, out)
+	}
+	var objs []*unstructured.Unstructured
+	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		var obj unstructured.Unstructured
+		if err := dec.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(obj.Object) > 0 {
+			objs = append(objs, &obj)
+		}
+	}
+	return out, objs
+}
+
+func find(objs []*unstructured.Unstructured, kind, ns string) []*unstructured.Unstructured {
+	var found []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind && (ns == "*" || o.GetNamespace() == ns) {
+			found = append(found, o)
+		}
+	}
+	return found
+}
+
+func convert[T any](t *testing.T, obj *unstructured.Unstructured) *T {
+	t.Helper()
+	var typed T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &typed); err != nil {
+		t.Fatal(err)
+	}
+	return &typed
+}
+
+func TestLint(t *testing.T) {
+	for _, values := range [][]string{nil, {"values-full.yaml"}, {"values-namespaced.yaml"}} {
+		args := []string{"lint", "--strict", chartDir}
+		for _, f := range values {
+			args = append(args, "-f", filepath.Join("testdata", f))
+		}
+		if out, err := helm(t, args...); err != nil {
+			t.Errorf("helm lint %v: %v\n%s", values, err, out)
+		}
+	}
+}
+
+func TestSchemaRejectsInvalidValues(t *testing.T) {
+	for file, want := range map[string]string{
+		"invalid-unknown-key.yaml": "additional properties 'replica' not allowed",
+		"invalid-log-level.yaml":   "/logLevel",
+		"invalid-namespace.yaml":   "/watchNamespaces/0",
+		"invalid-crds.yaml":        "additional properties 'install' not allowed",
+	} {
+		out, err := helm(t, "template", release, chartDir, "-f", filepath.Join("testdata", file))
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("%s: err %v, output lacks %q:\n%s", file, err, want, out)
+		}
+	}
+}
+
+// TestRenderedChart checks the parts users rely on.
+func TestRenderedChart(t *testing.T) {
+	_, objs := render(t)
+	// RBAC: exactly the rules controller-gen generated from the markers.
+	var generated rbacv1.ClusterRole
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sigsyaml.Unmarshal(data, &generated); err != nil {
+		t.Fatal(err)
+	}
+	roles := find(objs, "ClusterRole", "*")
+	if len(roles) != 1 {
+		t.Fatalf("%d ClusterRoles", len(roles))
+	}
+	rendered := convert[rbacv1.ClusterRole](t, roles[0])
+	if fmt.Sprint(rendered.Rules) != fmt.Sprint(generated.Rules) {
+		t.Errorf("chart rules differ from config/rbac/role.yaml:\n%v\n%v", rendered.Rules, generated.Rules)
+	}
+	for _, r := range rendered.Rules {
+		for _, v := range append(r.Verbs, r.Resources...) {
+			if v == "*" {
+				t.Errorf("wildcard in %v", r)
+			}
+		}
+		if len(r.Resources) == 1 && r.Resources[0] == "secrets" && strings.Join(r.Verbs, ",") != "get,list,watch" {
+			t.Errorf("Secrets are not read-only: %v", r.Verbs)
+		}
+	}
+	// Restricted security contexts.
+	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+	if !*pod.SecurityContext.RunAsNonRoot || *pod.SecurityContext.RunAsUser != 65532 || pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault ||
+		*c.SecurityContext.AllowPrivilegeEscalation || !*c.SecurityContext.ReadOnlyRootFilesystem || c.SecurityContext.Capabilities.Drop[0] != "ALL" {
+		t.Error("the operator pod is not restricted")
+	}
+	if strings.Contains(strings.Join(c.Args, " "), "--leader-elect") {
+		t.Error("leader election with one replica")
+	}
+	// The CRD, kept on uninstall.
+	crds := find(objs, "CustomResourceDefinition", "*")
+	if len(crds) != 1 || crds[0].GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("CRD missing or not kept: %d", len(crds))
+	}
+	if len(find(objs, "ServiceMonitor", "*")) != 0 || len(find(objs, "PodDisruptionBudget", "*")) != 0 {
+		t.Error("optional objects rendered by default")
+	}
+
+	// watchNamespaces: Roles in those namespaces, nothing cluster-wide for the manager.
+	_, objs = render(t, "values-namespaced.yaml")
+	if n := len(find(objs, "ClusterRole", "*")) + len(find(objs, "ClusterRoleBinding", "*")); n != 0 {
+		t.Errorf("%d cluster-wide RBAC objects with watchNamespaces", n)
+	}
+	for _, ns := range []string{"team-a", "team-b"} {
+		if len(find(objs, "Role", ns)) != 1 || len(find(objs, "RoleBinding", ns)) != 1 {
+			t.Errorf("no Role and RoleBinding in %s", ns)
+		}
+	}
+	dep = convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
+	if !strings.Contains(strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " "), "--watch-namespaces=team-a,team-b") {
+		t.Error("the manager is not told which namespaces to watch")
+	}
+	if crd := find(objs, "CustomResourceDefinition", "*"); len(crd) != 1 || crd[0].GetAnnotations()["helm.sh/resource-policy"] != "" {
+		t.Error("crds.keep false still keeps the CRD")
+	}
+
+	// Everything optional.
+	_, objs = render(t, "values-full.yaml")
+	dep = convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
+	args := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--leader-elect", "--ingester-image=registry.example.com/spanflow-ingester:1.2.3", "--metrics-bind-address=:9090", "--zap-encoder=json"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+	if len(find(objs, "ServiceMonitor", namespace)) != 1 || len(find(objs, "PodDisruptionBudget", namespace)) != 1 {
+		t.Error("optional objects missing")
+	}
+}
+
+// TestServerSideDryRun: what the chart renders is accepted by a real API server.
+func TestServerSideDryRun(t *testing.T) {
+	for _, values := range [][]string{nil, {"values-full.yaml"}, {"values-namespaced.yaml"}} {
+		out, _ := render(t, values...)
+		path := filepath.Join(t.TempDir(), "rendered.yaml")
+		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := kubectlAdmin("apply", "--dry-run=server", "-f", path); err != nil {
+			t.Errorf("server-side dry-run of %v: %v\n%s", values, err, res)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestInstallAndRun takes the user's path after helm install: the rendered chart applied to
+// the API server, the manager run as a process with the chart's args under the chart's
+// ServiceAccount (so its RBAC is what is tested), a sample Ingester applied with kubectl,
+// and its Deployment appearing. Then every object in the namespace is searched for the
+// value of a Secret the Ingester uses: it must appear in none.
+func TestInstallAndRun(t *testing.T) {
+	out, objs := render(t)
+	path := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := kubectlAdmin("apply", "--server-side", "-f", path); err != nil {
+		t.Fatalf("installing the rendered chart: %v\n%s", err, res)
+	}
+
+	// The manager's identity: the chart's ServiceAccount.
+	sa := find(objs, "ServiceAccount", namespace)[0].GetName()
+	user, err := env.AddUser(envtest.User{
+		Name:   "system:serviceaccount:" + namespace + ":" + sa,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigPath := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
+	var args []string
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		// The chart's ports are the pod's; on this machine pick free ones.
+		switch {
+		case strings.HasPrefix(a, "--metrics-bind-address="):
+			a = fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", freePort(t))
+		case strings.HasPrefix(a, "--health-probe-bind-address="):
+			a = fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", freePort(t))
+		}
+		args = append(args, a)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	manager := exec.CommandContext(ctx, os.Args[0], args...)
+	manager.Env = append(os.Environ(), runMainEnv+"=1", "KUBECONFIG="+kubeconfigPath, "POD_NAMESPACE="+namespace)
+	var logs bytes.Buffer
+	manager.Stdout, manager.Stderr = &logs, &logs
+	manager.Cancel = func() error { return manager.Process.Signal(os.Interrupt) }
+	if err := manager.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = manager.Wait()
+		if t.Failed() {
+			t.Logf("manager output:\n%s", logs.String())
+		}
+	}()
+
+	const password = "p4ss-that-must-not-leak-7c1e"
+	secret := filepath.Join(t.TempDir(), "secret.yaml")
+	if err := os.WriteFile(secret, []byte(`apiVersion: v1
+kind: Secret
+metadata: {name: kafka-user, namespace: team-a}
+stringData: {username: ingester, password: `+password+`}
+---
+apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: sample, namespace: team-a}
+spec:
+  kafka:
+    brokers: ["127.0.0.1:1"]
+    topic: spans
+    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretName: kafka-user}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := kubectlAdmin("apply", "-f", secret); err != nil {
+		t.Fatalf("%v\n%s", err, res)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := kubectlAdmin("get", "deployment", "-n", "team-a", "sample-ingester", "-o", "name")
+		if err == nil && strings.Contains(res, "sample-ingester") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager installed by the chart did not create the ingester Deployment")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Wait for the status (the operator's look at Kafka fails: 127.0.0.1:1), then scan.
+	for {
+		res, _ := kubectlAdmin("get", "ingester", "-n", "team-a", "sample", "-o", "jsonpath={.status.conditions[?(@.type==\"Degraded\")].reason}")
+		if res == "KafkaUnreachable" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Degraded condition on the Ingester (got %q)", res)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, kind := range []string{"configmaps", "deployments", "ingesters", "events", "services", "serviceaccounts"} {
+		res, err := kubectlAdmin("get", kind, "-A", "-o", "yaml")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, res)
+		}
+		if strings.Contains(res, password) {
+			t.Errorf("the Secret's password appears in %s", kind)
+		}
+	}
+	if strings.Contains(logs.String(), password) {
+		t.Error("the Secret's password appears in the manager's logs")
+	}
+}
