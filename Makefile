@@ -38,6 +38,7 @@ manifests: install-tools ## Generate the CRD and RBAC manifests from the API typ
 	mkdir -p charts/spanflow/files/crds
 	cp config/crd/bases/*.yaml charts/spanflow/files/crds/
 	cp config/rbac/role.yaml charts/spanflow/files/manager-role.yaml
+	go run ./hack/valuestable
 
 .PHONY: generate
 generate: install-tools ## Generate the DeepCopy methods of the API types.

@@ -4,7 +4,7 @@
 # left regenerated, so committing them is the fix.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-paths=(api config/crd/bases config/rbac/role.yaml charts/spanflow/files)
+paths=(api config/crd/bases config/rbac/role.yaml charts/spanflow/files README.md)
 
 snapshot() { find "${paths[@]}" -type f 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum; }
 

@@ -263,6 +263,19 @@ func TestServerSideDryRun(t *testing.T) {
 	}
 }
 
+// TestKustomizeDryRun: `kubectl apply -k config/default` is accepted by a real API server.
+func TestKustomizeDryRun(t *testing.T) {
+	res, err := kubectlAdmin("apply", "--dry-run=server", "-k", filepath.Join(testenv.RepoRoot(), "config", "default"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res)
+	}
+	for _, want := range []string{"namespace/spanflow-system", "deployment.apps/spanflow-controller-manager", "clusterrole.rbac.authorization.k8s.io/spanflow-manager-role"} {
+		if !strings.Contains(res, want) {
+			t.Errorf("kustomize output lacks %s:\n%s", want, res)
+		}
+	}
+}
+
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
