@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -276,6 +277,24 @@ func TestKustomizeDryRun(t *testing.T) {
 	}
 }
 
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -334,8 +353,8 @@ func TestInstallAndRun(t *testing.T) {
 	defer cancel()
 	manager := exec.CommandContext(ctx, os.Args[0], args...)
 	manager.Env = append(os.Environ(), runMainEnv+"=1", "KUBECONFIG="+kubeconfigPath, "POD_NAMESPACE="+namespace)
-	var logs bytes.Buffer
-	manager.Stdout, manager.Stderr = &logs, &logs
+	logs := &lockedBuffer{}
+	manager.Stdout, manager.Stderr = logs, logs
 	manager.Cancel = func() error { return manager.Process.Signal(os.Interrupt) }
 	if err := manager.Start(); err != nil {
 		t.Fatal(err)
