@@ -270,7 +270,7 @@ func TestKustomizeDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res)
 	}
-	for _, want := range []string{"namespace/spanflow-system", "deployment.apps/spanflow-controller-manager", "clusterrole.rbac.authorization.k8s.io/spanflow-manager-role"} {
+	for _, want := range []string{"namespace/spanflow-system", "deployment.apps/spanflow-controller-manager", "clusterrole.rbac.authorization.k8s.io/spanflow-manager-role", "service/spanflow-controller-manager-metrics-service"} {
 		if !strings.Contains(res, want) {
 			t.Errorf("kustomize output lacks %s:\n%s", want, res)
 		}
