@@ -49,8 +49,8 @@ type IngesterReconciler struct {
 	Recorder     recorder.EventRecorder
 	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
-	// Kafka looks at each Ingester's cluster and topic.
-	Kafka KafkaProber
+	// Lag observes each Ingester's topic and consumer group.
+	Lag *LagObserver
 	// ResyncInterval is how often an Ingester is looked at again without any change, to
 	// keep what the status says of Kafka current.
 	ResyncInterval time.Duration
@@ -96,7 +96,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		obs.applied = obs.applyErr == nil
 	}
 	if secretErr == nil {
-		obs.partitions, obs.kafkaErr = r.Kafka.Partitions(ctx, kafkaTargetOf(&ing, secrets))
+		obs.lag = r.Lag.Observe(lagTarget{kafkaTarget: kafkaTargetOf(&ing, secrets), group: consumerGroup(&ing),
+			fromEarliest: ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest})
 	}
 
 	status := desiredStatus(&ing, obs)
@@ -109,7 +110,11 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	logger.V(1).Info("Reconciled", "replicas", status.Replicas, "ready", status.ReadyReplicas)
 	// A missing Secret needs no retry loop: its creation triggers a reconcile (see the
-	// watch). Kafka has no watch: look again after a while.
+	// watch). Kafka has no watch: look again after a while, soon if the first poll of the
+	// Ingester's topic is still under way.
+	if secretErr == nil && !obs.lag.have && obs.lag.err == nil {
+		return ctrl.Result{RequeueAfter: min(time.Second, r.ResyncInterval)}, nil
+	}
 	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 }
 
@@ -294,6 +299,9 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spanflowv1alpha1.Ingester{}, secretIndex,
 		func(obj client.Object) []string { return referencedSecretNames(obj.(*spanflowv1alpha1.Ingester)) }); err != nil {
+		return err
+	}
+	if err := mgr.Add(r.Lag); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

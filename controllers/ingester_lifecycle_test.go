@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -213,9 +214,9 @@ func TestStuckRolloutDegrades(t *testing.T) {
 	}, eventually, poll).Should(Succeed())
 }
 
-// TestResyncWritesNothing: resyncs of unchanged Ingesters send the API server no writes
-// (the manager's client counts its PATCH, PUT and DELETE requests), so hundreds of
-// Ingesters cost it only the watches.
+// TestResyncWritesNothing: resyncs of an unchanged Ingester send the API server no writes
+// (the manager's requests are counted by namespace), so hundreds of Ingesters cost it only
+// the watches and reads from the cache.
 func TestResyncWritesNothing(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -236,17 +237,13 @@ func TestResyncWritesNothing(t *testing.T) {
 	var settled []string
 	g.Eventually(func(g Gomega) {
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).Reason).To(Equal(spanflowv1alpha1.ReasonRollingOut))
+		g.Expect(ing.Status.Lag).NotTo(BeNil(), "the lag observer has not reported yet")
 		settled = versions(g)
 	}, eventually, poll).Should(Succeed())
-	// The suite resyncs every 2 s: this spans a few resyncs of every Ingester so far.
-	writes := managerWrites(t)
+	// The suite resyncs every 2 s: this spans a few resyncs.
+	writes := managerWritesIn(ns)
 	g.Consistently(func(g Gomega) { g.Expect(versions(g)).To(Equal(settled)) }, "5s", "500ms").Should(Succeed())
-	g.Expect(managerWrites(t)-writes).To(BeZero(), "the manager wrote during resyncs of unchanged Ingesters")
-}
-
-// managerWrites counts the write requests the manager's clients have sent.
-func managerWrites(t testing.TB) float64 {
-	return counterSum(t, "rest_client_requests_total", "method", "POST", "PUT", "PATCH", "DELETE")
+	g.Expect(managerWritesIn(ns)-writes).To(BeZero(), "the manager wrote during resyncs of an unchanged Ingester")
 }
 
 // counterSum adds up the samples of a controller-runtime counter whose label has one of
@@ -271,4 +268,54 @@ func counterSum(t testing.TB, name, label string, values ...string) float64 {
 		}
 	}
 	return total
+}
+
+// TestLagIsObserved: records produced to the Ingester's topic and not committed by its
+// group show as lag in the status (and the Lag column); when the group commits them, the
+// lag falls to zero. Another Ingester on the same topic and group shares the poller.
+func TestLagIsObserved(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	const topic = "lagging"
+	broker := kafkatest.Start(t, topic, 3)
+	ing := minimalIngester(ns, "lagging")
+	ing.Spec.Kafka.Brokers = []string{broker.Addr}
+	ing.Spec.Kafka.Topic = topic
+	ing.Spec.Kafka.ConsumerGroup = "lag-group"
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Partitions).To(Equal(int32(3)))
+		g.Expect(ing.Status.Lag).NotTo(BeNil())
+		g.Expect(ing.Status.Lag.Records).To(BeZero())
+	}, eventually, poll).Should(Succeed())
+
+	broker.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 120, 1)...)
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Lag.Records).To(Equal(int64(120)))
+		g.Expect(ing.Status.Lag.Stale).To(BeFalse())
+	}, eventually, poll).Should(Succeed())
+	out, err := kubectl(t, "get", "ingester", "lagging", "-n", ns)
+	g.Expect(err).NotTo(HaveOccurred())
+	lines := strings.Split(out, "\n")
+	column := strings.Index(lines[0], "LAG")
+	g.Expect(strings.Fields(lines[1][column:])[0]).To(Equal("120"), "the Lag column:\n%s", out)
+
+	// The group catches up.
+	end := broker.EndOffsets(t, topic, 3)
+	g.Expect(broker.Commit("lag-group", topic, end)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Lag.Records).To(BeZero())
+	}, eventually, poll).Should(Succeed())
+
+	// The broker goes away: the last known lag stays, marked stale.
+	broker.Stop()
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Reason).To(Equal(spanflowv1alpha1.ReasonKafkaUnreachable))
+		g.Expect(ing.Status.Lag.Stale).To(BeTrue())
+		g.Expect(ing.Status.Partitions).To(Equal(int32(3)))
+	}, eventually, poll).Should(Succeed())
 }

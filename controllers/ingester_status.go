@@ -21,10 +21,9 @@ type observation struct {
 	applyErr error
 	// secretErr says which referenced Secret or key is missing, if any.
 	secretErr error
-	// kafkaErr is why the operator could not see the topic, if it could not; partitions
-	// is the topic's partition count when it could.
-	kafkaErr   error
-	partitions int
+	// lag is what the lag observer knows of the Ingester's topic and group; its error is
+	// why the operator cannot see them.
+	lag lagObservation
 	// now is the time of the observation, for lastScaleTime.
 	now metav1.Time
 	// previousReplicas is the Deployment's spec.replicas before this reconcile (nil: none).
@@ -43,8 +42,19 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 		status.Replicas = dep.Status.Replicas
 		status.ReadyReplicas = dep.Status.ReadyReplicas
 	}
-	if obs.kafkaErr == nil && obs.partitions > 0 {
-		status.Partitions = int32(obs.partitions)
+	if obs.lag.have {
+		snap := obs.lag.snapshot
+		status.Partitions = int32(snap.partitions)
+		lag := &spanflowv1alpha1.LagStatus{Records: snap.records, Seconds: snap.seconds,
+			Stale: obs.lag.err != nil, ObservedTime: &metav1.Time{Time: snap.at}}
+		// Unchanged values keep their time, so an idle, caught-up Ingester is not
+		// rewritten on every poll.
+		if old := status.Lag; old != nil && old.Records == lag.Records && old.Seconds == lag.Seconds && old.Stale == lag.Stale {
+			lag.ObservedTime = old.ObservedTime
+		}
+		status.Lag = lag
+	} else if status.Lag != nil && obs.lag.err != nil {
+		status.Lag.Stale = true
 	}
 	// Replicas and parallelism change only when the desired objects are applied.
 	if obs.applied {
@@ -121,10 +131,10 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation) (ready, progres
 	case stuck:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
 			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))
-	case errors.Is(obs.kafkaErr, errTopicNotFound):
-		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.kafkaErr.Error())
-	case obs.kafkaErr != nil:
-		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, obs.kafkaErr.Error())
+	case errors.Is(obs.lag.err, errTopicNotFound):
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.lag.err.Error())
+	case obs.lag.err != nil:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, obs.lag.err.Error())
 	default:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "Nothing needs attention")
 	}

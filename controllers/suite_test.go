@@ -3,7 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -39,6 +44,32 @@ var (
 // TestMain runs every test of this package against one real kube-apiserver and etcd with
 // the operator's manager running. There is no kube-controller-manager: Deployments get no
 // pods and nothing garbage-collects, so tests play those parts where they need them.
+// writesByNamespace counts the write requests the manager sends, by namespace.
+var writesByNamespace sync.Map // namespace → *atomic.Int64
+
+// writeCounter counts the manager's write requests per namespace of the URL.
+type writeCounter struct{ next http.RoundTripper }
+
+func (w writeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet {
+		if _, rest, ok := strings.Cut(req.URL.Path, "/namespaces/"); ok {
+			ns, _, _ := strings.Cut(rest, "/")
+			n, _ := writesByNamespace.LoadOrStore(ns, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		}
+	}
+	return w.next.RoundTrip(req)
+}
+
+// managerWritesIn is the number of write requests the manager has sent to namespace ns.
+func managerWritesIn(ns string) int64 {
+	n, ok := writesByNamespace.Load(ns)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
+
 // Goroutines still running after the suite (the manager and the control plane stopped)
 // fail it.
 func TestMain(m *testing.M) {
@@ -89,7 +120,9 @@ func runSuite(m *testing.M) int {
 	// As ctrl.GetConfig does for the real manager: no client-side rate limit (the API
 	// server's priority and fairness applies); envtest's config would otherwise allow 5/s.
 	cfg.QPS = -1
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	managerCfg := rest.CopyConfig(cfg)
+	managerCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return writeCounter{next: rt} })
+	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -103,7 +136,7 @@ func runSuite(m *testing.M) int {
 		SecretReader:   mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  testImage,
-		Kafka:          NewKafkaProber(time.Second),
+		Lag:            NewLagObserver(500*time.Millisecond, 20),
 		ResyncInterval: 2 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -419,8 +419,16 @@ const (
 type LagStatus struct {
 	// records is the number of records produced but not yet committed, over all partitions.
 	Records int64 `json:"records"`
-	// seconds is how old the oldest uncommitted record is.
+	// seconds is how old the oldest uncommitted record is, estimated from how fast the
+	// log end grew past the committed offsets.
 	Seconds int64 `json:"seconds"`
+	// stale is true when the latest look at Kafka failed: records and seconds are the last
+	// known values, and nothing is decided on them.
+	// +optional
+	Stale bool `json:"stale,omitempty"`
+	// observedTime is when Kafka first showed these values (unchanged values keep it).
+	// +optional
+	ObservedTime *metav1.Time `json:"observedTime,omitempty"`
 }
 
 // IngesterStatus is the observed state of an Ingester.

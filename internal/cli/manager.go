@@ -74,8 +74,8 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		SecretReader:   mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  *ingesterImage,
-		Kafka:          controllers.NewKafkaProber(30 * time.Second),
-		ResyncInterval: time.Minute,
+		Lag:            controllers.NewLagObserver(10*time.Second, 30),
+		ResyncInterval: 10 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ingester controller: %w", err)
 	}

@@ -148,6 +148,27 @@ func (b *Broker) CommittedOffsets(t testing.TB, group, topic string, partitions 
 	return out
 }
 
+// Commit commits offsets for group as a member outside any generation would (a simple
+// consumer's commit), as a consumer catching up does.
+func (b *Broker) Commit(group, topic string, offsets map[int]int64) error {
+	var parts []kafka.OffsetCommit
+	for p, o := range offsets {
+		parts = append(parts, kafka.OffsetCommit{Partition: p, Offset: o})
+	}
+	res, err := b.client().OffsetCommit(context.Background(), &kafka.OffsetCommitRequest{
+		GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{topic: parts},
+	})
+	if err != nil {
+		return err
+	}
+	for _, ps := range res.Topics[topic] {
+		if ps.Error != nil {
+			return fmt.Errorf("committing partition %d: %w", ps.Partition, ps.Error)
+		}
+	}
+	return nil
+}
+
 func (b *Broker) client() *kafka.Client {
 	return &kafka.Client{Addr: kafka.TCP(b.Addr), Timeout: 10 * time.Second, Transport: b.transport}
 }

@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	"time"
+)
+
+// partitionOffsets is one partition as one poll saw it.
+type partitionOffsets struct {
+	// start and end are the log-start and log-end offsets; committed is the group's
+	// committed offset, -1 when it has none.
+	start, end, committed int64
+}
+
+// offsetSample is one poll of a topic and group.
+type offsetSample struct {
+	at         time.Time
+	partitions map[int]partitionOffsets
+}
+
+// lagSnapshot is what the observer knows of a topic and group.
+type lagSnapshot struct {
+	partitions int
+	// records is the total of records produced and not committed.
+	records int64
+	// seconds is the age of the oldest uncommitted record, estimated from the history of
+	// log-end offsets: the time at which the log end passed the committed offset.
+	seconds int64
+	// produceRate and consumeRate are records per second over the window.
+	produceRate, consumeRate float64
+	at                       time.Time
+}
+
+// partitionLag is a partition's uncommitted records. A group with nothing committed
+// counts from the log start when it starts at the earliest offset, and has no lag when it
+// starts at the latest. Retention may have deleted records past the committed offset:
+// the lag counts from the log start then.
+func partitionLag(p partitionOffsets, fromEarliest bool) int64 {
+	from := p.committed
+	if from < 0 {
+		if !fromEarliest {
+			return 0
+		}
+		from = p.start
+	}
+	from = max(from, p.start)
+	return max(p.end-from, 0)
+}
+
+// computeLag derives the snapshot from the samples of a window, oldest first; the last is
+// the current one. Transaction markers take offsets too: they count as records here, as
+// they do in Kafka's own lag figures.
+func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
+	cur := window[len(window)-1]
+	snap := lagSnapshot{partitions: len(cur.partitions), at: cur.at}
+	first := window[0]
+	span := cur.at.Sub(first.at).Seconds()
+	var produced, consumed int64
+	for id, p := range cur.partitions {
+		lag := partitionLag(p, fromEarliest)
+		snap.records += lag
+		if old, ok := first.partitions[id]; ok && span > 0 {
+			produced += p.end - old.end
+			if p.committed >= 0 && old.committed >= 0 {
+				consumed += p.committed - old.committed
+			}
+		}
+		if lag > 0 {
+			snap.seconds = max(snap.seconds, int64(oldestUncommittedAge(window, id, p, fromEarliest).Seconds()))
+		}
+	}
+	if span > 0 {
+		snap.produceRate = float64(produced) / span
+		snap.consumeRate = float64(consumed) / span
+	}
+	return snap
+}
+
+// oldestUncommittedAge estimates how long ago the first uncommitted record of partition
+// id was produced: the latest sample whose log end had not yet passed it was taken
+// before it, the next one after. Older than the window, it extrapolates with the rate.
+func oldestUncommittedAge(window []offsetSample, id int, cur partitionOffsets, fromEarliest bool) time.Duration {
+	now := window[len(window)-1].at
+	position := cur.end - partitionLag(cur, fromEarliest) // offset of the oldest uncommitted record
+	for i := len(window) - 1; i >= 0; i-- {
+		p, ok := window[i].partitions[id]
+		if ok && p.end <= position {
+			if i == len(window)-1 {
+				return 0
+			}
+			return now.Sub(window[i+1].at)
+		}
+	}
+	// Produced before the window began: extrapolate from the window's production rate.
+	first := window[0]
+	age := now.Sub(first.at)
+	if p, ok := first.partitions[id]; ok && age > 0 {
+		rate := float64(cur.end-p.end) / age.Seconds()
+		if rate > 0 {
+			return time.Duration(float64(cur.end-position) / rate * float64(time.Second))
+		}
+	}
+	return age
+}

@@ -1,0 +1,73 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+)
+
+func sample(at int, parts ...partitionOffsets) offsetSample {
+	m := map[int]partitionOffsets{}
+	for i, p := range parts {
+		m[i] = p
+	}
+	return offsetSample{at: time.Unix(int64(at), 0), partitions: m}
+}
+
+func TestPartitionLag(t *testing.T) {
+	cases := []struct {
+		name         string
+		p            partitionOffsets
+		fromEarliest bool
+		want         int64
+	}{
+		{"committed behind", partitionOffsets{start: 0, end: 100, committed: 40}, true, 60},
+		{"caught up", partitionOffsets{start: 0, end: 100, committed: 100}, true, 0},
+		{"nothing committed, earliest", partitionOffsets{start: 10, end: 100, committed: -1}, true, 90},
+		{"nothing committed, latest", partitionOffsets{start: 10, end: 100, committed: -1}, false, 0},
+		{"retention passed the commit", partitionOffsets{start: 500, end: 600, committed: 200}, true, 100},
+		{"empty partition", partitionOffsets{start: 0, end: 0, committed: -1}, true, 0},
+	}
+	for _, tc := range cases {
+		if got := partitionLag(tc.p, tc.fromEarliest); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestComputeLag(t *testing.T) {
+	// Partition 0: produced 100/s, the consumer stuck at offset 1000 since t=10.
+	// Partition 1: caught up.
+	window := []offsetSample{
+		sample(0, partitionOffsets{end: 0, committed: 0}, partitionOffsets{end: 50, committed: 50}),
+		sample(10, partitionOffsets{end: 1000, committed: 1000}, partitionOffsets{end: 60, committed: 60}),
+		sample(20, partitionOffsets{end: 2000, committed: 1000}, partitionOffsets{end: 70, committed: 70}),
+		sample(30, partitionOffsets{end: 3000, committed: 1000}, partitionOffsets{end: 80, committed: 80}),
+	}
+	snap := computeLag(window, true)
+	if snap.partitions != 2 || snap.records != 2000 {
+		t.Errorf("partitions %d records %d", snap.partitions, snap.records)
+	}
+	// Offset 1000 was appended between t=10 (end 1000) and t=20: age about 10–20 s.
+	if snap.seconds < 10 || snap.seconds > 20 {
+		t.Errorf("seconds %d, want 10–20", snap.seconds)
+	}
+	if snap.produceRate < 100 || snap.produceRate > 101 {
+		t.Errorf("produce rate %.1f", snap.produceRate)
+	}
+	if want := 1030.0 / 30; snap.consumeRate < want-0.1 || snap.consumeRate > want+0.1 {
+		t.Errorf("consume rate %.1f, want %.1f", snap.consumeRate, want)
+	}
+
+	// The oldest uncommitted record is older than the window: extrapolated from the rate.
+	old := []offsetSample{
+		sample(100, partitionOffsets{end: 5000, committed: 1000}),
+		sample(110, partitionOffsets{end: 6000, committed: 1000}),
+	}
+	if s := computeLag(old, true).seconds; s < 45 || s > 55 {
+		t.Errorf("extrapolated age %d s, want about 50 (5000 records at 100/s)", s)
+	}
+	// No history at all: lag, and an age of zero until a second poll.
+	if s := computeLag(old[:1], true); s.records != 4000 || s.seconds != 0 {
+		t.Errorf("single sample: %+v", s)
+	}
+}

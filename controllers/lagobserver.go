@@ -1,0 +1,209 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/spanflow/spanflow/ingester/kafkaclient"
+)
+
+// lagTarget is a topic and consumer group as an Ingester reaches them.
+type lagTarget struct {
+	kafkaTarget
+	group        string
+	fromEarliest bool
+}
+
+func (t lagTarget) key() string {
+	return fmt.Sprintf("%s/%s/%t", t.kafkaTarget.key(), t.group, t.fromEarliest)
+}
+
+// lagObservation is what Observe knows: the latest snapshot (if any poll succeeded), and
+// the error of the latest poll, in which case the snapshot is stale.
+type lagObservation struct {
+	snapshot lagSnapshot
+	have     bool
+	err      error
+}
+
+// LagObserver polls, per distinct cluster, credentials, topic and group, the log and
+// committed offsets on an interval, and keeps a window of them to estimate lag in records
+// and seconds. Ingesters that share a target share its poller and its Kafka client.
+// It is a manager Runnable: Start owns the pollers and stops them.
+type LagObserver struct {
+	interval time.Duration
+	window   int
+	// poll reads one sample; tests replace it.
+	poll func(ctx context.Context, client *kafka.Client, t lagTarget) (offsetSample, error)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	pollers map[string]*poller
+}
+
+type poller struct {
+	target lagTarget
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	samples   []offsetSample
+	obs       lagObservation
+	lastAsked time.Time
+}
+
+// NewLagObserver returns an observer polling every interval and estimating rates over
+// the last window polls.
+func NewLagObserver(interval time.Duration, window int) *LagObserver {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &LagObserver{interval: interval, window: window, poll: pollOffsets, ctx: ctx, cancel: cancel, pollers: map[string]*poller{}}
+}
+
+// Start blocks until ctx is done, then stops every poller.
+func (o *LagObserver) Start(ctx context.Context) error {
+	<-ctx.Done()
+	o.cancel()
+	o.wg.Wait()
+	return nil
+}
+
+// Observe returns what is known of the target, starting its poller on first use.
+func (o *LagObserver) Observe(t lagTarget) lagObservation {
+	key := t.key()
+	o.mu.Lock()
+	p, ok := o.pollers[key]
+	if !ok && o.ctx.Err() == nil {
+		ctx, cancel := context.WithCancel(o.ctx)
+		p = &poller{target: t, cancel: cancel}
+		o.pollers[key] = p
+		o.wg.Go(func() { o.run(ctx, key, p) })
+	}
+	o.mu.Unlock()
+	if p == nil {
+		return lagObservation{err: errors.New("the lag observer has stopped")}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastAsked = time.Now()
+	return p.obs
+}
+
+// run polls until ctx ends or nobody has asked for the target for a while (its Ingesters
+// were deleted or changed).
+func (o *LagObserver) run(ctx context.Context, key string, p *poller) {
+	defer func() {
+		o.mu.Lock()
+		delete(o.pollers, key)
+		o.mu.Unlock()
+	}()
+	conn, err := kafkaclient.FromMaterial(p.target.material)
+	if err != nil {
+		p.mu.Lock()
+		p.obs.err = err
+		p.mu.Unlock()
+	}
+	transport := conn.Transport()
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(p.target.brokers...), Transport: transport, Timeout: probeTimeout}
+	idleAfter := 10 * o.interval
+	for {
+		if err == nil {
+			o.pollOnce(ctx, client, p)
+		}
+		p.mu.Lock()
+		idle := time.Since(p.lastAsked) > idleAfter
+		p.mu.Unlock()
+		if idle {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(o.interval):
+		}
+	}
+}
+
+func (o *LagObserver) pollOnce(ctx context.Context, client *kafka.Client, p *poller) {
+	pollCtx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	s, err := o.poll(pollCtx, client, p.target)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		// Keep the last known lag; the error marks it stale.
+		p.obs.err = err
+		return
+	}
+	// Partitions added or removed make earlier samples incomparable for rates only per
+	// partition; computeLag matches partitions by ID, so the window can be kept.
+	p.samples = append(p.samples, s)
+	if len(p.samples) > o.window {
+		p.samples = p.samples[len(p.samples)-o.window:]
+	}
+	p.obs = lagObservation{snapshot: computeLag(p.samples, p.target.fromEarliest), have: true}
+}
+
+// errTopicNotFound is the verdict on a reachable cluster without the topic.
+var errTopicNotFound = errors.New("topic not found")
+
+// pollOffsets reads the topic's partitions, their log-start and log-end offsets, and the
+// group's committed offsets.
+func pollOffsets(ctx context.Context, client *kafka.Client, t lagTarget) (offsetSample, error) {
+	unreachable := func(err error) error {
+		return fmt.Errorf("cannot reach the Kafka brokers %s: %w", strings.Join(t.brokers, ","), err)
+	}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{t.topic}})
+	if err != nil {
+		return offsetSample{}, unreachable(err)
+	}
+	var ids []int
+	for _, topic := range meta.Topics {
+		if topic.Name != t.topic {
+			continue
+		}
+		if topic.Error != nil {
+			return offsetSample{}, fmt.Errorf("%w: %q: %v", errTopicNotFound, t.topic, topic.Error)
+		}
+		for _, p := range topic.Partitions {
+			ids = append(ids, p.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return offsetSample{}, fmt.Errorf("%w: %q", errTopicNotFound, t.topic)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, id := range ids {
+		reqs = append(reqs, kafka.FirstOffsetOf(id), kafka.LastOffsetOf(id))
+	}
+	offsets, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.topic: reqs}})
+	if err != nil {
+		return offsetSample{}, unreachable(err)
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: t.group, Topics: map[string][]int{t.topic: ids}})
+	if err != nil {
+		return offsetSample{}, unreachable(err)
+	}
+	s := offsetSample{at: time.Now(), partitions: map[int]partitionOffsets{}}
+	for _, po := range offsets.Topics[t.topic] {
+		if po.Error != nil {
+			return offsetSample{}, fmt.Errorf("offsets of partition %d: %w", po.Partition, po.Error)
+		}
+		s.partitions[po.Partition] = partitionOffsets{start: po.FirstOffset, end: po.LastOffset, committed: -1}
+	}
+	for _, c := range committed.Topics[t.topic] {
+		if p, ok := s.partitions[c.Partition]; ok && c.Error == nil {
+			p.committed = c.CommittedOffset
+			s.partitions[c.Partition] = p
+		}
+	}
+	return s, nil
+}
