@@ -207,3 +207,19 @@ func pollOffsets(ctx context.Context, client *kafka.Client, t lagTarget) (offset
 	}
 	return s, nil
 }
+
+// TopicLag is the lag of a consumer group on a topic, for callers outside the operator
+// (spanflow demo).
+type TopicLag struct {
+	Partitions int
+	Records    int64
+	Seconds    int64
+	Known      bool
+	Err        error
+}
+
+// ObserveTopic is Observe for a plaintext cluster, by brokers, topic and group.
+func (o *LagObserver) ObserveTopic(brokers []string, topic, group string) TopicLag {
+	obs := o.Observe(lagTarget{kafkaTarget: kafkaTarget{brokers: brokers, topic: topic}, group: group, fromEarliest: true})
+	return TopicLag{Partitions: obs.snapshot.partitions, Records: obs.snapshot.records, Seconds: obs.snapshot.seconds, Known: obs.have, Err: obs.err}
+}

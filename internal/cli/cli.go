@@ -26,6 +26,7 @@ func commands() []command {
 		{"manager", "run the Kubernetes operator that reconciles Ingester resources", runManager},
 		{"ingest", "consume spans from Kafka and write them to trace storage", runIngest},
 		{"demo", "run the whole pipeline on this machine with an embedded broker", runDemo},
+		{"inspect", "summarize what a file store holds", runInspect},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -17,7 +17,7 @@ func TestHelpListsCommandsAndFlags(t *testing.T) {
 	if code != 0 {
 		t.Errorf("--help exits %d", code)
 	}
-	for _, c := range []string{"manager", "ingest", "demo", "version"} {
+	for _, c := range []string{"manager", "ingest", "demo", "inspect", "version"} {
 		if !strings.Contains(stderr, c) {
 			t.Errorf("--help does not list %s:\n%s", c, stderr)
 		}
@@ -25,7 +25,8 @@ func TestHelpListsCommandsAndFlags(t *testing.T) {
 	flags := map[string][]string{
 		"manager": {"-leader-elect", "-metrics-bind-address", "-health-probe-bind-address", "-ingester-image", "-zap-devel"},
 		"ingest":  {"-config", "-brokers", "-topic", "-group", "-encoding", "-parallelism", "-admin-address", "-zap-log-level"},
-		"demo":    {"Usage: spanflow demo"},
+		"demo":    {"-duration", "-rate", "-broker", "-dir"},
+		"inspect": {"Usage: spanflow inspect"},
 		"version": {"Usage: spanflow version"},
 	}
 	for cmd, want := range flags {
@@ -72,9 +73,12 @@ func TestIngestRefusesInvalidConfigNamingFields(t *testing.T) {
 	}
 }
 
-func TestDemoSaysNotYetAvailable(t *testing.T) {
-	code, _, stderr := run("demo")
-	if code != 1 || !strings.Contains(stderr, "not yet available") {
-		t.Errorf("demo: exit %d, %s", code, stderr)
+func TestInspect(t *testing.T) {
+	if code, _, _ := run("inspect"); code != 2 {
+		t.Errorf("inspect without a directory: exit %d", code)
+	}
+	code, stdout, _ := run("inspect", t.TempDir())
+	if code != 0 || !strings.Contains(stdout, "spans     0") {
+		t.Errorf("inspect of an empty store: exit %d\n%s", code, stdout)
 	}
 }

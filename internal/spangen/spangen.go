@@ -103,3 +103,25 @@ func TraceKey(id model.TraceID) []byte {
 	binary.BigEndian.PutUint64(key[8:], id.Low)
 	return key
 }
+
+// JaegerTrace returns the spans of one trace across services: a root span and 2–6
+// descendants, each a CHILD_OF an earlier span of the trace, starting at start.
+func (g *Generator) JaegerTrace(seq uint64, start time.Time) []*model.Span {
+	n := 3 + g.rng.IntN(5)
+	spans := make([]*model.Span, n)
+	traceID := model.TraceID{High: g.rng.Uint64(), Low: seq}
+	for i := range spans {
+		s := g.JaegerSpan(seq)
+		s.TraceID = traceID
+		s.StartTime = start.Add(time.Duration(i) * time.Millisecond)
+		if i == 0 {
+			s.References = nil
+			s.Process.ServiceName = services[0]
+		} else {
+			parent := spans[g.rng.IntN(i)]
+			s.References = []model.SpanRef{{TraceID: traceID, SpanID: parent.SpanID, RefType: model.ChildOf}}
+		}
+		spans[i] = s
+	}
+	return spans
+}

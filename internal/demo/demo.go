@@ -1,0 +1,282 @@
+// Package demo runs the whole ingestion path on one machine with nothing installed: an
+// embedded Kafka-protocol broker, a trace generator, the ingester writing to the file
+// store, and the operator's lag observer watching the consumer group. It checks at the
+// end that every span produced was stored.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/controllers"
+	"github.com/spanflow/spanflow/ingester"
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/store"
+	"github.com/spanflow/spanflow/internal/spangen"
+)
+
+const (
+	topic = "jaeger-spans"
+	group = "spanflow-demo"
+)
+
+// Options configure a demo run.
+type Options struct {
+	Dir        string        // where the broker's data and the stored spans go
+	Duration   time.Duration // how long to produce
+	Rate       int           // spans per second, tripled in the middle third (the burst)
+	Partitions int
+	Broker     string // an existing Kafka; empty: the embedded one
+	Out        io.Writer
+	Interactive bool // a terminal: redraw one status line instead of printing lines
+}
+
+// Summary is what a run found.
+type Summary struct {
+	Produced, Stored, Duplicates int
+	P50, P99                     time.Duration
+	Throughput                   float64
+}
+
+// Run runs the demo until ctx is cancelled or the duration is over, then drains and checks.
+func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
+	spansDir := filepath.Join(opts.Dir, "spans")
+	if err := os.RemoveAll(spansDir); err != nil {
+		return Summary{}, err
+	}
+	broker := opts.Broker
+	if broker == "" {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(opts.Partitions), topic),
+			kfake.GroupMinSessionTimeout(100*time.Millisecond))
+		if err != nil {
+			return Summary{}, fmt.Errorf("starting the embedded broker: %w", err)
+		}
+		defer cluster.Close()
+		broker = cluster.ListenAddrs()[0]
+	}
+	fmt.Fprintf(opts.Out, "spanflow demo: broker %s, topic %q (%d partitions), %d spans/s for %s, storing in %s\n",
+		broker, topic, opts.Partitions, opts.Rate, opts.Duration, spansDir)
+
+	cfg := config.Default()
+	cfg.Kafka.Brokers = []string{broker}
+	cfg.Kafka.Topic = topic
+	cfg.Kafka.ConsumerGroup = group
+	cfg.Kafka.SessionTimeout = config.Duration(6 * time.Second)
+	cfg.Kafka.HeartbeatInterval = config.Duration(500 * time.Millisecond)
+	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
+	cfg.Kafka.CommitInterval = config.Duration(200 * time.Millisecond)
+	cfg.Encoding = config.EncodingJaegerProto
+	cfg.Storage = config.Storage{Type: config.StorageFile, File: config.FileStorage{Path: spansDir, MaxFileBytes: 64 << 20}}
+	cfg.AdminAddress = "127.0.0.1:0"
+	fileStore, err := store.NewFile(spansDir, cfg.Storage.File.MaxFileBytes)
+	if err != nil {
+		return Summary{}, err
+	}
+	writer := &latencyWriter{next: fileStore}
+
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopIngest()
+	ingestDone := make(chan error, 1)
+	go func() { ingestDone <- ingester.Run(ingestCtx, cfg, ingester.Options{Writer: writer}, log) }()
+
+	lag := controllers.NewLagObserver(time.Second, 30)
+	lagCtx, stopLag := context.WithCancel(context.Background())
+	lagDone := make(chan error, 1)
+	go func() { lagDone <- lag.Start(lagCtx) }()
+	defer func() { stopLag(); <-lagDone }()
+
+	produceCtx, stopProducing := context.WithTimeout(ctx, opts.Duration)
+	defer stopProducing()
+	var produced atomic.Int64
+	producerDone := make(chan error, 1)
+	start := time.Now()
+	go func() { producerDone <- produce(produceCtx, broker, opts, &produced) }()
+
+	status := func(final bool) {
+		l := lag.ObserveTopic([]string{broker}, topic, group)
+		line := fmt.Sprintf("produced %8d  stored %8d  lag %6d records / %3d s", produced.Load(), writer.spans.Load(), l.Records, l.Seconds)
+		if opts.Interactive {
+			fmt.Fprintf(opts.Out, "\r%s %s", progress(time.Since(start), opts.Duration), line)
+			if final {
+				fmt.Fprintln(opts.Out)
+			}
+			return
+		}
+		fmt.Fprintf(opts.Out, "%5.1fs  %s\n", time.Since(start).Seconds(), line)
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var produceErr error
+waitProducer:
+	for {
+		select {
+		case produceErr = <-producerDone:
+			break waitProducer
+		case <-tick.C:
+			status(false)
+		}
+	}
+	if produceErr != nil && !errors.Is(produceErr, context.DeadlineExceeded) && !errors.Is(produceErr, context.Canceled) {
+		return Summary{}, produceErr
+	}
+	produceTime := time.Since(start)
+
+	// Drain: wait until every produced span is stored (or give up after a while).
+	drainDeadline := time.Now().Add(60 * time.Second)
+	for writer.spans.Load() < produced.Load() && time.Now().Before(drainDeadline) {
+		select {
+		case err := <-ingestDone:
+			return Summary{}, fmt.Errorf("the ingester stopped: %w", err)
+		case <-tick.C:
+			status(false)
+		}
+	}
+	status(true)
+	stopIngest()
+	if err := <-ingestDone; err != nil {
+		return Summary{}, err
+	}
+
+	s := Summary{Produced: int(produced.Load()), Throughput: float64(writer.spans.Load()) / produceTime.Seconds()}
+	distinct, dups, err := countStored(spansDir)
+	if err != nil {
+		return s, err
+	}
+	s.Stored, s.Duplicates = distinct, dups
+	s.P50, s.P99 = writer.percentiles()
+	fmt.Fprintf(opts.Out, "\nspans produced %d, stored %d (lost %d, duplicates %d)\nend-to-end latency p50 %s, p99 %s; %.0f spans/s\n",
+		s.Produced, s.Stored, s.Produced-s.Stored, s.Duplicates, s.P50.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Throughput)
+	fmt.Fprintf(opts.Out, "the spans are OTLP JSON lines in %s; summarize them with: spanflow inspect %s\n", spansDir, spansDir)
+	if s.Stored < s.Produced {
+		return s, fmt.Errorf("%d spans were lost", s.Produced-s.Stored)
+	}
+	return s, nil
+}
+
+// produce writes multi-service traces at the configured rate, tripled in the middle third.
+func produce(ctx context.Context, broker string, opts Options, produced *atomic.Int64) error {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(broker), Topic: topic, Balancer: &kafka.Hash{}, Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: 1000}
+	defer w.Close()
+	gen := spangen.New(uint64(time.Now().UnixNano()))
+	start := time.Now()
+	const tick = 50 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var seq uint64
+	budget := 0.0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		rate := float64(opts.Rate)
+		if elapsed := time.Since(start); elapsed > opts.Duration/3 && elapsed < 2*opts.Duration/3 {
+			rate *= 3
+		}
+		budget += rate * tick.Seconds()
+		var msgs []kafka.Message
+		for budget >= 1 {
+			seq++
+			for _, span := range gen.JaegerTrace(seq, time.Now()) {
+				data, err := span.Marshal()
+				if err != nil {
+					return err
+				}
+				msgs = append(msgs, kafka.Message{Key: spangen.TraceKey(span.TraceID), Value: data})
+				budget--
+			}
+		}
+		// Produce with a context of its own: what is handed over is counted only once
+		// acknowledged, and is not abandoned half-way when the duration ends.
+		writeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := w.WriteMessages(writeCtx, msgs...)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("producing: %w", err)
+		}
+		produced.Add(int64(len(msgs)))
+	}
+}
+
+// latencyWriter counts the spans written and records each one's end-to-end latency: from
+// its start time (the moment it was produced) to the moment the store confirmed it.
+type latencyWriter struct {
+	next  store.Writer
+	spans atomic.Int64
+
+	mu        sync.Mutex
+	latencies []time.Duration
+}
+
+func (w *latencyWriter) Write(ctx context.Context, td ptrace.Traces) error {
+	if err := w.next.Write(ctx, td); err != nil {
+		return err
+	}
+	now := time.Now()
+	w.mu.Lock()
+	rss := td.ResourceSpans()
+	for i := range rss.Len() {
+		sss := rss.At(i).ScopeSpans()
+		for j := range sss.Len() {
+			spans := sss.At(j).Spans()
+			for k := range spans.Len() {
+				w.latencies = append(w.latencies, now.Sub(spans.At(k).StartTimestamp().AsTime()))
+			}
+		}
+	}
+	w.mu.Unlock()
+	w.spans.Add(int64(td.SpanCount()))
+	return nil
+}
+
+func (w *latencyWriter) Close(ctx context.Context) error { return w.next.Close(ctx) }
+
+func (w *latencyWriter) percentiles() (p50, p99 time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.latencies) == 0 {
+		return 0, 0
+	}
+	sorted := slices.Clone(w.latencies)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2], sorted[len(sorted)*99/100]
+}
+
+func countStored(dir string) (distinct, duplicates int, err error) {
+	seen := map[store.SpanKey]int{}
+	err = store.ReadFiles(dir, func(td ptrace.Traces) error {
+		for key := range store.SpanKeys(td) {
+			seen[key]++
+		}
+		return nil
+	})
+	for _, n := range seen {
+		distinct++
+		duplicates += n - 1
+	}
+	return distinct, duplicates, err
+}
+
+func progress(elapsed, total time.Duration) string {
+	const width = 20
+	done := min(int(float64(width)*elapsed.Seconds()/total.Seconds()), width)
+	return "[" + strings.Repeat("#", done) + strings.Repeat(".", width-done) + "]"
+}

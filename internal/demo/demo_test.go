@@ -1,0 +1,33 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestDemo runs the demo briefly and checks its own verdict and its summary.
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	s, err := Run(context.Background(), Options{
+		Dir: t.TempDir(), Duration: 3 * time.Second, Rate: 1000, Partitions: 3, Out: &out,
+	}, logr.Discard())
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out.String())
+	}
+	if s.Produced == 0 || s.Stored != s.Produced || s.P99 <= 0 {
+		t.Errorf("summary %+v", s)
+	}
+	for _, want := range []string{"lost 0", "spanflow inspect", "produced"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
