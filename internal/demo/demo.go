@@ -36,12 +36,12 @@ const (
 
 // Options configure a demo run.
 type Options struct {
-	Dir        string        // where the broker's data and the stored spans go
-	Duration   time.Duration // how long to produce
-	Rate       int           // spans per second, tripled in the middle third (the burst)
-	Partitions int
-	Broker     string // an existing Kafka; empty: the embedded one
-	Out        io.Writer
+	Dir         string        // where the broker's data and the stored spans go
+	Duration    time.Duration // how long to produce
+	Rate        int           // spans per second, tripled in the middle third (the burst)
+	Partitions  int
+	Broker      string // an existing Kafka; empty: the embedded one
+	Out         io.Writer
 	Interactive bool // a terminal: redraw one status line instead of printing lines
 }
 
