@@ -146,3 +146,20 @@ func readFile(name string, unmarshal *ptrace.JSONUnmarshaler, fn func(ptrace.Tra
 		}
 	}
 }
+
+// CountFiles counts the distinct spans in the files of dir and how many writes of a span
+// repeated an earlier one (at-least-once delivery writes a span again after a crash).
+func CountFiles(dir string) (distinct, duplicates int, err error) {
+	seen := map[SpanKey]int{}
+	err = ReadFiles(dir, func(td ptrace.Traces) error {
+		for key := range SpanKeys(td) {
+			seen[key]++
+		}
+		return nil
+	})
+	for _, n := range seen {
+		distinct++
+		duplicates += n - 1
+	}
+	return distinct, duplicates, err
+}

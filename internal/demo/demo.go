@@ -152,7 +152,7 @@ waitProducer:
 	}
 
 	s := Summary{Produced: int(produced.Load()), Throughput: float64(writer.spans.Load()) / produceTime.Seconds()}
-	distinct, dups, err := countStored(spansDir)
+	distinct, dups, err := store.CountFiles(spansDir)
 	if err != nil {
 		return s, err
 	}
@@ -258,21 +258,6 @@ func (w *latencyWriter) percentiles() (p50, p99 time.Duration) {
 	sorted := slices.Clone(w.latencies)
 	slices.Sort(sorted)
 	return sorted[len(sorted)/2], sorted[len(sorted)*99/100]
-}
-
-func countStored(dir string) (distinct, duplicates int, err error) {
-	seen := map[store.SpanKey]int{}
-	err = store.ReadFiles(dir, func(td ptrace.Traces) error {
-		for key := range store.SpanKeys(td) {
-			seen[key]++
-		}
-		return nil
-	})
-	for _, n := range seen {
-		distinct++
-		duplicates += n - 1
-	}
-	return distinct, duplicates, err
 }
 
 func progress(elapsed, total time.Duration) string {
