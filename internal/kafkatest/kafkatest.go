@@ -46,6 +46,14 @@ func Start(t testing.TB, topic string, partitions int32, opts ...kfake.Opt) *Bro
 	return b
 }
 
+// Attach returns a Broker for a cluster running elsewhere (another process), for its
+// client methods; Stop and Resume do not apply to it.
+func Attach(t testing.TB, addr string) *Broker {
+	b := &Broker{Addr: addr, transport: &kafka.Transport{}, dialer: kafka.DefaultDialer}
+	t.Cleanup(b.transport.CloseIdleConnections)
+	return b
+}
+
 // StartDurable starts a broker like Start that keeps its data (topics, records, committed
 // offsets) in a directory, so that Restart brings it back with its state.
 func StartDurable(t testing.TB, topic string, partitions int32) *Broker {
