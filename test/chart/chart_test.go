@@ -98,7 +98,13 @@ func helm(t *testing.T, args ...string) (string, error) {
 // render runs helm template with the given values files and returns the objects.
 func render(t *testing.T, valuesFiles ...string) (string, []*unstructured.Unstructured) {
 	t.Helper()
-	args := []string{"template", release, chartDir, "--namespace", namespace}
+	return renderRelease(t, release, valuesFiles...)
+}
+
+// renderRelease is render under another release name, so that renders do not overlap.
+func renderRelease(t *testing.T, name string, valuesFiles ...string) (string, []*unstructured.Unstructured) {
+	t.Helper()
+	args := []string{"template", name, chartDir, "--namespace", namespace}
 	for _, f := range valuesFiles {
 		args = append(args, "-f", filepath.Join("testdata", f))
 	}
@@ -252,8 +258,9 @@ func TestRenderedChart(t *testing.T) {
 
 // TestServerSideDryRun: what the chart renders is accepted by a real API server.
 func TestServerSideDryRun(t *testing.T) {
-	for _, values := range [][]string{nil, {"values-full.yaml"}, {"values-namespaced.yaml"}} {
-		out, _ := render(t, values...)
+	for i, values := range [][]string{nil, {"values-full.yaml"}, {"values-namespaced.yaml"}} {
+		// A release name of its own: the dry-run must not depend on what other tests installed.
+		out, _ := renderRelease(t, fmt.Sprintf("dry%d", i), values...)
 		path := filepath.Join(t.TempDir(), "rendered.yaml")
 		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 			t.Fatal(err)
