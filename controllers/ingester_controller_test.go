@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -37,6 +38,18 @@ func newNamespaceB(t testing.TB) string {
 		t.Fatalf("creating namespace: %v", err)
 	}
 	return ns.Name
+}
+
+// updateSpec changes an Ingester's spec as a user would: on the latest version, again if the
+// operator's status write got in between.
+func updateSpec(ing *spanflowv1alpha1.Ingester, mutate func(*spanflowv1alpha1.Ingester)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(ing), ing); err != nil {
+			return err
+		}
+		mutate(ing)
+		return k8sClient.Update(context.Background(), ing)
+	})
 }
 
 func minimalIngester(ns, name string) *spanflowv1alpha1.Ingester {
@@ -121,8 +134,7 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 
 	// A spec change reaches the config and rolls the pods.
 	oldHash := dep.Spec.Template.Annotations[podTemplateHashAnnotation]
-	ing.Spec.Parallelism = ptr.To[int32](16)
-	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](16) })).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		dep := getDeployment(g, ns, "traces-ingester")
 		g.Expect(dep.Spec.Template.Annotations[podTemplateHashAnnotation]).NotTo(Equal(oldHash))

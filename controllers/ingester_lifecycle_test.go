@@ -152,9 +152,7 @@ func TestOwnedObjects(t *testing.T) {
 		g.Expect(pdb.OwnerReferences).To(HaveLen(1))
 	}, eventually, poll).Should(Succeed())
 
-	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
-	ing.Spec.Replicas = ptr.To[int32](1)
-	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](1) })).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, key, &policyv1.PodDisruptionBudget{}))
 	}, eventually, poll).Should(BeTrue(), "the PodDisruptionBudget outlived the second replica")
@@ -170,10 +168,10 @@ func TestPausedChangesNothing(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
 	g.Eventually(func(g Gomega) { getDeployment(g, ns, "paused-ingester") }, eventually, poll).Should(Succeed())
 
-	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
-	ing.Spec.Paused = true
-	ing.Spec.Replicas = ptr.To[int32](5)
-	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Paused = true
+		i.Spec.Replicas = ptr.To[int32](5)
+	})).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		c := condition(g, ing, spanflowv1alpha1.ConditionProgressing)
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonPaused))
@@ -183,8 +181,7 @@ func TestPausedChangesNothing(t *testing.T) {
 		g.Expect(getDeployment(g, ns, "paused-ingester").Spec.Replicas).To(Equal(ptr.To[int32](1)))
 	}, "1s", poll).Should(Succeed())
 
-	ing.Spec.Paused = false
-	g.Expect(k8sClient.Update(ctx, ing)).To(Succeed())
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Paused = false })).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(getDeployment(g, ns, "paused-ingester").Spec.Replicas).To(Equal(ptr.To[int32](5)))
 	}, eventually, poll).Should(Succeed())

@@ -82,13 +82,11 @@ func TestConsumerGroupIsImmutable(t *testing.T) {
 	ing.Spec.Kafka.ConsumerGroup = "spans"
 	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
 
-	ing.Spec.Kafka.ConsumerGroup = "other"
-	err := k8sClient.Update(ctx, ing)
+	err := updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "other" })
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring("consumerGroup is immutable"))
 
-	ing.Spec.Kafka.ConsumerGroup = ""
-	err = k8sClient.Update(ctx, ing)
+	err = updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "" })
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring("cannot be removed"))
 }
