@@ -7,7 +7,7 @@ import (
 )
 
 // Encoding names the format of the messages on the Kafka topic.
-// +kubebuilder:validation:Enum=otlp_proto;otlp_json;jaeger_proto
+// +kubebuilder:validation:Enum=otlp_proto;otlp_json;jaeger_proto;jaeger_json;zipkin_json;zipkin_proto;zipkin_thrift
 type Encoding string
 
 const (
@@ -19,6 +19,14 @@ const (
 	// EncodingJaegerProto is one Jaeger model.Span in protobuf per message, as the Jaeger
 	// collector's Kafka writer produces.
 	EncodingJaegerProto Encoding = "jaeger_proto"
+	// EncodingJaegerJSON is one Jaeger model.Span in protobuf-JSON per message.
+	EncodingJaegerJSON Encoding = "jaeger_json"
+	// EncodingZipkinJSON is a Zipkin v2 JSON array of spans.
+	EncodingZipkinJSON Encoding = "zipkin_json"
+	// EncodingZipkinProto is a Zipkin v2 protobuf ListOfSpans.
+	EncodingZipkinProto Encoding = "zipkin_proto"
+	// EncodingZipkinThrift is a Zipkin v1 Thrift list of spans.
+	EncodingZipkinThrift Encoding = "zipkin_thrift"
 )
 
 // StorageType names the kind of trace storage the ingester writes to.

@@ -21,7 +21,19 @@ const (
 	EncodingOTLPJSON  = "otlp_json"
 	// EncodingJaegerProto is one Jaeger model.Span per message, as the Jaeger collector writes.
 	EncodingJaegerProto = "jaeger_proto"
+	// EncodingJaegerJSON is one Jaeger model.Span in protobuf-JSON per message.
+	EncodingJaegerJSON = "jaeger_json"
+	// EncodingZipkinJSON is a Zipkin v2 JSON array of spans.
+	EncodingZipkinJSON = "zipkin_json"
+	// EncodingZipkinProto is a Zipkin v2 protobuf ListOfSpans.
+	EncodingZipkinProto = "zipkin_proto"
+	// EncodingZipkinThrift is a Zipkin v1 Thrift list of spans, as the Jaeger v1 ingester read.
+	EncodingZipkinThrift = "zipkin_thrift"
 )
+
+// Encodings lists every supported encoding.
+var Encodings = []string{EncodingOTLPProto, EncodingOTLPJSON, EncodingJaegerProto, EncodingJaegerJSON,
+	EncodingZipkinJSON, EncodingZipkinProto, EncodingZipkinThrift}
 
 // Storage types the ingester can write to.
 const (
@@ -274,10 +286,8 @@ func (c Config) Validate() error {
 	if c.Kafka.MaxBytes < c.Kafka.MinBytes {
 		bad("kafka.maxBytes", "must be at least kafka.minBytes (%d), got %d", c.Kafka.MinBytes, c.Kafka.MaxBytes)
 	}
-	switch c.Encoding {
-	case EncodingOTLPProto, EncodingOTLPJSON, EncodingJaegerProto:
-	default:
-		bad("encoding", "%q is not supported (supported: %s, %s, %s)", c.Encoding, EncodingOTLPProto, EncodingOTLPJSON, EncodingJaegerProto)
+	if !slices.Contains(Encodings, c.Encoding) {
+		bad("encoding", "%q is not supported (supported: %s)", c.Encoding, strings.Join(Encodings, ", "))
 	}
 	switch c.Storage.Type {
 	case StorageBlackhole:

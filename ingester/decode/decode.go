@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/zipkin/zipkinv1"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/zipkin/zipkinv2"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
@@ -25,27 +27,43 @@ var ErrEmpty = errors.New("empty message")
 func New(encoding string) (Decoder, error) {
 	switch encoding {
 	case config.EncodingOTLPProto:
-		return otlp{unmarshaler: &ptrace.ProtoUnmarshaler{}, name: encoding}, nil
+		return library{unmarshaler: &ptrace.ProtoUnmarshaler{}, name: encoding}, nil
 	case config.EncodingOTLPJSON:
-		return otlp{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}, nil
+		return library{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}, nil
 	case config.EncodingJaegerProto:
 		return newJaegerFast(), nil
+	case config.EncodingJaegerJSON:
+		return jaegerJSON{}, nil
+	case config.EncodingZipkinJSON:
+		return library{unmarshaler: zipkinv2.NewJSONTracesUnmarshaler(false), name: encoding}, nil
+	case config.EncodingZipkinProto:
+		return library{unmarshaler: zipkinv2.NewProtobufTracesUnmarshaler(false, false), name: encoding}, nil
+	case config.EncodingZipkinThrift:
+		return library{unmarshaler: zipkinv1.NewThriftTracesUnmarshaler(), name: encoding}, nil
 	default:
 		return nil, fmt.Errorf("unsupported encoding %q", encoding)
 	}
 }
 
-// otlp decodes an OTLP ExportTraceServiceRequest (the same message as TracesData).
-type otlp struct {
+// library decodes with a pdata unmarshaler from the OpenTelemetry Collector or its contrib
+// translators: OTLP (ExportTraceServiceRequest, the same message as TracesData), Zipkin v2
+// JSON and protobuf (ListOfSpans), Zipkin v1 Thrift (a list of spans).
+type library struct {
 	unmarshaler ptrace.Unmarshaler
 	name        string
 }
 
-func (d otlp) Decode(data []byte) (ptrace.Traces, error) {
+func (d library) Decode(data []byte) (traces ptrace.Traces, err error) {
 	if len(data) == 0 {
 		return ptrace.Traces{}, ErrEmpty
 	}
-	traces, err := d.unmarshaler.UnmarshalTraces(data)
+	// A third-party decoder that panics on hostile bytes must cost one message, not the pod.
+	defer func() {
+		if r := recover(); r != nil {
+			traces, err = ptrace.Traces{}, fmt.Errorf("not %s: the decoder failed: %v", d.name, r)
+		}
+	}()
+	traces, err = d.unmarshaler.UnmarshalTraces(data)
 	if err != nil {
 		return ptrace.Traces{}, fmt.Errorf("not %s: %w", d.name, err)
 	}

@@ -1,7 +1,10 @@
 package decode
 
 import (
+	"bytes"
 	"fmt"
+
+	"github.com/gogo/protobuf/jsonpb"
 
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	jaegertranslator "github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/jaeger"
@@ -23,6 +26,25 @@ func (jaegerProto) Decode(data []byte) (ptrace.Traces, error) {
 	}
 	// The translator needs a process; a span without one still has a service to attach
 	// to, an unnamed one, rather than failing.
+	process := span.Process
+	if process == nil {
+		process = &model.Process{}
+	}
+	return jaegertranslator.ProtoToTraces([]*model.Batch{{Spans: []*model.Span{&span}, Process: process}})
+}
+
+// jaegerJSON decodes one Jaeger model.Span in protobuf-JSON, as the Jaeger collector's
+// Kafka writer produces with encoding json.
+type jaegerJSON struct{}
+
+func (jaegerJSON) Decode(data []byte) (ptrace.Traces, error) {
+	if len(data) == 0 {
+		return ptrace.Traces{}, ErrEmpty
+	}
+	var span model.Span
+	if err := jsonpb.Unmarshal(bytes.NewReader(data), &span); err != nil {
+		return ptrace.Traces{}, fmt.Errorf("not jaeger_json: %w", err)
+	}
 	process := span.Process
 	if process == nil {
 		process = &model.Process{}

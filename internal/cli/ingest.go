@@ -27,7 +27,7 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	topic := fs.String("topic", "", "Kafka topic to consume (kafka.topic)")
 	group := fs.String("group", "", "Kafka consumer group (kafka.consumerGroup)")
 	initialOffset := fs.String("initial-offset", "", "where a group with no commits starts: earliest or latest (kafka.initialOffset)")
-	encoding := fs.String("encoding", "", "message format: otlp_proto, otlp_json or jaeger_proto (encoding)")
+	encoding := fs.String("encoding", "", "message format: otlp_proto, otlp_json, jaeger_proto, jaeger_json, zipkin_json, zipkin_proto or zipkin_thrift (encoding)")
 	storage := fs.String("storage", "", "storage type: blackhole or file (storage.type)")
 	filePath := fs.String("file-path", "", "directory of the file store (storage.file.path)")
 	parallelism := fs.Int("parallelism", 0, "messages processed at once (parallelism)")

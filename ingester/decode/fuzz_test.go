@@ -1,0 +1,56 @@
+package decode
+
+import (
+	"testing"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/zipkin/zipkinv2"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/ingester/config"
+)
+
+// fuzzDecoder checks that a decoder never panics on arbitrary bytes and that whatever it
+// accepts is usable traces. Run one with: go test -fuzz=FuzzZipkinJSON ./ingester/decode
+func fuzzDecoder(f *testing.F, encoding string, seeds ...[]byte) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	d, err := New(encoding)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		td, err := d.Decode(data)
+		if err == nil {
+			_ = td.SpanCount()
+		}
+	})
+}
+
+func FuzzOTLPProto(f *testing.F) {
+	data, _ := (&ptrace.ProtoMarshaler{}).MarshalTraces(twoServiceTrace())
+	fuzzDecoder(f, config.EncodingOTLPProto, data)
+}
+
+func FuzzOTLPJSON(f *testing.F) {
+	data, _ := (&ptrace.JSONMarshaler{}).MarshalTraces(twoServiceTrace())
+	fuzzDecoder(f, config.EncodingOTLPJSON, data)
+}
+
+func FuzzJaegerJSON(f *testing.F) {
+	fuzzDecoder(f, config.EncodingJaegerJSON, []byte(`{"traceId":"AAAAAAAAAAAAAAAAAAAAAQ==","spanId":"AAAAAAAAAAE=","operationName":"x"}`))
+}
+
+func FuzzZipkinJSON(f *testing.F) {
+	data, _ := zipkinv2.NewJSONTracesMarshaler().MarshalTraces(twoServiceTrace())
+	fuzzDecoder(f, config.EncodingZipkinJSON, data)
+}
+
+func FuzzZipkinProto(f *testing.F) {
+	data, _ := zipkinv2.NewProtobufTracesMarshaler().MarshalTraces(twoServiceTrace())
+	fuzzDecoder(f, config.EncodingZipkinProto, data)
+}
+
+func FuzzZipkinThrift(f *testing.F) {
+	fuzzDecoder(f, config.EncodingZipkinThrift, []byte{0x0c, 0, 0, 0, 1, 0x0a, 0, 1, 0, 0, 0, 0, 0, 0, 0, 42, 0})
+}
