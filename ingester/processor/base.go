@@ -23,8 +23,8 @@ type base struct {
 }
 
 // NewBase returns the innermost processor: decode the message, then write its spans
-// (through a Batcher, usually). Decode failures are permanent errors naming the partition
-// and offset; write failures are transient.
+// (through a Batcher, usually). Decode failures are marked DecodeFailure and name the
+// partition and offset; write failures keep the writer's verdict (Permanent or not).
 func NewBase(decoder decode.Decoder, writer Writer, m *metrics.Metrics) Processor {
 	return &base{decoder: decoder, writer: writer, m: m}
 }
@@ -33,7 +33,7 @@ func (b *base) Process(ctx context.Context, msg kafka.Message) error {
 	traces, err := b.decoder.Decode(msg.Value)
 	if err != nil {
 		b.m.DecodeErrors.Inc()
-		return Permanent(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err))
+		return DecodeFailure(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err))
 	}
 	spans := traces.SpanCount()
 	if spans == 0 {

@@ -238,8 +238,9 @@ func (d *fakeDeadLetter) DeadLetter(_ context.Context, msg kafka.Message, _ erro
 }
 
 func TestFailurePolicy(t *testing.T) {
-	decodeErr := Permanent(errors.New("not protobuf"))
+	decodeErr := DecodeFailure(errors.New("not protobuf"))
 	writeErr := errors.New("storage down")
+	refused := Permanent(errors.New("400 Bad Request"))
 	cases := []struct {
 		name          string
 		onDecodeError string
@@ -256,6 +257,8 @@ func TestFailurePolicy(t *testing.T) {
 		{"write error dead-lettered", config.OnDecodeErrorFail, true, writeErr, 1, false, 0, 1},
 		{"write error without DLQ: pause", config.OnDecodeErrorFail, false, writeErr, 0, true, 0, 2},
 		{"success", config.OnDecodeErrorFail, false, nil, 0, false, 0, 1},
+		{"refused write is never skipped", config.OnDecodeErrorSkip, false, refused, 0, true, 0, 2},
+		{"refused write dead-lettered", config.OnDecodeErrorSkip, true, refused, 1, false, 0, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,7 +40,8 @@ type failurePolicy struct {
 // NewFailurePolicy applies the failure policy to what next (the retry decorator) gave up on:
 //   - an undecodable message is skipped (only when OnDecodeError is skip, and counted),
 //     dead-lettered, or, with fail, treated as a message that cannot be written;
-//   - a message whose write kept failing is dead-lettered when a topic is configured;
+//   - a message whose write kept failing, or was refused for good, is dead-lettered when
+//     a topic is configured;
 //   - otherwise the partition pauses — stops fetching and reports not-ready — and the
 //     message is tried again with backoff until it succeeds. Nothing is ever skipped
 //     silently; the only error returned is for a cancelled ctx.
@@ -60,13 +61,15 @@ func (f *failurePolicy) Process(ctx context.Context, msg kafka.Message) error {
 	if ctx.Err() != nil {
 		return err
 	}
-	if IsPermanent(err) && f.policy.OnDecodeError == config.OnDecodeErrorSkip {
+	if IsDecodeFailure(err) && f.policy.OnDecodeError == config.OnDecodeErrorSkip {
 		f.m.Skipped.Inc()
 		f.log.Info("Skipping undecodable message (onDecodeError: skip)", "partition", msg.Partition, "offset", msg.Offset, "error", err.Error())
 		return nil
 	}
+	// Writes that failed (even permanently, like a backend refusing the data) go to the
+	// dead-letter topic when there is one; undecodable messages only when told so.
 	deadLetter := f.policy.DeadLetter != nil &&
-		(!IsPermanent(err) || f.policy.OnDecodeError == config.OnDecodeErrorDeadletter)
+		(!IsDecodeFailure(err) || f.policy.OnDecodeError == config.OnDecodeErrorDeadletter)
 	if deadLetter && f.deadLetter(ctx, msg, err) == nil {
 		return nil
 	}

@@ -40,3 +40,24 @@ func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
 }
+
+// decodeError marks an error as the message's bytes being undecodable, which the failure
+// policy treats by onDecodeError; it is also permanent.
+type decodeError struct{ err error }
+
+func (e decodeError) Error() string { return e.err.Error() }
+func (e decodeError) Unwrap() error { return e.err }
+
+// DecodeFailure marks err as an undecodable message: permanent, and subject to onDecodeError.
+func DecodeFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	return Permanent(decodeError{err})
+}
+
+// IsDecodeFailure reports whether err marks an undecodable message.
+func IsDecodeFailure(err error) bool {
+	var d decodeError
+	return errors.As(err, &d)
+}
