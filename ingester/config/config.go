@@ -39,6 +39,7 @@ var Encodings = []string{EncodingOTLPProto, EncodingOTLPJSON, EncodingJaegerProt
 const (
 	StorageBlackhole = "blackhole"
 	StorageFile      = "file"
+	StorageOTLP      = "otlp"
 )
 
 // What to do with a message that cannot be decoded.
@@ -162,7 +163,41 @@ type Storage struct {
 	Type string `json:"type"`
 	// File configures the file store.
 	File FileStorage `json:"file,omitempty"`
+	// OTLP configures the OTLP exporter.
+	OTLP OTLPStorage `json:"otlp,omitempty"`
 }
+
+// OTLPStorage sends batches to an OTLP backend (Jaeger v2, Tempo, an OpenTelemetry
+// Collector) over gRPC or HTTP/protobuf.
+type OTLPStorage struct {
+	// Endpoint is host:port for gRPC, or a URL for HTTP (/v1/traces is added when the
+	// URL has no path).
+	Endpoint string `json:"endpoint,omitempty"`
+	// Protocol is grpc or http.
+	Protocol string `json:"protocol,omitempty"`
+	// Insecure sends in plaintext (no TLS).
+	Insecure bool `json:"insecure,omitempty"`
+	// CAFile, CertFile, KeyFile and InsecureSkipVerify configure TLS, as for Kafka.
+	CAFile             string `json:"caFile,omitempty"`
+	CertFile           string `json:"certFile,omitempty"`
+	KeyFile            string `json:"keyFile,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+	// Headers are sent with every request. A value ${env:NAME} is read from the
+	// environment, so that credentials come from Secrets, never from this file.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Compression is gzip or none.
+	Compression string `json:"compression,omitempty"`
+	// Timeout bounds one export.
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// OTLP protocols and compressions.
+const (
+	OTLPProtocolGRPC = "grpc"
+	OTLPProtocolHTTP = "http"
+	CompressionGzip  = "gzip"
+	CompressionNone  = "none"
+)
 
 // FileStorage writes OTLP JSON lines (one ExportTraceServiceRequest per line, the format of
 // the OpenTelemetry Collector's file exporter) to rotating files in a directory.
@@ -187,7 +222,11 @@ func Default() Config {
 			CommitInterval:    Duration(time.Second),
 		},
 		Encoding: EncodingOTLPProto,
-		Storage:  Storage{Type: StorageBlackhole, File: FileStorage{MaxFileBytes: 64 << 20}},
+		Storage: Storage{
+			Type: StorageBlackhole,
+			File: FileStorage{MaxFileBytes: 64 << 20},
+			OTLP: OTLPStorage{Protocol: OTLPProtocolGRPC, Compression: CompressionGzip, Timeout: Duration(10 * time.Second)},
+		},
 		Processing: Processing{
 			BatchSize:     1000,
 			BatchLinger:   Duration(100 * time.Millisecond),
@@ -298,8 +337,28 @@ func (c Config) Validate() error {
 		if c.Storage.File.MaxFileBytes < 1 {
 			bad("storage.file.maxFileBytes", "must be positive, got %d", c.Storage.File.MaxFileBytes)
 		}
+	case StorageOTLP:
+		o := c.Storage.OTLP
+		if o.Endpoint == "" {
+			bad("storage.otlp.endpoint", "required for otlp storage")
+		}
+		if o.Protocol != OTLPProtocolGRPC && o.Protocol != OTLPProtocolHTTP {
+			bad("storage.otlp.protocol", "%q is neither %s nor %s", o.Protocol, OTLPProtocolGRPC, OTLPProtocolHTTP)
+		}
+		if o.Compression != CompressionGzip && o.Compression != CompressionNone {
+			bad("storage.otlp.compression", "%q is neither %s nor %s", o.Compression, CompressionGzip, CompressionNone)
+		}
+		if o.Timeout <= 0 {
+			bad("storage.otlp.timeout", "must be a positive duration")
+		}
+		if (o.CertFile == "") != (o.KeyFile == "") {
+			bad("storage.otlp.certFile", "certFile and keyFile go together")
+		}
+		if o.Insecure && (o.CAFile != "" || o.CertFile != "" || o.InsecureSkipVerify) {
+			bad("storage.otlp.insecure", "insecure (no TLS) excludes the TLS settings")
+		}
 	default:
-		bad("storage.type", "%q is not supported (supported: %s, %s)", c.Storage.Type, StorageBlackhole, StorageFile)
+		bad("storage.type", "%q is not supported (supported: %s, %s, %s)", c.Storage.Type, StorageBlackhole, StorageFile, StorageOTLP)
 	}
 	if c.Parallelism < 1 || c.Parallelism > MaxParallelism {
 		bad("parallelism", "must be between 1 and %d, got %d", MaxParallelism, c.Parallelism)

@@ -25,6 +25,8 @@ func New(cfg config.Storage) (Writer, error) {
 		return &Blackhole{}, nil
 	case config.StorageFile:
 		return NewFile(cfg.File.Path, cfg.File.MaxFileBytes)
+	case config.StorageOTLP:
+		return NewOTLP(cfg.OTLP)
 	default:
 		return nil, fmt.Errorf("unsupported storage type %q", cfg.Type)
 	}

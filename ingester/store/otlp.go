@@ -1,0 +1,201 @@
+package store
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/kafkaclient"
+	"github.com/spanflow/spanflow/ingester/processor"
+)
+
+// OTLP sends each batch as one OTLP ExportTraceServiceRequest. A batch counts as written
+// only when the backend accepted all of it. Failures the backend may recover from
+// (unavailable, overloaded, throttled, partial success) are returned as they are, to be
+// retried; the rest (bad request, unauthenticated, …) are marked permanent, so the
+// failure policy dead-letters the messages or pauses the partition instead of retrying.
+type OTLP struct {
+	cfg     config.OTLPStorage
+	headers map[string]string
+	grpc    ptraceotlp.GRPCClient
+	conn    *grpc.ClientConn
+	http    *http.Client
+	url     string
+}
+
+// NewOTLP returns an exporter for the configured backend.
+func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
+	o := &OTLP{cfg: cfg, headers: map[string]string{}}
+	for k, v := range cfg.Headers {
+		if name, ok := strings.CutPrefix(v, "${env:"); ok && strings.HasSuffix(name, "}") {
+			name = strings.TrimSuffix(name, "}")
+			value, set := os.LookupEnv(name)
+			if !set {
+				return nil, fmt.Errorf("storage.otlp.headers[%s]: environment variable %s is not set", k, name)
+			}
+			v = value
+		}
+		o.headers[k] = v
+	}
+	var tlsMaterial kafkaclient.Material
+	if !cfg.Insecure {
+		tlsMaterial = kafkaclient.Material{TLS: true, InsecureSkipVerify: cfg.InsecureSkipVerify}
+		for _, f := range []struct {
+			path string
+			dst  *[]byte
+		}{{cfg.CAFile, &tlsMaterial.CA}, {cfg.CertFile, &tlsMaterial.Cert}, {cfg.KeyFile, &tlsMaterial.Key}} {
+			if f.path == "" {
+				continue
+			}
+			data, err := os.ReadFile(f.path)
+			if err != nil {
+				return nil, fmt.Errorf("storage.otlp: %w", err)
+			}
+			*f.dst = data
+		}
+	}
+	conn, err := kafkaclient.FromMaterial(tlsMaterial) // the same TLS rules as for Kafka
+	if err != nil {
+		return nil, fmt.Errorf("storage.otlp: %w", err)
+	}
+	switch cfg.Protocol {
+	case config.OTLPProtocolGRPC:
+		creds := insecure.NewCredentials()
+		if !cfg.Insecure {
+			creds = credentials.NewTLS(conn.TLS)
+		}
+		cc, err := grpc.NewClient(cfg.Endpoint, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return nil, fmt.Errorf("storage.otlp.endpoint: %w", err)
+		}
+		o.conn, o.grpc = cc, ptraceotlp.NewGRPCClient(cc)
+	case config.OTLPProtocolHTTP:
+		u, err := url.Parse(cfg.Endpoint)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("storage.otlp.endpoint: %q is not a URL", cfg.Endpoint)
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/v1/traces"
+		}
+		o.url = u.String()
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		transport.TLSClientConfig = conn.TLS
+		o.http = &http.Client{Transport: transport}
+	default:
+		return nil, fmt.Errorf("storage.otlp.protocol: %q", cfg.Protocol)
+	}
+	return o, nil
+}
+
+// Write exports the traces.
+func (o *OTLP) Write(ctx context.Context, traces ptrace.Traces) error {
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout.D())
+	defer cancel()
+	req := ptraceotlp.NewExportRequestFromTraces(traces)
+	if o.grpc != nil {
+		return o.writeGRPC(ctx, req)
+	}
+	return o.writeHTTP(ctx, req)
+}
+
+func (o *OTLP) writeGRPC(ctx context.Context, req ptraceotlp.ExportRequest) error {
+	if len(o.headers) > 0 {
+		ctx = metadata.NewOutgoingContext(ctx, metadata.New(o.headers))
+	}
+	var opts []grpc.CallOption
+	if o.cfg.Compression == config.CompressionGzip {
+		opts = append(opts, grpc.UseCompressor("gzip"))
+	}
+	resp, err := o.grpc.Export(ctx, req, opts...)
+	if err != nil {
+		switch status.Code(err) {
+		case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted, codes.Canceled:
+			return fmt.Errorf("otlp/grpc: %w", err)
+		}
+		return processor.Permanent(fmt.Errorf("otlp/grpc: %w", err))
+	}
+	return partialSuccess(resp)
+}
+
+func (o *OTLP) writeHTTP(ctx context.Context, req ptraceotlp.ExportRequest) error {
+	body, err := req.MarshalProto()
+	if err != nil {
+		return processor.Permanent(fmt.Errorf("otlp/http: encoding: %w", err))
+	}
+	if o.cfg.Compression == config.CompressionGzip {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		body = buf.Bytes()
+	}
+	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
+	if err != nil {
+		return processor.Permanent(err)
+	}
+	httpReq.Header.Set("Content-Type", "application/x-protobuf")
+	if o.cfg.Compression == config.CompressionGzip {
+		httpReq.Header.Set("Content-Encoding", "gzip")
+	}
+	for k, v := range o.headers {
+		httpReq.Header.Set(k, v)
+	}
+	resp, err := o.http.Do(httpReq)
+	if err != nil {
+		return fmt.Errorf("otlp/http: %w", err) // network trouble: retry
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		answer := ptraceotlp.NewExportResponse()
+		if len(data) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-protobuf") {
+			if err := answer.UnmarshalProto(data); err == nil {
+				return partialSuccess(answer)
+			}
+		}
+		return nil
+	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
+		resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+		return fmt.Errorf("otlp/http: %s", resp.Status)
+	}
+	return processor.Permanent(fmt.Errorf("otlp/http: %s: %.200s", resp.Status, data))
+}
+
+// partialSuccess turns a response that rejected spans into a retryable error: the batch is
+// written again (duplicates are possible, losses are not).
+func partialSuccess(resp ptraceotlp.ExportResponse) error {
+	if ps := resp.PartialSuccess(); ps.RejectedSpans() > 0 {
+		return fmt.Errorf("otlp: the backend rejected %d spans: %s", ps.RejectedSpans(), ps.ErrorMessage())
+	}
+	return nil
+}
+
+// Close closes the connection.
+func (o *OTLP) Close(context.Context) error {
+	if o.conn != nil {
+		return o.conn.Close()
+	}
+	if o.http != nil {
+		o.http.CloseIdleConnections()
+	}
+	return nil
+}
+
