@@ -198,4 +198,3 @@ func (o *OTLP) Close(context.Context) error {
 	}
 	return nil
 }
-
