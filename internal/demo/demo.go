@@ -36,11 +36,14 @@ const (
 
 // Options configure a demo run.
 type Options struct {
-	Dir         string        // where the broker's data and the stored spans go
-	Duration    time.Duration // how long to produce
-	Rate        int           // spans per second, tripled in the middle third (the burst)
-	Partitions  int
-	Broker      string // an existing Kafka; empty: the embedded one
+	Dir        string        // where the broker's data and the stored spans go
+	Duration   time.Duration // how long to produce
+	Rate       int           // spans per second, tripled in the middle third (the burst)
+	Partitions int
+	Broker     string // an existing Kafka; empty: the embedded one
+	// Storage is "file" (default, in Dir) or "otlp", configured by OTLP.
+	Storage     string
+	OTLP        config.OTLPStorage
 	Out         io.Writer
 	Interactive bool // a terminal: redraw one status line instead of printing lines
 }
@@ -68,8 +71,12 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 		defer cluster.Close()
 		broker = cluster.ListenAddrs()[0]
 	}
+	destination := spansDir
+	if opts.Storage == config.StorageOTLP {
+		destination = opts.OTLP.Protocol + "://" + opts.OTLP.Endpoint
+	}
 	fmt.Fprintf(opts.Out, "spanflow demo: broker %s, topic %q (%d partitions), %d spans/s for %s, storing in %s\n",
-		broker, topic, opts.Partitions, opts.Rate, opts.Duration, spansDir)
+		broker, topic, opts.Partitions, opts.Rate, opts.Duration, destination)
 
 	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{broker}
@@ -80,13 +87,20 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
 	cfg.Kafka.CommitInterval = config.Duration(200 * time.Millisecond)
 	cfg.Encoding = config.EncodingJaegerProto
-	cfg.Storage = config.Storage{Type: config.StorageFile, File: config.FileStorage{Path: spansDir, MaxFileBytes: 64 << 20}}
 	cfg.AdminAddress = "127.0.0.1:0"
-	fileStore, err := store.NewFile(spansDir, cfg.Storage.File.MaxFileBytes)
+	var storage store.Writer
+	var err error
+	if opts.Storage == config.StorageOTLP {
+		cfg.Storage = config.Storage{Type: config.StorageOTLP, OTLP: opts.OTLP}
+		storage, err = store.NewOTLP(opts.OTLP)
+	} else {
+		cfg.Storage = config.Storage{Type: config.StorageFile, File: config.FileStorage{Path: spansDir, MaxFileBytes: 64 << 20}}
+		storage, err = store.NewFile(spansDir, cfg.Storage.File.MaxFileBytes)
+	}
 	if err != nil {
 		return Summary{}, err
 	}
-	writer := &latencyWriter{next: fileStore}
+	writer := &latencyWriter{next: storage}
 
 	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopIngest()
@@ -152,12 +166,23 @@ waitProducer:
 	}
 
 	s := Summary{Produced: int(produced.Load()), Throughput: float64(writer.spans.Load()) / produceTime.Seconds()}
+	s.P50, s.P99 = writer.percentiles()
+	if opts.Storage == config.StorageOTLP {
+		// The backend is not ours to read back: count what it acknowledged.
+		s.Stored = int(min(writer.spans.Load(), produced.Load()))
+		s.Duplicates = int(max(writer.spans.Load()-produced.Load(), 0))
+		fmt.Fprintf(opts.Out, "\nspans produced %d, acknowledged by %s %d (lost %d, at least %d written twice)\nend-to-end latency p50 %s, p99 %s; %.0f spans/s\n",
+			s.Produced, opts.OTLP.Endpoint, s.Stored, s.Produced-s.Stored, s.Duplicates, s.P50.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Throughput)
+		if s.Stored < s.Produced {
+			return s, fmt.Errorf("%d spans were not acknowledged", s.Produced-s.Stored)
+		}
+		return s, nil
+	}
 	distinct, dups, err := store.CountFiles(spansDir)
 	if err != nil {
 		return s, err
 	}
 	s.Stored, s.Duplicates = distinct, dups
-	s.P50, s.P99 = writer.percentiles()
 	fmt.Fprintf(opts.Out, "\nspans produced %d, stored %d (lost %d, duplicates %d)\nend-to-end latency p50 %s, p99 %s; %.0f spans/s\n",
 		s.Produced, s.Stored, s.Produced-s.Stored, s.Duplicates, s.P50.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Throughput)
 	fmt.Fprintf(opts.Out, "the spans are OTLP JSON lines in %s; summarize them with: spanflow inspect %s\n", spansDir, spansDir)
