@@ -38,11 +38,15 @@ const (
 
 // Volumes the operator mounts into the ingester pods.
 const (
-	volumeConfig       = "config"
-	volumeKafkaCA      = "kafka-ca"
-	volumeKafkaClient  = "kafka-client"
-	volumeKafkaSASL    = "kafka-sasl"
-	volumeFileStorage  = "spans"
+	volumeConfig      = "config"
+	volumeKafkaCA     = "kafka-ca"
+	volumeKafkaClient = "kafka-client"
+	volumeKafkaSASL   = "kafka-sasl"
+	volumeFileStorage = "spans"
+	volumeOTLPCA      = "otlp-ca"
+	volumeOTLPClient  = "otlp-client"
+	// otlpHeaderEnv prefixes the environment variables that carry Secret-backed headers.
+	otlpHeaderEnv      = "SPANFLOW_OTLP_HEADER_"
 	saslUsernameKey    = "username"
 	saslPasswordKey    = "password"
 	caFileName         = "ca.crt"
@@ -119,7 +123,30 @@ func referencedSecrets(ing *spanflowv1alpha1.Ingester) []secretRef {
 	if s := ing.Spec.Kafka.SASL; s != nil {
 		refs = append(refs, secretRef{name: s.CredentialsSecretName, keys: []string{saslUsernameKey, saslPasswordKey}})
 	}
+	if o := otlpSpec(ing); o != nil {
+		if t := o.TLS; t != nil && !o.Insecure {
+			if t.CA != nil {
+				refs = append(refs, secretRef{name: t.CA.Name, keys: []string{t.CA.Key}})
+			}
+			if t.ClientCertSecretName != "" {
+				refs = append(refs, secretRef{name: t.ClientCertSecretName, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
+			}
+		}
+		for _, h := range o.Headers {
+			if h.ValueFrom != nil {
+				refs = append(refs, secretRef{name: h.ValueFrom.Name, keys: []string{h.ValueFrom.Key}})
+			}
+		}
+	}
 	return refs
+}
+
+// otlpSpec is the OTLP storage of the spec when that is the storage in use.
+func otlpSpec(ing *spanflowv1alpha1.Ingester) *spanflowv1alpha1.OTLPStorage {
+	if ing.Spec.Storage.Type != spanflowv1alpha1.StorageOTLP {
+		return nil
+	}
+	return ing.Spec.Storage.OTLP
 }
 
 // referencedSecretNames are the names of referencedSecrets, for the field index.
@@ -178,6 +205,38 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 		cfg.Storage.File.Path = f.Path
 		if f.MaxFileSize != nil {
 			cfg.Storage.File.MaxFileBytes = f.MaxFileSize.Value()
+		}
+	}
+	if o := otlpSpec(ing); o != nil {
+		c := &cfg.Storage.OTLP
+		c.Endpoint, c.Insecure = o.Endpoint, o.Insecure
+		if o.Protocol != "" {
+			c.Protocol = o.Protocol
+		}
+		if o.Compression != "" {
+			c.Compression = o.Compression
+		}
+		setDuration(&c.Timeout, o.Timeout)
+		if t := o.TLS; t != nil && !o.Insecure {
+			c.InsecureSkipVerify = t.InsecureSkipVerify
+			if t.CA != nil {
+				c.CAFile = path.Join(secretsDir, volumeOTLPCA, caFileName)
+			}
+			if t.ClientCertSecretName != "" {
+				c.CertFile = path.Join(secretsDir, volumeOTLPClient, clientCertFileName)
+				c.KeyFile = path.Join(secretsDir, volumeOTLPClient, clientKeyFileName)
+			}
+		}
+		for i, h := range o.Headers {
+			if c.Headers == nil {
+				c.Headers = map[string]string{}
+			}
+			if h.ValueFrom != nil {
+				// The value reaches the pod as an environment variable from the Secret.
+				c.Headers[h.Name] = fmt.Sprintf("${env:%s%d}", otlpHeaderEnv, i)
+			} else {
+				c.Headers[h.Name] = h.Value
+			}
 		}
 	}
 	p := spec.Processing
@@ -326,6 +385,25 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 		mount(secretVolume(volumeKafkaSASL, s.CredentialsSecretName, map[string]string{
 			saslUsernameKey: saslUsernameKey, saslPasswordKey: saslPasswordKey,
 		}), path.Join(secretsDir, volumeKafkaSASL), true)
+	}
+	if o := otlpSpec(ing); o != nil {
+		if t := o.TLS; t != nil && !o.Insecure {
+			if t.CA != nil {
+				mount(secretVolume(volumeOTLPCA, t.CA.Name, map[string]string{t.CA.Key: caFileName}), path.Join(secretsDir, volumeOTLPCA), true)
+			}
+			if t.ClientCertSecretName != "" {
+				mount(secretVolume(volumeOTLPClient, t.ClientCertSecretName, map[string]string{
+					corev1.TLSCertKey: clientCertFileName, corev1.TLSPrivateKeyKey: clientKeyFileName,
+				}), path.Join(secretsDir, volumeOTLPClient), true)
+			}
+		}
+		for i, h := range o.Headers {
+			if h.ValueFrom != nil {
+				container.WithEnv(corev1ac.EnvVar().WithName(fmt.Sprintf("%s%d", otlpHeaderEnv, i)).
+					WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
+						corev1ac.SecretKeySelector().WithName(h.ValueFrom.Name).WithKey(h.ValueFrom.Key))))
+			}
+		}
 	}
 	if f := ing.Spec.Storage.File; ing.Spec.Storage.Type == spanflowv1alpha1.StorageFile && f != nil {
 		volume := corev1ac.Volume().WithName(volumeFileStorage)

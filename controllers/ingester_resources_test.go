@@ -249,3 +249,47 @@ func TestOtherObjects(t *testing.T) {
 		t.Error("a PodDisruptionBudget for one replica would block node drains")
 	}
 }
+
+func TestOTLPStorage(t *testing.T) {
+	ing := baseIngester()
+	ing.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{
+		Endpoint: "tempo:4317",
+		TLS:      &spanflowv1alpha1.OTLPTLS{CA: &spanflowv1alpha1.SecretKeyRef{Name: "tempo-ca", Key: "ca.crt"}},
+		Headers: []spanflowv1alpha1.OTLPHeader{
+			{Name: "x-scope-orgid", Value: "shop"},
+			{Name: "authorization", ValueFrom: &spanflowv1alpha1.SecretKeyRef{Name: "tempo-token", Key: "token"}},
+		},
+	}}
+	cfg := ingesterConfig(ing)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("the operator renders a config the ingester refuses: %v", err)
+	}
+	o := cfg.Storage.OTLP
+	if o.Endpoint != "tempo:4317" || o.Protocol != "grpc" || o.Headers["x-scope-orgid"] != "shop" ||
+		o.Headers["authorization"] != "${env:SPANFLOW_OTLP_HEADER_1}" || !strings.HasPrefix(o.CAFile, secretsDir) {
+		t.Errorf("otlp config %+v", o)
+	}
+	if got := strings.Join(referencedSecretNames(ing), ","); got != "tempo-ca,tempo-token" {
+		t.Errorf("referenced secrets %s", got)
+	}
+	dep := deploymentFor(t, ing)
+	c := dep.Spec.Template.Spec.Containers[0]
+	found := false
+	for _, e := range c.Env {
+		if *e.Name == "SPANFLOW_OTLP_HEADER_1" && *e.ValueFrom.SecretKeyRef.Name == "tempo-token" && *e.ValueFrom.SecretKeyRef.Key == "token" && e.Value == nil {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the Secret-backed header does not reach the container as env from the Secret")
+	}
+	mounted := false
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		if *v.Name == volumeOTLPCA && *v.Secret.SecretName == "tempo-ca" {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Error("the backend's CA is not mounted")
+	}
+}

@@ -61,6 +61,18 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad onDecodeError", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.OnDecodeError = "ignore" }, "spec.processing.onDecodeError"},
 		{"bad image pull policy", func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.ImagePullPolicy = "Sometimes" }, "spec.template.imagePullPolicy"},
 		{"tiny fetch size", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.MaxFetchBytes = ptr.To[int32](10) }, "spec.kafka.maxFetchBytes"},
+		{"otlp storage without otlp", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = spanflowv1alpha1.StorageOTLP }, "storage.otlp is required"},
+		{"otlp header with value and valueFrom", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317",
+				Headers: []spanflowv1alpha1.OTLPHeader{{Name: "a", Value: "v", ValueFrom: &spanflowv1alpha1.SecretKeyRef{Name: "s", Key: "k"}}}}}
+		}, "either value or valueFrom"},
+		{"otlp insecure with tls", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317",
+				Insecure: true, TLS: &spanflowv1alpha1.OTLPTLS{InsecureSkipVerify: true}}}
+		}, "insecure excludes"},
+		{"otlp bad protocol", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Protocol: "thrift"}}
+		}, "spec.storage.otlp.protocol"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,7 +30,7 @@ const (
 )
 
 // StorageType names the kind of trace storage the ingester writes to.
-// +kubebuilder:validation:Enum=blackhole;file
+// +kubebuilder:validation:Enum=blackhole;file;otlp
 type StorageType string
 
 const (
@@ -38,6 +38,8 @@ const (
 	StorageBlackhole StorageType = "blackhole"
 	// StorageFile writes OTLP JSON lines to rotating files on a volume.
 	StorageFile StorageType = "file"
+	// StorageOTLP sends the spans to an OTLP backend (Jaeger v2, Tempo, a Collector).
+	StorageOTLP StorageType = "otlp"
 )
 
 // InitialOffset says where a consumer group with no committed offset starts reading.
@@ -212,17 +214,92 @@ type FileStorage struct {
 	ClaimName string `json:"claimName,omitempty"`
 }
 
+// OTLPHeader is a header sent with every export: a value, or a key of a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="a header has either value or valueFrom"
+type OTLPHeader struct {
+	// name of the header, e.g. authorization or x-scope-orgid.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9-]+$`
+	// +required
+	Name string `json:"name"`
+	// value of the header, for values that are not secret.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Value string `json:"value,omitempty"`
+	// valueFrom takes the value from a Secret; it reaches the pods as an environment
+	// variable from the Secret, never through the ConfigMap.
+	// +optional
+	ValueFrom *SecretKeyRef `json:"valueFrom,omitempty"`
+}
+
+// OTLPTLS configures TLS to the OTLP backend.
+type OTLPTLS struct {
+	// ca is the PEM bundle of the CAs that sign the backend's certificate. Unset: the
+	// image's system roots.
+	// +optional
+	CA *SecretKeyRef `json:"ca,omitempty"`
+	// clientCertSecretName names a kubernetes.io/tls Secret for mutual TLS.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClientCertSecretName string `json:"clientCertSecretName,omitempty"`
+	// insecureSkipVerify accepts any backend certificate. For trials only.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// OTLPStorage sends spans to an OTLP backend.
+// +kubebuilder:validation:XValidation:rule="!(has(self.insecure) && self.insecure && has(self.tls))",message="storage.otlp.insecure excludes storage.otlp.tls"
+type OTLPStorage struct {
+	// endpoint is host:port for grpc, or a URL for http (/v1/traces is added when the URL
+	// has no path).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +required
+	Endpoint string `json:"endpoint"`
+	// protocol is grpc or http (protobuf).
+	// +kubebuilder:validation:Enum=grpc;http
+	// +kubebuilder:default=grpc
+	// +optional
+	Protocol string `json:"protocol,omitempty"`
+	// insecure sends in plaintext, without TLS.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+	// tls configures TLS when insecure is false.
+	// +optional
+	TLS *OTLPTLS `json:"tls,omitempty"`
+	// headers are sent with every export, e.g. an API key from a Secret.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Headers []OTLPHeader `json:"headers,omitempty"`
+	// compression of the exports.
+	// +kubebuilder:validation:Enum=gzip;none
+	// +kubebuilder:default=gzip
+	// +optional
+	Compression string `json:"compression,omitempty"`
+	// timeout bounds one export.
+	// +kubebuilder:default="10s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
 // StorageSpec says where the spans go.
 // +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'file' || has(self.file)",message="storage.file is required when storage.type is file"
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'otlp' || has(self.otlp)",message="storage.otlp is required when storage.type is otlp"
 type StorageSpec struct {
-	// type is the kind of trace storage: "blackhole" counts and drops spans, "file" writes
-	// OTLP JSON lines to files.
+	// type is the kind of trace storage: "otlp" sends to an OTLP backend, "file" writes
+	// OTLP JSON lines to files, "blackhole" counts and drops spans.
 	// +kubebuilder:default=blackhole
 	// +optional
 	Type StorageType `json:"type,omitempty"`
 	// file configures the file store.
 	// +optional
 	File *FileStorage `json:"file,omitempty"`
+	// otlp configures the OTLP exporter.
+	// +optional
+	OTLP *OTLPStorage `json:"otlp,omitempty"`
 }
 
 // RetrySpec paces retries of failed storage writes: exponential backoff with full jitter.
