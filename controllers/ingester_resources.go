@@ -206,6 +206,7 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 		if f.MaxFileSize != nil {
 			cfg.Storage.File.MaxFileBytes = f.MaxFileSize.Value()
 		}
+		cfg.Storage.File.Gzip = f.Gzip
 	}
 	if o := otlpSpec(ing); o != nil {
 		c := &cfg.Storage.OTLP

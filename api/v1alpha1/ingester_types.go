@@ -207,6 +207,10 @@ type FileStorage struct {
 	// +kubebuilder:default="64Mi"
 	// +optional
 	MaxFileSize *resource.Quantity `json:"maxFileSize,omitempty"`
+	// gzip compresses the files (.jsonl.gz); each batch is flushed as a complete block
+	// before it counts as written.
+	// +optional
+	Gzip bool `json:"gzip,omitempty"`
 	// claimName names a PersistentVolumeClaim to keep the files on. Unset: an emptyDir,
 	// which lives only as long as the pod.
 	// +kubebuilder:validation:MaxLength=253

@@ -206,6 +206,8 @@ type FileStorage struct {
 	Path string `json:"path,omitempty"`
 	// MaxFileBytes rotates to a new file once the current one reaches this size.
 	MaxFileBytes int64 `json:"maxFileBytes,omitempty"`
+	// Gzip compresses the files (.jsonl.gz), flushing a complete block per batch.
+	Gzip bool `json:"gzip,omitempty"`
 }
 
 // Default returns a configuration with every optional field set to its default.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -16,29 +17,48 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
-// fileExt is the extension of the files the file store writes.
-const fileExt = ".jsonl"
+// fileExt is the extension of the files the file store writes; gzipped ones add gzipExt.
+const (
+	fileExt = ".jsonl"
+	gzipExt = ".gz"
+)
 
 // File writes each batch as one line of OTLP JSON to a file in a directory, and fsyncs it
 // before the batch counts as written. Files rotate by size; names sort by creation, so
-// reading them in name order replays the writes in order.
+// reading them in name order replays the writes in order. With gzip, each batch is
+// flushed as a complete deflate block before the sync, so a crash loses only what was
+// never acknowledged.
 type File struct {
 	dir     string
 	maxSize int64
+	gzip    bool
 
 	mu      sync.Mutex
 	f       *os.File
-	size    int64
+	zw      *gzip.Writer
+	size    int64 // bytes on disk in the current file
 	seq     int
 	marshal ptrace.JSONMarshaler
 }
 
 // NewFile opens a file store in dir, creating the directory if needed.
-func NewFile(dir string, maxSize int64) (*File, error) {
+func NewFile(dir string, maxSize int64, compress bool) (*File, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("file store: %w", err)
 	}
-	return &File{dir: dir, maxSize: maxSize}, nil
+	return &File{dir: dir, maxSize: maxSize, gzip: compress}, nil
+}
+
+// countingWriter counts the bytes that reach the file.
+type countingWriter struct {
+	w io.Writer
+	n *int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	*c.n += int64(n)
+	return n, err
 }
 
 // Write appends the traces as one line and syncs the file.
@@ -55,8 +75,14 @@ func (s *File) Write(_ context.Context, traces ptrace.Traces) error {
 			return err
 		}
 	}
-	n, err := s.f.Write(line)
-	s.size += int64(n)
+	if s.zw != nil {
+		_, err = s.zw.Write(line)
+		if err == nil {
+			err = s.zw.Flush()
+		}
+	} else {
+		_, err = countingWriter{s.f, &s.size}.Write(line)
+	}
 	if err != nil {
 		// A torn line is skipped by readers; close so the next write starts a fresh file.
 		s.closeCurrent()
@@ -74,15 +100,25 @@ func (s *File) rotate() error {
 	s.seq++
 	// Pid and nanoseconds keep names unique across restarts and concurrent writers.
 	name := fmt.Sprintf("spans-%s-%d-%06d%s", time.Now().UTC().Format("20060102T150405.000000000"), os.Getpid(), s.seq, fileExt)
+	if s.gzip {
+		name += gzipExt
+	}
 	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("file store: %w", err)
 	}
 	s.f, s.size = f, 0
+	if s.gzip {
+		s.zw = gzip.NewWriter(countingWriter{f, &s.size})
+	}
 	return nil
 }
 
 func (s *File) closeCurrent() {
+	if s.zw != nil {
+		_ = s.zw.Close() // the gzip trailer
+		s.zw = nil
+	}
 	if s.f != nil {
 		_ = s.f.Close()
 		s.f = nil
@@ -93,11 +129,15 @@ func (s *File) closeCurrent() {
 func (s *File) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
-		return nil
+	var err error
+	if s.zw != nil {
+		err = s.zw.Close()
+		s.zw = nil
 	}
-	err := s.f.Close()
-	s.f = nil
+	if s.f != nil {
+		err = errors.Join(err, s.f.Sync(), s.f.Close())
+		s.f = nil
+	}
 	return err
 }
 
@@ -109,6 +149,11 @@ func ReadFiles(dir string, fn func(ptrace.Traces) error) error {
 	if err != nil {
 		return err
 	}
+	gzipped, err := filepath.Glob(filepath.Join(dir, "*"+fileExt+gzipExt))
+	if err != nil {
+		return err
+	}
+	names = append(names, gzipped...)
 	sort.Strings(names)
 	var unmarshal ptrace.JSONUnmarshaler
 	for _, name := range names {
@@ -125,10 +170,23 @@ func readFile(name string, unmarshal *ptrace.JSONUnmarshaler, fn func(ptrace.Tra
 		return err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
+	var src io.Reader = f
+	if strings.HasSuffix(name, gzipExt) {
+		zr, err := gzip.NewReader(f)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil // created, then the process died before the first flush
+		}
+		if err != nil {
+			return err
+		}
+		src = zr
+	}
+	r := bufio.NewReaderSize(src, 1<<20)
 	for {
 		line, err := r.ReadString('\n')
-		if errors.Is(err, io.EOF) {
+		// A gzip file cut short by a crash ends in ErrUnexpectedEOF after its last flush:
+		// like a torn last line, what follows was never acknowledged.
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil // a last line without newline is torn
 		}
 		if err != nil {

@@ -24,7 +24,7 @@ func New(cfg config.Storage) (Writer, error) {
 	case config.StorageBlackhole:
 		return &Blackhole{}, nil
 	case config.StorageFile:
-		return NewFile(cfg.File.Path, cfg.File.MaxFileBytes)
+		return NewFile(cfg.File.Path, cfg.File.MaxFileBytes, cfg.File.Gzip)
 	case config.StorageOTLP:
 		return NewOTLP(cfg.OTLP)
 	default:

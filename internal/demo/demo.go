@@ -95,7 +95,7 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 		storage, err = store.NewOTLP(opts.OTLP)
 	} else {
 		cfg.Storage = config.Storage{Type: config.StorageFile, File: config.FileStorage{Path: spansDir, MaxFileBytes: 64 << 20}}
-		storage, err = store.NewFile(spansDir, cfg.Storage.File.MaxFileBytes)
+		storage, err = store.NewFile(spansDir, cfg.Storage.File.MaxFileBytes, false)
 	}
 	if err != nil {
 		return Summary{}, err
