@@ -316,3 +316,30 @@ func TestLagIsObserved(t *testing.T) {
 		g.Expect(ing.Status.Partitions).To(Equal(int32(3)))
 	}, eventually, poll).Should(Succeed())
 }
+
+// TestOTLPHeaderFromSecret: a header whose value lives in a Secret reaches the pods as an
+// environment variable from that Secret; the ConfigMap names only the variable.
+func TestOTLPHeaderFromSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	const token = "tok-3f9a-secret"
+	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tempo-token"},
+		Data: map[string][]byte{"token": []byte(token)}})).To(Succeed())
+	ing := minimalIngester(ns, "to-tempo")
+	ing.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{
+		Endpoint: "tempo.tempo:4317", Insecure: true,
+		Headers: []spanflowv1alpha1.OTLPHeader{{Name: "authorization", ValueFrom: &spanflowv1alpha1.SecretKeyRef{Name: "tempo-token", Key: "token"}}},
+	}}
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		dep := getDeployment(g, ns, "to-tempo-ingester")
+		env := dep.Spec.Template.Spec.Containers[0].Env
+		g.Expect(env).To(ContainElement(And(HaveField("Name", "SPANFLOW_OTLP_HEADER_0"),
+			HaveField("ValueFrom.SecretKeyRef.Name", "tempo-token"), HaveField("Value", ""))))
+	}, eventually, poll).Should(Succeed())
+	var cm corev1.ConfigMap
+	g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "to-tempo-ingester"}, &cm)).To(Succeed())
+	g.Expect(cm.Data[configFileName]).To(ContainSubstring("authorization: ${env:SPANFLOW_OTLP_HEADER_0}"))
+	g.Expect(cm.Data[configFileName]).NotTo(ContainSubstring(token))
+}
