@@ -5,10 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/internal/testproc"
 )
 
 // benchMessages is the size of the preloaded backlog: about 180 MB of jaeger_proto.
@@ -28,30 +27,12 @@ const (
 	benchTopic      = "jaeger_spans"
 )
 
-// startBrokerProcess runs kfake in a process of its own (this test binary, re-executed),
-// preloaded with realistic jaeger_proto spans, and returns its address.
+// startBrokerProcess runs kfake in a process of its own, preloaded with realistic
+// jaeger_proto spans, and returns its address.
 func startBrokerProcess(b *testing.B) string {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-topic="+benchTopic, "-partitions="+strconv.Itoa(benchPartitions),
+	return testproc.StartKfake(b, "-topic="+benchTopic, "-partitions="+strconv.Itoa(benchPartitions),
 		"-preload-jaeger="+strconv.Itoa(benchMessages))
-	cmd.Env = append(os.Environ(), runKfakeEnv+"=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ready ") {
-		b.Fatalf("kfake did not start: %q %v", line, err)
-	}
-	return strings.TrimSpace(strings.TrimPrefix(line, "ready "))
 }
 
 // cpuTime is the CPU time this process has used.
@@ -116,7 +97,7 @@ func ingestProcess(b *testing.B, addr, group string) measurement {
 	cfg.Kafka.Topic = benchTopic
 	cfg.Kafka.ConsumerGroup = group
 	cfg.Encoding = config.EncodingJaegerProto
-	cfg.AdminAddress = freeAddr(b)
+	cfg.AdminAddress = testproc.FreeAddr(b)
 	data, err := cfg.Marshal()
 	if err != nil {
 		b.Fatal(err)
@@ -125,13 +106,8 @@ func ingestProcess(b *testing.B, addr, group string) measurement {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "ingest", "--config="+path, "--zap-log-level=error")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	cmd.Stderr = os.Stderr
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	cmd := testproc.Start(b, testproc.Spanflow, nil, nil, "ingest", "--config="+path, "--zap-log-level=error")
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
@@ -212,15 +188,6 @@ func peakRSS(b *testing.B, pid int) int64 {
 		}
 	}
 	return 0
-}
-
-func freeAddr(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // BenchmarkIngestJaegerProto measures `spanflow ingest`, run as a process at its default

@@ -12,46 +12,21 @@ import (
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/store"
-	"github.com/spanflow/spanflow/internal/cli"
 	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/testproc"
 )
 
-// runMainEnv makes the test binary act as the spanflow binary, so tests can run
-// `spanflow ingest` as a real process without building it; runKfakeEnv makes it act as
-// hack/kfake, a broker in a process of its own.
-const (
-	runMainEnv  = "SPANFLOW_TEST_RUN_MAIN"
-	runKfakeEnv = "SPANFLOW_TEST_RUN_KFAKE"
-)
-
-// TestMain also fails the package's tests if any goroutine outlives them.
+// TestMain lets this test binary also be spanflow or kfake in a child process, and fails
+// the package's tests if any goroutine outlives them.
 func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	if os.Getenv(runKfakeEnv) == "1" {
-		os.Exit(kafkatest.Main(os.Args[1:], os.Stdout, os.Stderr))
-	}
+	testproc.Dispatch()
 	goleak.VerifyTestMain(m)
 }
 
 // startProcess runs `spanflow ingest --config=path` as a child process.
 func startProcess(t *testing.T, configPath string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "ingest", "--config="+configPath)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	return cmd
+	return testproc.Start(t, testproc.Spanflow, nil, nil, "ingest", "--config="+configPath)
 }
 
 // storedSpans counts the distinct spans in a file store and how many were written twice.

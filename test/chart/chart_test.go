@@ -5,11 +5,9 @@ package chart
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,15 +25,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/spanflow/spanflow/internal/cli"
 	"github.com/spanflow/spanflow/internal/testenv"
+	"github.com/spanflow/spanflow/internal/testproc"
 )
 
 const (
 	release   = "sf"
 	namespace = "spanflow-system"
-	// runMainEnv makes the test binary act as the spanflow binary.
-	runMainEnv = "SPANFLOW_TEST_RUN_MAIN"
 )
 
 var (
@@ -46,9 +42,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
-	}
+	testproc.Dispatch()
 	os.Exit(run(m))
 }
 
@@ -302,15 +296,6 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestInstallAndRun takes the user's path after helm install: the rendered chart applied to
 // the API server, the manager run as a process with the chart's args under the chart's
 // ServiceAccount (so its RBAC is what is tested), a sample Ingester applied with kubectl,
@@ -350,25 +335,15 @@ func TestInstallAndRun(t *testing.T) {
 		// The chart's ports are the pod's; on this machine pick free ones.
 		switch {
 		case strings.HasPrefix(a, "--metrics-bind-address="):
-			a = fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", freePort(t))
+			a = "--metrics-bind-address=" + testproc.FreeAddr(t)
 		case strings.HasPrefix(a, "--health-probe-bind-address="):
-			a = fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", freePort(t))
+			a = "--health-probe-bind-address=" + testproc.FreeAddr(t)
 		}
 		args = append(args, a)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	manager := exec.CommandContext(ctx, os.Args[0], args...)
-	manager.Env = append(os.Environ(), runMainEnv+"=1", "KUBECONFIG="+kubeconfigPath, "POD_NAMESPACE="+namespace)
 	logs := &lockedBuffer{}
-	manager.Stdout, manager.Stderr = logs, logs
-	manager.Cancel = func() error { return manager.Process.Signal(os.Interrupt) }
-	if err := manager.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testproc.Start(t, testproc.Spanflow, logs, []string{"KUBECONFIG=" + kubeconfigPath, "POD_NAMESPACE=" + namespace}, args...)
 	defer func() {
-		cancel()
-		_ = manager.Wait()
 		if t.Failed() {
 			t.Logf("manager output:\n%s", logs.String())
 		}

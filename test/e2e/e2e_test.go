@@ -6,17 +6,13 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,54 +30,17 @@ import (
 	"github.com/spanflow/spanflow/internal/cli"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 	"github.com/spanflow/spanflow/internal/testenv"
+	"github.com/spanflow/spanflow/internal/testproc"
 )
 
 const (
-	runMainEnv  = "SPANFLOW_TEST_RUN_MAIN"
-	runKfakeEnv = "SPANFLOW_TEST_RUN_KFAKE"
-	topic       = "spans"
-	partitions  = 4
+	topic      = "spans"
+	partitions = 4
 )
 
 func TestMain(m *testing.M) {
-	switch {
-	case os.Getenv(runMainEnv) == "1":
-		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
-	case os.Getenv(runKfakeEnv) == "1":
-		os.Exit(kafkatest.Main(os.Args[1:], os.Stdout, os.Stderr))
-	}
+	testproc.Dispatch()
 	os.Exit(m.Run())
-}
-
-// process runs this test binary as spanflow (or kfake) and stops it at the end of the test.
-func process(t *testing.T, envVar string, env []string, args ...string) (*exec.Cmd, *bufio.Reader) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), envVar+"=1"), env...)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		}
-	})
-	return cmd, bufio.NewReader(stdout)
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -153,12 +112,12 @@ func runPod(t *testing.T, c client.Client, ns string, pod corev1.PodSpec) (admin
 	for _, a := range container.Args {
 		args = append(args, rewrite(a))
 	}
-	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + freeAddr(t)}
+	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + testproc.FreeAddr(t)}
 	for _, e := range container.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}
 	adminAddr = strings.TrimPrefix(env[0], "SPANFLOW_ADMIN_ADDRESS=")
-	process(t, runMainEnv, env, args...)
+	testproc.Start(t, testproc.Spanflow, nil, env, args...)
 	return adminAddr, storeDir
 }
 
@@ -174,12 +133,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Kafka, in a process of its own.
-	_, kfakeOut := process(t, runKfakeEnv, nil, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
-	line, err := kfakeOut.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ready ") {
-		t.Fatalf("kfake: %q %v", line, err)
-	}
-	broker := strings.TrimSpace(strings.TrimPrefix(line, "ready "))
+	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
 
 	// The operator, as a process, as the chart runs it.
 	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
@@ -194,8 +148,8 @@ func TestEndToEnd(t *testing.T) {
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	process(t, runMainEnv, []string{"KUBECONFIG=" + kubeconfigPath}, "manager", "--ingester-image=spanflow:e2e",
-		"--metrics-bind-address=0", "--health-probe-bind-address="+freeAddr(t))
+	testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, "manager", "--ingester-image=spanflow:e2e",
+		"--metrics-bind-address=0", "--health-probe-bind-address="+testproc.FreeAddr(t))
 
 	// The user applies an Ingester with kubectl.
 	ingesterYAML := filepath.Join(t.TempDir(), "ingester.yaml")
