@@ -112,26 +112,16 @@ type secretRef struct {
 // referencedSecrets lists the Secrets the spec references, in a stable order.
 func referencedSecrets(ing *spanflowv1alpha1.Ingester) []secretRef {
 	var refs []secretRef
-	if t := ing.Spec.Kafka.TLS; t != nil && t.Enabled {
-		if t.CA != nil {
-			refs = append(refs, secretRef{name: t.CA.Name, keys: []string{t.CA.Key}})
-		}
-		if t.ClientCertSecretName != "" {
-			refs = append(refs, secretRef{name: t.ClientCertSecretName, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
-		}
+	if t := kafkaTLS(ing); t != nil {
+		refs = append(refs, t.refs()...)
 	}
 	if s := ing.Spec.Kafka.SASL; s != nil {
 		refs = append(refs, secretRef{name: s.CredentialsSecretName, keys: []string{saslUsernameKey, saslPasswordKey}})
 	}
+	if t := otlpTLS(ing); t != nil {
+		refs = append(refs, t.refs()...)
+	}
 	if o := otlpSpec(ing); o != nil {
-		if t := o.TLS; t != nil && !o.Insecure {
-			if t.CA != nil {
-				refs = append(refs, secretRef{name: t.CA.Name, keys: []string{t.CA.Key}})
-			}
-			if t.ClientCertSecretName != "" {
-				refs = append(refs, secretRef{name: t.ClientCertSecretName, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
-			}
-		}
 		for _, h := range o.Headers {
 			if h.ValueFrom != nil {
 				refs = append(refs, secretRef{name: h.ValueFrom.Name, keys: []string{h.ValueFrom.Key}})
@@ -147,6 +137,68 @@ func otlpSpec(ing *spanflowv1alpha1.Ingester) *spanflowv1alpha1.OTLPStorage {
 		return nil
 	}
 	return ing.Spec.Storage.OTLP
+}
+
+// tlsSecrets is the TLS material a connection takes from Secrets — a CA bundle and a
+// kubernetes.io/tls client certificate — and the volumes they are mounted from. The
+// Secret references, the mounts and the file paths in the config all derive from it.
+type tlsSecrets struct {
+	ca                     *spanflowv1alpha1.SecretKeyRef
+	clientCertSecret       string
+	caVolume, clientVolume string
+}
+
+// kafkaTLS is the Kafka connection's TLS material, nil without TLS.
+func kafkaTLS(ing *spanflowv1alpha1.Ingester) *tlsSecrets {
+	t := ing.Spec.Kafka.TLS
+	if t == nil || !t.Enabled {
+		return nil
+	}
+	return &tlsSecrets{ca: t.CA, clientCertSecret: t.ClientCertSecretName, caVolume: volumeKafkaCA, clientVolume: volumeKafkaClient}
+}
+
+// otlpTLS is the OTLP exporter's TLS material, nil without TLS or without OTLP storage.
+func otlpTLS(ing *spanflowv1alpha1.Ingester) *tlsSecrets {
+	o := otlpSpec(ing)
+	if o == nil || o.Insecure || o.TLS == nil {
+		return nil
+	}
+	return &tlsSecrets{ca: o.TLS.CA, clientCertSecret: o.TLS.ClientCertSecretName, caVolume: volumeOTLPCA, clientVolume: volumeOTLPClient}
+}
+
+func (t *tlsSecrets) refs() []secretRef {
+	var refs []secretRef
+	if t.ca != nil {
+		refs = append(refs, secretRef{name: t.ca.Name, keys: []string{t.ca.Key}})
+	}
+	if t.clientCertSecret != "" {
+		refs = append(refs, secretRef{name: t.clientCertSecret, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
+	}
+	return refs
+}
+
+// files are the paths the config names; empty where the material is not used.
+func (t *tlsSecrets) files() (ca, cert, key string) {
+	if t.ca != nil {
+		ca = path.Join(secretsDir, t.caVolume, caFileName)
+	}
+	if t.clientCertSecret != "" {
+		cert = path.Join(secretsDir, t.clientVolume, clientCertFileName)
+		key = path.Join(secretsDir, t.clientVolume, clientKeyFileName)
+	}
+	return ca, cert, key
+}
+
+// mount mounts the material's Secrets with mount.
+func (t *tlsSecrets) mount(mount func(*corev1ac.VolumeApplyConfiguration, string, bool)) {
+	if t.ca != nil {
+		mount(secretVolume(t.caVolume, t.ca.Name, map[string]string{t.ca.Key: caFileName}), path.Join(secretsDir, t.caVolume), true)
+	}
+	if t.clientCertSecret != "" {
+		mount(secretVolume(t.clientVolume, t.clientCertSecret, map[string]string{
+			corev1.TLSCertKey: clientCertFileName, corev1.TLSPrivateKeyKey: clientKeyFileName,
+		}), path.Join(secretsDir, t.clientVolume), true)
+	}
 }
 
 // referencedSecretNames are the names of referencedSecrets, for the field index.
@@ -178,15 +230,9 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	if spec.Kafka.MaxFetchBytes != nil {
 		k.MaxBytes = int(*spec.Kafka.MaxFetchBytes)
 	}
-	if t := spec.Kafka.TLS; t != nil && t.Enabled {
-		k.TLS = config.KafkaTLS{Enabled: true, InsecureSkipVerify: t.InsecureSkipVerify}
-		if t.CA != nil {
-			k.TLS.CAFile = path.Join(secretsDir, volumeKafkaCA, caFileName)
-		}
-		if t.ClientCertSecretName != "" {
-			k.TLS.CertFile = path.Join(secretsDir, volumeKafkaClient, clientCertFileName)
-			k.TLS.KeyFile = path.Join(secretsDir, volumeKafkaClient, clientKeyFileName)
-		}
+	if t := kafkaTLS(ing); t != nil {
+		k.TLS = config.KafkaTLS{Enabled: true, InsecureSkipVerify: spec.Kafka.TLS.InsecureSkipVerify}
+		k.TLS.CAFile, k.TLS.CertFile, k.TLS.KeyFile = t.files()
 	}
 	if s := spec.Kafka.SASL; s != nil {
 		k.SASL = config.KafkaSASL{
@@ -218,15 +264,9 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 			c.Compression = o.Compression
 		}
 		setDuration(&c.Timeout, o.Timeout)
-		if t := o.TLS; t != nil && !o.Insecure {
-			c.InsecureSkipVerify = t.InsecureSkipVerify
-			if t.CA != nil {
-				c.CAFile = path.Join(secretsDir, volumeOTLPCA, caFileName)
-			}
-			if t.ClientCertSecretName != "" {
-				c.CertFile = path.Join(secretsDir, volumeOTLPClient, clientCertFileName)
-				c.KeyFile = path.Join(secretsDir, volumeOTLPClient, clientKeyFileName)
-			}
+		if t := otlpTLS(ing); t != nil {
+			c.InsecureSkipVerify = o.TLS.InsecureSkipVerify
+			c.CAFile, c.CertFile, c.KeyFile = t.files()
 		}
 		for i, h := range o.Headers {
 			if c.Headers == nil {
@@ -372,32 +412,18 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 		container.WithVolumeMounts(corev1ac.VolumeMount().WithName(*volume.Name).WithMountPath(mountPath).WithReadOnly(readOnly))
 	}
 	mount(corev1ac.Volume().WithName(volumeConfig).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(*cm.Name)), configDir, true)
-	if t := ing.Spec.Kafka.TLS; t != nil && t.Enabled {
-		if t.CA != nil {
-			mount(secretVolume(volumeKafkaCA, t.CA.Name, map[string]string{t.CA.Key: caFileName}), path.Join(secretsDir, volumeKafkaCA), true)
-		}
-		if t.ClientCertSecretName != "" {
-			mount(secretVolume(volumeKafkaClient, t.ClientCertSecretName, map[string]string{
-				corev1.TLSCertKey: clientCertFileName, corev1.TLSPrivateKeyKey: clientKeyFileName,
-			}), path.Join(secretsDir, volumeKafkaClient), true)
-		}
+	if t := kafkaTLS(ing); t != nil {
+		t.mount(mount)
 	}
 	if s := ing.Spec.Kafka.SASL; s != nil {
 		mount(secretVolume(volumeKafkaSASL, s.CredentialsSecretName, map[string]string{
 			saslUsernameKey: saslUsernameKey, saslPasswordKey: saslPasswordKey,
 		}), path.Join(secretsDir, volumeKafkaSASL), true)
 	}
+	if t := otlpTLS(ing); t != nil {
+		t.mount(mount)
+	}
 	if o := otlpSpec(ing); o != nil {
-		if t := o.TLS; t != nil && !o.Insecure {
-			if t.CA != nil {
-				mount(secretVolume(volumeOTLPCA, t.CA.Name, map[string]string{t.CA.Key: caFileName}), path.Join(secretsDir, volumeOTLPCA), true)
-			}
-			if t.ClientCertSecretName != "" {
-				mount(secretVolume(volumeOTLPClient, t.ClientCertSecretName, map[string]string{
-					corev1.TLSCertKey: clientCertFileName, corev1.TLSPrivateKeyKey: clientKeyFileName,
-				}), path.Join(secretsDir, volumeOTLPClient), true)
-			}
-		}
 		for i, h := range o.Headers {
 			if h.ValueFrom != nil {
 				container.WithEnv(corev1ac.EnvVar().WithName(fmt.Sprintf("%s%d", otlpHeaderEnv, i)).
