@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"math"
 	"time"
 )
 
@@ -25,10 +26,29 @@ type lagSnapshot struct {
 	// seconds is the age of the oldest uncommitted record, estimated from the history of
 	// log-end offsets: the time at which the log end passed the committed offset.
 	seconds int64
-	// produceRate and consumeRate are records per second over the window.
+	// produceRate and consumeRate are records per second over the last rateSamples polls.
 	produceRate, consumeRate float64
-	at                       time.Time
+	// lastPoll is the interval since the previous poll, which measures the pods' capacity
+	// when they had work throughout it.
+	lastPoll pollInterval
+	at       time.Time
 }
+
+// pollInterval is the consumption between two polls.
+type pollInterval struct {
+	// since is the time of the previous poll (zero with a single poll), when the lag was
+	// startRecords; consumeRate is records committed per second since.
+	since                    time.Time
+	produceRate, consumeRate float64
+	// leastBacklog is the smallest lag of any partition at either poll: above a few
+	// seconds of work, every pod was busy throughout.
+	leastBacklog int64
+}
+
+// rateSamples is how many polls the rates are measured over: enough to smooth commit
+// batching, few enough to follow a change of load within a minute at the operator's
+// 10 s interval. The age of the lag uses the whole window.
+const rateSamples = 6
 
 // partitionLag is a partition's uncommitted records. A group with nothing committed
 // counts from the log start when it starts at the earliest offset, and has no lag when it
@@ -52,9 +72,12 @@ func partitionLag(p partitionOffsets, fromEarliest bool) int64 {
 func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	cur := window[len(window)-1]
 	snap := lagSnapshot{partitions: len(cur.partitions), at: cur.at}
-	first := window[0]
+	first := window[max(len(window)-rateSamples, 0)]
 	span := cur.at.Sub(first.at).Seconds()
 	var produced, consumed int64
+	if len(window) > 1 {
+		snap.lastPoll = lastPollInterval(window[len(window)-2], cur, fromEarliest)
+	}
 	for id, p := range cur.partitions {
 		lag := partitionLag(p, fromEarliest)
 		snap.records += lag
@@ -100,4 +123,25 @@ func oldestUncommittedAge(window []offsetSample, id int, cur partitionOffsets, f
 		}
 	}
 	return age
+}
+
+func lastPollInterval(prev, cur offsetSample, fromEarliest bool) pollInterval {
+	iv := pollInterval{since: prev.at, leastBacklog: math.MaxInt64}
+	var produced, consumed int64
+	for id, c := range cur.partitions {
+		p, ok := prev.partitions[id]
+		if !ok {
+			iv.leastBacklog = 0
+			continue
+		}
+		produced += c.end - p.end
+		iv.leastBacklog = min(iv.leastBacklog, partitionLag(p, fromEarliest), partitionLag(c, fromEarliest))
+		if p.committed >= 0 && c.committed >= 0 {
+			consumed += c.committed - p.committed
+		}
+	}
+	if span := cur.at.Sub(prev.at).Seconds(); span > 0 {
+		iv.produceRate, iv.consumeRate = float64(produced)/span, float64(consumed)/span
+	}
+	return iv
 }

@@ -417,6 +417,95 @@ type PodTemplate struct {
 	SecurityContext *corev1.SecurityContext `json:"securityContext,omitempty"`
 }
 
+// ScalingRules pace the autoscaler in one direction (up or down).
+type ScalingRules struct {
+	// stabilizationWindow: the autoscaler acts on the most conservative recommendation of
+	// this window (the lowest when scaling up, the highest when scaling down), so a short
+	// dip or burst in the lag does not move the pods.
+	// +optional
+	StabilizationWindow *metav1.Duration `json:"stabilizationWindow,omitempty"`
+	// maxReplicaStep bounds the replicas added (scaleUp) or removed (scaleDown) per period.
+	// 0 means no bound: the autoscaler goes to the size it computed in one step.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1024
+	// +optional
+	MaxReplicaStep *int32 `json:"maxReplicaStep,omitempty"`
+	// period is the interval maxReplicaStep applies to.
+	// +optional
+	Period *metav1.Duration `json:"period,omitempty"`
+}
+
+// AutoscalingSpec lets the operator size the ingester from the consumer group's lag, with
+// two levers: replicas (pods in the consumer group, never more than the topic's
+// partitions) and parallelism (messages each pod processes at once).
+// +kubebuilder:validation:XValidation:rule="!self.enabled || has(self.targetLagRecords) || has(self.targetLagSeconds)",message="autoscaling needs targetLagRecords or targetLagSeconds"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxReplicas) || (has(self.minReplicas) ? self.minReplicas : 1) <= self.maxReplicas",message="autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.minParallelism) || !has(self.maxParallelism) || self.minParallelism <= self.maxParallelism",message="autoscaling.minParallelism must not exceed autoscaling.maxParallelism"
+// +kubebuilder:validation:XValidation:rule="!has(self.activationLagRecords) || (has(self.minReplicas) && self.minReplicas == 0)",message="autoscaling.activationLagRecords applies only with minReplicas 0"
+type AutoscalingSpec struct {
+	// enabled hands replicas and parallelism to the autoscaler: spec.replicas and
+	// spec.parallelism are then ignored (kubectl scale has no effect), and
+	// status.autoscaling says what it decided and why.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// minReplicas is the fewest pods. 0 scales to zero while nothing is produced and
+	// nothing is left to consume; the pods come back when the lag exceeds
+	// activationLagRecords.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1024
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+	// maxReplicas is the most pods. Defaults to the topic's partition count, which also
+	// caps any larger value: a pod beyond it would have no partition to consume.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1024
+	// +optional
+	MaxReplicas *int32 `json:"maxReplicas,omitempty"`
+	// activationLagRecords: with minReplicas 0 and no pods, the lag (records) above which
+	// pods start again.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ActivationLagRecords *int64 `json:"activationLagRecords,omitempty"`
+	// minParallelism is the lowest per-pod parallelism the autoscaler sets. Defaults to
+	// spec.parallelism (or maxParallelism when that is lower).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	MinParallelism *int32 `json:"minParallelism,omitempty"`
+	// maxParallelism is the highest per-pod parallelism the autoscaler sets. Defaults to
+	// spec.parallelism (or minParallelism when that is higher); with neither bound set,
+	// only replicas scale. A parallelism change restarts the pods, so it is rate-limited
+	// by cooldown.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	MaxParallelism *int32 `json:"maxParallelism,omitempty"`
+	// targetLagRecords is the lag, in records per consuming pod, the autoscaler keeps
+	// the group under.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	TargetLagRecords *int64 `json:"targetLagRecords,omitempty"`
+	// targetLagSeconds is the age of the oldest unconsumed record the autoscaler keeps
+	// the group under. It is also the time the autoscaler sizes for to drain a backlog.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	// +optional
+	TargetLagSeconds *int32 `json:"targetLagSeconds,omitempty"`
+	// scaleUp paces growth. Defaults: no stabilization window, no step bound.
+	// +optional
+	ScaleUp *ScalingRules `json:"scaleUp,omitempty"`
+	// scaleDown paces shrinking. Defaults: a 120s stabilization window, no step bound.
+	// +optional
+	ScaleDown *ScalingRules `json:"scaleDown,omitempty"`
+	// cooldown is the least time between two changes, so that the effect of one (pods
+	// starting, the group rebalancing) is measured before the next is decided. Adding
+	// pods at the same parallelism when behind does not wait for it.
+	// +kubebuilder:default="60s"
+	// +optional
+	Cooldown *metav1.Duration `json:"cooldown,omitempty"`
+}
+
 // IngesterSpec is the desired state of an Ingester.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.kafka.consumerGroup) || has(self.kafka.consumerGroup)",message="spec.kafka.consumerGroup cannot be removed once set"
 // +kubebuilder:validation:XValidation:rule="!has(self.processing) || !has(self.processing.deadLetterTopic) || self.processing.deadLetterTopic != self.kafka.topic",message="spec.processing.deadLetterTopic must differ from spec.kafka.topic, or dead letters would be consumed again"
@@ -455,6 +544,10 @@ type IngesterSpec struct {
 	// +kubebuilder:validation:Maximum=10000
 	// +optional
 	Parallelism *int32 `json:"parallelism,omitempty"`
+
+	// autoscaling lets the operator set replicas and parallelism from the consumer lag.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
 
 	// paused stops the operator from changing the ingester's objects: edits to the spec
 	// wait until paused is false. The pods keep running as they are.
@@ -520,6 +613,22 @@ type LagStatus struct {
 	ObservedTime *metav1.Time `json:"observedTime,omitempty"`
 }
 
+// AutoscalingStatus is the autoscaler's latest decision.
+type AutoscalingStatus struct {
+	// desiredReplicas is the number of pods the autoscaler set.
+	DesiredReplicas int32 `json:"desiredReplicas"`
+	// desiredParallelism is the per-pod parallelism the autoscaler set.
+	DesiredParallelism int32 `json:"desiredParallelism"`
+	// reason explains the decision in words: the figures it was made on, or why the
+	// autoscaler holds.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// ignoredReplicas is set when spec.replicas differs from what the autoscaler set
+	// (for example after kubectl scale): the autoscaler owns the replicas while enabled.
+	// +optional
+	IgnoredReplicas *int32 `json:"ignoredReplicas,omitempty"`
+}
+
 // IngesterStatus is the observed state of an Ingester.
 type IngesterStatus struct {
 	// observedGeneration is the metadata.generation this status describes.
@@ -556,6 +665,10 @@ type IngesterStatus struct {
 	// lag is how far the consumer group is behind the topic.
 	// +optional
 	Lag *LagStatus `json:"lag,omitempty"`
+
+	// autoscaling is what the autoscaler decided last, when spec.autoscaling is enabled.
+	// +optional
+	Autoscaling *AutoscalingStatus `json:"autoscaling,omitempty"`
 
 	// lastScaleTime is when replicas or parallelism last changed.
 	// +optional

@@ -1,0 +1,187 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// policyBounds are the bounds the table tests share: up to 12 pods, parallelism 100–400,
+// 5,000 records per pod or 30 s of lag.
+func policyBounds() scaleBounds {
+	return scaleBounds{minReplicas: 1, minParallelism: 100, maxParallelism: 400, targetRecords: 5000, targetSeconds: 30,
+		up: scaleRules{period: defaultScalePeriod}, down: scaleRules{window: 120 * time.Second, period: defaultScalePeriod},
+		cooldown: 60 * time.Second}
+}
+
+// measured is a policy state that knows a pod does 10 records/s per unit of parallelism.
+func measured() scaleState {
+	return scaleState{capacity: capacityModel{perWorker: 10, measuredParallelism: 100, highest: 400}}
+}
+
+func snapshot(at int, partitions int, records, seconds int64, produce, consume float64) lagSnapshot {
+	return lagSnapshot{partitions: partitions, records: records, seconds: seconds, produceRate: produce, consumeRate: consume,
+		at: time.Unix(int64(at), 0)}
+}
+
+func TestDecideScale(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	cases := []struct {
+		name       string
+		bounds     func(*scaleBounds)
+		state      scaleState
+		in         scaleInput
+		replicas   int32
+		par        int32
+		reasonHas  string
+		changeTime bool
+	}{
+		{name: "no figures yet: hold", state: measured(),
+			in:       scaleInput{now: t0, replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100, reasonHas: "waiting for the first lag figures"},
+		{name: "stale figures: hold even far behind", state: measured(),
+			in:       scaleInput{now: t0, known: true, stale: true, lag: snapshot(1000, 12, 9_000_000, 900, 5000, 0), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100, reasonHas: "stale"},
+		{name: "behind: add pods at the same parallelism, balanced on the partitions", state: measured(),
+			// 3,000/s produced, 60k behind: 3,450/s + (60k - 5k)/30 s ≈ 5.3k/s: 6 pods of 1,000/s.
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 6, par: 100, reasonHas: "scaling up from 2 × 100 to 6 × 100", changeTime: true},
+		{name: "behind: adding pods does not wait for the cooldown or a rollout",
+			state:    func() scaleState { s := measured(); s.lastChange = t0.Add(-5 * time.Second); return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: false},
+			replicas: 6, par: 100, changeTime: true},
+		{name: "never more pods than partitions", state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 4, 400000, 100, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 4, par: 100, changeTime: true},
+		{name: "never more than maxReplicas", bounds: func(b *scaleBounds) { b.maxReplicas = 3 }, state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 3, par: 100, changeTime: true},
+		{name: "at the most pods with a long backlog: raise parallelism", bounds: func(b *scaleBounds) { b.maxReplicas = 2 }, state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 2_000_000, 600, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 400, reasonHas: "to 2 × 400", changeTime: true},
+		{name: "at the most pods with a short burst: no restart", bounds: func(b *scaleBounds) { b.maxReplicas = 2 }, state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100},
+		{name: "keeping up with spare: fewer pods, parallelism raised first",
+			// 1,000/s on 6 pods of 1,000/s: one pod at parallelism 120 does 1,150/s (with
+			// headroom). Raise the parallelism of the 6 first; fewer pods come after.
+			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
+			replicas: 6, par: 120, reasonHas: "fewer pods to come; raising their parallelism first from 6 × 100 to 6 × 120", changeTime: true},
+		{name: "keeping up with spare, parallelism already raised: fewer pods",
+			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 120, settled: true},
+			replicas: 1, par: 120, reasonHas: "scaling down from 6 × 120 to 1 × 120", changeTime: true},
+		{name: "no scale-down before the down window was watched whole", state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
+			replicas: 6, par: 100, reasonHas: "holding at 6 × 100 within the stabilization window"},
+		{name: "within the cooldown: hold",
+			state: func() scaleState {
+				s := measured()
+				s.firstSample, s.lastChange = t0.Add(-5*time.Minute), t0.Add(-30*time.Second)
+				return s
+			}(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
+			replicas: 6, par: 100, reasonHas: "cooling down"},
+		{name: "a recent larger recommendation holds a scale-down",
+			state: func() scaleState {
+				s := measured()
+				s.recommendations = []scaleRecommendation{{at: t0.Add(-60 * time.Second), replicas: 6, parallelism: 100}}
+				return s
+			}(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
+			replicas: 6, par: 100, reasonHas: "within the stabilization window"},
+		{name: "covered without the headroom: stay", state: measured(),
+			// 2 pods of 1,000/s, 1,900/s produced: 2,185/s with headroom, but 2,000 covers it.
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 1000, 1, 1900, 1900), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100},
+		{name: "step bound on the way up", bounds: func(b *scaleBounds) { b.up.step = 2 }, state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 4, par: 100, changeTime: true},
+		{name: "scale to zero: nothing produced, nothing to consume", bounds: func(b *scaleBounds) { b.minReplicas = 0 },
+			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 0, 0), replicas: 1, parallelism: 100, settled: true},
+			replicas: 0, par: 100, reasonHas: "nothing produced", changeTime: true},
+		{name: "at zero: stay below the activation lag", bounds: func(b *scaleBounds) { b.minReplicas, b.activationRecords = 0, 500 }, state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 400, 3, 10, 0), replicas: 0, parallelism: 100, settled: true},
+			replicas: 0, par: 100, reasonHas: "at or below 500"},
+		{name: "at zero: wake above the activation lag", bounds: func(b *scaleBounds) { b.minReplicas, b.activationRecords = 0, 500 }, state: measured(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 600, 3, 10, 0), replicas: 0, parallelism: 100, settled: true},
+			replicas: 1, par: 100, changeTime: true},
+		{name: "capacity not measured: in proportion to the lag",
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 30000, 10, 3000, 1000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 6, par: 100, reasonHas: "3.0× the target, pod capacity not measured yet", changeTime: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := policyBounds()
+			if tc.bounds != nil {
+				tc.bounds(&b)
+			}
+			got, st := decideScale(b, tc.state, tc.in)
+			if got.replicas != tc.replicas || got.parallelism != tc.par {
+				t.Errorf("got %d × %d (%s), want %d × %d", got.replicas, got.parallelism, got.reason, tc.replicas, tc.par)
+			}
+			if !strings.Contains(got.reason, tc.reasonHas) {
+				t.Errorf("reason %q lacks %q", got.reason, tc.reasonHas)
+			}
+			if changed := st.lastChange.Equal(tc.in.now); changed != tc.changeTime {
+				t.Errorf("lastChange %v, want a change now: %t", st.lastChange, tc.changeTime)
+			}
+		})
+	}
+}
+
+// TestDecideScaleDoesNotFlap feeds a lag that swings around the target every poll: the
+// size must change at most once up and never back down within the window.
+func TestDecideScaleDoesNotFlap(t *testing.T) {
+	b := policyBounds()
+	st := measured()
+	replicas, par := int32(3), int32(100)
+	changes := 0
+	for i := range 30 {
+		at := 1000 + 10*i
+		// 2,400/s produced on 3 pods of 1,000/s; the lag alternates between far over and
+		// far under the 15,000-record target.
+		records := int64(2000)
+		if i%2 == 0 {
+			records = 40000
+		}
+		d, next := decideScale(b, st, scaleInput{now: time.Unix(int64(at), 0), known: true,
+			lag: snapshot(at, 12, records, 5, 2400, 2400), replicas: replicas, parallelism: par, settled: true})
+		st = next
+		if d.replicas != replicas || d.parallelism != par {
+			t.Logf("t=%d: %s", at, d.reason)
+			changes++
+			replicas, par = d.replicas, d.parallelism
+		}
+	}
+	if changes > 1 {
+		t.Errorf("%d changes in 5 minutes of a lag swinging around the target; want at most 1", changes)
+	}
+}
+
+func TestCapacityModelLearnsTheCeiling(t *testing.T) {
+	var c capacityModel
+	c = c.learn(100, 1000) // 10/s per unit
+	if got := c.podRate(200); got != 1500 {
+		// Not measured beyond 100: trusted up to 1.5× that.
+		t.Errorf("podRate(200) before measuring it = %v, want 1500", got)
+	}
+	c = c.learn(150, 1100) // raised by half, gained a tenth: the pod is at its limit
+	if c.ceiling != 1100 || c.podRate(400) != 1100 {
+		t.Errorf("ceiling %v, podRate(400) %v; want 1100", c.ceiling, c.podRate(400))
+	}
+	if got := c.groupRate(5, 150, 12); got != 4*1100 {
+		t.Errorf("5 pods on 12 partitions do %v, want what 4 do (%v)", got, 4*1100)
+	}
+}
+
+func TestBoundsOfDefaults(t *testing.T) {
+	ing := minimalIngester("ns", "a")
+	b := boundsOf(ing)
+	if b.minReplicas != 1 || b.maxReplicas != 0 || b.minParallelism != 1000 || b.maxParallelism != 1000 || b.cooldown != defaultCooldown ||
+		b.down.window != defaultScaleDownWindow || b.up.window != 0 {
+		t.Errorf("defaults: %+v", b)
+	}
+}
