@@ -335,13 +335,17 @@ func recommend(b scaleBounds, c capacityModel, lag lagSnapshot, in scaleInput, m
 	ratio := overTarget(b, lag, consumers)
 	if !c.known() {
 		// What a pod consumes was not measured yet: grow in proportion to the lag over
-		// target; shrink one pod at a time until the pods are busy enough to be measured.
+		// target, pods first, then, with every pod there can be, parallelism; shrink one
+		// pod at a time until the pods are busy enough to be measured.
 		r := int32(math.Ceil(float64(max(consumers, 1)) * ratio))
 		if ratio < 1 {
 			r = in.replicas - 1
 		}
+		if ratio > 1 && in.replicas >= maxR && in.replicas > 0 {
+			p = min(max(int32(math.Ceil(float64(p)*min(ratio, 2))), p), b.maxParallelism)
+		}
 		r = min(max(r, least), maxR)
-		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%.1f× the target, pod capacity not measured yet: %d pods", ratio, r)}
+		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%.1f× the target, pod capacity not measured yet: %d pods at parallelism %d", ratio, r, p)}
 	}
 	need := neededRate(b, lag, consumers)
 	explain := func(r, p int32) scaleDecision {

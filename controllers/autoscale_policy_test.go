@@ -111,6 +111,10 @@ func TestDecideScale(t *testing.T) {
 		{name: "capacity not measured: in proportion to the lag",
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 30000, 10, 3000, 1000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 6, par: 100, reasonHas: "3.0× the target, pod capacity not measured yet", changeTime: true},
+		{name: "capacity not measured, every pod there can be: parallelism in proportion, at most doubled",
+			bounds:   func(b *scaleBounds) { b.maxReplicas = 2 },
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 30000, 10, 3000, 1000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 200, reasonHas: "2 pods at parallelism 200", changeTime: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

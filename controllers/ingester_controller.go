@@ -51,6 +51,8 @@ type IngesterReconciler struct {
 	IngesterImage string
 	// Lag observes each Ingester's topic and consumer group.
 	Lag *LagObserver
+	// Autoscaler sizes the Ingesters with autoscaling enabled.
+	Autoscaler *Autoscaler
 	// ResyncInterval is how often an Ingester is looked at again without any change, to
 	// keep what the status says of Kafka current.
 	ResyncInterval time.Duration
@@ -69,7 +71,10 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	logger := log.FromContext(ctx)
 	var ing spanflowv1alpha1.Ingester
 	if err := r.Client.Get(ctx, req.NamespacedName, &ing); err != nil {
-		// Deleted: owner references let the garbage collector remove what it owned.
+		if apierrors.IsNotFound(err) {
+			// Deleted: owner references let the garbage collector remove what it owned.
+			r.Autoscaler.forget(req.NamespacedName, true)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
@@ -86,27 +91,49 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if current != nil {
 		obs.previousReplicas = current.Spec.Replicas
 	}
-	switch {
-	case ing.Spec.Paused, secretErr != nil:
-		// Change nothing: paused by the user, or the new spec would not start (its Secret
-		// is missing) and the running pods are better left on their last good config.
-		obs.deployment = current
-	default:
-		obs.deployment, obs.applyErr = r.apply(ctx, &ing, secrets.versions())
-		obs.applied = obs.applyErr == nil
-	}
 	if secretErr == nil {
 		obs.lag = r.Lag.Observe(lagTarget{kafkaTarget: kafkaTargetOf(&ing, secrets), group: consumerGroup(&ing),
 			fromEarliest: ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest})
 	}
+	changeNothing := ing.Spec.Paused || secretErr != nil
 
-	status := desiredStatus(&ing, obs)
+	// target is the Ingester as the builders and the status see it: with autoscaling, its
+	// replicas and parallelism are the autoscaler's.
+	target := &ing
+	var scaled bool
+	switch {
+	case !autoscaling(&ing):
+		r.Autoscaler.forget(req.NamespacedName, false)
+	case !changeNothing:
+		var d scaleDecision
+		d, scaled = r.Autoscaler.decide(&ing, current, obs.lag, obs.now.Time)
+		obs.scale = &d
+		if spec := desiredReplicas(&ing); spec != d.replicas {
+			obs.ignoredReplicas = &spec
+		}
+		target = sized(&ing, d)
+	}
+
+	if changeNothing {
+		// Paused by the user, or the new spec would not start (its Secret is missing) and
+		// the running pods are better left on their last good config.
+		obs.deployment = current
+	} else {
+		obs.deployment, obs.applyErr = r.apply(ctx, target, secrets.versions())
+		obs.applied = obs.applyErr == nil
+	}
+
+	status := desiredStatus(target, obs)
 	if err := r.writeStatus(ctx, &ing, status); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.Autoscaler.record(target, status)
 	if obs.applyErr != nil {
 		// Retried by the work queue with exponential backoff; the status says why.
 		return ctrl.Result{}, obs.applyErr
+	}
+	if scaled {
+		r.Recorder.Eventf(&ing, nil, corev1.EventTypeNormal, spanflowv1alpha1.ReasonAutoscaled, "Autoscale", "%s", obs.scale.reason)
 	}
 	logger.V(1).Info("Reconciled", "replicas", status.Replicas, "ready", status.ReadyReplicas)
 	// A missing Secret needs no retry loop: its creation triggers a reconcile (see the
@@ -289,6 +316,12 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 			continue // "nothing is wrong" from the start is not news
 		}
 		r.Recorder.Eventf(ing, nil, eventType, now.Reason, "Reconcile", "%s", now.Message)
+	}
+	if a := status.Autoscaling; a != nil && a.IgnoredReplicas != nil &&
+		(before.Autoscaling == nil || !equality.Semantic.DeepEqual(before.Autoscaling.IgnoredReplicas, a.IgnoredReplicas)) {
+		r.Recorder.Eventf(ing, nil, corev1.EventTypeWarning, spanflowv1alpha1.ReasonReplicasIgnored, "Reconcile",
+			"spec.replicas is %d, but spec.autoscaling is enabled and the autoscaler runs %d pods: spec.replicas (and kubectl scale) has no effect until autoscaling is disabled",
+			*a.IgnoredReplicas, a.DesiredReplicas)
 	}
 	return nil
 }

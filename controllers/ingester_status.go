@@ -30,6 +30,10 @@ type observation struct {
 	previousReplicas *int32
 	// applied is true when this reconcile applied the desired objects.
 	applied bool
+	// scale is the autoscaler's decision, when autoscaling sized this reconcile;
+	// ignoredReplicas is spec.replicas when it differs from that decision.
+	scale           *scaleDecision
+	ignoredReplicas *int32
 }
 
 // desiredStatus computes the Ingester's status. Condition transition times are kept when
@@ -55,6 +59,13 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 		status.Lag = lag
 	} else if status.Lag != nil && obs.lag.err != nil {
 		status.Lag.Stale = true
+	}
+	switch {
+	case obs.scale != nil:
+		status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{DesiredReplicas: obs.scale.replicas,
+			DesiredParallelism: obs.scale.parallelism, Reason: obs.scale.reason, IgnoredReplicas: obs.ignoredReplicas}
+	case !autoscaling(ing):
+		status.Autoscaling = nil
 	}
 	// Replicas and parallelism change only when the desired objects are applied.
 	if obs.applied {
@@ -95,6 +106,9 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation) (ready, progres
 			"No ingester pods run: "+obs.secretErr.Error())
 	case dep == nil:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonRollingOut, "Waiting for the ingester Deployment")
+	case want == 0 && dep.Status.Replicas == 0 && autoscaling(ing):
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionTrue, spanflowv1alpha1.ReasonScaledToZero,
+			"Scaled to zero by the autoscaler: nothing is produced and nothing is left to consume; pods start when the lag exceeds spec.autoscaling.activationLagRecords")
 	case want == 0 && dep.Status.Replicas == 0:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionTrue, spanflowv1alpha1.ReasonScaledToZero,
 			"Scaled to zero replicas: nothing is consumed until replicas are added")

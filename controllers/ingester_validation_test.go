@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,33 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"otlp bad protocol", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Protocol: "thrift"}}
 		}, "spec.storage.otlp.protocol"},
+		{"autoscaling without a target", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Autoscaling = &spanflowv1alpha1.AutoscalingSpec{Enabled: true}
+		}, "autoscaling needs targetLagRecords or targetLagSeconds"},
+		{"autoscaling min replicas above max", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) {
+				a.MinReplicas, a.MaxReplicas = ptr.To[int32](5), ptr.To[int32](2)
+			})
+		}, "minReplicas must not exceed autoscaling.maxReplicas"},
+		{"autoscaling default min replicas above max", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) { a.MaxReplicas = ptr.To[int32](0) })
+		}, "spec.autoscaling.maxReplicas"},
+		{"autoscaling min parallelism above max", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) {
+				a.MinParallelism, a.MaxParallelism = ptr.To[int32](500), ptr.To[int32](100)
+			})
+		}, "minParallelism must not exceed autoscaling.maxParallelism"},
+		{"autoscaling activation lag without scale to zero", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) { a.ActivationLagRecords = ptr.To[int64](100) })
+		}, "activationLagRecords applies only with minReplicas 0"},
+		{"autoscaling zero lag target", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) { a.TargetLagRecords = ptr.To[int64](0) })
+		}, "spec.autoscaling.targetLagRecords"},
+		{"autoscaling negative step", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) {
+				a.ScaleUp = &spanflowv1alpha1.ScalingRules{MaxReplicaStep: ptr.To[int32](-1)}
+			})
+		}, "spec.autoscaling.scaleUp.maxReplicaStep"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,4 +129,29 @@ func TestConsumerGroupIsImmutable(t *testing.T) {
 	err = updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "" })
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring("cannot be removed"))
+}
+
+// autoscaled is a valid autoscaling spec changed by mutate.
+func autoscaled(mutate func(*spanflowv1alpha1.AutoscalingSpec)) *spanflowv1alpha1.AutoscalingSpec {
+	a := &spanflowv1alpha1.AutoscalingSpec{Enabled: true, TargetLagRecords: ptr.To[int64](1000)}
+	mutate(a)
+	return a
+}
+
+// TestValidAutoscalingIsAccepted: the rules refuse only what they should.
+func TestValidAutoscalingIsAccepted(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	for i, a := range []*spanflowv1alpha1.AutoscalingSpec{
+		autoscaled(func(*spanflowv1alpha1.AutoscalingSpec) {}),
+		autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) {
+			a.TargetLagRecords, a.TargetLagSeconds = nil, ptr.To[int32](30)
+			a.MinReplicas, a.ActivationLagRecords, a.MaxReplicas = ptr.To[int32](0), ptr.To[int64](10), ptr.To[int32](6)
+		}),
+		{Enabled: false}, // off needs no target
+	} {
+		ing := minimalIngester(ns, fmt.Sprintf("valid-%d", i))
+		ing.Spec.Autoscaling = a
+		g.Expect(k8sClient.Create(context.Background(), ing)).To(Succeed())
+	}
 }

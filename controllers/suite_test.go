@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -137,6 +138,7 @@ func runSuite(m *testing.M) int {
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  testImage,
 		Lag:            NewLagObserver(500*time.Millisecond, 20),
+		Autoscaler:     NewAutoscaler(ctrlmetrics.Registry),
 		ResyncInterval: 2 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -438,7 +438,7 @@ type ScalingRules struct {
 // AutoscalingSpec lets the operator size the ingester from the consumer group's lag, with
 // two levers: replicas (pods in the consumer group, never more than the topic's
 // partitions) and parallelism (messages each pod processes at once).
-// +kubebuilder:validation:XValidation:rule="!self.enabled || has(self.targetLagRecords) || has(self.targetLagSeconds)",message="autoscaling needs targetLagRecords or targetLagSeconds"
+// +kubebuilder:validation:XValidation:rule="!has(self.enabled) || !self.enabled || has(self.targetLagRecords) || has(self.targetLagSeconds)",message="autoscaling needs targetLagRecords or targetLagSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.maxReplicas) || (has(self.minReplicas) ? self.minReplicas : 1) <= self.maxReplicas",message="autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.minParallelism) || !has(self.maxParallelism) || self.minParallelism <= self.maxParallelism",message="autoscaling.minParallelism must not exceed autoscaling.maxParallelism"
 // +kubebuilder:validation:XValidation:rule="!has(self.activationLagRecords) || (has(self.minReplicas) && self.minReplicas == 0)",message="autoscaling.activationLagRecords applies only with minReplicas 0"
@@ -592,6 +592,10 @@ const (
 	ReasonKafkaUnreachable = "KafkaUnreachable"
 	// ReasonTopicNotFound: the brokers answer but have no such topic.
 	ReasonTopicNotFound = "TopicNotFound"
+	// ReasonAutoscaled (event): the autoscaler changed replicas or parallelism.
+	ReasonAutoscaled = "Autoscaled"
+	// ReasonReplicasIgnored (event): spec.replicas changed while autoscaling owns the replicas.
+	ReasonReplicasIgnored = "ReplicasIgnored"
 	// ReasonAsExpected: nothing is wrong (Degraded False) or nothing is changing
 	// (Progressing False).
 	ReasonAsExpected = "AsExpected"
@@ -623,8 +627,8 @@ type AutoscalingStatus struct {
 	// autoscaler holds.
 	// +optional
 	Reason string `json:"reason,omitempty"`
-	// ignoredReplicas is set when spec.replicas differs from what the autoscaler set
-	// (for example after kubectl scale): the autoscaler owns the replicas while enabled.
+	// ignoredReplicas is spec.replicas when it differs from what the autoscaler set (for
+	// example after kubectl scale): while autoscaling is enabled it has no effect.
 	// +optional
 	IgnoredReplicas *int32 `json:"ignoredReplicas,omitempty"`
 }

@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -35,6 +36,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one of several operator replicas reconciles")
 	leaderElectionNamespace := fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
 	ingesterImage := fs.String("ingester-image", version.DefaultImage, "image of the ingester pods, unless an Ingester names another")
+	kafkaInterval := fs.Duration("kafka-poll-interval", 10*time.Second, "how often the operator reads each Ingester's log-end and committed offsets (the lag, and the autoscaler's input) and looks at the Ingester again")
 	watchNamespaces := fs.String("watch-namespaces", "", "comma-separated namespaces whose Ingesters the operator manages (empty: all; then it needs cluster-wide rights)")
 	logOpts := logFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -74,8 +76,9 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		SecretReader:   mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  *ingesterImage,
-		Lag:            controllers.NewLagObserver(10*time.Second, 30),
-		ResyncInterval: 10 * time.Second,
+		Lag:            controllers.NewLagObserver(*kafkaInterval, 30),
+		Autoscaler:     controllers.NewAutoscaler(ctrlmetrics.Registry),
+		ResyncInterval: *kafkaInterval,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ingester controller: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -54,74 +53,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// runPod executes the ingester container of a pod spec as a local process: every volume
-// becomes a temporary directory filled as the kubelet would (ConfigMap keys as files,
-// emptyDir empty), mount paths in the args and in the mounted config are mapped to those
-// directories, and the admin address, which each pod would have on its own network, is
-// given a free port through its documented environment override.
-func runPod(t *testing.T, c client.Client, ns string, pod corev1.PodSpec) (adminAddr string, storeDir string) {
+// startOperator starts a control plane with the CRDs and the operator as a process, as the
+// chart runs it, with extra manager flags; it returns a client, kubectl, and the address of
+// the operator's /metrics.
+func startOperator(t *testing.T, managerArgs ...string) (client.Client, *envtest.Environment, string) {
 	t.Helper()
-	container := pod.Containers[0]
-	mounts := map[string]string{}
-	for _, vm := range container.VolumeMounts {
-		mounts[vm.Name] = vm.MountPath
-	}
-	replacements := map[string]string{}
-	for _, v := range pod.Volumes {
-		dir := t.TempDir()
-		switch {
-		case v.ConfigMap != nil:
-			var cm corev1.ConfigMap
-			if err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: v.ConfigMap.Name}, &cm); err != nil {
-				t.Fatal(err)
-			}
-			for key, value := range cm.Data {
-				if err := os.WriteFile(filepath.Join(dir, key), []byte(value), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-		case v.EmptyDir != nil:
-			storeDir = dir
-		default:
-			t.Fatalf("the runner cannot materialize volume %s", v.Name)
-		}
-		replacements[mounts[v.Name]] = dir
-	}
-	rewrite := func(s string) string {
-		for from, to := range replacements {
-			s = strings.ReplaceAll(s, from, to)
-		}
-		return s
-	}
-	// The mounted config names paths inside the pod: map them too.
-	for _, v := range pod.Volumes {
-		if v.ConfigMap == nil {
-			continue
-		}
-		dir := replacements[mounts[v.Name]]
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			path := filepath.Join(dir, e.Name())
-			data, _ := os.ReadFile(path)
-			if err := os.WriteFile(path, []byte(rewrite(string(data))), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	var args []string
-	for _, a := range container.Args {
-		args = append(args, rewrite(a))
-	}
-	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + testproc.FreeAddr(t)}
-	for _, e := range container.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	adminAddr = strings.TrimPrefix(env[0], "SPANFLOW_ADMIN_ADDRESS=")
-	testproc.Start(t, testproc.Spanflow, nil, env, args...)
-	return adminAddr, storeDir
-}
-
-func TestEndToEnd(t *testing.T) {
 	env, cfg, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +67,6 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// Kafka, in a process of its own.
-	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
-
-	// The operator, as a process, as the chart runs it.
 	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -148,12 +79,35 @@ func TestEndToEnd(t *testing.T) {
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, "manager", "--ingester-image=spanflow:e2e",
-		"--metrics-bind-address=0", "--health-probe-bind-address="+testproc.FreeAddr(t))
+	metrics := testproc.FreeAddr(t)
+	args := append([]string{"manager", "--ingester-image=spanflow:e2e", "--metrics-bind-address=" + metrics,
+		"--health-probe-bind-address=" + testproc.FreeAddr(t)}, managerArgs...)
+	testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, args...)
+	return c, env, metrics
+}
+
+// kubectlApply applies YAML with the real kubectl.
+func kubectlApply(t *testing.T, env *envtest.Environment, yaml string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "object.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := env.ControlPlane.KubeCtl().Run("apply", "-f", path)
+	if err != nil {
+		data, _ := io.ReadAll(out)
+		errData, _ := io.ReadAll(stderr)
+		t.Fatalf("kubectl apply: %v %s %s", err, data, errData)
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	c, env, _ := startOperator(t)
+	// Kafka, in a process of its own.
+	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
 
 	// The user applies an Ingester with kubectl.
-	ingesterYAML := filepath.Join(t.TempDir(), "ingester.yaml")
-	if err := os.WriteFile(ingesterYAML, []byte(fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
 kind: Ingester
 metadata: {name: e2e, namespace: default}
 spec:
@@ -169,14 +123,7 @@ spec:
     file: {path: /var/lib/spanflow/spans}
   replicas: 2
   parallelism: 200
-`, broker, topic)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, _, err := env.ControlPlane.KubeCtl().Run("apply", "-f", ingesterYAML)
-	if err != nil {
-		data, _ := io.ReadAll(out)
-		t.Fatalf("kubectl apply: %v %s", err, data)
-	}
+`, broker, topic))
 
 	var dep appsv1.Deployment
 	depKey := types.NamespacedName{Namespace: "default", Name: "e2e-ingester"}
@@ -185,7 +132,7 @@ spec:
 	// The "kubelet": one local process per replica, from the Deployment's pod template.
 	var admins, stores []string
 	for range *dep.Spec.Replicas {
-		a, s := runPod(t, c, "default", dep.Spec.Template.Spec)
+		a, s, _ := testproc.RunPod(t, c, "default", dep.Spec.Template.Spec)
 		admins, stores = append(admins, a), append(stores, s)
 	}
 	ready := func() int32 {

@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/testproc"
+)
+
+// metricValue reads a sample of the operator's /metrics for one Ingester.
+func metricValue(t *testing.T, metricsAddr, name, ns, ingester string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	want := fmt.Sprintf(`%s{ingester=%q,namespace=%q} `, name, ingester, ns)
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, want); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// eventReasons lists the reasons of the events about an object.
+func eventReasons(g Gomega, c client.Client, ns, name string) []string {
+	var events eventsv1.EventList
+	g.Expect(c.List(context.Background(), &events, client.InNamespace(ns))).To(Succeed())
+	var reasons []string
+	for _, e := range events.Items {
+		if e.Regarding.Name == name {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	return reasons
+}
+
+// configuredParallelism is the parallelism in the ingester config the operator rendered.
+func configuredParallelism(g Gomega, c client.Client, ns, name string) int {
+	var cm corev1.ConfigMap
+	g.Expect(c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name + "-ingester"}, &cm)).To(Succeed())
+	var cfg config.Config
+	g.Expect(yaml.UnmarshalStrict([]byte(cm.Data["ingester.yaml"]), &cfg)).To(Succeed())
+	return cfg.Parallelism
+}
+
+func getDeployment(g Gomega, c client.Client, ns, name string) *appsv1.Deployment {
+	var dep appsv1.Deployment
+	g.Expect(c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name + "-ingester"}, &dep)).To(Succeed())
+	return &dep
+}
+
+// playDeploymentController marks the Deployments of ns rolled out, as the Deployment
+// controller would once the pods run, until ctx ends.
+func playDeploymentController(ctx context.Context, c client.Client, ns string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		var deps appsv1.DeploymentList
+		if err := c.List(ctx, &deps, client.InNamespace(ns)); err != nil {
+			continue
+		}
+		for i := range deps.Items {
+			d := &deps.Items[i]
+			n := ptr.Deref(d.Spec.Replicas, 1)
+			if d.Status.ObservedGeneration == d.Generation && d.Status.ReadyReplicas == n {
+				continue
+			}
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+			_ = c.Status().Update(ctx, d)
+		}
+	}
+}
+
+// TestAutoscaling: an Ingester with autoscaling on a 4-partition topic with a backlog
+// gets as many pods as partitions (not its maxReplicas); kubectl scale is ignored and said
+// so; real ingester processes, run from the pod spec the operator rendered, drain the
+// backlog; the pods go back down after the stabilization window; with no more pods
+// allowed and a new backlog, the parallelism goes up instead and the pods roll; with
+// autoscaling off, spec.replicas rules again.
+func TestAutoscaling(t *testing.T) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, env, metrics := startOperator(t, "--kafka-poll-interval=500ms")
+	const autoTopic, autoPartitions = "autoscale", 4
+	addr := testproc.StartKfake(t, "-topic="+autoTopic, fmt.Sprintf("-partitions=%d", autoPartitions))
+	broker := kafkatest.Attach(t, addr)
+	broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, 0, 20000, 1)...)
+
+	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: auto, namespace: default}
+spec:
+  kafka:
+    brokers: [%q]
+    topic: %s
+    heartbeatInterval: 500ms
+    sessionTimeout: 6s
+    maxWait: 100ms
+    commitInterval: 200ms
+  parallelism: 10
+  autoscaling:
+    enabled: true
+    maxReplicas: 10
+    minParallelism: 10
+    maxParallelism: 40
+    targetLagRecords: 500
+    cooldown: 1s
+    scaleDown: {stabilizationWindow: 4s}
+`, addr, autoTopic))
+	key := types.NamespacedName{Namespace: "default", Name: "auto"}
+	get := func(g Gomega) *spanflowv1alpha1.Ingester {
+		var cur spanflowv1alpha1.Ingester
+		g.Expect(c.Get(ctx, key, &cur)).To(Succeed())
+		return &cur
+	}
+	replicas := func(g Gomega) int32 { return ptr.Deref(getDeployment(g, c, "default", "auto").Spec.Replicas, -1) }
+
+	// 1. Far behind with no pod measured yet: as many pods as partitions, no more.
+	g.Eventually(func(g Gomega) {
+		g.Expect(replicas(g)).To(Equal(int32(autoPartitions)))
+		a := get(g).Status.Autoscaling
+		g.Expect(a).NotTo(BeNil())
+		g.Expect(a.DesiredReplicas).To(Equal(int32(autoPartitions)))
+		g.Expect(a.Reason).To(ContainSubstring("pod capacity not measured yet"))
+	}, "30s", "200ms").Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(replicas(g)).To(BeNumerically("<=", autoPartitions)) }, "2s", "200ms").Should(Succeed())
+	g.Expect(configuredParallelism(g, c, "default", "auto")).To(Equal(10))
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventReasons(g, c, "default", "auto")).To(ContainElement(spanflowv1alpha1.ReasonAutoscaled))
+		v, ok := metricValue(t, metrics, "spanflow_ingester_desired_replicas", "default", "auto")
+		g.Expect(ok).To(BeTrue())
+		g.Expect(v).To(Equal(float64(autoPartitions)))
+	}, "10s", "200ms").Should(Succeed())
+
+	// 2. kubectl scale changes spec.replicas, which the autoscaler ignores, saying so.
+	if _, stderr, err := env.ControlPlane.KubeCtl().Run("scale", "ingester/auto", "--replicas=2"); err != nil {
+		data, _ := io.ReadAll(stderr)
+		t.Fatalf("kubectl scale: %v %s", err, data)
+	}
+	g.Eventually(func(g Gomega) {
+		a := get(g).Status.Autoscaling
+		g.Expect(a).NotTo(BeNil())
+		g.Expect(a.IgnoredReplicas).To(Equal(ptr.To[int32](2)))
+		g.Expect(eventReasons(g, c, "default", "auto")).To(ContainElement(spanflowv1alpha1.ReasonReplicasIgnored))
+	}, "10s", "200ms").Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(replicas(g)).To(Equal(int32(autoPartitions))) }, "2s", "200ms").Should(Succeed())
+
+	// 3. The pods, run as real processes, drain the backlog while more is produced.
+	go playDeploymentController(ctx, c, "default")
+	dep := getDeployment(g, c, "default", "auto")
+	var pods []*exec.Cmd
+	for range autoPartitions {
+		_, _, cmd := testproc.RunPod(t, c, "default", dep.Spec.Template.Spec)
+		pods = append(pods, cmd)
+	}
+	for i := range 20 {
+		broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, uint64(100000+i*100), 100, 1)...)
+		time.Sleep(100 * time.Millisecond)
+	}
+	g.Eventually(func(g Gomega) {
+		lag := get(g).Status.Lag
+		g.Expect(lag).NotTo(BeNil())
+		g.Expect(lag.Records).To(BeZero())
+	}, "60s", "200ms").Should(Succeed())
+
+	// 4. Nothing left and nothing produced: fewer pods once the window has passed.
+	g.Eventually(func(g Gomega) {
+		g.Expect(replicas(g)).To(BeNumerically("<", autoPartitions))
+		g.Expect(get(g).Status.LastScaleTime).NotTo(BeNil())
+	}, "30s", "200ms").Should(Succeed())
+	for _, p := range pods {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		if err := p.Wait(); err != nil {
+			t.Errorf("an ingester pod exited with %v", err)
+		}
+	}
+
+	// 5. One pod at most, and a backlog again: the parallelism rises instead, which rolls
+	// the pods (their config changed).
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := get(g)
+		cur.Spec.Autoscaling.MaxReplicas = ptr.To[int32](1)
+		return c.Update(ctx, cur)
+	})).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(replicas(g)).To(Equal(int32(1))) }, "30s", "200ms").Should(Succeed())
+	hashBefore := getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]
+	broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, 200000, 20000, 1)...)
+	g.Eventually(func(g Gomega) {
+		p := configuredParallelism(g, c, "default", "auto")
+		g.Expect(p).To(BeNumerically(">", 10))
+		g.Expect(p).To(BeNumerically("<=", 40))
+		g.Expect(get(g).Status.Parallelism).To(Equal(int32(p)))
+		g.Expect(getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]).NotTo(Equal(hashBefore))
+	}, "30s", "200ms").Should(Succeed())
+	g.Expect(replicas(g)).To(Equal(int32(1)))
+
+	// Autoscaling off: spec.replicas (2, from kubectl scale) rules again.
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := get(g)
+		cur.Spec.Autoscaling.Enabled = false
+		return c.Update(ctx, cur)
+	})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(replicas(g)).To(Equal(int32(2)))
+		g.Expect(get(g).Status.Autoscaling).To(BeNil())
+	}, "30s", "200ms").Should(Succeed())
+}
