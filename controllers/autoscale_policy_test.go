@@ -115,6 +115,13 @@ func TestDecideScale(t *testing.T) {
 			bounds:   func(b *scaleBounds) { b.maxReplicas = 2 },
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 30000, 10, 3000, 1000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 200, reasonHas: "2 pods at parallelism 200", changeTime: true},
+		// The README's example, both steps.
+		{name: "README example: behind after a step", state: readmeState(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 8, 7500, 3000), replicas: 3, parallelism: 100, settled: true},
+			replicas: 12, par: 100, reasonHas: "10k/s needed, 12 pods do 12k/s at parallelism 100", changeTime: true},
+		{name: "README example: caught up, parallelism first", state: readmeState(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 7500, 7500), replicas: 12, parallelism: 100, settled: true},
+			replicas: 12, par: 144, reasonHas: "8.6k/s needed, 6 pods do 8.6k/s at parallelism 144", changeTime: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,4 +195,10 @@ func TestBoundsOfDefaults(t *testing.T) {
 		b.down.window != defaultScaleDownWindow || b.up.window != 0 {
 		t.Errorf("defaults: %+v", b)
 	}
+}
+
+// readmeState knows pods do 10 records/s per unit of parallelism, measured up to 100, and
+// has watched more than a stabilization window.
+func readmeState() scaleState {
+	return scaleState{capacity: capacityModel{perWorker: 10, measuredParallelism: 100, highest: 100}, firstSample: time.Unix(0, 0)}
 }
