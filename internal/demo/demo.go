@@ -21,7 +21,10 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/controllers"
 	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
@@ -120,15 +123,36 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	start := time.Now()
 	go func() { producerDone <- produce(produceCtx, broker, opts, &produced) }()
 
+	// The operator's autoscaling policy, on demo time scales, advising on the one ingester
+	// running here (it advises; nothing is resized).
+	advisor := controllers.NewScaleAdvisor(lag, []string{broker}, topic, group, spanflowv1alpha1.AutoscalingSpec{Enabled: true,
+		TargetLagSeconds: ptr.To[int32](5), Cooldown: &metav1.Duration{Duration: 5 * time.Second},
+		ScaleDown: &spanflowv1alpha1.ScalingRules{StabilizationWindow: &metav1.Duration{Duration: 20 * time.Second}}}, int32(cfg.Parallelism))
+	var lastVerdict string
 	status := func(final bool) {
 		l := lag.ObserveTopic([]string{broker}, topic, group)
-		line := fmt.Sprintf("produced %8d  stored %8d  lag %6d records / %3d s", produced.Load(), writer.spans.Load(), l.Records, l.Seconds)
+		advice := advisor.Advise(time.Now(), 1, int32(cfg.Parallelism))
+		line := fmt.Sprintf("produced %8d  stored %8d  lag %6d records / %3d s  autoscaler: %d × %d",
+			produced.Load(), writer.spans.Load(), l.Records, l.Seconds, advice.Replicas, advice.Parallelism)
+		// The reason's figures change every second: show it when the verdict changes.
+		verdict := fmt.Sprintf("%d × %d", advice.Replicas, advice.Parallelism)
+		why := ""
+		if verdict != lastVerdict || final {
+			lastVerdict = verdict
+			why = "  autoscaler would run " + verdict + ": " + advice.Reason
+		}
 		if opts.Interactive {
+			if why != "" {
+				fmt.Fprintf(opts.Out, "\r\033[K%s\n", why)
+			}
 			fmt.Fprintf(opts.Out, "\r%s %s", progress(time.Since(start), opts.Duration), line)
 			if final {
 				fmt.Fprintln(opts.Out)
 			}
 			return
+		}
+		if why != "" {
+			fmt.Fprintln(opts.Out, why)
 		}
 		fmt.Fprintf(opts.Out, "%5.1fs  %s\n", time.Since(start).Seconds(), line)
 	}
