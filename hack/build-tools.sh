@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds, from source through the Go module proxy, every binary the tests and generators need:
 #   bin/k8s/<version>-<os>-<arch>/  kube-apiserver, kubectl, etcd   (envtest's KUBEBUILDER_ASSETS)
-#   bin/tools/                      controller-gen, helm
+#   bin/tools/                      controller-gen, helm, jaeger (Jaeger v2: the OTLP backend and
+#                                   the real Kafka producer of the tests)
 # Nothing here downloads prebuilt archives: setup-envtest's bucket is not reachable from our
 # machines, so the control plane is compiled from k8s.io/kubernetes (hack/tools/k8s) and
-# go.etcd.io/etcd (hack/tools/etcd), modules that exist only for this build.
+# go.etcd.io/etcd (hack/tools/etcd), modules that exist only for this build; Jaeger v2 from
+# github.com/jaegertracing/jaeger (hack/tools/jaeger) likewise.
 #
 # Idempotent: each binary has a stamp naming what it was built from; a binary whose stamp
 # matches is skipped, so a warm run takes well under a second.
@@ -17,6 +19,7 @@ K8S_VERSION=1.37.2
 ETCD_VERSION=3.7.3
 HELM_VERSION=v3.22.0
 CONTROLLER_TOOLS_VERSION=v0.22.0
+JAEGER_VERSION=v1.76.0
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 goos=$(go env GOOS)
@@ -47,7 +50,7 @@ build() {
     return
   fi
   mkdir -p "$dir"
-  log "$name: building $stamp from source (kube-apiserver takes about 5 minutes cold on 2 cores)"
+  log "$name: building $stamp from source (kube-apiserver takes about 5 minutes cold on 2 cores, jaeger about 3)"
   local start=$SECONDS
   if ! "$@" >&2; then
     fail "$name: 'go build' of $stamp failed (see the compiler output above; the Go module proxy must be reachable for a cold build)"
@@ -98,6 +101,8 @@ build controller-gen "$tools" "sigs.k8s.io/controller-tools@${CONTROLLER_TOOLS_V
   go_install_tool "$tools" "sigs.k8s.io/controller-tools/cmd/controller-gen@${CONTROLLER_TOOLS_VERSION}" "-s -w"
 build helm "$tools" "helm.sh/helm/v3@${HELM_VERSION}+k8s${K8S_VERSION}" \
   go_install_tool "$tools" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" "$(helm_ldflags)"
+build jaeger "$tools" "github.com/jaegertracing/jaeger@${JAEGER_VERSION}" \
+  go_build_in "$root/hack/tools/jaeger" "$tools/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger "-s -w"
 
 if $quiet; then
   echo "$assets"
