@@ -156,7 +156,7 @@ type SpanView struct {
 	Attributes map[string]string
 	// Resource are the resource's attributes other than service.name.
 	Resource map[string]string
-	// Events are the events' names; Links the linked trace/span IDs.
+	// Events are the events' names; Links the linked trace/span IDs; both sorted.
 	Events, Links []string
 }
 
@@ -201,6 +201,9 @@ func Views(td ptrace.Traces) map[string]SpanView {
 					link := s.Links().At(l)
 					v.Links = append(v.Links, Key(link.TraceID(), link.SpanID()))
 				}
+				// Order carries no meaning (Jaeger's API returns events newest first).
+				slices.Sort(v.Events)
+				slices.Sort(v.Links)
 				out[Key(s.TraceID(), s.SpanID())] = v
 			}
 		}
