@@ -5,16 +5,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/internal/testproc"
@@ -88,11 +92,14 @@ func rawGroupRead(b *testing.B, addr, group string) int {
 }
 
 // ingestProcess runs `spanflow ingest` as a process of its own at its default settings, to
-// the blackhole writer, until it has written every preloaded span. It returns the
+// the blackhole writer (or the storage the options set), until it has written every preloaded span. It returns the
 // process's own account of its cost, read from its /metrics and /proc: CPU time,
 // allocations, and peak RSS (VmHWM).
-func ingestProcess(b *testing.B, addr, group string) measurement {
+func ingestProcess(b *testing.B, addr, group string, storage ...func(*config.Storage)) measurement {
 	cfg := config.Default()
+	for _, set := range storage {
+		set(&cfg.Storage)
+	}
 	cfg.Kafka.Brokers = []string{addr}
 	cfg.Kafka.Topic = benchTopic
 	cfg.Kafka.ConsumerGroup = group
@@ -218,4 +225,53 @@ func BenchmarkIngestJaegerProto(b *testing.B) {
 	b.ReportMetric(ing.perCPUSecond()/raw.perCPUSecond(), "ratio-to-baseline")
 	b.ReportMetric(float64(ing.allocs)/float64(ing.items), "allocs/span")
 	b.ReportMetric(float64(ing.rss)/(1<<20), "peak-rss-MB")
+}
+
+// otlpSink is an OTLP/gRPC trace backend that accepts and counts: the cost of a real
+// backend is not what the OTLP benchmark measures.
+type otlpSink struct {
+	ptraceotlp.UnimplementedGRPCServer
+	spans atomic.Int64
+}
+
+func (s *otlpSink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	s.spans.Add(int64(req.Traces().SpanCount()))
+	return ptraceotlp.NewExportResponse(), nil
+}
+
+// BenchmarkIngestOTLPWriter measures `spanflow ingest` end to end with the otlp writer
+// (OTLP/gRPC, gzip, to a sink in this process that accepts everything) next to the
+// blackhole writer, on the same preloaded jaeger_proto messages in the same run: spans per
+// second and per CPU-second of the ingester process for each, and their ratio.
+func BenchmarkIngestOTLPWriter(b *testing.B) {
+	addr := startBrokerProcess(b)
+	rawGroupRead(b, addr, "warmup")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	ptraceotlp.RegisterGRPCServer(srv, &otlpSink{})
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+
+	var blackhole, otlp measurement
+	add := func(into *measurement, m measurement) {
+		into.items += m.items
+		into.cpu += m.cpu
+		into.wall += m.wall
+	}
+	for i := 0; b.Loop(); i++ {
+		add(&blackhole, ingestProcess(b, addr, fmt.Sprintf("blackhole-%d", i)))
+		add(&otlp, ingestProcess(b, addr, fmt.Sprintf("otlp-%d", i), func(s *config.Storage) {
+			s.Type = config.StorageOTLP
+			s.OTLP = config.OTLPStorage{Endpoint: l.Addr().String(), Protocol: config.OTLPProtocolGRPC, Insecure: true,
+				Compression: config.CompressionGzip, Timeout: config.Duration(10 * time.Second)}
+		}))
+	}
+	b.ReportMetric(blackhole.perCPUSecond(), "blackhole-spans/cpu-s")
+	b.ReportMetric(float64(blackhole.items)/blackhole.wall.Seconds(), "blackhole-spans/s")
+	b.ReportMetric(otlp.perCPUSecond(), "otlp-spans/cpu-s")
+	b.ReportMetric(float64(otlp.items)/otlp.wall.Seconds(), "otlp-spans/s")
+	b.ReportMetric(otlp.perCPUSecond()/blackhole.perCPUSecond(), "otlp-to-blackhole-cpu-ratio")
 }
