@@ -1,8 +1,8 @@
 // Package e2e runs both halves of spanflow together on one machine, the way a cluster
 // would: a real kube-apiserver with the CRD, the operator as a process, Kafka (kfake) as a
-// process, an Ingester applied with kubectl, and the ingester pods of the operator's
-// Deployment executed as local processes with the command, args, env and mounted config
-// the Deployment specifies.
+// process, Jaeger v2 as the trace storage, an Ingester applied with kubectl, and the
+// ingester pods of the operator's Deployment executed as local processes with the command,
+// args, env and mounted config the Deployment specifies.
 package e2e
 
 import (
@@ -25,8 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
-	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/cli"
+	"github.com/spanflow/spanflow/internal/jaegertest"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 	"github.com/spanflow/spanflow/internal/testenv"
 	"github.com/spanflow/spanflow/internal/testproc"
@@ -103,8 +103,9 @@ func kubectlApply(t *testing.T, env *envtest.Environment, yaml string) {
 
 func TestEndToEnd(t *testing.T) {
 	c, env, _ := startOperator(t)
-	// Kafka, in a process of its own.
+	// Kafka, in a process of its own; the trace storage, Jaeger v2.
 	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
+	jaeger := jaegertest.StartBackend(t)
 
 	// The user applies an Ingester with kubectl.
 	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
@@ -119,21 +120,21 @@ spec:
     maxWait: 100ms
     commitInterval: 200ms
   storage:
-    type: file
-    file: {path: /var/lib/spanflow/spans}
+    type: otlp
+    otlp: {endpoint: %q, insecure: true}
   replicas: 2
   parallelism: 200
-`, broker, topic))
+`, broker, topic, jaeger.OTLPGRPC))
 
 	var dep appsv1.Deployment
 	depKey := types.NamespacedName{Namespace: "default", Name: "e2e-ingester"}
 	eventually(t, 30*time.Second, "the operator's Deployment", func() bool { return c.Get(context.Background(), depKey, &dep) == nil })
 
 	// The "kubelet": one local process per replica, from the Deployment's pod template.
-	var admins, stores []string
+	var admins []string
 	for range *dep.Spec.Replicas {
-		a, s, _ := testproc.RunPod(t, c, "default", dep.Spec.Template.Spec)
-		admins, stores = append(admins, a), append(stores, s)
+		a, _, _ := testproc.RunPod(t, c, "default", dep.Spec.Template.Spec)
+		admins = append(admins, a)
 	}
 	ready := func() int32 {
 		n := int32(0)
@@ -161,18 +162,14 @@ spec:
 	producer := kafkatest.Attach(t, broker)
 	const messages, spansPer = 1000, 3
 	producer.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, messages, spansPer)...)
-	stored := func() int {
-		total := 0
-		for _, dir := range stores {
-			n, _, err := store.CountFiles(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			total += n
-		}
-		return total
+	// Every produced span is queryable in Jaeger.
+	for seq := range uint64(messages) {
+		id := kafkatest.Traces(seq, spansPer).ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
+		eventually(t, 60*time.Second, "trace "+id.String()+" with its spans in Jaeger", func() bool {
+			tr, found, err := jaeger.Trace(id)
+			return err == nil && found && len(tr.Spans) == spansPer
+		})
 	}
-	eventually(t, 60*time.Second, "every span in the ingesters' file stores", func() bool { return stored() == messages*spansPer })
 
 	var ing spanflowv1alpha1.Ingester
 	ingKey := types.NamespacedName{Namespace: "default", Name: "e2e"}
