@@ -44,8 +44,10 @@ const secretIndex = "spec.secretNames"
 type IngesterReconciler struct {
 	Client client.Client
 	// SecretReader reads Secrets straight from the API server, so the operator does not
-	// cache every Secret of the cluster.
+	// cache every Secret of the cluster; only those Ingesters reference are kept, and read
+	// again only when their resourceVersion changes.
 	SecretReader client.Reader
+	secrets      *secretCache
 	Recorder     recorder.EventRecorder
 	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
@@ -167,8 +169,8 @@ func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1al
 	for _, ref := range referencedSecrets(ing) {
 		s, ok := secrets[ref.name]
 		if !ok {
-			s = &corev1.Secret{}
-			err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ref.name}, s)
+			var err error
+			s, err = r.secrets.get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ref.name})
 			if apierrors.IsNotFound(err) {
 				missing = append(missing, fmt.Errorf("Secret %q does not exist", ref.name))
 				continue
@@ -334,6 +336,7 @@ func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		func(obj client.Object) []string { return referencedSecretNames(obj.(*spanflowv1alpha1.Ingester)) }); err != nil {
 		return err
 	}
+	r.secrets = newSecretCache(r.Client, r.SecretReader)
 	if err := mgr.Add(r.Lag); err != nil {
 		return err
 	}

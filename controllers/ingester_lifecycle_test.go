@@ -90,6 +90,11 @@ func TestSecretsAndKafkaCredentials(t *testing.T) {
 		g.Expect(ing.Status.Partitions).To(Equal(int32(2)))
 	}, eventually, poll).Should(Succeed())
 
+	// Resyncs read the Secrets' contents again only when they changed.
+	reads := managerSecretReadsIn(ns)
+	g.Consistently(func() int64 { return managerSecretReadsIn(ns) - reads }, "5s", "500ms").Should(BeZero(),
+		"the manager read unchanged Secrets again during resyncs")
+
 	// Rotating the password rolls the pods. This one is wrong: the operator says so.
 	const wrong = "not-the-password"
 	secret.Data["password"] = []byte(wrong)
@@ -100,6 +105,7 @@ func TestSecretsAndKafkaCredentials(t *testing.T) {
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonKafkaUnreachable))
 		g.Expect(c.Message).NotTo(ContainSubstring(wrong))
 	}, eventually, poll).Should(Succeed())
+	g.Expect(managerSecretReadsIn(ns) - reads).To(BeNumerically(">=", 1), "the rotated Secret was not read")
 	var cm corev1.ConfigMap
 	g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sasl-ingester"}, &cm)).To(Succeed())
 	g.Expect(cm.Data[configFileName]).NotTo(Or(ContainSubstring(wrong), ContainSubstring(sec.Password)))

@@ -52,14 +52,35 @@ var writesByNamespace sync.Map // namespace → *atomic.Int64
 type writeCounter struct{ next http.RoundTripper }
 
 func (w writeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method != http.MethodGet {
-		if _, rest, ok := strings.Cut(req.URL.Path, "/namespaces/"); ok {
-			ns, _, _ := strings.Cut(rest, "/")
-			n, _ := writesByNamespace.LoadOrStore(ns, new(atomic.Int64))
+	if _, rest, ok := strings.Cut(req.URL.Path, "/namespaces/"); ok {
+		ns, resource, _ := strings.Cut(rest, "/")
+		counts := &writesByNamespace
+		switch {
+		case req.Method != http.MethodGet:
+		case strings.HasPrefix(resource, "secrets/"):
+			counts = &secretReadsByNamespace
+		default:
+			counts = nil
+		}
+		if counts != nil {
+			n, _ := counts.LoadOrStore(ns, new(atomic.Int64))
 			n.(*atomic.Int64).Add(1)
 		}
 	}
 	return w.next.RoundTrip(req)
+}
+
+// secretReadsByNamespace counts the manager's reads of single Secrets (their contents),
+// by namespace.
+var secretReadsByNamespace sync.Map // namespace → *atomic.Int64
+
+// managerSecretReadsIn is the number of Secrets the manager has read in namespace ns.
+func managerSecretReadsIn(ns string) int64 {
+	n, ok := secretReadsByNamespace.Load(ns)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
 }
 
 // managerWritesIn is the number of write requests the manager has sent to namespace ns.
