@@ -105,7 +105,7 @@ func TestSecretsAndKafkaCredentials(t *testing.T) {
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonKafkaUnreachable))
 		g.Expect(c.Message).NotTo(ContainSubstring(wrong))
 	}, eventually, poll).Should(Succeed())
-	g.Expect(managerSecretReadsIn(ns) - reads).To(BeNumerically(">=", 1), "the rotated Secret was not read")
+	g.Expect(managerSecretReadsIn(ns)-reads).To(BeNumerically(">=", 1), "the rotated Secret was not read")
 	var cm corev1.ConfigMap
 	g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sasl-ingester"}, &cm)).To(Succeed())
 	g.Expect(cm.Data[configFileName]).NotTo(Or(ContainSubstring(wrong), ContainSubstring(sec.Password)))
