@@ -2,6 +2,7 @@ package decode
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -27,10 +28,16 @@ type jaegerFast struct {
 }
 
 // Tags whose meaning to the translator the fast path leaves to the library.
-var libraryTags = map[string]bool{
-	"error": true, "otel.status_code": true, "otel.status_description": true,
-	"http.status_message": true, "w3c.tracestate": true, "otel.scope.name": true,
-}
+// Tags the translator turns into span fields rather than attributes.
+const (
+	tagError             = "error"
+	tagStatusCode        = "otel.status_code"
+	tagStatusDescription = "otel.status_description"
+	tagHTTPStatusMessage = "http.status_message"
+	tagTraceState        = "w3c.tracestate"
+	tagScopeName         = "otel.scope.name"
+	tagScopeVersion      = "otel.scope.version"
+)
 
 const (
 	keyHTTPStatusV0 = "http.status_code"
@@ -82,15 +89,7 @@ func (d *jaegerFast) handles(s *wireSpan) bool {
 	if s.traceID == ([16]byte{}) || s.spanID == ([8]byte{}) {
 		return false // a blank or ID-less span: the library has special cases for it
 	}
-	if s.hasProcess && s.service == "OTLPResourceNoServiceName" {
-		return false
-	}
-	for i := range s.tags {
-		if libraryTags[s.tags[i].key] {
-			return false
-		}
-	}
-	return true
+	return !s.hasProcess || s.service != "OTLPResourceNoServiceName"
 }
 
 func (d *jaegerFast) convert(s *wireSpan) ptrace.Traces {
@@ -118,7 +117,16 @@ func (d *jaegerFast) convert(s *wireSpan) ptrace.Traces {
 			}
 		}
 	}
-	span := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	ss := rs.ScopeSpans().AppendEmpty()
+	// Like the translator: the first otel.scope.name tag names the scope, and only then
+	// the first otel.scope.version tag versions it; both leave the tags.
+	if name, ok := s.takeTag(tagScopeName); ok {
+		ss.Scope().SetName(name)
+		if version, ok := s.takeTag(tagScopeVersion); ok {
+			ss.Scope().SetVersion(version)
+		}
+	}
+	span := ss.Spans().AppendEmpty()
 	span.SetTraceID(s.traceID)
 	span.SetSpanID(s.spanID)
 	span.SetName(s.name)
@@ -139,7 +147,11 @@ func (d *jaegerFast) convert(s *wireSpan) ptrace.Traces {
 		span.SetKind(spanKind(kind.Str()))
 		attrs.Remove("span.kind")
 	}
-	setHTTPStatus(attrs, span)
+	setStatus(attrs, span)
+	if ts, ok := attrs.Get(tagTraceState); ok {
+		span.TraceState().FromRaw(ts.Str())
+		attrs.Remove(tagTraceState)
+	}
 	if attrs.Len() == 0 {
 		attrs.Clear()
 	}
@@ -260,11 +272,65 @@ func spanKind(kind string) ptrace.SpanKind {
 // setHTTPStatus derives the span status from an HTTP status code attribute, as the
 // translator does when no error or otel.status_code tag is present (those go to the
 // library path): 4xx is an error for clients only, 5xx and unknown codes always.
-func setHTTPStatus(attrs pcommon.Map, span ptrace.Span) {
+// setStatus sets the span status from the tags, in the translator's order: a boolean
+// error tag that is true first (with otel.status_description or http.status_message as
+// the message), then otel.status_code (always removed), then the HTTP status code.
+func setStatus(attrs pcommon.Map, span ptrace.Span) {
+	code, message, exists := ptrace.StatusCodeUnset, "", false
+	description := func() (string, bool) {
+		if v, ok := attrs.Get(tagStatusDescription); ok {
+			msg := v.Str()
+			attrs.Remove(tagStatusDescription)
+			return msg, true
+		}
+		return "", false
+	}
+	if v, ok := attrs.Get(tagError); ok && v.Type() == pcommon.ValueTypeBool && v.Bool() {
+		code, exists = ptrace.StatusCodeError, true
+		attrs.Remove(tagError)
+		if msg, ok := description(); ok {
+			message = msg
+		} else if v, ok := attrs.Get(tagHTTPStatusMessage); ok {
+			message = v.Str()
+		}
+	}
+	if v, ok := attrs.Get(tagStatusCode); ok {
+		if !exists {
+			exists = true
+			switch strings.ToUpper(v.Str()) {
+			case "OK":
+				code = ptrace.StatusCodeOk
+			case "ERROR":
+				code = ptrace.StatusCodeError
+			}
+			if msg, ok := description(); ok {
+				message = msg
+			}
+		}
+		attrs.Remove(tagStatusCode)
+	} else if !exists {
+		if c, ok := httpStatus(attrs, span.Kind()); ok {
+			if c != ptrace.StatusCodeUnset {
+				code, exists = c, true
+			}
+			if v, ok := attrs.Get(tagHTTPStatusMessage); ok {
+				message = v.Str()
+			}
+		}
+	}
+	if exists {
+		span.Status().SetCode(code)
+		span.Status().SetMessage(message)
+	}
+}
+
+// httpStatus is the status an HTTP status code attribute implies, false when there is
+// none or it is not a number.
+func httpStatus(attrs pcommon.Map, kind ptrace.SpanKind) (ptrace.StatusCode, bool) {
 	v, ok := attrs.Get(keyHTTPStatusV0)
 	if !ok {
 		if v, ok = attrs.Get(keyHTTPStatusV1); !ok {
-			return
+			return ptrace.StatusCodeUnset, false
 		}
 	}
 	var code int64
@@ -274,21 +340,18 @@ func setHTTPStatus(attrs pcommon.Map, span ptrace.Span) {
 	case pcommon.ValueTypeStr:
 		var err error
 		if code, err = strconv.ParseInt(v.Str(), 10, 0); err != nil {
-			return
+			return ptrace.StatusCodeUnset, false
 		}
 	default:
-		return
+		return ptrace.StatusCodeUnset, false
 	}
-	status := ptrace.StatusCodeError
 	switch {
-	case code >= 400 && code < 500 && span.Kind() == ptrace.SpanKindClient:
-	case code >= 400 && code < 500 && span.Kind() == ptrace.SpanKindServer:
-		status = ptrace.StatusCodeUnset
+	case code >= 400 && code < 500 && kind == ptrace.SpanKindClient:
+		return ptrace.StatusCodeError, true
+	case code >= 400 && code < 500 && kind == ptrace.SpanKindServer:
+		return ptrace.StatusCodeUnset, true
 	case code >= 100 && code < 399:
-		status = ptrace.StatusCodeUnset
+		return ptrace.StatusCodeUnset, true
 	}
-	if status != ptrace.StatusCodeUnset {
-		span.Status().SetCode(status)
-		span.Status().SetMessage("")
-	}
+	return ptrace.StatusCodeError, true
 }

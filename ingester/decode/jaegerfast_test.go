@@ -10,7 +10,9 @@ import (
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/internal/spangen"
+	"github.com/spanflow/spanflow/internal/tracetest"
 )
 
 // variant changes a realistic span into one of the shapes the translator treats specially.
@@ -84,6 +86,39 @@ var variants = []func(r *rand.Rand, s *model.Span){
 	func(_ *rand.Rand, s *model.Span) { s.Tags = nil; s.Logs = nil },
 	func(_ *rand.Rand, s *model.Span) { s.Warnings = []string{"w1"}; s.ProcessID = "p1" },
 	func(_ *rand.Rand, s *model.Span) { s.SpanID = 0 },
+	// The tags the translator turns into span fields, in the shapes it treats apart.
+	func(_ *rand.Rand, s *model.Span) { s.Tags = append(s.Tags, model.String("error", "true")) },
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.Bool("error", true), model.String("otel.status_description", "d"), model.String("http.status_message", "m"))
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.Bool("error", true), model.String("http.status_message", "m"), model.String("otel.status_code", "OK"))
+	},
+	func(r *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.String("otel.status_code", []string{"ok", "OK", "Error", "UNSET", ""}[r.IntN(5)]))
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.Int64("otel.status_code", 2), model.String("otel.status_description", "x"))
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.Bool("error", false), model.String("otel.status_code", "ERROR"), model.String("otel.status_description", "y"))
+	},
+	func(r *rand.Rand, s *model.Span) {
+		s.Tags = replaceTag(s.Tags, model.String("http.status_code", fmt.Sprint([]int{404, 503}[r.IntN(2)])))
+		s.Tags = append(s.Tags, model.String("http.status_message", "Service Unavailable"))
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.String("otel.scope.version", "no name"))
+	},
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.String("otel.scope.name", "a"), model.String("otel.scope.name", "b"), model.Int64("otel.scope.version", 3))
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Tags = append(s.Tags, model.Int64("otel.scope.name", 7)) },
+	func(_ *rand.Rand, s *model.Span) {
+		s.Tags = append(s.Tags, model.String("w3c.tracestate", "x=1"), model.Int64("w3c.tracestate", 2))
+	},
+	func(_ *rand.Rand, s *model.Span) { s.Tags = []model.KeyValue{model.Bool("error", true)} },
+	func(_ *rand.Rand, s *model.Span) { s.Tags = []model.KeyValue{model.String("otel.scope.name", "only")} },
 }
 
 func replaceTag(tags []model.KeyValue, kv model.KeyValue) []model.KeyValue {
@@ -142,10 +177,15 @@ func TestJaegerFastMatchesLibrary(t *testing.T) {
 
 func TestJaegerFastTakesTheFastPath(t *testing.T) {
 	fast := newJaegerFast()
-	data, _ := spangen.New(1).JaegerSpan(1).Marshal()
-	var s wireSpan
-	if !s.parse(data, string(data)) || !fast.handles(&s) {
-		t.Fatal("a plain realistic span falls back to the library")
+	plain, _ := spangen.New(1).JaegerSpan(1).Marshal()
+	// What Jaeger v2 and the Collector write: scope, status and error tags from OTLP.
+	fromOTLP := encodeAs(t, config.EncodingJaegerProto, tracetest.Corpus())
+	for _, data := range append(fromOTLP, plain) {
+		var s wireSpan
+		if !s.parse(data, string(data)) || !fast.handles(&s) {
+			t.Fatalf("a span falls back to the library: %x", data)
+		}
+		assertSameAsLibrary(t, fast, data)
 	}
 }
 

@@ -346,3 +346,16 @@ func secondsNanos(data []byte) (sec, nanos int64, ok bool) {
 	}, "")
 	return sec, nanos, ok
 }
+
+// takeTag removes the first tag named key and returns its string value (what gogo's
+// GetVStr returns, whatever the tag's type), as the translator's getAndDeleteTag does.
+func (s *wireSpan) takeTag(key string) (string, bool) {
+	for i := range s.tags {
+		if s.tags[i].key == key {
+			v := s.tags[i].str
+			s.tags = append(s.tags[:i], s.tags[i+1:]...)
+			return v, true
+		}
+	}
+	return "", false
+}
