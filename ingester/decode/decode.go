@@ -33,7 +33,7 @@ func New(encoding string) (Decoder, error) {
 	case config.EncodingJaegerProto:
 		return newJaegerFast(), nil
 	case config.EncodingJaegerJSON:
-		return jaegerJSON{}, nil
+		return newJaegerJSONFast(), nil
 	case config.EncodingZipkinJSON:
 		return library{unmarshaler: zipkinv2.NewJSONTracesUnmarshaler(false), name: encoding}, nil
 	case config.EncodingZipkinProto:

@@ -37,9 +37,7 @@ func FuzzOTLPJSON(f *testing.F) {
 	fuzzDecoder(f, config.EncodingOTLPJSON, data)
 }
 
-func FuzzJaegerJSON(f *testing.F) {
-	fuzzDecoder(f, config.EncodingJaegerJSON, []byte(`{"traceId":"AAAAAAAAAAAAAAAAAAAAAQ==","spanId":"AAAAAAAAAAE=","operationName":"x"}`))
-}
+// FuzzJaegerJSON is in jaegerfast_test.go: it also holds the fast path to the library.
 
 func FuzzZipkinJSON(f *testing.F) {
 	data, _ := zipkinv2.NewJSONTracesMarshaler().MarshalTraces(twoServiceTrace())

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gogo/protobuf/jsonpb"
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -230,4 +231,87 @@ func BenchmarkJaegerDecode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// assertJSONSameAsLibrary decodes data with jsonpb and with the transcoding path: both
+// fail, or both give the same traces.
+func assertJSONSameAsLibrary(t *testing.T, fast *jaegerJSONFast, data []byte) {
+	t.Helper()
+	want, wantErr := jaegerJSON{}.Decode(data)
+	got, gotErr := fast.Decode(data)
+	if (wantErr == nil) != (gotErr == nil) {
+		t.Fatalf("library error %v, fast path error %v, input %s", wantErr, gotErr, data)
+	}
+	if wantErr != nil {
+		return
+	}
+	if w, g := jsonOf(t, want), jsonOf(t, got); !bytes.Equal(w, g) {
+		t.Fatalf("fast path differs from the library\nlibrary: %s\nfast:    %s\ninput %s", w, g, data)
+	}
+}
+
+// jaegerJSONVariants are the spans of the proto variants in jsonpb's JSON.
+func jaegerJSONVariants(t testing.TB, n int) [][]byte {
+	gen := spangen.New(4)
+	r := rand.New(rand.NewPCG(7, 8))
+	var out [][]byte
+	for i := range n {
+		span := gen.JaegerSpan(uint64(i))
+		variants[i%len(variants)](r, span)
+		var buf bytes.Buffer
+		if err := (&jsonpb.Marshaler{}).Marshal(&buf, span); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf.Bytes())
+	}
+	return out
+}
+
+func TestJaegerJSONFastMatchesLibrary(t *testing.T) {
+	fast := newJaegerJSONFast()
+	inputs := jaegerJSONVariants(t, 2*len(variants))
+	inputs = append(inputs, encodeAs(t, config.EncodingJaegerJSON, tracetest.Corpus())...)
+	// Shapes jsonpb reads that the transcoder leaves to it, and shapes both refuse.
+	inputs = append(inputs, [][]byte{
+		[]byte(`{"trace_id":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM="}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","tags":null}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","tags":[{"key":"n","vType":2,"vInt64":5}]}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","tags":[{"key":"f","vType":"FLOAT64","vFloat64":"NaN"}]}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","operationName":"a\u00e9\n","duration":"1m2.5s"}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","operationName":"x","operationName":"y"}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","startTime":"2026-11-20T10:30:00+01:00"}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","unknown":1}`),
+		[]byte(`{"traceId":"not base64","spanId":"AAAAAAAAAAM="}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","flags":1.5}`),
+		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","logs":[{"timestamp":"2026-11-20T09:30:00Z","fields":[{"key":"event","vStr":"e"}]}]}`),
+		[]byte(`{}`), []byte(`[]`), []byte(`{"traceId":`), []byte(`null`),
+	}...)
+	for _, data := range inputs {
+		assertJSONSameAsLibrary(t, fast, data)
+	}
+	// The library path is only the exception.
+	var transcoded int
+	for _, data := range jaegerJSONVariants(t, len(variants)) {
+		tr := jsonTranscoder{in: data}
+		if _, ok := tr.span(); ok {
+			transcoded++
+		}
+	}
+	if transcoded != len(variants) {
+		t.Errorf("%d of %d jsonpb-written spans transcoded, want all", transcoded, len(variants))
+	}
+}
+
+// FuzzJaegerJSON holds the transcoding path to jsonpb's on arbitrary bytes. Run it with:
+// go test -fuzz=FuzzJaegerJSON ./ingester/decode
+func FuzzJaegerJSON(f *testing.F) {
+	for _, data := range jaegerJSONVariants(f, len(variants)) {
+		f.Add(data)
+	}
+	f.Add([]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","tags":[{"key":"n","vType":"INT64","vInt64":5}]}`))
+	f.Add([]byte(`{"traceId":"AAAAAAAAAAAAAAAAAAAAAQ==","spanId":"AAAAAAAAAAE=","operationName":"x"}`))
+	fast := newJaegerJSONFast()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		assertJSONSameAsLibrary(t, fast, data)
+	})
 }

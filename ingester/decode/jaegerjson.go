@@ -1,0 +1,525 @@
+package decode
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// jaegerJSONFast reads jaeger_json by transcoding the JSON into the protobuf encoding of
+// the same model.Span, which the jaeger_proto fast path decodes: gogo's jsonpb, the
+// library path, spends about 50 times longer on reflection. JSON the transcoder does not
+// read exactly as jsonpb would — other spellings of field names, nulls, enum numbers,
+// repeated keys, special floats, anything unusual — goes to the library path, and so does
+// every error, so that errors are the library's. A differential test and a fuzz target
+// hold the two paths to the same output.
+type jaegerJSONFast struct {
+	proto   *jaegerFast
+	library jaegerJSON
+}
+
+func newJaegerJSONFast() *jaegerJSONFast { return &jaegerJSONFast{proto: newJaegerFast()} }
+
+func (d *jaegerJSONFast) Decode(data []byte) (ptrace.Traces, error) {
+	if len(data) == 0 {
+		return ptrace.Traces{}, ErrEmpty
+	}
+	t := jsonTranscoder{in: data, out: make([]byte, 0, len(data))}
+	if wire, ok := t.span(); ok {
+		if td, err := d.proto.Decode(wire); err == nil {
+			return td, nil
+		}
+	}
+	return d.library.Decode(data)
+}
+
+// Field numbers of jaeger-idl's model.proto beyond those in jaegerwire.go, and of
+// google.protobuf.Timestamp and Duration.
+const (
+	spanProcessID, spanWarnings = 11, 12
+	wktSeconds, wktNanos        = 1, 2
+)
+
+// jsonTranscoder reads one JSON value at a time from in, appending protobuf to out. Every
+// method reports false for input it does not transcode exactly.
+type jsonTranscoder struct {
+	in  []byte
+	pos int
+	out []byte
+}
+
+func (t *jsonTranscoder) span() ([]byte, bool) {
+	var seen uint32
+	ok := t.object(func(key []byte) bool {
+		field, ok := spanFields[string(key)]
+		if !ok || seen&(1<<field) != 0 {
+			return false // another spelling, an unknown field, or a repeated key
+		}
+		seen |= 1 << field
+		switch field {
+		case spanTraceID, spanSpanID:
+			return t.id(field)
+		case spanOperation, spanProcessID:
+			return t.stringField(field)
+		case spanReferences:
+			return t.array(func() bool { return t.message(spanReferences, t.ref) })
+		case spanFlags:
+			return t.uint32Field(field)
+		case spanStartTime:
+			return t.message(field, t.timestamp)
+		case spanDuration:
+			return t.message(field, t.duration)
+		case spanTags:
+			return t.array(func() bool { return t.message(spanTags, t.keyValue) })
+		case spanLogs:
+			return t.array(func() bool { return t.message(spanLogs, t.log) })
+		case spanProcess:
+			return t.message(field, t.process)
+		case spanWarnings:
+			return t.array(func() bool { return t.stringField(spanWarnings) })
+		}
+		return false
+	})
+	t.skipSpace()
+	return t.out, ok && t.pos == len(t.in)
+}
+
+// The names jsonpb writes for the enums; it also reads their numbers, which go to the
+// library path here.
+var (
+	refTypes   = map[string]uint64{"CHILD_OF": 0, "FOLLOWS_FROM": 1}
+	valueTypes = map[string]uint64{"STRING": vtString, "BOOL": vtBool, "INT64": vtInt64, "FLOAT64": vtFloat64, "BINARY": vtBinary}
+)
+
+var spanFields = map[string]protowire.Number{
+	"traceId": spanTraceID, "spanId": spanSpanID, "operationName": spanOperation, "references": spanReferences,
+	"flags": spanFlags, "startTime": spanStartTime, "duration": spanDuration, "tags": spanTags, "logs": spanLogs,
+	"process": spanProcess, "processId": spanProcessID, "warnings": spanWarnings,
+}
+
+// message appends field as a length-delimited message whose body body writes.
+func (t *jsonTranscoder) message(field protowire.Number, body func() bool) bool {
+	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
+	// A one-byte length placeholder; moved when the body is longer.
+	at := len(t.out)
+	t.out = append(t.out, 0)
+	if !body() {
+		return false
+	}
+	n := len(t.out) - at - 1
+	size := protowire.SizeVarint(uint64(n))
+	if size > 1 {
+		t.out = append(t.out, make([]byte, size-1)...)
+		copy(t.out[at+size:], t.out[at+1:at+1+n])
+	}
+	protowire.AppendVarint(t.out[at:at], uint64(n))
+	return true
+}
+
+func (t *jsonTranscoder) ref() bool {
+	var seen uint32
+	return t.object(func(key []byte) bool {
+		var field protowire.Number
+		switch string(key) {
+		case "traceId":
+			field = refTraceID
+		case "spanId":
+			field = refSpanID
+		case "refType":
+			field = refType
+		default:
+			return false
+		}
+		if seen&(1<<field) != 0 {
+			return false
+		}
+		seen |= 1 << field
+		if field == refType {
+			return t.enum(field, refTypes)
+		}
+		return t.id(field)
+	})
+}
+
+func (t *jsonTranscoder) keyValue() bool {
+	var seen uint32
+	return t.object(func(key []byte) bool {
+		var field protowire.Number
+		switch string(key) {
+		case "key":
+			field = kvKey
+		case "vType":
+			field = kvType
+		case "vStr":
+			field = kvStr
+		case "vBool":
+			field = kvBool
+		case "vInt64":
+			field = kvInt64
+		case "vFloat64":
+			field = kvFloat64
+		case "vBinary":
+			field = kvBinary
+		default:
+			return false
+		}
+		if seen&(1<<field) != 0 {
+			return false
+		}
+		seen |= 1 << field
+		switch field {
+		case kvKey, kvStr:
+			return t.stringField(field)
+		case kvType:
+			return t.enum(field, valueTypes)
+		case kvBool:
+			return t.boolField(field)
+		case kvInt64:
+			return t.int64Field(field)
+		case kvFloat64:
+			return t.float64Field(field)
+		default:
+			return t.bytesField(field)
+		}
+	})
+}
+
+func (t *jsonTranscoder) log() bool {
+	var seen uint32
+	return t.object(func(key []byte) bool {
+		switch string(key) {
+		case "timestamp":
+			if seen&1 != 0 {
+				return false
+			}
+			seen |= 1
+			return t.message(logTimestamp, t.timestamp)
+		case "fields":
+			if seen&2 != 0 {
+				return false
+			}
+			seen |= 2
+			return t.array(func() bool { return t.message(logFields, t.keyValue) })
+		}
+		return false
+	})
+}
+
+func (t *jsonTranscoder) process() bool {
+	var seen uint32
+	return t.object(func(key []byte) bool {
+		switch string(key) {
+		case "serviceName":
+			if seen&1 != 0 {
+				return false
+			}
+			seen |= 1
+			return t.stringField(processServiceName)
+		case "tags":
+			if seen&2 != 0 {
+				return false
+			}
+			seen |= 2
+			return t.array(func() bool { return t.message(processTags, t.keyValue) })
+		}
+		return false
+	})
+}
+
+// timestamp reads an RFC 3339 time, as jsonpb does, into Timestamp's fields.
+func (t *jsonTranscoder) timestamp() bool {
+	s, ok := t.plainString()
+	if !ok {
+		return false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, string(s))
+	if err != nil {
+		return false
+	}
+	t.out = appendWKT(t.out, ts.Unix(), int32(ts.Nanosecond()))
+	return true
+}
+
+// duration reads a Go duration string ("0.25s"), as jsonpb does for gogo's stdduration.
+func (t *jsonTranscoder) duration() bool {
+	s, ok := t.plainString()
+	if !ok {
+		return false
+	}
+	d, err := time.ParseDuration(string(s))
+	if err != nil {
+		return false
+	}
+	ns := d.Nanoseconds()
+	t.out = appendWKT(t.out, ns/1e9, int32(ns%1e9))
+	return true
+}
+
+func appendWKT(out []byte, seconds int64, nanos int32) []byte {
+	if seconds != 0 {
+		out = protowire.AppendTag(out, wktSeconds, protowire.VarintType)
+		out = protowire.AppendVarint(out, uint64(seconds))
+	}
+	if nanos != 0 {
+		out = protowire.AppendTag(out, wktNanos, protowire.VarintType)
+		out = protowire.AppendVarint(out, uint64(int64(nanos)))
+	}
+	return out
+}
+
+// id reads a base64 ID as jaeger-idl's UnmarshalJSON does: the characters between the
+// quotes, escapes and all, in standard encoding.
+func (t *jsonTranscoder) id(field protowire.Number) bool {
+	s, ok := t.rawString()
+	if !ok {
+		return false
+	}
+	var buf [32]byte
+	if base64.StdEncoding.DecodedLen(len(s)) > len(buf) {
+		return false
+	}
+	n, err := base64.StdEncoding.Decode(buf[:], s)
+	if err != nil {
+		return false
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
+	t.out = protowire.AppendBytes(t.out, buf[:n])
+	return true
+}
+
+func (t *jsonTranscoder) stringField(field protowire.Number) bool {
+	s, ok := t.stringValue()
+	if !ok {
+		return false
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
+	t.out = protowire.AppendBytes(t.out, s)
+	return true
+}
+
+func (t *jsonTranscoder) bytesField(field protowire.Number) bool {
+	s, ok := t.plainString()
+	if !ok {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(string(s))
+	if err != nil {
+		return false // jsonpb also tries URL encoding: the library decides
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
+	t.out = protowire.AppendBytes(t.out, b)
+	return true
+}
+
+func (t *jsonTranscoder) enum(field protowire.Number, names map[string]uint64) bool {
+	s, ok := t.plainString()
+	if !ok {
+		return false
+	}
+	v, ok := names[string(s)]
+	if !ok {
+		return false
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
+	t.out = protowire.AppendVarint(t.out, v)
+	return true
+}
+
+func (t *jsonTranscoder) boolField(field protowire.Number) bool {
+	var v uint64
+	switch {
+	case t.literal("true"):
+		v = 1
+	case t.literal("false"):
+	default:
+		return false
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
+	t.out = protowire.AppendVarint(t.out, v)
+	return true
+}
+
+// int64Field reads an int64 as a quoted decimal (how jsonpb writes it) or a bare integer.
+func (t *jsonTranscoder) int64Field(field protowire.Number) bool {
+	t.skipSpace()
+	var s []byte
+	if t.pos < len(t.in) && t.in[t.pos] == '"' {
+		var ok bool
+		// jsonpb reads the quoted text as a JSON number: "00" and "+1" are not.
+		if s, ok = t.plainString(); !ok || !json.Valid(s) {
+			return false
+		}
+	} else {
+		s = t.number()
+	}
+	v, err := strconv.ParseInt(string(s), 10, 64)
+	if err != nil {
+		return false
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
+	t.out = protowire.AppendVarint(t.out, uint64(v))
+	return true
+}
+
+func (t *jsonTranscoder) uint32Field(field protowire.Number) bool {
+	v, err := strconv.ParseUint(string(t.number()), 10, 32)
+	if err != nil {
+		return false
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
+	t.out = protowire.AppendVarint(t.out, v)
+	return true
+}
+
+func (t *jsonTranscoder) float64Field(field protowire.Number) bool {
+	v, err := strconv.ParseFloat(string(t.number()), 64)
+	if err != nil || math.IsInf(v, 0) {
+		return false
+	}
+	t.out = protowire.AppendTag(t.out, field, protowire.Fixed64Type)
+	t.out = protowire.AppendFixed64(t.out, math.Float64bits(v))
+	return true
+}
+
+// number returns a JSON number's text ("" when there is none).
+func (t *jsonTranscoder) number() []byte {
+	t.skipSpace()
+	start := t.pos
+	for t.pos < len(t.in) {
+		c := t.in[t.pos]
+		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
+			break
+		}
+		t.pos++
+	}
+	s := t.in[start:t.pos]
+	if !json.Valid(s) {
+		return nil
+	}
+	return s
+}
+
+// stringValue reads a JSON string and returns its value, escapes resolved.
+func (t *jsonTranscoder) stringValue() ([]byte, bool) {
+	raw, ok := t.rawString()
+	if !ok {
+		return nil, false
+	}
+	if !utf8.Valid(raw) {
+		return nil, false // encoding/json would replace the bad bytes: the library decides
+	}
+	for _, c := range raw {
+		if c == '\\' {
+			var s string
+			if err := json.Unmarshal(t.in[t.pos-len(raw)-2:t.pos], &s); err != nil {
+				return nil, false
+			}
+			return []byte(s), true
+		}
+	}
+	return raw, true
+}
+
+// plainString reads a JSON string without escapes (IDs, enums, times, numbers).
+func (t *jsonTranscoder) plainString() ([]byte, bool) {
+	raw, ok := t.rawString()
+	if !ok {
+		return nil, false
+	}
+	for _, c := range raw {
+		if c == '\\' {
+			return nil, false
+		}
+	}
+	return raw, true
+}
+
+// rawString reads a JSON string and returns what is between the quotes, unresolved.
+func (t *jsonTranscoder) rawString() ([]byte, bool) {
+	t.skipSpace()
+	if t.pos >= len(t.in) || t.in[t.pos] != '"' {
+		return nil, false
+	}
+	start := t.pos + 1
+	for i := start; i < len(t.in); i++ {
+		switch c := t.in[i]; {
+		case c == '\\':
+			i++
+		case c == '"':
+			t.pos = i + 1
+			return t.in[start:i], true
+		case c < 0x20:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (t *jsonTranscoder) literal(word string) bool {
+	t.skipSpace()
+	if len(t.in)-t.pos >= len(word) && string(t.in[t.pos:t.pos+len(word)]) == word {
+		t.pos += len(word)
+		return true
+	}
+	return false
+}
+
+// object reads {"key": value, ...}, calling member for each key to read its value.
+func (t *jsonTranscoder) object(member func(key []byte) bool) bool {
+	if !t.literal("{") {
+		return false
+	}
+	if t.literal("}") {
+		return true
+	}
+	for {
+		key, ok := t.plainString()
+		if !ok || !t.literal(":") || !member(key) {
+			return false
+		}
+		if t.literal("}") {
+			return true
+		}
+		if !t.literal(",") {
+			return false
+		}
+	}
+}
+
+// array reads [value, ...], calling element for each.
+func (t *jsonTranscoder) array(element func() bool) bool {
+	if !t.literal("[") {
+		return false
+	}
+	if t.literal("]") {
+		return true
+	}
+	for {
+		if !element() {
+			return false
+		}
+		if t.literal("]") {
+			return true
+		}
+		if !t.literal(",") {
+			return false
+		}
+	}
+}
+
+func (t *jsonTranscoder) skipSpace() {
+	for t.pos < len(t.in) {
+		switch t.in[t.pos] {
+		case ' ', '\t', '\n', '\r':
+			t.pos++
+		default:
+			return
+		}
+	}
+}
