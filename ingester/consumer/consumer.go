@@ -155,6 +155,7 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 // up to the drain timeout, and then cancels what is left (it will be read again).
 func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) {
 	log := c.log.WithValues("partition", p.id)
+	p.revoked = genCtx.Done()
 	procCtx, cancelProc := context.WithCancel(processor.WithPartition(work, p))
 	defer cancelProc()
 	defer func() {
@@ -200,7 +201,9 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		}
 		p.tracker.Begin(msg.Offset)
 		if err := c.chain.Process(procCtx, msg); err != nil {
-			// Only a cancelled context stops the hand-over; the message stays unfinished.
+			// Revoked (or stopped) before the hand-over: the message was never processed
+			// and will be read again; the drain does not wait for it.
+			p.tracker.Abandon(msg.Offset)
 			return
 		}
 	}

@@ -19,6 +19,8 @@ type partition struct {
 	gauges  metrics.Partition
 	// committed is the offset last committed; only the committer touches it.
 	committed int64
+	// revoked is closed when the generation that assigned the partition ends.
+	revoked <-chan struct{}
 
 	mu      sync.Mutex
 	paused  error
@@ -34,6 +36,8 @@ func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition) *partit
 }
 
 func (p *partition) Done(offset int64) bool { return p.tracker.Done(offset) }
+
+func (p *partition) Revoked() <-chan struct{} { return p.revoked }
 
 func (p *partition) Pause(reason error) {
 	p.mu.Lock()

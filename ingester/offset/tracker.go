@@ -43,6 +43,23 @@ func (t *Tracker) Begin(offset int64) {
 	t.mu.Unlock()
 }
 
+// Abandon forgets the message at offset, the last one begun, which was never handed to
+// processing (its partition was revoked first): it is not waited for, and as nothing after
+// it was begun, the committable offset cannot pass it.
+func (t *Tracker) Abandon(offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	last := len(t.inflight) - 1
+	if last < 0 || t.inflight[last].offset != offset || t.inflight[last].done {
+		return
+	}
+	t.inflight = t.inflight[:last]
+	if last == 0 {
+		close(t.drained)
+		t.drained = make(chan struct{})
+	}
+}
+
 // Done records that the message at offset is finished (durably written, dead-lettered or
 // deliberately skipped). It reports false for an offset that was not begun or is already done.
 func (t *Tracker) Done(offset int64) bool {

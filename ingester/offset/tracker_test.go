@@ -138,3 +138,30 @@ func TestTrackerWait(t *testing.T) {
 		t.Fatal("Wait did not return after the last message finished")
 	}
 }
+
+// TestAbandon: a message begun but never handed over is forgotten: the drain does not
+// wait for it and the committable offset stays before it.
+func TestAbandon(t *testing.T) {
+	tr := NewTracker(9)
+	tr.Begin(10)
+	tr.Begin(11)
+	tr.Abandon(10) // not the last one begun: ignored
+	tr.Abandon(11)
+	if tr.InFlight() != 1 {
+		t.Fatalf("in flight %d, want 1", tr.InFlight())
+	}
+	tr.Done(10)
+	if got := tr.Committable(); got != 11 {
+		t.Errorf("committable %d, want 11 (offset 11 is read again)", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := tr.Wait(ctx); err != nil {
+		t.Errorf("the drain waits for an abandoned message: %v", err)
+	}
+	tr.Begin(12)
+	tr.Abandon(12)
+	if err := tr.Wait(ctx); err != nil {
+		t.Errorf("the drain waits after abandoning the only message: %v", err)
+	}
+}

@@ -20,10 +20,11 @@ import (
 
 // fakePartition records what the chain tells the partition.
 type fakePartition struct {
-	mu     sync.Mutex
-	done   []int64
-	paused []error
-	resume int
+	mu      sync.Mutex
+	done    []int64
+	paused  []error
+	resume  int
+	revoked chan struct{}
 }
 
 func (p *fakePartition) Done(o int64) bool {
@@ -38,6 +39,9 @@ func (p *fakePartition) Pause(err error) {
 	p.mu.Unlock()
 }
 func (p *fakePartition) Resume() { p.mu.Lock(); p.resume++; p.mu.Unlock() }
+
+// Revoked is nil unless the test set revoked: a partition never revoked.
+func (p *fakePartition) Revoked() <-chan struct{} { return p.revoked }
 
 func TestCommittingMarksOnlySuccess(t *testing.T) {
 	part := &fakePartition{}
@@ -137,6 +141,47 @@ func TestParallelByteBudget(t *testing.T) {
 	// A single message larger than the whole budget still goes through once alone.
 	if err := p.Process(ctx, kafka.Message{Value: make([]byte, 500)}); err != nil {
 		t.Errorf("an oversized message is blocked forever: %v", err)
+	}
+}
+
+// TestParallelGivesUpTheHandOverOnRevoke: with every worker (or the byte budget) taken,
+// a message of a partition that is revoked meanwhile is not handed over: Process returns
+// ErrRevoked at once instead of holding up the rebalance until a worker frees up.
+func TestParallelGivesUpTheHandOverOnRevoke(t *testing.T) {
+	release := make(chan struct{})
+	var running atomic.Int32
+	p := NewParallel(Func(func(context.Context, kafka.Message) error {
+		running.Add(1)
+		<-release
+		return nil
+	}), 1, 100, func(kafka.Message, error) {})
+	defer p.Close()
+	defer close(release)
+	for _, size := range []int{10, 100} { // waits for the worker; waits for the bytes
+		part := &fakePartition{revoked: make(chan struct{})}
+		ctx := WithPartition(context.Background(), part)
+		if size == 10 {
+			if err := p.Process(ctx, kafka.Message{Value: make([]byte, 10)}); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, func() bool { return running.Load() == 1 })
+		}
+		result := make(chan error, 1)
+		go func() { result <- p.Process(ctx, kafka.Message{Value: make([]byte, size)}) }()
+		select {
+		case err := <-result:
+			t.Fatalf("handed over to a busy pool: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(part.revoked)
+		select {
+		case err := <-result:
+			if !errors.Is(err, ErrRevoked) {
+				t.Errorf("after the revoke: %v, want ErrRevoked", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the hand-over still waits after the partition was revoked")
+		}
 	}
 }
 

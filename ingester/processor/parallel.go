@@ -51,11 +51,14 @@ func (p *Parallel) work() {
 	}
 }
 
-// Process waits for room, then hands msg to a worker. It returns ctx's error if ctx is done
-// first, in which case the message was not handed over.
+// Process waits for room, then hands msg to a worker, which processes it with ctx. It
+// returns ctx's error if ctx is done first, or ErrRevoked if the message's partition is
+// revoked first (a full pool must not hold up a rebalance); either way the message was not
+// handed over.
 func (p *Parallel) Process(ctx context.Context, msg kafka.Message) error {
 	size := int64(len(msg.Value))
-	if err := p.bytes.acquire(ctx, size); err != nil {
+	revoked := revokedOf(ctx)
+	if err := p.bytes.acquire(ctx, revoked, size); err != nil {
 		return err
 	}
 	select {
@@ -64,6 +67,9 @@ func (p *Parallel) Process(ctx context.Context, msg kafka.Message) error {
 	case <-ctx.Done():
 		p.bytes.release(size)
 		return ctx.Err()
+	case <-revoked:
+		p.bytes.release(size)
+		return ErrRevoked
 	}
 }
 
@@ -88,7 +94,7 @@ func newByteBudget(limit int64) *byteBudget {
 	return &byteBudget{limit: limit, freed: make(chan struct{})}
 }
 
-func (b *byteBudget) acquire(ctx context.Context, n int64) error {
+func (b *byteBudget) acquire(ctx context.Context, revoked <-chan struct{}, n int64) error {
 	if b.limit <= 0 {
 		return nil
 	}
@@ -97,13 +103,19 @@ func (b *byteBudget) acquire(ctx context.Context, n int64) error {
 		b.waiters++
 		freed := b.freed
 		b.mu.Unlock()
+		var err error
 		select {
 		case <-freed:
 		case <-ctx.Done():
+			err = ctx.Err()
+		case <-revoked:
+			err = ErrRevoked
+		}
+		if err != nil {
 			b.mu.Lock()
 			b.waiters--
 			b.mu.Unlock()
-			return ctx.Err()
+			return err
 		}
 		b.mu.Lock()
 		b.waiters--

@@ -1,6 +1,9 @@
 package processor
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Partition is the chain's view of the partition a message came from. The consumer puts
 // one in the context it passes with every message of that partition (see WithPartition).
@@ -12,6 +15,21 @@ type Partition interface {
 	Pause(reason error)
 	// Resume ends a Pause.
 	Resume()
+	// Revoked is closed when the partition is taken away (a rebalance, a stop): a message
+	// still waiting to be handed over is not, and is read again by the next owner.
+	Revoked() <-chan struct{}
+}
+
+// ErrRevoked is what Parallel.Process returns for a message of a revoked partition that
+// was not handed over: it is unfinished, and nothing of it was processed.
+var ErrRevoked = errors.New("partition revoked before the message was handed over")
+
+// revokedOf is the Revoked channel of the partition in ctx; nil (never ready) without one.
+func revokedOf(ctx context.Context) <-chan struct{} {
+	if p := partitionOf(ctx); p != nil {
+		return p.Revoked()
+	}
+	return nil
 }
 
 type partitionKey struct{}
