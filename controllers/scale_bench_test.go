@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/internal/testenv"
 )
 
 const manyIngesters = 500
@@ -33,9 +32,9 @@ func BenchmarkManyIngesters(b *testing.B) {
 		reconcilesBefore := reconcileCount(b)
 		start := time.Now()
 
-		stop := make(chan struct{})
+		rollCtx, stopRolling := context.WithCancel(ctx)
 		var rollouts sync.WaitGroup
-		rollouts.Go(func() { playDeploymentController(ctx, ns, stop) })
+		rollouts.Go(func() { testenv.PlayDeploymentController(rollCtx, k8sClient, ns) })
 
 		for i := range manyIngesters {
 			ing := minimalIngester(ns, fmt.Sprintf("ing-%03d", i))
@@ -61,7 +60,7 @@ func BenchmarkManyIngesters(b *testing.B) {
 			}
 		}
 		elapsed := time.Since(start)
-		close(stop)
+		stopRolling()
 		rollouts.Wait()
 
 		var heapAfter runtime.MemStats
@@ -76,30 +75,6 @@ func BenchmarkManyIngesters(b *testing.B) {
 		// being resynced.
 		if err := k8sClient.DeleteAllOf(ctx, &spanflowv1alpha1.Ingester{}, client.InNamespace(ns)); err != nil {
 			b.Fatal(err)
-		}
-	}
-}
-
-// playDeploymentController marks every Deployment in ns rolled out until stop is closed.
-func playDeploymentController(ctx context.Context, ns string, stop <-chan struct{}) {
-	for {
-		select {
-		case <-stop:
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-		var deps appsv1.DeploymentList
-		if err := k8sClient.List(ctx, &deps, client.InNamespace(ns)); err != nil {
-			continue
-		}
-		for i := range deps.Items {
-			d := &deps.Items[i]
-			n := ptr.Deref(d.Spec.Replicas, 1)
-			if d.Status.ObservedGeneration == d.Generation && d.Status.ReadyReplicas == n {
-				continue
-			}
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-			_ = k8sClient.Status().Update(ctx, d)
 		}
 	}
 }

@@ -5,22 +5,20 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/grpc"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/internal/otlptest"
+	"github.com/spanflow/spanflow/internal/testenv"
 	"github.com/spanflow/spanflow/internal/testproc"
 )
 
@@ -104,7 +102,7 @@ func ingestProcess(b *testing.B, addr, group string, storage ...func(*config.Sto
 	cfg.Kafka.Topic = benchTopic
 	cfg.Kafka.ConsumerGroup = group
 	cfg.Encoding = config.EncodingJaegerProto
-	cfg.AdminAddress = testproc.FreeAddr(b)
+	cfg.AdminAddress = testenv.FreeAddr(b)
 	data, err := cfg.Marshal()
 	if err != nil {
 		b.Fatal(err)
@@ -227,18 +225,6 @@ func BenchmarkIngestJaegerProto(b *testing.B) {
 	b.ReportMetric(float64(ing.rss)/(1<<20), "peak-rss-MB")
 }
 
-// otlpSink is an OTLP/gRPC trace backend that accepts and counts: the cost of a real
-// backend is not what the OTLP benchmark measures.
-type otlpSink struct {
-	ptraceotlp.UnimplementedGRPCServer
-	spans atomic.Int64
-}
-
-func (s *otlpSink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
-	s.spans.Add(int64(req.Traces().SpanCount()))
-	return ptraceotlp.NewExportResponse(), nil
-}
-
 // BenchmarkIngestOTLPWriter measures `spanflow ingest` end to end with the otlp writer
 // (OTLP/gRPC, gzip, to a sink in this process that accepts everything) next to the
 // blackhole writer, on the same preloaded jaeger_proto messages in the same run: spans per
@@ -246,14 +232,7 @@ func (s *otlpSink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptra
 func BenchmarkIngestOTLPWriter(b *testing.B) {
 	addr := startBrokerProcess(b)
 	rawGroupRead(b, addr, "warmup")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	ptraceotlp.RegisterGRPCServer(srv, &otlpSink{})
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
+	sink := otlptest.StartCounting(b)
 
 	var blackhole, otlp measurement
 	add := func(into *measurement, m measurement) {
@@ -265,7 +244,7 @@ func BenchmarkIngestOTLPWriter(b *testing.B) {
 		add(&blackhole, ingestProcess(b, addr, fmt.Sprintf("blackhole-%d", i)))
 		add(&otlp, ingestProcess(b, addr, fmt.Sprintf("otlp-%d", i), func(s *config.Storage) {
 			s.Type = config.StorageOTLP
-			s.OTLP = config.OTLPStorage{Endpoint: l.Addr().String(), Protocol: config.OTLPProtocolGRPC, Insecure: true,
+			s.OTLP = config.OTLPStorage{Endpoint: sink.Addr, Protocol: config.OTLPProtocolGRPC, Insecure: true,
 				Compression: config.CompressionGzip, Timeout: config.Duration(10 * time.Second)}
 		}))
 	}

@@ -3,18 +3,15 @@ package demo
 import (
 	"bytes"
 	"context"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/internal/otlptest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -38,36 +35,18 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-type sink struct {
-	ptraceotlp.UnimplementedGRPCServer
-	spans atomic.Int64
-}
-
-func (s *sink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
-	s.spans.Add(int64(req.Traces().SpanCount()))
-	return ptraceotlp.NewExportResponse(), nil
-}
-
 // TestDemoToOTLP sends the demo's spans to an OTLP/gRPC backend instead of the file store.
 func TestDemoToOTLP(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	backend := &sink{}
-	ptraceotlp.RegisterGRPCServer(srv, backend)
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
+	backend := otlptest.Start(t)
 	otlp := config.Default().Storage.OTLP
-	otlp.Endpoint, otlp.Insecure = l.Addr().String(), true
+	otlp.Endpoint, otlp.Insecure = backend.Addr, true
 	var out bytes.Buffer
 	s, err := Run(context.Background(), Options{Dir: t.TempDir(), Duration: 2 * time.Second, Rate: 500, Partitions: 2,
 		Storage: config.StorageOTLP, OTLP: otlp, Out: &out}, logr.Discard())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if got := backend.spans.Load(); got < int64(s.Produced) || s.Stored != s.Produced {
+	if got := backend.Spans(); got != s.Produced || s.Stored != s.Produced {
 		t.Errorf("backend has %d spans, %d produced, summary %+v", got, s.Produced, s)
 	}
 }

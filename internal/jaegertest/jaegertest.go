@@ -61,18 +61,6 @@ func start(t testing.TB, config string) {
 	})
 }
 
-// freeAddr is a loopback address with a port nobody listens on right now. (testproc has
-// one too, but importing it would tie this package to the spanflow command.)
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // waitListening waits until addr accepts connections.
 func waitListening(t testing.TB, addr string) {
 	t.Helper()
@@ -108,7 +96,7 @@ type Backend struct {
 // StartBackend starts Jaeger as an OTLP trace backend on loopback ports.
 func StartBackend(t testing.TB) *Backend {
 	t.Helper()
-	grpcAddr, httpAddr, queryAddr, queryGRPC := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr, queryAddr, queryGRPC := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	start(t, fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
@@ -248,7 +236,7 @@ func (b *Backend) TraceOTLP(id pcommon.TraceID) (ptrace.Traces, bool, error) {
 // address.
 func StartProducer(t testing.TB, broker, topic, encoding string) string {
 	t.Helper()
-	grpcAddr := freeAddr(t)
+	grpcAddr := testenv.FreeAddr(t)
 	start(t, fmt.Sprintf(`service:
   pipelines:
     traces:

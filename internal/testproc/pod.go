@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/spanflow/spanflow/internal/testenv"
 )
 
 // RunPod executes the ingester container of a pod spec as a local process: every volume
@@ -71,7 +73,7 @@ func RunPod(t testing.TB, c client.Client, ns string, pod corev1.PodSpec) (admin
 	for _, a := range container.Args {
 		args = append(args, rewrite(a))
 	}
-	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + FreeAddr(t)}
+	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + testenv.FreeAddr(t)}
 	for _, e := range container.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}

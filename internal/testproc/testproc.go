@@ -6,7 +6,6 @@ package testproc
 import (
 	"bufio"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -86,15 +85,4 @@ func start(t testing.TB, cmd *exec.Cmd) {
 			_ = cmd.Wait()
 		}
 	})
-}
-
-// FreeAddr returns a loopback address with a port nobody listens on right now.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -335,9 +335,9 @@ func TestInstallAndRun(t *testing.T) {
 		// The chart's ports are the pod's; on this machine pick free ones.
 		switch {
 		case strings.HasPrefix(a, "--metrics-bind-address="):
-			a = "--metrics-bind-address=" + testproc.FreeAddr(t)
+			a = "--metrics-bind-address=" + testenv.FreeAddr(t)
 		case strings.HasPrefix(a, "--health-probe-bind-address="):
-			a = "--health-probe-bind-address=" + testproc.FreeAddr(t)
+			a = "--health-probe-bind-address=" + testenv.FreeAddr(t)
 		}
 		args = append(args, a)
 	}

@@ -25,6 +25,7 @@ import (
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/testenv"
 	"github.com/spanflow/spanflow/internal/testproc"
 )
 
@@ -73,31 +74,6 @@ func getDeployment(g Gomega, c client.Client, ns, name string) *appsv1.Deploymen
 	var dep appsv1.Deployment
 	g.Expect(c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name + "-ingester"}, &dep)).To(Succeed())
 	return &dep
-}
-
-// playDeploymentController marks the Deployments of ns rolled out, as the Deployment
-// controller would once the pods run, until ctx ends.
-func playDeploymentController(ctx context.Context, c client.Client, ns string) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-		var deps appsv1.DeploymentList
-		if err := c.List(ctx, &deps, client.InNamespace(ns)); err != nil {
-			continue
-		}
-		for i := range deps.Items {
-			d := &deps.Items[i]
-			n := ptr.Deref(d.Spec.Replicas, 1)
-			if d.Status.ObservedGeneration == d.Generation && d.Status.ReadyReplicas == n {
-				continue
-			}
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-			_ = c.Status().Update(ctx, d)
-		}
-	}
 }
 
 // TestAutoscaling: an Ingester with autoscaling on a 4-partition topic with a backlog
@@ -176,7 +152,7 @@ spec:
 	g.Consistently(func(g Gomega) { g.Expect(replicas(g)).To(Equal(int32(autoPartitions))) }, "2s", "200ms").Should(Succeed())
 
 	// 3. The pods, run as real processes, drain the backlog while more is produced.
-	go playDeploymentController(ctx, c, "default")
+	go testenv.PlayDeploymentController(ctx, c, "default")
 	dep := getDeployment(g, c, "default", "auto")
 	var pods []*exec.Cmd
 	for range autoPartitions {

@@ -79,9 +79,9 @@ func startOperator(t *testing.T, managerArgs ...string) (client.Client, *envtest
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	metrics := testproc.FreeAddr(t)
+	metrics := testenv.FreeAddr(t)
 	args := append([]string{"manager", "--ingester-image=spanflow:e2e", "--metrics-bind-address=" + metrics,
-		"--health-probe-bind-address=" + testproc.FreeAddr(t)}, managerArgs...)
+		"--health-probe-bind-address=" + testenv.FreeAddr(t)}, managerArgs...)
 	testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, args...)
 	return c, env, metrics
 }
