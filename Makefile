@@ -29,7 +29,7 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: install-tools
-install-tools: ## Build kube-apiserver, etcd, kubectl, controller-gen and helm from source into bin/ (idempotent).
+install-tools: ## Build kube-apiserver, etcd, kubectl, controller-gen, helm and Jaeger v2 from source into bin/ (idempotent).
 	@hack/build-tools.sh
 
 .PHONY: manifests
