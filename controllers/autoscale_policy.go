@@ -113,8 +113,6 @@ type scaleState struct {
 	lastSample, firstSample time.Time
 	// capacity is what the pods were measured to consume.
 	capacity capacityModel
-	// last is the latest decision.
-	last scaleDecision
 }
 
 type scaleRecommendation struct {
@@ -220,7 +218,6 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	current := scaleDecision{replicas: in.replicas, parallelism: in.parallelism}
 	hold := func(format string, args ...any) (scaleDecision, scaleState) {
 		current.reason = fmt.Sprintf(format, args...)
-		st.last = current
 		return current, st
 	}
 	switch {
@@ -317,7 +314,6 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		verb = "scaling down"
 	}
 	target.reason = fmt.Sprintf("%s; %s from %s to %s", rec.reason, verb, sizeText(current), sizeText(target))
-	st.last = target
 	return target, st
 }
 
