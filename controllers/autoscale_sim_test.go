@@ -96,8 +96,6 @@ type simResult struct {
 	drain           int // seconds from the peak of the lag to it being under 5 s of age
 	replicaSeconds  int // pods existing (starting or ready), summed over seconds
 	changes         int // sizes set that differ from the previous one
-	finalLag        int64
-	finalReplicas   int32
 	maxParallelism  int32
 	maxReplicasUsed int32
 }
@@ -193,14 +191,12 @@ func simulate(w simWorld, sc simScenario, scaler simScaler, startParallelism int
 			res.changes++
 			wantR, wantP = nr, np
 		}
-		res.finalLag = lag
 	}
 	if drained >= 0 {
 		res.drain = drained - peakAt
 	} else {
 		res.drain = sc.seconds - peakAt
 	}
-	res.finalReplicas = wantR
 	return res
 }
 
