@@ -11,6 +11,10 @@ import (
 
 // fuzzDecoder checks that a decoder never panics on arbitrary bytes and that whatever it
 // accepts is usable traces. Run one with: go test -fuzz=FuzzZipkinJSON ./ingester/decode
+//
+// Each target's seed corpus is its f.Add seeds plus testdata/fuzz/<target>: messages of the
+// shared test traces as each producer writes them (seed-*), and any input fuzzing found
+// failing (kept as a regression). Plain `go test` runs them all.
 func fuzzDecoder(f *testing.F, encoding string, seeds ...[]byte) {
 	for _, s := range seeds {
 		f.Add(s)
