@@ -168,6 +168,30 @@ func (c capacityModel) groupRate(r, p, partitions int32) float64 {
 	return float64(partitions) / float64(perPod) * c.podRate(p)
 }
 
+// status renders the model for the Ingester's status; nil before any measurement.
+func (c capacityModel) status() *spanflowv1alpha1.PodCapacity {
+	if !c.known() {
+		return nil
+	}
+	return &spanflowv1alpha1.PodCapacity{Parallelism: c.measuredParallelism,
+		RecordsPerSecond:        int64(math.Round(c.perWorker * float64(c.measuredParallelism))),
+		HighestParallelism:      c.highest,
+		CeilingRecordsPerSecond: int64(math.Round(c.ceiling)), CeilingParallelism: c.ceilingParallelism}
+}
+
+// capacityFromStatus is the model a status kept; the zero model (nothing measured) for none.
+func capacityFromStatus(s *spanflowv1alpha1.PodCapacity) capacityModel {
+	if s == nil || s.Parallelism <= 0 || s.RecordsPerSecond <= 0 {
+		return capacityModel{}
+	}
+	c := capacityModel{perWorker: float64(s.RecordsPerSecond) / float64(s.Parallelism),
+		measuredParallelism: s.Parallelism, highest: max(s.HighestParallelism, s.Parallelism)}
+	if s.CeilingRecordsPerSecond > 0 && s.CeilingParallelism > 0 {
+		c.ceiling, c.ceilingParallelism = float64(s.CeilingRecordsPerSecond), s.CeilingParallelism
+	}
+	return c
+}
+
 // learn folds a measurement in: pods at parallelism p consumed perPod records per second
 // each while they always had work. A raise of parallelism that did not raise the rate
 // nearly in proportion reveals the ceiling.

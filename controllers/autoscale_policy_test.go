@@ -4,6 +4,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/ptr"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 )
 
 // policyBounds are the bounds the table tests share: up to 12 pods, parallelism 100–400,
@@ -201,4 +206,34 @@ func TestBoundsOfDefaults(t *testing.T) {
 // has watched more than a stabilization window.
 func readmeState() scaleState {
 	return scaleState{capacity: capacityModel{perWorker: 10, measuredParallelism: 100, highest: 100}, firstSample: time.Unix(0, 0)}
+}
+
+// TestCapacityOutlivesTheOperator: what the pods were measured to do goes into the status
+// and, after a restart (an Autoscaler with no memory), back into the policy.
+func TestCapacityOutlivesTheOperator(t *testing.T) {
+	var c capacityModel
+	c = c.learn(100, 1000)
+	c = c.learn(150, 1100) // the ceiling
+	back := capacityFromStatus(c.status())
+	for _, p := range []int32{50, 100, 149, 150, 400} {
+		if got, want := back.podRate(p), c.podRate(p); got != want {
+			t.Errorf("podRate(%d) after the status: %v, before %v", p, got, want)
+		}
+	}
+	if capacityFromStatus(nil).known() || (capacityModel{}).status() != nil {
+		t.Error("nothing measured is not a measurement")
+	}
+
+	ing := minimalIngester("ns", "restarted")
+	ing.Spec.Autoscaling = &spanflowv1alpha1.AutoscalingSpec{Enabled: true, TargetLagRecords: ptr.To[int64](5000)}
+	ing.Spec.Parallelism = ptr.To[int32](100)
+	ing.Status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{PodCapacity: c.status()}
+	lag := lagObservation{have: true, snapshot: snapshot(1000, 12, 60000, 40, 3000, 2000)}
+	d, _, capacity := NewAutoscaler(prometheus.NewRegistry()).decide(ing, nil, lag, time.Unix(1000, 0))
+	// 10 records/s per unit of parallelism, measured last at 150; at most 1,100/s a pod.
+	want := spanflowv1alpha1.PodCapacity{Parallelism: 150, RecordsPerSecond: 1500, HighestParallelism: 150,
+		CeilingRecordsPerSecond: 1100, CeilingParallelism: 150}
+	if strings.Contains(d.reason, "not measured") || capacity == nil || *capacity != want {
+		t.Errorf("a restarted operator forgot the pods' capacity: %s, %+v", d.reason, capacity)
+	}
 }

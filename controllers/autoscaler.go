@@ -45,21 +45,27 @@ func NewAutoscaler(reg prometheus.Registerer) *Autoscaler {
 }
 
 // decide runs the policy for an Ingester with autoscaling enabled. It returns the size to
-// apply and whether it differs from the current one.
-func (a *Autoscaler) decide(ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment, lag lagObservation, now time.Time) (scaleDecision, bool) {
+// apply, whether it differs from the current one, and the pods' measured capacity for the
+// status. A policy with no memory of the Ingester (the operator restarted) starts from the
+// capacity the status kept.
+func (a *Autoscaler) decide(ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment, lag lagObservation, now time.Time) (scaleDecision, bool, *spanflowv1alpha1.PodCapacity) {
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 	b := boundsOf(ing)
 	in := scaleInput{now: now, lag: lag.snapshot, known: lag.have, stale: lag.err != nil, settled: settled(dep)}
 	in.replicas, in.parallelism = currentSize(ing, dep, b)
 	a.mu.Lock()
-	d, st := decideScale(b, a.states[key], in)
+	st, ok := a.states[key]
+	if !ok && ing.Status.Autoscaling != nil {
+		st.capacity = capacityFromStatus(ing.Status.Autoscaling.PodCapacity)
+	}
+	d, st := decideScale(b, st, in)
 	a.states[key] = st
 	a.mu.Unlock()
 	changed := d.replicas != in.replicas || d.parallelism != in.parallelism
 	if changed {
 		a.changes.WithLabelValues(ing.Namespace, ing.Name).Inc()
 	}
-	return d, changed
+	return d, changed, st.capacity.status()
 }
 
 // record publishes what the operator knows of an Ingester after a reconcile.

@@ -108,7 +108,7 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.Autoscaler.forget(req.NamespacedName, false)
 	case !changeNothing:
 		var d scaleDecision
-		d, scaled = r.Autoscaler.decide(&ing, current, obs.lag, obs.now.Time)
+		d, scaled, obs.podCapacity = r.Autoscaler.decide(&ing, current, obs.lag, obs.now.Time)
 		obs.scale = &d
 		if spec := desiredReplicas(&ing); spec != d.replicas {
 			obs.ignoredReplicas = &spec

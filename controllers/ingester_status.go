@@ -34,6 +34,8 @@ type observation struct {
 	// ignoredReplicas is spec.replicas when it differs from that decision.
 	scale           *scaleDecision
 	ignoredReplicas *int32
+	// podCapacity is what the autoscaler measured the pods to consume, if anything.
+	podCapacity *spanflowv1alpha1.PodCapacity
 }
 
 // desiredStatus computes the Ingester's status. Condition transition times are kept when
@@ -63,7 +65,8 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 	switch {
 	case obs.scale != nil:
 		status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{DesiredReplicas: obs.scale.replicas,
-			DesiredParallelism: obs.scale.parallelism, Reason: obs.scale.reason, IgnoredReplicas: obs.ignoredReplicas}
+			DesiredParallelism: obs.scale.parallelism, Reason: obs.scale.reason, IgnoredReplicas: obs.ignoredReplicas,
+			PodCapacity: obs.podCapacity}
 	case !autoscaling(ing):
 		status.Autoscaling = nil
 	}

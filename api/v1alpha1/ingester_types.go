@@ -631,6 +631,29 @@ type AutoscalingStatus struct {
 	// example after kubectl scale): while autoscaling is enabled it has no effect.
 	// +optional
 	IgnoredReplicas *int32 `json:"ignoredReplicas,omitempty"`
+	// podCapacity is what the autoscaler measured a pod to consume; kept here so that an
+	// operator restart or failover does not have to measure it again.
+	// +optional
+	PodCapacity *PodCapacity `json:"podCapacity,omitempty"`
+}
+
+// PodCapacity is what an ingester pod was measured to consume while it always had work.
+type PodCapacity struct {
+	// parallelism is the parallelism of the latest measurement. recordsPerSecond is what a
+	// pod consumes at it below any ceiling: pods consume in proportion to their parallelism
+	// until they run out of CPU (see ceilingRecordsPerSecond).
+	Parallelism      int32 `json:"parallelism"`
+	RecordsPerSecond int64 `json:"recordsPerSecond"`
+	// highestParallelism is the highest parallelism measured; the autoscaler trusts its
+	// model only up to 1.5 times that.
+	// +optional
+	HighestParallelism int32 `json:"highestParallelism,omitempty"`
+	// ceilingRecordsPerSecond, when set, is the most a pod consumes from ceilingParallelism
+	// on, whatever its parallelism: it runs out of CPU there.
+	// +optional
+	CeilingRecordsPerSecond int64 `json:"ceilingRecordsPerSecond,omitempty"`
+	// +optional
+	CeilingParallelism int32 `json:"ceilingParallelism,omitempty"`
 }
 
 // IngesterStatus is the observed state of an Ingester.
