@@ -190,7 +190,8 @@ spec:
 	})).To(Succeed())
 	g.Eventually(func(g Gomega) { g.Expect(replicas(g)).To(Equal(int32(1))) }, "30s", "200ms").Should(Succeed())
 	hashBefore := getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]
-	broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, 200000, 20000, 1)...)
+	// Large enough that even pods measured fast would take longer than a restart to drain it.
+	broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, 200000, 100000, 1)...)
 	g.Eventually(func(g Gomega) {
 		p := configuredParallelism(g, c, "default", "auto")
 		g.Expect(p).To(BeNumerically(">", 10))
@@ -199,6 +200,7 @@ spec:
 		g.Expect(getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]).NotTo(Equal(hashBefore))
 	}, "30s", "200ms").Should(Succeed())
 	g.Expect(replicas(g)).To(Equal(int32(1)))
+	t.Logf("autoscaler: %s", get(g).Status.Autoscaling.Reason)
 
 	// Autoscaling off: spec.replicas (2, from kubectl scale) rules again.
 	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
