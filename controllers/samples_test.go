@@ -11,8 +11,10 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/internal/testenv"
 )
 
@@ -97,6 +99,16 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 			volumes = append(volumes, v.Name)
 		}
 		g.Expect(volumes).To(ConsistOf(volumeConfig, volumeKafkaCA, volumeKafkaClient, volumeKafkaSASL, volumeFileStorage))
+	}, eventually, poll).Should(Succeed())
+
+	// Its autoscaling holds at its starting size while it cannot see Kafka, and says why.
+	g.Eventually(func(g Gomega) {
+		var ing spanflowv1alpha1.Ingester
+		g.Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "jaeger-spans"}, &ing)).To(Succeed())
+		g.Expect(ing.Status.Autoscaling).NotTo(BeNil())
+		g.Expect(ing.Status.Autoscaling.DesiredReplicas).To(Equal(int32(3)))
+		g.Expect(ing.Status.Autoscaling.Reason).To(Or(ContainSubstring("waiting for the first lag figures"), ContainSubstring("stale")))
+		g.Expect(getDeployment(g, ns, "jaeger-spans-ingester").Spec.Replicas).To(Equal(ptr.To[int32](3)))
 	}, eventually, poll).Should(Succeed())
 
 	// A user's invalid edit is refused by the server, naming the field.
