@@ -224,20 +224,26 @@ type scaleDecision struct {
 // decideScale is the autoscaling policy. It returns the size to run and the state to
 // remember for the next decision.
 //
-//  1. No decision without fresh figures: before the first poll, on stale figures, while a
-//     rollout is under way, within the cooldown after a change, it holds.
-//  2. While the pods always have work, their consumption rate is their capacity: it is
-//     learnt per pod and per unit of parallelism, with the ceiling where more
-//     parallelism stopped helping.
+//  1. No decision without fresh figures: before the first poll and on stale figures it
+//     holds; while a rollout is under way or within the cooldown after a change, only
+//     adding pods (which only adds capacity) goes ahead.
+//  2. Between two polls with the pods settled and work waiting in every partition, their
+//     consumption is their capacity: learnt per pod and per unit of parallelism, with the
+//     ceiling where more parallelism stopped helping.
 //  3. The rate needed is the production rate with headroom plus the backlog above half
-//     the target, drained within targetLagSeconds (60 s without it).
-//  4. The size is the fewest pods (never more than partitions or maxReplicas) that reach
-//     that rate at some parallelism within bounds, with the least parallelism that does;
-//     parallelism changes only when it saves pods or none suffice, since it restarts them.
-//     Without a capacity measurement yet, pods grow in proportion to the lag over target.
+//     the allowed lag, drained within targetLagSeconds (60 s without it).
+//  4. Capacity counts whole partitions: the pods with the most partitions set the pace.
+//     Behind: the fewest pods at the current parallelism that reach the need; at the most
+//     pods, more parallelism, but only for a backlog longer than restarting every pod.
+//     Keeping up: the current size while it covers the need without headroom, else the
+//     fewest pods at any parallelism within bounds (raised by at least a fifth, lowered
+//     only when it halves), parallelism first when that means fewer pods. Without a
+//     measurement, pods grow in proportion to the lag over target (then parallelism, at
+//     most doubled, with every pod there can be) and shrink one at a time.
 //  5. Scaling up follows the lowest recommendation of scaleUp's window, scaling down the
-//     highest of scaleDown's, each by at most the step per period. With minReplicas 0,
-//     no production and no lag mean zero pods; lag above activationLagRecords wakes them.
+//     highest of scaleDown's once a whole window was watched, each by at most the step
+//     per period. With minReplicas 0, no production and no lag mean zero pods; lag above
+//     activationLagRecords wakes them.
 func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, scaleState) {
 	current := scaleDecision{replicas: in.replicas, parallelism: in.parallelism}
 	hold := func(format string, args ...any) (scaleDecision, scaleState) {
