@@ -639,19 +639,20 @@ type AutoscalingStatus struct {
 
 // PodCapacity is what an ingester pod was measured to consume while it always had work.
 type PodCapacity struct {
-	// parallelism is the parallelism of the latest measurement. recordsPerSecond is what a
-	// pod consumes at it below any ceiling: pods consume in proportion to their parallelism
-	// until they run out of CPU (see ceilingRecordsPerSecond).
-	Parallelism      int32 `json:"parallelism"`
+	// parallelism is the parallelism of the latest measurement.
+	Parallelism int32 `json:"parallelism"`
+	// recordsPerSecond is what a pod consumes at that parallelism below any ceiling: pods
+	// consume in proportion to their parallelism until they run out of CPU.
 	RecordsPerSecond int64 `json:"recordsPerSecond"`
 	// highestParallelism is the highest parallelism measured; the autoscaler trusts its
 	// model only up to 1.5 times that.
 	// +optional
 	HighestParallelism int32 `json:"highestParallelism,omitempty"`
-	// ceilingRecordsPerSecond, when set, is the most a pod consumes from ceilingParallelism
-	// on, whatever its parallelism: it runs out of CPU there.
+	// ceilingRecordsPerSecond, when set, is the most a pod consumes whatever its
+	// parallelism: it runs out of CPU there.
 	// +optional
 	CeilingRecordsPerSecond int64 `json:"ceilingRecordsPerSecond,omitempty"`
+	// ceilingParallelism is the parallelism from which the ceiling applies.
 	// +optional
 	CeilingParallelism int32 `json:"ceilingParallelism,omitempty"`
 }
