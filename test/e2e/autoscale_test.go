@@ -79,9 +79,10 @@ func getDeployment(g Gomega, c client.Client, ns, name string) *appsv1.Deploymen
 // TestAutoscaling: an Ingester with autoscaling on a 4-partition topic with a backlog
 // gets as many pods as partitions (not its maxReplicas); kubectl scale is ignored and said
 // so; real ingester processes, run from the pod spec the operator rendered, drain the
-// backlog; the pods go back down after the stabilization window; with no more pods
-// allowed and a new backlog, the parallelism goes up instead and the pods roll; with
-// autoscaling off, spec.replicas rules again.
+// backlog, the parallelism staying where the spec puts it while no bounds allow it to move;
+// the pods go back down after the stabilization window; with no more pods allowed, room
+// for more parallelism and a new backlog, the parallelism goes up instead and the pods
+// roll; with autoscaling off, spec.replicas rules again.
 func TestAutoscaling(t *testing.T) {
 	g := NewWithT(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,8 +108,6 @@ spec:
   autoscaling:
     enabled: true
     maxReplicas: 10
-    minParallelism: 10
-    maxParallelism: 40
     targetLagRecords: 500
     cooldown: 1s
     scaleDown: {stabilizationWindow: 4s}
@@ -181,11 +180,14 @@ spec:
 		}
 	}
 
-	// 5. One pod at most, and a backlog again: the parallelism rises instead, which rolls
-	// the pods (their config changed).
+	g.Expect(configuredParallelism(g, c, "default", "auto")).To(Equal(10), "parallelism moved without bounds to move in")
+
+	// 5. One pod at most, parallelism up to 40, and a backlog again: the parallelism rises
+	// instead, which rolls the pods (their config changed).
 	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur := get(g)
 		cur.Spec.Autoscaling.MaxReplicas = ptr.To[int32](1)
+		cur.Spec.Autoscaling.MaxParallelism = ptr.To[int32](40)
 		return c.Update(ctx, cur)
 	})).To(Succeed())
 	g.Eventually(func(g Gomega) { g.Expect(replicas(g)).To(Equal(int32(1))) }, "30s", "200ms").Should(Succeed())
@@ -194,7 +196,7 @@ spec:
 	broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, 200000, 100000, 1)...)
 	g.Eventually(func(g Gomega) {
 		p := configuredParallelism(g, c, "default", "auto")
-		g.Expect(p).To(BeNumerically(">", 10))
+		g.Expect(p).To(BeNumerically(">", 10), "autoscaler: %+v", get(g).Status.Autoscaling)
 		g.Expect(p).To(BeNumerically("<=", 40))
 		g.Expect(get(g).Status.Parallelism).To(Equal(int32(p)))
 		g.Expect(getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]).NotTo(Equal(hashBefore))
