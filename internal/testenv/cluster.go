@@ -3,12 +3,15 @@ package testenv
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // PlayDeploymentController marks every Deployment of namespace ns rolled out — all its
@@ -46,4 +49,23 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// Kubeconfig adds user to the control plane and returns the path of a kubeconfig file
+// that authenticates as it, for a process (the manager) run by the test.
+func Kubeconfig(t testing.TB, env *envtest.Environment, user envtest.User) string {
+	t.Helper()
+	u, err := env.AddUser(user, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

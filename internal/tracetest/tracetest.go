@@ -228,9 +228,8 @@ type Keeps struct {
 func Compare(want, got map[string]SpanView, keeps Keeps) []string {
 	var diffs []string
 	for _, key := range sortedKeys(want) {
-		w, ok := got[key]
-		g := w
-		w = want[key]
+		w := want[key]
+		g, ok := got[key]
 		if !ok {
 			diffs = append(diffs, key+": missing")
 			continue

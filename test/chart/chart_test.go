@@ -313,21 +313,10 @@ func TestInstallAndRun(t *testing.T) {
 
 	// The manager's identity: the chart's ServiceAccount.
 	sa := find(objs, "ServiceAccount", namespace)[0].GetName()
-	user, err := env.AddUser(envtest.User{
+	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{
 		Name:   "system:serviceaccount:" + namespace + ":" + sa,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigPath := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	})
 
 	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
 	var args []string
