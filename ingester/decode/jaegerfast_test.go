@@ -132,21 +132,27 @@ func replaceTag(tags []model.KeyValue, kv model.KeyValue) []model.KeyValue {
 	return append(tags, kv)
 }
 
-// assertSameAsLibrary decodes data with both paths and fails unless they agree exactly:
-// both fail, or both give the same traces.
-func assertSameAsLibrary(t *testing.T, fast *jaegerFast, data []byte) {
+// assertSame decodes data with the library path and a fast path and fails unless they
+// agree exactly: both fail, or both give the same traces.
+func assertSame(t *testing.T, library, fast Decoder, data []byte) {
 	t.Helper()
-	want, wantErr := jaegerProto{}.Decode(data)
+	want, wantErr := library.Decode(data)
 	got, gotErr := fast.Decode(data)
 	if (wantErr == nil) != (gotErr == nil) {
-		t.Fatalf("library error %v, fast path error %v, input %x", wantErr, gotErr, data)
+		t.Fatalf("library error %v, fast path error %v, input %q", wantErr, gotErr, data)
 	}
 	if wantErr != nil {
 		return
 	}
 	if w, g := jsonOf(t, want), jsonOf(t, got); !bytes.Equal(w, g) {
-		t.Fatalf("fast path differs from the library\nlibrary: %s\nfast:    %s\ninput %x", w, g, data)
+		t.Fatalf("fast path differs from the library\nlibrary: %s\nfast:    %s\ninput %q", w, g, data)
 	}
+}
+
+// assertSameAsLibrary holds the jaeger_proto fast path to jaeger-idl and the translator.
+func assertSameAsLibrary(t *testing.T, fast *jaegerFast, data []byte) {
+	t.Helper()
+	assertSame(t, jaegerProto{}, fast, data)
 }
 
 func jsonOf(t *testing.T, td ptrace.Traces) []byte {
@@ -233,21 +239,10 @@ func BenchmarkJaegerDecode(b *testing.B) {
 	}
 }
 
-// assertJSONSameAsLibrary decodes data with jsonpb and with the transcoding path: both
-// fail, or both give the same traces.
+// assertJSONSameAsLibrary holds the jaeger_json transcoding path to jsonpb.
 func assertJSONSameAsLibrary(t *testing.T, fast *jaegerJSONFast, data []byte) {
 	t.Helper()
-	want, wantErr := jaegerJSON{}.Decode(data)
-	got, gotErr := fast.Decode(data)
-	if (wantErr == nil) != (gotErr == nil) {
-		t.Fatalf("library error %v, fast path error %v, input %s", wantErr, gotErr, data)
-	}
-	if wantErr != nil {
-		return
-	}
-	if w, g := jsonOf(t, want), jsonOf(t, got); !bytes.Equal(w, g) {
-		t.Fatalf("fast path differs from the library\nlibrary: %s\nfast:    %s\ninput %s", w, g, data)
-	}
+	assertSame(t, jaegerJSON{}, fast, data)
 }
 
 // jaegerJSONVariants are the spans of the proto variants in jsonpb's JSON.

@@ -115,14 +115,20 @@ func TestParallelBoundsAndErrors(t *testing.T) {
 	}
 }
 
-func TestParallelByteBudget(t *testing.T) {
-	release := make(chan struct{})
-	var running atomic.Int32
-	p := NewParallel(Func(func(context.Context, kafka.Message) error {
+// blockedPool is a Parallel whose workers hold every message until release is closed;
+// running counts the messages they hold.
+func blockedPool(workers int, maxBytes int64) (p *Parallel, release chan struct{}, running *atomic.Int32) {
+	release, running = make(chan struct{}), new(atomic.Int32)
+	p = NewParallel(Func(func(context.Context, kafka.Message) error {
 		running.Add(1)
 		<-release
 		return nil
-	}), 10, 100, func(kafka.Message, error) {})
+	}), workers, maxBytes, func(kafka.Message, error) {})
+	return p, release, running
+}
+
+func TestParallelByteBudget(t *testing.T) {
+	p, release, running := blockedPool(10, 100)
 	defer p.Close()
 	ctx := context.Background()
 	// 60 + 40 fit in 100 bytes; a third message of 10 must wait.
@@ -148,13 +154,7 @@ func TestParallelByteBudget(t *testing.T) {
 // a message of a partition that is revoked meanwhile is not handed over: Process returns
 // ErrRevoked at once instead of holding up the rebalance until a worker frees up.
 func TestParallelGivesUpTheHandOverOnRevoke(t *testing.T) {
-	release := make(chan struct{})
-	var running atomic.Int32
-	p := NewParallel(Func(func(context.Context, kafka.Message) error {
-		running.Add(1)
-		<-release
-		return nil
-	}), 1, 100, func(kafka.Message, error) {})
+	p, release, running := blockedPool(1, 100)
 	defer p.Close()
 	defer close(release)
 	for _, size := range []int{10, 100} { // waits for the worker; waits for the bytes
