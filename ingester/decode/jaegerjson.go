@@ -55,13 +55,7 @@ type jsonTranscoder struct {
 }
 
 func (t *jsonTranscoder) span() ([]byte, bool) {
-	var seen uint32
-	ok := t.object(func(key []byte) bool {
-		field, ok := spanFields[string(key)]
-		if !ok || seen&(1<<field) != 0 {
-			return false // another spelling, an unknown field, or a repeated key
-		}
-		seen |= 1 << field
+	ok := t.members(spanFields, func(field protowire.Number) bool {
 		switch field {
 		case spanTraceID, spanSpanID:
 			return t.id(field)
@@ -81,13 +75,28 @@ func (t *jsonTranscoder) span() ([]byte, bool) {
 			return t.array(func() bool { return t.message(spanLogs, t.log) })
 		case spanProcess:
 			return t.message(field, t.process)
-		case spanWarnings:
+		default: // spanWarnings
 			return t.array(func() bool { return t.stringField(spanWarnings) })
 		}
-		return false
 	})
 	t.skipSpace()
 	return t.out, ok && t.pos == len(t.in)
+}
+
+// members reads an object whose keys are all among names (the exact spellings jsonpb
+// writes), each at most once, calling read with the key's field number for its value.
+// Another spelling, an unknown key or a repeated one is left to the library: jsonpb would
+// read the first two its own way, and keep only the last of a repeated key.
+func (t *jsonTranscoder) members(names map[string]protowire.Number, read func(protowire.Number) bool) bool {
+	var seen uint64
+	return t.object(func(key []byte) bool {
+		field, ok := names[string(key)]
+		if !ok || seen&(1<<field) != 0 {
+			return false
+		}
+		seen |= 1 << field
+		return read(field)
+	})
 }
 
 // The names jsonpb writes for the enums; it also reads their numbers, which go to the
@@ -97,11 +106,19 @@ var (
 	valueTypes = map[string]uint64{"STRING": vtString, "BOOL": vtBool, "INT64": vtInt64, "FLOAT64": vtFloat64, "BINARY": vtBinary}
 )
 
-var spanFields = map[string]protowire.Number{
-	"traceId": spanTraceID, "spanId": spanSpanID, "operationName": spanOperation, "references": spanReferences,
-	"flags": spanFlags, "startTime": spanStartTime, "duration": spanDuration, "tags": spanTags, "logs": spanLogs,
-	"process": spanProcess, "processId": spanProcessID, "warnings": spanWarnings,
-}
+// The JSON names of the fields of a span, a reference, a tag, a log and a process.
+var (
+	spanFields = map[string]protowire.Number{
+		"traceId": spanTraceID, "spanId": spanSpanID, "operationName": spanOperation, "references": spanReferences,
+		"flags": spanFlags, "startTime": spanStartTime, "duration": spanDuration, "tags": spanTags, "logs": spanLogs,
+		"process": spanProcess, "processId": spanProcessID, "warnings": spanWarnings,
+	}
+	refFields = map[string]protowire.Number{"traceId": refTraceID, "spanId": refSpanID, "refType": refType}
+	kvFields  = map[string]protowire.Number{"key": kvKey, "vType": kvType, "vStr": kvStr, "vBool": kvBool,
+		"vInt64": kvInt64, "vFloat64": kvFloat64, "vBinary": kvBinary}
+	logFieldNames     = map[string]protowire.Number{"timestamp": logTimestamp, "fields": logFields}
+	processFieldNames = map[string]protowire.Number{"serviceName": processServiceName, "tags": processTags}
+)
 
 // message appends field as a length-delimited message whose body body writes.
 func (t *jsonTranscoder) message(field protowire.Number, body func() bool) bool {
@@ -123,23 +140,7 @@ func (t *jsonTranscoder) message(field protowire.Number, body func() bool) bool 
 }
 
 func (t *jsonTranscoder) ref() bool {
-	var seen uint32
-	return t.object(func(key []byte) bool {
-		var field protowire.Number
-		switch string(key) {
-		case "traceId":
-			field = refTraceID
-		case "spanId":
-			field = refSpanID
-		case "refType":
-			field = refType
-		default:
-			return false
-		}
-		if seen&(1<<field) != 0 {
-			return false
-		}
-		seen |= 1 << field
+	return t.members(refFields, func(field protowire.Number) bool {
 		if field == refType {
 			return t.enum(field, refTypes)
 		}
@@ -148,31 +149,7 @@ func (t *jsonTranscoder) ref() bool {
 }
 
 func (t *jsonTranscoder) keyValue() bool {
-	var seen uint32
-	return t.object(func(key []byte) bool {
-		var field protowire.Number
-		switch string(key) {
-		case "key":
-			field = kvKey
-		case "vType":
-			field = kvType
-		case "vStr":
-			field = kvStr
-		case "vBool":
-			field = kvBool
-		case "vInt64":
-			field = kvInt64
-		case "vFloat64":
-			field = kvFloat64
-		case "vBinary":
-			field = kvBinary
-		default:
-			return false
-		}
-		if seen&(1<<field) != 0 {
-			return false
-		}
-		seen |= 1 << field
+	return t.members(kvFields, func(field protowire.Number) bool {
 		switch field {
 		case kvKey, kvStr:
 			return t.stringField(field)
@@ -184,51 +161,27 @@ func (t *jsonTranscoder) keyValue() bool {
 			return t.int64Field(field)
 		case kvFloat64:
 			return t.float64Field(field)
-		default:
+		default: // kvBinary
 			return t.bytesField(field)
 		}
 	})
 }
 
 func (t *jsonTranscoder) log() bool {
-	var seen uint32
-	return t.object(func(key []byte) bool {
-		switch string(key) {
-		case "timestamp":
-			if seen&1 != 0 {
-				return false
-			}
-			seen |= 1
-			return t.message(logTimestamp, t.timestamp)
-		case "fields":
-			if seen&2 != 0 {
-				return false
-			}
-			seen |= 2
-			return t.array(func() bool { return t.message(logFields, t.keyValue) })
+	return t.members(logFieldNames, func(field protowire.Number) bool {
+		if field == logTimestamp {
+			return t.message(field, t.timestamp)
 		}
-		return false
+		return t.array(func() bool { return t.message(logFields, t.keyValue) })
 	})
 }
 
 func (t *jsonTranscoder) process() bool {
-	var seen uint32
-	return t.object(func(key []byte) bool {
-		switch string(key) {
-		case "serviceName":
-			if seen&1 != 0 {
-				return false
-			}
-			seen |= 1
-			return t.stringField(processServiceName)
-		case "tags":
-			if seen&2 != 0 {
-				return false
-			}
-			seen |= 2
-			return t.array(func() bool { return t.message(processTags, t.keyValue) })
+	return t.members(processFieldNames, func(field protowire.Number) bool {
+		if field == processServiceName {
+			return t.stringField(field)
 		}
-		return false
+		return t.array(func() bool { return t.message(processTags, t.keyValue) })
 	})
 }
 
