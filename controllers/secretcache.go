@@ -21,8 +21,9 @@ type secretCache struct {
 	// metadata reads the manager's cache of Secret metadata; contents reads the API server.
 	metadata, contents client.Reader
 
-	mu      sync.Mutex
-	entries map[types.NamespacedName]*cachedSecret
+	mu        sync.Mutex
+	entries   map[types.NamespacedName]*cachedSecret
+	lastPrune time.Time
 }
 
 type cachedSecret struct {
@@ -52,9 +53,12 @@ func (c *secretCache) get(ctx context.Context, key types.NamespacedName) (*corev
 	}
 	now := time.Now()
 	c.mu.Lock()
-	for k, e := range c.entries {
-		if now.Sub(e.lastUsed) > secretIdle {
-			delete(c.entries, k)
+	if now.Sub(c.lastPrune) > secretIdle/10 { // not a scan of every entry on every read
+		c.lastPrune = now
+		for k, e := range c.entries {
+			if now.Sub(e.lastUsed) > secretIdle {
+				delete(c.entries, k)
+			}
 		}
 	}
 	if e, ok := c.entries[key]; ok && e.secret.ResourceVersion == meta.ResourceVersion {
