@@ -20,6 +20,7 @@ import (
 	"github.com/spanflow/spanflow/ingester/consumer"
 	"github.com/spanflow/spanflow/ingester/deadletter"
 	"github.com/spanflow/spanflow/ingester/decode"
+	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/kafkaclient"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
@@ -29,44 +30,67 @@ import (
 // closeTimeout bounds closing the dead-letter producer and the storage writer.
 const closeTimeout = 10 * time.Second
 
-// Chain is the processor chain, outermost first:
+// maxDeliveryBytes bounds the message bytes of one delivery, and so of one storage request:
+// well under the 4 MiB that gRPC servers (the OpenTelemetry Collector, Jaeger, Tempo)
+// accept by default. A request refused for its size is split anyway.
+const maxDeliveryBytes = 2 << 20
+
+// summaryInterval is how often repeated events (dead letters, skips, rejected spans) are
+// summarized in the log after the first of them.
+const summaryInterval = 10 * time.Second
+
+// Chain is the processor chain over deliveries, outermost first:
 //
-//	parallel → metrics → committing → failure policy → retry → base (decode, batch, write)
+//	parallel → metrics → committing → failure policy → retry → base (decode, write)
 //
-// parallel bounds the messages and bytes in flight; metrics times each message from hand-over
-// to finish; committing marks a message finished only when what is inside returned nil; the
-// failure policy turns what retries gave up on into a dead letter, an explicit skip, or a
-// paused partition; retry backs off on failed writes; base decodes and writes in batches.
+// parallel bounds the deliveries (storage writes) and bytes in flight; metrics times each
+// delivery from hand-over to finish; committing marks a delivery finished only when what
+// is inside returned nil; the failure policy turns the messages that could not be written
+// into dead letters or explicit skips, and holds the partition while storage is down or a
+// message can be neither written nor dead-lettered; retry backs off on failed writes; base
+// decodes each message and writes the delivery's spans in one request, splitting it when
+// storage refuses it for good.
 type Chain struct {
 	processor.Processor
 	parallel *processor.Parallel
+	logs     []*eventlog.Repeated
 }
 
-// NewChain assembles the chain. Close it after the consumer stopped handing it messages.
-func NewChain(ctx context.Context, cfg config.Config, decoder decode.Decoder, writer processor.Writer,
+// NewChain assembles the chain. Close it after the consumer stopped handing it deliveries.
+func NewChain(cfg config.Config, decoder decode.Decoder, writer processor.Writer,
 	deadLetter processor.DeadLetterer, m *metrics.Metrics, log logr.Logger) *Chain {
-	batcher := processor.NewBatcher(ctx, writer, cfg.Processing.BatchSize, cfg.Parallelism, cfg.Processing.BatchLinger.D())
+	rejected := eventlog.Info(log, "The backend refused some spans of a write (partial success); they are counted, not sent again", summaryInterval)
+	logs := processor.PolicyLogs{
+		DeadLettered: eventlog.Info(log, "Dead-lettered messages", summaryInterval),
+		Skipped:      eventlog.Info(log, "Skipped undecodable messages (onDecodeError: skip)", summaryInterval),
+	}
 	backoff := processor.Backoff{Min: cfg.Processing.Retry.Min.D(), Max: cfg.Processing.Retry.Max.D(), Attempts: cfg.Processing.Retry.Attempts}
-	var p processor.Processor = processor.NewBase(decoder, batcher, m)
-	p = processor.NewRetry(p, backoff, func(msg kafka.Message, err error) {
+	var p processor.Processor = processor.NewBase(decoder, writer, m, rejected)
+	p = processor.NewRetry(p, backoff, func(d *processor.Delivery, err error) {
 		m.Retries.Inc()
-		log.V(1).Info("Retrying message", "partition", msg.Partition, "offset", msg.Offset, "error", err.Error())
+		log.V(1).Info("Retrying delivery", "partition", d.Partition.ID(), "fromOffset", d.First(), "error", err.Error())
 	})
 	p = processor.NewFailurePolicy(p, processor.Policy{
 		OnDecodeError: cfg.Processing.OnDecodeError,
 		DeadLetter:    deadLetter,
 		Backoff:       processor.Backoff{Min: backoff.Min, Max: backoff.Max},
-	}, m, log)
+	}, m, logs)
 	p = processor.NewCommitting(p)
 	p = processor.NewMetrics(p, m)
-	parallel := processor.NewParallel(p, cfg.Parallelism, cfg.MaxInFlightBytes, func(msg kafka.Message, err error) {
-		log.V(1).Info("Message left unfinished; it will be read again", "partition", msg.Partition, "offset", msg.Offset, "error", err.Error())
+	parallel := processor.NewParallel(p, cfg.Parallelism, cfg.MaxInFlightBytes, func(d *processor.Delivery, err error) {
+		log.V(1).Info("Delivery left unfinished; it will be read again", "partition", d.Partition.ID(), "fromOffset", d.First(), "error", err.Error())
 	})
-	return &Chain{Processor: parallel, parallel: parallel}
+	m.Parallelism.Set(float64(cfg.Parallelism))
+	return &Chain{Processor: parallel, parallel: parallel, logs: []*eventlog.Repeated{rejected, logs.DeadLettered, logs.Skipped}}
 }
 
-// Close waits for the messages already handed over and stops the workers.
-func (c *Chain) Close() { c.parallel.Close() }
+// Close waits for the deliveries already handed over and writes the last log summaries.
+func (c *Chain) Close() {
+	c.parallel.Close()
+	for _, l := range c.logs {
+		l.Close()
+	}
+}
 
 // Options are the parts a caller (a test, the demo) may supply instead of the configured ones.
 type Options struct {
@@ -76,6 +100,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	// AdminReady, if set, is told the admin server's address once it listens.
 	AdminReady func(addr string)
+	// Decoder replaces the decoder the encoding names (benchmarks measure the chain alone).
+	Decoder decode.Decoder
 }
 
 // Run ingests until ctx is cancelled, then drains, commits and closes the writer.
@@ -83,9 +109,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	decoder, err := decode.New(cfg.Encoding)
-	if err != nil {
-		return err
+	decoder := opts.Decoder
+	if decoder == nil {
+		if decoder, err = decode.New(cfg.Encoding); err != nil {
+			return err
+		}
 	}
 	writer := opts.Writer
 	if writer == nil {
@@ -110,10 +138,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		defer func() { err = errors.Join(err, dl.Close(closeTimeout)) }()
 		deadLetter = dl
 	}
-	// Storage writes outlive ctx: the drain after a stop still needs them.
-	work := context.WithoutCancel(ctx)
-	chain := NewChain(work, cfg, decoder, writer, deadLetter, m, log)
-	cons := consumer.New(cfg.Kafka, conn.Dialer(), chain, cfg.DrainTimeout.D(), m, log)
+	chain := NewChain(cfg, decoder, writer, deadLetter, m, log)
+	metadata := conn.Transport() // the consumer's metadata requests (is the topic there?)
+	defer metadata.CloseIdleConnections()
+	cons := consumer.New(consumer.Settings{
+		Kafka:         cfg.Kafka,
+		DeliverySpans: cfg.Processing.BatchSize,
+		DeliveryBytes: min(maxDeliveryBytes, cfg.MaxInFlightBytes),
+		Linger:        cfg.Processing.BatchLinger.D(),
+		DrainTimeout:  cfg.DrainTimeout.D(),
+	}, conn.Dialer(), &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: metadata}, chain, m, log)
 	adminServer, err := admin.Listen(cfg.AdminAddress, registry, cons.Ready)
 	if err != nil {
 		chain.Close()
@@ -129,8 +163,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 	g.Go(func() error { return adminServer.Run(gctx) })
 	g.Go(func() error { return cons.Run(gctx) })
 	err = g.Wait()
+	// Every delivery is finished or abandoned before the writer closes: nothing is
+	// written after Close.
 	chain.Close()
-	closeCtx, cancel := context.WithTimeout(work, closeTimeout)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
 	if cerr := writer.Close(closeCtx); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("closing storage writer: %w", cerr))

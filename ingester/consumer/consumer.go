@@ -1,6 +1,7 @@
 // Package consumer is the Kafka side of the ingester: consumer-group membership with
-// kafka-go, one reader loop per assigned partition feeding the processor chain, and
-// batched commits of the offsets the chain has finished.
+// kafka-go, one reader loop per assigned partition that cuts the partition's messages into
+// deliveries for the processor chain, and commits, soon after each delivery finishes, of
+// the offsets the chain has finished.
 package consumer
 
 import (
@@ -8,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,69 +20,111 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
 )
 
-// fetchRetryWait is the pause after a failed fetch (the broker may be restarting).
-const fetchRetryWait = 500 * time.Millisecond
+const (
+	// fetchRetryWait is the pause after a failed fetch (the broker may be restarting).
+	fetchRetryWait = 500 * time.Millisecond
+	// topicWaitMin and topicWaitMax bound the backoff while the topic does not exist.
+	topicWaitMin, topicWaitMax = time.Second, 30 * time.Second
+	// summaryInterval is how often repeated errors are summarized in the log.
+	summaryInterval = 10 * time.Second
+)
 
-// Consumer reads a topic as a member of a consumer group and hands every message to the
-// processor chain, committing a partition's offset only past messages the chain finished.
+// Settings are what the consumer needs of the configuration.
+type Settings struct {
+	Kafka config.Kafka
+	// DeliverySpans is about how many spans a delivery holds (processing.batchSize): the
+	// messages of one are counted from the spans per message seen so far.
+	DeliverySpans int
+	// DeliveryBytes bounds the bytes of message values in one delivery.
+	DeliveryBytes int64
+	// Linger is the longest the first message of a delivery waits for more.
+	Linger time.Duration
+	// DrainTimeout bounds the wait for in-flight deliveries of a revoked partition.
+	DrainTimeout time.Duration
+}
+
+// Consumer reads a topic as a member of a consumer group and hands its messages, in
+// deliveries, to the processor chain, committing a partition's offset only past deliveries
+// the chain finished.
 type Consumer struct {
-	cfg    config.Kafka
+	s      Settings
 	dialer *kafka.Dialer
+	client *kafka.Client
 	chain  processor.Processor
 	m      *metrics.Metrics
 	log    logr.Logger
-	// drainTimeout bounds the wait for in-flight messages of a revoked partition.
-	drainTimeout time.Duration
+
+	groupErrors  *eventlog.Repeated
+	fetchErrors  *eventlog.Repeated
+	commitErrors *eventlog.Repeated
+
+	// spansPerMessage is a running average (float64 bits) that sizes deliveries.
+	spansPerMessage atomic.Uint64
 
 	joined atomic.Bool
 	mu     sync.Mutex
 	// partitions of the current generation, for readiness.
 	partitions map[int]*partition
+	// missingTopic says why the topic cannot be read, while it does not exist.
+	missingTopic error
 }
 
-// New returns a consumer; Run starts it. dialer connects to the brokers (with TLS and SASL
-// as configured). chain must be safe for concurrent use: it is called from one goroutine
-// per partition.
-func New(cfg config.Kafka, dialer *kafka.Dialer, chain processor.Processor, drainTimeout time.Duration, m *metrics.Metrics, log logr.Logger) *Consumer {
-	return &Consumer{cfg: cfg, dialer: dialer, chain: chain, m: m, log: log, drainTimeout: drainTimeout}
+// New returns a consumer; Run starts it. dialer connects the group and the readers to the
+// brokers, client asks them for metadata (both with TLS and SASL as configured). chain
+// must be safe for concurrent use: it is called from one goroutine per partition.
+func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor.Processor, m *metrics.Metrics, log logr.Logger) *Consumer {
+	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log,
+		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
+		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
+		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval)}
+	c.spansPerMessage.Store(math.Float64bits(1))
+	return c
 }
 
-// Ready returns nil when this member is in the group and no partition is paused, or why not.
+// Ready returns nil when this member is in the group and no partition is held, or why not.
 // A member holding no partition (more members than partitions) is ready.
 func (c *Consumer) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.missingTopic != nil {
+		return c.missingTopic
+	}
 	if !c.joined.Load() {
 		return errors.New("not a member of the consumer group yet")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var errs []error
 	for _, id := range slices.Sorted(maps.Keys(c.partitions)) {
 		if reason := c.partitions[id].pausedReason(); reason != nil {
-			errs = append(errs, fmt.Errorf("paused: %w", reason))
+			errs = append(errs, fmt.Errorf("partition %d paused: %w", id, reason))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// Run consumes until ctx is cancelled, then stops fetching, lets in-flight messages finish
-// (up to the drain timeout), commits, and leaves the group.
+// Run consumes until ctx is cancelled, then stops fetching, lets in-flight deliveries
+// finish (up to the drain timeout), commits, and leaves the group.
 func (c *Consumer) Run(ctx context.Context) error {
+	defer c.groupErrors.Close()
+	defer c.fetchErrors.Close()
+	defer c.commitErrors.Close()
+	k := c.s.Kafka
 	start := kafka.FirstOffset
-	if c.cfg.InitialOffset == config.OffsetLatest {
+	if k.InitialOffset == config.OffsetLatest {
 		start = kafka.LastOffset
 	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                c.cfg.ConsumerGroup,
-		Brokers:           c.cfg.Brokers,
+		ID:                k.ConsumerGroup,
+		Brokers:           k.Brokers,
 		Dialer:            c.dialer,
-		Topics:            []string{c.cfg.Topic},
-		SessionTimeout:    c.cfg.SessionTimeout.D(),
-		HeartbeatInterval: c.cfg.HeartbeatInterval.D(),
-		RebalanceTimeout:  c.cfg.RebalanceTimeout.D(),
+		Topics:            []string{k.Topic},
+		SessionTimeout:    k.SessionTimeout.D(),
+		HeartbeatInterval: k.HeartbeatInterval.D(),
+		RebalanceTimeout:  k.RebalanceTimeout.D(),
 		JoinGroupBackoff:  time.Second,
 		// Partitions added to the topic are picked up by a rebalance.
 		WatchPartitionChanges: true,
@@ -89,51 +134,103 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}),
 	})
 	if err != nil {
-		return fmt.Errorf("consumer group %q: %w", c.cfg.ConsumerGroup, err)
+		return fmt.Errorf("consumer group %q: %w", k.ConsumerGroup, err)
 	}
 	// Processing is not cancelled by ctx: a stop first drains (see runGeneration).
 	work := context.WithoutCancel(ctx)
+	topicWait := topicWaitMin
 	for {
 		gen, err := group.Next(ctx)
-		if err == nil {
-			c.runGeneration(gen, work)
-			continue
-		}
 		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 			break
 		}
-		// kafka-go has already backed off before reporting the failed join.
-		c.log.Info("Consumer group error, rejoining", "error", err.Error())
+		if err != nil {
+			// kafka-go has already backed off before reporting the failed join.
+			c.groupErrors.Event(err, "group", k.ConsumerGroup, "brokers", strings.Join(k.Brokers, ","))
+			continue
+		}
+		c.m.GroupJoins.Inc()
+		if len(gen.Assignments[k.Topic]) == 0 && c.topicIsMissing(ctx) {
+			// A group over a missing topic ends each generation at once; do not rejoin in a
+			// tight loop while it is missing.
+			if sleep(ctx, topicWait) != nil {
+				break
+			}
+			topicWait = min(2*topicWait, topicWaitMax)
+			continue
+		}
+		topicWait = topicWaitMin
+		c.runGeneration(gen, work)
 	}
 	// Closing the group ends the current generation: kafka-go waits for its goroutines,
 	// which drain and commit on the way out; then it leaves the group.
 	return group.Close()
 }
 
+// topicIsMissing asks the brokers whether the topic exists, and records and reports the
+// answer. It says false when the brokers cannot tell.
+func (c *Consumer) topicIsMissing(ctx context.Context) bool {
+	topic := c.s.Kafka.Topic
+	meta, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return false
+	}
+	var missing error
+	for _, t := range meta.Topics {
+		if t.Name == topic && (t.Error != nil || len(t.Partitions) == 0) {
+			missing = fmt.Errorf("topic %q does not exist on the brokers %s", topic, strings.Join(c.s.Kafka.Brokers, ","))
+		}
+	}
+	c.setMissingTopic(missing)
+	return missing != nil
+}
+
+// setMissingTopic records whether the topic is missing, logging and counting the changes.
+func (c *Consumer) setMissingTopic(missing error) {
+	c.mu.Lock()
+	was := c.missingTopic
+	c.missingTopic = missing
+	c.mu.Unlock()
+	switch {
+	case missing != nil && was == nil:
+		c.m.TopicMissing.Set(1)
+		c.log.Error(missing, "The topic to consume does not exist; waiting for it to be created")
+	case missing == nil && was != nil:
+		c.m.TopicMissing.Set(0)
+		c.log.Info("The topic exists now", "topic", c.s.Kafka.Topic)
+	}
+}
+
 // runGeneration starts the work of one group generation: a loop per assigned partition and
 // a committer. kafka-go ends the generation on rebalance or close and waits for them.
 func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
-	assignments := gen.Assignments[c.cfg.Topic]
-	parts := make(map[int]*partition, len(assignments))
-	for _, a := range assignments {
-		parts[a.ID] = newPartition(a, c.m.ForPartition(a.ID))
-	}
-	c.log.Info("Joined consumer group", "group", gen.GroupID, "generation", gen.ID, "partitions", slices.Sorted(maps.Keys(parts)))
-	c.mu.Lock()
-	c.partitions = parts
-	c.mu.Unlock()
-	c.joined.Store(true)
-	c.m.Partitions.Set(float64(len(parts)))
-
+	c.setMissingTopic(nil)
+	assignments := gen.Assignments[c.s.Kafka.Topic]
+	finished := make(chan struct{}, 1)
 	gen.Start(func(ctx context.Context) {
+		parts := make(map[int]*partition, len(assignments))
+		for _, a := range assignments {
+			parts[a.ID] = newPartition(a, c.m.ForPartition(a.ID), c.log, ctx.Done(), finished, c.learn)
+		}
+		c.log.Info("Joined consumer group", "group", gen.GroupID, "generation", gen.ID, "partitions", slices.Sorted(maps.Keys(parts)))
+		c.mu.Lock()
+		c.partitions = parts
+		c.mu.Unlock()
+		c.joined.Store(true)
+		c.m.Partitions.Set(float64(len(parts)))
+
 		var loops sync.WaitGroup
 		for _, p := range parts {
 			loops.Go(func() { c.consumePartition(ctx, work, p) })
 		}
-		ticker := time.NewTicker(c.cfg.CommitInterval.D())
+		// Commit soon after deliveries finish, one request at a time (finishes coalesce
+		// while one is in flight); the interval retries a failed commit.
+		ticker := time.NewTicker(c.s.Kafka.CommitInterval.D())
 		defer ticker.Stop()
 		for {
 			select {
+			case <-finished:
+				c.commit(gen, parts)
 			case <-ticker.C:
 				c.commit(gen, parts)
 			case <-ctx.Done():
@@ -150,63 +247,115 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 	})
 }
 
-// consumePartition fetches one partition in order and hands each message to the chain.
-// When the generation ends it stops fetching, waits for the partition's in-flight messages
-// up to the drain timeout, and then cancels what is left (it will be read again).
+// learn keeps the running average of spans per message from a finished delivery.
+func (c *Consumer) learn(d *processor.Delivery) {
+	if d.Spans == 0 {
+		return
+	}
+	observed := float64(d.Spans) / float64(len(d.Messages))
+	avg := math.Float64frombits(c.spansPerMessage.Load())
+	c.spansPerMessage.Store(math.Float64bits(0.8*avg + 0.2*observed))
+}
+
+// deliveryMessages is how many messages make a delivery of about DeliverySpans spans.
+func (c *Consumer) deliveryMessages() int {
+	perMessage := math.Float64frombits(c.spansPerMessage.Load())
+	return max(1, min(c.s.DeliverySpans, int(float64(c.s.DeliverySpans)/max(perMessage, 1e-3))))
+}
+
+// consumePartition fetches one partition in order and hands its messages to the chain in
+// deliveries. When the generation ends it stops fetching, waits for the partition's
+// in-flight deliveries up to the drain timeout, and then cancels what is left (it will be
+// read again).
 func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) {
-	log := c.log.WithValues("partition", p.id)
-	p.revoked = genCtx.Done()
-	procCtx, cancelProc := context.WithCancel(processor.WithPartition(work, p))
+	procCtx, cancelProc := context.WithCancel(work)
 	defer cancelProc()
 	defer func() {
-		drainCtx, cancel := context.WithTimeout(work, c.drainTimeout)
+		drainCtx, cancel := context.WithTimeout(work, c.s.DrainTimeout)
 		defer cancel()
 		if err := p.tracker.Wait(drainCtx); err != nil {
-			log.Info("Partition released with messages still in flight; they will be read again", "inFlight", p.tracker.InFlight())
+			p.log.Info("Partition released with deliveries still in flight; they will be read again", "inFlight", p.tracker.InFlight())
 		}
 	}()
 
+	k := c.s.Kafka
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   c.cfg.Brokers,
-		Topic:     c.cfg.Topic,
+		Brokers:   k.Brokers,
+		Topic:     k.Topic,
 		Partition: p.id,
 		Dialer:    c.dialer,
-		MinBytes:  c.cfg.MinBytes,
-		MaxBytes:  c.cfg.MaxBytes,
-		MaxWait:   c.cfg.MaxWait.D(),
+		MinBytes:  k.MinBytes,
+		MaxBytes:  k.MaxBytes,
+		MaxWait:   k.MaxWait.D(),
 	})
 	defer reader.Close()
 	if err := reader.SetOffset(p.start); err != nil {
-		log.Error(err, "Cannot seek partition", "offset", p.start)
+		p.log.Error(err, "Cannot seek partition", "offset", p.start)
 		return
 	}
 	for {
 		if err := p.waitUnpaused(genCtx); err != nil {
 			return
 		}
-		msg, err := reader.FetchMessage(genCtx)
+		msgs, err := c.fetchDelivery(genCtx, reader)
+		if genCtx.Err() != nil {
+			return // what was fetched and not handed over is read again by the next owner
+		}
 		if err != nil {
-			if genCtx.Err() != nil {
-				return
-			}
-			log.Info("Fetch failed, retrying", "error", err.Error())
+			c.fetchErrors.Event(err, "partition", p.id)
 			if sleep(genCtx, fetchRetryWait) != nil {
 				return
 			}
 			continue
 		}
-		p.gauges.LagRecords.Set(float64(msg.HighWaterMark - msg.Offset - 1))
-		if !msg.Time.IsZero() {
-			p.gauges.LagSeconds.Set(time.Since(msg.Time).Seconds())
+		last := msgs[len(msgs)-1]
+		behind := last.HighWaterMark - last.Offset - 1
+		p.gauges.LagRecords.Set(float64(max(behind, 0)))
+		switch {
+		case behind <= 0:
+			p.gauges.LagSeconds.Set(0) // caught up: nothing is waiting
+		case !last.Time.IsZero():
+			p.gauges.LagSeconds.Set(time.Since(last.Time).Seconds())
 		}
-		p.tracker.Begin(msg.Offset)
-		if err := c.chain.Process(procCtx, msg); err != nil {
-			// Revoked (or stopped) before the hand-over: the message was never processed
+		c.m.Deliveries.Observe(float64(len(msgs)))
+		d := processor.NewDelivery(p, msgs)
+		p.tracker.Begin(d.First(), d.Last())
+		if err := c.chain.Process(procCtx, d); err != nil {
+			// Revoked (or stopped) before the hand-over: the delivery was never processed
 			// and will be read again; the drain does not wait for it.
-			p.tracker.Abandon(msg.Offset)
+			p.tracker.Abandon(d.First())
 			return
 		}
 	}
+}
+
+// fetchDelivery fetches the next run of messages: it waits for the first, then takes more
+// until the run holds about DeliverySpans spans or DeliveryBytes bytes, or Linger has passed
+// since the first arrived. An error is returned only when no message was fetched.
+func (c *Consumer) fetchDelivery(ctx context.Context, reader *kafka.Reader) ([]kafka.Message, error) {
+	first, err := reader.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit := c.deliveryMessages()
+	msgs := make([]kafka.Message, 1, limit) // sized once: growing it copies every message
+	msgs[0] = first
+	bytes := int64(len(first.Value))
+	if limit == 1 || bytes >= c.s.DeliveryBytes {
+		return msgs, nil
+	}
+	lingerCtx, cancel := context.WithTimeout(ctx, c.s.Linger)
+	defer cancel()
+	for len(msgs) < limit && bytes < c.s.DeliveryBytes {
+		// A fetch cancelled by the linger takes no message: it stays for the next delivery.
+		msg, err := reader.FetchMessage(lingerCtx)
+		if err != nil {
+			break // the linger is over, or the fetch failed: hand over what there is
+		}
+		msgs = append(msgs, msg)
+		bytes += int64(len(msg.Value))
+	}
+	return msgs, nil
 }
 
 // commit commits, in one request, every partition whose finished offset moved.
@@ -220,9 +369,9 @@ func (c *Consumer) commit(gen *kafka.Generation, parts map[int]*partition) {
 	if len(pending) == 0 {
 		return
 	}
-	if err := gen.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: pending}); err != nil {
+	if err := gen.CommitOffsets(map[string]map[int]int64{c.s.Kafka.Topic: pending}); err != nil {
 		c.m.Commits.WithLabelValues("error").Inc()
-		c.log.Info("Offset commit failed; it is retried, or the messages are read again", "error", err.Error())
+		c.commitErrors.Event(err, "generation", gen.ID)
 		return
 	}
 	c.m.Commits.WithLabelValues("ok").Inc()

@@ -2,73 +2,111 @@ package consumer
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
+	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/offset"
+	"github.com/spanflow/spanflow/ingester/processor"
 )
 
-// partition is one assigned partition in one generation: its offset tracker, its pause
-// state and its gauges. It is the processor.Partition the chain sees.
+// partition is one assigned partition in one generation: its offset tracker, its holds and
+// its gauges. It is the processor.Partition handle that goes with its deliveries.
 type partition struct {
 	id      int
 	start   int64 // where reading starts: a committed offset, or kafka.FirstOffset/LastOffset
 	tracker *offset.Tracker
 	gauges  metrics.Partition
+	log     logr.Logger
 	// committed is the offset last committed; only the committer touches it.
 	committed int64
 	// revoked is closed when the generation that assigned the partition ends.
 	revoked <-chan struct{}
+	// finished wakes the committer (buffered; a full channel means a commit is due anyway).
+	finished chan<- struct{}
+	// learn is told of every finished delivery (the consumer sizes deliveries from them).
+	learn func(*processor.Delivery)
 
-	mu      sync.Mutex
-	paused  error
-	resumed chan struct{} // closed by Resume
+	mu       sync.Mutex
+	holds    map[int]error // open holds and their reasons
+	nextHold int
+	resumed  chan struct{} // closed when the last hold is released
 }
 
-func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition) *partition {
+func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log logr.Logger,
+	revoked <-chan struct{}, finished chan<- struct{}, learn func(*processor.Delivery)) *partition {
 	known := a.Offset
 	if known < 0 {
 		known = -1 // FirstOffset/LastOffset: nothing committed yet
 	}
-	return &partition{id: a.ID, start: a.Offset, tracker: offset.NewTracker(known), gauges: gauges, committed: known}
+	return &partition{id: a.ID, start: a.Offset, tracker: offset.NewTracker(known), gauges: gauges,
+		log: log.WithValues("partition", a.ID), committed: known, revoked: revoked, finished: finished, learn: learn,
+		holds: map[int]error{}}
 }
 
-func (p *partition) Done(offset int64) bool { return p.tracker.Done(offset) }
+func (p *partition) ID() int { return p.id }
 
 func (p *partition) Revoked() <-chan struct{} { return p.revoked }
 
-func (p *partition) Pause(reason error) {
+func (p *partition) Done(d *processor.Delivery) {
+	if !p.tracker.Done(d.First()) {
+		return
+	}
+	p.learn(d)
+	select {
+	case p.finished <- struct{}{}:
+	default:
+	}
+}
+
+// Hold pauses the partition until the returned function is called; holds are counted. The
+// partition logs one line when it pauses and one when it resumes.
+func (p *partition) Hold(reason error) func() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.paused == nil {
+	id := p.nextHold
+	p.nextHold++
+	if len(p.holds) == 0 {
 		p.resumed = make(chan struct{})
+		p.gauges.Paused.Set(1)
+		p.log.Info("Partition paused: it is fetched again once storage takes what it holds", "reason", reason.Error())
 	}
-	p.paused = reason
-	p.gauges.Paused.Set(1)
+	p.holds[id] = reason
+	p.mu.Unlock()
+	return sync.OnceFunc(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.holds, id)
+		if len(p.holds) == 0 {
+			close(p.resumed)
+			p.gauges.Paused.Set(0)
+			p.log.Info("Partition resumed")
+		}
+	})
 }
 
-func (p *partition) Resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.paused != nil {
-		p.paused = nil
-		close(p.resumed)
-		p.gauges.Paused.Set(0)
-	}
-}
-
+// pausedReason says why the partition is held, or nil: the oldest open hold's reason.
 func (p *partition) pausedReason() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.paused
+	if len(p.holds) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(p.holds))
+	if len(ids) > 1 {
+		return fmt.Errorf("%w (and %d more deliveries held)", p.holds[ids[0]], len(ids)-1)
+	}
+	return p.holds[ids[0]]
 }
 
-// waitUnpaused returns at once unless the partition is paused, then when it resumes.
+// waitUnpaused returns at once unless the partition is held, then when it resumes.
 func (p *partition) waitUnpaused(ctx context.Context) error {
 	p.mu.Lock()
-	if p.paused == nil {
+	if len(p.holds) == 0 {
 		p.mu.Unlock()
 		return nil
 	}

@@ -21,12 +21,19 @@ type Metrics struct {
 	Retries       prometheus.Counter
 	DeadLettered  prometheus.Counter
 	Skipped       prometheus.Counter
+	Empty         prometheus.Counter
+	RejectedSpans prometheus.Counter
+	Splits        prometheus.Counter
 	Abandoned     prometheus.Counter
 	Processing    prometheus.Histogram
 	InFlightMsgs  prometheus.Gauge
 	InFlightBytes prometheus.Gauge
 	Commits       *prometheus.CounterVec
 	Partitions    prometheus.Gauge
+	Deliveries    prometheus.Histogram
+	TopicMissing  prometheus.Gauge
+	GroupJoins    prometheus.Counter
+	Parallelism   prometheus.Gauge
 
 	committedOffset *prometheus.GaugeVec
 	lagRecords      *prometheus.GaugeVec
@@ -51,11 +58,18 @@ func New(reg prometheus.Registerer) *Metrics {
 		Spans:         counter("spans_written_total", "Spans written to storage."),
 		DecodeErrors:  counter("decode_errors_total", "Messages that could not be decoded."),
 		WriteErrors:   counter("write_errors_total", "Failed attempts to write a message's spans to storage."),
-		Retries:       counter("retries_total", "Retries of messages whose processing failed."),
+		Retries:       counter("retries_total", "Retries of deliveries whose write failed, and attempts while a partition was held."),
 		DeadLettered:  counter("dead_lettered_total", "Messages produced to the dead-letter topic."),
 		Skipped:       counter("skipped_total", "Undecodable messages skipped because onDecodeError is skip."),
+		Empty:         counter("empty_messages_total", "Messages that hold no spans (empty values, tombstones); counted and committed."),
+		RejectedSpans: counter("rejected_spans_total", "Spans the backend refused in a partial success; the rest of the request is stored, and they are not sent again."),
+		Splits:        counter("write_splits_total", "Writes refused for good (or for their size) that were split in halves to isolate the refused messages."),
 		Abandoned:     counter("abandoned_total", "Messages left unfinished at shutdown or rebalance; they are read again, not lost."),
-		Processing:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "processing_duration_seconds", Help: "Time from taking a message to finishing it (written, dead-lettered or skipped).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		Processing:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "processing_duration_seconds", Help: "Time from handing a delivery (a run of a partition's messages) over to finishing it: written, dead-lettered or skipped.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		Deliveries:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "delivery_messages", Help: "Messages per delivery: the runs of a partition's messages written in one storage request.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
+		GroupJoins:    counter("group_joins_total", "Generations of the consumer group this member joined: one per rebalance."),
+		TopicMissing:  gauge("topic_missing", "1 while the configured topic does not exist on the brokers."),
+		Parallelism:   gauge("parallelism", "Deliveries processed at once (storage writes in flight at most), as in effect."),
 		InFlightMsgs:  gauge("in_flight_messages", "Messages being processed."),
 		InFlightBytes: gauge("in_flight_bytes", "Bytes of the messages being processed."),
 		Commits:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "commits_total", Help: "Offset commits to the consumer group, by result."}, []string{"result"}),
@@ -63,11 +77,12 @@ func New(reg prometheus.Registerer) *Metrics {
 
 		committedOffset: partitionGauge("committed_offset", "Offset last committed for the partition (the next one to read)."),
 		lagRecords:      partitionGauge("lag_records", "Records in the partition after the last one fetched."),
-		lagSeconds:      partitionGauge("lag_seconds", "Age of the last fetched record: how far behind the producer the partition is."),
-		paused:          partitionGauge("partition_paused", "1 while the partition waits for a message that cannot be processed."),
+		lagSeconds:      partitionGauge("lag_seconds", "Age of the last fetched record, 0 once it was the newest: how far behind the producer the partition is."),
+		paused:          partitionGauge("partition_paused", "1 while the partition is held: storage keeps failing, or a message can be neither written nor dead-lettered."),
 	}
 	reg.MustRegister(m.Messages, m.Bytes, m.Spans, m.DecodeErrors, m.WriteErrors, m.Retries, m.DeadLettered,
-		m.Skipped, m.Abandoned, m.Processing, m.InFlightMsgs, m.InFlightBytes, m.Commits, m.Partitions,
+		m.Skipped, m.Empty, m.RejectedSpans, m.Splits, m.Abandoned, m.Processing, m.Deliveries, m.TopicMissing, m.GroupJoins, m.Parallelism,
+		m.InFlightMsgs, m.InFlightBytes, m.Commits, m.Partitions,
 		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused)
 	return m
 }

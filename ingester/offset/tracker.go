@@ -1,10 +1,12 @@
-// Package offset tracks, for one partition, which fetched messages are finished, so that
+// Package offset tracks, for one partition, which fetched deliveries are finished, so that
 // the offset committed to Kafka never passes a message that is not yet durably written.
 //
-// Messages of a partition are fetched in order but may finish out of order (parallel
-// processing). The committable offset is one past the last message of the longest finished
-// prefix of the fetched sequence: a gap blocks it. Offsets are tracked as fetched, not
-// assumed consecutive, because compaction and transaction markers leave holes in them.
+// A delivery is a run of consecutive fetched messages, named by its first offset and
+// covering up to its last. Deliveries of a partition are fetched in order but may finish
+// out of order (parallel processing). The committable offset is one past the last message
+// of the longest finished prefix of the fetched deliveries: a gap blocks it. Offsets are
+// tracked as fetched, not assumed consecutive, because compaction and transaction markers
+// leave holes in them.
 package offset
 
 import (
@@ -16,7 +18,7 @@ import (
 // Tracker is the in-flight state of one partition. It is safe for concurrent use.
 type Tracker struct {
 	mu sync.Mutex
-	// inflight holds fetched messages in fetch order, from the oldest unfinished one on.
+	// inflight holds fetched deliveries in fetch order, from the oldest unfinished one on.
 	inflight []entry
 	// next is the offset to commit: one past the last message of the finished prefix,
 	// or the starting offset before anything finished.
@@ -26,8 +28,8 @@ type Tracker struct {
 }
 
 type entry struct {
-	offset int64
-	done   bool
+	first, last int64
+	done        bool
 }
 
 // NewTracker returns a tracker for a partition whose reading starts at start (the offset
@@ -36,21 +38,22 @@ func NewTracker(start int64) *Tracker {
 	return &Tracker{next: start, drained: make(chan struct{})}
 }
 
-// Begin records that the message at offset was fetched. Offsets must increase.
-func (t *Tracker) Begin(offset int64) {
+// Begin records that the delivery of the messages from first to last was fetched.
+// Deliveries must follow each other: first is past the last one begun.
+func (t *Tracker) Begin(first, last int64) {
 	t.mu.Lock()
-	t.inflight = append(t.inflight, entry{offset: offset})
+	t.inflight = append(t.inflight, entry{first: first, last: last})
 	t.mu.Unlock()
 }
 
-// Abandon forgets the message at offset, the last one begun, which was never handed to
-// processing (its partition was revoked first): it is not waited for, and as nothing after
-// it was begun, the committable offset cannot pass it.
-func (t *Tracker) Abandon(offset int64) {
+// Abandon forgets the delivery starting at first, the last one begun, which was never
+// handed to processing (its partition was revoked first): it is not waited for, and as
+// nothing after it was begun, the committable offset cannot pass it.
+func (t *Tracker) Abandon(first int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	last := len(t.inflight) - 1
-	if last < 0 || t.inflight[last].offset != offset || t.inflight[last].done {
+	if last < 0 || t.inflight[last].first != first || t.inflight[last].done {
 		return
 	}
 	t.inflight = t.inflight[:last]
@@ -60,13 +63,14 @@ func (t *Tracker) Abandon(offset int64) {
 	}
 }
 
-// Done records that the message at offset is finished (durably written, dead-lettered or
-// deliberately skipped). It reports false for an offset that was not begun or is already done.
-func (t *Tracker) Done(offset int64) bool {
+// Done records that the delivery starting at first is finished (every message durably
+// written, dead-lettered or deliberately skipped). It reports false for a delivery that
+// was not begun or is already done.
+func (t *Tracker) Done(first int64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i := sort.Search(len(t.inflight), func(i int) bool { return t.inflight[i].offset >= offset })
-	if i == len(t.inflight) || t.inflight[i].offset != offset || t.inflight[i].done {
+	i := sort.Search(len(t.inflight), func(i int) bool { return t.inflight[i].first >= first })
+	if i == len(t.inflight) || t.inflight[i].first != first || t.inflight[i].done {
 		return false
 	}
 	t.inflight[i].done = true
@@ -78,7 +82,7 @@ func (t *Tracker) Done(offset int64) bool {
 	for n < len(t.inflight) && t.inflight[n].done {
 		n++
 	}
-	t.next = t.inflight[n-1].offset + 1
+	t.next = t.inflight[n-1].last + 1
 	// Reuse the backing array once the prefix is consumed, so a long run does not grow it.
 	remaining := copy(t.inflight, t.inflight[n:])
 	t.inflight = t.inflight[:remaining]
@@ -97,7 +101,7 @@ func (t *Tracker) Committable() int64 {
 	return t.next
 }
 
-// InFlight returns the number of fetched messages not yet finished.
+// InFlight returns the number of fetched deliveries not yet finished.
 func (t *Tracker) InFlight() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -110,7 +114,7 @@ func (t *Tracker) InFlight() int {
 	return n
 }
 
-// Wait blocks until every begun message is finished or ctx is done.
+// Wait blocks until every begun delivery is finished or ctx is done.
 func (t *Tracker) Wait(ctx context.Context) error {
 	for {
 		t.mu.Lock()

@@ -30,7 +30,7 @@ func TestTrackerContiguous(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewTracker(tc.start)
 			for _, o := range tc.begin {
-				tr.Begin(o)
+				tr.Begin(o, o)
 			}
 			for _, o := range tc.done {
 				if !tr.Done(o) {
@@ -49,8 +49,8 @@ func TestTrackerContiguous(t *testing.T) {
 
 func TestTrackerRefusesUnknownAndRepeated(t *testing.T) {
 	tr := NewTracker(0)
-	tr.Begin(0)
-	tr.Begin(1)
+	tr.Begin(0, 0)
+	tr.Begin(1, 1)
 	if tr.Done(5) {
 		t.Error("Done of an offset never begun")
 	}
@@ -71,7 +71,7 @@ func TestTrackerConcurrentRandomOrder(t *testing.T) {
 	const n = 5000
 	tr := NewTracker(0)
 	for o := range int64(n) {
-		tr.Begin(o)
+		tr.Begin(o, o)
 	}
 	order := rand.Perm(n)
 	var finished sync.Map
@@ -118,8 +118,8 @@ func TestTrackerWait(t *testing.T) {
 	if err := tr.Wait(context.Background()); err != nil {
 		t.Fatalf("empty tracker: %v", err)
 	}
-	tr.Begin(0)
-	tr.Begin(1)
+	tr.Begin(0, 0)
+	tr.Begin(1, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := tr.Wait(ctx); err == nil {
@@ -143,8 +143,8 @@ func TestTrackerWait(t *testing.T) {
 // wait for it and the committable offset stays before it.
 func TestAbandon(t *testing.T) {
 	tr := NewTracker(9)
-	tr.Begin(10)
-	tr.Begin(11)
+	tr.Begin(10, 10)
+	tr.Begin(11, 11)
 	tr.Abandon(10) // not the last one begun: ignored
 	tr.Abandon(11)
 	if tr.InFlight() != 1 {
@@ -159,9 +159,33 @@ func TestAbandon(t *testing.T) {
 	if err := tr.Wait(ctx); err != nil {
 		t.Errorf("the drain waits for an abandoned message: %v", err)
 	}
-	tr.Begin(12)
+	tr.Begin(12, 12)
 	tr.Abandon(12)
 	if err := tr.Wait(ctx); err != nil {
 		t.Errorf("the drain waits after abandoning the only message: %v", err)
+	}
+}
+
+// TestTrackerRanges: deliveries of several messages commit up to their last offset, never
+// past an unfinished one before them.
+func TestTrackerRanges(t *testing.T) {
+	tr := NewTracker(0)
+	tr.Begin(0, 99)
+	tr.Begin(100, 149)
+	tr.Begin(150, 400) // holes inside a delivery (compaction) are covered by it
+	if !tr.Done(100) || tr.Committable() != 0 {
+		t.Fatalf("after the second delivery: committable %d, want 0", tr.Committable())
+	}
+	if !tr.Done(0) || tr.Committable() != 150 {
+		t.Fatalf("after the first: committable %d, want 150", tr.Committable())
+	}
+	if tr.InFlight() != 1 {
+		t.Errorf("InFlight() = %d deliveries, want 1", tr.InFlight())
+	}
+	if tr.Done(120) {
+		t.Error("Done of an offset inside a delivery, not its first")
+	}
+	if !tr.Done(150) || tr.Committable() != 401 {
+		t.Errorf("after all: committable %d, want 401", tr.Committable())
 	}
 }

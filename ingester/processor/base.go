@@ -4,45 +4,111 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/decode"
+	"github.com/spanflow/spanflow/ingester/eventlog"
+	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/metrics"
 )
 
-// Writer writes traces to storage; a nil error means they are durably stored.
+// Writer writes traces to storage; a nil error means they are durably stored. Errors are
+// classified with the failure package: Permanent (refused for good), TooLarge (refused for
+// its size), *failure.Rejected (a partial success, which counts as written); anything
+// else is transient (the backend is down, throttling, refusing credentials).
 type Writer interface {
 	Write(ctx context.Context, traces ptrace.Traces) error
 }
 
 type base struct {
-	decoder decode.Decoder
-	writer  Writer
-	m       *metrics.Metrics
+	decoder  decode.Decoder
+	writer   Writer
+	m        *metrics.Metrics
+	rejected *eventlog.Repeated
 }
 
-// NewBase returns the innermost processor: decode the message, then write its spans
-// (through a Batcher, usually). Decode failures are marked DecodeFailure and name the
-// partition and offset; write failures keep the writer's verdict (Permanent or not).
-func NewBase(decoder decode.Decoder, writer Writer, m *metrics.Metrics) Processor {
-	return &base{decoder: decoder, writer: writer, m: m}
+// NewBase returns the innermost processor: decode each pending message of the delivery and
+// write their spans in one request. A message that cannot be decoded is marked Undecodable
+// and the rest go on; an empty value or a tombstone is Empty. A write refused for good (or
+// for its size) is split in halves, again and again, until the refused messages are
+// isolated and marked Refused; the others are written. A transient failure is returned,
+// leaving what was not written pending, for the retry decorator. A partial success counts
+// as written: its rejected spans are counted and logged, never sent again.
+func NewBase(decoder decode.Decoder, writer Writer, m *metrics.Metrics, rejected *eventlog.Repeated) Processor {
+	return &base{decoder: decoder, writer: writer, m: m, rejected: rejected}
 }
 
-func (b *base) Process(ctx context.Context, msg kafka.Message) error {
-	traces, err := b.decoder.Decode(msg.Value)
-	if err != nil {
-		b.m.DecodeErrors.Inc()
-		return DecodeFailure(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err))
+func (b *base) Process(ctx context.Context, d *Delivery) error {
+	pending := make([]int, 0, len(d.Messages))
+	for i := range d.Messages {
+		if d.verdicts[i] == Pending {
+			pending = append(pending, i)
+		}
 	}
-	spans := traces.SpanCount()
-	if spans == 0 {
+	return b.write(ctx, d, pending)
+}
+
+// write decodes and writes the messages at idx (which it reorders in place), splitting
+// the write when storage refuses it for good.
+func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
+	batch := ptrace.NewTraces()
+	spans, holding := 0, 0
+	for _, i := range idx {
+		msg := &d.Messages[i]
+		if len(msg.Value) == 0 {
+			d.Set(i, Empty, nil)
+			b.m.Empty.Inc()
+			continue
+		}
+		td, err := b.decoder.Decode(msg.Value)
+		if err != nil {
+			b.m.DecodeErrors.Inc()
+			d.Set(i, Undecodable, failure.Decode(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err)))
+			continue
+		}
+		n := td.SpanCount()
+		if n == 0 {
+			d.Set(i, Empty, nil)
+			b.m.Empty.Inc()
+			continue
+		}
+		td.ResourceSpans().MoveAndAppendTo(batch.ResourceSpans())
+		spans += n
+		idx[holding] = i
+		holding++
+	}
+	idx = idx[:holding]
+	if holding == 0 {
 		return nil
 	}
-	if err := b.writer.Write(ctx, traces); err != nil {
-		b.m.WriteErrors.Inc()
-		return fmt.Errorf("writing partition %d offset %d: %w", msg.Partition, msg.Offset, err)
+	err := b.writer.Write(ctx, batch)
+	if r := failure.AsRejected(err); r != nil {
+		b.m.RejectedSpans.Add(float64(r.Spans))
+		b.rejected.Event(nil, "partition", d.Partition.ID(), "fromOffset", d.Messages[idx[0]].Offset,
+			"rejectedSpans", r.Spans, "spans", spans, "backendMessage", r.Message)
+		err = nil
 	}
-	b.m.Spans.Add(float64(spans))
-	return nil
+	if err == nil {
+		for _, i := range idx {
+			d.Set(i, Written, nil)
+		}
+		d.Spans += spans
+		b.m.Spans.Add(float64(spans))
+		return nil
+	}
+	b.m.WriteErrors.Inc()
+	first := &d.Messages[idx[0]]
+	if !failure.IsPermanent(err) && !failure.IsTooLarge(err) {
+		return fmt.Errorf("writing %d messages of partition %d from offset %d: %w", holding, first.Partition, first.Offset, err)
+	}
+	if holding == 1 {
+		d.Set(idx[0], Refused, fmt.Errorf("writing partition %d offset %d: %w", first.Partition, first.Offset, err))
+		return nil
+	}
+	b.m.Splits.Inc()
+	half := holding / 2
+	if err := b.write(ctx, d, idx[:half]); err != nil {
+		return err
+	}
+	return b.write(ctx, d, idx[half:])
 }

@@ -3,6 +3,9 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,382 +15,568 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/eventlog"
+	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/metrics"
 )
 
-// fakePartition records what the chain tells the partition.
+// fakePartition records what the chain tells the partition, counting holds as the
+// consumer's partition does.
 type fakePartition struct {
 	mu      sync.Mutex
 	done    []int64
-	paused  []error
-	resume  int
+	holds   int
+	reasons []error
 	revoked chan struct{}
 }
 
-func (p *fakePartition) Done(o int64) bool {
+func newFakePartition() *fakePartition { return &fakePartition{revoked: make(chan struct{})} }
+
+func (p *fakePartition) ID() int { return 0 }
+func (p *fakePartition) Done(d *Delivery) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done = append(p.done, o)
-	return true
-}
-func (p *fakePartition) Pause(err error) {
-	p.mu.Lock()
-	p.paused = append(p.paused, err)
+	p.done = append(p.done, d.First())
 	p.mu.Unlock()
 }
-func (p *fakePartition) Resume() { p.mu.Lock(); p.resume++; p.mu.Unlock() }
-
-// Revoked is nil unless the test set revoked: a partition never revoked.
+func (p *fakePartition) Hold(reason error) func() {
+	p.mu.Lock()
+	p.holds++
+	p.reasons = append(p.reasons, reason)
+	p.mu.Unlock()
+	return sync.OnceFunc(func() { p.mu.Lock(); p.holds--; p.mu.Unlock() })
+}
 func (p *fakePartition) Revoked() <-chan struct{} { return p.revoked }
+func (p *fakePartition) held() int                { p.mu.Lock(); defer p.mu.Unlock(); return p.holds }
 
-func TestCommittingMarksOnlySuccess(t *testing.T) {
-	part := &fakePartition{}
-	ctx := WithPartition(context.Background(), part)
-	fail := errors.New("write failed")
-	c := NewCommitting(Func(func(_ context.Context, msg kafka.Message) error {
-		if msg.Offset == 2 {
-			return fail
-		}
-		return nil
-	}))
-	for o := range int64(4) {
-		err := c.Process(ctx, kafka.Message{Offset: o})
-		if (o == 2) != errors.Is(err, fail) {
-			t.Errorf("offset %d: err %v", o, err)
+// delivery makes a delivery of one message per value, at offsets 0, 1, …
+func delivery(p Partition, values ...string) *Delivery {
+	msgs := make([]kafka.Message, len(values))
+	for i, v := range values {
+		msgs[i] = kafka.Message{Offset: int64(i), Value: []byte(v)}
+		if v == "<tombstone>" {
+			msgs[i].Value = nil
 		}
 	}
-	if got := part.done; len(got) != 3 || got[0] != 0 || got[1] != 1 || got[2] != 3 {
-		t.Errorf("marked %v, want [0 1 3]", got)
-	}
+	return NewDelivery(p, msgs)
 }
 
-func TestParallelBoundsAndErrors(t *testing.T) {
-	const workers = 3
-	var running, peak atomic.Int32
-	release := make(chan struct{})
-	var errs sync.Map
-	p := NewParallel(Func(func(_ context.Context, msg kafka.Message) error {
-		n := running.Add(1)
-		for {
-			old := peak.Load()
-			if n <= old || peak.CompareAndSwap(old, n) {
-				break
+// textDecoder reads a message "a,b,c" as one span per name (the name is its span ID); a
+// message starting with "!" is undecodable, and "-" holds no span.
+type textDecoder struct{}
+
+func (textDecoder) Decode(data []byte) (ptrace.Traces, error) {
+	s := string(data)
+	if strings.HasPrefix(s, "!") {
+		return ptrace.Traces{}, errors.New("not text")
+	}
+	td := ptrace.NewTraces()
+	if s == "-" {
+		return td, nil
+	}
+	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	for _, name := range strings.Split(s, ",") {
+		var id pcommon.SpanID
+		copy(id[:], name)
+		spans.AppendEmpty().SetSpanID(id)
+	}
+	return td, nil
+}
+
+func spanNames(td ptrace.Traces) []string {
+	var names []string
+	rss := td.ResourceSpans()
+	for i := range rss.Len() {
+		sss := rss.At(i).ScopeSpans()
+		for j := range sss.Len() {
+			for k := range sss.At(j).Spans().Len() {
+				id := sss.At(j).Spans().At(k).SpanID()
+				names = append(names, strings.TrimRight(string(id[:]), "\x00"))
 			}
 		}
-		<-release
-		running.Add(-1)
-		if msg.Offset%2 == 1 {
-			return errors.New("odd")
-		}
-		return nil
-	}), workers, 0, func(msg kafka.Message, err error) { errs.Store(msg.Offset, err) })
-
-	handed := make(chan struct{})
-	go func() {
-		for o := range int64(10) {
-			if err := p.Process(context.Background(), kafka.Message{Offset: o}); err != nil {
-				t.Error(err)
-			}
-		}
-		close(handed)
-	}()
-	// With every worker blocked, the hand-over of the 4th+ messages waits.
-	waitUntil(t, func() bool { return running.Load() == workers })
-	select {
-	case <-handed:
-		t.Fatal("all messages were handed over while every worker was busy")
-	case <-time.After(50 * time.Millisecond):
 	}
-	close(release)
-	<-handed
-	p.Close()
-	if peak.Load() > workers {
-		t.Errorf("%d messages ran at once, bound is %d", peak.Load(), workers)
-	}
-	for o := range int64(10) {
-		_, failed := errs.Load(o)
-		if failed != (o%2 == 1) {
-			t.Errorf("offset %d: error reported %v", o, failed)
-		}
-	}
+	return names
 }
 
-// blockedPool is a Parallel whose workers hold every message until release is closed;
-// running counts the messages they hold.
-func blockedPool(workers int, maxBytes int64) (p *Parallel, release chan struct{}, running *atomic.Int32) {
-	release, running = make(chan struct{}), new(atomic.Int32)
-	p = NewParallel(Func(func(context.Context, kafka.Message) error {
-		running.Add(1)
-		<-release
-		return nil
-	}), workers, maxBytes, func(kafka.Message, error) {})
-	return p, release, running
-}
-
-func TestParallelByteBudget(t *testing.T) {
-	p, release, running := blockedPool(10, 100)
-	defer p.Close()
-	ctx := context.Background()
-	// 60 + 40 fit in 100 bytes; a third message of 10 must wait.
-	for _, n := range []int{60, 40} {
-		if err := p.Process(ctx, kafka.Message{Value: make([]byte, n)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitUntil(t, func() bool { return running.Load() == 2 })
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if err := p.Process(short, kafka.Message{Value: make([]byte, 10)}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("a message over the byte budget was handed over: %v", err)
-	}
-	close(release)
-	// A single message larger than the whole budget still goes through once alone.
-	if err := p.Process(ctx, kafka.Message{Value: make([]byte, 500)}); err != nil {
-		t.Errorf("an oversized message is blocked forever: %v", err)
-	}
-}
-
-// TestParallelGivesUpTheHandOverOnRevoke: with every worker (or the byte budget) taken,
-// a message of a partition that is revoked meanwhile is not handed over: Process returns
-// ErrRevoked at once instead of holding up the rebalance until a worker frees up.
-func TestParallelGivesUpTheHandOverOnRevoke(t *testing.T) {
-	p, release, running := blockedPool(1, 100)
-	defer p.Close()
-	defer close(release)
-	for _, size := range []int{10, 100} { // waits for the worker; waits for the bytes
-		part := &fakePartition{revoked: make(chan struct{})}
-		ctx := WithPartition(context.Background(), part)
-		if size == 10 {
-			if err := p.Process(ctx, kafka.Message{Value: make([]byte, 10)}); err != nil {
-				t.Fatal(err)
-			}
-			waitUntil(t, func() bool { return running.Load() == 1 })
-		}
-		result := make(chan error, 1)
-		go func() { result <- p.Process(ctx, kafka.Message{Value: make([]byte, size)}) }()
-		select {
-		case err := <-result:
-			t.Fatalf("handed over to a busy pool: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-		close(part.revoked)
-		select {
-		case err := <-result:
-			if !errors.Is(err, ErrRevoked) {
-				t.Errorf("after the revoke: %v, want ErrRevoked", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("the hand-over still waits after the partition was revoked")
-		}
-	}
-}
-
-// recordingWriter counts writes and spans, optionally failing.
-type recordingWriter struct {
+// scriptedWriter stores spans, or answers with what fail says for a batch.
+type scriptedWriter struct {
 	mu     sync.Mutex
-	writes []int
-	err    error
+	stored []string
+	writes int
+	fail   func(names []string) error
 }
 
-func (w *recordingWriter) Write(_ context.Context, td ptrace.Traces) error {
+func (w *scriptedWriter) Write(_ context.Context, td ptrace.Traces) error {
+	names := spanNames(td)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return w.err
+	w.writes++
+	if w.fail != nil {
+		if err := w.fail(names); err != nil && failure.AsRejected(err) == nil {
+			return err
+		} else if err != nil {
+			w.stored = append(w.stored, names...)
+			return err
+		}
 	}
-	w.writes = append(w.writes, td.SpanCount())
+	w.stored = append(w.stored, names...)
 	return nil
 }
 
-func traces(spans int) ptrace.Traces {
-	td := ptrace.NewTraces()
-	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
-	for range spans {
-		ss.Spans().AppendEmpty()
-	}
-	return td
+func (w *scriptedWriter) setFail(f func([]string) error) { w.mu.Lock(); w.fail = f; w.mu.Unlock() }
+func (w *scriptedWriter) storedNames() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Sorted(slices.Values(w.stored))
 }
 
-func TestBatcher(t *testing.T) {
-	cases := []struct {
-		name       string
-		maxSpans   int
-		maxWaiting int
-		calls      int
-		spansEach  int
-		wantWrites []int
-	}{
-		{"fills by spans", 6, 100, 4, 3, []int{6, 6}},
-		{"fills by waiting callers", 1000, 2, 4, 1, []int{2, 2}},
-		{"lingers for a partial batch", 1000, 100, 3, 2, []int{6}},
+func newMetrics() *metrics.Metrics { return metrics.New(prometheus.NewRegistry()) }
+
+func quiet() *eventlog.Repeated { return eventlog.Info(logr.Discard(), "", time.Hour) }
+
+func verdicts(d *Delivery) []Verdict { return slices.Clone(d.verdicts) }
+
+func TestBaseGivesEveryMessageItsVerdict(t *testing.T) {
+	w := &scriptedWriter{}
+	m := newMetrics()
+	d := delivery(newFakePartition(), "a,b", "!garbage", "", "<tombstone>", "-", "c")
+	if err := NewBase(textDecoder{}, w, m, quiet()).Process(context.Background(), d); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			w := &recordingWriter{}
-			b := NewBatcher(context.Background(), w, tc.maxSpans, tc.maxWaiting, 30*time.Millisecond)
-			var wg sync.WaitGroup
-			for range tc.calls {
-				wg.Go(func() {
-					if err := b.Write(context.Background(), traces(tc.spansEach)); err != nil {
-						t.Error(err)
-					}
-				})
-			}
-			wg.Wait()
-			total := 0
-			for _, n := range w.writes {
-				total += n
-			}
-			if total != tc.calls*tc.spansEach || len(w.writes) != len(tc.wantWrites) {
-				t.Errorf("writes %v, want %v", w.writes, tc.wantWrites)
-			}
-		})
+	want := []Verdict{Written, Undecodable, Empty, Empty, Empty, Written}
+	if got := verdicts(d); !slices.Equal(got, want) {
+		t.Errorf("verdicts %v, want %v", got, want)
+	}
+	if got := w.storedNames(); !slices.Equal(got, []string{"a", "b", "c"}) || w.writes != 1 {
+		t.Errorf("stored %v in %d writes, want a b c in one", got, w.writes)
+	}
+	if !failure.IsDecode(d.Cause(1)) || !strings.Contains(d.Cause(1).Error(), "offset 1") {
+		t.Errorf("cause of the undecodable message: %v", d.Cause(1))
+	}
+	if got := testutil.ToFloat64(m.Empty); got != 3 {
+		t.Errorf("empty messages counted %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.Spans); got != 3 || d.Spans != 3 {
+		t.Errorf("spans counted %v / %d, want 3", got, d.Spans)
 	}
 }
 
-func TestBatcherReportsWriteErrorToEveryCaller(t *testing.T) {
-	w := &recordingWriter{err: errors.New("backend down")}
-	b := NewBatcher(context.Background(), w, 1000, 3, time.Second)
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for range 3 {
-		wg.Go(func() {
-			if b.Write(context.Background(), traces(1)) != nil {
-				failed.Add(1)
-			}
-		})
+// TestBaseIsolatesRefusedMessages: storage refuses for good any write holding span "x";
+// splitting isolates the two messages holding it, and every other message is written.
+func TestBaseIsolatesRefusedMessages(t *testing.T) {
+	w := &scriptedWriter{fail: func(names []string) error {
+		if slices.Contains(names, "x") {
+			return failure.Permanent(errors.New("invalid span x"))
+		}
+		return nil
+	}}
+	values := make([]string, 64)
+	for i := range values {
+		values[i] = fmt.Sprintf("s%d", i)
 	}
-	wg.Wait()
-	if failed.Load() != 3 {
-		t.Errorf("%d of 3 callers saw the failed write", failed.Load())
+	values[9], values[50] = "x", "y,x"
+	d := delivery(newFakePartition(), values...)
+	m := newMetrics()
+	if err := NewBase(textDecoder{}, w, m, quiet()).Process(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	for i := range values {
+		want := Written
+		if i == 9 || i == 50 {
+			want = Refused
+		}
+		if d.Verdict(i) != want {
+			t.Errorf("message %d: %v, want %v", i, d.Verdict(i), want)
+		}
+	}
+	if got := len(w.storedNames()); got != 62 {
+		t.Errorf("%d spans stored, want the 62 of the good messages", got)
+	}
+	if !failure.IsPermanent(d.Cause(9)) || !strings.Contains(d.Cause(9).Error(), "offset 9") {
+		t.Errorf("cause of the refused message: %v", d.Cause(9))
+	}
+	// Two bad messages of 64 take at most 2·log2(64)·2 + 1 writes, not one per message.
+	if w.writes > 25 {
+		t.Errorf("%d writes to isolate 2 of 64 messages", w.writes)
 	}
 }
 
+// TestBaseSplitsWhatIsTooLarge: a backend that takes at most 3 spans a request gets every
+// span, in smaller requests; a single message over the limit is refused.
+func TestBaseSplitsWhatIsTooLarge(t *testing.T) {
+	w := &scriptedWriter{fail: func(names []string) error {
+		if len(names) > 3 {
+			return failure.TooLarge(errors.New("413 Request Entity Too Large"))
+		}
+		return nil
+	}}
+	d := delivery(newFakePartition(), "a", "b", "c", "d", "e", "f,g", "h", "p,q,r,s")
+	if err := NewBase(textDecoder{}, w, newMetrics(), quiet()).Process(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.storedNames(); len(got) != 8 {
+		t.Errorf("stored %v, want the 8 spans a–h", got)
+	}
+	if d.Verdict(7) != Refused || d.Count(Written) != 7 {
+		t.Errorf("verdicts %v", verdicts(d))
+	}
+}
+
+// TestBasePartialSuccessIsWritten: rejected spans are counted, and nothing is sent again.
+func TestBasePartialSuccessIsWritten(t *testing.T) {
+	w := &scriptedWriter{fail: func([]string) error { return &failure.Rejected{Spans: 1, Message: "span too old"} }}
+	m := newMetrics()
+	chain := NewRetry(NewBase(textDecoder{}, w, m, quiet()), Backoff{Min: time.Millisecond, Max: time.Millisecond, Attempts: 5}, nil)
+	d := delivery(newFakePartition(), "a", "b")
+	if err := chain.Process(context.Background(), d); err != nil || !d.Finished() {
+		t.Fatalf("err %v, verdicts %v", err, verdicts(d))
+	}
+	if w.writes != 1 || testutil.ToFloat64(m.RejectedSpans) != 1 {
+		t.Errorf("%d writes, %v rejected spans counted; want 1 and 1", w.writes, testutil.ToFloat64(m.RejectedSpans))
+	}
+}
+
+// fakeDeadLetter records dead letters, failing while fail is set.
 type fakeDeadLetter struct {
 	mu   sync.Mutex
-	msgs []int64
-	err  error
+	msgs []string
+	fail error
 }
 
-func (d *fakeDeadLetter) DeadLetter(_ context.Context, msg kafka.Message, _ error) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.err != nil {
-		return d.err
+func (f *fakeDeadLetter) DeadLetter(_ context.Context, msg kafka.Message, _ error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
 	}
-	d.msgs = append(d.msgs, msg.Offset)
+	f.msgs = append(f.msgs, string(msg.Value))
 	return nil
+}
+
+func (f *fakeDeadLetter) letters() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.msgs)
+}
+
+// policyChain is base → retry → failure policy, with instant backoff.
+func policyChain(w Writer, policy Policy, m *metrics.Metrics) Processor {
+	r := NewRetry(NewBase(textDecoder{}, w, m, quiet()), Backoff{Attempts: 3}, nil).(*retry)
+	r.wait = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	f := NewFailurePolicy(r, policy, m, PolicyLogs{DeadLettered: quiet(), Skipped: quiet()}).(*failurePolicy)
+	f.wait = func(ctx context.Context, _ int) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+			return nil
+		}
+	}
+	return f
 }
 
 func TestFailurePolicy(t *testing.T) {
-	decodeErr := DecodeFailure(errors.New("not protobuf"))
-	writeErr := errors.New("storage down")
-	refused := Permanent(errors.New("400 Bad Request"))
+	refuseX := func(names []string) error {
+		if slices.Contains(names, "x") {
+			return failure.Permanent(errors.New("invalid"))
+		}
+		return nil
+	}
 	cases := []struct {
 		name          string
 		onDecodeError string
 		deadLetter    bool
-		err           error // what next returns the first time; then it succeeds
-		wantDead      int
-		wantPaused    bool
-		wantSkipped   float64
-		wantNextCalls int
+		values        []string
+		want          []Verdict
+		wantLetters   []string
 	}{
-		{"decode error skipped", config.OnDecodeErrorSkip, false, decodeErr, 0, false, 1, 1},
-		{"decode error dead-lettered", config.OnDecodeErrorDeadletter, true, decodeErr, 1, false, 0, 1},
-		{"decode error fails: pause", config.OnDecodeErrorFail, true, decodeErr, 0, true, 0, 2},
-		{"write error dead-lettered", config.OnDecodeErrorFail, true, writeErr, 1, false, 0, 1},
-		{"write error without DLQ: pause", config.OnDecodeErrorFail, false, writeErr, 0, true, 0, 2},
-		{"success", config.OnDecodeErrorFail, false, nil, 0, false, 0, 1},
-		{"refused write is never skipped", config.OnDecodeErrorSkip, false, refused, 0, true, 0, 2},
-		{"refused write dead-lettered", config.OnDecodeErrorSkip, true, refused, 1, false, 0, 1},
+		{"undecodable skipped", config.OnDecodeErrorSkip, false, []string{"a", "!bad", "b"}, []Verdict{Written, Skipped, Written}, nil},
+		{"undecodable dead-lettered", config.OnDecodeErrorDeadletter, true, []string{"a", "!bad", "b"}, []Verdict{Written, DeadLettered, Written}, []string{"!bad"}},
+		{"refused dead-lettered alone", config.OnDecodeErrorFail, true, []string{"a", "x", "b", "c"}, []Verdict{Written, DeadLettered, Written, Written}, []string{"x"}},
+		{"undecodable skipped, refused dead-lettered", config.OnDecodeErrorSkip, true, []string{"!bad", "x", "a"}, []Verdict{Skipped, DeadLettered, Written}, []string{"x"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			calls := 0
-			next := Func(func(context.Context, kafka.Message) error {
-				calls++
-				if calls == 1 {
-					return tc.err
-				}
-				return nil
-			})
-			m := metrics.New(prometheus.NewRegistry())
 			dl := &fakeDeadLetter{}
 			policy := Policy{OnDecodeError: tc.onDecodeError}
 			if tc.deadLetter {
 				policy.DeadLetter = dl
 			}
-			f := NewFailurePolicy(next, policy, m, logr.Discard()).(*failurePolicy)
-			f.wait = func(context.Context, int) error { return nil }
-			part := &fakePartition{}
-			if err := f.Process(WithPartition(context.Background(), part), kafka.Message{Offset: 7}); err != nil {
-				t.Fatalf("Process: %v", err)
+			w := &scriptedWriter{fail: refuseX}
+			p := newFakePartition()
+			d := delivery(p, tc.values...)
+			if err := policyChain(w, policy, newMetrics()).Process(context.Background(), d); err != nil {
+				t.Fatal(err)
 			}
-			if len(dl.msgs) != tc.wantDead || (len(part.paused) > 0) != tc.wantPaused || calls != tc.wantNextCalls {
-				t.Errorf("dead-lettered %v, paused %v, next called %d times", dl.msgs, part.paused, calls)
+			if got := verdicts(d); !slices.Equal(got, tc.want) {
+				t.Errorf("verdicts %v, want %v", got, tc.want)
 			}
-			if tc.wantPaused && part.resume != 1 {
-				t.Errorf("paused but resumed %d times", part.resume)
+			if got := dl.letters(); !slices.Equal(got, tc.wantLetters) {
+				t.Errorf("dead letters %q, want %q", got, tc.wantLetters)
 			}
-			if got := testutil.ToFloat64(m.Skipped); got != tc.wantSkipped {
-				t.Errorf("skipped metric %v", got)
+			if p.held() != 0 || len(p.reasons) != 0 {
+				t.Errorf("partition held %d times (%v)", len(p.reasons), p.reasons)
 			}
 		})
 	}
 }
 
-func TestFailurePolicyKeepsTryingWhenDeadLetteringFails(t *testing.T) {
-	dl := &fakeDeadLetter{err: errors.New("dlq down")}
-	m := metrics.New(prometheus.NewRegistry())
-	f := NewFailurePolicy(Func(func(context.Context, kafka.Message) error { return errors.New("storage down") }),
-		Policy{OnDecodeError: config.OnDecodeErrorFail, DeadLetter: dl}, m, logr.Discard()).(*failurePolicy)
-	waits := 0
-	f.wait = func(context.Context, int) error {
-		waits++
-		if waits == 3 {
-			dl.mu.Lock()
-			dl.err = nil // the dead-letter topic comes back
-			dl.mu.Unlock()
-		}
-		return nil
-	}
-	part := &fakePartition{}
-	if err := f.Process(WithPartition(context.Background(), part), kafka.Message{Offset: 1}); err != nil {
+// TestOutageIsNeverDeadLettered: storage down past the retries (or refusing credentials)
+// holds the partition, and nothing reaches the dead-letter topic; when storage is back,
+// the delivery is written and the hold released.
+func TestOutageIsNeverDeadLettered(t *testing.T) {
+	dl := &fakeDeadLetter{}
+	w := &scriptedWriter{fail: func([]string) error { return errors.New("otlp/grpc: Unauthenticated") }}
+	p := newFakePartition()
+	d := delivery(p, "a", "b")
+	done := make(chan error, 1)
+	go func() {
+		done <- policyChain(w, Policy{OnDecodeError: config.OnDecodeErrorDeadletter, DeadLetter: dl}, newMetrics()).Process(context.Background(), d)
+	}()
+	waitUntil(t, func() bool { return p.held() == 1 })
+	time.Sleep(20 * time.Millisecond) // many attempts pass while it is held
+	w.setFail(nil)
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if len(dl.msgs) != 1 || len(part.paused) != 1 || part.resume != 1 || waits != 3 {
-		t.Errorf("dead-lettered %v after %d waits, paused %d, resumed %d", dl.msgs, waits, len(part.paused), part.resume)
+	if got := dl.letters(); len(got) != 0 {
+		t.Errorf("an outage dead-lettered %q", got)
+	}
+	if p.held() != 0 || d.Count(Written) != 2 || !strings.Contains(p.reasons[0].Error(), "Unauthenticated") {
+		t.Errorf("held %d, verdicts %v, reason %v", p.held(), verdicts(d), p.reasons[0])
 	}
 }
 
+// TestRefusedWithoutDeadLetterHoldsUntilWritten: without a dead-letter topic, a message
+// storage refuses holds its partition (its neighbours are written at once) until storage
+// takes it.
+func TestRefusedWithoutDeadLetterHoldsUntilWritten(t *testing.T) {
+	w := &scriptedWriter{fail: func(names []string) error {
+		if slices.Contains(names, "x") {
+			return failure.Permanent(errors.New("invalid span"))
+		}
+		return nil
+	}}
+	p := newFakePartition()
+	d := delivery(p, "a", "x", "b")
+	done := make(chan error, 1)
+	go func() {
+		done <- policyChain(w, Policy{OnDecodeError: config.OnDecodeErrorFail}, newMetrics()).Process(context.Background(), d)
+	}()
+	waitUntil(t, func() bool { return p.held() == 1 })
+	if got := w.storedNames(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("while held, stored %v; want the neighbours a and b", got)
+	}
+	if r := p.reasons[0].Error(); !strings.Contains(r, "offset 1") || !strings.Contains(r, "invalid span") {
+		t.Errorf("hold reason %q does not name the message and the cause", r)
+	}
+	w.setFail(nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p.held() != 0 || !d.Finished() || len(w.storedNames()) != 3 {
+		t.Errorf("held %d, verdicts %v, stored %v", p.held(), verdicts(d), w.storedNames())
+	}
+}
+
+// TestFailurePolicyKeepsTryingWhenDeadLetteringFails: a dead letter that cannot be produced
+// holds the partition, and is produced once the topic takes it; nothing is skipped.
+func TestFailurePolicyKeepsTryingWhenDeadLetteringFails(t *testing.T) {
+	dl := &fakeDeadLetter{fail: errors.New("broker down")}
+	p := newFakePartition()
+	d := delivery(p, "!bad", "a")
+	done := make(chan error, 1)
+	go func() {
+		done <- policyChain(&scriptedWriter{}, Policy{OnDecodeError: config.OnDecodeErrorDeadletter, DeadLetter: dl}, newMetrics()).Process(context.Background(), d)
+	}()
+	waitUntil(t, func() bool { return p.held() == 1 })
+	dl.mu.Lock()
+	dl.fail = nil
+	dl.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := dl.letters(); !slices.Equal(got, []string{"!bad"}) || d.Verdict(0) != DeadLettered || p.held() != 0 {
+		t.Errorf("dead letters %q, verdicts %v, held %d", got, verdicts(d), p.held())
+	}
+}
+
+// TestFailurePolicyStopsOnCancel: a held delivery gives up when its context ends (the
+// drain timed out): it is unfinished and its hold released.
 func TestFailurePolicyStopsOnCancel(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
-	f := NewFailurePolicy(Func(func(context.Context, kafka.Message) error { return errors.New("down") }),
-		Policy{OnDecodeError: config.OnDecodeErrorFail}, m, logr.Discard())
+	p := newFakePartition()
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
-	if err := f.Process(ctx, kafka.Message{}); err == nil {
-		t.Error("a cancelled pause reported success")
+	done := make(chan error, 1)
+	go func() {
+		done <- policyChain(&scriptedWriter{}, Policy{OnDecodeError: config.OnDecodeErrorFail}, newMetrics()).Process(ctx, delivery(p, "!bad"))
+	}()
+	waitUntil(t, func() bool { return p.held() == 1 })
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("a cancelled, stuck delivery reported success")
+	}
+	if p.held() != 0 {
+		t.Error("the hold outlived the delivery")
+	}
+}
+
+func TestCommittingMarksOnlySuccess(t *testing.T) {
+	p := newFakePartition()
+	fail := errors.New("down")
+	c := NewCommitting(Func(func(_ context.Context, d *Delivery) error {
+		if d.First() == 0 {
+			return fail
+		}
+		return nil
+	}))
+	d0, d1 := delivery(p, "a"), NewDelivery(p, []kafka.Message{{Offset: 1}, {Offset: 2}})
+	if err := c.Process(context.Background(), d0); !errors.Is(err, fail) {
+		t.Errorf("error not passed on: %v", err)
+	}
+	if err := c.Process(context.Background(), d1); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.done, []int64{1}) {
+		t.Errorf("done %v, want only the delivery from 1", p.done)
+	}
+}
+
+// blockingWriter blocks every write until release is closed, counting the writes running.
+type blockingWriter struct {
+	release chan struct{}
+	running atomic.Int32
+	max     atomic.Int32
+}
+
+func (w *blockingWriter) Write(ctx context.Context, _ ptrace.Traces) error {
+	n := w.running.Add(1)
+	defer w.running.Add(-1)
+	for {
+		m := w.max.Load()
+		if n <= m || w.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-w.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestParallelBoundsDeliveriesAndBytes(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	var unfinished atomic.Int32
+	pool := NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 3, 0, func(*Delivery, error) { unfinished.Add(1) })
+	p := newFakePartition()
+	for range 3 {
+		if err := pool.Process(context.Background(), delivery(p, "a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, func() bool { return w.running.Load() == 3 })
+	// A fourth waits for room; raising the limit lets it in at once.
+	handed := make(chan error, 1)
+	go func() { handed <- pool.Process(context.Background(), delivery(p, "b")) }()
+	select {
+	case <-handed:
+		t.Fatal("a fourth delivery was handed over past the limit of 3")
+	case <-time.After(50 * time.Millisecond):
+	}
+	pool.SetLimit(4)
+	if err := <-handed; err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return w.running.Load() == 4 })
+	close(w.release)
+	pool.Close()
+	if w.max.Load() != 4 || unfinished.Load() != 0 {
+		t.Errorf("at most %d writes at once, %d unfinished", w.max.Load(), unfinished.Load())
+	}
+
+	// The byte bound: two deliveries of 6 bytes do not fit in 10 at once.
+	w = &blockingWriter{release: make(chan struct{})}
+	pool = NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 10, 10, func(*Delivery, error) {})
+	if err := pool.Process(context.Background(), delivery(p, "aaaaaa")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := pool.Process(ctx, delivery(p, "bbbbbb")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("over the byte bound: %v, want to wait", err)
+	}
+	close(w.release)
+	pool.Close()
+}
+
+func TestParallelGivesUpTheHandOverOnRevoke(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	pool := NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 1, 0, func(*Delivery, error) {})
+	p := newFakePartition()
+	if err := pool.Process(context.Background(), delivery(p, "a")); err != nil {
+		t.Fatal(err)
+	}
+	handed := make(chan error, 1)
+	go func() { handed <- pool.Process(context.Background(), delivery(p, "b")) }()
+	close(p.revoked)
+	if err := <-handed; !errors.Is(err, ErrRevoked) {
+		t.Errorf("revoked while waiting: %v, want ErrRevoked", err)
+	}
+	close(w.release)
+	pool.Close()
+}
+
+// TestCancellingOneDeliveryFailsNoOther: each delivery is its own write; the caller of one
+// going away (its partition's drain timing out) leaves the others to finish.
+func TestCancellingOneDeliveryFailsNoOther(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	var mu sync.Mutex
+	var unfinished []int64
+	chain := NewCommitting(NewBase(textDecoder{}, w, newMetrics(), quiet()))
+	pool := NewParallel(chain, 4, 0, func(d *Delivery, _ error) { mu.Lock(); unfinished = append(unfinished, d.First()); mu.Unlock() })
+	gone, stays := newFakePartition(), newFakePartition()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := pool.Process(ctx, delivery(gone, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Process(context.Background(), NewDelivery(stays, []kafka.Message{{Offset: 7, Value: []byte("b")}})); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return w.running.Load() == 2 })
+	cancel()
+	waitUntil(t, func() bool { return w.running.Load() == 1 })
+	close(w.release)
+	pool.Close()
+	if !slices.Equal(unfinished, []int64{0}) || !slices.Equal(stays.done, []int64{7}) || len(gone.done) != 0 {
+		t.Errorf("unfinished %v, done %v / %v", unfinished, stays.done, gone.done)
 	}
 }
 
 func TestMetricsDecorator(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
-	p := NewMetrics(Func(func(_ context.Context, msg kafka.Message) error {
-		if msg.Offset == 1 {
-			return errors.New("abandoned")
+	m := newMetrics()
+	p := NewMetrics(Func(func(_ context.Context, d *Delivery) error {
+		if d.First() == 0 {
+			return errors.New("unfinished")
 		}
 		return nil
 	}), m)
-	_ = p.Process(context.Background(), kafka.Message{Offset: 0, Value: make([]byte, 10)})
-	_ = p.Process(context.Background(), kafka.Message{Offset: 1, Value: make([]byte, 5)})
-	if testutil.ToFloat64(m.Messages) != 2 || testutil.ToFloat64(m.Bytes) != 15 || testutil.ToFloat64(m.Abandoned) != 1 ||
-		testutil.ToFloat64(m.InFlightMsgs) != 0 || testutil.ToFloat64(m.InFlightBytes) != 0 {
-		t.Error("metrics do not add up")
+	_ = p.Process(context.Background(), delivery(newFakePartition(), "ab", "cd"))
+	_ = p.Process(context.Background(), NewDelivery(newFakePartition(), []kafka.Message{{Offset: 5, Value: []byte("xyz")}}))
+	if got := testutil.ToFloat64(m.Messages); got != 3 {
+		t.Errorf("messages %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.Bytes); got != 7 {
+		t.Errorf("bytes %v, want 7", got)
+	}
+	if got := testutil.ToFloat64(m.Abandoned); got != 2 {
+		t.Errorf("abandoned %v, want the 2 messages of the failed delivery", got)
+	}
+	if got := testutil.ToFloat64(m.InFlightMsgs); got != 0 {
+		t.Errorf("in flight %v after both finished", got)
 	}
 }
 
@@ -396,7 +585,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
+			t.Fatal("condition not reached in 10s")
 		}
 		time.Sleep(time.Millisecond)
 	}

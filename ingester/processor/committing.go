@@ -1,29 +1,23 @@
 package processor
 
-import (
-	"context"
-
-	"github.com/segmentio/kafka-go"
-)
+import "context"
 
 type committing struct {
 	next Processor
 }
 
-// NewCommitting marks a message finished in its partition's offset tracker once next
-// returned nil — the spans are durably written (or, through the failure policy,
-// dead-lettered or deliberately skipped). An error leaves the message unfinished, so its
-// offset and every later one of the partition stay uncommitted.
+// NewCommitting marks a delivery finished with its partition once next returned nil —
+// every message is written, empty, skipped or dead-lettered — so that its offsets may be
+// committed. An error leaves the delivery unfinished: its offsets, and every later one of
+// the partition, stay uncommitted.
 func NewCommitting(next Processor) Processor {
 	return &committing{next: next}
 }
 
-func (c *committing) Process(ctx context.Context, msg kafka.Message) error {
-	if err := c.next.Process(ctx, msg); err != nil {
+func (c *committing) Process(ctx context.Context, d *Delivery) error {
+	if err := c.next.Process(ctx, d); err != nil {
 		return err
 	}
-	if p := partitionOf(ctx); p != nil {
-		p.Done(msg.Offset)
-	}
+	d.Partition.Done(d)
 	return nil
 }

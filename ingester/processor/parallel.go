@@ -3,106 +3,85 @@ package processor
 import (
 	"context"
 	"sync"
-
-	"github.com/segmentio/kafka-go"
 )
 
-// Parallel is a bounded pool of workers in front of next. Process hands a message to a
-// worker and returns; at most Workers messages and about MaxBytes of message values are
-// in flight at once, and Process blocks while either bound is reached.
+// Parallel processes deliveries concurrently: Process hands a delivery over and returns;
+// at most Limit deliveries, and about MaxBytes of message values, are in flight at once,
+// and Process blocks while either bound is reached. The limit is the ingester's
+// parallelism — the storage writes at once — and may change while running.
 //
 // The result of next is never dropped: errors go to onError. The committing decorator
-// inside the pool has already recorded successes, so what reaches onError is a message
-// left unfinished (not committed, so it is read again after a restart or rebalance).
+// inside has already recorded successes, so what reaches onError is a delivery left
+// unfinished (not committed, so it is read again after a restart or rebalance).
 type Parallel struct {
 	next    Processor
-	onError func(kafka.Message, error)
-	jobs    chan job
-	bytes   *byteBudget
-	workers sync.WaitGroup
+	onError func(*Delivery, error)
+	running sync.WaitGroup
+
+	mu       sync.Mutex
+	limit    int
+	maxBytes int64
+	inFlight int
+	bytes    int64
+	waiters  int
+	freed    chan struct{} // closed and replaced when room is made while someone waits
 }
 
-type job struct {
-	ctx context.Context
-	msg kafka.Message
+// NewParallel returns a pool of limit deliveries in flight; maxBytes ≤ 0 means no byte
+// bound. Close waits for what it handed over.
+func NewParallel(next Processor, limit int, maxBytes int64, onError func(*Delivery, error)) *Parallel {
+	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes, freed: make(chan struct{})}
 }
 
-// NewParallel starts workers goroutines; Close stops them. maxBytes ≤ 0 means no byte bound.
-func NewParallel(next Processor, workers int, maxBytes int64, onError func(kafka.Message, error)) *Parallel {
-	p := &Parallel{
-		next:    next,
-		onError: onError,
-		jobs:    make(chan job),
-		bytes:   newByteBudget(maxBytes),
-	}
-	for range workers {
-		p.workers.Go(p.work)
-	}
-	return p
-}
-
-func (p *Parallel) work() {
-	for j := range p.jobs {
-		err := p.next.Process(j.ctx, j.msg)
-		p.bytes.release(int64(len(j.msg.Value)))
-		if err != nil {
-			p.onError(j.msg, err)
-		}
-	}
-}
-
-// Process waits for room, then hands msg to a worker, which processes it with ctx. It
-// returns ctx's error if ctx is done first, or ErrRevoked if the message's partition is
-// revoked first (a full pool must not hold up a rebalance); either way the message was not
-// handed over.
-func (p *Parallel) Process(ctx context.Context, msg kafka.Message) error {
-	size := int64(len(msg.Value))
-	revoked := revokedOf(ctx)
-	if err := p.bytes.acquire(ctx, revoked, size); err != nil {
+// Process waits for room, then processes d in a goroutine of its own with ctx. It returns
+// ctx's error if ctx is done first, or ErrRevoked if d's partition is revoked first (a full
+// pool must not hold up a rebalance); either way d was not handed over.
+func (p *Parallel) Process(ctx context.Context, d *Delivery) error {
+	size := d.Bytes()
+	if err := p.acquire(ctx, d.Partition.Revoked(), size); err != nil {
 		return err
 	}
-	select {
-	case p.jobs <- job{ctx: ctx, msg: msg}:
-		return nil
-	case <-ctx.Done():
-		p.bytes.release(size)
-		return ctx.Err()
-	case <-revoked:
-		p.bytes.release(size)
-		return ErrRevoked
-	}
+	p.running.Go(func() {
+		err := p.next.Process(ctx, d)
+		p.release(size)
+		if err != nil {
+			p.onError(d, err)
+		}
+	})
+	return nil
 }
 
-// Close stops the workers after the messages already handed over are processed. No
-// Process call may run during or after Close.
-func (p *Parallel) Close() {
-	close(p.jobs)
-	p.workers.Wait()
+// SetLimit changes the number of deliveries in flight; deliveries already in flight finish.
+func (p *Parallel) SetLimit(limit int) {
+	p.mu.Lock()
+	p.limit = max(limit, 1)
+	p.wake()
+	p.mu.Unlock()
 }
 
-// byteBudget bounds the bytes in flight. A message larger than the whole budget is let
-// through alone, so that it cannot block its partition forever.
-type byteBudget struct {
-	mu      sync.Mutex
-	limit   int64
-	used    int64
-	waiters int
-	freed   chan struct{} // closed and replaced on a release while someone waits
+// Limit returns the number of deliveries allowed in flight.
+func (p *Parallel) Limit() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limit
 }
 
-func newByteBudget(limit int64) *byteBudget {
-	return &byteBudget{limit: limit, freed: make(chan struct{})}
+// Close waits for the deliveries already handed over. No Process call may run during or
+// after Close.
+func (p *Parallel) Close() { p.running.Wait() }
+
+// room reports whether a delivery of n bytes may start. One larger than the whole byte
+// budget is let through alone, so that it cannot block its partition forever.
+func (p *Parallel) room(n int64) bool {
+	return p.inFlight < p.limit && (p.maxBytes <= 0 || p.bytes == 0 || p.bytes+n <= p.maxBytes)
 }
 
-func (b *byteBudget) acquire(ctx context.Context, revoked <-chan struct{}, n int64) error {
-	if b.limit <= 0 {
-		return nil
-	}
-	b.mu.Lock()
-	for b.used != 0 && b.used+n > b.limit {
-		b.waiters++
-		freed := b.freed
-		b.mu.Unlock()
+func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, n int64) error {
+	p.mu.Lock()
+	for !p.room(n) {
+		p.waiters++
+		freed := p.freed
+		p.mu.Unlock()
 		var err error
 		select {
 		case <-freed:
@@ -111,29 +90,31 @@ func (b *byteBudget) acquire(ctx context.Context, revoked <-chan struct{}, n int
 		case <-revoked:
 			err = ErrRevoked
 		}
+		p.mu.Lock()
+		p.waiters--
 		if err != nil {
-			b.mu.Lock()
-			b.waiters--
-			b.mu.Unlock()
+			p.mu.Unlock()
 			return err
 		}
-		b.mu.Lock()
-		b.waiters--
 	}
-	b.used += n
-	b.mu.Unlock()
+	p.inFlight++
+	p.bytes += n
+	p.mu.Unlock()
 	return nil
 }
 
-func (b *byteBudget) release(n int64) {
-	if b.limit <= 0 {
-		return
+func (p *Parallel) release(n int64) {
+	p.mu.Lock()
+	p.inFlight--
+	p.bytes -= n
+	p.wake()
+	p.mu.Unlock()
+}
+
+// wake tells the waiting callers that there may be room; p.mu is held.
+func (p *Parallel) wake() {
+	if p.waiters > 0 {
+		close(p.freed)
+		p.freed = make(chan struct{})
 	}
-	b.mu.Lock()
-	b.used -= n
-	if b.waiters > 0 {
-		close(b.freed)
-		b.freed = make(chan struct{})
-	}
-	b.mu.Unlock()
 }

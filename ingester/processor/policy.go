@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/metrics"
 )
 
@@ -18,100 +18,146 @@ type DeadLetterer interface {
 	DeadLetter(ctx context.Context, msg kafka.Message, cause error) error
 }
 
-// Policy says what happens to a message that retries could not get written.
+// Policy says what happens to messages that could not be written.
 type Policy struct {
 	// OnDecodeError is config.OnDecodeErrorSkip, …Deadletter or …Fail.
 	OnDecodeError string
 	// DeadLetter is nil when no dead-letter topic is configured.
 	DeadLetter DeadLetterer
-	// Backoff paces the attempts while the partition is paused.
+	// Backoff paces the attempts while the partition is held.
 	Backoff Backoff
+}
+
+// Logs of the failure policy's repeated events.
+type PolicyLogs struct {
+	DeadLettered *eventlog.Repeated
+	Skipped      *eventlog.Repeated
 }
 
 type failurePolicy struct {
 	next   Processor
 	policy Policy
 	m      *metrics.Metrics
-	log    logr.Logger
-	// wait sleeps before pause-time attempt number attempt; a test replaces it.
+	logs   PolicyLogs
+	// wait sleeps before held attempt number attempt; a test replaces it.
 	wait func(ctx context.Context, attempt int) error
 }
 
-// NewFailurePolicy applies the failure policy to what next (the retry decorator) gave up on:
-//   - an undecodable message is skipped (only when OnDecodeError is skip, and counted),
-//     dead-lettered, or, with fail, treated as a message that cannot be written;
-//   - a message whose write kept failing, or was refused for good, is dead-lettered when
-//     a topic is configured;
-//   - otherwise the partition pauses — stops fetching and reports not-ready — and the
-//     message is tried again with backoff until it succeeds. Nothing is ever skipped
-//     silently; the only error returned is for a cancelled ctx.
-func NewFailurePolicy(next Processor, policy Policy, m *metrics.Metrics, log logr.Logger) Processor {
-	f := &failurePolicy{next: next, policy: policy, m: m, log: log}
+// remedy is what the policy does with a message that failed.
+type remedy uint8
+
+const (
+	remedySkip remedy = iota
+	remedyDeadLetter
+	// remedyRetry holds the partition and tries the message again until it is written.
+	remedyRetry
+)
+
+// NewFailurePolicy decides the fate of what next (the retry decorator) could not write:
+//   - a transient failure that outlasted the retries (storage down, throttling, refusing
+//     credentials) is never a message's fault: the partition is held — it stops fetching
+//     and reports not-ready — and the delivery is tried again with backoff until it is
+//     written. Nothing is dead-lettered for it;
+//   - an undecodable message is skipped (only with onDecodeError skip, and counted),
+//     dead-lettered (with deadletter), or, with fail, held like a refused one;
+//   - a message storage refused for good is dead-lettered when a topic is configured, and
+//     otherwise holds the partition and is tried again until it is written.
+//
+// Only the failed messages are affected; the rest of the delivery is written. Nothing is
+// ever skipped silently; the only error returned is for a cancelled ctx, with the delivery
+// unfinished (it is read again).
+func NewFailurePolicy(next Processor, policy Policy, m *metrics.Metrics, logs PolicyLogs) Processor {
+	f := &failurePolicy{next: next, policy: policy, m: m, logs: logs}
 	f.wait = func(ctx context.Context, attempt int) error {
 		return sleep(ctx, policy.Backoff.Delay(attempt, rand.Float64()))
 	}
 	return f
 }
 
-func (f *failurePolicy) Process(ctx context.Context, msg kafka.Message) error {
-	err := f.next.Process(ctx, msg)
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return err
-	}
-	if IsDecodeFailure(err) && f.policy.OnDecodeError == config.OnDecodeErrorSkip {
-		f.m.Skipped.Inc()
-		f.log.Info("Skipping undecodable message (onDecodeError: skip)", "partition", msg.Partition, "offset", msg.Offset, "error", err.Error())
-		return nil
-	}
-	// Writes that failed (even permanently, like a backend refusing the data) go to the
-	// dead-letter topic when there is one; undecodable messages only when told so.
-	deadLetter := f.policy.DeadLetter != nil &&
-		(!IsDecodeFailure(err) || f.policy.OnDecodeError == config.OnDecodeErrorDeadletter)
-	if deadLetter && f.deadLetter(ctx, msg, err) == nil {
-		return nil
-	}
-	return f.pauseUntilDone(ctx, msg, err, deadLetter)
-}
-
-func (f *failurePolicy) deadLetter(ctx context.Context, msg kafka.Message, cause error) error {
-	err := f.policy.DeadLetter.DeadLetter(ctx, msg, cause)
-	if err != nil {
-		return err
-	}
-	f.m.DeadLettered.Inc()
-	f.log.Info("Dead-lettered message", "partition", msg.Partition, "offset", msg.Offset, "error", cause.Error())
-	return nil
-}
-
-// pauseUntilDone pauses the partition and tries msg again — its processing, or its
-// dead-lettering when that is the remedy — with backoff until it succeeds or ctx ends.
-func (f *failurePolicy) pauseUntilDone(ctx context.Context, msg kafka.Message, cause error, deadLetter bool) error {
-	if p := partitionOf(ctx); p != nil {
-		p.Pause(fmt.Errorf("partition %d offset %d: %w", msg.Partition, msg.Offset, cause))
-		defer p.Resume()
-	}
-	f.log.Error(cause, "Partition paused: a message can be neither written nor dead-lettered; trying again until it is",
-		"partition", msg.Partition, "offset", msg.Offset)
+func (f *failurePolicy) Process(ctx context.Context, d *Delivery) error {
+	err := f.next.Process(ctx, d)
+	var held error
+	release := func() {}
+	defer func() { release() }()
 	for attempt := 0; ; attempt++ {
-		if err := f.wait(ctx, attempt); err != nil {
-			return errors.Join(cause, err)
+		if err == nil {
+			if err = f.dispose(ctx, d); err == nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if held == nil || held.Error() != err.Error() {
+			// The new hold before the old one's release: the partition stays paused.
+			previous := release
+			release, held = d.Partition.Hold(err), err
+			previous()
+		}
+		if werr := f.wait(ctx, attempt); werr != nil {
+			return errors.Join(err, werr)
 		}
 		f.m.Retries.Inc()
+		f.reopen(d)
+		err = f.next.Process(ctx, d)
+	}
+}
+
+func (f *failurePolicy) remedy(v Verdict) remedy {
+	switch {
+	case v == Undecodable && f.policy.OnDecodeError == config.OnDecodeErrorSkip:
+		return remedySkip
+	case v == Undecodable && f.policy.OnDecodeError == config.OnDecodeErrorDeadletter && f.policy.DeadLetter != nil:
+		return remedyDeadLetter
+	case v == Refused && f.policy.DeadLetter != nil:
+		return remedyDeadLetter
+	}
+	return remedyRetry
+}
+
+// dispose skips and dead-letters the failed messages that the policy says to, and returns
+// why the others cannot be finished yet, or nil when every message is finished.
+func (f *failurePolicy) dispose(ctx context.Context, d *Delivery) error {
+	var first error
+	stuck := 0
+	for i, v := range d.verdicts {
+		if v != Undecodable && v != Refused {
+			continue
+		}
+		msg, cause := &d.Messages[i], d.Cause(i)
 		var err error
-		if deadLetter {
-			err = f.deadLetter(ctx, msg, cause)
-		} else {
-			err = f.next.Process(ctx, msg)
+		switch f.remedy(v) {
+		case remedySkip:
+			d.Set(i, Skipped, nil)
+			f.m.Skipped.Inc()
+			f.logs.Skipped.Event(nil, "partition", msg.Partition, "offset", msg.Offset, "error", cause.Error())
+			continue
+		case remedyDeadLetter:
+			if err = f.policy.DeadLetter.DeadLetter(ctx, *msg, cause); err == nil {
+				d.Set(i, DeadLettered, nil)
+				f.m.DeadLettered.Inc()
+				f.logs.DeadLettered.Event(nil, "partition", msg.Partition, "offset", msg.Offset, "error", cause.Error())
+				continue
+			}
+			err = fmt.Errorf("dead-lettering partition %d offset %d: %w", msg.Partition, msg.Offset, err)
+		case remedyRetry:
+			err = cause
 		}
-		if err == nil {
-			f.log.Info("Partition resumed", "partition", msg.Partition, "offset", msg.Offset)
-			return nil
+		if stuck++; first == nil {
+			first = err
 		}
-		if !deadLetter {
-			cause = err
+	}
+	if stuck > 1 {
+		return fmt.Errorf("%w (and %d more messages)", first, stuck-1)
+	}
+	return first
+}
+
+// reopen makes the messages that are tried again pending, for the next attempt.
+func (f *failurePolicy) reopen(d *Delivery) {
+	for i, v := range d.verdicts {
+		if (v == Undecodable || v == Refused) && f.remedy(v) == remedyRetry {
+			d.Set(i, Pending, nil)
 		}
 	}
 }

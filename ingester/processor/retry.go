@@ -4,8 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 // Backoff configures exponential backoff with full jitter: the n-th wait is uniform in
@@ -34,28 +32,29 @@ type retry struct {
 	// wait sleeps for d or until ctx is done; a test replaces it.
 	wait func(ctx context.Context, d time.Duration) error
 	// onRetry is told of each failed attempt that will be retried.
-	onRetry func(msg kafka.Message, err error)
+	onRetry func(d *Delivery, err error)
 }
 
-// NewRetry retries failures of next with backoff. Permanent errors are returned at once;
-// waits end early when ctx is done (shutdown never sits out a backoff). onRetry may be nil.
-func NewRetry(next Processor, backoff Backoff, onRetry func(kafka.Message, error)) Processor {
+// NewRetry retries a delivery whose write failed transiently, with backoff and at most
+// backoff.Attempts calls; each call writes only what is still pending. Waits end early when
+// ctx is done (shutdown never sits out a backoff). onRetry may be nil.
+func NewRetry(next Processor, backoff Backoff, onRetry func(*Delivery, error)) Processor {
 	if onRetry == nil {
-		onRetry = func(kafka.Message, error) {}
+		onRetry = func(*Delivery, error) {}
 	}
 	return &retry{next: next, backoff: backoff, wait: sleep, onRetry: onRetry}
 }
 
-func (r *retry) Process(ctx context.Context, msg kafka.Message) error {
+func (r *retry) Process(ctx context.Context, d *Delivery) error {
 	for attempt := 0; ; attempt++ {
-		err := r.next.Process(ctx, msg)
-		if err == nil || IsPermanent(err) {
+		err := r.next.Process(ctx, d)
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
 		if r.backoff.Attempts > 0 && attempt+1 >= r.backoff.Attempts {
 			return err
 		}
-		r.onRetry(msg, err)
+		r.onRetry(d, err)
 		if werr := r.wait(ctx, r.backoff.Delay(attempt, rand.Float64())); werr != nil {
 			return err
 		}

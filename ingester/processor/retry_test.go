@@ -5,8 +5,6 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 func TestBackoffDelay(t *testing.T) {
@@ -38,7 +36,7 @@ type failing struct {
 	err      error
 }
 
-func (f *failing) Process(context.Context, kafka.Message) error {
+func (f *failing) Process(context.Context, *Delivery) error {
 	f.calls++
 	if f.calls <= f.n {
 		return f.err
@@ -60,16 +58,15 @@ func TestRetry(t *testing.T) {
 		{"succeeds first time", 0, transient, 0, 1, false, 0},
 		{"recovers after failures", 3, transient, 0, 4, false, 3},
 		{"gives up after attempts", 10, transient, 3, 3, true, 2},
-		{"permanent error is not retried", 10, Permanent(transient), 0, 1, true, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			next := &failing{n: tc.failures, err: tc.err}
 			var waits, retries int
 			r := NewRetry(next, Backoff{Min: time.Millisecond, Max: time.Second, Attempts: tc.attempts},
-				func(kafka.Message, error) { retries++ }).(*retry)
+				func(*Delivery, error) { retries++ }).(*retry)
 			r.wait = func(context.Context, time.Duration) error { waits++; return nil }
-			err := r.Process(context.Background(), kafka.Message{})
+			err := r.Process(context.Background(), delivery(newFakePartition(), "a"))
 			if (err != nil) != tc.wantErr || next.calls != tc.wantCalls || waits != tc.wantWaits || retries != tc.wantWaits {
 				t.Errorf("err=%v calls=%d waits=%d retries=%d; want err=%v calls=%d waits=%d",
 					err, next.calls, waits, retries, tc.wantErr, tc.wantCalls, tc.wantWaits)
@@ -83,7 +80,7 @@ func TestRetryStopsWaitingOnCancel(t *testing.T) {
 	r := NewRetry(next, Backoff{Min: time.Hour, Max: time.Hour}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Process(ctx, kafka.Message{}) }()
+	go func() { done <- r.Process(ctx, delivery(newFakePartition(), "a")) }()
 	cancel()
 	select {
 	case err := <-done:
@@ -92,13 +89,5 @@ func TestRetryStopsWaitingOnCancel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("retry sat out an hour-long backoff after cancel")
-	}
-}
-
-func TestPermanent(t *testing.T) {
-	base := errors.New("bad bytes")
-	wrapped := Permanent(base)
-	if !IsPermanent(wrapped) || !errors.Is(wrapped, base) || IsPermanent(base) || Permanent(nil) != nil {
-		t.Error("Permanent does not mark, unwrap or pass nil through")
 	}
 }

@@ -22,6 +22,7 @@ type Memory struct {
 	spans  map[SpanKey]int
 	writes int
 	fail   error
+	refuse func(SpanKey) error
 }
 
 // NewMemory returns an empty in-memory store.
@@ -33,6 +34,13 @@ func (m *Memory) Write(_ context.Context, traces ptrace.Traces) error {
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return m.fail
+	}
+	if m.refuse != nil {
+		for key := range SpanKeys(traces) {
+			if err := m.refuse(key); err != nil {
+				return err
+			}
+		}
 	}
 	m.writes++
 	for key := range SpanKeys(traces) {
@@ -63,6 +71,14 @@ func SpanKeys(traces ptrace.Traces) iter.Seq[SpanKey] {
 func (m *Memory) FailWith(err error) {
 	m.mu.Lock()
 	m.fail = err
+	m.mu.Unlock()
+}
+
+// RefuseWhen makes a Write fail with what refuse returns for one of its spans, storing
+// none of them, until RefuseWhen(nil): a backend refusing particular spans.
+func (m *Memory) RefuseWhen(refuse func(SpanKey) error) {
+	m.mu.Lock()
+	m.refuse = refuse
 	m.mu.Unlock()
 }
 

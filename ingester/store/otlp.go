@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -22,15 +23,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/kafkaclient"
-	"github.com/spanflow/spanflow/ingester/processor"
 )
 
-// OTLP sends each batch as one OTLP ExportTraceServiceRequest. A batch counts as written
-// only when the backend accepted all of it. Failures the backend may recover from
-// (unavailable, overloaded, throttled, partial success) are returned as they are, to be
-// retried; the rest (bad request, unauthenticated, …) are marked permanent, so the
-// failure policy dead-letters the messages or pauses the partition instead of retrying.
+// OTLP sends each delivery as one OTLP ExportTraceServiceRequest. Its errors say what the
+// chain should do: a request the backend refuses as bad (gRPC InvalidArgument, HTTP 400)
+// is permanent — split until the refused messages are isolated; one refused for its size
+// (HTTP 413, a gRPC message-size error) is TooLarge — split; a partial success is
+// *failure.Rejected — counted as written. Everything else — unavailable, throttling,
+// refused credentials or permissions, server errors, a wrong URL — is the backend's state,
+// never a message's fault: transient, retried with backoff while the partition is held.
 type OTLP struct {
 	cfg     config.OTLPStorage
 	headers map[string]string
@@ -125,19 +128,37 @@ func (o *OTLP) writeGRPC(ctx context.Context, req ptraceotlp.ExportRequest) erro
 	}
 	resp, err := o.grpc.Export(ctx, req, opts...)
 	if err != nil {
-		switch status.Code(err) {
-		case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted, codes.Canceled:
-			return fmt.Errorf("otlp/grpc: %w", err)
-		}
-		return processor.Permanent(fmt.Errorf("otlp/grpc: %w", err))
+		return grpcFailure(err)
 	}
 	return partialSuccess(resp)
+}
+
+// grpcFailure classifies an Export error (see OTLP).
+func grpcFailure(exportErr error) error {
+	st, _ := status.FromError(exportErr)
+	err := fmt.Errorf("otlp/grpc: %w", exportErr)
+	switch st.Code() {
+	case codes.InvalidArgument:
+		return failure.Permanent(err)
+	case codes.ResourceExhausted:
+		// Throttling comes with RetryInfo; a size limit (the server's or the client's own
+		// "message larger than max") does not, and names the size.
+		for _, d := range st.Details() {
+			if _, ok := d.(*errdetails.RetryInfo); ok {
+				return err
+			}
+		}
+		if msg := strings.ToLower(st.Message()); strings.Contains(msg, "larger than") || strings.Contains(msg, "too large") || strings.Contains(msg, "size") {
+			return failure.TooLarge(err)
+		}
+	}
+	return err
 }
 
 func (o *OTLP) writeHTTP(ctx context.Context, req ptraceotlp.ExportRequest) error {
 	body, err := req.MarshalProto()
 	if err != nil {
-		return processor.Permanent(fmt.Errorf("otlp/http: encoding: %w", err))
+		return failure.Permanent(fmt.Errorf("otlp/http: encoding: %w", err))
 	}
 	if o.cfg.Compression == config.CompressionGzip {
 		var buf bytes.Buffer
@@ -148,7 +169,7 @@ func (o *OTLP) writeHTTP(ctx context.Context, req ptraceotlp.ExportRequest) erro
 	}
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
 	if err != nil {
-		return processor.Permanent(err)
+		return fmt.Errorf("otlp/http: %w", err)
 	}
 	httpReq.Header.Set("Content-Type", "application/x-protobuf")
 	if o.cfg.Compression == config.CompressionGzip {
@@ -172,18 +193,26 @@ func (o *OTLP) writeHTTP(ctx context.Context, req ptraceotlp.ExportRequest) erro
 			}
 		}
 		return nil
-	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
-		resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
-		return fmt.Errorf("otlp/http: %s", resp.Status)
 	}
-	return processor.Permanent(fmt.Errorf("otlp/http: %s: %.200s", resp.Status, data))
+	return httpFailure(resp.StatusCode, fmt.Errorf("otlp/http: %s: %.200s", resp.Status, data))
 }
 
-// partialSuccess turns a response that rejected spans into a retryable error: the batch is
-// written again (duplicates are possible, losses are not).
+// httpFailure classifies an unsuccessful HTTP status (see OTLP).
+func httpFailure(code int, err error) error {
+	switch code {
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return failure.Permanent(err)
+	case http.StatusRequestEntityTooLarge:
+		return failure.TooLarge(err)
+	}
+	return err
+}
+
+// partialSuccess turns a response that rejected spans into *failure.Rejected: the rest is
+// stored, and sending the request again would only duplicate it.
 func partialSuccess(resp ptraceotlp.ExportResponse) error {
 	if ps := resp.PartialSuccess(); ps.RejectedSpans() > 0 {
-		return fmt.Errorf("otlp: the backend rejected %d spans: %s", ps.RejectedSpans(), ps.ErrorMessage())
+		return &failure.Rejected{Spans: ps.RejectedSpans(), Message: ps.ErrorMessage()}
 	}
 	return nil
 }

@@ -13,13 +13,15 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/spanflow/spanflow/ingester/config"
-	"github.com/spanflow/spanflow/ingester/processor"
+	"github.com/spanflow/spanflow/ingester/failure"
 )
 
 func someTraces(n int) ptrace.Traces {
@@ -95,26 +97,51 @@ func TestOTLPGRPC(t *testing.T) {
 	if sink.spans != 5 || sink.headers.Get("x-api-key")[0] != "k3y" || sink.headers.Get("x-tenant")[0] != "shop" {
 		t.Errorf("sink got %d spans, headers %v", sink.spans, sink.headers)
 	}
+	throttled, _ := status.New(codes.ResourceExhausted, "slow down, request size too large for the rate").
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	cases := []struct {
-		err       error
-		partial   int64
-		permanent bool
+		err     error
+		partial int64
+		want    string
 	}{
-		{status.Error(codes.Unavailable, "restarting"), 0, false},
-		{status.Error(codes.ResourceExhausted, "slow down"), 0, false},
-		{status.Error(codes.InvalidArgument, "bad span"), 0, true},
-		{status.Error(codes.Unauthenticated, "who are you"), 0, true},
-		{nil, 2, false}, // partial success
+		{status.Error(codes.Unavailable, "restarting"), 0, "transient"},
+		{status.Error(codes.ResourceExhausted, "slow down"), 0, "transient"},
+		{throttled.Err(), 0, "transient"},
+		{status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000000 vs. 4194304)"), 0, "too large"},
+		{status.Error(codes.InvalidArgument, "bad span"), 0, "permanent"},
+		// The backend's state, never the message's fault: retried, never dead-lettered.
+		{status.Error(codes.Unauthenticated, "who are you"), 0, "transient"},
+		{status.Error(codes.PermissionDenied, "not yours"), 0, "transient"},
+		{status.Error(codes.Internal, "oops"), 0, "transient"},
+		{nil, 2, "rejected"}, // partial success
 	}
 	for _, tc := range cases {
 		sink.mu.Lock()
 		sink.fail, sink.partial = tc.err, tc.partial
 		sink.mu.Unlock()
 		err := w.Write(ctx, someTraces(1))
-		if err == nil || processor.IsPermanent(err) != tc.permanent {
-			t.Errorf("%v / partial %d: err %v, permanent %v", tc.err, tc.partial, err, processor.IsPermanent(err))
+		if got := failureKind(err); got != tc.want {
+			t.Errorf("%v / partial %d: err %v is %s, want %s", tc.err, tc.partial, err, got, tc.want)
 		}
 	}
+	if r := failure.AsRejected(w.Write(ctx, someTraces(1))); r == nil || r.Spans != 2 || r.Message == "" {
+		t.Errorf("partial success reported as %+v", r)
+	}
+}
+
+// failureKind names what the chain makes of a writer's error.
+func failureKind(err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case failure.AsRejected(err) != nil:
+		return "rejected"
+	case failure.IsTooLarge(err):
+		return "too large"
+	case failure.IsPermanent(err):
+		return "permanent"
+	}
+	return "transient"
 }
 
 func TestOTLPHTTP(t *testing.T) {
@@ -159,13 +186,17 @@ func TestOTLPHTTP(t *testing.T) {
 	if err := w.Write(context.Background(), someTraces(4)); err != nil || spans != 4 {
 		t.Fatalf("err %v, %d spans", err, spans)
 	}
-	for c, permanent := range map[int]bool{http.StatusServiceUnavailable: false, http.StatusTooManyRequests: false, http.StatusBadRequest: true, http.StatusForbidden: true} {
+	for c, want := range map[int]string{
+		http.StatusServiceUnavailable: "transient", http.StatusTooManyRequests: "transient", http.StatusInternalServerError: "transient",
+		http.StatusUnauthorized: "transient", http.StatusForbidden: "transient", http.StatusNotFound: "transient",
+		http.StatusBadRequest: "permanent", http.StatusRequestEntityTooLarge: "too large",
+	} {
 		mu.Lock()
 		code = c
 		mu.Unlock()
 		err := w.Write(context.Background(), someTraces(1))
-		if err == nil || processor.IsPermanent(err) != permanent {
-			t.Errorf("HTTP %d: err %v, permanent %v", c, err, processor.IsPermanent(err))
+		if got := failureKind(err); got != want {
+			t.Errorf("HTTP %d: err %v is %s, want %s", c, err, got, want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
@@ -109,6 +110,12 @@ func logFlags(fs *flag.FlagSet) *zap.Options {
 	return opts
 }
 
+// newLogger builds the logger the flags describe. Stack traces only for panics unless
+// --zap-stacktrace-level asks for them: an error line (a paused partition, a missing topic)
+// is for a person to read, and a trace of the logging call tells them nothing.
 func newLogger(opts *zap.Options, stderr io.Writer) logr.Logger {
+	if opts.StacktraceLevel == nil {
+		opts.StacktraceLevel = zapcore.PanicLevel
+	}
 	return zap.New(zap.UseFlagOptions(opts), zap.WriteTo(stderr))
 }

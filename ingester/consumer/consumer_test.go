@@ -1,0 +1,179 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
+
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/metrics"
+	"github.com/spanflow/spanflow/ingester/processor"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testPartition() *partition {
+	m := metrics.New(prometheus.NewRegistry())
+	return newPartition(kafka.PartitionAssignment{ID: 3, Offset: 0}, m.ForPartition(3), logr.Discard(),
+		make(chan struct{}), make(chan struct{}, 1), func(*processor.Delivery) {})
+}
+
+// TestHoldsAreCounted: a partition held by two deliveries stays paused until both let go.
+func TestHoldsAreCounted(t *testing.T) {
+	p := testPartition()
+	releaseA := p.Hold(errors.New("offset 5: refused"))
+	releaseB := p.Hold(errors.New("offset 9: refused"))
+	releaseA()
+	releaseA() // a release is idempotent
+	if p.pausedReason() == nil {
+		t.Fatal("one of two holds released, and the partition resumed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := p.waitUnpaused(ctx); err == nil {
+		t.Fatal("waitUnpaused returned while a hold is open")
+	}
+	releaseB()
+	if p.pausedReason() != nil || p.waitUnpaused(context.Background()) != nil {
+		t.Error("still paused after every hold was released")
+	}
+}
+
+func TestPausedReasonNamesTheOldestHold(t *testing.T) {
+	p := testPartition()
+	defer p.Hold(errors.New("first"))()
+	defer p.Hold(errors.New("second"))()
+	if got := p.pausedReason().Error(); got != "first (and 1 more deliveries held)" {
+		t.Errorf("reason %q", got)
+	}
+}
+
+// TestDeliveriesAreSizedBySpans: the messages of a delivery are counted from the spans per
+// message of finished deliveries.
+func TestDeliveriesAreSizedBySpans(t *testing.T) {
+	c := New(Settings{DeliverySpans: 1000}, nil, nil, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	if got := c.deliveryMessages(); got != 1000 {
+		t.Errorf("before anything is known: %d messages, want 1000", got)
+	}
+	for range 50 {
+		c.learn(&processor.Delivery{Messages: make([]kafka.Message, 100), Spans: 500})
+	}
+	if got := c.deliveryMessages(); got < 195 || got > 205 {
+		t.Errorf("at 5 spans a message: %d messages a delivery, want about 200", got)
+	}
+}
+
+// TestFetchDeliveryCuts: a run ends at its message count, at its byte bound, and when the
+// linger runs out; a fetch cut short by the linger loses no message.
+func TestFetchDeliveryCuts(t *testing.T) {
+	const topic = "cuts"
+	b := kafkatest.Start(t, topic, 1)
+	msgs := make([]kafka.Message, 25)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Value: fmt.Appendf(nil, "message-%02d", i)}
+	}
+	b.Produce(t, topic, msgs...)
+	c := New(Settings{DeliverySpans: 10, DeliveryBytes: 1 << 20, Linger: 200 * time.Millisecond},
+		nil, nil, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr}, Topic: topic, MaxWait: 50 * time.Millisecond})
+	defer reader.Close()
+	ctx := context.Background()
+
+	var sizes []int
+	var next int64
+	for range 3 {
+		start := time.Now()
+		d, err := c.fetchDelivery(ctx, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range d {
+			if m.Offset != next {
+				t.Fatalf("offset %d after %d: a message was lost or repeated between deliveries", m.Offset, next-1)
+			}
+			next++
+		}
+		sizes = append(sizes, len(d))
+		if len(d) == 5 && time.Since(start) < 150*time.Millisecond {
+			t.Errorf("the short last delivery was cut before the linger")
+		}
+	}
+	if fmt.Sprint(sizes) != "[10 10 5]" {
+		t.Errorf("deliveries of %v messages, want [10 10 5]", sizes)
+	}
+
+	// The byte bound: messages of 10 bytes, at most 25 bytes a delivery → 3 messages.
+	b.Produce(t, topic, msgs[:6]...)
+	c.s.DeliveryBytes = 25
+	d, err := c.fetchDelivery(ctx, reader)
+	if err != nil || len(d) != 3 {
+		t.Errorf("with a 25-byte bound: %d messages (err %v), want 3", len(d), err)
+	}
+}
+
+// TestConsumerHandsOverDeliveriesAndCommits runs the consumer against the broker with a
+// chain that finishes every delivery: every message arrives once, in order per partition,
+// and the offsets are committed to the end soon after.
+func TestConsumerHandsOverDeliveriesAndCommits(t *testing.T) {
+	const topic, group, partitions = "spans", "unit", 3
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 600, 1)...)
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k.CommitInterval = config.Duration(time.Hour) // commits come from finished deliveries, not the ticker
+
+	seen := make(chan kafka.Message, 1000)
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		for _, m := range d.Messages {
+			seen <- m
+		}
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	c := New(Settings{Kafka: k, DeliverySpans: 100, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr)}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+
+	next := map[int]int64{}
+	for range 600 {
+		select {
+		case m := <-seen:
+			if m.Offset != next[m.Partition] {
+				t.Fatalf("partition %d: offset %d after %d", m.Partition, m.Offset, next[m.Partition]-1)
+			}
+			next[m.Partition]++
+		case <-time.After(30 * time.Second):
+			t.Fatal("not every message was handed over")
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
+		if fmt.Sprint(end) == fmt.Sprint(committed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v, end %v: finished deliveries were not committed", committed, end)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.Ready(); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
