@@ -10,13 +10,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/store"
+	"github.com/spanflow/spanflow/internal/kafkatest"
 	"github.com/spanflow/spanflow/internal/otlptest"
 	"github.com/spanflow/spanflow/internal/testenv"
 	"github.com/spanflow/spanflow/internal/testproc"
@@ -253,4 +259,81 @@ func BenchmarkIngestOTLPWriter(b *testing.B) {
 	b.ReportMetric(otlp.perCPUSecond(), "otlp-spans/cpu-s")
 	b.ReportMetric(float64(otlp.items)/otlp.wall.Seconds(), "otlp-spans/s")
 	b.ReportMetric(otlp.perCPUSecond()/blackhole.perCPUSecond(), "otlp-to-blackhole-cpu-ratio")
+	b.ReportMetric(blackhole.cpu.Seconds()/blackhole.wall.Seconds(), "blackhole-cores")
+	b.ReportMetric(otlp.cpu.Seconds()/otlp.wall.Seconds(), "otlp-cores")
+}
+
+// oneSpan is the trivial decoder of BenchmarkChainOverhead: every message is one span.
+type oneSpan struct{}
+
+func (oneSpan) Decode([]byte) (ptrace.Traces, error) {
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	return td, nil
+}
+
+// rawPartitionRead reads every message of the topic with one kafka-go Reader per
+// partition, as the ingester's consumer does, decoding and committing nothing.
+func rawPartitionRead(b *testing.B, addr string) int {
+	var wg sync.WaitGroup
+	end := kafkatest.Attach(b, addr).EndOffsets(b, benchTopic, benchPartitions)
+	for p := range benchPartitions {
+		wg.Go(func() {
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: benchTopic, Partition: p,
+				MaxWait: 500 * time.Millisecond, MaxBytes: 10 << 20})
+			defer r.Close()
+			for n := int64(0); n < end[p]; n++ {
+				if _, err := r.FetchMessage(context.Background()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return benchMessages
+}
+
+// BenchmarkChainOverhead measures what the ingester costs per message beyond reading it:
+// the consumer group, cutting deliveries, the processor chain and commits. In one run and
+// one process: the raw per-partition kafka-go read of the same messages, the trivial
+// decoder alone, and the ingester (in this process, at its defaults, with that decoder and
+// the blackhole); the chain's own cost is the ingester's CPU less the other two.
+func BenchmarkChainOverhead(b *testing.B) {
+	addr := startBrokerProcess(b)
+	rawPartitionRead(b, addr) // the first read of fresh data is slower; not measured
+	var raw, decode, ing time.Duration
+	for i := 0; b.Loop(); i++ {
+		raw += measure(func() { rawPartitionRead(b, addr) }).cpu
+		decode += measure(func() {
+			for range benchMessages {
+				_, _ = oneSpan{}.Decode(nil)
+			}
+		}).cpu
+		ing += measure(func() {
+			cfg := config.Default()
+			cfg.Kafka.Brokers = []string{addr}
+			cfg.Kafka.Topic = benchTopic
+			cfg.Kafka.ConsumerGroup = fmt.Sprintf("overhead-%d", i)
+			cfg.AdminAddress = "127.0.0.1:0"
+			writer := &store.Blackhole{}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- ingester.Run(ctx, cfg, ingester.Options{Writer: writer, Decoder: oneSpan{}}, logr.Discard())
+			}()
+			for writer.Spans() < benchMessages {
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		}).cpu
+	}
+	perMessage := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*benchMessages) }
+	b.ReportMetric(perMessage(raw), "raw-read-ns/msg")
+	b.ReportMetric(perMessage(decode), "decoder-ns/msg")
+	b.ReportMetric(perMessage(ing), "ingester-ns/msg")
+	b.ReportMetric(perMessage(ing-raw-decode), "chain-ns/msg")
 }

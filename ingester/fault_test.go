@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,8 +13,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/deadletter"
+	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
@@ -226,4 +230,195 @@ func TestTLSAndSASL(t *testing.T) {
 	if n, _ := mem.Counts(); n != 0 {
 		t.Errorf("with a wrong password %d spans were written", n)
 	}
+}
+
+// traceOf is the trace ID of kafkatest's trace seq.
+func traceOf(seq uint64) pcommon.TraceID {
+	return kafkatest.Traces(seq, 1).ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
+}
+
+// TestRefusedSpanIsDeadLetteredAlone: storage refuses for good the spans of one trace.
+// Only the message holding it goes to the dead-letter topic; every other span is stored.
+func TestRefusedSpanIsDeadLetteredAlone(t *testing.T) {
+	const topic, dlq, group = "spans", "spans-dlq", "refused"
+	b := kafkatest.Start(t, topic, partitions, kfake.SeedTopics(1, dlq))
+	msgs := kafkatest.OTLPProtoMessages(t, 0, 2000, 2)
+	b.Produce(t, topic, msgs...)
+	marked := traceOf(1234)
+	mem := store.NewMemory()
+	mem.RefuseWhen(func(k store.SpanKey) error {
+		if k.Trace == marked {
+			return failure.Permanent(errors.New("span refused: invalid attribute"))
+		}
+		return nil
+	})
+	cfg := testConfig(b.Addr, topic, group)
+	fastRetries(&cfg)
+	cfg.Processing.DeadLetterTopic = dlq
+	r := startIngester(t, cfg, mem)
+
+	waitFor(t, 30*time.Second, "every other span", func() bool { n, _ := mem.Counts(); return n == 1999*2 })
+	waitFor(t, 30*time.Second, "the offsets to reach the end", func() bool { return committedToEnd(t, b, group, topic) })
+	r.stop(t)
+	dead := b.ReadAll(t, dlq, 1)
+	if len(dead) != 1 || string(dead[0].Value) != string(msgs[1234].Value) {
+		t.Fatalf("%d messages dead-lettered, want only the one holding the refused trace", len(dead))
+	}
+	distinct, dups := mem.Counts()
+	t.Logf("refused span: 1 message dead-lettered, %d of %d other spans stored, %d duplicates", distinct, 1999*2, dups)
+}
+
+// TestRefusedSpanWithoutDeadLetterHoldsOnlyItsPartition: with no dead-letter topic the
+// refused message holds its own partition — /readyz says which — while the others carry
+// on; the held partition stops fetching, so what it tracks stays bounded. When storage
+// takes the span, the partition resumes and everything is stored.
+func TestRefusedSpanWithoutDeadLetterHoldsOnlyItsPartition(t *testing.T) {
+	const topic, group = "spans", "refused-held"
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 1000, 2)...)
+	marked := traceOf(400)
+	mem := store.NewMemory()
+	mem.RefuseWhen(func(k store.SpanKey) error {
+		if k.Trace == marked {
+			return failure.Permanent(errors.New("span refused"))
+		}
+		return nil
+	})
+	cfg := testConfig(b.Addr, topic, group)
+	fastRetries(&cfg)
+	r := startIngester(t, cfg, mem)
+	waitFor(t, 30*time.Second, "/readyz to name the held partition", func() bool {
+		code, body := r.readyz(t)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "span refused") && strings.Count(body, "paused") == 1
+	})
+	// The other partitions are drained, the held one stops at its refused message.
+	idx, total := indexTopic(t, b, topic, partitions)
+	heldPartition := -1
+	for p, msgs := range idx {
+		for _, m := range msgs {
+			if slices.ContainsFunc(m.spans, func(k store.SpanKey) bool { return k.Trace == marked }) {
+				heldPartition = p
+			}
+		}
+	}
+	waitFor(t, 30*time.Second, "the other partitions to be committed to the end", func() bool {
+		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
+		for p := range partitions {
+			if p != heldPartition && committed[p] != end[p] {
+				return false
+			}
+		}
+		return true
+	})
+	// More messages arrive on every partition; the held one does not fetch them.
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 1000, 400, 2)...)
+	time.Sleep(500 * time.Millisecond)
+	if inFlight := scrapeValue(t, r.admin, "spanflow_ingester_in_flight_messages"); inFlight > 1000 {
+		t.Errorf("%v messages in flight while a partition is held: it kept fetching", inFlight)
+	}
+	assertCommitsCovered(t, b.CommittedOffsets(t, group, topic, partitions), idx, mem)
+
+	mem.RefuseWhen(nil)
+	total += 400 * 2
+	waitFor(t, 30*time.Second, "every span once storage takes the refused one", func() bool { n, _ := mem.Counts(); return n == total })
+	waitFor(t, 10*time.Second, "/readyz to recover", func() bool { code, _ := r.readyz(t); return code == http.StatusOK })
+	r.stop(t)
+	assertCommittedToEnd(t, b, group, topic)
+}
+
+// TestOutageNeverFillsTheDeadLetterTopic: with a dead-letter topic configured, storage
+// refusing credentials for 2 s and then down for 20 s sends nothing there: a backend that
+// is down is never the messages' fault. Nothing is lost.
+func TestOutageNeverFillsTheDeadLetterTopic(t *testing.T) {
+	const topic, dlq, group = "spans", "spans-dlq", "outage-dlq"
+	b := kafkatest.Start(t, topic, partitions, kfake.SeedTopics(1, dlq))
+	mem := store.NewMemory()
+	cfg := testConfig(b.Addr, topic, group)
+	fastRetries(&cfg)
+	cfg.Processing.DeadLetterTopic = dlq
+	cfg.Processing.OnDecodeError = config.OnDecodeErrorDeadletter
+	r := startIngester(t, cfg, mem)
+	stop := make(chan struct{})
+	produced := produceSteadily(t, b, topic, 20, 20*time.Millisecond, stop)
+	waitFor(t, 30*time.Second, "spans before the outage", func() bool { n, _ := mem.Counts(); return n >= 200 })
+
+	mem.FailWith(errors.New("otlp/grpc: rpc error: code = Unauthenticated desc = bad token"))
+	time.Sleep(2 * time.Second)
+	mem.FailWith(errors.New("otlp/grpc: rpc error: code = Unavailable desc = connection refused"))
+	waitFor(t, 10*time.Second, "/readyz to report the outage", func() bool { code, _ := r.readyz(t); return code == http.StatusServiceUnavailable })
+	time.Sleep(18 * time.Second)
+	mem.FailWith(nil)
+	close(stop)
+	total := 2 * <-produced
+
+	waitFor(t, 60*time.Second, "every span after the outage", func() bool { n, _ := mem.Counts(); return n == total })
+	waitFor(t, 30*time.Second, "the offsets to reach the end", func() bool { return committedToEnd(t, b, group, topic) })
+	r.stop(t)
+	if dead := b.ReadAll(t, dlq, 1); len(dead) != 0 {
+		t.Errorf("an outage of storage sent %d messages to the dead-letter topic", len(dead))
+	}
+	distinct, dups := mem.Counts()
+	t.Logf("22 s outage with a DLQ: %d spans produced, %d stored, %d lost, %d duplicates, 0 dead-lettered", total, distinct, total-distinct, dups)
+}
+
+// TestEmptyValuesAndTombstones: messages with no spans are counted and committed past,
+// never treated as undecodable (the default onDecodeError would hold the partition).
+func TestEmptyValuesAndTombstones(t *testing.T) {
+	const topic, group = "spans", "empty"
+	b := kafkatest.Start(t, topic, 1)
+	msgs := kafkatest.OTLPProtoMessages(t, 0, 10, 2)
+	msgs[3].Value = nil      // a tombstone
+	msgs[6].Value = []byte{} // an empty value
+	b.Produce(t, topic, msgs...)
+	mem := store.NewMemory()
+	r := startIngester(t, testConfig(b.Addr, topic, group), mem)
+	waitFor(t, 30*time.Second, "the spans of the other messages", func() bool { n, _ := mem.Counts(); return n == 16 })
+	waitFor(t, 30*time.Second, "the offsets to reach the end", func() bool { return b.CommittedOffsets(t, group, topic, 1)[0] == 10 })
+	if empty := scrapeValue(t, r.admin, "spanflow_ingester_empty_messages_total"); empty != 2 {
+		t.Errorf("%v empty messages counted, want 2", empty)
+	}
+	if code, body := r.readyz(t); code != http.StatusOK {
+		t.Errorf("/readyz %d: %s", code, body)
+	}
+	r.stop(t)
+}
+
+// TestMissingTopic: a topic that does not exist is reported — /readyz, the metric — and
+// the group is not rejoined in a tight loop; once the topic is created, it is consumed.
+func TestMissingTopic(t *testing.T) {
+	const topic, group = "not-yet", "missing"
+	b := kafkatest.Start(t, "other", 1)
+	mem := store.NewMemory()
+	cfg := testConfig(b.Addr, topic, group)
+	r := startIngester(t, cfg, mem)
+	waitFor(t, 30*time.Second, "/readyz to say the topic is missing", func() bool {
+		code, body := r.readyz(t)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, `topic "not-yet" does not exist`)
+	})
+	if v := scrapeValue(t, r.admin, "spanflow_ingester_topic_missing"); v != 1 {
+		t.Errorf("spanflow_ingester_topic_missing %v, want 1", v)
+	}
+	// With backoff the member joins a handful of times in these seconds, not thousands.
+	time.Sleep(3 * time.Second)
+	if joins := scrapeValue(t, r.admin, "spanflow_ingester_group_joins_total"); joins > 10 {
+		t.Errorf("%v joins of the group in a few seconds while the topic was missing: a tight rejoin loop", joins)
+	}
+	if err := b.CreateTopic(topic, 2); err != nil {
+		t.Fatal(err)
+	}
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 50, 2)...)
+	waitFor(t, 60*time.Second, "the spans once the topic exists", func() bool { n, _ := mem.Counts(); return n == 100 })
+	waitFor(t, 10*time.Second, "/readyz once the topic exists", func() bool { code, _ := r.readyz(t); return code == http.StatusOK })
+	r.stop(t)
+}
+
+// committedToEnd reports whether every non-empty partition is committed to its end.
+func committedToEnd(t *testing.T, b *kafkatest.Broker, group, topic string) bool {
+	end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
+	for p := range partitions {
+		if end[p] > 0 && committed[p] != end[p] {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package ingester
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,7 +173,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		"spanflow_ingester_partitions_assigned 4",
 		`spanflow_ingester_committed_offset{partition="0"}`,
 		`spanflow_ingester_lag_records{partition="0"} 0`,
-		"spanflow_ingester_processing_duration_seconds_count 100",
+		"spanflow_ingester_delivery_messages_sum 100",
+		`spanflow_ingester_lag_seconds{partition="0"} 0`,
+		"spanflow_ingester_topic_missing 0",
 		"spanflow_ingester_in_flight_messages 0",
 		"go_goroutines",
 	} {
@@ -179,4 +183,52 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// closeCheckingWriter stores slowly and remembers a Write after Close.
+type closeCheckingWriter struct {
+	*store.Memory
+	mu          sync.Mutex
+	closed      bool
+	afterClosed bool
+}
+
+func (w *closeCheckingWriter) Write(ctx context.Context, td ptrace.Traces) error {
+	w.mu.Lock()
+	w.afterClosed = w.afterClosed || w.closed
+	w.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	return w.Memory.Write(ctx, td)
+}
+
+func (w *closeCheckingWriter) Close(context.Context) error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	return nil
+}
+
+// TestNothingIsWrittenAfterTheWriterCloses: a stop in the middle of a backlog drains the
+// deliveries in flight before the writer is closed, and none is written after.
+func TestNothingIsWrittenAfterTheWriterCloses(t *testing.T) {
+	const topic, group = "spans", "closing"
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 2000, 1)...)
+	w := &closeCheckingWriter{Memory: store.NewMemory()}
+	cfg := testConfig(b.Addr, topic, group)
+	cfg.Processing.BatchSize = 20 // many small writes
+	r := startIngester(t, cfg, w)
+	waitFor(t, 30*time.Second, "some spans", func() bool { n, _ := w.Counts(); return n >= 100 })
+	r.stop(t)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.afterClosed {
+		t.Error("a delivery was written after the writer was closed")
+	}
+	assertCommitsCovered(t, b.CommittedOffsets(t, group, topic, partitions), mustIndex(t, b, topic), w.Memory)
+}
+
+func mustIndex(t *testing.T, b *kafkatest.Broker, topic string) spanIndex {
+	idx, _ := indexTopic(t, b, topic, partitions)
+	return idx
 }

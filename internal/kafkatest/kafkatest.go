@@ -113,6 +113,18 @@ func (b *Broker) TryProduce(topic string, msgs ...kafka.Message) error {
 	return nil
 }
 
+// CreateTopic creates topic with the given number of partitions.
+func (b *Broker) CreateTopic(topic string, partitions int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := b.client().CreateTopics(ctx, &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}}})
+	if err != nil {
+		return err
+	}
+	return resp.Errors[topic]
+}
+
 // EndOffsets returns the log-end offset of every partition of topic.
 func (b *Broker) EndOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 	t.Helper()
