@@ -196,7 +196,7 @@ func TestCapacityModelLearnsTheCeiling(t *testing.T) {
 func TestBoundsOfDefaults(t *testing.T) {
 	ing := minimalIngester("ns", "a")
 	b := boundsOf(ing)
-	if b.minReplicas != 1 || b.maxReplicas != 0 || b.minParallelism != 1000 || b.maxParallelism != 1000 || b.cooldown != defaultCooldown ||
+	if b.minReplicas != 1 || b.maxReplicas != 0 || b.minParallelism != 8 || b.maxParallelism != 8 || b.cooldown != defaultCooldown ||
 		b.down.window != defaultScaleDownWindow || b.up.window != 0 {
 		t.Errorf("defaults: %+v", b)
 	}

@@ -79,7 +79,7 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 	g.Expect(ing.Spec.Storage.Type).To(Equal(spanflowv1alpha1.StorageBlackhole))
 	g.Expect(ing.Spec.Kafka.InitialOffset).To(Equal(spanflowv1alpha1.InitialOffsetEarliest))
 	g.Expect(ing.Spec.Replicas).To(Equal(ptr.To[int32](1)))
-	g.Expect(ing.Spec.Parallelism).To(Equal(ptr.To[int32](1000)))
+	g.Expect(ing.Spec.Parallelism).To(Equal(ptr.To[int32](8)))
 
 	var dep *appsv1.Deployment
 	g.Eventually(func(g Gomega) { dep = getDeployment(g, ns, "traces-ingester") }, eventually, poll).Should(Succeed())
@@ -108,7 +108,7 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 	g.Expect(cfg.Validate()).To(Succeed())
 	g.Expect(cfg.Kafka.Brokers).To(Equal([]string{testBroker}))
 	g.Expect(cfg.Kafka.ConsumerGroup).To(Equal(ns + "/traces"))
-	g.Expect(cfg.Parallelism).To(Equal(1000))
+	g.Expect(cfg.Parallelism).To(Equal(8))
 
 	// No pods exist yet (envtest has no Deployment controller): not ready, rolling out.
 	g.Eventually(func(g Gomega) {
@@ -129,7 +129,7 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
 		g.Expect(ing.Status.ReadyReplicas).To(Equal(int32(1)))
 		g.Expect(meta.IsStatusConditionTrue(ing.Status.Conditions, spanflowv1alpha1.ConditionReady)).To(BeTrue())
-		g.Expect(ing.Status.Parallelism).To(Equal(int32(1000)))
+		g.Expect(ing.Status.Parallelism).To(Equal(int32(8)))
 	}, eventually, poll).Should(Succeed())
 
 	// A spec change reaches the config and rolls the pods.

@@ -32,7 +32,7 @@ func TestIngesterConfig(t *testing.T) {
 	}{
 		{"defaults", func(*spanflowv1alpha1.Ingester) {}, func(t *testing.T, c config.Config) {
 			if c.Kafka.ConsumerGroup != "obs/traces" || c.Encoding != config.EncodingOTLPProto ||
-				c.Storage.Type != config.StorageBlackhole || c.Parallelism != 1000 || c.Kafka.InitialOffset != config.OffsetEarliest {
+				c.Storage.Type != config.StorageBlackhole || c.Parallelism != 8 || c.Kafka.InitialOffset != config.OffsetEarliest {
 				t.Errorf("defaults not applied: %+v", c)
 			}
 		}},

@@ -189,7 +189,9 @@ type KafkaSpec struct {
 	// +optional
 	MaxFetchBytes *int32 `json:"maxFetchBytes,omitempty"`
 
-	// commitInterval is how often finished offsets are committed to the group.
+	// commitInterval is the longest a finished offset waits to be committed to the group
+	// (offsets are committed as soon as deliveries finish; this paces retries of a failed
+	// commit).
 	// +kubebuilder:default="1s"
 	// +optional
 	CommitInterval *metav1.Duration `json:"commitInterval,omitempty"`
@@ -329,13 +331,14 @@ type RetrySpec struct {
 // ProcessingSpec tunes how messages become storage writes and what happens on failure.
 // +kubebuilder:validation:XValidation:rule="!has(self.onDecodeError) || self.onDecodeError != 'deadletter' || has(self.deadLetterTopic)",message="processing.onDecodeError deadletter needs processing.deadLetterTopic"
 type ProcessingSpec struct {
-	// batchSize is the number of spans that triggers a storage write.
+	// batchSize is about how many spans a delivery holds: a run of one partition's
+	// messages written to storage in one request.
 	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=100000
+	// +kubebuilder:validation:Maximum=10000
 	// +optional
 	BatchSize int32 `json:"batchSize,omitempty"`
-	// batchLinger is the longest a span waits for its batch to fill.
+	// batchLinger is the longest the first message of a delivery waits for more.
 	// +kubebuilder:default="100ms"
 	// +optional
 	BatchLinger *metav1.Duration `json:"batchLinger,omitempty"`
@@ -437,7 +440,7 @@ type ScalingRules struct {
 
 // AutoscalingSpec lets the operator size the ingester from the consumer group's lag, with
 // two levers: replicas (pods in the consumer group, never more than the topic's
-// partitions) and parallelism (messages each pod processes at once).
+// partitions) and parallelism (deliveries each pod writes at once).
 // +kubebuilder:validation:XValidation:rule="!has(self.enabled) || !self.enabled || has(self.targetLagRecords) || has(self.targetLagSeconds)",message="autoscaling needs targetLagRecords or targetLagSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.maxReplicas) || (has(self.minReplicas) ? self.minReplicas : 1) <= self.maxReplicas",message="autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.minParallelism) || !has(self.maxParallelism) || self.minParallelism <= self.maxParallelism",message="autoscaling.minParallelism must not exceed autoscaling.maxParallelism"
@@ -470,7 +473,7 @@ type AutoscalingSpec struct {
 	// minParallelism is the lowest per-pod parallelism the autoscaler sets. Defaults to
 	// spec.parallelism (or maxParallelism when that is lower).
 	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=10000
+	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	MinParallelism *int32 `json:"minParallelism,omitempty"`
 	// maxParallelism is the highest per-pod parallelism the autoscaler sets. Defaults to
@@ -478,7 +481,7 @@ type AutoscalingSpec struct {
 	// only replicas scale. A parallelism change restarts the pods, so it is rate-limited
 	// by cooldown.
 	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=10000
+	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	MaxParallelism *int32 `json:"maxParallelism,omitempty"`
 	// targetLagRecords is the lag, in records per consuming pod, the autoscaler keeps
@@ -537,11 +540,13 @@ type IngesterSpec struct {
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
-	// parallelism is the number of messages each pod processes at once. Messages wait for
-	// their batch's storage write together, so it also bounds the messages per write.
-	// +kubebuilder:default=1000
+	// parallelism is the number of deliveries each pod processes at once: its storage
+	// writes in flight. A delivery is a run of one partition's messages of about
+	// processing.batchSize spans, decoded and written in one request; raise parallelism for
+	// a backend with high latency, not for more CPU (a pod decodes on all its cores anyway).
+	// +kubebuilder:default=8
 	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=10000
+	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	Parallelism *int32 `json:"parallelism,omitempty"`
 
