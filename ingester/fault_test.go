@@ -237,6 +237,19 @@ func traceOf(seq uint64) pcommon.TraceID {
 	return kafkatest.Traces(seq, 1).ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
 }
 
+// refusingTrace is a store that refuses for good every write holding a span of trace seq.
+func refusingTrace(seq uint64, why string) *store.Memory {
+	marked := traceOf(seq)
+	mem := store.NewMemory()
+	mem.RefuseWhen(func(k store.SpanKey) error {
+		if k.Trace == marked {
+			return failure.Permanent(errors.New(why))
+		}
+		return nil
+	})
+	return mem
+}
+
 // TestRefusedSpanIsDeadLetteredAlone: storage refuses for good the spans of one trace.
 // Only the message holding it goes to the dead-letter topic; every other span is stored.
 func TestRefusedSpanIsDeadLetteredAlone(t *testing.T) {
@@ -244,14 +257,7 @@ func TestRefusedSpanIsDeadLetteredAlone(t *testing.T) {
 	b := kafkatest.Start(t, topic, partitions, kfake.SeedTopics(1, dlq))
 	msgs := kafkatest.OTLPProtoMessages(t, 0, 2000, 2)
 	b.Produce(t, topic, msgs...)
-	marked := traceOf(1234)
-	mem := store.NewMemory()
-	mem.RefuseWhen(func(k store.SpanKey) error {
-		if k.Trace == marked {
-			return failure.Permanent(errors.New("span refused: invalid attribute"))
-		}
-		return nil
-	})
+	mem := refusingTrace(1234, "span refused: invalid attribute")
 	cfg := testConfig(b.Addr, topic, group)
 	fastRetries(&cfg)
 	cfg.Processing.DeadLetterTopic = dlq
@@ -277,13 +283,7 @@ func TestRefusedSpanWithoutDeadLetterHoldsOnlyItsPartition(t *testing.T) {
 	b := kafkatest.Start(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 1000, 2)...)
 	marked := traceOf(400)
-	mem := store.NewMemory()
-	mem.RefuseWhen(func(k store.SpanKey) error {
-		if k.Trace == marked {
-			return failure.Permanent(errors.New("span refused"))
-		}
-		return nil
-	})
+	mem := refusingTrace(400, "span refused")
 	cfg := testConfig(b.Addr, topic, group)
 	fastRetries(&cfg)
 	r := startIngester(t, cfg, mem)

@@ -7,69 +7,61 @@ package failure
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
-// permanentError marks an error that retrying the same request cannot fix.
-type permanentError struct{ err error }
+// kind is one kind of failure; an error is of a kind when errors.Is finds the kind in it.
+type kind string
 
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
+func (k kind) Error() string { return string(k) }
+
+const (
+	permanent   kind = "permanent"
+	undecodable kind = "undecodable"
+	tooLarge    kind = "too large"
+)
+
+// marked is an error with the kinds it was marked with.
+type marked struct {
+	err   error
+	kinds []kind
+}
+
+func (m marked) Error() string { return m.err.Error() }
+func (m marked) Unwrap() error { return m.err }
+
+// Is makes errors.Is(err, kind) find the kinds of a marked error anywhere in err's tree.
+func (m marked) Is(target error) bool {
+	k, ok := target.(kind)
+	return ok && slices.Contains(m.kinds, k)
+}
+
+func mark(err error, kinds ...kind) error {
+	if err == nil {
+		return nil
+	}
+	return marked{err: err, kinds: kinds}
+}
 
 // Permanent marks err as not worth retrying: the backend refused this data for good
 // (a bad request), as opposed to being down, throttling or refusing credentials.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
+func Permanent(err error) error { return mark(err, permanent) }
 
-// IsPermanent reports whether err, or an error it wraps, was marked Permanent.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p)
-}
-
-// decodeError marks a message whose bytes cannot be decoded.
-type decodeError struct{ err error }
-
-func (e decodeError) Error() string { return e.err.Error() }
-func (e decodeError) Unwrap() error { return e.err }
+// IsPermanent reports whether err, or an error it wraps, was marked Permanent (or Decode).
+func IsPermanent(err error) bool { return errors.Is(err, permanent) }
 
 // Decode marks err as an undecodable message: permanent, and subject to onDecodeError.
-func Decode(err error) error {
-	if err == nil {
-		return nil
-	}
-	return Permanent(decodeError{err})
-}
+func Decode(err error) error { return mark(err, undecodable, permanent) }
 
 // IsDecode reports whether err marks an undecodable message.
-func IsDecode(err error) bool {
-	var d decodeError
-	return errors.As(err, &d)
-}
-
-// tooLargeError marks a request the backend (or the transport) refused for its size.
-type tooLargeError struct{ err error }
-
-func (e tooLargeError) Error() string { return e.err.Error() }
-func (e tooLargeError) Unwrap() error { return e.err }
+func IsDecode(err error) bool { return errors.Is(err, undecodable) }
 
 // TooLarge marks err as a refusal of the request's size: the same spans sent in smaller
 // requests may well be accepted, so the chain splits the write instead of retrying it.
-func TooLarge(err error) error {
-	if err == nil {
-		return nil
-	}
-	return tooLargeError{err}
-}
+func TooLarge(err error) error { return mark(err, tooLarge) }
 
 // IsTooLarge reports whether err was marked TooLarge.
-func IsTooLarge(err error) bool {
-	var t tooLargeError
-	return errors.As(err, &t)
-}
+func IsTooLarge(err error) bool { return errors.Is(err, tooLarge) }
 
 // Rejected is a partial success: the backend stored the request but for Spans spans it
 // refused, saying why in Message. The request counts as written — sending it again would
