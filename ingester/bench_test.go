@@ -109,6 +109,7 @@ func ingestProcess(b *testing.B, addr, group string, storage ...func(*config.Sto
 	cfg.Kafka.ConsumerGroup = group
 	cfg.Encoding = config.EncodingJaegerProto
 	cfg.AdminAddress = testenv.FreeAddr(b)
+	cfg.Profiling = os.Getenv("BENCH_CPUPROFILE") != ""
 	data, err := cfg.Marshal()
 	if err != nil {
 		b.Fatal(err)

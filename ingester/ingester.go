@@ -148,7 +148,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		Linger:        cfg.Processing.BatchLinger.D(),
 		DrainTimeout:  cfg.DrainTimeout.D(),
 	}, conn.Dialer(), &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: metadata}, chain, m, log)
-	adminServer, err := admin.Listen(cfg.AdminAddress, registry, cons.Ready)
+	adminServer, err := admin.Listen(cfg.AdminAddress, registry, cons.Ready, cfg.Profiling)
 	if err != nil {
 		chain.Close()
 		return err

@@ -23,20 +23,24 @@ type Server struct {
 }
 
 // Listen binds the admin address. ready returns nil when the ingester is ready, or the
-// reason it is not, which /readyz reports.
-func Listen(address string, gatherer prometheus.Gatherer, ready func() error) (*Server, error) {
+// reason it is not, which /readyz reports. profiling serves Go's profiler under
+// /debug/pprof/: off unless asked for, because the port is reachable through the pods'
+// Service and profiles show the process's memory and command line.
+func Listen(address string, gatherer prometheus.Gatherer, ready func() error, profiling bool) (*Server, error) {
 	listener, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("admin server: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	// Go's profiler, for diagnosing a live ingester: go tool pprof http://ADMIN/debug/pprof/profile
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if profiling {
+		// Go's profiler, for diagnosing a live ingester: go tool pprof http://ADMIN/debug/pprof/profile
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintln(w, "ok")
 	})

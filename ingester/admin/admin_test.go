@@ -33,7 +33,7 @@ func TestEndpoints(t *testing.T) {
 			return errors.New("not a member of the consumer group yet")
 		}
 		return nil
-	})
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +55,29 @@ func TestEndpoints(t *testing.T) {
 	if code, body := get(t, base+"/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics: %d", code)
 	}
+	if code, _ := get(t, base+"/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("the profiler is served though profiling is off: %d", code)
+	}
 
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run after cancel: %v", err)
+	}
+}
+
+func TestProfilingWhenAskedFor(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", prometheus.NewRegistry(), func() error { return nil }, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	if code, _ := get(t, "http://"+s.Addr()+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("/debug/pprof with profiling on: %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

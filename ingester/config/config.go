@@ -78,6 +78,9 @@ type Config struct {
 	MaxInFlightBytes int64 `json:"maxInFlightBytes"`
 	// AdminAddress is the listen address of /metrics, /healthz and /readyz.
 	AdminAddress string `json:"adminAddress"`
+	// Profiling serves Go's profiler on the admin port under /debug/pprof/. Off by default:
+	// the port is reachable through the pods' Service, and profiles show the process's memory.
+	Profiling bool `json:"profiling,omitempty"`
 	// DrainTimeout bounds the wait for in-flight messages when a partition is revoked or
 	// the process is told to stop; what is still in flight then is read again later.
 	DrainTimeout Duration `json:"drainTimeout"`
