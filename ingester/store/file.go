@@ -39,6 +39,8 @@ type File struct {
 	size    int64 // bytes on disk in the current file
 	seq     int
 	marshal ptrace.JSONMarshaler
+	// syncDir makes a new file's directory entry durable; a test counts its calls.
+	syncDir func(dir string) error
 }
 
 // NewFile opens a file store in dir, creating the directory if needed.
@@ -46,7 +48,18 @@ func NewFile(dir string, maxSize int64, compress bool) (*File, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("file store: %w", err)
 	}
-	return &File{dir: dir, maxSize: maxSize, gzip: compress}, nil
+	return &File{dir: dir, maxSize: maxSize, gzip: compress, syncDir: syncDir}, nil
+}
+
+// syncDir fsyncs a directory: without it, a file created just before a crash may be gone
+// after it, though its contents were synced and the batch acknowledged.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // countingWriter counts the bytes that reach the file.
@@ -106,6 +119,10 @@ func (s *File) rotate() error {
 	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("file store: %w", err)
+	}
+	if err := s.syncDir(s.dir); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("file store: syncing %s: %w", s.dir, err)
 	}
 	s.f, s.size = f, 0
 	if s.gzip {

@@ -28,6 +28,14 @@ func TestFileStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		dirSyncs := 0
+		s.syncDir = func(d string) error {
+			if d != dir {
+				t.Errorf("synced %s, not the store's directory", d)
+			}
+			dirSyncs++
+			return syncDir(d)
+		}
 		for b := range 40 {
 			if err := s.Write(context.Background(), tracesWithIDs(b*10, 10)); err != nil {
 				t.Fatal(err)
@@ -39,6 +47,9 @@ func TestFileStore(t *testing.T) {
 		files, _ := filepath.Glob(filepath.Join(dir, "*"))
 		if len(files) < 2 {
 			t.Errorf("gzip %v: %d files, want rotation", gz, len(files))
+		}
+		if dirSyncs != len(files) {
+			t.Errorf("gzip %v: the directory was synced %d times for %d new files", gz, dirSyncs, len(files))
 		}
 		if gz && filepath.Ext(files[0]) != ".gz" {
 			t.Errorf("gzip files named %s", files[0])
