@@ -8,7 +8,9 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -31,6 +33,9 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = "mysql" }, "spec.storage.type"},
 		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
 		{"negative replicas", func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
+		{"env overriding the rendered config", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Template.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1GiB"}, {Name: "SPANFLOW_PARALLELISM", Value: "1"}}
+		}, "must not set SPANFLOW_* variables"},
 		{"zero parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](0) }, "spec.parallelism"},
 		{"huge parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](20000) }, "spec.parallelism"},
 		{"name too long", func(i *spanflowv1alpha1.Ingester) { i.Name = strings.Repeat("a", 55) }, "metadata.name must be at most 54 characters"},
@@ -153,5 +158,37 @@ func TestValidAutoscalingIsAccepted(t *testing.T) {
 		ing := minimalIngester(ns, fmt.Sprintf("valid-%d", i))
 		ing.Spec.Autoscaling = a
 		g.Expect(k8sClient.Create(context.Background(), ing)).To(Succeed())
+	}
+}
+
+// TestMalformedDurationsAreRefused: a duration the operator could not decode would stop
+// its informer for every Ingester; the API server refuses it, naming the field. The
+// Ingesters are written as a user writes YAML, not through the Go types (which can only
+// hold valid durations).
+func TestMalformedDurationsAreRefused(t *testing.T) {
+	ns := newNamespace(t)
+	create := func(name, spec string) error {
+		obj := &unstructured.Unstructured{}
+		doc := fmt.Sprintf(`{"apiVersion":"spanflow.dev/v1alpha1","kind":"Ingester","metadata":{"name":%q,"namespace":%q},
+			"spec":{"kafka":{"brokers":[%q],"topic":%q}, %s}}`, name, ns, testBroker, testTopic, spec)
+		if err := obj.UnmarshalJSON([]byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+		return k8sClient.Create(context.Background(), obj)
+	}
+	for i, tc := range []struct{ spec, field string }{
+		{`"processing":{"batchLinger":"banana"}`, "spec.processing.batchLinger"},
+		{`"processing":{"retry":{"min":"100"}}`, "spec.processing.retry.min"},
+		{`"autoscaling":{"enabled":true,"targetLagRecords":10,"cooldown":"1 minute"}`, "spec.autoscaling.cooldown"},
+		{`"autoscaling":{"enabled":true,"targetLagRecords":10,"scaleDown":{"stabilizationWindow":"-5m"}}`, "spec.autoscaling.scaleDown.stabilizationWindow"},
+		{`"processing":{"batchSize":10}, "replicas":1, "paused":false, "parallelism":2, "encoding":"otlp_proto", "storage":{"type":"otlp","otlp":{"endpoint":"x:4317","timeout":"10 s"}}`, "spec.storage.otlp.timeout"},
+	} {
+		err := create(fmt.Sprintf("bad-duration-%d", i), tc.spec)
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v, want a refusal naming %s", tc.spec, err, tc.field)
+		}
+	}
+	if err := create("good-durations", `"processing":{"batchLinger":"1m30.5s","retry":{"min":"0","max":"2h"}}`); err != nil {
+		t.Errorf("valid durations refused: %v", err)
 	}
 }

@@ -164,22 +164,30 @@ type KafkaSpec struct {
 	// gives a pod's partitions to the others.
 	// +kubebuilder:default="30s"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	SessionTimeout *metav1.Duration `json:"sessionTimeout,omitempty"`
 
 	// heartbeatInterval is how often pods tell the coordinator they are alive.
 	// +kubebuilder:default="3s"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
 
 	// rebalanceTimeout is how long the coordinator waits for all members to rejoin in a
 	// rebalance.
 	// +kubebuilder:default="30s"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	RebalanceTimeout *metav1.Duration `json:"rebalanceTimeout,omitempty"`
 
 	// maxWait is how long a fetch waits for data before returning what it has.
 	// +kubebuilder:default="500ms"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	MaxWait *metav1.Duration `json:"maxWait,omitempty"`
 
 	// maxFetchBytes bounds the bytes one fetch returns per partition.
@@ -194,6 +202,8 @@ type KafkaSpec struct {
 	// commit).
 	// +kubebuilder:default="1s"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	CommitInterval *metav1.Duration `json:"commitInterval,omitempty"`
 }
 
@@ -288,6 +298,8 @@ type OTLPStorage struct {
 	// timeout bounds one export.
 	// +kubebuilder:default="10s"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
@@ -314,10 +326,14 @@ type RetrySpec struct {
 	// min is the first backoff.
 	// +kubebuilder:default="100ms"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	Min *metav1.Duration `json:"min,omitempty"`
 	// max caps the backoff.
 	// +kubebuilder:default="10s"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	Max *metav1.Duration `json:"max,omitempty"`
 	// attempts bounds the tries of one write before the failure policy applies: the
 	// dead-letter topic, or pausing the partition until storage recovers.
@@ -341,6 +357,8 @@ type ProcessingSpec struct {
 	// batchLinger is the longest the first message of a delivery waits for more.
 	// +kubebuilder:default="100ms"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	BatchLinger *metav1.Duration `json:"batchLinger,omitempty"`
 	// retry paces the retries of failed writes.
 	// +kubebuilder:default={}
@@ -404,7 +422,11 @@ type PodTemplate struct {
 	// +optional
 	PodLabels map[string]string `json:"podLabels,omitempty"`
 	// env adds environment variables to the ingester container, for example GOMEMLIMIT.
+	// Names starting with SPANFLOW_ are refused: they would override the configuration the
+	// operator renders (topic, group, parallelism) behind its back.
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !e.name.startsWith('SPANFLOW_'))",message="template.env must not set SPANFLOW_* variables: they override the configuration the operator renders; set the Ingester's fields instead"
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
 	// serviceAccountName runs the pods as an existing ServiceAccount instead of the one the
@@ -426,6 +448,8 @@ type ScalingRules struct {
 	// this window (the lowest when scaling up, the highest when scaling down), so a short
 	// dip or burst in the lag does not move the pods.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	StabilizationWindow *metav1.Duration `json:"stabilizationWindow,omitempty"`
 	// maxReplicaStep bounds the replicas added (scaleUp) or removed (scaleDown) per period.
 	// 0 means no bound: the autoscaler goes to the size it computed in one step.
@@ -435,6 +459,8 @@ type ScalingRules struct {
 	MaxReplicaStep *int32 `json:"maxReplicaStep,omitempty"`
 	// period is the interval maxReplicaStep applies to.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	Period *metav1.Duration `json:"period,omitempty"`
 }
 
@@ -506,6 +532,8 @@ type AutoscalingSpec struct {
 	// pods at the same parallelism when behind does not wait for it.
 	// +kubebuilder:default="60s"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	Cooldown *metav1.Duration `json:"cooldown,omitempty"`
 }
 
