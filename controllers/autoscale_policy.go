@@ -5,7 +5,6 @@ import (
 	"math"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -60,7 +59,7 @@ func boundsOf(ing *spanflowv1alpha1.Ingester) scaleBounds {
 		activationRecords: ptr.Deref(a.ActivationLagRecords, 0),
 		targetRecords:     ptr.Deref(a.TargetLagRecords, 0),
 		targetSeconds:     float64(ptr.Deref(a.TargetLagSeconds, 0)),
-		cooldown:          durationOr(a.Cooldown, defaultCooldown),
+		cooldown:          a.Cooldown.Or(defaultCooldown),
 		up:                rulesOf(a.ScaleUp, 0),
 		down:              rulesOf(a.ScaleDown, defaultScaleDownWindow),
 	}
@@ -81,8 +80,8 @@ func rulesOf(r *spanflowv1alpha1.ScalingRules, window time.Duration) scaleRules 
 	if r == nil {
 		return scaleRules{window: window, period: defaultScalePeriod}
 	}
-	return scaleRules{window: durationOr(r.StabilizationWindow, window), step: ptr.Deref(r.MaxReplicaStep, 0),
-		period: durationOr(r.Period, defaultScalePeriod)}
+	return scaleRules{window: r.StabilizationWindow.Or(window), step: ptr.Deref(r.MaxReplicaStep, 0),
+		period: r.Period.Or(defaultScalePeriod)}
 }
 
 // scaleInput is what one decision looks at.
@@ -566,11 +565,4 @@ func count(v float64) string {
 		return fmt.Sprintf("%.1fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
-}
-
-func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
-	if d == nil {
-		return def
-	}
-	return d.Duration
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -58,6 +59,9 @@ type IngesterReconciler struct {
 	// ResyncInterval is how often an Ingester is looked at again without any change, to
 	// keep what the status says of Kafka current.
 	ResyncInterval time.Duration
+	// PodPolicy is what the Ingesters' pod templates may ask for beyond the restricted
+	// profile; the zero value allows nothing more.
+	PodPolicy PodPolicy
 }
 
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters,verbs=get;list;watch
@@ -86,6 +90,16 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, secretErr // the API server failed us, not the user
 	}
 	obs.secretErr = secretErr
+	obs.problem = checkSpec(&ing, r.PodPolicy)
+	if obs.problem == nil {
+		conflict, err := r.conflicts(ctx, &ing)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if conflict != nil {
+			obs.problem = &specProblem{reason: spanflowv1alpha1.ReasonResourceConflict, err: conflict}
+		}
+	}
 	current, err := r.currentDeployment(ctx, &ing)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -94,10 +108,12 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		obs.previousReplicas = current.Spec.Replicas
 	}
 	if secretErr == nil {
-		obs.lag = r.Lag.Observe(lagTarget{kafkaTarget: kafkaTargetOf(&ing, secrets), group: consumerGroup(&ing),
+		obs.lag = r.Lag.Observe(lagTarget{kafkaTarget: kafkaTargetOf(&ing, secrets), group: groupInUse(&ing),
 			fromEarliest: ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest})
 	}
-	changeNothing := ing.Spec.Paused || secretErr != nil
+	// Paused by the user, or the new spec cannot run: the running pods are better left on
+	// their last good config.
+	changeNothing := ing.Spec.Paused || secretErr != nil || obs.problem != nil
 
 	// target is the Ingester as the builders and the status see it: with autoscaling, its
 	// replicas and parallelism are the autoscaler's.
@@ -117,12 +133,13 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	if changeNothing {
-		// Paused by the user, or the new spec would not start (its Secret is missing) and
-		// the running pods are better left on their last good config.
 		obs.deployment = current
 	} else {
-		obs.deployment, obs.applyErr = r.apply(ctx, target, secrets.versions())
+		obs.deployment, obs.applyErr = r.apply(ctx, target, secrets.digests(referencedSecrets(target)))
 		obs.applied = obs.applyErr == nil
+	}
+	if obs.problem != nil {
+		logger.Info("Not applying the spec", "reason", obs.problem.reason, "problem", obs.problem.err.Error())
 	}
 
 	status := desiredStatus(target, obs)
@@ -139,8 +156,9 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	logger.V(1).Info("Reconciled", "replicas", status.Replicas, "ready", status.ReadyReplicas)
 	// A missing Secret needs no retry loop: its creation triggers a reconcile (see the
-	// watch). Kafka has no watch: look again after a while, soon if the first poll of the
-	// Ingester's topic is still under way.
+	// watch). Kafka has no watch, and an object in the way (ResourceConflict) is not
+	// watched either: look again after a while, soon if the first poll of the Ingester's
+	// topic is still under way.
 	if secretErr == nil && !obs.lag.have && obs.lag.err == nil {
 		return ctrl.Result{RequeueAfter: min(time.Second, r.ResyncInterval)}, nil
 	}
@@ -150,14 +168,18 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 // fetchedSecrets are the referenced Secrets, by name.
 type fetchedSecrets map[string]*corev1.Secret
 
-// versions identify the Secrets' states for the pod template hash, in a stable order.
-func (f fetchedSecrets) versions() []secretVersion {
-	versions := make([]secretVersion, 0, len(f))
-	for _, name := range slices.Sorted(maps.Keys(f)) {
-		s := f[name]
-		versions = append(versions, secretVersion{Name: s.Name, UID: string(s.UID), ResourceVersion: s.ResourceVersion})
+// digests are what the pods read of each referenced Secret, for the pod template hash, in
+// a stable order.
+func (f fetchedSecrets) digests(refs []secretRef) []secretDigest {
+	keys := map[string][]string{}
+	for _, ref := range refs {
+		keys[ref.name] = append(keys[ref.name], ref.keys...)
 	}
-	return versions
+	digests := make([]secretDigest, 0, len(f))
+	for _, name := range slices.Sorted(maps.Keys(f)) {
+		digests = append(digests, digestSecret(f[name], keys[name]))
+	}
+	return digests
 }
 
 // fetchSecrets reads every referenced Secret and checks its keys. A Secret or key that does
@@ -211,6 +233,7 @@ func kafkaTargetOf(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) kafka
 	return t
 }
 
+// currentDeployment is the Ingester's Deployment, nil when there is none that it controls.
 func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflowv1alpha1.Ingester) (*appsv1.Deployment, error) {
 	var dep appsv1.Deployment
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}, &dep)
@@ -220,7 +243,43 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 	if err != nil {
 		return nil, err
 	}
+	if !metav1.IsControlledBy(&dep, ing) {
+		return nil, nil
+	}
 	return &dep, nil
+}
+
+// conflicts names the objects the Ingester would apply that exist but are not controlled
+// by it (nil when there are none). The operator never takes such an object over: applying
+// it with an owner reference would make it the Ingester's, and deleting the Ingester
+// would delete it.
+func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha1.Ingester) (conflict, err error) {
+	kinds := []struct {
+		kind string
+		obj  client.Object
+	}{
+		{"ServiceAccount", &corev1.ServiceAccount{}}, {"ConfigMap", &corev1.ConfigMap{}}, {"Service", &corev1.Service{}},
+		{"Deployment", &appsv1.Deployment{}}, {"PodDisruptionBudget", &policyv1.PodDisruptionBudget{}},
+	}
+	key := types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}
+	var taken []string
+	for _, k := range kinds {
+		err := r.Client.Get(ctx, key, k.obj)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !metav1.IsControlledBy(k.obj, ing) {
+			taken = append(taken, fmt.Sprintf("%s %q", k.kind, key.Name))
+		}
+	}
+	if len(taken) == 0 {
+		return nil, nil
+	}
+	return fmt.Errorf("not controlled by this Ingester, so the operator leaves them alone: %s; rename or delete them, or give the Ingester another name",
+		strings.Join(taken, ", ")), nil
 }
 
 // apply server-side applies the desired objects and returns the Deployment as stored.
@@ -228,7 +287,7 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 // alone, so a resync of an unchanged Ingester costs the API server nothing; a field
 // someone else took over (kubectl edit, kubectl scale) is no longer the operator's, so
 // the object differs and is applied, which takes the field back.
-func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.Ingester, secrets []secretVersion) (*appsv1.Deployment, error) {
+func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.Ingester, secrets []secretDigest) (*appsv1.Deployment, error) {
 	cm, err := desiredConfigMap(ing)
 	if err != nil {
 		return nil, err
@@ -251,7 +310,7 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 		if err := applyIfChanged(ctx, r.Client, key, pdb, policyv1ac.ExtractPodDisruptionBudget); err != nil {
 			return nil, err
 		}
-	} else if err := deleteIfExists(ctx, r.Client, key, &policyv1.PodDisruptionBudget{}); err != nil {
+	} else if err := deleteIfExists(ctx, r.Client, key, &policyv1.PodDisruptionBudget{}, ing); err != nil {
 		return nil, err
 	}
 	return r.currentDeployment(ctx, ing)
@@ -279,10 +338,13 @@ func applyIfChanged[T any, PT interface {
 	return nil
 }
 
-// deleteIfExists deletes the object if the cache has it.
-func deleteIfExists(ctx context.Context, c client.Client, key types.NamespacedName, obj client.Object) error {
+// deleteIfExists deletes the object if the cache has it and owner controls it.
+func deleteIfExists(ctx context.Context, c client.Client, key types.NamespacedName, obj client.Object, owner metav1.Object) error {
 	if err := c.Get(ctx, key, obj); err != nil {
 		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(obj, owner) {
+		return nil
 	}
 	if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting %T %s: %w", obj, key.Name, err)

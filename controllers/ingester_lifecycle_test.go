@@ -174,6 +174,11 @@ func TestPausedChangesNothing(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
 	g.Eventually(func(g Gomega) { getDeployment(g, ns, "paused-ingester") }, eventually, poll).Should(Succeed())
 
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).ObservedGeneration).To(Equal(ing.Generation))
+	}, eventually, poll).Should(Succeed())
+	applied := ing.Generation
+
 	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
 		i.Spec.Paused = true
 		i.Spec.Replicas = ptr.To[int32](5)
@@ -181,8 +186,13 @@ func TestPausedChangesNothing(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		c := condition(g, ing, spanflowv1alpha1.ConditionProgressing)
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonPaused))
-		g.Expect(ing.Status.ObservedGeneration).To(Equal(ing.Generation))
+		g.Expect(ing.Status.State).To(Equal(spanflowv1alpha1.ReasonPaused))
 	}, eventually, poll).Should(Succeed())
+	// The paused generation is not observed: `kubectl wait --for=condition=Ready` (which
+	// compares the condition's observedGeneration) does not pass on a spec that never ran.
+	g.Expect(ing.Generation).To(BeNumerically(">", applied))
+	g.Expect(ing.Status.ObservedGeneration).To(Equal(applied))
+	g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).ObservedGeneration).To(Equal(applied))
 	g.Consistently(func(g Gomega) {
 		g.Expect(getDeployment(g, ns, "paused-ingester").Spec.Replicas).To(Equal(ptr.To[int32](1)))
 	}, "1s", poll).Should(Succeed())

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -92,6 +92,15 @@ func consumerGroup(ing *spanflowv1alpha1.Ingester) string {
 		return ing.Spec.Kafka.ConsumerGroup
 	}
 	return ing.Namespace + "/" + ing.Name
+}
+
+// groupInUse is the consumer group the Ingester's pods run in: the one recorded in its
+// status when it was first applied, or the one its spec names before that.
+func groupInUse(ing *spanflowv1alpha1.Ingester) string {
+	if ing.Status.ConsumerGroup != "" {
+		return ing.Status.ConsumerGroup
+	}
+	return consumerGroup(ing)
 }
 
 // desiredReplicas is spec.replicas, defaulted for objects the API server has not defaulted.
@@ -227,6 +236,7 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	setDuration(&k.RebalanceTimeout, spec.Kafka.RebalanceTimeout)
 	setDuration(&k.MaxWait, spec.Kafka.MaxWait)
 	setDuration(&k.CommitInterval, spec.Kafka.CommitInterval)
+	setDuration(&cfg.DrainTimeout, spec.Kafka.DrainTimeout)
 	if spec.Kafka.MaxFetchBytes != nil {
 		k.MaxBytes = int(*spec.Kafka.MaxFetchBytes)
 	}
@@ -301,10 +311,10 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	return cfg
 }
 
-func setDuration(dst *config.Duration, src *metav1.Duration) {
-	if src != nil && src.Duration > 0 {
-		*dst = config.Duration(src.Duration)
-	}
+// setDuration sets dst from the spec when the spec has a value. A malformed value was
+// reported by checkSpec before anything is rendered; here it leaves the default.
+func setDuration(dst *config.Duration, src *spanflowv1alpha1.PositiveDuration) {
+	*dst = config.Duration(src.Or(dst.D()))
 }
 
 // desiredConfigMap holds the ingester configuration. It never holds credentials: those
@@ -320,18 +330,34 @@ func desiredConfigMap(ing *spanflowv1alpha1.Ingester) (*corev1ac.ConfigMapApplyC
 		WithData(map[string]string{configFileName: string(data)}), nil
 }
 
-// secretVersion identifies one state of a referenced Secret without its content.
-type secretVersion struct {
-	Name, UID, ResourceVersion string
+// secretDigest identifies what the pods read of a referenced Secret: the contents of the
+// keys they use, and nothing else, so that a change to the Secret's labels, annotations
+// or other keys does not roll the pods.
+type secretDigest struct {
+	Name   string
+	Digest []byte
 }
 
-// podTemplateHash digests the config and the versions of the referenced Secrets: a change
-// to either changes the pod template and rolls the pods. Secret contents never enter it.
-func podTemplateHash(cm *corev1ac.ConfigMapApplyConfiguration, secrets []secretVersion) string {
+// digestSecret is an HMAC of the referenced keys' contents keyed by the Secret's UID: the
+// contents change it, and the digest, truncated into the pod template's hash, cannot be
+// compared with digests of the same values in other Secrets or clusters.
+func digestSecret(s *corev1.Secret, keys []string) secretDigest {
+	mac := hmac.New(sha256.New, []byte(s.UID))
+	for _, key := range slices.Sorted(slices.Values(keys)) {
+		fmt.Fprintf(mac, "%d:%s%d:", len(key), key, len(s.Data[key]))
+		mac.Write(s.Data[key])
+	}
+	return secretDigest{Name: s.Name, Digest: mac.Sum(nil)}
+}
+
+// podTemplateHash digests the config and what the pods read of the referenced Secrets: a
+// change to either changes the pod template and rolls the pods.
+func podTemplateHash(cm *corev1ac.ConfigMapApplyConfiguration, secrets []secretDigest) string {
 	h := sha256.New()
 	h.Write([]byte(cm.Data[configFileName]))
 	for _, s := range secrets {
-		fmt.Fprintf(h, "\x00%s\x00%s\x00%s", s.Name, s.UID, s.ResourceVersion)
+		fmt.Fprintf(h, "\x00%s\x00", s.Name)
+		h.Write(s.Digest)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
@@ -402,7 +428,7 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 		WithServiceAccountName(ingesterObjectName(ing)).
 		WithAutomountServiceAccountToken(false).
 		// Room for the drain on SIGTERM to finish and commit before the kill.
-		WithTerminationGracePeriodSeconds(int64(config.Default().DrainTimeout.D()/time.Second) + 15).
+		WithTerminationGracePeriodSeconds(terminationGracePeriodSeconds(ing)).
 		WithSecurityContext(podSecurityContext(tmpl.PodSecurityContext))
 	if tmpl.ServiceAccountName != "" {
 		pod.WithServiceAccountName(tmpl.ServiceAccountName)
@@ -487,6 +513,13 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 				WithLabels(podLabels).
 				WithAnnotations(podAnnotations).
 				WithSpec(pod)))
+}
+
+// terminationGracePeriodSeconds leaves the drain on SIGTERM its whole timeout, and the
+// final commit and shutdown 15 s more, before the kill.
+func terminationGracePeriodSeconds(ing *spanflowv1alpha1.Ingester) int64 {
+	drain := ing.Spec.Kafka.DrainTimeout.Or(config.Default().DrainTimeout.D())
+	return int64((drain + 15*time.Second + time.Second - 1) / time.Second)
 }
 
 func secretVolume(name, secretName string, items map[string]string) *corev1ac.VolumeApplyConfiguration {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -114,8 +115,12 @@ func TestDesiredDeployment(t *testing.T) {
 	if *pod.ServiceAccountName != "traces-ingester" || *pod.AutomountServiceAccountToken {
 		t.Errorf("pod runs as %s with a token: %v", *pod.ServiceAccountName, *pod.AutomountServiceAccountToken)
 	}
-	if *pod.TerminationGracePeriodSeconds <= int64(config.Default().DrainTimeout.D().Seconds()) {
-		t.Errorf("grace period %ds leaves no room for the drain", *pod.TerminationGracePeriodSeconds)
+	if want := int64(config.Default().DrainTimeout.D().Seconds()) + 15; *pod.TerminationGracePeriodSeconds != want {
+		t.Errorf("grace period %ds, want the default drain and 15 s: %d", *pod.TerminationGracePeriodSeconds, want)
+	}
+	ing.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(50*time.Second + time.Millisecond)
+	if got := *deploymentFor(t, ing).Spec.Template.Spec.TerminationGracePeriodSeconds; got != 66 {
+		t.Errorf("grace period with a 50.001 s drain: %d s, want 66", got)
 	}
 	if dep.Spec.Template.Annotations[podTemplateHashAnnotation] != "hash1" {
 		t.Errorf("pod template hash missing")
@@ -164,6 +169,16 @@ func TestDesiredDeploymentTemplate(t *testing.T) {
 		t.Errorf("pod labels %v: user labels must not override the selector", dep.Spec.Template.Labels)
 	case dep.Spec.Template.Annotations["team"] != "obs" || dep.Spec.Template.Annotations[podTemplateHashAnnotation] != "hash1":
 		t.Errorf("pod annotations %v", dep.Spec.Template.Annotations)
+	}
+	// Setting one field of a security context keeps the other restricted defaults.
+	if sc := c.SecurityContext; !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || sc.Capabilities.Drop[0] != "ALL" ||
+		!*sc.RunAsNonRoot || *sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("the container's restricted defaults were dropped for one field: %+v", sc)
+	}
+	ing.Spec.Template.PodSecurityContext = &corev1.PodSecurityContext{FSGroup: ptr.To[int64](2000)}
+	if psc := deploymentFor(t, ing).Spec.Template.Spec.SecurityContext; *psc.FSGroup != 2000 || *psc.RunAsUser != 65532 ||
+		!*psc.RunAsNonRoot || *psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("the pod's restricted defaults were dropped for one field: %+v", psc)
 	}
 }
 
@@ -216,17 +231,37 @@ func TestSecretsAndFileStorageAreMounted(t *testing.T) {
 func TestPodTemplateHash(t *testing.T) {
 	ing := baseIngester()
 	cm, _ := desiredConfigMap(ing)
-	v1 := []secretVersion{{Name: "s", UID: "u", ResourceVersion: "1"}}
-	v2 := []secretVersion{{Name: "s", UID: "u", ResourceVersion: "2"}}
-	if podTemplateHash(cm, v1) != podTemplateHash(cm, v1) {
+	secret := func(mutate func(*corev1.Secret)) []secretDigest {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", UID: "u1", ResourceVersion: "1"},
+			Data: map[string][]byte{"username": []byte("spanflow"), "password": []byte("hunter2"), "unused": []byte("x")}}
+		mutate(s)
+		return []secretDigest{digestSecret(s, []string{"username", "password"})}
+	}
+	base := secret(func(*corev1.Secret) {})
+	hash := podTemplateHash(cm, base)
+	if podTemplateHash(cm, secret(func(*corev1.Secret) {})) != hash {
 		t.Error("the hash is not stable")
 	}
-	if podTemplateHash(cm, v1) == podTemplateHash(cm, v2) {
-		t.Error("a Secret rotation does not change the pod template")
+	for name, mutate := range map[string]func(*corev1.Secret){
+		"a label added":         func(s *corev1.Secret) { s.Labels = map[string]string{"team": "obs"}; s.ResourceVersion = "2" },
+		"an unused key changed": func(s *corev1.Secret) { s.Data["unused"] = []byte("y"); s.ResourceVersion = "3" },
+	} {
+		if podTemplateHash(cm, secret(mutate)) != hash {
+			t.Errorf("%s rolls the pods, though nothing they read changed", name)
+		}
+	}
+	for name, mutate := range map[string]func(*corev1.Secret){
+		"the password rotated":       func(s *corev1.Secret) { s.Data["password"] = []byte("hunter3") },
+		"the Secret recreated":       func(s *corev1.Secret) { s.UID = "u2" },
+		"a value moved between keys": func(s *corev1.Secret) { s.Data["username"], s.Data["password"] = []byte("spanflowh"), []byte("unter2") },
+	} {
+		if podTemplateHash(cm, secret(mutate)) == hash {
+			t.Errorf("%s does not roll the pods", name)
+		}
 	}
 	ing.Spec.Parallelism = ptr.To[int32](9)
 	cm2, _ := desiredConfigMap(ing)
-	if podTemplateHash(cm, v1) == podTemplateHash(cm2, v1) {
+	if podTemplateHash(cm, base) == podTemplateHash(cm2, base) {
 		t.Error("a config change does not change the pod template")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -21,6 +22,8 @@ type observation struct {
 	applyErr error
 	// secretErr says which referenced Secret or key is missing, if any.
 	secretErr error
+	// problem is why the spec cannot be applied as it is, if anything.
+	problem *specProblem
 	// lag is what the lag observer knows of the Ingester's topic and group; its error is
 	// why the operator cannot see them.
 	lag lagObservation
@@ -42,7 +45,12 @@ type observation struct {
 // a condition did not change (meta.SetStatusCondition).
 func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1alpha1.IngesterStatus {
 	status := *ing.Status.DeepCopy()
-	status.ObservedGeneration = ing.Generation
+	// The generation is observed once it was applied: a spec held back (paused, a Secret
+	// missing, a problem in it) has not been, and kubectl wait must not pass on it.
+	if obs.applied {
+		status.ObservedGeneration = ing.Generation
+		status.ConsumerGroup = consumerGroup(ing)
+	}
 	status.Selector = labels.SelectorFromSet(selectorLabels(ing)).String()
 	if dep := obs.deployment; dep != nil {
 		status.Replicas = dep.Status.Replicas
@@ -79,26 +87,40 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 			status.LastScaleTime = obs.now.DeepCopy()
 		}
 	}
-	ready, progressing, degraded := conditions(ing, obs)
+	ready, progressing, degraded := conditions(ing, obs, status.ObservedGeneration)
 	meta.SetStatusCondition(&status.Conditions, ready)
 	meta.SetStatusCondition(&status.Conditions, progressing)
 	meta.SetStatusCondition(&status.Conditions, degraded)
-	status.Message = ready.Message
-	if degraded.Status == metav1.ConditionTrue {
-		status.Message = degraded.Message
+	status.Message, status.State = ready.Message, ready.Reason
+	switch {
+	case degraded.Status == metav1.ConditionTrue:
+		status.Message, status.State = degraded.Message, degraded.Reason
+	case ing.Spec.Paused:
+		status.State = spanflowv1alpha1.ReasonPaused
 	}
 	return status
 }
 
-// conditions derives Ready, Progressing and Degraded from an observation.
-func conditions(ing *spanflowv1alpha1.Ingester, obs observation) (ready, progressing, degraded metav1.Condition) {
+// conditions derives Ready, Progressing and Degraded from an observation. Ready and
+// Progressing describe the pods, so they carry the generation last applied; Degraded
+// describes the spec as it is now.
+func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGeneration int64) (ready, progressing, degraded metav1.Condition) {
 	cond := func(t string, s metav1.ConditionStatus, reason, msg string) metav1.Condition {
-		return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: ing.Generation}
+		generation := appliedGeneration
+		if t == spanflowv1alpha1.ConditionDegraded {
+			generation = ing.Generation
+		}
+		return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: generation}
 	}
 	want := desiredReplicas(ing)
 	dep := obs.deployment
 	stuck := dep != nil && progressDeadlineExceeded(dep)
 	rolledOut := dep != nil && deploymentRolledOut(dep, want)
+	// What becomes of the pods while the spec is held back.
+	podsLeft := "; no ingester pods run until it is fixed"
+	if dep != nil && dep.Status.Replicas > 0 {
+		podsLeft = "; the running pods keep their last good configuration"
+	}
 
 	switch {
 	case obs.applyErr != nil:
@@ -107,6 +129,9 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation) (ready, progres
 	case dep == nil && obs.secretErr != nil:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonSecretMissing,
 			"No ingester pods run: "+obs.secretErr.Error())
+	case dep == nil && obs.problem != nil:
+		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, obs.problem.reason,
+			"No ingester pods run: "+obs.problem.err.Error())
 	case dep == nil:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonRollingOut, "Waiting for the ingester Deployment")
 	case want == 0 && dep.Status.Replicas == 0 && autoscaling(ing):
@@ -144,7 +169,13 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation) (ready, progres
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonApplyFailed, ready.Message)
 	case obs.secretErr != nil:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonSecretMissing,
-			obs.secretErr.Error()+"; the pods keep their last good configuration")
+			obs.secretErr.Error()+podsLeft)
+	case obs.problem != nil:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, obs.problem.reason,
+			obs.problem.err.Error()+podsLeft)
+	case dep != nil && podCreationFailure(dep) != "":
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonPodCreationFailed,
+			"The ingester Deployment cannot create pods: "+podCreationFailure(dep))
 	case stuck:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
 			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))
@@ -174,6 +205,21 @@ func progressDeadlineExceeded(dep *appsv1.Deployment) bool {
 		}
 	}
 	return false
+}
+
+// podCreationFailure is the Deployment's ReplicaFailure message (the deployment
+// controller copies it from the ReplicaSet that failed to create a pod: admission refused
+// it, a quota is exhausted), empty when pods are being created.
+func podCreationFailure(dep *appsv1.Deployment) string {
+	for _, c := range dep.Status.Conditions {
+		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
+			if c.Reason != "" {
+				return c.Reason + ": " + c.Message
+			}
+			return c.Message
+		}
+	}
+	return ""
 }
 
 func deploymentProgressMessage(dep *appsv1.Deployment) string {

@@ -1,11 +1,14 @@
 package controllers
 
 import (
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -24,6 +27,15 @@ func stuck() appsv1.DeploymentStatus {
 	s := appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2}
 	s.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
 		Reason: "ProgressDeadlineExceeded", Message: `ReplicaSet "x" has timed out progressing.`}}
+	return s
+}
+
+// refused is a Deployment whose ReplicaSet cannot create pods, as the deployment controller
+// reports it.
+func refused() appsv1.DeploymentStatus {
+	s := appsv1.DeploymentStatus{ObservedGeneration: 3}
+	s.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentReplicaFailure, Status: corev1.ConditionTrue, Reason: "FailedCreate",
+		Message: `pods "traces-ingester-5d8f-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true`}}
 	return s
 }
 
@@ -59,12 +71,18 @@ func TestConditions(t *testing.T) {
 			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
 		{"paused", 2, true, observation{deployment: deployment(3, rolledOut(2))},
 			want{"True/Available", "False/Paused", "False/AsExpected"}},
+		{"spec invalid, nothing runs", 2, false, observation{problem: &specProblem{spanflowv1alpha1.ReasonInvalidSpec, errors.New("spec.storage.file.maxFileSize: must be positive")}},
+			want{"False/InvalidSpec", "False/AsExpected", "True/InvalidSpec"}},
+		{"object in the way, old pods run", 2, false, observation{problem: &specProblem{spanflowv1alpha1.ReasonResourceConflict, errors.New("ConfigMap")}, deployment: deployment(3, rolledOut(2))},
+			want{"True/Available", "False/AsExpected", "True/ResourceConflict"}},
+		{"pods refused by admission", 2, false, observation{deployment: deployment(3, refused())},
+			want{"False/RollingOut", "True/RollingOut", "True/PodCreationFailed"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ing := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Generation: 7},
 				Spec: spanflowv1alpha1.IngesterSpec{Replicas: ptr.To(tc.replicas), Paused: tc.paused}}
-			ready, progressing, degraded := conditions(ing, tc.obs)
+			ready, progressing, degraded := conditions(ing, tc.obs, 5)
 			got := want{
 				string(ready.Status) + "/" + ready.Reason,
 				string(progressing.Status) + "/" + progressing.Reason,
@@ -73,18 +91,27 @@ func TestConditions(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
-			for _, c := range []metav1.Condition{ready, progressing, degraded} {
-				if c.ObservedGeneration != 7 || c.Message == "" {
-					t.Errorf("condition incomplete: %+v", c)
+			// Ready and Progressing describe the pods, which run the generation applied
+			// last; Degraded describes the spec as it is.
+			for c, generation := range map[*metav1.Condition]int64{&ready: 5, &progressing: 5, &degraded: 7} {
+				if c.ObservedGeneration != generation || c.Message == "" {
+					t.Errorf("condition incomplete or of generation %d, want %d: %+v", c.ObservedGeneration, generation, c)
 				}
+			}
+			if tc.want.degraded == "True/PodCreationFailed" && !strings.Contains(degraded.Message, "violates PodSecurity") {
+				t.Errorf("the Deployment's reason is not passed on: %q", degraded.Message)
+			}
+			if d := tc.obs.deployment; d != nil && d.Status.Replicas > 0 && strings.Contains(degraded.Message, "no ingester pods run") ||
+				(d == nil && strings.Contains(degraded.Message, "keep their last good configuration")) {
+				t.Errorf("the message says the wrong thing of the pods: %q", degraded.Message)
 			}
 		})
 	}
 }
 
 func TestDesiredStatus(t *testing.T) {
-	ing := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Name: "x", Generation: 2}}
-	obs := observation{deployment: deployment(3, appsv1.DeploymentStatus{Replicas: 1})}
+	ing := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "ns", Generation: 2}}
+	obs := observation{deployment: deployment(3, appsv1.DeploymentStatus{Replicas: 1}), applied: true}
 	first := desiredStatus(ing, obs)
 	ing.Status = first
 	second := desiredStatus(ing, obs)
@@ -93,8 +120,30 @@ func TestDesiredStatus(t *testing.T) {
 			t.Errorf("an unchanged condition moved its transition time")
 		}
 	}
-	if second.Replicas != 1 || second.ObservedGeneration != 2 || second.Selector == "" || second.Message == "" {
+	if second.Replicas != 1 || second.ObservedGeneration != 2 || second.Selector == "" || second.Message == "" ||
+		second.ConsumerGroup != "ns/x" || second.State != spanflowv1alpha1.ReasonRollingOut {
 		t.Errorf("status incomplete: %+v", second)
+	}
+
+	// A generation not applied (paused, a Secret missing, a problem in the spec) is not
+	// observed: kubectl wait --for=condition=Ready must not pass on a spec that never ran.
+	ing.Generation = 3
+	ing.Spec.Paused = true
+	held := desiredStatus(ing, observation{deployment: obs.deployment})
+	if held.ObservedGeneration != 2 || meta.FindStatusCondition(held.Conditions, spanflowv1alpha1.ConditionReady).ObservedGeneration != 2 {
+		t.Errorf("a generation that was not applied is observed: %+v", held)
+	}
+	if held.State != spanflowv1alpha1.ReasonPaused {
+		t.Errorf("state of a paused Ingester: %q", held.State)
+	}
+	// What needs attention comes first in the state.
+	held = desiredStatus(ing, observation{deployment: obs.deployment, secretErr: errors.New(`Secret "sasl" does not exist`)})
+	if held.State != spanflowv1alpha1.ReasonSecretMissing {
+		t.Errorf("state of a paused Ingester with a missing Secret: %q", held.State)
+	}
+	// Zero replicas are printed as 0, not left blank.
+	if data, _ := json.Marshal(spanflowv1alpha1.IngesterStatus{}); !strings.Contains(string(data), `"replicas":0`) || !strings.Contains(string(data), `"readyReplicas":0`) {
+		t.Errorf("zero replicas are omitted: %s", data)
 	}
 
 	// The message says what is wrong when something is.

@@ -9,9 +9,10 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 )
@@ -47,8 +48,8 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 			i.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "GSSAPI", CredentialsSecretName: "s"}
 		}, "spec.kafka.sasl.mechanism"},
 		{"heartbeat not below session timeout", func(i *spanflowv1alpha1.Ingester) {
-			i.Spec.Kafka.SessionTimeout = &metav1.Duration{Duration: 10 * time.Second}
-			i.Spec.Kafka.HeartbeatInterval = &metav1.Duration{Duration: 10 * time.Second}
+			i.Spec.Kafka.SessionTimeout = spanflowv1alpha1.NewPositiveDuration(10 * time.Second)
+			i.Spec.Kafka.HeartbeatInterval = spanflowv1alpha1.NewPositiveDuration(10 * time.Second)
 		}, "heartbeatInterval must be shorter than kafka.sessionTimeout"},
 		{"file storage without file", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = spanflowv1alpha1.StorageFile }, "storage.file is required"},
 		{"file path not absolute", func(i *spanflowv1alpha1.Ingester) {
@@ -59,7 +60,7 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		}, "deadletter needs processing.deadLetterTopic"},
 		{"dead-letter topic is the topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.DeadLetterTopic = i.Spec.Kafka.Topic }, "deadLetterTopic must differ"},
 		{"retry min above max", func(i *spanflowv1alpha1.Ingester) {
-			i.Spec.Processing.Retry = &spanflowv1alpha1.RetrySpec{Min: &metav1.Duration{Duration: time.Minute}, Max: &metav1.Duration{Duration: time.Second}}
+			i.Spec.Processing.Retry = &spanflowv1alpha1.RetrySpec{Min: spanflowv1alpha1.NewPositiveDuration(time.Minute), Max: spanflowv1alpha1.NewPositiveDuration(time.Second)}
 		}, "processing.retry.min must not exceed"},
 		{"zero retry attempts", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Processing.Retry = &spanflowv1alpha1.RetrySpec{Attempts: ptr.To[int32](0)}
@@ -101,6 +102,42 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"autoscaling zero lag target", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) { a.TargetLagRecords = ptr.To[int64](0) })
 		}, "spec.autoscaling.targetLagRecords"},
+		{"file size negative", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = fileStorage(func(f *spanflowv1alpha1.FileStorage) { f.MaxFileSize = ptr.To(resource.MustParse("-64Mi")) })
+		}, "storage.file.maxFileSize must be at least 1Mi"},
+		{"file size tiny", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = fileStorage(func(f *spanflowv1alpha1.FileStorage) { f.MaxFileSize = ptr.To(resource.MustParse("100")) })
+		}, "storage.file.maxFileSize must be at least 1Mi"},
+		{"file path is the root", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = fileStorage(func(f *spanflowv1alpha1.FileStorage) { f.Path = "/" })
+		}, "spec.storage.file.path"},
+		{"file path over the config", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = fileStorage(func(f *spanflowv1alpha1.FileStorage) { f.Path = "/etc/spanflow/config" })
+		}, "storage.file.path must be outside /etc/spanflow"},
+		{"claim name not a DNS name", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = fileStorage(func(f *spanflowv1alpha1.FileStorage) { f.ClaimName = "Spans_Volume" })
+		}, "spec.storage.file.claimName"},
+		{"blank consumer group", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "  " }, "spec.kafka.consumerGroup"},
+		{"secret name not a DNS name", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "PLAIN", CredentialsSecretName: "Kafka Creds"}
+		}, "spec.kafka.sasl.credentialsSecretName"},
+		{"service account not a DNS name", func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.ServiceAccountName = "../admin" }, "spec.template.serviceAccountName"},
+		{"tls disabled with a CA", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: false, CA: &spanflowv1alpha1.SecretKeyRef{Name: "ca", Key: "ca.crt"}}
+		}, "kafka.tls.enabled is false"},
+		{"tls disabled with a client certificate", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: false, ClientCertSecretName: "client"}
+		}, "kafka.tls.enabled is false"},
+		{"kafka insecureSkipVerify with a CA", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: true, InsecureSkipVerify: true, CA: &spanflowv1alpha1.SecretKeyRef{Name: "ca", Key: "ca.crt"}}
+		}, "kafka.tls.insecureSkipVerify accepts any certificate"},
+		{"otlp insecureSkipVerify with a CA", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317",
+				TLS: &spanflowv1alpha1.OTLPTLS{InsecureSkipVerify: true, CA: &spanflowv1alpha1.SecretKeyRef{Name: "ca", Key: "ca.crt"}}}}
+		}, "storage.otlp.tls.insecureSkipVerify accepts any certificate"},
+		{"drain not below the rebalance timeout", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(30 * time.Second)
+		}, "kafka.drainTimeout must be shorter than kafka.rebalanceTimeout"},
 		{"autoscaling negative step", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Autoscaling = autoscaled(func(a *spanflowv1alpha1.AutoscalingSpec) {
 				a.ScaleUp = &spanflowv1alpha1.ScalingRules{MaxReplicaStep: ptr.To[int32](-1)}
@@ -133,7 +170,26 @@ func TestConsumerGroupIsImmutable(t *testing.T) {
 
 	err = updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "" })
 	g.Expect(err).To(HaveOccurred())
-	g.Expect(err.Error()).To(ContainSubstring("cannot be removed"))
+	g.Expect(err.Error()).To(ContainSubstring("cannot be added or removed"))
+
+	// An Ingester that runs in the default group cannot be moved to another by naming one.
+	defaulted := minimalIngester(ns, "defaulted")
+	g.Expect(k8sClient.Create(ctx, defaulted)).To(Succeed())
+	err = updateSpec(defaulted, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "spans" })
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("cannot be added or removed"))
+	// The group in use is recorded once applied.
+	g.Eventually(func(g Gomega) string {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(defaulted), defaulted)).To(Succeed())
+		return defaulted.Status.ConsumerGroup
+	}, eventually, poll).Should(Equal(ns + "/defaulted"))
+}
+
+// fileStorage is a valid file storage changed by mutate.
+func fileStorage(mutate func(*spanflowv1alpha1.FileStorage)) spanflowv1alpha1.StorageSpec {
+	f := &spanflowv1alpha1.FileStorage{Path: "/var/lib/spans"}
+	mutate(f)
+	return spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageFile, File: f}
 }
 
 // autoscaled is a valid autoscaling spec changed by mutate.
@@ -161,6 +217,35 @@ func TestValidAutoscalingIsAccepted(t *testing.T) {
 	}
 }
 
+// TestValidSpecsAreAccepted: the rules added against mistakes refuse only mistakes.
+func TestValidSpecsAreAccepted(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	for name, mutate := range map[string]func(*spanflowv1alpha1.Ingester){
+		"ipv6-brokers": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.Brokers = []string{"[fd00::10]:9092", "kafka-0.kafka.svc:9092", "10.0.0.1:9093"}
+		},
+		"file-storage": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = fileStorage(func(f *spanflowv1alpha1.FileStorage) {
+				f.MaxFileSize, f.ClaimName = ptr.To(resource.MustParse("1Gi")), "spans-0"
+			})
+		},
+		"tls": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: true, CA: &spanflowv1alpha1.SecretKeyRef{Name: "kafka-ca", Key: "ca.crt"}, ClientCertSecretName: "client.tls"}
+			i.Spec.Kafka.ConsumerGroup = "team a/spans"
+		},
+		"tls-off": func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: false} },
+		"long-drain": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(50 * time.Second)
+			i.Spec.Kafka.RebalanceTimeout = spanflowv1alpha1.NewPositiveDuration(time.Minute)
+		},
+	} {
+		ing := minimalIngester(ns, name)
+		mutate(ing)
+		g.Expect(k8sClient.Create(context.Background(), ing)).To(Succeed(), name)
+	}
+}
+
 // TestMalformedDurationsAreRefused: a duration the operator could not decode would stop
 // its informer for every Ingester; the API server refuses it, naming the field. The
 // Ingesters are written as a user writes YAML, not through the Go types (which can only
@@ -182,13 +267,22 @@ func TestMalformedDurationsAreRefused(t *testing.T) {
 		{`"autoscaling":{"enabled":true,"targetLagRecords":10,"cooldown":"1 minute"}`, "spec.autoscaling.cooldown"},
 		{`"autoscaling":{"enabled":true,"targetLagRecords":10,"scaleDown":{"stabilizationWindow":"-5m"}}`, "spec.autoscaling.scaleDown.stabilizationWindow"},
 		{`"processing":{"batchSize":10}, "replicas":1, "paused":false, "parallelism":2, "encoding":"otlp_proto", "storage":{"type":"otlp","otlp":{"endpoint":"x:4317","timeout":"10 s"}}`, "spec.storage.otlp.timeout"},
+		{`"kafka":{"brokers":["k:9092"],"topic":"t","commitInterval":"-1s"}`, "spec.kafka.commitInterval"},
+		{`"kafka":{"brokers":["k:9092"],"topic":"t","maxWait":"500"}`, "spec.kafka.maxWait"},
+		{`"processing":{"batchLinger":"0s"}`, `spec.processing.batchLinger: Invalid value: "0s": must be longer than 0`},
+		{`"processing":{"batchLinger":5}`, "spec.processing.batchLinger"},
 	} {
 		err := create(fmt.Sprintf("bad-duration-%d", i), tc.spec)
 		if err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: %v, want a refusal naming %s", tc.spec, err, tc.field)
 		}
 	}
-	if err := create("good-durations", `"processing":{"batchLinger":"1m30.5s","retry":{"min":"0","max":"2h"}}`); err != nil {
+	// A malformed timeout is reported as itself, not as a broken comparison with another.
+	err := create("bad-session", `"kafka":{"brokers":["k:9092"],"topic":"t","sessionTimeout":"banana"}`)
+	if err == nil || !strings.Contains(err.Error(), "spec.kafka.sessionTimeout") || strings.Contains(err.Error(), "heartbeatInterval") {
+		t.Errorf("sessionTimeout banana: %v, want a refusal naming spec.kafka.sessionTimeout alone", err)
+	}
+	if err := create("good-durations", `"processing":{"batchLinger":"1m30.5s","retry":{"min":"1us","max":"2h"}},"autoscaling":{"cooldown":"0"}`); err != nil {
 		t.Errorf("valid durations refused: %v", err)
 	}
 }

@@ -1,8 +1,15 @@
 package controllers
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func sample(at int, parts ...partitionOffsets) offsetSample {
@@ -69,5 +76,63 @@ func TestComputeLag(t *testing.T) {
 	// No history at all: lag, and an age of zero until a second poll.
 	if s := computeLag(old[:1], true); s.records != 4000 || s.seconds != 0 {
 		t.Errorf("single sample: %+v", s)
+	}
+}
+
+// An OffsetFetch that fails — for the whole group (the coordinator moving during a broker
+// restart) or for a partition (a group the credentials may not describe) — is an error,
+// never "nothing committed", which would read as the whole log behind.
+func TestOffsetFetchErrorsAreNotNothingCommitted(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	target := lagTarget{kafkaTarget: kafkaTarget{brokers: cluster.ListenAddrs(), topic: "spans"}, group: "g", fromEarliest: true}
+	client := &kafka.Client{Addr: kafka.TCP(cluster.ListenAddrs()...), Timeout: 5 * time.Second}
+	ctx := context.Background()
+
+	if _, err := pollOffsets(ctx, client, target); err != nil {
+		t.Fatalf("healthy cluster: %v", err)
+	}
+	failWith := func(group bool, code *kerr.Error) {
+		cluster.ControlKey(int16(kmsg.OffsetFetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+			req := kreq.(*kmsg.OffsetFetchRequest)
+			resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+			resp.SetVersion(req.GetVersion())
+			if group {
+				resp.ErrorCode = code.Code
+			}
+			for _, rt := range req.Topics {
+				topic := kmsg.NewOffsetFetchResponseTopic()
+				topic.Topic = rt.Topic
+				for _, p := range rt.Partitions {
+					part := kmsg.NewOffsetFetchResponseTopicPartition()
+					part.Partition, part.Offset = p, -1
+					if !group && p == 1 {
+						part.ErrorCode = code.Code
+					}
+					topic.Partitions = append(topic.Partitions, part)
+				}
+				resp.Topics = append(resp.Topics, topic)
+			}
+			return resp, nil, true
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		group bool
+		code  *kerr.Error
+	}{
+		{"group error", true, kerr.CoordinatorLoadInProgress},
+		{"partition error", false, kerr.TopicAuthorizationFailed},
+	} {
+		failWith(tc.group, tc.code)
+		s, err := pollOffsets(ctx, client, target)
+		if err == nil {
+			t.Errorf("%s: no error; the sample reads %+v", tc.name, s.partitions)
+		} else if !strings.Contains(err.Error(), `group "g"`) {
+			t.Errorf("%s: %v does not name the group", tc.name, err)
+		}
 	}
 }

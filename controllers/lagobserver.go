@@ -192,6 +192,14 @@ func pollOffsets(ctx context.Context, client *kafka.Client, t lagTarget) (offset
 	if err != nil {
 		return offsetSample{}, unreachable(err)
 	}
+	// An error is not "nothing committed": read so, the lag would jump to the whole log
+	// (the coordinator moving during a broker restart, a group the credentials may not
+	// describe) and the autoscaler would scale to its maximum.
+	// A group that does not exist yet has committed nothing: some brokers say so with
+	// GROUP_ID_NOT_FOUND, others with offsets of -1.
+	if committed.Error != nil && !errors.Is(committed.Error, kafka.GroupIdNotFound) {
+		return offsetSample{}, fmt.Errorf("committed offsets of group %q: %w", t.group, committed.Error)
+	}
 	s := offsetSample{at: time.Now(), partitions: map[int]partitionOffsets{}}
 	for _, po := range offsets.Topics[t.topic] {
 		if po.Error != nil {
@@ -200,7 +208,10 @@ func pollOffsets(ctx context.Context, client *kafka.Client, t lagTarget) (offset
 		s.partitions[po.Partition] = partitionOffsets{start: po.FirstOffset, end: po.LastOffset, committed: -1}
 	}
 	for _, c := range committed.Topics[t.topic] {
-		if p, ok := s.partitions[c.Partition]; ok && c.Error == nil {
+		if c.Error != nil {
+			return offsetSample{}, fmt.Errorf("committed offset of group %q on partition %d: %w", t.group, c.Partition, c.Error)
+		}
+		if p, ok := s.partitions[c.Partition]; ok {
 			p.committed = c.CommittedOffset
 			s.partitions[c.Partition] = p
 		}

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
 )
 
 // applyConfigOf converts a typed API object into its apply configuration. The two share
@@ -42,31 +43,49 @@ func topologySpreadAC(t corev1.TopologySpreadConstraint) *corev1ac.TopologySprea
 	return applyConfigOf[corev1ac.TopologySpreadConstraintApplyConfiguration](t)
 }
 
-// podSecurityContext is the override, or the restricted Pod Security default: non-root
-// user 65532 and the runtime's seccomp profile.
+// podSecurityContext is the restricted Pod Security default — non-root user 65532 and
+// the runtime's seccomp profile — with the fields the override sets replacing those fields.
 func podSecurityContext(override *corev1.PodSecurityContext) *corev1ac.PodSecurityContextApplyConfiguration {
-	if override != nil {
-		return applyConfigOf[corev1ac.PodSecurityContextApplyConfiguration](override)
+	restricted := &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		RunAsUser:      ptr.To[int64](65532),
+		RunAsGroup:     ptr.To[int64](65532),
+		FSGroup:        ptr.To[int64](65532),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
-	return corev1ac.PodSecurityContext().
-		WithRunAsNonRoot(true).
-		WithRunAsUser(65532).
-		WithRunAsGroup(65532).
-		WithFSGroup(65532).
-		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
+	return applyConfigOf[corev1ac.PodSecurityContextApplyConfiguration](mergedFields(restricted, override))
 }
 
-// containerSecurityContext is the override, or the restricted default: no privilege
-// escalation, read-only root filesystem, every capability dropped.
+// containerSecurityContext is the restricted default — no privilege escalation, read-only
+// root filesystem, every capability dropped — with the fields the override sets replacing
+// those fields.
 func containerSecurityContext(override *corev1.SecurityContext) *corev1ac.SecurityContextApplyConfiguration {
-	if override != nil {
-		return applyConfigOf[corev1ac.SecurityContextApplyConfiguration](override)
+	restricted := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsNonRoot:             ptr.To(true),
+		Privileged:               ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
-	return corev1ac.SecurityContext().
-		WithAllowPrivilegeEscalation(false).
-		WithReadOnlyRootFilesystem(true).
-		WithRunAsNonRoot(true).
-		WithPrivileged(false).
-		WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
-		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
+	return applyConfigOf[corev1ac.SecurityContextApplyConfiguration](mergedFields(restricted, override))
+}
+
+// mergedFields is base with every top-level field that override sets replacing base's,
+// as JSON objects: setting one field of a security context keeps the other defaults.
+func mergedFields(base, override any) map[string]json.RawMessage {
+	fields := map[string]json.RawMessage{}
+	for _, v := range []any{base, override} {
+		data, err := json.Marshal(v)
+		if err != nil {
+			panic(fmt.Sprintf("marshalling %T: %v", v, err))
+		}
+		if string(data) == "null" {
+			continue // no override (null would reset the map)
+		}
+		if err := json.Unmarshal(data, &fields); err != nil {
+			panic(fmt.Sprintf("reading %T as an object: %v", v, err))
+		}
+	}
+	return fields
 }

@@ -30,7 +30,7 @@ func testConfig(addr, topic, group string) config.Config {
 	cfg.Kafka.ConsumerGroup = group
 	cfg.Kafka.SessionTimeout = config.Duration(2 * time.Second)
 	cfg.Kafka.HeartbeatInterval = config.Duration(100 * time.Millisecond)
-	cfg.Kafka.RebalanceTimeout = config.Duration(2 * time.Second)
+	cfg.Kafka.RebalanceTimeout = config.Duration(6 * time.Second) // longer than the drain, as Validate requires
 	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
 	cfg.Kafka.CommitInterval = config.Duration(100 * time.Millisecond)
 	cfg.AdminAddress = "127.0.0.1:0"

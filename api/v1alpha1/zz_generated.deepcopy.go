@@ -76,7 +76,7 @@ func (in *AutoscalingSpec) DeepCopyInto(out *AutoscalingSpec) {
 	}
 	if in.Cooldown != nil {
 		in, out := &in.Cooldown, &out.Cooldown
-		*out = new(v1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 }
@@ -300,22 +300,27 @@ func (in *KafkaSpec) DeepCopyInto(out *KafkaSpec) {
 	}
 	if in.SessionTimeout != nil {
 		in, out := &in.SessionTimeout, &out.SessionTimeout
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 	if in.HeartbeatInterval != nil {
 		in, out := &in.HeartbeatInterval, &out.HeartbeatInterval
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 	if in.RebalanceTimeout != nil {
 		in, out := &in.RebalanceTimeout, &out.RebalanceTimeout
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
+		**out = **in
+	}
+	if in.DrainTimeout != nil {
+		in, out := &in.DrainTimeout, &out.DrainTimeout
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 	if in.MaxWait != nil {
 		in, out := &in.MaxWait, &out.MaxWait
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 	if in.MaxFetchBytes != nil {
@@ -325,7 +330,7 @@ func (in *KafkaSpec) DeepCopyInto(out *KafkaSpec) {
 	}
 	if in.CommitInterval != nil {
 		in, out := &in.CommitInterval, &out.CommitInterval
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 }
@@ -416,7 +421,7 @@ func (in *OTLPStorage) DeepCopyInto(out *OTLPStorage) {
 	}
 	if in.Timeout != nil {
 		in, out := &in.Timeout, &out.Timeout
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 }
@@ -549,7 +554,7 @@ func (in *ProcessingSpec) DeepCopyInto(out *ProcessingSpec) {
 	*out = *in
 	if in.BatchLinger != nil {
 		in, out := &in.BatchLinger, &out.BatchLinger
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 	if in.Retry != nil {
@@ -574,12 +579,12 @@ func (in *RetrySpec) DeepCopyInto(out *RetrySpec) {
 	*out = *in
 	if in.Min != nil {
 		in, out := &in.Min, &out.Min
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 	if in.Max != nil {
 		in, out := &in.Max, &out.Max
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 	if in.Attempts != nil {
@@ -604,7 +609,7 @@ func (in *ScalingRules) DeepCopyInto(out *ScalingRules) {
 	*out = *in
 	if in.StabilizationWindow != nil {
 		in, out := &in.StabilizationWindow, &out.StabilizationWindow
-		*out = new(v1.Duration)
+		*out = new(Duration)
 		**out = **in
 	}
 	if in.MaxReplicaStep != nil {
@@ -614,7 +619,7 @@ func (in *ScalingRules) DeepCopyInto(out *ScalingRules) {
 	}
 	if in.Period != nil {
 		in, out := &in.Period, &out.Period
-		*out = new(v1.Duration)
+		*out = new(PositiveDuration)
 		**out = **in
 	}
 }

@@ -247,7 +247,9 @@ func Default() Config {
 		Parallelism:      8,
 		MaxInFlightBytes: 64 << 20,
 		AdminAddress:     ":8080",
-		DrainTimeout:     Duration(30 * time.Second),
+		// Shorter than the rebalance timeout: a member still draining when the rebalance
+		// times out is evicted, its commit refused, and its rejoin starts another rebalance.
+		DrainTimeout: Duration(20 * time.Second),
 	}
 }
 
@@ -311,6 +313,15 @@ func (c Config) Validate() error {
 	}
 	if c.Kafka.HeartbeatInterval >= c.Kafka.SessionTimeout && c.Kafka.SessionTimeout > 0 {
 		bad("kafka.heartbeatInterval", "must be shorter than kafka.sessionTimeout (%s)", c.Kafka.SessionTimeout.D())
+	}
+	if c.DrainTimeout >= c.Kafka.RebalanceTimeout && c.Kafka.RebalanceTimeout > 0 {
+		bad("drainTimeout", "must be shorter than kafka.rebalanceTimeout (%s): a member still draining when the rebalance times out is evicted and its commit refused", c.Kafka.RebalanceTimeout.D())
+	}
+	if t := c.Kafka.TLS; t.InsecureSkipVerify && t.CAFile != "" {
+		bad("kafka.tls.insecureSkipVerify", "accepts any certificate, so kafka.tls.caFile would be ignored: set one or the other")
+	}
+	if o := c.Storage.OTLP; c.Storage.Type == StorageOTLP && o.InsecureSkipVerify && o.CAFile != "" {
+		bad("storage.otlp.insecureSkipVerify", "accepts any certificate, so storage.otlp.caFile would be ignored: set one or the other")
 	}
 	if t := c.Kafka.TLS; !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify) {
 		bad("kafka.tls.enabled", "must be true when other kafka.tls settings are given")

@@ -35,6 +35,7 @@ func TestValidate(t *testing.T) {
 		{"bad storage", func(c *Config) { c.Storage.Type = "s3" }, "storage.type"},
 		{"zero parallelism", func(c *Config) { c.Parallelism = 0 }, "parallelism: must be between"},
 		{"no admin address", func(c *Config) { c.AdminAddress = "" }, "adminAddress: required"},
+		{"drain as long as the rebalance", func(c *Config) { c.DrainTimeout = c.Kafka.RebalanceTimeout }, "drainTimeout: must be shorter than kafka.rebalanceTimeout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,6 +129,11 @@ func TestValidateTLSAndSASL(t *testing.T) {
 		{"unknown mechanism", func(c *Config) { c.Kafka.SASL.Mechanism = "GSSAPI" }, "kafka.sasl.mechanism"},
 		{"mechanism without files", func(c *Config) { c.Kafka.SASL.Mechanism = SASLPlain }, "kafka.sasl.usernameFile"},
 		{"files without mechanism", func(c *Config) { c.Kafka.SASL.PasswordFile = "/p" }, "kafka.sasl.mechanism"},
+		{"skip verify with a CA", func(c *Config) { c.Kafka.TLS = KafkaTLS{Enabled: true, CAFile: "/ca.pem", InsecureSkipVerify: true} }, "kafka.tls.insecureSkipVerify"},
+		{"otlp skip verify with a CA", func(c *Config) {
+			c.Storage = Storage{Type: StorageOTLP, OTLP: OTLPStorage{Endpoint: "t:4317", Protocol: OTLPProtocolGRPC, Compression: CompressionGzip,
+				Timeout: Duration(time.Second), CAFile: "/ca.pem", InsecureSkipVerify: true}}
+		}, "storage.otlp.insecureSkipVerify"},
 		{"valid mTLS and SCRAM", func(c *Config) {
 			c.Kafka.TLS = KafkaTLS{Enabled: true, CAFile: "/ca", CertFile: "/c", KeyFile: "/k"}
 			c.Kafka.SASL = KafkaSASL{Mechanism: SASLScramSHA512, UsernameFile: "/u", PasswordFile: "/p"}

@@ -37,6 +37,8 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	leaderElectionNamespace := fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
 	ingesterImage := fs.String("ingester-image", version.DefaultImage, "image of the ingester pods, unless an Ingester names another")
 	kafkaInterval := fs.Duration("kafka-poll-interval", 10*time.Second, "how often the operator reads each Ingester's log-end and committed offsets (the lag, and the autoscaler's input) and looks at the Ingester again")
+	allowPrivileged := fs.Bool("allow-privileged-pods", false, "let Ingesters' pod templates ask for privileged containers, privilege escalation, added capabilities, root, unconfined seccomp or AppArmor, and sysctls (refused by default: whoever may create an Ingester would get such pods through the operator)")
+	allowServiceAccount := fs.Bool("allow-service-account", false, "let Ingesters run their pods as another ServiceAccount of their namespace (spec.template.serviceAccountName), with its API rights (refused by default)")
 	watchNamespaces := fs.String("watch-namespaces", "", "comma-separated namespaces whose Ingesters the operator manages (empty: all; then it needs cluster-wide rights)")
 	logOpts := logFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -79,6 +81,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Lag:            controllers.NewLagObserver(*kafkaInterval, 30),
 		Autoscaler:     controllers.NewAutoscaler(ctrlmetrics.Registry),
 		ResyncInterval: *kafkaInterval,
+		PodPolicy:      controllers.PodPolicy{AllowPrivileged: *allowPrivileged, AllowServiceAccount: *allowServiceAccount},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ingester controller: %w", err)
 	}
@@ -88,6 +91,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	logger.Info("Starting the spanflow operator", "version", version.Version, "ingesterImage", *ingesterImage, "watchNamespaces", *watchNamespaces)
+	logger.Info("Starting the spanflow operator", "version", version.Version, "ingesterImage", *ingesterImage, "watchNamespaces", *watchNamespaces,
+		"allowPrivilegedPods", *allowPrivileged, "allowServiceAccount", *allowServiceAccount)
 	return mgr.Start(ctx)
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -126,8 +125,8 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	// The operator's autoscaling policy, on demo time scales, advising on the one ingester
 	// running here (it advises; nothing is resized).
 	advisor := controllers.NewScaleAdvisor(lag, []string{broker}, topic, group, spanflowv1alpha1.AutoscalingSpec{Enabled: true,
-		TargetLagSeconds: ptr.To[int32](5), Cooldown: &metav1.Duration{Duration: 5 * time.Second},
-		ScaleDown: &spanflowv1alpha1.ScalingRules{StabilizationWindow: &metav1.Duration{Duration: 20 * time.Second}}}, int32(cfg.Parallelism))
+		TargetLagSeconds: ptr.To[int32](5), Cooldown: spanflowv1alpha1.NewDuration(5 * time.Second),
+		ScaleDown: &spanflowv1alpha1.ScalingRules{StabilizationWindow: spanflowv1alpha1.NewDuration(20 * time.Second)}}, int32(cfg.Parallelism))
 	var lastVerdict string
 	status := func(final bool) {
 		l := lag.ObserveTopic([]string{broker}, topic, group)

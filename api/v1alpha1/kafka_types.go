@@ -1,0 +1,164 @@
+package v1alpha1
+
+// InitialOffset says where a consumer group with no committed offset starts reading.
+// +kubebuilder:validation:Enum=earliest;latest
+type InitialOffset string
+
+const (
+	// InitialOffsetEarliest starts at the oldest retained record, so nothing is missed.
+	InitialOffsetEarliest InitialOffset = "earliest"
+	// InitialOffsetLatest starts at the end of the topic and ignores the backlog.
+	InitialOffsetLatest InitialOffset = "latest"
+)
+
+// SASLMechanism names a SASL authentication mechanism.
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+type SASLMechanism string
+
+// SecretKeyRef names one key of a Secret in the Ingester's namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+	// key in the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Key string `json:"key"`
+}
+
+// KafkaTLS configures TLS to the brokers.
+// +kubebuilder:validation:XValidation:rule="self.enabled || (!has(self.ca) && !has(self.clientCertSecretName) && !(has(self.insecureSkipVerify) && self.insecureSkipVerify))",message="kafka.tls.enabled is false: remove ca, clientCertSecretName and insecureSkipVerify, or enable TLS"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ca) && has(self.insecureSkipVerify) && self.insecureSkipVerify)",message="kafka.tls.insecureSkipVerify accepts any certificate, so kafka.tls.ca would be ignored: set one or the other"
+type KafkaTLS struct {
+	// enabled turns TLS on.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled bool `json:"enabled"`
+	// ca is the PEM bundle of the CAs that sign the brokers' certificates. Unset: the
+	// image's system roots.
+	// +optional
+	CA *SecretKeyRef `json:"ca,omitempty"`
+	// clientCertSecretName names a kubernetes.io/tls Secret (keys tls.crt and tls.key)
+	// holding the client certificate for mutual TLS.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	ClientCertSecretName string `json:"clientCertSecretName,omitempty"`
+	// insecureSkipVerify accepts any broker certificate. For trials only.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// KafkaSASL configures SASL authentication to the brokers.
+type KafkaSASL struct {
+	// mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	// +required
+	Mechanism SASLMechanism `json:"mechanism"`
+	// credentialsSecretName names a Secret with the keys username and password.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	CredentialsSecretName string `json:"credentialsSecretName"`
+}
+
+// KafkaSpec says where the spans come from.
+// The duration rules compare only well-formed durations: a malformed one is reported by
+// its own field's pattern, not as a broken comparison.
+// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.sessionTimeout) || !self.heartbeatInterval.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || !self.sessionTimeout.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || duration(self.heartbeatInterval) < duration(self.sessionTimeout)",message="kafka.heartbeatInterval must be shorter than kafka.sessionTimeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.drainTimeout) || !has(self.rebalanceTimeout) || !self.drainTimeout.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || !self.rebalanceTimeout.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || duration(self.drainTimeout) < duration(self.rebalanceTimeout)",message="kafka.drainTimeout must be shorter than kafka.rebalanceTimeout: a pod still draining when the rebalance times out is evicted from the group and its commit refused"
+type KafkaSpec struct {
+	// brokers are the bootstrap addresses of the Kafka cluster, as host:port
+	// (an IPv6 address in brackets: [fd00::10]:9092).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^([^:\[\]\s]+|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$`
+	// +listType=atomic
+	// +required
+	Brokers []string `json:"brokers"`
+
+	// topic is the Kafka topic the spans are read from.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +required
+	Topic string `json:"topic"`
+
+	// consumerGroup is the Kafka consumer group the ingester pods join; its committed
+	// offsets are the ingester's progress. Defaults to "<namespace>/<name>" of this Ingester.
+	// It cannot change, nor be added or removed, once the Ingester exists: a new group
+	// would re-read or skip the topic. status.consumerGroup is the group in use.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^\S(.*\S)?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="consumerGroup is immutable: a new group would re-read or skip the topic"
+	// +optional
+	ConsumerGroup string `json:"consumerGroup,omitempty"`
+
+	// initialOffset is where a consumer group with no committed offset starts:
+	// "earliest" reads the whole retained topic, "latest" only what arrives from now on.
+	// +kubebuilder:default=earliest
+	// +optional
+	InitialOffset InitialOffset `json:"initialOffset,omitempty"`
+
+	// tls encrypts the connections to the brokers.
+	// +optional
+	TLS *KafkaTLS `json:"tls,omitempty"`
+
+	// sasl authenticates to the brokers.
+	// +optional
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+
+	// sessionTimeout is how long the group coordinator waits for a heartbeat before it
+	// gives a pod's partitions to the others. A duration such as 30s (the default).
+	// +kubebuilder:default="30s"
+	// +optional
+	SessionTimeout *PositiveDuration `json:"sessionTimeout,omitempty"`
+
+	// heartbeatInterval is how often pods tell the coordinator they are alive. A duration
+	// such as 3s (the default); shorter than sessionTimeout.
+	// +kubebuilder:default="3s"
+	// +optional
+	HeartbeatInterval *PositiveDuration `json:"heartbeatInterval,omitempty"`
+
+	// rebalanceTimeout is how long the coordinator waits for all members to rejoin in a
+	// rebalance. A duration such as 30s (the default); longer than drainTimeout.
+	// +kubebuilder:default="30s"
+	// +optional
+	RebalanceTimeout *PositiveDuration `json:"rebalanceTimeout,omitempty"`
+
+	// drainTimeout bounds how long a pod finishes the deliveries in flight when its
+	// partitions are taken away (a rebalance) or it is told to stop; what is unfinished
+	// then is read again by the partition's next owner. The pods' termination grace
+	// period is derived from it. A duration such as 20s (the default); shorter than
+	// rebalanceTimeout.
+	// +kubebuilder:default="20s"
+	// +optional
+	DrainTimeout *PositiveDuration `json:"drainTimeout,omitempty"`
+
+	// maxWait is how long a fetch waits for data before returning what it has. A duration
+	// such as 500ms (the default).
+	// +kubebuilder:default="500ms"
+	// +optional
+	MaxWait *PositiveDuration `json:"maxWait,omitempty"`
+
+	// maxFetchBytes bounds the bytes one fetch returns per partition.
+	// +kubebuilder:default=10485760
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=1073741824
+	// +optional
+	MaxFetchBytes *int32 `json:"maxFetchBytes,omitempty"`
+
+	// commitInterval is the longest a finished offset waits to be committed to the group
+	// (offsets are committed as soon as deliveries finish; this paces retries of a failed
+	// commit). A duration such as 1s (the default).
+	// +kubebuilder:default="1s"
+	// +optional
+	CommitInterval *PositiveDuration `json:"commitInterval,omitempty"`
+}
