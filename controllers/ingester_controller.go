@@ -5,6 +5,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -361,7 +362,11 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 	before := ing.Status.DeepCopy()
 	patchBase := client.MergeFrom(ing.DeepCopy())
 	ing.Status = status
-	if err := r.Client.Status().Patch(ctx, ing, patchBase); err != nil {
+	patch, err := countsWritten(patchBase, ing)
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Status().Patch(ctx, ing, patch); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -388,6 +393,30 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 			*a.IgnoredReplicas, a.DesiredReplicas)
 	}
 	return nil
+}
+
+// countsWritten is the merge patch from base to ing, with the status's pod counts always
+// in it: a diff of two zeros says nothing, and a count the stored object lacks prints as a
+// blank in kubectl get instead of 0.
+func countsWritten(base client.Patch, ing *spanflowv1alpha1.Ingester) (client.Patch, error) {
+	data, err := base.Data(ing)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	status, _ := doc["status"].(map[string]any)
+	if status == nil {
+		status = map[string]any{}
+		doc["status"] = status
+	}
+	status["replicas"], status["readyReplicas"] = ing.Status.Replicas, ing.Status.ReadyReplicas
+	if data, err = json.Marshal(doc); err != nil {
+		return nil, err
+	}
+	return client.RawPatch(types.MergePatchType, data), nil
 }
 
 // SetupWithManager registers the reconciler. Changes to owned objects requeue their

@@ -60,22 +60,30 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-client"}, Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{corev1.TLSCertKey: []byte("CERT"), corev1.TLSPrivateKeyKey: []byte("KEY")},
 	})).To(Succeed())
-	for _, sample := range samples {
-		out, err := kubectl(t, "apply", "--server-side", "--field-manager=test-user", "-n", ns, "-f", sample)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(out).To(ContainSubstring("serverside-applied"))
-	}
+	// The whole folder, as the README suggests: everything in it is an object to apply.
+	out, err := kubectl(t, "apply", "--server-side", "--field-manager=test-user", "-n", ns, "-f", filepath.Join(testenv.RepoRoot(), "config", "samples"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(strings.Count(out, "serverside-applied")).To(Equal(len(samples)), out)
 
 	// The minimal sample is named "sample" and asks for 2 replicas.
 	g.Eventually(func(g Gomega) {
 		g.Expect(getDeployment(g, ns, "sample-ingester").Spec.Replicas).To(Equal(ptr.To[int32](2)))
 	}, eventually, poll).Should(Succeed())
 
-	out, err := kubectl(t, "get", "ingesters", "-n", ns)
-	g.Expect(err).NotTo(HaveOccurred())
-	header := strings.Fields(strings.SplitN(out, "\n", 2)[0])
-	g.Expect(header).To(Equal([]string{"NAME", "REPLICAS", "READY", "PARALLELISM", "LAG", "STATUS", "AGE"}))
-	g.Expect(out).To(ContainSubstring("RollingOut"))
+	// No pods yet (and the samples' brokers do not exist): 0 replicas, not a blank, and the
+	// state shows what needs attention first once the operator has looked at Kafka.
+	g.Eventually(func(g Gomega) {
+		out, err := kubectl(t, "get", "ingesters", "-n", ns)
+		g.Expect(err).NotTo(HaveOccurred())
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		g.Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "REPLICAS", "READY", "PARALLELISM", "LAG", "STATUS", "AGE"}))
+		for _, line := range lines[1:] {
+			fields := strings.Fields(line)
+			g.Expect(fields).To(HaveLen(6), line)
+			g.Expect(fields[1:3]).To(Equal([]string{"0", "0"}), line)
+			g.Expect(fields[4]).To(Equal(spanflowv1alpha1.ReasonKafkaUnreachable), line)
+		}
+	}, eventually, poll).Should(Succeed())
 
 	// The short name and category work too.
 	_, err = kubectl(t, "get", "sfi", "-n", ns)
@@ -110,6 +118,11 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 		g.Expect(ing.Status.Autoscaling.Reason).To(Or(ContainSubstring("waiting for the first lag figures"), ContainSubstring("stale")))
 		g.Expect(getDeployment(g, ns, "jaeger-spans-ingester").Spec.Replicas).To(Equal(ptr.To[int32](3)))
 	}, eventually, poll).Should(Succeed())
+
+	// kubectl explain says what a duration looks like and its default.
+	out, err = kubectl(t, "explain", "ingester.spec.kafka.sessionTimeout")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(strings.Join(strings.Fields(out), " ")).To(ContainSubstring("A duration such as 30s (the default)"))
 
 	// A user's invalid edit is refused by the server, naming the field.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

@@ -210,6 +210,10 @@ func TestRenderedChart(t *testing.T) {
 	if args := strings.Join(c.Args, " "); !strings.Contains(args, "--leader-elect") || !strings.Contains(args, "--leader-election-namespace="+namespace) {
 		t.Errorf("no leader election with one replica: %s", args)
 	}
+	// Ingesters get restricted pods in their own ServiceAccount unless the values allow more.
+	if args := strings.Join(c.Args, " "); strings.Contains(args, "--allow-") {
+		t.Errorf("the operator allows more than restricted pods by default: %s", args)
+	}
 	// The CRD, kept on uninstall.
 	crds := find(objs, "CustomResourceDefinition", "*")
 	if len(crds) != 1 || crds[0].GetAnnotations()["helm.sh/resource-policy"] != "keep" {
@@ -241,7 +245,8 @@ func TestRenderedChart(t *testing.T) {
 	_, objs = render(t, "values-full.yaml")
 	dep = convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
 	args := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
-	for _, want := range []string{"--leader-elect", "--ingester-image=registry.example.com/spanflow-ingester:1.2.3", "--metrics-bind-address=:9090", "--zap-encoder=json"} {
+	for _, want := range []string{"--leader-elect", "--ingester-image=registry.example.com/spanflow-ingester:1.2.3", "--metrics-bind-address=:9090", "--zap-encoder=json",
+		"--allow-privileged-pods", "--allow-service-account"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)
 		}
