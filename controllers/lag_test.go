@@ -89,7 +89,9 @@ func TestOffsetFetchErrorsAreNotNothingCommitted(t *testing.T) {
 	}
 	defer cluster.Close()
 	target := lagTarget{kafkaTarget: kafkaTarget{brokers: cluster.ListenAddrs(), topic: "spans"}, group: "g", fromEarliest: true}
-	client := &kafka.Client{Addr: kafka.TCP(cluster.ListenAddrs()...), Timeout: 5 * time.Second}
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(cluster.ListenAddrs()...), Timeout: 5 * time.Second, Transport: transport}
 	ctx := context.Background()
 
 	if _, err := pollOffsets(ctx, client, target); err != nil {
