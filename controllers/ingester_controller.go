@@ -303,7 +303,11 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 	if err := applyIfChanged(ctx, r.Client, key, desiredService(ing), corev1ac.ExtractService); err != nil {
 		return nil, err
 	}
-	depAC := desiredDeployment(ing, r.IngesterImage, cm, podTemplateHash(cm, secrets))
+	hash, err := podTemplateHash(ing, secrets)
+	if err != nil {
+		return nil, err
+	}
+	depAC := desiredDeployment(ing, r.IngesterImage, cm, hash)
 	if err := applyIfChanged(ctx, r.Client, key, depAC, appsv1ac.ExtractDeployment); err != nil {
 		return nil, err
 	}

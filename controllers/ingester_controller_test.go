@@ -132,15 +132,24 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 		g.Expect(ing.Status.Parallelism).To(Equal(int32(8)))
 	}, eventually, poll).Should(Succeed())
 
-	// A spec change reaches the config and rolls the pods.
+	// A parallelism change reaches the config, which the pods read again, and rolls nothing.
 	oldHash := dep.Spec.Template.Annotations[podTemplateHashAnnotation]
 	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](16) })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cm corev1.ConfigMap
+		g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "traces-ingester"}, &cm)).To(Succeed())
+		g.Expect(loadConfig(t, cm.Data[configFileName]).Parallelism).To(Equal(16))
+	}, eventually, poll).Should(Succeed())
+	g.Expect(getDeployment(g, ns, "traces-ingester").Spec.Template.Annotations[podTemplateHashAnnotation]).To(Equal(oldHash))
+
+	// Any other change reaches the config and rolls the pods.
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.BatchSize = 500 })).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		dep := getDeployment(g, ns, "traces-ingester")
 		g.Expect(dep.Spec.Template.Annotations[podTemplateHashAnnotation]).NotTo(Equal(oldHash))
 		var cm corev1.ConfigMap
 		g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "traces-ingester"}, &cm)).To(Succeed())
-		g.Expect(loadConfig(t, cm.Data[configFileName]).Parallelism).To(Equal(16))
+		g.Expect(loadConfig(t, cm.Data[configFileName]).Processing.BatchSize).To(Equal(500))
 	}, eventually, poll).Should(Succeed())
 }
 

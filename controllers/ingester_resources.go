@@ -351,15 +351,22 @@ func digestSecret(s *corev1.Secret, keys []string) secretDigest {
 }
 
 // podTemplateHash digests the config and what the pods read of the referenced Secrets: a
-// change to either changes the pod template and rolls the pods.
-func podTemplateHash(cm *corev1ac.ConfigMapApplyConfiguration, secrets []secretDigest) string {
+// change to either changes the pod template and rolls the pods — except the parallelism,
+// which the ingesters read again from their mounted config and apply while running.
+func podTemplateHash(ing *spanflowv1alpha1.Ingester, secrets []secretDigest) (string, error) {
+	cfg := ingesterConfig(ing)
+	cfg.Parallelism = 0
+	data, err := cfg.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("rendering ingester config: %w", err)
+	}
 	h := sha256.New()
-	h.Write([]byte(cm.Data[configFileName]))
+	h.Write(data)
 	for _, s := range secrets {
 		fmt.Fprintf(h, "\x00%s\x00", s.Name)
 		h.Write(s.Digest)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	return hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
 // desiredServiceAccount is the pods' own identity, with no API rights and no token.

@@ -4,6 +4,7 @@
 package ingester
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +103,11 @@ type Options struct {
 	AdminReady func(addr string)
 	// Decoder replaces the decoder the encoding names (benchmarks measure the chain alone).
 	Decoder decode.Decoder
+	// Reload, if set, reads the configuration again (as it was first read: file, then
+	// overrides); a new parallelism in it is applied while running.
+	Reload func() (config.Config, error)
+	// ReloadInterval is how often Reload is called; 5 s when zero.
+	ReloadInterval time.Duration
 }
 
 // Run ingests until ctx is cancelled, then drains, commits and closes the writer.
@@ -162,6 +168,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return adminServer.Run(gctx) })
 	g.Go(func() error { return cons.Run(gctx) })
+	if opts.Reload != nil {
+		interval := cmp.Or(opts.ReloadInterval, defaultReloadInterval)
+		g.Go(func() error { return followParallelism(gctx, opts.Reload, interval, cfg, chain, m, log) })
+	}
 	err = g.Wait()
 	// Every delivery is finished or abandoned before the writer closes: nothing is
 	// written after Close.

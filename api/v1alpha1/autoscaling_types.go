@@ -60,8 +60,8 @@ type AutoscalingSpec struct {
 	MinParallelism *int32 `json:"minParallelism,omitempty"`
 	// maxParallelism is the highest per-pod parallelism the autoscaler sets. Defaults to
 	// spec.parallelism (or minParallelism when that is higher); with neither bound set,
-	// only replicas scale. A parallelism change restarts the pods, so it is rate-limited
-	// by cooldown.
+	// only replicas scale. The pods apply a parallelism change without restarting (they
+	// read their mounted configuration again); changes are still paced by cooldown.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	// +optional

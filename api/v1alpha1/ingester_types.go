@@ -37,6 +37,7 @@ type IngesterSpec struct {
 	// writes in flight. A delivery is a run of one partition's messages of about
 	// processing.batchSize spans, decoded and written in one request; raise parallelism for
 	// a backend with high latency, not for more CPU (a pod decodes on all its cores anyway).
+	// Running pods apply a change without restarting, within about a minute.
 	// +kubebuilder:default=8
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000

@@ -44,40 +44,53 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log := newLogger(logOpts, stderr).WithName("ingest")
 	tuneGC(log)
 
-	cfg := config.Default()
-	if *configPath != "" {
-		var err error
-		if cfg, err = config.Load(*configPath); err != nil {
-			return err
+	// load reads the configuration as it is now: the file, then the flags and variables.
+	// The ingester calls it again while running to follow a new parallelism.
+	load := func() (config.Config, error) {
+		cfg := config.Default()
+		if *configPath != "" {
+			var err error
+			if cfg, err = config.Load(*configPath); err != nil {
+				return cfg, err
+			}
 		}
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "brokers":
+				cfg.Kafka.Brokers = strings.Split(*brokers, ",")
+			case "topic":
+				cfg.Kafka.Topic = *topic
+			case "group":
+				cfg.Kafka.ConsumerGroup = *group
+			case "initial-offset":
+				cfg.Kafka.InitialOffset = *initialOffset
+			case "encoding":
+				cfg.Encoding = *encoding
+			case "storage":
+				cfg.Storage.Type = *storage
+			case "file-path":
+				cfg.Storage.File.Path = *filePath
+			case "parallelism":
+				cfg.Parallelism = *parallelism
+			case "dead-letter-topic":
+				cfg.Processing.DeadLetterTopic = *deadLetterTopic
+			case "on-decode-error":
+				cfg.Processing.OnDecodeError = *onDecodeError
+			case "admin-address":
+				cfg.AdminAddress = *adminAddress
+			}
+		})
+		return cfg, nil
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "brokers":
-			cfg.Kafka.Brokers = strings.Split(*brokers, ",")
-		case "topic":
-			cfg.Kafka.Topic = *topic
-		case "group":
-			cfg.Kafka.ConsumerGroup = *group
-		case "initial-offset":
-			cfg.Kafka.InitialOffset = *initialOffset
-		case "encoding":
-			cfg.Encoding = *encoding
-		case "storage":
-			cfg.Storage.Type = *storage
-		case "file-path":
-			cfg.Storage.File.Path = *filePath
-		case "parallelism":
-			cfg.Parallelism = *parallelism
-		case "dead-letter-topic":
-			cfg.Processing.DeadLetterTopic = *deadLetterTopic
-		case "on-decode-error":
-			cfg.Processing.OnDecodeError = *onDecodeError
-		case "admin-address":
-			cfg.AdminAddress = *adminAddress
-		}
-	})
-	return ingester.Run(ctx, cfg, ingester.Options{}, log)
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	opts := ingester.Options{}
+	if *configPath != "" {
+		opts.Reload = load
+	}
+	return ingester.Run(ctx, cfg, opts, log)
 }
 
 // applyEnv sets each flag not given on the command line from its SPANFLOW_* variable.
