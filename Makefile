@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMG ?= ghcr.io/spanflow/spanflow:$(VERSION)
 CONTAINER_TOOL ?= docker
 
-# Control-plane binaries (kube-apiserver, etcd, kubectl) and tools (controller-gen, helm) are
+# Control-plane binaries (kube-apiserver, kube-controller-manager, etcd, kubectl) and tools (controller-gen, helm) are
 # built from source by hack/build-tools.sh into bin/; nothing is downloaded prebuilt.
 TOOLS_DIR := $(CURDIR)/bin/tools
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen
@@ -29,7 +29,7 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: install-tools
-install-tools: ## Build kube-apiserver, etcd, kubectl, controller-gen, helm and Jaeger v2 from source into bin/ (idempotent).
+install-tools: ## Build kube-apiserver, kube-controller-manager, etcd, kubectl, controller-gen, helm and Jaeger v2 from source into bin/ (idempotent).
 	@hack/build-tools.sh
 
 .PHONY: manifests

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,23 +17,22 @@ import (
 const manyIngesters = 500
 
 // BenchmarkManyIngesters creates 500 Ingesters in the envtest API server and measures how
-// long the manager takes to bring all of them to Ready, playing the Deployment controller
-// (which envtest lacks) by marking each Deployment rolled out. It reports Ingesters and
-// reconciles per second and the manager's heap. It fails if any Ingester does not become
-// Ready, but sets no time limit.
+// long the manager takes to bring all of them to Ready, with the real
+// kube-controller-manager rolling out the Deployments and testenv's kubelet reporting
+// their pods ready (without running them). It reports Ingesters and reconciles per second
+// and the manager's heap. It fails if any Ingester does not become Ready, but sets no
+// time limit.
 func BenchmarkManyIngesters(b *testing.B) {
 	ctx := context.Background()
+	testenv.StartControllerManager(b, testEnv)
 	for b.Loop() {
 		ns := newNamespaceB(b)
+		testenv.StartKubelet(b, k8sClient, ns, nil)
 		var heapBefore runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&heapBefore)
 		reconcilesBefore := reconcileCount(b)
 		start := time.Now()
-
-		rollCtx, stopRolling := context.WithCancel(ctx)
-		var rollouts sync.WaitGroup
-		rollouts.Go(func() { testenv.PlayDeploymentController(rollCtx, k8sClient, ns) })
 
 		for i := range manyIngesters {
 			ing := minimalIngester(ns, fmt.Sprintf("ing-%03d", i))
@@ -60,8 +58,6 @@ func BenchmarkManyIngesters(b *testing.B) {
 			}
 		}
 		elapsed := time.Since(start)
-		stopRolling()
-		rollouts.Wait()
 
 		var heapAfter runtime.MemStats
 		runtime.GC()
@@ -71,8 +67,7 @@ func BenchmarkManyIngesters(b *testing.B) {
 		b.ReportMetric(float64(heapAfter.HeapInuse)/(1<<20), "heap-in-use-MB")
 		b.ReportMetric((float64(heapAfter.HeapInuse)-float64(heapBefore.HeapInuse))/manyIngesters/1024, "heap-KB/ingester")
 
-		// envtest has no namespace controller: delete the Ingesters so that they stop
-		// being resynced.
+		// Delete the Ingesters so that they stop being resynced.
 		if err := k8sClient.DeleteAllOf(ctx, &spanflowv1alpha1.Ingester{}, client.InNamespace(ns)); err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds, from source through the Go module proxy, every binary the tests and generators need:
-#   bin/k8s/<version>-<os>-<arch>/  kube-apiserver, kubectl, etcd   (envtest's KUBEBUILDER_ASSETS)
+#   bin/k8s/<version>-<os>-<arch>/  kube-apiserver, kubectl, etcd   (envtest's KUBEBUILDER_ASSETS),
+#                                   kube-controller-manager (the e2e tests' real controllers)
 #   bin/tools/                      controller-gen, helm, jaeger (Jaeger v2: the OTLP backend and
 #                                   the real Kafka producer of the tests)
 # Nothing here downloads prebuilt archives: setup-envtest's bucket is not reachable from our
@@ -93,6 +94,8 @@ go_install_tool() { # DIR PKG@VERSION LDFLAGS
 
 build kube-apiserver "$assets" "k8s.io/kubernetes@v${K8S_VERSION}" \
   go_build_in "$root/hack/tools/k8s" "$assets/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$(k8s_ldflags)"
+build kube-controller-manager "$assets" "k8s.io/kubernetes@v${K8S_VERSION}" \
+  go_build_in "$root/hack/tools/k8s" "$assets/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager "$(k8s_ldflags)"
 build kubectl "$assets" "k8s.io/kubernetes@v${K8S_VERSION}" \
   go_build_in "$root/hack/tools/k8s" "$assets/kubectl" k8s.io/kubernetes/cmd/kubectl "$(k8s_ldflags)"
 build etcd "$assets" "go.etcd.io/etcd/server/v3@v${ETCD_VERSION}" \

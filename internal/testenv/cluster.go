@@ -1,44 +1,15 @@
 package testenv
 
 import (
-	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
-	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
-
-// PlayDeploymentController marks every Deployment of namespace ns rolled out — all its
-// replicas updated, ready and available — as the Deployment controller, which envtest
-// lacks, would once the pods run. It returns when ctx ends.
-func PlayDeploymentController(ctx context.Context, c client.Client, ns string) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-		var deps appsv1.DeploymentList
-		if err := c.List(ctx, &deps, client.InNamespace(ns)); err != nil {
-			continue
-		}
-		for i := range deps.Items {
-			d := &deps.Items[i]
-			n := ptr.Deref(d.Spec.Replicas, 1)
-			if d.Status.ObservedGeneration == d.Generation && d.Status.ReadyReplicas == n {
-				continue
-			}
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-			_ = c.Status().Update(ctx, d)
-		}
-	}
-}
 
 // FreeAddr returns a loopback address with a port nobody listens on right now.
 func FreeAddr(t testing.TB) string {
@@ -68,4 +39,44 @@ func Kubeconfig(t testing.TB, env *envtest.Environment, user envtest.User) strin
 		t.Fatal(err)
 	}
 	return path
+}
+
+// StartControllerManager runs kube-controller-manager (built by hack/build-tools.sh beside
+// kube-apiserver) against env with the controllers that own what the operator creates:
+// Deployments, ReplicaSets, garbage collection, namespaces, PodDisruptionBudgets,
+// ServiceAccounts and EndpointSlices. Pods still need a scheduler and a kubelet
+// (testproc.Kubelet plays both). It stops when the test ends.
+func StartControllerManager(t testing.TB, env *envtest.Environment) {
+	t.Helper()
+	assets, err := AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := Kubeconfig(t, env, envtest.User{Name: "kube-controller-manager", Groups: []string{"system:masters"}})
+	logPath := filepath.Join(t.TempDir(), "kube-controller-manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(assets, "kube-controller-manager"),
+		"--kubeconfig="+kubeconfig,
+		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,"+
+			"disruption-controller,serviceaccount-controller,endpointslice-controller",
+		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
+		// React within a second: the tests wait for rollouts.
+		"--concurrent-deployment-syncs=5", "--v=1")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting kube-controller-manager: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			if data, err := os.ReadFile(logPath); err == nil {
+				t.Logf("kube-controller-manager log (last 4 KiB):\n%s", data[max(0, len(data)-4096):])
+			}
+		}
+	})
 }

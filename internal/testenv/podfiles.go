@@ -1,83 +1,102 @@
-package testproc
+package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/spanflow/spanflow/internal/testenv"
 )
 
-// RunPod executes the ingester container of a pod spec as a local process: every volume
-// becomes a temporary directory filled as the kubelet would (ConfigMap keys as files,
-// emptyDir empty), mount paths in the args and in the mounted config are mapped to those
-// directories, and the admin address, which each pod would have on its own network, is
-// given a free port through its documented environment override.
-func RunPod(t testing.TB, c client.Client, ns string, pod corev1.PodSpec) (adminAddr, storeDir string, cmd *exec.Cmd) {
-	t.Helper()
-	container := pod.Containers[0]
+// podFiles are a pod's volumes as local directories, filled as the kubelet would
+// (ConfigMap keys as files, emptyDir empty), with the pod's mount paths mapped to them.
+type podFiles struct {
+	c         client.Client
+	ns        string
+	spec      corev1.PodSpec
+	mountDirs map[string]string // mount path in the pod → local directory
+	configs   map[string]string // ConfigMap name → local directory
+	seen      map[string]string // ConfigMap name → resourceVersion written
+}
+
+// materialize creates the pod's volumes under dir. Only ConfigMap and emptyDir volumes
+// exist in the pods the operator renders without credentials; others are an error.
+func materialize(ctx context.Context, c client.Client, ns string, spec corev1.PodSpec, dir string) (*podFiles, error) {
+	f := &podFiles{c: c, ns: ns, spec: spec, mountDirs: map[string]string{}, configs: map[string]string{}, seen: map[string]string{}}
 	mounts := map[string]string{}
-	for _, vm := range container.VolumeMounts {
+	for _, vm := range spec.Containers[0].VolumeMounts {
 		mounts[vm.Name] = vm.MountPath
 	}
-	replacements := map[string]string{}
-	for _, v := range pod.Volumes {
-		dir := t.TempDir()
+	for _, v := range spec.Volumes {
+		local := filepath.Join(dir, v.Name)
+		if err := os.MkdirAll(local, 0o700); err != nil {
+			return nil, err
+		}
 		switch {
 		case v.ConfigMap != nil:
-			var cm corev1.ConfigMap
-			if err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: v.ConfigMap.Name}, &cm); err != nil {
-				t.Fatal(err)
-			}
-			for key, value := range cm.Data {
-				if err := os.WriteFile(filepath.Join(dir, key), []byte(value), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			f.configs[v.ConfigMap.Name] = local
 		case v.EmptyDir != nil:
-			storeDir = dir
 		default:
-			t.Fatalf("the runner cannot materialize volume %s", v.Name)
+			return nil, fmt.Errorf("the test kubelet cannot materialize volume %s", v.Name)
 		}
-		replacements[mounts[v.Name]] = dir
+		f.mountDirs[mounts[v.Name]] = local
 	}
-	rewrite := func(s string) string {
-		for from, to := range replacements {
-			s = strings.ReplaceAll(s, from, to)
+	return f, f.refresh(ctx)
+}
+
+// rewrite maps the pod's mount paths in s to the local directories.
+func (f *podFiles) rewrite(s string) string {
+	for from, to := range f.mountDirs {
+		s = strings.ReplaceAll(s, from, to)
+	}
+	return s
+}
+
+// refresh writes each ConfigMap volume again when its ConfigMap changed, the way the
+// kubelet refreshes mounted ConfigMaps: every file replaced by a rename, so a reader sees
+// the old content or the new, never half of it. Paths inside the files are mapped too.
+func (f *podFiles) refresh(ctx context.Context) error {
+	for name, local := range f.configs {
+		var cm corev1.ConfigMap
+		if err := f.c.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: name}, &cm); err != nil {
+			return err
 		}
-		return s
-	}
-	// The mounted config names paths inside the pod: map them too.
-	for _, v := range pod.Volumes {
-		if v.ConfigMap == nil {
+		if f.seen[name] == cm.ResourceVersion {
 			continue
 		}
-		dir := replacements[mounts[v.Name]]
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			path := filepath.Join(dir, e.Name())
-			data, _ := os.ReadFile(path)
-			if err := os.WriteFile(path, []byte(rewrite(string(data))), 0o600); err != nil {
-				t.Fatal(err)
+		for key, value := range cm.Data {
+			path := filepath.Join(local, key)
+			if err := os.WriteFile(path+".new", []byte(f.rewrite(value)), 0o600); err != nil {
+				return err
+			}
+			if err := os.Rename(path+".new", path); err != nil {
+				return err
 			}
 		}
+		f.seen[name] = cm.ResourceVersion
 	}
+	return nil
+}
+
+// command is the pod's ingester container as a local process made by run: its args with
+// the mount paths mapped, its plain environment variables, and its admin address (which
+// each pod would have on a network of its own) on the free port given.
+func (f *podFiles) command(run Command, adminAddr string) *exec.Cmd {
+	container := f.spec.Containers[0]
 	var args []string
 	for _, a := range container.Args {
-		args = append(args, rewrite(a))
+		args = append(args, f.rewrite(a))
 	}
-	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + testenv.FreeAddr(t)}
+	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + adminAddr}
 	for _, e := range container.Env {
-		env = append(env, e.Name+"="+e.Value)
+		if e.ValueFrom == nil {
+			env = append(env, e.Name+"="+e.Value)
+		}
 	}
-	adminAddr = strings.TrimPrefix(env[0], "SPANFLOW_ADMIN_ADDRESS=")
-	cmd = Start(t, Spanflow, nil, env, args...)
-	return adminAddr, storeDir, cmd
+	return run(env, args)
 }

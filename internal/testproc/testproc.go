@@ -12,8 +12,11 @@ import (
 	"syscall"
 	"testing"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/spanflow/spanflow/internal/cli"
 	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/testenv"
 )
 
 // roleEnv tells a re-executed test binary which program to be.
@@ -66,6 +69,12 @@ func StartKfake(t testing.TB, args ...string) string {
 		t.Fatalf("kfake did not start: %q %v", line, err)
 	}
 	return strings.TrimSpace(strings.TrimPrefix(line, "ready "))
+}
+
+// StartKubelet runs testenv's kubelet for namespace ns with the pods' ingester containers
+// as spanflow processes of the test binary.
+func StartKubelet(t testing.TB, c client.Client, ns string) *testenv.Kubelet {
+	return testenv.StartKubelet(t, c, ns, func(env, args []string) *exec.Cmd { return command(Spanflow, env, args) })
 }
 
 func command(role string, env, args []string) *exec.Cmd {

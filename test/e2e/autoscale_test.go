@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +23,6 @@ import (
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/internal/kafkatest"
-	"github.com/spanflow/spanflow/internal/testenv"
 	"github.com/spanflow/spanflow/internal/testproc"
 )
 
@@ -81,8 +78,10 @@ func getDeployment(g Gomega, c client.Client, ns, name string) *appsv1.Deploymen
 // so; real ingester processes, run from the pod spec the operator rendered, drain the
 // backlog, the parallelism staying where the spec puts it while no bounds allow it to move;
 // the pods go back down after the stabilization window; with no more pods allowed, room
-// for more parallelism and a new backlog, the parallelism goes up instead and the pods
-// roll; with autoscaling off, spec.replicas rules again.
+// for more parallelism and a new backlog, the parallelism goes up instead, without
+// touching the pod template; with autoscaling off, spec.replicas rules again. The
+// Deployment is rolled out by the real kube-controller-manager and the pods run by
+// testenv's kubelet.
 func TestAutoscaling(t *testing.T) {
 	g := NewWithT(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -150,14 +149,9 @@ spec:
 	}, "10s", "200ms").Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(replicas(g)).To(Equal(int32(autoPartitions))) }, "2s", "200ms").Should(Succeed())
 
-	// 3. The pods, run as real processes, drain the backlog while more is produced.
-	go testenv.PlayDeploymentController(ctx, c, "default")
-	dep := getDeployment(g, c, "default", "auto")
-	var pods []*exec.Cmd
-	for range autoPartitions {
-		_, _, cmd := testproc.RunPod(t, c, "default", dep.Spec.Template.Spec)
-		pods = append(pods, cmd)
-	}
+	// 3. The kubelet comes up: the pods, run as real processes, drain the backlog while
+	// more is produced.
+	kubelet := testproc.StartKubelet(t, c, "default")
 	for i := range 20 {
 		broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, uint64(100000+i*100), 100, 1)...)
 		time.Sleep(100 * time.Millisecond)
@@ -173,12 +167,9 @@ spec:
 		g.Expect(replicas(g)).To(BeNumerically("<", autoPartitions))
 		g.Expect(get(g).Status.LastScaleTime).NotTo(BeNil())
 	}, "30s", "200ms").Should(Succeed())
-	for _, p := range pods {
-		_ = p.Process.Signal(syscall.SIGTERM)
-		if err := p.Wait(); err != nil {
-			t.Errorf("an ingester pod exited with %v", err)
-		}
-	}
+	// The node goes away: nothing consumes any more (the API server still shows the pod
+	// it last reported), so the next backlog stays.
+	kubelet.Stop()
 
 	g.Expect(configuredParallelism(g, c, "default", "auto")).To(Equal(10), "parallelism moved without bounds to move in")
 

@@ -1,8 +1,10 @@
 // Package e2e runs both halves of spanflow together on one machine, the way a cluster
-// would: a real kube-apiserver with the CRD, the operator as a process, Kafka (kfake) as a
-// process, Jaeger v2 as the trace storage, an Ingester applied with kubectl, and the
-// ingester pods of the operator's Deployment executed as local processes with the command,
-// args, env and mounted config the Deployment specifies.
+// would: a real kube-apiserver with the CRD, a real kube-controller-manager (Deployments,
+// ReplicaSets, garbage collection, PodDisruptionBudgets), the operator as a process, Kafka
+// (kfake) as a process, Jaeger v2 as the trace storage, an Ingester applied with kubectl,
+// and the pods the ReplicaSet controller creates bound and run as local processes — the
+// command, args, env and mounted config their spec says — by testenv's kubelet, which
+// reports their status back.
 package e2e
 
 import (
@@ -12,14 +14,19 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -53,9 +60,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// startOperator starts a control plane with the CRDs and the operator as a process, as the
-// chart runs it, with extra manager flags; it returns a client, kubectl, and the address of
-// the operator's /metrics.
+// startOperator starts a control plane with the CRDs, kube-controller-manager, and the
+// operator as a process, as the chart runs it, with extra manager flags; it returns a
+// client, kubectl, and the address of the operator's /metrics.
 func startOperator(t *testing.T, managerArgs ...string) (client.Client, *envtest.Environment, string) {
 	t.Helper()
 	env, cfg, err := testenv.Start()
@@ -63,6 +70,7 @@ func startOperator(t *testing.T, managerArgs ...string) (client.Client, *envtest
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
+	testenv.StartControllerManager(t, env)
 	c, err := client.New(cfg, client.Options{Scheme: cli.Scheme()})
 	if err != nil {
 		t.Fatal(err)
@@ -115,37 +123,30 @@ spec:
   parallelism: 200
 `, broker, topic, jaeger.OTLPGRPC))
 
-	var dep appsv1.Deployment
+	// The kubelet runs the pods the ReplicaSet controller creates.
+	kubelet := testproc.StartKubelet(t, c, "default")
+	ingKey := types.NamespacedName{Namespace: "default", Name: "e2e"}
 	depKey := types.NamespacedName{Namespace: "default", Name: "e2e-ingester"}
-	eventually(t, 30*time.Second, "the operator's Deployment", func() bool { return c.Get(context.Background(), depKey, &dep) == nil })
-
-	// The "kubelet": one local process per replica, from the Deployment's pod template.
-	var admins []string
-	for range *dep.Spec.Replicas {
-		a, _, _ := testproc.RunPod(t, c, "default", dep.Spec.Template.Spec)
-		admins = append(admins, a)
-	}
-	ready := func() int32 {
-		n := int32(0)
-		for _, a := range admins {
-			if resp, err := http.Get("http://" + a + "/readyz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					n++
-				}
-			}
+	var ing spanflowv1alpha1.Ingester
+	readyIngester := func() bool {
+		if err := c.Get(context.Background(), ingKey, &ing); err != nil {
+			return false
 		}
-		return n
+		return meta.IsStatusConditionTrue(ing.Status.Conditions, spanflowv1alpha1.ConditionReady) && ing.Status.ReadyReplicas == 2
 	}
-	eventually(t, 60*time.Second, "both ingester processes to be ready", func() bool { return ready() == 2 })
-	// The "Deployment controller": report the ready pods.
-	if err := c.Get(context.Background(), depKey, &dep); err != nil {
-		t.Fatal(err)
+	eventually(t, 90*time.Second, "the Ingester Ready with both pods, as the Deployment controller reports them", readyIngester)
+	pods := ingesterPods(t, c)
+	if len(pods) != 2 {
+		t.Fatalf("%d pods, want 2", len(pods))
 	}
-	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
-	if err := c.Status().Update(context.Background(), &dep); err != nil {
-		t.Fatal(err)
-	}
+
+	// With more than one replica a PodDisruptionBudget keeps all but one pod up; the
+	// disruption controller counts the pods it covers.
+	eventually(t, 30*time.Second, "the PodDisruptionBudget to cover both pods", func() bool {
+		var pdb policyv1.PodDisruptionBudget
+		return c.Get(context.Background(), depKey, &pdb) == nil && pdb.Status.ExpectedPods == 2 &&
+			pdb.Status.CurrentHealthy == 2 && pdb.Status.DisruptionsAllowed == 1
+	})
 
 	// Traces arrive on the topic.
 	producer := kafkatest.Attach(t, broker)
@@ -160,8 +161,6 @@ spec:
 		})
 	}
 
-	var ing spanflowv1alpha1.Ingester
-	ingKey := types.NamespacedName{Namespace: "default", Name: "e2e"}
 	eventually(t, 60*time.Second, "the Ingester Ready with no lag", func() bool {
 		if err := c.Get(context.Background(), ingKey, &ing); err != nil {
 			return false
@@ -170,21 +169,177 @@ spec:
 			ing.Status.Lag != nil && ing.Status.Lag.Records == 0 && ing.Status.Partitions == partitions
 	})
 
-	// Deleting the Ingester leaves its objects to the garbage collector (which envtest does
-	// not run): each one names it as its controlling owner.
-	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{}} {
-		if err := c.Get(context.Background(), depKey, obj); err != nil {
-			t.Fatal(err)
+	// A new parallelism is applied by the running pods: no pod restarts, no new ReplicaSet.
+	if err := updateIngester(c, ingKey, func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](50) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, pod := range pods {
+		eventually(t, 30*time.Second, "pod "+pod+" to run with parallelism 50", func() bool {
+			admin, ok := kubelet.AdminAddr(pod)
+			return ok && scrape(admin, "spanflow_ingester_parallelism") == "50"
+		})
+		if n := kubelet.Started(pod); n != 1 {
+			t.Errorf("pod %s was started %d times for a parallelism change", pod, n)
 		}
-		owner := metav1.GetControllerOf(obj)
-		if owner == nil || owner.UID != ing.UID || !ptr.Deref(owner.BlockOwnerDeletion, false) {
-			t.Errorf("%T is not owned by the Ingester", obj)
-		}
+	}
+	if got := ingesterPods(t, c); !slices.Equal(got, pods) {
+		t.Errorf("pods %v became %v for a parallelism change", pods, got)
+	}
+	if n := len(replicaSets(t, c)); n != 1 {
+		t.Errorf("%d ReplicaSets after a parallelism change, want 1", n)
+	}
+
+	// Any other change rolls the pods one at a time: a new pod first (maxSurge 1), an old
+	// one removed only once the new one is ready (maxUnavailable 0), so two are always
+	// ready; the spans produced meanwhile all arrive.
+	if err := updateIngester(c, ingKey, func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.BatchSize = 500 }); err != nil {
+		t.Fatal(err)
+	}
+	producer.Produce(t, topic, kafkatest.OTLPProtoMessages(t, messages, messages, spansPer)...)
+	leastReady, mostPods := 2, 2
+	eventually(t, 120*time.Second, "the rollout: two new pods ready, the old ones gone", func() bool {
+		all, readyPods := podCounts(t, c)
+		leastReady, mostPods = min(leastReady, readyPods), max(mostPods, all)
+		current := ingesterPods(t, c)
+		return readyIngester() && len(current) == 2 && !slices.Contains(current, pods[0]) && !slices.Contains(current, pods[1])
+	})
+	if leastReady < 2 || mostPods > 3 {
+		t.Errorf("during the rollout %d pods were ready at the least and %d were running at the most, want ≥ 2 and ≤ 3", leastReady, mostPods)
+	}
+	for seq := range uint64(2 * messages) {
+		id := kafkatest.Traces(seq, spansPer).ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
+		eventually(t, 60*time.Second, "trace "+id.String()+" with its spans in Jaeger", func() bool {
+			tr, found, err := jaeger.Trace(id)
+			return err == nil && found && len(tr.Spans) == spansPer
+		})
+	}
+
+	// Deleting the Ingester deletes everything it owns, through the garbage collector:
+	// the Deployment, its ReplicaSets and pods, the ConfigMap, Service, ServiceAccount and
+	// PodDisruptionBudget.
+	if err := c.Get(context.Background(), ingKey, &ing); err != nil {
+		t.Fatal(err)
 	}
 	if err := c.Delete(context.Background(), &ing); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the Ingester to be gone", func() bool {
-		return c.Get(context.Background(), ingKey, &spanflowv1alpha1.Ingester{}) != nil
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{}} {
+		eventually(t, 60*time.Second, fmt.Sprintf("the %T to be garbage-collected", obj), func() bool {
+			return apierrors.IsNotFound(c.Get(context.Background(), depKey, obj))
+		})
+	}
+	eventually(t, 90*time.Second, "the pods and ReplicaSets to be garbage-collected", func() bool {
+		return len(ingesterPods(t, c)) == 0 && len(replicaSets(t, c)) == 0
 	})
+}
+
+// updateIngester changes an Ingester's spec on its latest version.
+func updateIngester(c client.Client, key types.NamespacedName, mutate func(*spanflowv1alpha1.Ingester)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur spanflowv1alpha1.Ingester
+		if err := c.Get(context.Background(), key, &cur); err != nil {
+			return err
+		}
+		mutate(&cur)
+		return c.Update(context.Background(), &cur)
+	})
+}
+
+// ingesterPods names the pods of namespace default that are not being deleted, sorted.
+func ingesterPods(t *testing.T, c client.Client) []string {
+	t.Helper()
+	var pods corev1.PodList
+	if err := c.List(context.Background(), &pods, client.InNamespace("default")); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			names = append(names, p.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// podCounts counts the pods of namespace default that are not terminating, and the ready
+// ones among them (a terminating pod, still draining, is not one the rollout counts).
+func podCounts(t *testing.T, c client.Client) (all, ready int) {
+	t.Helper()
+	var pods corev1.PodList
+	if err := c.List(context.Background(), &pods, client.InNamespace("default")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		all++
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	return all, ready
+}
+
+// replicaSets lists the ReplicaSets of namespace default.
+func replicaSets(t *testing.T, c client.Client) []appsv1.ReplicaSet {
+	t.Helper()
+	var list appsv1.ReplicaSetList
+	if err := c.List(context.Background(), &list, client.InNamespace("default")); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// scrape returns the value of an unlabelled sample of the /metrics at admin, "" if absent.
+func scrape(admin, name string) string {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestRefusedPodsAreReported: in a namespace whose Pod Security admission enforces the
+// restricted profile, pods asking for root are refused when the ReplicaSet controller
+// creates them; the Ingester says so at once, with the admission's message. (The operator
+// runs with --allow-privileged-pods: it would allow root, Pod Security does not.)
+func TestRefusedPodsAreReported(t *testing.T) {
+	c, env, _ := startOperator(t, "--allow-privileged-pods")
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "restricted",
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
+	if err := c.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	kubectlApply(t, env, `apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: root, namespace: restricted}
+spec:
+  kafka: {brokers: ["127.0.0.1:1"], topic: spans}
+  template:
+    securityContext: {runAsUser: 0, runAsNonRoot: false}
+`)
+	key := types.NamespacedName{Namespace: "restricted", Name: "root"}
+	var degraded *metav1.Condition
+	eventually(t, 60*time.Second, "the Ingester Degraded with the admission's message", func() bool {
+		var ing spanflowv1alpha1.Ingester
+		if c.Get(context.Background(), key, &ing) != nil {
+			return false
+		}
+		degraded = meta.FindStatusCondition(ing.Status.Conditions, spanflowv1alpha1.ConditionDegraded)
+		return degraded != nil && degraded.Reason == spanflowv1alpha1.ReasonPodCreationFailed
+	})
+	if !strings.Contains(degraded.Message, "violates PodSecurity") {
+		t.Errorf("the message does not pass the admission's reason on: %q", degraded.Message)
+	}
 }
