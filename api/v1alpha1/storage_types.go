@@ -108,8 +108,10 @@ type OTLPStorage struct {
 	// +listMapKey=name
 	// +optional
 	Headers []OTLPHeader `json:"headers,omitempty"`
-	// compression of the exports.
-	// +kubebuilder:validation:Enum=gzip;none
+	// compression of the exports: gzip, zstd (less CPU than gzip for a similar size),
+	// snappy (least CPU, larger), or none. The OpenTelemetry Collector's receivers (Jaeger
+	// v2, Tempo) accept all of them over gRPC and HTTP.
+	// +kubebuilder:validation:Enum=gzip;zstd;snappy;none
 	// +kubebuilder:default=gzip
 	// +optional
 	Compression string `json:"compression,omitempty"`

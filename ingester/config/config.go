@@ -191,7 +191,7 @@ type OTLPStorage struct {
 	// Headers are sent with every request. A value ${env:NAME} is read from the
 	// environment, so that credentials come from Secrets, never from this file.
 	Headers map[string]string `json:"headers,omitempty"`
-	// Compression is gzip or none.
+	// Compression is gzip, zstd, snappy or none.
 	Compression string `json:"compression,omitempty"`
 	// Timeout bounds one export.
 	Timeout Duration `json:"timeout,omitempty"`
@@ -199,11 +199,17 @@ type OTLPStorage struct {
 
 // OTLP protocols and compressions.
 const (
-	OTLPProtocolGRPC = "grpc"
-	OTLPProtocolHTTP = "http"
-	CompressionGzip  = "gzip"
-	CompressionNone  = "none"
+	OTLPProtocolGRPC  = "grpc"
+	OTLPProtocolHTTP  = "http"
+	CompressionGzip   = "gzip"
+	CompressionZstd   = "zstd"
+	CompressionSnappy = "snappy"
+	CompressionNone   = "none"
 )
+
+// Compressions lists the compressions of OTLP exports: what the OpenTelemetry Collector's
+// receivers (Jaeger v2, Tempo) accept over both gRPC and HTTP.
+var Compressions = []string{CompressionGzip, CompressionZstd, CompressionSnappy, CompressionNone}
 
 // FileStorage writes OTLP JSON lines (one ExportTraceServiceRequest per line, the format of
 // the OpenTelemetry Collector's file exporter) to rotating files in a directory.
@@ -367,8 +373,8 @@ func (c Config) Validate() error {
 		if o.Protocol != OTLPProtocolGRPC && o.Protocol != OTLPProtocolHTTP {
 			bad("storage.otlp.protocol", "%q is neither %s nor %s", o.Protocol, OTLPProtocolGRPC, OTLPProtocolHTTP)
 		}
-		if o.Compression != CompressionGzip && o.Compression != CompressionNone {
-			bad("storage.otlp.compression", "%q is neither %s nor %s", o.Compression, CompressionGzip, CompressionNone)
+		if !slices.Contains(Compressions, o.Compression) {
+			bad("storage.otlp.compression", "%q is none of %s", o.Compression, strings.Join(Compressions, ", "))
 		}
 		if o.Timeout <= 0 {
 			bad("storage.otlp.timeout", "must be a positive duration")

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -123,8 +121,8 @@ func (o *OTLP) writeGRPC(ctx context.Context, req ptraceotlp.ExportRequest) erro
 		ctx = metadata.NewOutgoingContext(ctx, metadata.New(o.headers))
 	}
 	var opts []grpc.CallOption
-	if o.cfg.Compression == config.CompressionGzip {
-		opts = append(opts, grpc.UseCompressor("gzip"))
+	if o.cfg.Compression != config.CompressionNone {
+		opts = append(opts, grpc.UseCompressor(o.cfg.Compression)) // registered in compression.go
 	}
 	resp, err := o.grpc.Export(ctx, req, opts...)
 	if err != nil {
@@ -160,20 +158,18 @@ func (o *OTLP) writeHTTP(ctx context.Context, req ptraceotlp.ExportRequest) erro
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("otlp/http: encoding: %w", err))
 	}
-	if o.cfg.Compression == config.CompressionGzip {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		body = buf.Bytes()
+	if encode, ok := httpEncoders[o.cfg.Compression]; ok {
+		if body, err = encode(body); err != nil {
+			return fmt.Errorf("otlp/http: %s: %w", o.cfg.Compression, err)
+		}
 	}
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("otlp/http: %w", err)
 	}
 	httpReq.Header.Set("Content-Type", "application/x-protobuf")
-	if o.cfg.Compression == config.CompressionGzip {
-		httpReq.Header.Set("Content-Encoding", "gzip")
+	if o.cfg.Compression != config.CompressionNone {
+		httpReq.Header.Set("Content-Encoding", o.cfg.Compression)
 	}
 	for k, v := range o.headers {
 		httpReq.Header.Set(k, v)
