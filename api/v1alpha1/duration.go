@@ -50,11 +50,14 @@ func (d Duration) Parse() (time.Duration, error) {
 
 // Or is the duration, or def when it is unset or malformed (the operator reports a
 // malformed one before using any value).
-func (d *Duration) Or(def time.Duration) time.Duration {
+func (d *Duration) Or(def time.Duration) time.Duration { return parsedOr(d, def) }
+
+// parsedOr is *d parsed, or def when d is nil or does not parse.
+func parsedOr[T interface{ Parse() (time.Duration, error) }](d *T, def time.Duration) time.Duration {
 	if d == nil {
 		return def
 	}
-	v, err := d.Parse()
+	v, err := (*d).Parse()
 	if err != nil {
 		return def
 	}
@@ -86,13 +89,4 @@ func (d PositiveDuration) Parse() (time.Duration, error) {
 }
 
 // Or is the duration, or def when it is unset or invalid.
-func (d *PositiveDuration) Or(def time.Duration) time.Duration {
-	if d == nil {
-		return def
-	}
-	v, err := d.Parse()
-	if err != nil {
-		return def
-	}
-	return v
-}
+func (d *PositiveDuration) Or(def time.Duration) time.Duration { return parsedOr(d, def) }
