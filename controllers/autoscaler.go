@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -21,6 +22,7 @@ type Autoscaler struct {
 	states map[types.NamespacedName]scaleState
 
 	desiredReplicas, replicas, parallelism, lagRecords, lagSeconds *prometheus.GaugeVec
+	lagStale, targetLagSeconds, condition                          *prometheus.GaugeVec
 	changes                                                        *prometheus.CounterVec
 }
 
@@ -31,16 +33,21 @@ func NewAutoscaler(reg prometheus.Registerer) *Autoscaler {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "spanflow", Subsystem: "ingester", Name: name, Help: help}, labels)
 	}
 	a := &Autoscaler{
-		states:          map[types.NamespacedName]scaleState{},
-		desiredReplicas: gauge("desired_replicas", "Ingester pods the operator wants (the autoscaler's decision, or spec.replicas)."),
-		replicas:        gauge("replicas", "Ingester pods that exist."),
-		parallelism:     gauge("parallelism", "Per-pod parallelism the ingester pods are configured with."),
-		lagRecords:      gauge("lag_records", "Records produced and not yet committed by the Ingester's consumer group."),
-		lagSeconds:      gauge("lag_seconds", "Age of the oldest record not yet committed by the Ingester's consumer group."),
+		states:           map[types.NamespacedName]scaleState{},
+		desiredReplicas:  gauge("desired_replicas", "Ingester pods the operator wants (the autoscaler's decision, or spec.replicas)."),
+		replicas:         gauge("replicas", "Ingester pods that exist."),
+		parallelism:      gauge("parallelism", "Per-pod parallelism the ingester pods are configured with."),
+		lagRecords:       gauge("lag_records", "Records produced and not yet committed by the Ingester's consumer group."),
+		lagSeconds:       gauge("lag_seconds", "Age of the oldest record not yet committed by the Ingester's consumer group."),
+		lagStale:         gauge("lag_stale", "1 when the operator's latest look at the Ingester's Kafka topic and group failed (the lag figures are the last known ones), else 0."),
+		targetLagSeconds: gauge("target_lag_seconds", "spec.autoscaling.targetLagSeconds of the Ingester, when it sets one: the age of the oldest unconsumed record it should stay under."),
+		condition: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "spanflow", Subsystem: "ingester", Name: "condition",
+			Help: "1 when the Ingester's condition (Ready, Progressing, Degraded) is True, 0 when False; reason is the condition's reason."},
+			append(labels, "type", "reason")),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "spanflow", Subsystem: "ingester", Name: "autoscaler_changes_total",
 			Help: "Sizes (replicas × parallelism) the autoscaler changed to."}, labels),
 	}
-	reg.MustRegister(a.desiredReplicas, a.replicas, a.parallelism, a.lagRecords, a.lagSeconds, a.changes)
+	reg.MustRegister(a.desiredReplicas, a.replicas, a.parallelism, a.lagRecords, a.lagSeconds, a.lagStale, a.targetLagSeconds, a.condition, a.changes)
 	return a
 }
 
@@ -77,7 +84,25 @@ func (a *Autoscaler) record(ing *spanflowv1alpha1.Ingester, status spanflowv1alp
 	if status.Lag != nil {
 		a.lagRecords.WithLabelValues(l...).Set(float64(status.Lag.Records))
 		a.lagSeconds.WithLabelValues(l...).Set(float64(status.Lag.Seconds))
+		a.lagStale.WithLabelValues(l...).Set(boolValue(status.Lag.Stale))
 	}
+	if as := ing.Spec.Autoscaling; as != nil && as.TargetLagSeconds != nil {
+		a.targetLagSeconds.WithLabelValues(l...).Set(float64(*as.TargetLagSeconds))
+	} else {
+		a.targetLagSeconds.DeleteLabelValues(l...)
+	}
+	for _, c := range status.Conditions {
+		// One series per condition type: a new reason replaces the old series.
+		a.condition.DeletePartialMatch(prometheus.Labels{"namespace": ing.Namespace, "ingester": ing.Name, "type": c.Type})
+		a.condition.WithLabelValues(ing.Namespace, ing.Name, c.Type, c.Reason).Set(boolValue(c.Status == metav1.ConditionTrue))
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // forget drops an Ingester's memory and metrics: it was deleted, or its autoscaling turned
@@ -88,9 +113,10 @@ func (a *Autoscaler) forget(key types.NamespacedName, deleted bool) {
 	a.mu.Unlock()
 	if deleted {
 		l := prometheus.Labels{"namespace": key.Namespace, "ingester": key.Name}
-		for _, v := range []*prometheus.GaugeVec{a.desiredReplicas, a.replicas, a.parallelism, a.lagRecords, a.lagSeconds} {
+		for _, v := range []*prometheus.GaugeVec{a.desiredReplicas, a.replicas, a.parallelism, a.lagRecords, a.lagSeconds, a.lagStale, a.targetLagSeconds} {
 			v.Delete(l)
 		}
+		a.condition.DeletePartialMatch(l)
 		a.changes.Delete(l)
 	}
 }
