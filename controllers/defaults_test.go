@@ -73,6 +73,7 @@ func TestSchemaDefaultsAreTheIngesters(t *testing.T) {
 		"processing.retry.attempts": d.Processing.Retry.Attempts,
 		"processing.onDecodeError":  d.Processing.OnDecodeError,
 		"parallelism":               d.Parallelism,
+		"maxInFlightBytes":          resource.NewQuantity(d.MaxInFlightBytes, resource.BinarySI),
 	} {
 		if got := schemaDefault(strings.Split(path, ".")...); got != fmt.Sprint(want) {
 			t.Errorf("spec.%s defaults to %s in the CRD, %v in the ingester", path, got, want)

@@ -307,6 +307,9 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	}
 	cfg.Processing.DeadLetterTopic = p.DeadLetterTopic
 	cfg.Parallelism = int(desiredParallelism(ing))
+	if q := spec.MaxInFlightBytes; q != nil {
+		cfg.MaxInFlightBytes = q.Value()
+	}
 	cfg.AdminAddress = fmt.Sprintf(":%d", adminPort)
 	return cfg
 }

@@ -135,6 +135,8 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317",
 				TLS: &spanflowv1alpha1.OTLPTLS{InsecureSkipVerify: true, CA: &spanflowv1alpha1.SecretKeyRef{Name: "ca", Key: "ca.crt"}}}}
 		}, "storage.otlp.tls.insecureSkipVerify accepts any certificate"},
+		{"tiny in-flight bytes", func(i *spanflowv1alpha1.Ingester) { i.Spec.MaxInFlightBytes = ptr.To(resource.MustParse("64Ki")) },
+			"spec.maxInFlightBytes must be at least 1Mi"},
 		{"drain not below the rebalance timeout", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(30 * time.Second)
 		}, "kafka.drainTimeout must be shorter than kafka.rebalanceTimeout"},

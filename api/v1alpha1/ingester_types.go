@@ -1,6 +1,9 @@
 package v1alpha1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // IngesterSpec is the desired state of an Ingester.
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.kafka.consumerGroup) == has(self.kafka.consumerGroup)",message="spec.kafka.consumerGroup cannot be added or removed once the Ingester exists: the pods would move to another group and re-read or skip the topic (status.consumerGroup is the group in use)"
@@ -43,6 +46,14 @@ type IngesterSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	Parallelism *int32 `json:"parallelism,omitempty"`
+
+	// maxInFlightBytes bounds the message bytes of the deliveries a pod holds in flight at
+	// once, whatever the parallelism: with kafka.maxFetchBytes, what sizes a pod's memory
+	// for messages. A quantity of bytes such as 64Mi (the default), at least 1Mi.
+	// +kubebuilder:default="64Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Mi')) >= 0",message="spec.maxInFlightBytes must be at least 1Mi"
+	// +optional
+	MaxInFlightBytes *resource.Quantity `json:"maxInFlightBytes,omitempty"`
 
 	// autoscaling lets the operator set replicas and parallelism from the consumer lag.
 	// +optional

@@ -211,6 +211,11 @@ func (in *IngesterSpec) DeepCopyInto(out *IngesterSpec) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.MaxInFlightBytes != nil {
+		in, out := &in.MaxInFlightBytes, &out.MaxInFlightBytes
+		x := (*in).DeepCopy()
+		*out = &x
+	}
 	if in.Autoscaling != nil {
 		in, out := &in.Autoscaling, &out.Autoscaling
 		*out = new(AutoscalingSpec)
