@@ -62,7 +62,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	if out, err := kubectlAdmin("apply", "-f", filepath.Join("testdata", "servicemonitor-crd.yaml")); err != nil {
+	if out, err := kubectlAdmin("apply", "-f", filepath.Join("testdata", "prometheus-operator-crds.yaml")); err != nil {
 		fmt.Fprintln(os.Stderr, out, err)
 		return 1
 	}
