@@ -69,8 +69,10 @@ func (a *Autoscaler) decide(ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployme
 	a.states[key] = st
 	a.mu.Unlock()
 	changed := d.replicas != in.replicas || d.parallelism != in.parallelism
+	// The series exists from the first decision, at 0, so that increase() sees the first change.
+	changes := a.changes.WithLabelValues(ing.Namespace, ing.Name)
 	if changed {
-		a.changes.WithLabelValues(ing.Namespace, ing.Name).Inc()
+		changes.Inc()
 	}
 	return d, changed, st.capacity.status()
 }
