@@ -276,8 +276,10 @@ func TestRefusedSpanIsDeadLetteredAlone(t *testing.T) {
 
 // TestRefusedSpanWithoutDeadLetterHoldsOnlyItsPartition: with no dead-letter topic the
 // refused message holds its own partition — /readyz says which — while the others carry
-// on; the held partition stops fetching, so what it tracks stays bounded. When storage
-// takes the span, the partition resumes and everything is stored.
+// on. The held partition fetches nothing past what it had when the hold began: of the
+// messages produced to it afterwards none is handed to the chain or reaches storage, and
+// its lag grows by them. When storage takes the span, the partition resumes and
+// everything is stored.
 func TestRefusedSpanWithoutDeadLetterHoldsOnlyItsPartition(t *testing.T) {
 	const topic, group = "spans", "refused-held"
 	b := kafkatest.Start(t, topic, partitions)
@@ -293,11 +295,11 @@ func TestRefusedSpanWithoutDeadLetterHoldsOnlyItsPartition(t *testing.T) {
 	})
 	// The other partitions are drained, the held one stops at its refused message.
 	idx, total := indexTopic(t, b, topic, partitions)
-	heldPartition := -1
+	heldPartition, refusedOffset := -1, int64(-1)
 	for p, msgs := range idx {
 		for _, m := range msgs {
 			if slices.ContainsFunc(m.spans, func(k store.SpanKey) bool { return k.Trace == marked }) {
-				heldPartition = p
+				heldPartition, refusedOffset = p, m.offset
 			}
 		}
 	}
@@ -310,20 +312,68 @@ func TestRefusedSpanWithoutDeadLetterHoldsOnlyItsPartition(t *testing.T) {
 		}
 		return true
 	})
-	// More messages arrive on every partition; the held one does not fetch them.
+
+	// More messages arrive on every partition. The others take theirs; the held one
+	// fetches none of them.
+	handedOver := scrapeValue(t, r.admin, "spanflow_ingester_messages_total")
+	endBefore := b.EndOffsets(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 1000, 400, 2)...)
-	time.Sleep(500 * time.Millisecond)
-	if inFlight := scrapeValue(t, r.admin, "spanflow_ingester_in_flight_messages"); inFlight > 1000 {
-		t.Errorf("%v messages in flight while a partition is held: it kept fetching", inFlight)
+	idx, total = indexTopic(t, b, topic, partitions)
+	newOnHeld, newOnOthers := 0, 0
+	for p, msgs := range idx {
+		for _, m := range msgs {
+			switch {
+			case m.offset < endBefore[p]:
+			case p == heldPartition:
+				newOnHeld++
+			default:
+				newOnOthers++
+			}
+		}
 	}
-	assertCommitsCovered(t, b.CommittedOffsets(t, group, topic, partitions), idx, mem)
+	if newOnHeld == 0 || newOnOthers == 0 {
+		t.Fatalf("the new messages went %d to the held partition and %d to the others; the test needs both", newOnHeld, newOnOthers)
+	}
+	waitFor(t, 30*time.Second, "the other partitions to take the new messages", func() bool {
+		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
+		for p := range partitions {
+			if p != heldPartition && committed[p] != end[p] {
+				return false
+			}
+		}
+		return true
+	})
+	committed := b.CommittedOffsets(t, group, topic, partitions)
+	assertCommitsCovered(t, committed, idx, mem)
+	for _, m := range idx[heldPartition] {
+		if m.offset < endBefore[heldPartition] {
+			continue
+		}
+		for _, k := range m.spans {
+			if mem.Has(k) {
+				t.Fatalf("partition %d is held at offset %d, but the spans of offset %d, produced after the hold, were stored",
+					heldPartition, refusedOffset, m.offset)
+			}
+		}
+	}
+	if got, want := scrapeValue(t, r.admin, "spanflow_ingester_messages_total"), handedOver+float64(newOnOthers); got != want {
+		t.Errorf("%v messages handed to the chain, want %v: the held partition fetched %v new messages", got, want, got-want)
+	}
+	if c := committed[heldPartition]; c > refusedOffset {
+		t.Errorf("held partition %d committed at %d, past its refused message at %d", heldPartition, c, refusedOffset)
+	}
+	if lag := b.EndOffsets(t, topic, partitions)[heldPartition] - max(committed[heldPartition], 0); lag < int64(newOnHeld) {
+		t.Errorf("held partition %d lags by %d messages, less than the %d produced to it since the hold", heldPartition, lag, newOnHeld)
+	}
 
 	mem.RefuseWhen(nil)
-	total += 400 * 2
 	waitFor(t, 30*time.Second, "every span once storage takes the refused one", func() bool { n, _ := mem.Counts(); return n == total })
 	waitFor(t, 10*time.Second, "/readyz to recover", func() bool { code, _ := r.readyz(t); return code == http.StatusOK })
 	r.stop(t)
 	assertCommittedToEnd(t, b, group, topic)
+	distinct, dups := mem.Counts()
+	t.Logf("refused span held partition %d at offset %d: %d new messages there waited, %d on the others were taken; %d of %d spans stored, %d duplicates",
+		heldPartition, refusedOffset, newOnHeld, newOnOthers, distinct, total, dups)
 }
 
 // TestOutageNeverFillsTheDeadLetterTopic: with a dead-letter topic configured, storage

@@ -294,19 +294,28 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		return
 	}
 	for {
-		if err := p.waitUnpaused(genCtx); err != nil {
+		// A held partition fetches nothing more: a hold cancels the fetch in progress.
+		fetchCtx, err := p.fetching(genCtx)
+		if err != nil {
 			return
 		}
-		msgs, err := c.fetchDelivery(genCtx, reader)
+		msgs, err := c.fetchDelivery(fetchCtx, reader)
 		if genCtx.Err() != nil {
 			return // what was fetched and not handed over is read again by the next owner
 		}
 		if err != nil {
+			if fetchCtx.Err() != nil {
+				continue // held while waiting for messages; the reader keeps what it has
+			}
 			c.fetchErrors.Event(err, "partition", p.id)
 			if sleep(genCtx, fetchRetryWait) != nil {
 				return
 			}
 			continue
+		}
+		// Messages fetched as the hold began are handed over when it ends.
+		if err := p.waitUnpaused(genCtx); err != nil {
+			return
 		}
 		last := msgs[len(msgs)-1]
 		behind := last.HighWaterMark - last.Offset - 1

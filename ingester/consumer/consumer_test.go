@@ -177,3 +177,27 @@ func TestConsumerHandsOverDeliveriesAndCommits(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestHoldCancelsTheFetch: the context a partition is fetched with ends when a delivery
+// holds it, so that a fetch waiting for new messages hands none over; once every hold is
+// released, fetching starts again with a live context.
+func TestHoldCancelsTheFetch(t *testing.T) {
+	p := testPartition()
+	fetchCtx, err := p.fetching(context.Background())
+	if err != nil || fetchCtx.Err() != nil {
+		t.Fatalf("an unheld partition: %v, %v", err, fetchCtx.Err())
+	}
+	release := p.Hold(errors.New("offset 5: refused"))
+	if fetchCtx.Err() == nil {
+		t.Fatal("the fetch goes on while the partition is held")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.fetching(ctx); err == nil {
+		t.Fatal("fetching started while the partition is held")
+	}
+	release()
+	if fetchCtx, err = p.fetching(context.Background()); err != nil || fetchCtx.Err() != nil {
+		t.Fatalf("after the release: %v, %v", err, fetchCtx.Err())
+	}
+}

@@ -36,6 +36,10 @@ type partition struct {
 	holds    map[int]error // open holds and their reasons
 	nextHold int
 	resumed  chan struct{} // closed when the last hold is released
+	// stopFetch cancels fetchCtx, the context of the fetches since the partition last
+	// resumed, when it is held again.
+	fetchCtx  context.Context
+	stopFetch context.CancelFunc
 }
 
 func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log logr.Logger,
@@ -72,6 +76,10 @@ func (p *partition) Hold(reason error) func() {
 	p.nextHold++
 	if len(p.holds) == 0 {
 		p.resumed = make(chan struct{})
+		if p.stopFetch != nil {
+			p.stopFetch() // a fetch waiting for new messages hands none over
+			p.fetchCtx, p.stopFetch = nil, nil
+		}
 		p.gauges.Paused.Set(1)
 		p.log.Info("Partition paused: it is fetched again once storage takes what it holds", "reason", reason.Error())
 	}
@@ -101,6 +109,26 @@ func (p *partition) pausedReason() error {
 		return fmt.Errorf("%w (and %d more deliveries held)", p.holds[ids[0]], len(ids)-1)
 	}
 	return p.holds[ids[0]]
+}
+
+// fetching waits until the partition is not held and returns the context to fetch it
+// with: it is cancelled as soon as the partition is held again, or when ctx is done.
+func (p *partition) fetching(ctx context.Context) (context.Context, error) {
+	for {
+		if err := p.waitUnpaused(ctx); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		if len(p.holds) == 0 {
+			if p.fetchCtx == nil {
+				p.fetchCtx, p.stopFetch = context.WithCancel(ctx)
+			}
+			fetchCtx := p.fetchCtx
+			p.mu.Unlock()
+			return fetchCtx, nil
+		}
+		p.mu.Unlock() // held again in between
+	}
 }
 
 // waitUnpaused returns at once unless the partition is held, then when it resumes.
