@@ -472,3 +472,18 @@ func committedToEnd(t *testing.T, b *kafkatest.Broker, group, topic string) bool
 	}
 	return true
 }
+
+// TestWrongBrokerAddressIsAnError: an ingester pointed at an address where no broker
+// listens says so at error level, naming the address, and /readyz is not OK.
+func TestWrongBrokerAddressIsAnError(t *testing.T) {
+	const addr = "127.0.0.1:1"
+	logs := &logRecorder{}
+	r := startIngesterLogging(t, testConfig(addr, "spans", "nowhere"), store.NewMemory(), logs.Logger(t))
+	waitFor(t, 10*time.Second, "an error line naming "+addr, func() bool {
+		return len(logs.find(func(e logEntry) bool { return e.error && strings.Contains(e.String(), addr) })) > 0
+	})
+	if code, body := r.readyz(t); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz %d with no broker at %s: %s", code, addr, body)
+	}
+	r.stop(t)
+}

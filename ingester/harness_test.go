@@ -2,14 +2,17 @@ package ingester
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -27,11 +30,17 @@ type running struct {
 
 func startIngester(t *testing.T, cfg config.Config, writer store.Writer) *running {
 	t.Helper()
+	return startIngesterLogging(t, cfg, writer, testr.NewWithOptions(t, testr.Options{Verbosity: 0}))
+}
+
+// startIngesterLogging is startIngester with the logger log.
+func startIngesterLogging(t *testing.T, cfg config.Config, writer store.Writer, log logr.Logger) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	adminAddr := make(chan string, 1)
 	r := &running{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		r.done <- Run(ctx, cfg, Options{Writer: writer, AdminReady: func(a string) { adminAddr <- a }}, testr.NewWithOptions(t, testr.Options{Verbosity: 0}))
+		r.done <- Run(ctx, cfg, Options{Writer: writer, AdminReady: func(a string) { adminAddr <- a }}, log)
 	}()
 	select {
 	case r.admin = <-adminAddr:
@@ -177,4 +186,77 @@ func scrapeValue(t *testing.T, admin, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// logEntry is one line a recordingSink received.
+type logEntry struct {
+	error bool  // an Error line
+	err   error // its error
+	level int   // the V level of an Info line
+	msg   string
+	kvs   []any // WithValues' key-values, then the line's
+}
+
+// String is the line as a person reads it: the message, the error and every value.
+func (e logEntry) String() string {
+	var b strings.Builder
+	b.WriteString(e.msg)
+	if e.err != nil {
+		b.WriteString(" error=" + e.err.Error())
+	}
+	for i := 0; i+1 < len(e.kvs); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", e.kvs[i], e.kvs[i+1])
+	}
+	return b.String()
+}
+
+// logRecorder keeps every line logged at V(0) (and every error) through its Logger,
+// and passes them on to the test's log.
+type logRecorder struct {
+	mu      sync.Mutex
+	entries []logEntry
+}
+
+func (r *logRecorder) Logger(t *testing.T) logr.Logger {
+	return logr.New(&recordingSink{r: r, next: testr.NewWithOptions(t, testr.Options{Verbosity: 0}).GetSink()})
+}
+
+// find returns the recorded lines for which match holds.
+func (r *logRecorder) find(match func(logEntry) bool) []logEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var found []logEntry
+	for _, e := range r.entries {
+		if match(e) {
+			found = append(found, e)
+		}
+	}
+	return found
+}
+
+type recordingSink struct {
+	r      *logRecorder
+	next   logr.LogSink
+	values []any
+}
+
+func (s *recordingSink) Init(info logr.RuntimeInfo) { s.next.Init(info) }
+func (s *recordingSink) Enabled(level int) bool     { return level == 0 }
+func (s *recordingSink) Info(level int, msg string, kvs ...any) {
+	s.r.mu.Lock()
+	s.r.entries = append(s.r.entries, logEntry{level: level, msg: msg, kvs: append(slices.Clone(s.values), kvs...)})
+	s.r.mu.Unlock()
+	s.next.Info(level, msg, kvs...)
+}
+func (s *recordingSink) Error(err error, msg string, kvs ...any) {
+	s.r.mu.Lock()
+	s.r.entries = append(s.r.entries, logEntry{error: true, err: err, msg: msg, kvs: append(slices.Clone(s.values), kvs...)})
+	s.r.mu.Unlock()
+	s.next.Error(err, msg, kvs...)
+}
+func (s *recordingSink) WithValues(kvs ...any) logr.LogSink {
+	return &recordingSink{r: s.r, next: s.next.WithValues(kvs...), values: append(slices.Clone(s.values), kvs...)}
+}
+func (s *recordingSink) WithName(name string) logr.LogSink {
+	return &recordingSink{r: s.r, next: s.next.WithName(name), values: s.values}
 }
