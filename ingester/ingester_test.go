@@ -2,6 +2,7 @@ package ingester
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
@@ -185,26 +187,35 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 }
 
-// closeCheckingWriter stores slowly and remembers a Write after Close.
+// closeCheckingWriter stores slowly, and fails the test if Write is called after Close
+// or Close while a Write is running.
 type closeCheckingWriter struct {
 	*store.Memory
-	mu          sync.Mutex
-	closed      bool
-	afterClosed bool
+	t       *testing.T
+	mu      sync.Mutex
+	writing int
+	closed  bool
 }
 
 func (w *closeCheckingWriter) Write(ctx context.Context, td ptrace.Traces) error {
 	w.mu.Lock()
-	w.afterClosed = w.afterClosed || w.closed
+	if w.closed {
+		w.t.Error("Write called after the writer was closed")
+	}
+	w.writing++
 	w.mu.Unlock()
-	time.Sleep(20 * time.Millisecond)
+	defer func() { w.mu.Lock(); w.writing--; w.mu.Unlock() }()
+	time.Sleep(20 * time.Millisecond) // slow storage, so that a stop finds writes running
 	return w.Memory.Write(ctx, td)
 }
 
 func (w *closeCheckingWriter) Close(context.Context) error {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.writing > 0 {
+		w.t.Errorf("the writer was closed while %d writes were running", w.writing)
+	}
 	w.closed = true
-	w.mu.Unlock()
 	return nil
 }
 
@@ -214,18 +225,130 @@ func TestNothingIsWrittenAfterTheWriterCloses(t *testing.T) {
 	const topic, group = "spans", "closing"
 	b := kafkatest.Start(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 2000, 1)...)
-	w := &closeCheckingWriter{Memory: store.NewMemory()}
+	w := &closeCheckingWriter{Memory: store.NewMemory(), t: t}
 	cfg := testConfig(b.Addr, topic, group)
 	cfg.Processing.BatchSize = 20 // many small writes
 	r := startIngester(t, cfg, w)
 	waitFor(t, 30*time.Second, "some spans", func() bool { n, _ := w.Counts(); return n >= 100 })
 	r.stop(t)
+	assertCommitsCovered(t, b.CommittedOffsets(t, group, topic, partitions), mustIndex(t, b, topic), w.Memory)
+}
+
+// stuckWriter fails every write. From the fourth on (the failure policy holds the
+// partition by then) a write is stuck, ignoring its context as a call hanging in the
+// network does, until unstick or Close. It fails the test if Write is called after Close
+// or Close while a Write is running.
+type stuckWriter struct {
+	t       *testing.T
+	stuck   chan struct{} // told when a write gets stuck
+	unstuck chan struct{} // closed to let the stuck writes fail
+	once    sync.Once
+
+	mu      sync.Mutex
+	calls   int
+	writing int
+	closed  bool
+}
+
+func newStuckWriter(t *testing.T) *stuckWriter {
+	return &stuckWriter{t: t, stuck: make(chan struct{}, 1), unstuck: make(chan struct{})}
+}
+
+func (w *stuckWriter) Write(context.Context, ptrace.Traces) error {
+	w.mu.Lock()
+	if w.closed {
+		w.t.Error("Write called after the writer was closed")
+	}
+	w.calls++
+	call := w.calls
+	w.writing++
+	w.mu.Unlock()
+	defer func() { w.mu.Lock(); w.writing--; w.mu.Unlock() }()
+	if call >= 4 {
+		select {
+		case w.stuck <- struct{}{}:
+		default:
+		}
+		<-w.unstuck
+	}
+	return errors.New("otlp/grpc: rpc error: code = Unavailable desc = connection refused")
+}
+
+func (w *stuckWriter) Close(context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.afterClosed {
-		t.Error("a delivery was written after the writer was closed")
+	if w.writing > 0 {
+		w.t.Errorf("the writer was closed while %d writes were running", w.writing)
 	}
-	assertCommitsCovered(t, b.CommittedOffsets(t, group, topic, partitions), mustIndex(t, b, topic), w.Memory)
+	w.closed = true
+	w.unstick() // a closed writer's calls fail at once
+	return nil
+}
+
+func (w *stuckWriter) unstick() { w.once.Do(func() { close(w.unstuck) }) }
+
+// TestAStuckWriteEndsBeforeTheWriterCloses: storage keeps failing and then hangs in a
+// write; a stop gives up on the stuck delivery after the short drain timeout (it is read
+// again, not committed), but the writer is closed only after that write has returned,
+// and no write follows.
+func TestAStuckWriteEndsBeforeTheWriterCloses(t *testing.T) {
+	const topic, group = "spans", "stuck-at-close"
+	b := kafkatest.Start(t, topic, 1)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 10, 1)...)
+	w := newStuckWriter(t)
+	cfg := testConfig(b.Addr, topic, group)
+	fastRetries(&cfg)
+	cfg.DrainTimeout = config.Duration(200 * time.Millisecond)
+	r := startIngester(t, cfg, w)
+	select {
+	case <-w.stuck:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no write got stuck")
+	}
+	if code, body := r.readyz(t); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz %d while storage fails: %s", code, body)
+	}
+
+	stop := r.cancel
+	r.cancel = nil
+	stop() // as SIGTERM does
+	// Once the member has left the group only the chain's close and the writer's are left
+	// to Run; the stuck write is still running.
+	waitFor(t, 30*time.Second, "the ingester to leave the group", func() bool { return groupMembers(t, b, group) == 0 })
+	w.unstick()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("ingester did not stop cleanly: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the ingester did not stop once the write returned")
+	}
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if !closed {
+		t.Error("the writer was never closed")
+	}
+	if c := b.CommittedOffsets(t, group, topic, 1)[0]; c > 0 {
+		t.Errorf("committed offset %d passes the delivery that was never written", c)
+	}
+}
+
+// groupMembers returns the number of members of group, as the broker sees it.
+func groupMembers(t *testing.T, b *kafkatest.Broker, group string) int {
+	t.Helper()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(b.Addr), Timeout: 10 * time.Second, Transport: transport}
+	resp, err := client.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		t.Fatalf("describing group %s: %v", group, err)
+	}
+	if len(resp.Groups) != 1 || resp.Groups[0].Error != nil {
+		t.Fatalf("describing group %s: %+v", group, resp.Groups)
+	}
+	return len(resp.Groups[0].Members)
 }
 
 func mustIndex(t *testing.T, b *kafkatest.Broker, topic string) spanIndex {
