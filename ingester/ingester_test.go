@@ -174,9 +174,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		"spanflow_ingester_spans_written_total 300",
 		"spanflow_ingester_partitions_assigned 4",
 		`spanflow_ingester_committed_offset{partition="0"}`,
-		`spanflow_ingester_lag_records{partition="0"} 0`,
+		"spanflow_ingester_lag_records{partition=\"0\"} 0\n", // the whole value: 0.41 is not 0
 		"spanflow_ingester_delivery_messages_sum 100",
-		`spanflow_ingester_lag_seconds{partition="0"} 0`,
+		"spanflow_ingester_lag_seconds{partition=\"0\"} 0\n",
 		"spanflow_ingester_topic_missing 0",
 		"spanflow_ingester_in_flight_messages 0",
 		"go_goroutines",
@@ -185,6 +185,56 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// waitingWriter stores once its gate is open; until then every write waits.
+type waitingWriter struct {
+	*store.Memory
+	gate chan struct{}
+}
+
+func (w *waitingWriter) Write(ctx context.Context, td ptrace.Traces) error {
+	select {
+	case <-w.gate:
+		return w.Memory.Write(ctx, td)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestLagSecondsFallsToZeroWhenCaughtUp: behind records an hour old, lag_seconds is about
+// an hour; once the ingester has caught up it is exactly 0 (the age of the newest record
+// is not lag when nothing is waiting).
+func TestLagSecondsFallsToZeroWhenCaughtUp(t *testing.T) {
+	const topic, group = "spans", "lag-seconds"
+	b := kafkatest.Start(t, topic, 1)
+	msgs := kafkatest.OTLPProtoMessages(t, 0, 100, 1)
+	for i := range msgs {
+		msgs[i].Time = time.Now().Add(-time.Hour)
+	}
+	b.Produce(t, topic, msgs...)
+	w := &waitingWriter{Memory: store.NewMemory(), gate: make(chan struct{})}
+	cfg := testConfig(b.Addr, topic, group)
+	cfg.Processing.BatchSize = 10 // ten deliveries, one written at a time
+	cfg.Parallelism = 1
+	r := startIngester(t, cfg, w)
+	const lagSeconds = `spanflow_ingester_lag_seconds{partition="0"}`
+
+	// The first delivery waits at the gate, the second is fetched behind it.
+	waitFor(t, 30*time.Second, "lag_seconds while behind", func() bool { return scrapeValue(t, r.admin, lagSeconds) > 0 })
+	if lag := scrapeValue(t, r.admin, lagSeconds); lag < 3500 || lag > 3700 {
+		t.Errorf("lag_seconds %v behind records an hour old, want about 3600", lag)
+	}
+	close(w.gate)
+	waitFor(t, 30*time.Second, "every span", func() bool { n, _ := w.Counts(); return n == 100 })
+	waitFor(t, 10*time.Second, "the offsets to reach the end", func() bool { return b.CommittedOffsets(t, group, topic, 1)[0] == 100 })
+	if lag := scrapeValue(t, r.admin, lagSeconds); lag != 0 {
+		t.Errorf("lag_seconds %v after catching up, want exactly 0", lag)
+	}
+	if lag := scrapeValue(t, r.admin, `spanflow_ingester_lag_records{partition="0"}`); lag != 0 {
+		t.Errorf("lag_records %v after catching up, want 0", lag)
+	}
+	r.stop(t)
 }
 
 // closeCheckingWriter stores slowly, and fails the test if Write is called after Close
