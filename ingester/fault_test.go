@@ -14,12 +14,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/deadletter"
 	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/otlptest"
 )
 
 // fastRetries makes the failure policy reach its decision within a fraction of a second.
@@ -486,4 +489,53 @@ func TestWrongBrokerAddressIsAnError(t *testing.T) {
 		t.Errorf("/readyz %d with no broker at %s: %s", code, addr, body)
 	}
 	r.stop(t)
+}
+
+// TestUnauthenticatedThenUnavailableOverOTLP is TestOutageNeverFillsTheDeadLetterTopic
+// end to end: the real OTLP/gRPC writer against a backend that refuses the credentials
+// (Unauthenticated) for 2 s, then is unavailable for 2 s, then accepts. With a
+// dead-letter topic configured nothing goes there, and every span is stored.
+func TestUnauthenticatedThenUnavailableOverOTLP(t *testing.T) {
+	const topic, dlq, group = "spans", "spans-dlq", "otlp-outage"
+	b := kafkatest.Start(t, topic, partitions, kfake.SeedTopics(1, dlq))
+	sink := otlptest.Start(t)
+	cfg := testConfig(b.Addr, topic, group)
+	fastRetries(&cfg)
+	cfg.Processing.DeadLetterTopic = dlq
+	cfg.Processing.OnDecodeError = config.OnDecodeErrorDeadletter
+	cfg.Storage = config.Storage{Type: config.StorageOTLP, OTLP: config.OTLPStorage{
+		Endpoint: sink.Addr, Protocol: config.OTLPProtocolGRPC, Insecure: true,
+		Compression: config.CompressionGzip, Timeout: config.Duration(5 * time.Second)}}
+	r := startIngester(t, cfg, nil) // the writer the config names
+	stop := make(chan struct{})
+	produced := produceSteadily(t, b, topic, 20, 20*time.Millisecond, stop)
+	waitFor(t, 30*time.Second, "spans before the outage", func() bool { return sink.Spans() >= 200 })
+
+	for _, phase := range []struct {
+		code codes.Code
+		msg  string
+	}{{codes.Unauthenticated, "bad token"}, {codes.Unavailable, "backend restarting"}} {
+		sink.FailWith(status.Error(phase.code, phase.msg))
+		waitFor(t, 10*time.Second, "/readyz to report "+phase.code.String(), func() bool {
+			code, body := r.readyz(t)
+			return code == http.StatusServiceUnavailable && strings.Contains(body, phase.code.String())
+		})
+		time.Sleep(2 * time.Second) // the length of the phase, not a synchronization
+	}
+	sink.FailWith(nil)
+	close(stop)
+	total := 2 * <-produced
+
+	waitFor(t, 30*time.Second, "every span after the outage", func() bool { return sink.Spans() == total })
+	waitFor(t, 30*time.Second, "the offsets to reach the end", func() bool { return committedToEnd(t, b, group, topic) })
+	r.stop(t)
+	if dead := b.ReadAll(t, dlq, 1); len(dead) != 0 {
+		t.Errorf("refused credentials and an outage sent %d messages to the dead-letter topic", len(dead))
+	}
+	distinct, dups := sink.Received.Counts()
+	if distinct != total {
+		t.Errorf("%d distinct spans stored of %d produced", distinct, total)
+	}
+	t.Logf("Unauthenticated 2 s, Unavailable 2 s over OTLP/gRPC with a DLQ: %d spans produced, %d stored, %d lost, %d duplicates, 0 dead-lettered",
+		total, distinct, total-distinct, dups)
 }
