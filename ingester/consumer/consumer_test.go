@@ -4,17 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/goleak"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/decode"
+	"github.com/spanflow/spanflow/ingester/eventlog"
+	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
+	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
 
@@ -199,5 +208,119 @@ func TestHoldCancelsTheFetch(t *testing.T) {
 	release()
 	if fetchCtx, err = p.fetching(context.Background()); err != nil || fetchCtx.Err() != nil {
 		t.Fatalf("after the release: %v, %v", err, fetchCtx.Err())
+	}
+}
+
+// TestHeldDeliveriesPauseUntilBothAreWritten: two deliveries of one partition, each with
+// a message storage refuses (no dead-letter topic), go through the failure policy and
+// both hold the partition. When storage takes the first one's message, the partition
+// stays paused — not ready, not fetched — for the second; when it takes that one too,
+// it resumes. One log line for the pause, one for the resume.
+func TestHeldDeliveriesPauseUntilBothAreWritten(t *testing.T) {
+	var mu sync.Mutex
+	var paused, resumed int
+	log := funcr.New(func(_, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		paused += strings.Count(args, `"msg"="Partition paused`)
+		resumed += strings.Count(args, `"msg"="Partition resumed"`)
+	}, funcr.Options{})
+	m := metrics.New(prometheus.NewRegistry())
+	p := newPartition(kafka.PartitionAssignment{ID: 3, Offset: 0}, m.ForPartition(3), log,
+		make(chan struct{}), make(chan struct{}, 1), func(*processor.Delivery) {})
+
+	// Offsets 0–1 and 2–3; storage refuses the traces of offsets 1 and 2 until told.
+	msgs := kafkatest.OTLPProtoMessages(t, 0, 4, 1)
+	for i := range msgs {
+		msgs[i].Partition, msgs[i].Offset = 3, int64(i)
+	}
+	trace := func(i int) pcommon.TraceID {
+		return kafkatest.Traces(uint64(i), 1).ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID()
+	}
+	mem := store.NewMemory()
+	refuse := func(offsets ...int) {
+		mem.RefuseWhen(func(k store.SpanKey) error {
+			for _, o := range offsets {
+				if k.Trace == trace(o) {
+					return failure.Permanent(fmt.Errorf("span of offset %d refused", o))
+				}
+			}
+			return nil
+		})
+	}
+	refuse(1, 2)
+	decoder, err := decode.New(config.EncodingOTLPProto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := eventlog.Info(logr.Discard(), "", time.Hour)
+	chain := processor.NewCommitting(processor.NewFailurePolicy(
+		processor.NewRetry(processor.NewBase(decoder, mem, m, quiet), processor.Backoff{Min: time.Millisecond, Max: time.Millisecond, Attempts: 2}, nil),
+		processor.Policy{OnDecodeError: config.OnDecodeErrorFail, Backoff: processor.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}},
+		m, processor.PolicyLogs{DeadLettered: quiet, Skipped: quiet}))
+	process := func(msgs []kafka.Message) <-chan error {
+		d := processor.NewDelivery(p, msgs)
+		p.tracker.Begin(d.First(), d.Last())
+		done := make(chan error, 1)
+		go func() { done <- chain.Process(context.Background(), d) }()
+		return done
+	}
+	first, second := process(msgs[0:2]), process(msgs[2:4])
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	isPaused := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := p.fetching(ctx)
+		return p.pausedReason() != nil && err != nil && testutil.ToFloat64(p.gauges.Paused) == 1
+	}
+	waitFor("both deliveries to hold the partition", func() bool {
+		r := p.pausedReason()
+		return r != nil && strings.Contains(r.Error(), "and 1 more deliveries held")
+	})
+
+	refuse(2)
+	if err := <-first; err != nil {
+		t.Fatalf("the first delivery: %v", err)
+	}
+	if !isPaused() {
+		t.Fatal("the partition resumed while the second delivery still holds it")
+	}
+	if r := p.pausedReason().Error(); !strings.Contains(r, "offset 2") || strings.Contains(r, "more deliveries") {
+		t.Errorf("paused for %q, want the second delivery's message at offset 2 alone", r)
+	}
+	if c := p.tracker.Committable(); c != 2 {
+		t.Errorf("committable %d with the first delivery written, want 2", c)
+	}
+
+	refuse()
+	if err := <-second; err != nil {
+		t.Fatalf("the second delivery: %v", err)
+	}
+	if p.pausedReason() != nil || testutil.ToFloat64(p.gauges.Paused) != 0 {
+		t.Errorf("still paused (%v) with both deliveries written", p.pausedReason())
+	}
+	if fetchCtx, err := p.fetching(context.Background()); err != nil || fetchCtx.Err() != nil {
+		t.Errorf("not fetched again with both deliveries written: %v", err)
+	}
+	if c := p.tracker.Committable(); c != 4 {
+		t.Errorf("committable %d with both deliveries written, want 4", c)
+	}
+	if distinct, _ := mem.Counts(); distinct != 4 {
+		t.Errorf("%d spans stored, want 4", distinct)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if paused != 1 || resumed != 1 {
+		t.Errorf("%d lines for the pause and %d for the resume, want one each", paused, resumed)
 	}
 }
