@@ -382,6 +382,53 @@ func TestRefusedWithoutDeadLetterHoldsUntilWritten(t *testing.T) {
 	}
 }
 
+// TestTwoHeldDeliveriesHoldTheirPartitionApart: two deliveries of one partition each
+// hold it for a refused message; writing the first one's releases only its hold, and
+// the partition is free once both are written.
+func TestTwoHeldDeliveriesHoldTheirPartitionApart(t *testing.T) {
+	refused := map[string]bool{"x": true, "y": true}
+	var mu sync.Mutex
+	w := &scriptedWriter{fail: func(names []string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range names {
+			if refused[n] {
+				return failure.Permanent(fmt.Errorf("invalid span %s", n))
+			}
+		}
+		return nil
+	}}
+	allow := func(name string) { mu.Lock(); delete(refused, name); mu.Unlock() }
+	p := newFakePartition()
+	chain := policyChain(w, Policy{OnDecodeError: config.OnDecodeErrorFail}, newMetrics())
+	process := func(d *Delivery) <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- chain.Process(context.Background(), d) }()
+		return done
+	}
+	first := process(delivery(p, "a", "x"))
+	second := process(NewDelivery(p, []kafka.Message{{Offset: 2, Value: []byte("y")}, {Offset: 3, Value: []byte("b")}}))
+	waitUntil(t, func() bool { return p.held() == 2 })
+
+	allow("x")
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := p.held(); got != 1 {
+		t.Fatalf("%d holds with the second delivery still refused, want 1", got)
+	}
+	allow("y")
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if got := p.held(); got != 0 {
+		t.Errorf("%d holds with both deliveries written", got)
+	}
+	if got := w.storedNames(); !slices.Equal(got, []string{"a", "b", "x", "y"}) {
+		t.Errorf("stored %v", got)
+	}
+}
+
 // TestFailurePolicyKeepsTryingWhenDeadLetteringFails: a dead letter that cannot be produced
 // holds the partition, and is produced once the topic takes it; nothing is skipped.
 func TestFailurePolicyKeepsTryingWhenDeadLetteringFails(t *testing.T) {
