@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	uberzap "go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
@@ -113,9 +115,29 @@ func logFlags(fs *flag.FlagSet) *zap.Options {
 // newLogger builds the logger the flags describe. Stack traces only for panics unless
 // --zap-stacktrace-level asks for them: an error line (a paused partition, a missing topic)
 // is for a person to read, and a trace of the logging call tells them nothing.
+// controller-runtime samples it (of each message, the first 100 lines a second, then one
+// in 100): right for the operator's reconcile loops, wrong for the ingester (see
+// newIngestLogger).
 func newLogger(opts *zap.Options, stderr io.Writer) logr.Logger {
+	return zapr.NewLogger(newRawLogger(opts, stderr))
+}
+
+// newIngestLogger is newLogger without sampling, for `spanflow ingest` and the demo's
+// ingester: every line about a partition pausing or resuming must come out, and the
+// events that can repeat fast (dead letters, skips, fetch errors) are summarized per
+// interval by package eventlog instead of being dropped.
+func newIngestLogger(opts *zap.Options, stderr io.Writer) logr.Logger {
+	var unsampled zapcore.Core
+	keep := zap.RawZapOpts(uberzap.WrapCore(func(core zapcore.Core) zapcore.Core { unsampled = core; return core }))
+	raw := newRawLogger(opts, stderr, keep)
+	// controller-runtime wraps the core in its sampler after the options given to it: the
+	// core kept above is the one the sampler wraps (the development mode has no sampler).
+	return zapr.NewLogger(raw.WithOptions(uberzap.WrapCore(func(zapcore.Core) zapcore.Core { return unsampled })))
+}
+
+func newRawLogger(opts *zap.Options, stderr io.Writer, more ...zap.Opts) *uberzap.Logger {
 	if opts.StacktraceLevel == nil {
 		opts.StacktraceLevel = zapcore.PanicLevel
 	}
-	return zap.New(zap.UseFlagOptions(opts), zap.WriteTo(stderr))
+	return zap.NewRaw(append([]zap.Opts{zap.UseFlagOptions(opts), zap.WriteTo(stderr)}, more...)...)
 }

@@ -2,6 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -80,5 +84,43 @@ func TestInspect(t *testing.T) {
 	code, stdout, _ := run("inspect", t.TempDir())
 	if code != 0 || !strings.Contains(stdout, "spans     0") {
 		t.Errorf("inspect of an empty store: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestIngestLoggerKeepsEveryLine: with the ingest command's logging flags at their
+// defaults, a burst of 500 identical info lines (a partition pausing again and again)
+// all come out — none is lost to sampling — and an error line carries no stack trace.
+func TestIngestLoggerKeepsEveryLine(t *testing.T) {
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	opts := logFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	log := newIngestLogger(opts, &out).WithName("ingest")
+	for i := range 500 {
+		log.Info("Partition paused: it is fetched again once storage takes what it holds", "partition", i%4)
+	}
+	log.Error(errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), "Cannot take part in the consumer group; trying again")
+
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	paused := 0
+	for _, line := range lines {
+		if strings.Contains(line, "Partition paused") {
+			paused++
+		}
+	}
+	if paused != 500 {
+		t.Errorf("%d of 500 identical info lines came out", paused)
+	}
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("the error line is not JSON: %v\n%s", err, lines[len(lines)-1])
+	}
+	if last["level"] != "error" || !strings.Contains(fmt.Sprint(last["error"]), "127.0.0.1:1") {
+		t.Errorf("error line %v", last)
+	}
+	if trace, ok := last["stacktrace"]; ok {
+		t.Errorf("the error line carries a stack trace:\n%v", trace)
 	}
 }

@@ -34,7 +34,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		opts.Interactive = true
 	}
-	log := newLogger(logOpts, stderr).WithName("demo").V(1) // the ingester's info logs only with --zap-log-level=debug
+	log := newIngestLogger(logOpts, stderr).WithName("demo").V(1) // the ingester's info logs only with --zap-log-level=debug
 	_, err := demo.Run(ctx, opts, log)
 	return err
 }

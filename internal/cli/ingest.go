@@ -41,7 +41,7 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
-	log := newLogger(logOpts, stderr).WithName("ingest")
+	log := newIngestLogger(logOpts, stderr).WithName("ingest")
 	tuneGC(log)
 
 	// load reads the configuration as it is now: the file, then the flags and variables.
