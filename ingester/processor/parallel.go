@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -23,14 +24,22 @@ type Parallel struct {
 	maxBytes int64
 	inFlight int
 	bytes    int64
-	waiters  int
-	freed    chan struct{} // closed and replaced when room is made while someone waits
+	// waiting are the callers waiting for room, first come first served: with fewer
+	// slots than partitions, a partition whose caller waits must not be overtaken again
+	// and again by one that comes back quicker (it would never be consumed).
+	waiting []*waiter
+}
+
+// waiter is a caller waiting for room for size bytes; granted is closed when it has it.
+type waiter struct {
+	size    int64
+	granted chan struct{}
 }
 
 // NewParallel returns a pool of limit deliveries in flight; maxBytes ≤ 0 means no byte
 // bound. Close waits for what it handed over.
 func NewParallel(next Processor, limit int, maxBytes int64, onError func(*Delivery, error)) *Parallel {
-	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes, freed: make(chan struct{})}
+	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes}
 }
 
 // Process waits for room, then processes d in a goroutine of its own with ctx. It returns
@@ -55,7 +64,7 @@ func (p *Parallel) Process(ctx context.Context, d *Delivery) error {
 func (p *Parallel) SetLimit(limit int) {
 	p.mu.Lock()
 	p.limit = max(limit, 1)
-	p.wake()
+	p.grant()
 	p.mu.Unlock()
 }
 
@@ -76,45 +85,59 @@ func (p *Parallel) room(n int64) bool {
 	return p.inFlight < p.limit && (p.maxBytes <= 0 || p.bytes == 0 || p.bytes+n <= p.maxBytes)
 }
 
+// acquire takes room for n bytes, after every caller that waited before it.
 func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, n int64) error {
 	p.mu.Lock()
-	for !p.room(n) {
-		p.waiters++
-		freed := p.freed
+	if len(p.waiting) == 0 && p.room(n) {
+		p.take(n)
 		p.mu.Unlock()
-		var err error
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-revoked:
-			err = ErrRevoked
-		}
-		p.mu.Lock()
-		p.waiters--
-		if err != nil {
-			p.mu.Unlock()
-			return err
-		}
+		return nil
 	}
+	w := &waiter{size: n, granted: make(chan struct{})}
+	p.waiting = append(p.waiting, w)
+	p.mu.Unlock()
+	var err error
+	select {
+	case <-w.granted:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-revoked:
+		err = ErrRevoked
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-w.granted: // granted meanwhile: give the room back
+		p.inFlight--
+		p.bytes -= n
+	default:
+		p.waiting = slices.DeleteFunc(p.waiting, func(o *waiter) bool { return o == w })
+	}
+	p.grant()
+	return err
+}
+
+func (p *Parallel) take(n int64) {
 	p.inFlight++
 	p.bytes += n
-	p.mu.Unlock()
-	return nil
 }
 
 func (p *Parallel) release(n int64) {
 	p.mu.Lock()
 	p.inFlight--
 	p.bytes -= n
-	p.wake()
+	p.grant()
 	p.mu.Unlock()
 }
 
-// wake tells the waiting callers that there may be room; p.mu is held.
-func (p *Parallel) wake() {
-	if p.waiters > 0 {
-		close(p.freed)
-		p.freed = make(chan struct{})
+// grant gives room to the waiting callers in order, as long as the first one fits; p.mu
+// is held.
+func (p *Parallel) grant() {
+	for len(p.waiting) > 0 && p.room(p.waiting[0].size) {
+		w := p.waiting[0]
+		p.waiting = p.waiting[1:]
+		p.take(w.size)
+		close(w.granted)
 	}
 }

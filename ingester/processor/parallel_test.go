@@ -1,0 +1,61 @@
+package processor
+
+import (
+	"context"
+	"sync"
+	"testing"
+)
+
+// gatedProcessor holds each delivery until told to let one go, and records the order in
+// which deliveries started.
+type gatedProcessor struct {
+	mu      sync.Mutex
+	started []string
+	done    chan struct{}
+}
+
+func (g *gatedProcessor) Process(_ context.Context, d *Delivery) error {
+	g.mu.Lock()
+	g.started = append(g.started, string(d.Messages[0].Value))
+	g.mu.Unlock()
+	<-g.done
+	return nil
+}
+
+func (g *gatedProcessor) order() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.started...)
+}
+
+// TestParallelServesWaitersInOrder: with fewer slots than partitions, a partition whose
+// delivery waits for room gets the next slot, even when another partition comes back for
+// more first — otherwise the quicker one could take every slot and the other partition
+// would never be consumed.
+func TestParallelServesWaitersInOrder(t *testing.T) {
+	g := &gatedProcessor{done: make(chan struct{})}
+	pool := NewParallel(g, 1, 0, func(*Delivery, error) {})
+	quick, slow := newFakePartition(), newFakePartition()
+	if err := pool.Process(context.Background(), delivery(quick, "quick-1")); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func(n int) func() bool {
+		return func() bool { pool.mu.Lock(); defer pool.mu.Unlock(); return len(pool.waiting) == n }
+	}
+	var handed sync.WaitGroup
+	handed.Go(func() { _ = pool.Process(context.Background(), delivery(slow, "slow-1")) })
+	waitUntil(t, waiting(1))
+	handed.Go(func() { _ = pool.Process(context.Background(), delivery(quick, "quick-2")) })
+	waitUntil(t, waiting(2))
+
+	g.done <- struct{}{} // quick-1 finishes: the slot goes to slow-1, which waited first
+	waitUntil(t, func() bool { return len(g.order()) == 2 })
+	g.done <- struct{}{}
+	waitUntil(t, func() bool { return len(g.order()) == 3 })
+	close(g.done)
+	handed.Wait()
+	pool.Close()
+	if got := g.order(); got[1] != "slow-1" || got[2] != "quick-2" {
+		t.Errorf("deliveries started in the order %v, want quick-1, slow-1, quick-2", got)
+	}
+}
