@@ -166,7 +166,8 @@ func (k *Kubelet) syncPod(ctx context.Context, pod *corev1.Pod) {
 		if k.run != nil {
 			files, err := materialize(ctx, k.c, pod.Namespace, pod.Spec, filepath.Join(k.dir, string(pod.UID)))
 			if err != nil {
-				k.t.Errorf("pod %s: %v", pod.Name, err)
+				// As the kubelet does with a volume it cannot mount (its ConfigMap is gone,
+				// or not there yet): the pod waits, and the next sync tries again.
 				return
 			}
 			p.files = files
