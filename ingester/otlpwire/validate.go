@@ -1,0 +1,464 @@
+package otlpwire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The walk below accepts exactly the bytes pdata's unmarshaler accepts (the reference, held
+// to it by a differential fuzz test): a known field must have its declared wire type, IDs
+// are empty or of their exact size, unknown fields (groups included) are skipped, AnyValue
+// nesting stops at pdata's recursion limit. Strings are not checked for UTF-8, as pdata
+// does not check them.
+
+var (
+	errTruncated     = io.ErrUnexpectedEOF
+	errOverflow      = errors.New("varint overflows 64 bits")
+	errBadLength     = errors.New("negative length")
+	errEndGroup      = errors.New("unexpected end of group")
+	errTooDeep       = errors.New("values nested too deeply")
+	errTraceIDLength = errors.New("trace ID is not 16 bytes")
+	errSpanIDLength  = errors.New("span ID is not 8 bytes")
+)
+
+// recursionLimit is pdata's: KeyValue, AnyValue, ArrayValue and KeyValueList nest at most
+// this deep.
+const recursionLimit = 100
+
+// AppendValidated walks req, an encoded ExportTraceServiceRequest (or TracesData), and
+// when every part of it is well-formed adds its ResourceSpans to b as they are, returning
+// the number of spans. On an error b is unchanged.
+func (b *Batch) AppendValidated(req []byte) (int, error) {
+	spans, start := 0, len(b.whole)
+	for pos := 0; pos < len(req); {
+		entry := pos
+		num, typ, next, err := consumeTag(req, pos)
+		if err != nil {
+			b.whole = b.whole[:start]
+			return 0, err
+		}
+		if num != requestResourceSpans {
+			if pos, err = skipUnknown(req, next, typ); err != nil {
+				b.whole = b.whole[:start]
+				return 0, err
+			}
+			continue
+		}
+		body, end, err := consumeLen(req, next, typ, "ResourceSpans")
+		if err != nil {
+			b.whole = b.whole[:start]
+			return 0, err
+		}
+		n, err := walkResourceSpans(body)
+		if err != nil {
+			b.whole = b.whole[:start]
+			return 0, fmt.Errorf("resource spans at byte %d: %w", entry, err)
+		}
+		spans += n
+		b.whole = append(b.whole, req[entry:end]...)
+		pos = end
+	}
+	b.spans += spans
+	return spans, nil
+}
+
+// walkResourceSpans checks a ResourceSpans message and counts its spans the way pdata
+// reads them: the deprecated instrumentation_library_spans (field 1000) only when there
+// is no scope_spans.
+func walkResourceSpans(buf []byte) (int, error) {
+	spans, legacySpans, scopes := 0, 0, 0
+	for pos := 0; pos < len(buf); {
+		num, typ, next, err := consumeTag(buf, pos)
+		if err != nil {
+			return 0, err
+		}
+		switch num {
+		case resourceSpansResource:
+			pos, err = walkMessage(buf, next, typ, "Resource", walkResource)
+		case resourceSpansScopeSpans, resourceSpansDeprecatedScopeSpans:
+			var body []byte
+			if body, pos, err = consumeLen(buf, next, typ, "ScopeSpans"); err != nil {
+				return 0, err
+			}
+			n, err := walkScopeSpans(body)
+			if err != nil {
+				return 0, err
+			}
+			if num == resourceSpansScopeSpans {
+				spans += n
+				scopes++
+			} else {
+				legacySpans += n
+			}
+		case resourceSpansSchemaURL:
+			_, pos, err = consumeLen(buf, next, typ, "SchemaUrl")
+		default:
+			pos, err = skipUnknown(buf, next, typ)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if scopes == 0 {
+		return legacySpans, nil
+	}
+	return spans, nil
+}
+
+func walkScopeSpans(buf []byte) (int, error) {
+	spans := 0
+	for pos := 0; pos < len(buf); {
+		num, typ, next, err := consumeTag(buf, pos)
+		if err != nil {
+			return 0, err
+		}
+		switch num {
+		case scopeSpansScope:
+			pos, err = walkMessage(buf, next, typ, "Scope", walkScope)
+		case scopeSpansSpans:
+			pos, err = walkMessage(buf, next, typ, "Span", walkSpan)
+			spans++
+		case scopeSpansSchemaURL:
+			_, pos, err = consumeLen(buf, next, typ, "SchemaUrl")
+		default:
+			pos, err = skipUnknown(buf, next, typ)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return spans, nil
+}
+
+// walkMessage checks a length-delimited field holding a message that walk checks.
+func walkMessage(buf []byte, pos int, typ protowire.Type, name string, walk func([]byte) error) (int, error) {
+	body, end, err := consumeLen(buf, pos, typ, name)
+	if err != nil {
+		return 0, err
+	}
+	if err := walk(body); err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return end, nil
+}
+
+// kind is what a known field of a message holds.
+type kind uint8
+
+const (
+	kindNone kind = iota // not a known field: skipped
+	kindVarint
+	kindFixed32
+	kindFixed64
+	kindBytes
+	kindTraceID
+	kindSpanID
+	kindKeyValue // a KeyValue message, starting a nesting depth
+	kindEvent
+	kindLink
+	kindStatus
+	kindEntityRef
+)
+
+// schema lists the known fields of a message by number.
+type schema []kind
+
+var (
+	resourceSchema  = schema{1: kindKeyValue, 2: kindVarint, 3: kindEntityRef}
+	entityRefSchema = schema{1: kindBytes, 2: kindBytes, 3: kindBytes, 4: kindBytes}
+	scopeSchema     = schema{1: kindBytes, 2: kindBytes, 3: kindKeyValue, 4: kindVarint}
+	spanSchema      = schema{1: kindTraceID, 2: kindSpanID, 3: kindBytes, 4: kindSpanID, 5: kindBytes,
+		6: kindVarint, 7: kindFixed64, 8: kindFixed64, 9: kindKeyValue, 10: kindVarint, 11: kindEvent,
+		12: kindVarint, 13: kindLink, 14: kindVarint, 15: kindStatus, 16: kindFixed32}
+	eventSchema  = schema{1: kindFixed64, 2: kindBytes, 3: kindKeyValue, 4: kindVarint}
+	linkSchema   = schema{1: kindTraceID, 2: kindSpanID, 3: kindBytes, 4: kindKeyValue, 5: kindVarint, 6: kindFixed32}
+	statusSchema = schema{2: kindBytes, 3: kindVarint}
+)
+
+func walkResource(buf []byte) error { return walkSchema(buf, resourceSchema) }
+func walkScope(buf []byte) error    { return walkSchema(buf, scopeSchema) }
+func walkSpan(buf []byte) error     { return walkSchema(buf, spanSchema) }
+
+// walkSchema checks a message whose fields s declares.
+func walkSchema(buf []byte, s schema) error {
+	for pos := 0; pos < len(buf); {
+		num, typ, next, err := consumeTag(buf, pos)
+		if err != nil {
+			return err
+		}
+		k := kindNone
+		if int(num) < len(s) {
+			k = s[num]
+		}
+		if pos, err = walkKind(buf, next, typ, k, num); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func walkKind(buf []byte, pos int, typ protowire.Type, k kind, num int32) (int, error) {
+	switch k {
+	case kindNone:
+		return skipUnknown(buf, pos, typ)
+	case kindVarint:
+		if typ != protowire.VarintType {
+			return 0, wrongType(num, typ)
+		}
+		_, end, err := consumeVarint(buf, pos)
+		return end, err
+	case kindFixed32:
+		if typ != protowire.Fixed32Type {
+			return 0, wrongType(num, typ)
+		}
+		return consumeFixed(buf, pos, 4)
+	case kindFixed64:
+		if typ != protowire.Fixed64Type {
+			return 0, wrongType(num, typ)
+		}
+		return consumeFixed(buf, pos, 8)
+	}
+	body, end, err := consumeLen(buf, pos, typ, "")
+	if err != nil {
+		if errors.Is(err, errWrongType) {
+			return 0, wrongType(num, typ)
+		}
+		return 0, err
+	}
+	switch k {
+	case kindTraceID:
+		if len(body) != 0 && len(body) != 16 {
+			return 0, errTraceIDLength
+		}
+	case kindSpanID:
+		if len(body) != 0 && len(body) != 8 {
+			return 0, errSpanIDLength
+		}
+	case kindKeyValue:
+		err = walkKeyValue(body, 0)
+	case kindEvent:
+		err = walkSchema(body, eventSchema)
+	case kindLink:
+		err = walkSchema(body, linkSchema)
+	case kindStatus:
+		err = walkSchema(body, statusSchema)
+	case kindEntityRef:
+		err = walkSchema(body, entityRefSchema)
+	}
+	return end, err
+}
+
+// Field numbers of KeyValue, AnyValue, ArrayValue and KeyValueList.
+const (
+	keyValueKey, keyValueValue, keyValueKeyStrindex = 1, 2, 3
+
+	anyString, anyBool, anyInt, anyDouble, anyArray, anyKvlist, anyBytes, anyStrindex = 1, 2, 3, 4, 5, 6, 7, 8
+
+	listValues = 1
+)
+
+func walkKeyValue(buf []byte, depth int) error {
+	if depth >= recursionLimit {
+		return errTooDeep
+	}
+	depth++
+	for pos := 0; pos < len(buf); {
+		num, typ, next, err := consumeTag(buf, pos)
+		if err != nil {
+			return err
+		}
+		switch num {
+		case keyValueKey:
+			_, pos, err = consumeLen(buf, next, typ, "Key")
+		case keyValueValue:
+			var body []byte
+			if body, pos, err = consumeLen(buf, next, typ, "Value"); err == nil {
+				err = walkAnyValue(body, depth)
+			}
+		case keyValueKeyStrindex:
+			pos, err = walkKind(buf, next, typ, kindVarint, num)
+		default:
+			pos, err = skipUnknown(buf, next, typ)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func walkAnyValue(buf []byte, depth int) error {
+	if depth >= recursionLimit {
+		return errTooDeep
+	}
+	depth++
+	for pos := 0; pos < len(buf); {
+		num, typ, next, err := consumeTag(buf, pos)
+		if err != nil {
+			return err
+		}
+		switch num {
+		case anyString, anyBytes:
+			_, pos, err = consumeLen(buf, next, typ, "Value")
+		case anyBool, anyInt, anyStrindex:
+			pos, err = walkKind(buf, next, typ, kindVarint, num)
+		case anyDouble:
+			pos, err = walkKind(buf, next, typ, kindFixed64, num)
+		case anyArray, anyKvlist:
+			var body []byte
+			if body, pos, err = consumeLen(buf, next, typ, "Value"); err == nil {
+				err = walkList(body, depth, num == anyKvlist)
+			}
+		default:
+			pos, err = skipUnknown(buf, next, typ)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkList checks an ArrayValue (AnyValues) or a KeyValueList (KeyValues).
+func walkList(buf []byte, depth int, keyValues bool) error {
+	if depth >= recursionLimit {
+		return errTooDeep
+	}
+	depth++
+	for pos := 0; pos < len(buf); {
+		num, typ, next, err := consumeTag(buf, pos)
+		if err != nil {
+			return err
+		}
+		if num != listValues {
+			if pos, err = skipUnknown(buf, next, typ); err != nil {
+				return err
+			}
+			continue
+		}
+		var body []byte
+		if body, pos, err = consumeLen(buf, next, typ, "Values"); err != nil {
+			return err
+		}
+		if keyValues {
+			err = walkKeyValue(body, depth)
+		} else {
+			err = walkAnyValue(body, depth)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errWrongType = errors.New("wrong wire type")
+
+func wrongType(num int32, typ protowire.Type) error {
+	return fmt.Errorf("%w %d for field %d", errWrongType, typ, num)
+}
+
+// consumeTag reads a field's tag at pos, as pdata does: the field number must be positive
+// once truncated to 32 bits.
+func consumeTag(buf []byte, pos int) (int32, protowire.Type, int, error) {
+	tag, pos, err := consumeVarint(buf, pos)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	num := int32(tag >> 3)
+	if num <= 0 {
+		return 0, 0, 0, fmt.Errorf("illegal field number %d", num)
+	}
+	return num, protowire.Type(tag & 7), pos, nil
+}
+
+func consumeVarint(buf []byte, pos int) (uint64, int, error) {
+	if pos < len(buf) && buf[pos] < 0x80 {
+		return uint64(buf[pos]), pos + 1, nil
+	}
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		if shift >= 64 {
+			return 0, 0, errOverflow
+		}
+		if pos >= len(buf) {
+			return 0, 0, errTruncated
+		}
+		c := buf[pos]
+		pos++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, pos, nil
+		}
+	}
+}
+
+func consumeFixed(buf []byte, pos, size int) (int, error) {
+	if pos += size; pos > len(buf) {
+		return 0, errTruncated
+	}
+	return pos, nil
+}
+
+// consumeLen reads a length-delimited field's body; name, when set, names the field in
+// the wire type error.
+func consumeLen(buf []byte, pos int, typ protowire.Type, name string) ([]byte, int, error) {
+	if typ != protowire.BytesType {
+		if name == "" {
+			return nil, 0, errWrongType
+		}
+		return nil, 0, fmt.Errorf("%w %d for %s", errWrongType, typ, name)
+	}
+	n, pos, err := consumeVarint(buf, pos)
+	if err != nil {
+		return nil, 0, err
+	}
+	length := int(n)
+	if length < 0 {
+		return nil, 0, errBadLength
+	}
+	end := pos + length
+	if end < 0 || end > len(buf) {
+		return nil, 0, errTruncated
+	}
+	return buf[pos:end], end, nil
+}
+
+// skipUnknown skips a field the schema does not know, groups included.
+func skipUnknown(buf []byte, pos int, typ protowire.Type) (int, error) {
+	depth := 0
+	for pos < len(buf) {
+		var err error
+		switch typ {
+		case protowire.VarintType:
+			_, pos, err = consumeVarint(buf, pos)
+			return pos, err
+		case protowire.Fixed64Type:
+			return consumeFixed(buf, pos, 8)
+		case protowire.BytesType:
+			_, pos, err = consumeLen(buf, pos, typ, "")
+			return pos, err
+		case protowire.Fixed32Type:
+			return consumeFixed(buf, pos, 4)
+		case protowire.StartGroupType:
+			depth++
+		case protowire.EndGroupType:
+			if depth == 0 {
+				return 0, errEndGroup
+			}
+			depth--
+		default:
+			return 0, fmt.Errorf("illegal wire type %d", typ)
+		}
+		if depth == 0 {
+			return pos, nil
+		}
+		if _, typ, pos, err = consumeTag(buf, pos); err != nil {
+			return 0, err
+		}
+	}
+	return 0, errTruncated
+}

@@ -1,0 +1,230 @@
+package otlpwire
+
+import (
+	"bytes"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/spanflow/spanflow/internal/tracetest"
+)
+
+// assertLikePData holds AppendValidated to pdata's reading of an export request, as OTLP
+// receivers read the bytes the writer sends: the same bytes accepted and refused, and what
+// it adds decodes to exactly what pdata decodes from the input.
+func assertLikePData(t *testing.T, data []byte) {
+	t.Helper()
+	want, wantErr := decodeRequest(data)
+	var b Batch
+	b.AppendRequest([]byte{}, 0)
+	spans, err := b.AppendValidated(data)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("AppendValidated error %v, pdata error %v, for % x", err, wantErr, data)
+	}
+	if err != nil {
+		if b.Spans() != 0 || len(b.Request().Bytes) != 0 {
+			t.Fatalf("a refused request left %d spans and %d bytes in the batch", b.Spans(), len(b.Request().Bytes))
+		}
+		return
+	}
+	if spans != want.SpanCount() || b.Spans() != spans {
+		t.Fatalf("counted %d spans (batch %d), pdata decodes %d", spans, b.Spans(), want.SpanCount())
+	}
+	got, err := b.Request().Traces()
+	if err != nil {
+		t.Fatalf("pdata cannot decode what the batch holds: %v", err)
+	}
+	if w, g := jsonOf(t, want), jsonOf(t, got); !bytes.Equal(w, g) {
+		t.Fatalf("the batch decodes to\n%s\nthe input to\n%s", g, w)
+	}
+}
+
+func jsonOf(t testing.TB, td ptrace.Traces) []byte {
+	t.Helper()
+	data, err := (&ptrace.JSONMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func marshal(t testing.TB, td ptrace.Traces) []byte {
+	t.Helper()
+	data, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// richTraces has a value of every kind, nested, events, links, a status, a scope with
+// attributes, an entity reference and schema URLs.
+func richTraces() ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.SetSchemaUrl("https://opentelemetry.io/schemas/1.30.0")
+	rs.Resource().Attributes().PutStr("service.name", "checkout")
+	rs.Resource().SetDroppedAttributesCount(2)
+	ss := rs.ScopeSpans().AppendEmpty()
+	ss.Scope().SetName("io.opentelemetry.contrib")
+	ss.Scope().SetVersion("1.2.3")
+	ss.Scope().Attributes().PutBool("scope.flag", true)
+	span := ss.Spans().AppendEmpty()
+	span.SetTraceID(tracetest.CheckoutTrace)
+	span.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, 8})
+	span.SetParentSpanID(pcommon.SpanID{8, 7, 6, 5, 4, 3, 2, 1})
+	span.TraceState().FromRaw("vendor=value")
+	span.SetFlags(0x301)
+	span.SetName("GET /")
+	span.SetKind(ptrace.SpanKindServer)
+	span.SetStartTimestamp(1_700_000_000_000_000_000)
+	span.SetEndTimestamp(1_700_000_000_250_000_000)
+	attrs := span.Attributes()
+	attrs.PutStr("s", "x")
+	attrs.PutInt("i", -7)
+	attrs.PutDouble("d", 1.5)
+	attrs.PutBool("b", true)
+	attrs.PutEmptyBytes("bytes").FromRaw([]byte{0, 1, 2})
+	arr := attrs.PutEmptySlice("arr")
+	arr.AppendEmpty().SetStr("a")
+	arr.AppendEmpty().SetEmptyMap().PutInt("deep", 1)
+	attrs.PutEmptyMap("map").PutEmptySlice("inner").AppendEmpty().SetBool(false)
+	attrs.PutEmpty("empty")
+	span.SetDroppedAttributesCount(3)
+	ev := span.Events().AppendEmpty()
+	ev.SetName("retry")
+	ev.SetTimestamp(1_700_000_000_100_000_000)
+	ev.Attributes().PutInt("attempt", 2)
+	ev.SetDroppedAttributesCount(1)
+	span.SetDroppedEventsCount(4)
+	link := span.Links().AppendEmpty()
+	link.SetTraceID(tracetest.BatchTrace)
+	link.SetSpanID(pcommon.SpanID{9, 9, 9, 9, 9, 9, 9, 9})
+	link.TraceState().FromRaw("a=b")
+	link.SetFlags(1)
+	link.Attributes().PutStr("opentracing.ref_type", "follows_from")
+	span.SetDroppedLinksCount(5)
+	span.Status().SetCode(ptrace.StatusCodeError)
+	span.Status().SetMessage("boom")
+	ss.Spans().AppendEmpty().SetName("second")
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty() // a resource with no spans
+	return td
+}
+
+// field encodes one field.
+func field(num protowire.Number, typ protowire.Type, body []byte) []byte {
+	b := protowire.AppendTag(nil, num, typ)
+	if typ == protowire.BytesType {
+		return protowire.AppendBytes(b, body)
+	}
+	return append(b, body...)
+}
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// wrap encodes span (a Span message) in a request with one resource and one scope.
+func wrap(span []byte) []byte {
+	return field(1, protowire.BytesType, field(2, protowire.BytesType, field(2, protowire.BytesType, span)))
+}
+
+// nested returns an AnyValue nested n arrays deep.
+func nested(n int) []byte {
+	v := field(anyString, protowire.BytesType, []byte("leaf"))
+	for range n {
+		v = field(anyArray, protowire.BytesType, field(listValues, protowire.BytesType, v))
+	}
+	return v
+}
+
+func wireCases(t testing.TB) map[string][]byte {
+	rich := marshal(t, richTraces())
+	span := marshal(t, tracetest.Corpus())
+	kv := func(value []byte) []byte {
+		return wrap(field(9, protowire.BytesType, cat(field(1, protowire.BytesType, []byte("k")), field(2, protowire.BytesType, value))))
+	}
+	return map[string][]byte{
+		"rich":   rich,
+		"corpus": span,
+		"both":   cat(rich, span),
+		"empty":  {},
+		"deprecated scope spans only": field(1, protowire.BytesType,
+			field(1000, protowire.BytesType, field(2, protowire.BytesType, field(5, protowire.BytesType, []byte("old"))))),
+		"deprecated beside scope spans": field(1, protowire.BytesType, cat(
+			field(2, protowire.BytesType, field(2, protowire.BytesType, nil)),
+			field(1000, protowire.BytesType, field(2, protowire.BytesType, nil)))),
+		"unknown fields and groups": cat(field(7, protowire.VarintType, []byte{1}), wrap(cat(
+			field(99, protowire.Fixed32Type, []byte{1, 2, 3, 4}),
+			field(98, protowire.StartGroupType, nil), field(3, protowire.Fixed64Type, make([]byte, 8)), field(98, protowire.EndGroupType, nil)))),
+		"trace ID of 15 bytes":      wrap(field(1, protowire.BytesType, make([]byte, 15))),
+		"empty trace ID":            wrap(field(1, protowire.BytesType, nil)),
+		"span ID of 9 bytes":        wrap(field(2, protowire.BytesType, make([]byte, 9))),
+		"link span ID of 7 bytes":   wrap(field(13, protowire.BytesType, field(2, protowire.BytesType, make([]byte, 7)))),
+		"name as a varint":          wrap(field(5, protowire.VarintType, []byte{1})),
+		"flags as a varint":         wrap(field(16, protowire.VarintType, []byte{1})),
+		"start as fixed32":          wrap(field(7, protowire.Fixed32Type, []byte{1, 2, 3, 4})),
+		"truncated start":           wrap(field(7, protowire.Fixed64Type, []byte{1, 2, 3})),
+		"resource spans as varint":  field(1, protowire.VarintType, []byte{1}),
+		"truncated length":          {0x0a, 0x05, 0x12},
+		"end group alone":           wrap(field(20, protowire.EndGroupType, nil)),
+		"field number zero":         {0x02, 0x00},
+		"wire type 7":               wrap([]byte{0x0f}),
+		"varint of 11 bytes":        wrap(append([]byte{0x50}, bytes.Repeat([]byte{0xff}, 11)...)),
+		"status code as bytes":      wrap(field(15, protowire.BytesType, field(3, protowire.BytesType, nil))),
+		"double as varint":          kv(field(anyDouble, protowire.VarintType, []byte{1})),
+		"value nested 97 deep":      kv(nested(97)),
+		"value nested 98 deep":      kv(nested(98)),
+		"value nested 99 deep":      kv(nested(99)),
+		"key value list in a value": kv(field(anyKvlist, protowire.BytesType, field(1, protowire.BytesType, field(2, protowire.BytesType, nested(3))))),
+		"unknown value field":       kv(field(12, protowire.VarintType, []byte{3})),
+		"strindex value":            kv(field(anyStrindex, protowire.VarintType, []byte{3})),
+		"entity ref":                field(1, protowire.BytesType, field(1, protowire.BytesType, field(3, protowire.BytesType, field(2, protowire.BytesType, []byte("host"))))),
+		"entity ref type as varint": field(1, protowire.BytesType, field(1, protowire.BytesType, field(3, protowire.BytesType, field(2, protowire.VarintType, []byte{1})))),
+		"invalid UTF-8 name":        wrap(field(5, protowire.BytesType, []byte{0xff, 0xfe})),
+	}
+}
+
+func TestAppendValidatedIsPData(t *testing.T) {
+	for name, data := range wireCases(t) {
+		t.Run(name, func(t *testing.T) { assertLikePData(t, data) })
+	}
+}
+
+func TestAppendValidatedKeepsWhatCameBefore(t *testing.T) {
+	var b Batch
+	good := marshal(t, tracetest.Corpus())
+	if _, err := b.AppendValidated(good); err != nil {
+		t.Fatal(err)
+	}
+	before := append([]byte(nil), b.Request().Bytes...)
+	// Good resource spans first, then a broken one: nothing of this request may stay.
+	if _, err := b.AppendValidated(cat(good, wrap(field(1, protowire.BytesType, make([]byte, 3))))); err == nil {
+		t.Fatal("a request with a 3-byte trace ID was accepted")
+	}
+	if !bytes.Equal(b.Request().Bytes, before) || b.Spans() != tracetest.Corpus().SpanCount() {
+		t.Fatalf("a refused request changed the batch: %d spans", b.Spans())
+	}
+}
+
+func FuzzAppendValidated(f *testing.F) {
+	for _, data := range wireCases(f) {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { assertLikePData(t, data) })
+}
+
+func BenchmarkAppendValidated(b *testing.B) {
+	data := marshal(b, tracetest.Corpus())
+	spans := tracetest.Corpus().SpanCount()
+	var batch Batch
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		batch.Reset()
+		if _, err := batch.AppendValidated(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*spans), "ns/span")
+}
