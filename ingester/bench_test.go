@@ -21,6 +21,7 @@ import (
 
 	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 	"github.com/spanflow/spanflow/internal/otlptest"
@@ -267,10 +268,15 @@ func BenchmarkIngestOTLPWriter(b *testing.B) {
 // oneSpan is the trivial decoder of BenchmarkChainOverhead: every message is one span.
 type oneSpan struct{}
 
-func (oneSpan) Decode([]byte) (ptrace.Traces, error) {
+var oneSpanRequest = func() otlpwire.Request {
 	td := ptrace.NewTraces()
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	return td, nil
+	return otlpwire.RequestOf(td)
+}()
+
+func (oneSpan) Decode(b *otlpwire.Batch, _ []byte) (int, error) {
+	b.AppendRequest(oneSpanRequest.Bytes, 1)
+	return 1, nil
 }
 
 // rawPartitionRead reads every message of the topic with one kafka-go Reader per
@@ -307,8 +313,12 @@ func BenchmarkChainOverhead(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		raw += measure(func() { rawPartitionRead(b, addr) }).cpu
 		decode += measure(func() {
+			var batch otlpwire.Batch
 			for range benchMessages {
-				_, _ = oneSpan{}.Decode(nil)
+				if batch.Spans() >= 1000 {
+					batch.Reset()
+				}
+				_, _ = oneSpan{}.Decode(&batch, nil)
 			}
 		}).cpu
 		ing += measure(func() {

@@ -11,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/decode"
 	"github.com/spanflow/spanflow/ingester/metrics"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/processor"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
@@ -38,7 +38,7 @@ type flakyWriter struct {
 	calls    int
 }
 
-func (w *flakyWriter) Write(context.Context, ptrace.Traces) error {
+func (w *flakyWriter) Write(context.Context, otlpwire.Request) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.calls++

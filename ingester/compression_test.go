@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/jaegertest"
 	"github.com/spanflow/spanflow/internal/kafkatest"
@@ -34,7 +35,7 @@ func TestJaegerAcceptsEveryCompression(t *testing.T) {
 				first := seq
 				for range 20 {
 					seq++
-					if err := w.Write(context.Background(), kafkatest.Traces(seq, 3)); err != nil {
+					if err := w.Write(context.Background(), otlpwire.RequestOf(kafkatest.Traces(seq, 3))); err != nil {
 						t.Fatalf("write with %s over %s: %v", compression, protocol, err)
 					}
 				}

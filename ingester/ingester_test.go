@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
@@ -193,7 +194,7 @@ type waitingWriter struct {
 	gate chan struct{}
 }
 
-func (w *waitingWriter) Write(ctx context.Context, td ptrace.Traces) error {
+func (w *waitingWriter) Write(ctx context.Context, td otlpwire.Request) error {
 	select {
 	case <-w.gate:
 		return w.Memory.Write(ctx, td)
@@ -247,7 +248,7 @@ type closeCheckingWriter struct {
 	closed  bool
 }
 
-func (w *closeCheckingWriter) Write(ctx context.Context, td ptrace.Traces) error {
+func (w *closeCheckingWriter) Write(ctx context.Context, td otlpwire.Request) error {
 	w.mu.Lock()
 	if w.closed {
 		w.t.Error("Write called after the writer was closed")
@@ -304,7 +305,7 @@ func newStuckWriter(t *testing.T) *stuckWriter {
 	return &stuckWriter{t: t, stuck: make(chan struct{}, 1), unstuck: make(chan struct{})}
 }
 
-func (w *stuckWriter) Write(context.Context, ptrace.Traces) error {
+func (w *stuckWriter) Write(context.Context, otlpwire.Request) error {
 	w.mu.Lock()
 	if w.closed {
 		w.t.Error("Write called after the writer was closed")

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/jaegertest"
 	"github.com/spanflow/spanflow/internal/kafkatest"
@@ -183,7 +184,7 @@ func TestJaegerProducesWhatSpanflowReads(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sender.Close(context.Background())
-			if err := sender.Write(context.Background(), tracetest.Corpus()); err != nil {
+			if err := sender.Write(context.Background(), otlpwire.RequestOf(tracetest.Corpus())); err != nil {
 				t.Fatal(err)
 			}
 
@@ -210,7 +211,11 @@ type keepingWriter struct {
 	all ptrace.Traces
 }
 
-func (w *keepingWriter) Write(_ context.Context, td ptrace.Traces) error {
+func (w *keepingWriter) Write(_ context.Context, req otlpwire.Request) error {
+	td, err := req.Traces()
+	if err != nil {
+		return err
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := range td.ResourceSpans().Len() {

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
 
@@ -25,7 +25,7 @@ type gatedWriter struct {
 	release  chan struct{}
 }
 
-func (w *gatedWriter) Write(ctx context.Context, _ ptrace.Traces) error {
+func (w *gatedWriter) Write(ctx context.Context, _ otlpwire.Request) error {
 	w.mu.Lock()
 	w.inFlight++
 	w.most = max(w.most, w.inFlight)

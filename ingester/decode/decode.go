@@ -1,5 +1,7 @@
-// Package decode turns Kafka message bytes in the formats tracing systems write into
-// OpenTelemetry pdata traces, the representation every writer consumes.
+// Package decode turns Kafka message bytes in the formats tracing systems write into OTLP
+// wire bytes (package otlpwire), the representation every writer consumes: otlp_proto is
+// copied after a validating walk, Jaeger's formats are transcoded wire to wire, the other
+// formats go through their libraries' pdata decoders and are marshalled.
 package decode
 
 import (
@@ -11,13 +13,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
-// Decoder turns one message's bytes into traces. The traces may share memory with data
-// (strings are not copied), so data must not be modified after Decode; Kafka messages
-// as kafka-go returns them are never modified.
+// Decoder adds the spans of one message to a batch and returns how many it added. On an
+// error the batch is as it was.
 type Decoder interface {
-	Decode(data []byte) (ptrace.Traces, error)
+	Decode(b *otlpwire.Batch, data []byte) (spans int, err error)
 }
 
 // ErrEmpty is returned for a message with no bytes: no format encodes a span in zero bytes.
@@ -27,7 +29,7 @@ var ErrEmpty = errors.New("empty message")
 func New(encoding string) (Decoder, error) {
 	switch encoding {
 	case config.EncodingOTLPProto:
-		return library{unmarshaler: &ptrace.ProtoUnmarshaler{}, name: encoding}, nil
+		return otlpProto{}, nil
 	case config.EncodingOTLPJSON:
 		return library{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}, nil
 	case config.EncodingJaegerProto:
@@ -53,7 +55,15 @@ type library struct {
 	name        string
 }
 
-func (d library) Decode(data []byte) (traces ptrace.Traces, err error) {
+func (d library) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+	td, err := d.traces(data)
+	if err != nil {
+		return 0, err
+	}
+	return appendTraces(b, td)
+}
+
+func (d library) traces(data []byte) (traces ptrace.Traces, err error) {
 	if len(data) == 0 {
 		return ptrace.Traces{}, ErrEmpty
 	}
@@ -68,4 +78,32 @@ func (d library) Decode(data []byte) (traces ptrace.Traces, err error) {
 		return ptrace.Traces{}, fmt.Errorf("not %s: %w", d.name, err)
 	}
 	return traces, nil
+}
+
+// appendTraces marshals traces a library decoded into b.
+func appendTraces(b *otlpwire.Batch, td ptrace.Traces) (int, error) {
+	n := td.SpanCount()
+	data, err := marshaler.MarshalTraces(td)
+	if err != nil {
+		return 0, fmt.Errorf("encoding as OTLP: %w", err)
+	}
+	b.AppendRequest(data, n)
+	return n, nil
+}
+
+var marshaler ptrace.ProtoMarshaler
+
+// otlpProto is otlp_proto: an ExportTraceServiceRequest (the same message as TracesData),
+// as the Collector's Kafka exporter writes it, copied after a validating walk.
+type otlpProto struct{}
+
+func (otlpProto) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+	if len(data) == 0 {
+		return 0, ErrEmpty
+	}
+	n, err := b.AppendValidated(data)
+	if err != nil {
+		return 0, fmt.Errorf("not %s: %w", config.EncodingOTLPProto, err)
+	}
+	return n, nil
 }

@@ -40,7 +40,7 @@ func TestDecodeOTLP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		td, err := d.Decode(tc.data)
+		td, err := decodeOne(t, d, tc.data)
 		if (err != nil) != tc.wantErr {
 			t.Errorf("case %d (%s): err = %v, want error %v", i, tc.encoding, err, tc.wantErr)
 			continue
@@ -50,7 +50,7 @@ func TestDecodeOTLP(t *testing.T) {
 		}
 	}
 	d, _ := New(config.EncodingOTLPProto)
-	if _, err := d.Decode(nil); !errors.Is(err, ErrEmpty) {
+	if _, err := decodeOne(t, d, nil); !errors.Is(err, ErrEmpty) {
 		t.Errorf("empty message: %v, want ErrEmpty", err)
 	}
 	if _, err := New("avro"); err == nil {

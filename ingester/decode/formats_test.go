@@ -74,7 +74,7 @@ func TestZipkinRoundTrips(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		td, err := d.Decode(data)
+		td, err := decodeOne(t, d, data)
 		if err != nil {
 			t.Fatalf("%s: %v", encoding, err)
 		}
@@ -123,7 +123,7 @@ func TestZipkinThrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	td, err := d.Decode(data)
+	td, err := decodeOne(t, d, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestZipkinThrift(t *testing.T) {
 	if !strings.Contains(joined, "frontend") || !strings.Contains(joined, "cart parent=0000000000000001") {
 		t.Errorf("services or parents lost: %v", got)
 	}
-	if _, err := d.Decode(data[:len(data)-5]); err == nil {
+	if _, err := decodeOne(t, d, data[:len(data)-5]); err == nil {
 		t.Error("a truncated Thrift list decoded")
 	}
 }
@@ -153,11 +153,11 @@ func TestJaegerJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	protoBytes, _ := span.Marshal()
-	fromJSON, err := jaegerJSON{}.Decode(buf.Bytes())
+	fromJSON, err := jaegerJSON{}.traces(buf.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromProto, err := jaegerProto{}.Decode(protoBytes)
+	fromProto, err := jaegerProto{}.traces(protoBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestJaegerJSON(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("jaeger_json and jaeger_proto of the same span differ:\n%s\n%s", a, b)
 	}
-	if _, err := (jaegerJSON{}).Decode([]byte(`{"traceId": 12`)); err == nil {
+	if _, err := (jaegerJSON{}).traces([]byte(`{"traceId": 12`)); err == nil {
 		t.Error("invalid JSON decoded")
 	}
 }
@@ -181,7 +181,7 @@ func TestMalformedInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, in := range inputs {
-			td, err := d.Decode(in)
+			td, err := decodeOne(t, d, in)
 			if err == nil && td.SpanCount() > 0 {
 				t.Errorf("%s decoded %x into %d spans", encoding, in, td.SpanCount())
 			}

@@ -24,7 +24,7 @@ func fuzzDecoder(f *testing.F, encoding string, seeds ...[]byte) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		td, err := d.Decode(data)
+		td, err := decodeOne(t, d, data)
 		if err == nil {
 			_ = td.SpanCount()
 		}

@@ -9,6 +9,8 @@ import (
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	jaegertranslator "github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/jaeger"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // jaegerProto decodes one Jaeger model.Span in protobuf, as the Jaeger collector's Kafka
@@ -16,7 +18,15 @@ import (
 // OpenTelemetry Collector's Jaeger translator.
 type jaegerProto struct{}
 
-func (jaegerProto) Decode(data []byte) (ptrace.Traces, error) {
+func (d jaegerProto) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+	td, err := d.traces(data)
+	if err != nil {
+		return 0, err
+	}
+	return appendTraces(b, td)
+}
+
+func (jaegerProto) traces(data []byte) (ptrace.Traces, error) {
 	if len(data) == 0 {
 		return ptrace.Traces{}, ErrEmpty
 	}
@@ -37,7 +47,15 @@ func (jaegerProto) Decode(data []byte) (ptrace.Traces, error) {
 // Kafka writer produces with encoding json.
 type jaegerJSON struct{}
 
-func (jaegerJSON) Decode(data []byte) (ptrace.Traces, error) {
+func (d jaegerJSON) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+	td, err := d.traces(data)
+	if err != nil {
+		return 0, err
+	}
+	return appendTraces(b, td)
+}
+
+func (jaegerJSON) traces(data []byte) (ptrace.Traces, error) {
 	if len(data) == 0 {
 		return ptrace.Traces{}, ErrEmpty
 	}

@@ -19,7 +19,7 @@ func TestDecodeJaegerProto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	td, err := d.Decode(data)
+	td, err := decodeOne(t, d, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestDecodeJaegerProto(t *testing.T) {
 	}
 
 	for _, bad := range [][]byte{nil, data[:len(data)/2], []byte("{\"traceId\":1}"), {0xff, 0xff, 0xff}} {
-		if _, err := d.Decode(bad); err == nil {
+		if _, err := decodeOne(t, d, bad); err == nil {
 			t.Errorf("decoded %q without error", bad)
 		}
 	}

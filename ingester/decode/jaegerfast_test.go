@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/internal/spangen"
 	"github.com/spanflow/spanflow/internal/tracetest"
 )
@@ -136,8 +137,8 @@ func replaceTag(tags []model.KeyValue, kv model.KeyValue) []model.KeyValue {
 // agree exactly: both fail, or both give the same traces.
 func assertSame(t *testing.T, library, fast Decoder, data []byte) {
 	t.Helper()
-	want, wantErr := library.Decode(data)
-	got, gotErr := fast.Decode(data)
+	want, wantErr := decodeOne(t, library, data)
+	got, gotErr := decodeOne(t, fast, data)
 	if (wantErr == nil) != (gotErr == nil) {
 		t.Fatalf("library error %v, fast path error %v, input %q", wantErr, gotErr, data)
 	}
@@ -229,8 +230,10 @@ func BenchmarkJaegerDecode(b *testing.B) {
 		b.Run(d.name, func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
+			var batch otlpwire.Batch
 			for b.Loop() {
-				if _, err := d.decoder.Decode(msgs[i%len(msgs)]); err != nil {
+				batch.Reset()
+				if _, err := d.decoder.Decode(&batch, msgs[i%len(msgs)]); err != nil {
 					b.Fatal(err)
 				}
 				i++

@@ -8,8 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // jaegerJSONFast reads jaeger_json by transcoding the JSON into the protobuf encoding of
@@ -26,17 +27,17 @@ type jaegerJSONFast struct {
 
 func newJaegerJSONFast() *jaegerJSONFast { return &jaegerJSONFast{proto: newJaegerFast()} }
 
-func (d *jaegerJSONFast) Decode(data []byte) (ptrace.Traces, error) {
+func (d *jaegerJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	if len(data) == 0 {
-		return ptrace.Traces{}, ErrEmpty
+		return 0, ErrEmpty
 	}
 	t := jsonTranscoder{in: data, out: make([]byte, 0, len(data))}
 	if wire, ok := t.span(); ok {
-		if td, err := d.proto.Decode(wire); err == nil {
-			return td, nil
+		if n, err := d.proto.Decode(b, wire); err == nil {
+			return n, nil
 		}
 	}
-	return d.library.Decode(data)
+	return d.library.Decode(b, data)
 }
 
 // Field numbers of jaeger-idl's model.proto beyond those in jaegerwire.go, and of

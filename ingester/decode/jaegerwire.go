@@ -49,6 +49,11 @@ type wireSpan struct {
 	hasProcess bool
 	service    string
 	procTags   []wireKV
+
+	// Scratch space of the transcoder: attributes being mapped, the encoded resource
+	// and scope.
+	attrs           attrList
+	resource, scope []byte
 }
 
 type wireRef struct {
@@ -75,7 +80,8 @@ type wireLog struct {
 // reset empties s for reuse, keeping its slices' storage.
 func (s *wireSpan) reset() {
 	refs, tags, logs, procTags := s.refs[:0], s.tags[:0], s.logs[:0], s.procTags[:0]
-	*s = wireSpan{refs: refs, tags: tags, logs: logs, procTags: procTags}
+	attrs, resource, scope := s.attrs[:0], s.resource[:0], s.scope[:0]
+	*s = wireSpan{refs: refs, tags: tags, logs: logs, procTags: procTags, attrs: attrs, resource: resource, scope: scope}
 }
 
 // parse reads a model.Span from data (and msg, the same bytes as one string). It reports

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/internal/spangen"
 	"github.com/spanflow/spanflow/internal/tracetest"
 )
@@ -86,7 +87,7 @@ func TestRoundTripEveryEncoding(t *testing.T) {
 			}
 			all := ptrace.NewTraces()
 			for _, msg := range encodeAs(t, encoding, corpus) {
-				td, err := d.Decode(msg)
+				td, err := decodeOne(t, d, msg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -137,8 +138,12 @@ func BenchmarkDecode(b *testing.B) {
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			i := 0
+			var batch otlpwire.Batch
 			for b.Loop() {
-				if _, err := d.Decode(msgs[i%len(msgs)]); err != nil {
+				if i%64 == 0 {
+					batch.Reset()
+				}
+				if _, err := d.Decode(&batch, msgs[i%len(msgs)]); err != nil {
 					b.Fatal(err)
 				}
 				i++

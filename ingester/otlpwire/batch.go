@@ -6,17 +6,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Field numbers of the OTLP trace messages (opentelemetry/proto/trace/v1/trace.proto and
-// common.proto, resource.proto).
-const (
-	requestResourceSpans = 1
-
-	resourceSpansResource, resourceSpansScopeSpans, resourceSpansSchemaURL = 1, 2, 3
-	resourceSpansDeprecatedScopeSpans                                      = 1000
-
-	scopeSpansScope, scopeSpansSpans, scopeSpansSchemaURL = 1, 2, 3
-)
-
 // Batch builds the ExportTraceServiceRequest of one write. Spans arrive either as whole
 // encoded ResourceSpans (AppendRequest) or one by one under a resource and a scope
 // (SpanBuffer), so that spans of the same process share one ResourceSpans instead of

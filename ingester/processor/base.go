@@ -3,13 +3,13 @@ package processor
 import (
 	"context"
 	"fmt"
-
-	"go.opentelemetry.io/collector/pdata/ptrace"
+	"sync"
 
 	"github.com/spanflow/spanflow/ingester/decode"
 	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/metrics"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // Writer writes traces to storage; a nil error means they are durably stored. Errors are
@@ -17,7 +17,7 @@ import (
 // its size), *failure.Rejected (a partial success, which counts as written); anything
 // else is transient (the backend is down, throttling, refusing credentials).
 type Writer interface {
-	Write(ctx context.Context, traces ptrace.Traces) error
+	Write(ctx context.Context, req otlpwire.Request) error
 }
 
 type base struct {
@@ -25,6 +25,7 @@ type base struct {
 	writer   Writer
 	m        *metrics.Metrics
 	rejected *eventlog.Repeated
+	batches  sync.Pool // of *otlpwire.Batch, one for each write in flight
 }
 
 // NewBase returns the innermost processor: decode each pending message of the delivery and
@@ -35,7 +36,8 @@ type base struct {
 // leaving what was not written pending, for the retry decorator. A partial success counts
 // as written: its rejected spans are counted and logged, never sent again.
 func NewBase(decoder decode.Decoder, writer Writer, m *metrics.Metrics, rejected *eventlog.Repeated) Processor {
-	return &base{decoder: decoder, writer: writer, m: m, rejected: rejected}
+	return &base{decoder: decoder, writer: writer, m: m, rejected: rejected,
+		batches: sync.Pool{New: func() any { return new(otlpwire.Batch) }}}
 }
 
 func (b *base) Process(ctx context.Context, d *Delivery) error {
@@ -51,7 +53,8 @@ func (b *base) Process(ctx context.Context, d *Delivery) error {
 // write decodes and writes the messages at idx (which it reorders in place), splitting
 // the write when storage refuses it for good.
 func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
-	batch := ptrace.NewTraces()
+	batch := b.batches.Get().(*otlpwire.Batch)
+	batch.Reset()
 	spans, holding := 0, 0
 	for _, i := range idx {
 		msg := &d.Messages[i]
@@ -60,28 +63,28 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 			b.m.Empty.Inc()
 			continue
 		}
-		td, err := b.decoder.Decode(msg.Value)
+		n, err := b.decoder.Decode(batch, msg.Value)
 		if err != nil {
 			b.m.DecodeErrors.Inc()
 			d.Set(i, Undecodable, failure.Decode(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err)))
 			continue
 		}
-		n := td.SpanCount()
 		if n == 0 {
 			d.Set(i, Empty, nil)
 			b.m.Empty.Inc()
 			continue
 		}
-		td.ResourceSpans().MoveAndAppendTo(batch.ResourceSpans())
 		spans += n
 		idx[holding] = i
 		holding++
 	}
 	idx = idx[:holding]
 	if holding == 0 {
+		b.batches.Put(batch)
 		return nil
 	}
-	err := b.writer.Write(ctx, batch)
+	err := b.writer.Write(ctx, batch.Request())
+	b.batches.Put(batch) // the writer keeps nothing of the request
 	if r := failure.AsRejected(err); r != nil {
 		b.m.RejectedSpans.Add(float64(r.Spans))
 		b.rejected.Event(nil, "partition", d.Partition.ID(), "fromOffset", d.Messages[idx[0]].Offset,

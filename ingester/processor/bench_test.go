@@ -8,20 +8,26 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // oneSpan is a trivial decoder: every message is one span.
 type oneSpan struct{}
 
-func (oneSpan) Decode([]byte) (ptrace.Traces, error) {
+var oneSpanRequest = func() otlpwire.Request {
 	td := ptrace.NewTraces()
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	return td, nil
+	return otlpwire.RequestOf(td)
+}()
+
+func (oneSpan) Decode(b *otlpwire.Batch, _ []byte) (int, error) {
+	b.AppendRequest(oneSpanRequest.Bytes, 1)
+	return 1, nil
 }
 
 type discard struct{}
 
-func (discard) Write(context.Context, ptrace.Traces) error { return nil }
+func (discard) Write(context.Context, otlpwire.Request) error { return nil }
 
 // BenchmarkChain measures the chain's own cost per message, without Kafka: deliveries of
 // 1,000 messages through parallel → metrics → committing → failure policy → retry → base
@@ -31,9 +37,11 @@ func (discard) Write(context.Context, ptrace.Traces) error { return nil }
 func BenchmarkChain(b *testing.B) {
 	const perDelivery = 1000
 	b.Run("decoder", func(b *testing.B) {
+		var batch otlpwire.Batch
 		for b.Loop() {
+			batch.Reset()
 			for range perDelivery {
-				_, _ = oneSpan{}.Decode(nil)
+				_, _ = oneSpan{}.Decode(&batch, nil)
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perDelivery), "ns/msg")

@@ -22,6 +22,7 @@ import (
 	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/metrics"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // fakePartition records what the chain tells the partition, counting holds as the
@@ -68,14 +69,14 @@ func delivery(p Partition, values ...string) *Delivery {
 // message starting with "!" is undecodable, and "-" holds no span.
 type textDecoder struct{}
 
-func (textDecoder) Decode(data []byte) (ptrace.Traces, error) {
+func (textDecoder) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	s := string(data)
 	if strings.HasPrefix(s, "!") {
-		return ptrace.Traces{}, errors.New("not text")
+		return 0, errors.New("not text")
 	}
 	td := ptrace.NewTraces()
 	if s == "-" {
-		return td, nil
+		return 0, nil
 	}
 	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
 	for _, name := range strings.Split(s, ",") {
@@ -83,7 +84,9 @@ func (textDecoder) Decode(data []byte) (ptrace.Traces, error) {
 		copy(id[:], name)
 		spans.AppendEmpty().SetSpanID(id)
 	}
-	return td, nil
+	req := otlpwire.RequestOf(td)
+	b.AppendRequest(req.Bytes, req.Spans)
+	return req.Spans, nil
 }
 
 func spanNames(td ptrace.Traces) []string {
@@ -109,7 +112,11 @@ type scriptedWriter struct {
 	fail   func(names []string) error
 }
 
-func (w *scriptedWriter) Write(_ context.Context, td ptrace.Traces) error {
+func (w *scriptedWriter) Write(_ context.Context, req otlpwire.Request) error {
+	td, err := req.Traces()
+	if err != nil {
+		return err
+	}
 	names := spanNames(td)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -498,7 +505,7 @@ type blockingWriter struct {
 	max     atomic.Int32
 }
 
-func (w *blockingWriter) Write(ctx context.Context, _ ptrace.Traces) error {
+func (w *blockingWriter) Write(ctx context.Context, _ otlpwire.Request) error {
 	n := w.running.Add(1)
 	defer w.running.Add(-1)
 	for {

@@ -2,7 +2,7 @@ package store
 
 import (
 	"bufio"
-	"compress/gzip"
+
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +14,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/ingester/failure"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // fileExt is the extension of the files the file store writes; gzipped ones add gzipExt.
@@ -74,8 +78,12 @@ func (c countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Write appends the traces as one line and syncs the file.
-func (s *File) Write(_ context.Context, traces ptrace.Traces) error {
+// Write appends the request's traces as one line of OTLP JSON and syncs the file.
+func (s *File) Write(_ context.Context, req otlpwire.Request) error {
+	traces, err := req.Traces()
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("file store: decoding: %w", err))
+	}
 	line, err := s.marshal.MarshalTraces(traces)
 	if err != nil {
 		return fmt.Errorf("file store: encoding: %w", err)

@@ -8,6 +8,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 func tracesWithIDs(first, n int) ptrace.Traces {
@@ -37,7 +39,7 @@ func TestFileStore(t *testing.T) {
 			return syncDir(d)
 		}
 		for b := range 40 {
-			if err := s.Write(context.Background(), tracesWithIDs(b*10, 10)); err != nil {
+			if err := s.Write(context.Background(), otlpwire.RequestOf(tracesWithIDs(b*10, 10))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -70,7 +72,7 @@ func TestGzipFileSurvivesCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	for b := range 5 {
-		if err := s.Write(context.Background(), tracesWithIDs(b*3, 3)); err != nil {
+		if err := s.Write(context.Background(), otlpwire.RequestOf(tracesWithIDs(b*3, 3))); err != nil {
 			t.Fatal(err)
 		}
 	}

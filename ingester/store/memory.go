@@ -2,11 +2,15 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"sync"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/spanflow/spanflow/ingester/failure"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // SpanKey identifies a span: its trace ID and span ID.
@@ -29,7 +33,11 @@ type Memory struct {
 func NewMemory() *Memory { return &Memory{spans: map[SpanKey]int{}} }
 
 // Write records the spans, or returns the failure set with FailWith.
-func (m *Memory) Write(_ context.Context, traces ptrace.Traces) error {
+func (m *Memory) Write(_ context.Context, req otlpwire.Request) error {
+	traces, err := req.Traces()
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("memory store: %w", err))
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {

@@ -10,19 +10,20 @@ import (
 	"os"
 	"strings"
 
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/kafkaclient"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // OTLP sends each delivery as one OTLP ExportTraceServiceRequest. Its errors say what the
@@ -35,8 +36,8 @@ import (
 type OTLP struct {
 	cfg     config.OTLPStorage
 	headers map[string]string
-	grpc    ptraceotlp.GRPCClient
 	conn    *grpc.ClientConn
+	codec   encodedCodec
 	http    *http.Client
 	url     string
 }
@@ -86,7 +87,9 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 		if err != nil {
 			return nil, fmt.Errorf("storage.otlp.endpoint: %w", err)
 		}
-		o.conn, o.grpc = cc, ptraceotlp.NewGRPCClient(cc)
+		// Uncompressed, gRPC's transport may still be writing the request when Export
+		// returns early (a deadline, an early error), and the caller reuses its bytes.
+		o.conn, o.codec = cc, encodedCodec{copy: cfg.Compression == config.CompressionNone}
 	case config.OTLPProtocolHTTP:
 		u, err := url.Parse(cfg.Endpoint)
 		if err != nil || u.Host == "" {
@@ -105,31 +108,65 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 	return o, nil
 }
 
-// Write exports the traces.
-func (o *OTLP) Write(ctx context.Context, traces ptrace.Traces) error {
+// Write exports the request's bytes as they are.
+func (o *OTLP) Write(ctx context.Context, req otlpwire.Request) error {
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout.D())
 	defer cancel()
-	req := ptraceotlp.NewExportRequestFromTraces(traces)
-	if o.grpc != nil {
-		return o.writeGRPC(ctx, req)
+	if o.conn != nil {
+		return o.writeGRPC(ctx, req.Bytes)
 	}
-	return o.writeHTTP(ctx, req)
+	return o.writeHTTP(ctx, req.Bytes)
 }
 
-func (o *OTLP) writeGRPC(ctx context.Context, req ptraceotlp.ExportRequest) error {
+// exportMethod is the OTLP trace service's one method.
+const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+func (o *OTLP) writeGRPC(ctx context.Context, req []byte) error {
 	if len(o.headers) > 0 {
 		ctx = metadata.NewOutgoingContext(ctx, metadata.New(o.headers))
 	}
-	var opts []grpc.CallOption
+	opts := []grpc.CallOption{grpc.ForceCodecV2(o.codec)}
 	if o.cfg.Compression != config.CompressionNone {
 		opts = append(opts, grpc.UseCompressor(o.cfg.Compression)) // registered in compression.go
 	}
-	resp, err := o.grpc.Export(ctx, req, opts...)
-	if err != nil {
+	resp := ptraceotlp.NewExportResponse()
+	if err := o.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, opts...); err != nil {
 		return grpcFailure(err)
 	}
 	return partialSuccess(resp)
 }
+
+// encodedRequest is an ExportTraceServiceRequest already encoded.
+type encodedRequest []byte
+
+// encodedCodec sends an encodedRequest as it is, and reads the response with pdata.
+type encodedCodec struct {
+	// copy hands gRPC a copy of the request, which it frees when it is done with it;
+	// compressed, gRPC reads the request only while it compresses it.
+	copy bool
+}
+
+func (c encodedCodec) Marshal(v any) (mem.BufferSlice, error) {
+	req, ok := v.(encodedRequest)
+	if !ok {
+		return nil, fmt.Errorf("otlp/grpc: cannot send a %T", v)
+	}
+	if c.copy {
+		return mem.BufferSlice{mem.Copy(req, mem.DefaultBufferPool())}, nil
+	}
+	return mem.BufferSlice{mem.SliceBuffer(req)}, nil
+}
+
+func (encodedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	resp, ok := v.(*ptraceotlp.ExportResponse)
+	if !ok {
+		return fmt.Errorf("otlp/grpc: cannot read a %T", v)
+	}
+	return resp.UnmarshalProto(data.Materialize())
+}
+
+// Name is the content subtype: application/grpc+proto, what OTLP receivers expect.
+func (encodedCodec) Name() string { return "proto" }
 
 // grpcFailure classifies an Export error (see OTLP).
 func grpcFailure(exportErr error) error {
@@ -153,15 +190,15 @@ func grpcFailure(exportErr error) error {
 	return err
 }
 
-func (o *OTLP) writeHTTP(ctx context.Context, req ptraceotlp.ExportRequest) error {
-	body, err := req.MarshalProto()
-	if err != nil {
-		return failure.Permanent(fmt.Errorf("otlp/http: encoding: %w", err))
-	}
+func (o *OTLP) writeHTTP(ctx context.Context, body []byte) error {
+	var err error
 	if encode, ok := httpEncoders[o.cfg.Compression]; ok {
 		if body, err = encode(body); err != nil {
 			return fmt.Errorf("otlp/http: %s: %w", o.cfg.Compression, err)
 		}
+	} else {
+		// The transport may read a request body after Do returns; the caller reuses its.
+		body = bytes.Clone(body)
 	}
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
 	if err != nil {

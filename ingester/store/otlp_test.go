@@ -22,6 +22,7 @@ import (
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/failure"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 func someTraces(n int) ptrace.Traces {
@@ -91,7 +92,7 @@ func TestOTLPGRPC(t *testing.T) {
 	}
 	defer w.Close(context.Background())
 	ctx := context.Background()
-	if err := w.Write(ctx, someTraces(5)); err != nil {
+	if err := w.Write(ctx, otlpwire.RequestOf(someTraces(5))); err != nil {
 		t.Fatal(err)
 	}
 	if sink.spans != 5 || sink.headers.Get("x-api-key")[0] != "k3y" || sink.headers.Get("x-tenant")[0] != "shop" {
@@ -119,12 +120,12 @@ func TestOTLPGRPC(t *testing.T) {
 		sink.mu.Lock()
 		sink.fail, sink.partial = tc.err, tc.partial
 		sink.mu.Unlock()
-		err := w.Write(ctx, someTraces(1))
+		err := w.Write(ctx, otlpwire.RequestOf(someTraces(1)))
 		if got := failureKind(err); got != tc.want {
 			t.Errorf("%v / partial %d: err %v is %s, want %s", tc.err, tc.partial, err, got, tc.want)
 		}
 	}
-	if r := failure.AsRejected(w.Write(ctx, someTraces(1))); r == nil || r.Spans != 2 || r.Message == "" {
+	if r := failure.AsRejected(w.Write(ctx, otlpwire.RequestOf(someTraces(1)))); r == nil || r.Spans != 2 || r.Message == "" {
 		t.Errorf("partial success reported as %+v", r)
 	}
 }
@@ -183,7 +184,7 @@ func TestOTLPHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close(context.Background())
-	if err := w.Write(context.Background(), someTraces(4)); err != nil || spans != 4 {
+	if err := w.Write(context.Background(), otlpwire.RequestOf(someTraces(4))); err != nil || spans != 4 {
 		t.Fatalf("err %v, %d spans", err, spans)
 	}
 	for c, want := range map[int]string{
@@ -194,7 +195,7 @@ func TestOTLPHTTP(t *testing.T) {
 		mu.Lock()
 		code = c
 		mu.Unlock()
-		err := w.Write(context.Background(), someTraces(1))
+		err := w.Write(context.Background(), otlpwire.RequestOf(someTraces(1)))
 		if got := failureKind(err); got != want {
 			t.Errorf("HTTP %d: err %v is %s, want %s", c, err, got, want)
 		}

@@ -20,13 +20,13 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/controllers"
 	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/spangen"
 )
@@ -274,8 +274,12 @@ type latencyWriter struct {
 	latencies []time.Duration
 }
 
-func (w *latencyWriter) Write(ctx context.Context, td ptrace.Traces) error {
-	if err := w.next.Write(ctx, td); err != nil {
+func (w *latencyWriter) Write(ctx context.Context, req otlpwire.Request) error {
+	if err := w.next.Write(ctx, req); err != nil {
+		return err
+	}
+	td, err := req.Traces()
+	if err != nil {
 		return err
 	}
 	now := time.Now()

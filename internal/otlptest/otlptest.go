@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
 )
 
@@ -69,7 +70,7 @@ func (s *Sink) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptrace
 	if s.Received == nil {
 		return ptraceotlp.NewExportResponse(), nil
 	}
-	return ptraceotlp.NewExportResponse(), s.Received.Write(ctx, req.Traces())
+	return ptraceotlp.NewExportResponse(), s.Received.Write(ctx, otlpwire.RequestOf(req.Traces()))
 }
 
 // Spans is the number of distinct spans accepted (of spans accepted, when counting only).

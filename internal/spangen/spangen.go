@@ -18,15 +18,44 @@ var (
 	methods    = []string{"GET", "POST", "PUT", "DELETE"}
 )
 
+// podsPerService is how many instances of each service send spans: a span's process is
+// one of them, as in a real fleet where every span of a pod carries the same process.
+const podsPerService = 5
+
 // Generator makes spans from a seeded random source, so a run is reproducible.
 type Generator struct {
-	rng  *rand.Rand
-	base time.Time
+	rng       *rand.Rand
+	base      time.Time
+	processes map[string][]*model.Process // by service
 }
 
 // New returns a generator seeded with seed.
 func New(seed uint64) *Generator {
-	return &Generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), base: time.Unix(1_780_000_000, 0)}
+	g := &Generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), base: time.Unix(1_780_000_000, 0),
+		processes: map[string][]*model.Process{}}
+	for _, service := range services {
+		for range podsPerService {
+			g.processes[service] = append(g.processes[service], &model.Process{
+				ServiceName: service,
+				Tags: []model.KeyValue{
+					model.String("hostname", service+"-"+g.hex(10)),
+					model.String("ip", fmt.Sprintf("10.1.%d.%d", g.rng.IntN(256), g.rng.IntN(256))),
+					model.String("jaeger.version", "Go-2.30.0"),
+					model.String("client-uuid", g.hex(16)),
+					model.String("k8s.pod.name", service+"-7d9f8c6b5-"+g.hex(5)),
+					model.String("k8s.namespace.name", "shop"),
+				},
+			})
+		}
+	}
+	return g
+}
+
+// process returns one of the service's pods' processes, a copy the caller may change.
+func (g *Generator) process(service string) *model.Process {
+	p := *g.processes[service][g.rng.IntN(podsPerService)]
+	p.Tags = append([]model.KeyValue(nil), p.Tags...)
+	return &p
 }
 
 func (g *Generator) hex(n int) string {
@@ -40,7 +69,8 @@ func (g *Generator) hex(n int) string {
 
 // JaegerSpan returns a span of about 900 bytes in protobuf: 11–12 tags, 1–2 logs of 3
 // fields, a CHILD_OF reference, and a process with 6 tags, as the Jaeger collector puts
-// on Kafka. seq makes the trace ID unique.
+// on Kafka (the process one of 5 pods of the span's service). seq makes the trace ID
+// unique.
 func (g *Generator) JaegerSpan(seq uint64) *model.Span {
 	traceID := model.TraceID{High: g.rng.Uint64(), Low: seq}
 	start := g.base.Add(time.Duration(seq) * time.Millisecond).Add(time.Duration(g.rng.IntN(1000)) * time.Microsecond)
@@ -68,17 +98,7 @@ func (g *Generator) JaegerSpan(seq uint64) *model.Span {
 			model.Bool("cache.hit", g.rng.IntN(2) == 0),
 			model.Float64("queue.wait_ms", g.rng.Float64()*50),
 		},
-		Process: &model.Process{
-			ServiceName: service,
-			Tags: []model.KeyValue{
-				model.String("hostname", service+"-"+g.hex(10)),
-				model.String("ip", fmt.Sprintf("10.1.%d.%d", g.rng.IntN(256), g.rng.IntN(256))),
-				model.String("jaeger.version", "Go-2.30.0"),
-				model.String("client-uuid", g.hex(16)),
-				model.String("k8s.pod.name", service+"-7d9f8c6b5-"+g.hex(5)),
-				model.String("k8s.namespace.name", "shop"),
-			},
-		},
+		Process: g.process(service),
 	}
 	if g.rng.IntN(2) == 0 {
 		span.Tags = append(span.Tags, model.String("error.kind", "none"))
@@ -116,7 +136,7 @@ func (g *Generator) JaegerTrace(seq uint64, start time.Time) []*model.Span {
 		s.StartTime = start.Add(time.Duration(i) * time.Millisecond)
 		if i == 0 {
 			s.References = nil
-			s.Process.ServiceName = services[0]
+			s.Process = g.process(services[0])
 		} else {
 			parent := spans[g.rng.IntN(i)]
 			s.References = []model.SpanRef{{TraceID: traceID, SpanID: parent.SpanID, RefType: model.ChildOf}}
