@@ -69,46 +69,55 @@ func measure(run func()) measurement {
 
 func (m measurement) perCPUSecond() float64 { return float64(m.items) / m.cpu.Seconds() }
 
-// rawGroupRead reads every message of the topic in a fresh consumer group with kafka-go's
-// group Reader, committing every 1000 messages, and decodes nothing: the floor any
-// kafka-go consumer pays.
+// rawGroupRead reads every message of the jaeger_proto topic in a fresh consumer group
+// with kafka-go's group Reader, committing every 1000 messages, and decodes nothing: the
+// floor any kafka-go consumer pays.
 func rawGroupRead(b *testing.B, addr, group string) int {
+	rawGroupReadTopic(b, addr, benchTopic, benchMessages, group)
+	return benchMessages
+}
+
+// rawGroupReadTopic is rawGroupRead on a topic of the given number of messages.
+func rawGroupReadTopic(b *testing.B, addr, topic string, messages int, group string) {
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: []string{addr}, Topic: benchTopic, GroupID: group,
+		Brokers: []string{addr}, Topic: topic, GroupID: group,
 		MaxWait: 500 * time.Millisecond, MaxBytes: 10 << 20, StartOffset: kafka.FirstOffset,
 	})
 	defer r.Close()
 	ctx := context.Background()
 	batch := make([]kafka.Message, 0, 1000)
-	for n := 1; n <= benchMessages; n++ {
+	for n := 1; n <= messages; n++ {
 		msg, err := r.FetchMessage(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		batch = append(batch, msg)
-		if len(batch) == cap(batch) || n == benchMessages {
+		if len(batch) == cap(batch) || n == messages {
 			if err := r.CommitMessages(ctx, batch...); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]
 		}
 	}
-	return benchMessages
 }
 
-// ingestProcess runs `spanflow ingest` as a process of its own at its default settings, to
-// the blackhole writer (or the storage the options set), until it has written every preloaded span. It returns the
-// process's own account of its cost, read from its /metrics and /proc: CPU time,
-// allocations, and peak RSS (VmHWM).
-func ingestProcess(b *testing.B, addr, group string, storage ...func(*config.Storage)) measurement {
+// ingestProcess runs `spanflow ingest` as a process of its own at its default settings, on
+// the jaeger_proto topic to the blackhole writer (or as the options set), until it has
+// finished the topic's messages (benchMessages unless said). It returns the process's own account of its cost, read
+// from its /metrics and /proc: CPU time, allocations, and peak RSS (VmHWM).
+func ingestProcess(b *testing.B, addr, group string, options ...func(*config.Config)) measurement {
+	return ingestMessages(b, addr, group, benchMessages, options...)
+}
+
+func ingestMessages(b *testing.B, addr, group string, total int, options ...func(*config.Config)) measurement {
 	cfg := config.Default()
-	for _, set := range storage {
-		set(&cfg.Storage)
+	cfg.Kafka.Topic = benchTopic
+	cfg.Encoding = config.EncodingJaegerProto
+	for _, set := range options {
+		set(&cfg)
 	}
 	cfg.Kafka.Brokers = []string{addr}
-	cfg.Kafka.Topic = benchTopic
 	cfg.Kafka.ConsumerGroup = group
-	cfg.Encoding = config.EncodingJaegerProto
 	cfg.AdminAddress = testenv.FreeAddr(b)
 	cfg.Profiling = os.Getenv("BENCH_CPUPROFILE") != ""
 	data, err := cfg.Marshal()
@@ -130,6 +139,7 @@ func ingestProcess(b *testing.B, addr, group string, storage ...func(*config.Sto
 	for {
 		metrics := scrape(b, cfg.AdminAddress)
 		spans := metrics["spanflow_ingester_spans_written_total"]
+		messages := metrics["spanflow_ingester_delivery_messages_sum"]
 		if spans > 0 && first.IsZero() {
 			first = time.Now()
 		}
@@ -138,7 +148,7 @@ func ingestProcess(b *testing.B, addr, group string, storage ...func(*config.Sto
 			profiling = true
 			go saveProfile(b, cfg.AdminAddress, path)
 		}
-		if spans >= benchMessages {
+		if messages >= float64(total) {
 			return measurement{
 				items:  int(spans),
 				wall:   time.Since(first),
@@ -148,7 +158,7 @@ func ingestProcess(b *testing.B, addr, group string, storage ...func(*config.Sto
 			}
 		}
 		if time.Since(start) > 5*time.Minute {
-			b.Fatalf("ingester wrote %v of %d spans in 5 minutes", spans, benchMessages)
+			b.Fatalf("ingester finished %v of %d messages in 5 minutes", messages, total)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -250,11 +260,7 @@ func BenchmarkIngestOTLPWriter(b *testing.B) {
 	}
 	for i := 0; b.Loop(); i++ {
 		add(&blackhole, ingestProcess(b, addr, fmt.Sprintf("blackhole-%d", i)))
-		add(&otlp, ingestProcess(b, addr, fmt.Sprintf("otlp-%d", i), func(s *config.Storage) {
-			s.Type = config.StorageOTLP
-			s.OTLP = config.OTLPStorage{Endpoint: sink.Addr, Protocol: config.OTLPProtocolGRPC, Insecure: true,
-				Compression: config.CompressionGzip, Timeout: config.Duration(10 * time.Second)}
-		}))
+		add(&otlp, ingestProcess(b, addr, fmt.Sprintf("otlp-%d", i), toOTLP(sink.Addr, config.CompressionGzip)))
 	}
 	b.ReportMetric(blackhole.perCPUSecond(), "blackhole-spans/cpu-s")
 	b.ReportMetric(float64(blackhole.items)/blackhole.wall.Seconds(), "blackhole-spans/s")
@@ -263,6 +269,15 @@ func BenchmarkIngestOTLPWriter(b *testing.B) {
 	b.ReportMetric(otlp.perCPUSecond()/blackhole.perCPUSecond(), "otlp-to-blackhole-cpu-ratio")
 	b.ReportMetric(blackhole.cpu.Seconds()/blackhole.wall.Seconds(), "blackhole-cores")
 	b.ReportMetric(otlp.cpu.Seconds()/otlp.wall.Seconds(), "otlp-cores")
+}
+
+// toOTLP sets the otlp writer (gRPC, to addr, with compression).
+func toOTLP(addr, compression string) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Storage.Type = config.StorageOTLP
+		c.Storage.OTLP = config.OTLPStorage{Endpoint: addr, Protocol: config.OTLPProtocolGRPC, Insecure: true,
+			Compression: compression, Timeout: config.Duration(10 * time.Second)}
+	}
 }
 
 // oneSpan is the trivial decoder of BenchmarkChainOverhead: every message is one span.

@@ -37,7 +37,7 @@ func Binary(t testing.TB) string {
 
 // start runs Jaeger with config (YAML) until the test ends; it stops within a second or
 // two because the configs turn Jaeger's tracing of itself off.
-func start(t testing.TB, config string) {
+func start(t testing.TB, config string) *exec.Cmd {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "jaeger.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
@@ -59,6 +59,7 @@ func start(t testing.TB, config string) {
 			<-done
 		}
 	})
+	return cmd
 }
 
 // waitListening waits until addr accepts connections.
@@ -257,4 +258,35 @@ exporters:
 `, telemetry, grpcAddr, broker, topic, encoding))
 	waitListening(t, grpcAddr)
 	return grpcAddr
+}
+
+// StartKafkaConsumer starts Jaeger as a collector that reads topic on the Kafka broker in
+// encoding (its Kafka receiver, consumer group group, from the earliest offset) and either
+// drops the spans (its nop exporter, when otlpEndpoint is empty) or batches and exports
+// them over OTLP/gRPC with gzip to otlpEndpoint. It returns Jaeger's process.
+func StartKafkaConsumer(t testing.TB, broker, topic, encoding, group, otlpEndpoint string) *exec.Cmd {
+	t.Helper()
+	pipeline, exporters := "exporters: [nop]", "  nop:\n"
+	if otlpEndpoint != "" {
+		pipeline = "processors: [batch]\n      exporters: [otlp]"
+		exporters = fmt.Sprintf("  otlp:\n    endpoint: %s\n    compression: gzip\n    tls:\n      insecure: true\n", otlpEndpoint)
+	}
+	return start(t, fmt.Sprintf(`service:
+  pipelines:
+    traces:
+      receivers: [kafka]
+      %s
+%s
+receivers:
+  kafka:
+    brokers: [%q]
+    group_id: %s
+    initial_offset: earliest
+    traces:
+      topic: %s
+      encoding: %s
+processors:
+  batch:
+exporters:
+%s`, pipeline, telemetry, broker, group, topic, encoding, exporters))
 }

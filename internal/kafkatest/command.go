@@ -10,8 +10,11 @@ import (
 	"syscall"
 	"time"
 
+	model "github.com/jaegertracing/jaeger-idl/model/v1"
+	jaegertranslator "github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/jaeger"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/internal/spangen"
 )
@@ -27,6 +30,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	partitions := fs.Int("partitions", 6, "partitions of the topic")
 	dataDir := fs.String("data-dir", "", "directory to persist topics and offsets in (empty: memory only)")
 	preload := fs.Int("preload-jaeger", 0, "produce this many realistic jaeger_proto spans to the topic before reporting ready")
+	otlpTopic := fs.String("otlp-topic", "otlp_spans", "topic to create for -preload-otlp")
+	preloadOTLP := fs.Int("preload-otlp", 0, "produce this many otlp_proto messages, each one realistic trace of 3–7 spans as the Collector's Kafka exporter writes it, to -otlp-topic")
 	seed := fs.Uint64("seed", 1, "seed of the preloaded spans")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -34,7 +39,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(*port),
-		kfake.SeedTopics(int32(*partitions), *topic),
+		kfake.SeedTopics(int32(*partitions), *topic, *otlpTopic),
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
 		kfake.AllowAutoTopicCreation(),
 	}
@@ -54,6 +59,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if *preloadOTLP > 0 {
+		if err := preloadOTLPTraces(addr, *otlpTopic, *preloadOTLP, *seed); err != nil {
+			fmt.Fprintln(stderr, "kfake: preloading:", err)
+			return 1
+		}
+	}
 	fmt.Fprintln(stdout, "ready", addr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,24 +73,60 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func preloadJaeger(addr, topic string, n int, seed uint64) error {
+	gen := spangen.New(seed)
+	return preload(addr, topic, n, func(i int) (kafka.Message, error) {
+		span := gen.JaegerSpan(uint64(i))
+		data, err := span.Marshal()
+		return kafka.Message{Key: spangen.TraceKey(span.TraceID), Value: data}, err
+	})
+}
+
+// preloadOTLPTraces writes n messages of one trace each, as the Collector's Kafka
+// exporter writes otlp_proto: the spans of each service under their own resource.
+func preloadOTLPTraces(addr, topic string, n int, seed uint64) error {
+	gen := spangen.New(seed)
+	start := time.Unix(1_780_000_000, 0)
+	var m ptrace.ProtoMarshaler
+	return preload(addr, topic, n, func(i int) (kafka.Message, error) {
+		spans := gen.JaegerTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
+		var batches []*model.Batch
+		byProcess := map[string]*model.Batch{}
+		for _, s := range spans {
+			key := s.Process.String()
+			if byProcess[key] == nil {
+				byProcess[key] = &model.Batch{Process: s.Process}
+				batches = append(batches, byProcess[key])
+			}
+			byProcess[key].Spans = append(byProcess[key].Spans, s)
+			s.Process = nil
+		}
+		td, err := jaegertranslator.ProtoToTraces(batches)
+		if err != nil {
+			return kafka.Message{}, err
+		}
+		data, err := m.MarshalTraces(td)
+		return kafka.Message{Key: spangen.TraceKey(spans[0].TraceID), Value: data}, err
+	})
+}
+
+// preload writes n messages that message(i) makes to topic.
+func preload(addr, topic string, n int, message func(i int) (kafka.Message, error)) error {
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	w := &kafka.Writer{
 		Addr: kafka.TCP(addr), Topic: topic, Balancer: &kafka.Hash{}, Transport: transport,
-		RequiredAcks: kafka.RequireAll, BatchSize: 5000, BatchBytes: 16 << 20, BatchTimeout: 10 * time.Millisecond,
+		RequiredAcks: kafka.RequireAll, BatchSize: 5000, BatchBytes: 900 << 10, // under kfake's 1 MiB message.max.bytes, per partition BatchTimeout: 10 * time.Millisecond,
 	}
 	defer w.Close()
-	gen := spangen.New(seed)
 	const chunk = 5000
-	for start := 0; start < n; start += chunk {
-		msgs := make([]kafka.Message, 0, min(chunk, n-start))
-		for i := start; i < start+cap(msgs); i++ {
-			span := gen.JaegerSpan(uint64(i))
-			data, err := span.Marshal()
+	for first := 0; first < n; first += chunk {
+		msgs := make([]kafka.Message, 0, min(chunk, n-first))
+		for i := first; i < first+cap(msgs); i++ {
+			msg, err := message(i)
 			if err != nil {
 				return err
 			}
-			msgs = append(msgs, kafka.Message{Key: spangen.TraceKey(span.TraceID), Value: data})
+			msgs = append(msgs, msg)
 		}
 		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 			return err

@@ -43,7 +43,7 @@ func start(t testing.TB, received *store.Memory) *Sink {
 		t.Fatal(err)
 	}
 	s := &Sink{Addr: l.Addr().String(), Received: received}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20)) // Jaeger's batch processor sends up to 8192 spans at once
 	ptraceotlp.RegisterGRPCServer(srv, s)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)

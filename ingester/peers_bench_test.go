@@ -1,0 +1,147 @@
+package ingester_test
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/internal/jaegertest"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/otlptest"
+	"github.com/spanflow/spanflow/internal/testproc"
+)
+
+const (
+	peersOTLPTopic    = "otlp_spans"
+	peersOTLPMessages = benchMessages / 5 // about as many spans as the jaeger_proto topic
+)
+
+// BenchmarkPeers runs spanflow and Jaeger v2's Kafka receiver (bin/tools/jaeger, the
+// OpenTelemetry Collector's receiver inside) on the same preloaded topics in the same run,
+// each a process of its own beside kfake: jaeger_proto (one span a message) and otlp_proto
+// (one trace of 3–7 spans a message, as the Collector's Kafka exporter writes), each into
+// nothing (spanflow's blackhole, Jaeger's nop exporter) and over OTLP/gRPC with gzip to a
+// sink in this process (Jaeger through its batch processor). A raw kafka-go group read of
+// each topic in this process is the baseline. For each it reports spans per CPU-second of
+// the consuming process, the ratio to Jaeger's, cores used while consuming, and peak RSS.
+func BenchmarkPeers(b *testing.B) {
+	addr := testproc.StartKfake(b, "-topic="+benchTopic, "-partitions="+strconv.Itoa(benchPartitions),
+		"-preload-jaeger="+strconv.Itoa(benchMessages), "-otlp-topic="+peersOTLPTopic,
+		"-preload-otlp="+strconv.Itoa(peersOTLPMessages))
+	broker := kafkatest.Attach(b, addr)
+	sink := otlptest.StartCounting(b)
+	topics := []struct {
+		name, topic, encoding string
+		messages              int
+	}{
+		{"jaeger_proto", benchTopic, config.EncodingJaegerProto, benchMessages},
+		{"otlp_proto", peersOTLPTopic, config.EncodingOTLPProto, peersOTLPMessages},
+	}
+	for _, t := range topics {
+		rawGroupReadTopic(b, addr, t.topic, t.messages, "warmup-"+t.name)
+	}
+	results := map[string]*measurement{}
+	add := func(key string, m measurement) {
+		r := results[key]
+		if r == nil {
+			r = &measurement{}
+			results[key] = r
+		}
+		r.items += m.items
+		r.cpu += m.cpu
+		r.wall += m.wall
+		r.allocs += m.allocs
+		r.rss = max(r.rss, m.rss)
+	}
+	for i := 0; b.Loop(); i++ {
+		for _, t := range topics {
+			raw := measure(func() { rawGroupReadTopic(b, addr, t.topic, t.messages, fmt.Sprintf("raw-%s-%d", t.name, i)) })
+			raw.items = t.messages
+			add(t.name+"/raw", raw)
+			onTopic := func(c *config.Config) { c.Kafka.Topic, c.Encoding = t.topic, t.encoding }
+			blackhole := ingestMessages(b, addr, fmt.Sprintf("spanflow-%s-blackhole-%d", t.name, i), t.messages, onTopic)
+			add(t.name+"/spanflow/blackhole", blackhole)
+			add(t.name+"/spanflow/otlp-gzip", ingestMessages(b, addr, fmt.Sprintf("spanflow-%s-otlp-%d", t.name, i), t.messages,
+				onTopic, toOTLP(sink.Addr, config.CompressionGzip)))
+			add(t.name+"/spanflow/otlp-zstd", ingestMessages(b, addr, fmt.Sprintf("spanflow-%s-zstd-%d", t.name, i), t.messages,
+				onTopic, toOTLP(sink.Addr, config.CompressionZstd)))
+			spans := blackhole.items
+			add(t.name+"/jaeger/nop", jaegerConsume(b, broker, addr, t.topic, t.encoding, fmt.Sprintf("jaeger-%s-nop-%d", t.name, i), spans, nil))
+			add(t.name+"/jaeger/otlp-gzip", jaegerConsume(b, broker, addr, t.topic, t.encoding, fmt.Sprintf("jaeger-%s-otlp-%d", t.name, i), spans, sink))
+		}
+	}
+	for _, t := range topics {
+		raw := results[t.name+"/raw"]
+		b.ReportMetric(raw.perCPUSecond(), t.name+"-raw-msgs/cpu-s")
+		for _, path := range []string{"blackhole", "otlp-gzip", "otlp-zstd"} {
+			r := results[t.name+"/spanflow/"+path]
+			name := t.name + "-spanflow-" + path
+			b.ReportMetric(r.perCPUSecond(), name+"-spans/cpu-s")
+			b.ReportMetric(r.cpu.Seconds()/r.wall.Seconds(), name+"-cores")
+			b.ReportMetric(float64(r.rss)/(1<<20), name+"-peak-rss-MB")
+			b.ReportMetric(float64(r.allocs)/float64(r.items), name+"-allocs/span")
+		}
+		for _, path := range []string{"nop", "otlp-gzip"} {
+			r := results[t.name+"/jaeger/"+path]
+			name := t.name + "-jaeger-" + path
+			b.ReportMetric(r.perCPUSecond(), name+"-spans/cpu-s")
+			b.ReportMetric(r.cpu.Seconds()/r.wall.Seconds(), name+"-cores")
+			b.ReportMetric(float64(r.rss)/(1<<20), name+"-peak-rss-MB")
+		}
+		nop, blackhole := results[t.name+"/jaeger/nop"], results[t.name+"/spanflow/blackhole"]
+		b.ReportMetric(blackhole.perCPUSecond()/nop.perCPUSecond(), t.name+"-blackhole-x-jaeger")
+		b.ReportMetric(blackhole.perCPUSecond()/raw.perCPUSecond(), t.name+"-blackhole-spans-per-raw-msg")
+		otlp, jotlp := results[t.name+"/spanflow/otlp-gzip"], results[t.name+"/jaeger/otlp-gzip"]
+		b.ReportMetric(otlp.perCPUSecond()/jotlp.perCPUSecond(), t.name+"-otlp-gzip-x-jaeger")
+	}
+}
+
+// jaegerConsume runs Jaeger v2 reading topic until its consumer group has committed every
+// message and, when it exports to sink, the sink has received spans more spans. It
+// returns the Jaeger process's CPU time, wall time from start, and peak RSS.
+func jaegerConsume(b *testing.B, broker *kafkatest.Broker, addr, topic, encoding, group string, spans int, sink *otlptest.Sink) measurement {
+	endpoint, before := "", 0
+	if sink != nil {
+		endpoint, before = sink.Addr, sink.Spans()
+	}
+	end := broker.EndOffsets(b, topic, benchPartitions)
+	start := time.Now()
+	cmd := jaegertest.StartKafkaConsumer(b, addr, topic, encoding, group, endpoint)
+	for {
+		committed := broker.CommittedOffsets(b, group, topic, benchPartitions)
+		done := true
+		for p, offset := range end {
+			if committed[p] < offset {
+				done = false
+			}
+		}
+		if done && (sink == nil || sink.Spans()-before >= spans) {
+			m := measurement{items: spans, wall: time.Since(start), cpu: processCPU(b, cmd.Process.Pid), rss: peakRSS(b, cmd.Process.Pid)}
+			_ = cmd.Process.Signal(syscall.SIGTERM) // idle, it would still take CPU from the next run
+			_ = cmd.Wait()
+			return m
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("Jaeger did not consume %s in 5 minutes (committed %v of %v)", topic, committed, end)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// processCPU is the CPU time a process has used, from /proc (in clock ticks of 10 ms).
+func processCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
