@@ -108,6 +108,9 @@ type Options struct {
 	Reload func() (config.Config, error)
 	// ReloadInterval is how often Reload is called; 5 s when zero.
 	ReloadInterval time.Duration
+	// LoadReportInterval is how long each load report in the commit metadata measures;
+	// 10 s when zero.
+	LoadReportInterval time.Duration
 }
 
 // Run ingests until ctx is cancelled, then drains, commits and closes the writer.
@@ -145,15 +148,20 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		deadLetter = dl
 	}
 	chain := NewChain(cfg, decoder, writer, deadLetter, m, log)
-	metadata := conn.Transport() // the consumer's metadata requests (is the topic there?)
+	metadata := conn.Transport() // the consumer's metadata requests (is the topic there?) and commits
 	defer metadata.CloseIdleConnections()
+	// Every commit carries this pod's load report for the operator's autoscaler.
+	var meter *loadMeter
 	cons := consumer.New(consumer.Settings{
-		Kafka:         cfg.Kafka,
-		DeliverySpans: cfg.Processing.BatchSize,
-		DeliveryBytes: min(maxDeliveryBytes, cfg.MaxInFlightBytes),
-		Linger:        cfg.Processing.BatchLinger.D(),
-		DrainTimeout:  cfg.DrainTimeout.D(),
+		Kafka:            cfg.Kafka,
+		DeliverySpans:    cfg.Processing.BatchSize,
+		DeliveryBytes:    min(maxDeliveryBytes, cfg.MaxInFlightBytes),
+		Linger:           cfg.Processing.BatchLinger.D(),
+		DrainTimeout:     cfg.DrainTimeout.D(),
+		CommitMetadata:   func() string { return meter.Report() },
+		MetadataInterval: cmp.Or(opts.LoadReportInterval, loadReportInterval),
 	}, conn.Dialer(), &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: metadata}, chain, m, log)
+	meter = newLoadMeter(chain, cmp.Or(opts.LoadReportInterval, loadReportInterval), cons.Blocked, cons.LastPause)
 	adminServer, err := admin.Listen(cfg.AdminAddress, registry, cons.Ready, cfg.Profiling)
 	if err != nil {
 		chain.Close()

@@ -46,7 +46,16 @@ type Settings struct {
 	Linger time.Duration
 	// DrainTimeout bounds the wait for in-flight deliveries of a revoked partition.
 	DrainTimeout time.Duration
+	// CommitMetadata, if set, gives the metadata every commit carries: the pod's load
+	// report, which the operator reads back with the committed offsets.
+	CommitMetadata func() string
+	// MetadataInterval is how often the offsets are committed again, unchanged, so that
+	// the metadata stays fresh while nothing moves; 0: never.
+	MetadataInterval time.Duration
 }
+
+// commitTimeout bounds one commit request.
+const commitTimeout = 10 * time.Second
 
 // Consumer reads a topic as a member of a consumer group and hands its messages, in
 // deliveries, to the processor chain, committing a partition's offset only past deliveries
@@ -72,6 +81,10 @@ type Consumer struct {
 	partitions map[int]*partition
 	// missingTopic says why the topic cannot be read, while it does not exist.
 	missingTopic error
+	// generationEnded is when the last generation ended (zero before one did); pause is
+	// how long consumption stopped between it and the next (nanoseconds).
+	generationEnded time.Time
+	pause           atomic.Int64
 }
 
 // New returns a consumer; Run starts it. dialer connects the group and the readers to the
@@ -105,6 +118,23 @@ func (c *Consumer) Ready() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Blocked is true while a partition is held because its deliveries could not be written:
+// consumption is limited downstream, and more consumers would not help.
+func (c *Consumer) Blocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.partitions {
+		if p.pausedReason() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// LastPause is how long the latest rebalance stopped this member's consumption: from the
+// end of one generation to the start of the next. Zero before the second generation.
+func (c *Consumer) LastPause() time.Duration { return time.Duration(c.pause.Load()) }
 
 // Run consumes until ctx is cancelled, then stops fetching, lets in-flight deliveries
 // finish (up to the drain timeout), commits, and leaves the group.
@@ -215,6 +245,9 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 		c.log.Info("Joined consumer group", "group", gen.GroupID, "generation", gen.ID, "partitions", slices.Sorted(maps.Keys(parts)))
 		c.mu.Lock()
 		c.partitions = parts
+		if !c.generationEnded.IsZero() {
+			c.pause.Store(int64(time.Since(c.generationEnded)))
+		}
 		c.mu.Unlock()
 		c.joined.Store(true)
 		c.m.Partitions.Set(float64(len(parts)))
@@ -227,16 +260,21 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 		// while one is in flight); the interval retries a failed commit.
 		ticker := time.NewTicker(c.s.Kafka.CommitInterval.D())
 		defer ticker.Stop()
+		committer := &committer{c: c, gen: gen, parts: parts, sentMetadata: time.Now()}
 		for {
 			select {
 			case <-finished:
-				c.commit(gen, parts)
+				committer.commit(false)
 			case <-ticker.C:
-				c.commit(gen, parts)
+				refresh := c.s.MetadataInterval > 0 && time.Since(committer.sentMetadata) >= c.s.MetadataInterval
+				committer.commit(refresh)
 			case <-ctx.Done():
 				loops.Wait()
-				c.commit(gen, parts)
+				committer.commit(false)
 				c.joined.Store(false)
+				c.mu.Lock()
+				c.generationEnded = time.Now()
+				c.mu.Unlock()
 				c.m.Partitions.Set(0)
 				for id := range parts {
 					c.m.ForgetPartition(id)
@@ -367,26 +405,60 @@ func (c *Consumer) fetchDelivery(ctx context.Context, reader *kafka.Reader) ([]k
 	return msgs, nil
 }
 
-// commit commits, in one request, every partition whose finished offset moved.
-func (c *Consumer) commit(gen *kafka.Generation, parts map[int]*partition) {
-	pending := map[int]int64{}
-	for id, p := range parts {
-		if next := p.tracker.Committable(); next >= 0 && next != p.committed {
-			pending[id] = next
+// committer commits the offsets of one generation, one request at a time.
+type committer struct {
+	c     *Consumer
+	gen   *kafka.Generation
+	parts map[int]*partition
+	// sentMetadata is when metadata was last committed.
+	sentMetadata time.Time
+}
+
+// commit commits, in one request, every partition whose finished offset moved; with
+// refresh, every partition with an offset, moved or not, so that the metadata (the load
+// report) the operator reads stays fresh while nothing is consumed.
+func (k *committer) commit(refresh bool) {
+	c := k.c
+	metadata := ""
+	if c.s.CommitMetadata != nil {
+		metadata = c.s.CommitMetadata()
+	}
+	var pending []kafka.OffsetCommit
+	for id, p := range k.parts {
+		next := p.tracker.Committable()
+		if next < 0 || (next == p.committed && !refresh) {
+			continue
 		}
+		pending = append(pending, kafka.OffsetCommit{Partition: id, Offset: next, Metadata: metadata})
 	}
 	if len(pending) == 0 {
 		return
 	}
-	if err := gen.CommitOffsets(map[string]map[int]int64{c.s.Kafka.Topic: pending}); err != nil {
+	// Committed with the generation's identity, as kafka-go's own commit does, through
+	// the client (which finds the group coordinator): only it carries metadata.
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	resp, err := c.client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: k.gen.GroupID, GenerationID: int(k.gen.ID),
+		MemberID: k.gen.MemberID, Topics: map[string][]kafka.OffsetCommit{c.s.Kafka.Topic: pending}})
+	if err == nil {
+		for _, r := range resp.Topics[c.s.Kafka.Topic] {
+			if r.Error != nil {
+				err = fmt.Errorf("partition %d: %w", r.Partition, r.Error)
+				break
+			}
+		}
+	}
+	if err != nil {
 		c.m.Commits.WithLabelValues("error").Inc()
-		c.commitErrors.Event(err, "generation", gen.ID)
+		c.commitErrors.Event(err, "generation", k.gen.ID)
 		return
 	}
 	c.m.Commits.WithLabelValues("ok").Inc()
-	for id, next := range pending {
-		parts[id].committed = next
-		parts[id].gauges.CommittedOffset.Set(float64(next))
+	k.sentMetadata = time.Now()
+	for _, pc := range pending {
+		p := k.parts[pc.Partition]
+		p.committed = pc.Offset
+		p.gauges.CommittedOffset.Set(float64(pc.Offset))
 	}
 }
 

@@ -149,8 +149,10 @@ func TestConsumerHandsOverDeliveriesAndCommits(t *testing.T) {
 		d.Partition.Done(d)
 		return nil
 	})
+	transport := &kafka.Transport{} // metadata and commits; its connections are closed at the end
+	defer transport.CloseIdleConnections()
 	c := New(Settings{Kafka: k, DeliverySpans: 100, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
-		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr)}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Parallel processes deliveries concurrently: Process hands a delivery over and returns;
@@ -28,6 +29,23 @@ type Parallel struct {
 	// slots than partitions, a partition whose caller waits must not be overtaken again
 	// and again by one that comes back quicker (it would never be consumed).
 	waiting []*waiter
+
+	// The load: slot-time occupied and allowed since the start (a slot counts as
+	// occupied while anyone waits for room), accounted up to accountedAt; finished counts
+	// the messages of deliveries processed without error.
+	busy, slots time.Duration
+	accountedAt time.Time
+	finished    int64
+}
+
+// Load is what a Parallel did since it was made; the differences of two Loads describe
+// the time between them.
+type Load struct {
+	// Busy is slot-time occupied, Slots slot-time allowed: Busy/Slots is the share of the
+	// parallelism in use (1 while deliveries wait for room).
+	Busy, Slots time.Duration
+	// Finished is the messages of the deliveries processed without error.
+	Finished int64
 }
 
 // waiter is a caller waiting for room for size bytes; granted is closed when it has it.
@@ -39,7 +57,7 @@ type waiter struct {
 // NewParallel returns a pool of limit deliveries in flight; maxBytes ≤ 0 means no byte
 // bound. Close waits for what it handed over.
 func NewParallel(next Processor, limit int, maxBytes int64, onError func(*Delivery, error)) *Parallel {
-	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes}
+	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes, accountedAt: time.Now()}
 }
 
 // Process waits for room, then processes d in a goroutine of its own with ctx. It returns
@@ -52,7 +70,7 @@ func (p *Parallel) Process(ctx context.Context, d *Delivery) error {
 	}
 	p.running.Go(func() {
 		err := p.next.Process(ctx, d)
-		p.release(size)
+		p.release(size, err == nil, len(d.Messages))
 		if err != nil {
 			p.onError(d, err)
 		}
@@ -63,6 +81,7 @@ func (p *Parallel) Process(ctx context.Context, d *Delivery) error {
 // SetLimit changes the number of deliveries in flight; deliveries already in flight finish.
 func (p *Parallel) SetLimit(limit int) {
 	p.mu.Lock()
+	p.account()
 	p.limit = max(limit, 1)
 	p.grant()
 	p.mu.Unlock()
@@ -73,6 +92,28 @@ func (p *Parallel) Limit() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.limit
+}
+
+// Load returns the load up to now.
+func (p *Parallel) Load() Load {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.account()
+	return Load{Busy: p.busy, Slots: p.slots, Finished: p.finished}
+}
+
+// account adds the slot-time since the last change of the slots in use or allowed; p.mu
+// is held, and every such change calls it first.
+func (p *Parallel) account() {
+	now := time.Now()
+	elapsed := now.Sub(p.accountedAt)
+	p.accountedAt = now
+	used := p.inFlight
+	if len(p.waiting) > 0 {
+		used = max(used, p.limit)
+	}
+	p.busy += time.Duration(min(used, p.limit)) * elapsed
+	p.slots += time.Duration(p.limit) * elapsed
 }
 
 // Close waits for the deliveries already handed over. No Process call may run during or
@@ -94,6 +135,7 @@ func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, n int64
 		return nil
 	}
 	w := &waiter{size: n, granted: make(chan struct{})}
+	p.account()
 	p.waiting = append(p.waiting, w)
 	p.mu.Unlock()
 	var err error
@@ -109,22 +151,30 @@ func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, n int64
 	defer p.mu.Unlock()
 	select {
 	case <-w.granted: // granted meanwhile: give the room back
+		p.account()
 		p.inFlight--
 		p.bytes -= n
 	default:
+		p.account()
 		p.waiting = slices.DeleteFunc(p.waiting, func(o *waiter) bool { return o == w })
 	}
 	p.grant()
 	return err
 }
 
+// take and release change the slots in use; p.mu is held.
 func (p *Parallel) take(n int64) {
+	p.account()
 	p.inFlight++
 	p.bytes += n
 }
 
-func (p *Parallel) release(n int64) {
+func (p *Parallel) release(n int64, finished bool, messages int) {
 	p.mu.Lock()
+	p.account()
+	if finished {
+		p.finished += int64(messages)
+	}
 	p.inFlight--
 	p.bytes -= n
 	p.grant()

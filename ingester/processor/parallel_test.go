@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 )
 
 // gatedProcessor holds each delivery until told to let one go, and records the order in
@@ -57,5 +58,43 @@ func TestParallelServesWaitersInOrder(t *testing.T) {
 	pool.Close()
 	if got := g.order(); got[1] != "slow-1" || got[2] != "quick-2" {
 		t.Errorf("deliveries started in the order %v, want quick-1, slow-1, quick-2", got)
+	}
+}
+
+// TestParallelMeasuresItsLoad: the share of slot-time in use follows the deliveries in
+// flight — one of two slots is half — and is whole while a delivery waits for room;
+// finished counts the messages of deliveries processed without error.
+func TestParallelMeasuresItsLoad(t *testing.T) {
+	g := &gatedProcessor{done: make(chan struct{})}
+	pool := NewParallel(g, 2, 0, func(*Delivery, error) {})
+	part := newFakePartition()
+	share := func(from, to Load) float64 { return float64(to.Busy-from.Busy) / float64(to.Slots-from.Slots) }
+
+	start := pool.Load()
+	if err := pool.Process(context.Background(), delivery(part, "a")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	half := pool.Load()
+	if s := share(start, half); s < 0.45 || s > 0.55 {
+		t.Errorf("one delivery in two slots: %.2f of the slot-time in use, want 0.5", s)
+	}
+
+	if err := pool.Process(context.Background(), delivery(part, "b")); err != nil {
+		t.Fatal(err)
+	}
+	var waiting sync.WaitGroup
+	waiting.Go(func() { _ = pool.Process(context.Background(), delivery(part, "c")) })
+	waitUntil(t, func() bool { pool.mu.Lock(); defer pool.mu.Unlock(); return len(pool.waiting) == 1 })
+	from := pool.Load()
+	time.Sleep(50 * time.Millisecond)
+	if s := share(from, pool.Load()); s != 1 {
+		t.Errorf("a delivery waiting for room: %.2f of the slot-time in use, want 1", s)
+	}
+	close(g.done)
+	waiting.Wait()
+	pool.Close()
+	if got := pool.Load().Finished; got != 3 {
+		t.Errorf("%d messages finished, want 3", got)
 	}
 }

@@ -168,6 +168,27 @@ func (b *Broker) CommittedOffsets(t testing.TB, group, topic string, partitions 
 	return out
 }
 
+// CommittedMetadata returns the metadata committed with the group's offset of every
+// partition of topic that has one.
+func (b *Broker) CommittedMetadata(t testing.TB, group, topic string, partitions int) map[int]string {
+	t.Helper()
+	ps := make([]int, partitions)
+	for p := range partitions {
+		ps[p] = p
+	}
+	res, err := b.client().OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatalf("fetching committed offsets: %v", err)
+	}
+	out := map[int]string{}
+	for _, p := range res.Topics[topic] {
+		if p.Error == nil && p.CommittedOffset >= 0 {
+			out[p.Partition] = p.Metadata
+		}
+	}
+	return out
+}
+
 // Commit commits offsets for group as a member outside any generation would (a simple
 // consumer's commit), as a consumer catching up does.
 func (b *Broker) Commit(group, topic string, offsets map[int]int64) error {

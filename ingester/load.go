@@ -1,0 +1,86 @@
+package ingester
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spanflow/spanflow/ingester/loadreport"
+	"github.com/spanflow/spanflow/ingester/processor"
+)
+
+// loadReportInterval is how long each load report measures, and how often the offsets
+// are committed again to carry a fresh one while nothing moves. The operator polls every
+// 10 s and sizes from a minute of figures: a report a poll is enough.
+const loadReportInterval = 10 * time.Second
+
+// loadMeter measures how busy this pod is, for the report each commit carries: the share
+// of its delivery slots in use, the share of its CPU in use, and the records it finished
+// per second, each over the latest loadReportInterval.
+type loadMeter struct {
+	pod      string
+	interval time.Duration
+	chain    *Chain
+	blocked  func() bool
+	pause    func() time.Duration
+
+	mu sync.Mutex
+	// last is the reading at the start of the current interval; report is the report of
+	// the last whole interval ("" before one ended).
+	last   loadReading
+	report string
+}
+
+type loadReading struct {
+	at   time.Time
+	load processor.Load
+	cpu  time.Duration
+}
+
+func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, pause func() time.Duration) *loadMeter {
+	pod, err := os.Hostname() // the pod's name in Kubernetes
+	if err != nil || pod == "" {
+		pod = "unknown"
+	}
+	m := &loadMeter{pod: pod, interval: interval, chain: chain, blocked: blocked, pause: pause}
+	m.last = m.read()
+	return m
+}
+
+func (m *loadMeter) read() loadReading {
+	return loadReading{at: time.Now(), load: m.chain.parallel.Load(), cpu: processCPU()}
+}
+
+// Report returns the report of the latest whole interval, starting a new interval when
+// the current one is over.
+func (m *loadMeter) Report() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.read()
+	elapsed := now.at.Sub(m.last.at)
+	if elapsed < m.interval {
+		return m.report
+	}
+	r := loadreport.Report{Pod: m.pod, At: now.at, Parallelism: int32(m.chain.parallel.Limit()), CPU: -1,
+		Rate: float64(now.load.Finished-m.last.load.Finished) / elapsed.Seconds(), Blocked: m.blocked(), Pause: m.pause()}
+	if slots := now.load.Slots - m.last.load.Slots; slots > 0 {
+		r.Busy = min(float64(now.load.Busy-m.last.load.Busy)/float64(slots), 1)
+	}
+	if cpu := now.cpu - m.last.cpu; now.cpu > 0 {
+		// GOMAXPROCS follows the container's CPU limit (or the node's CPUs without one).
+		r.CPU = min(float64(cpu)/(float64(elapsed)*float64(runtime.GOMAXPROCS(0))), 1)
+	}
+	m.last, m.report = now, r.String()
+	return m.report
+}
+
+// processCPU is the CPU time the process used so far, user and system; 0 when unknown.
+func processCPU() time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		return 0
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}

@@ -1,0 +1,105 @@
+// Package loadreport is how an ingester pod tells the operator how busy it is without the
+// operator reaching the pod: the pod writes a short report into the metadata of every
+// offset it commits, and the operator, which already reads the group's committed offsets
+// to measure lag, reads the reports back. Both sides use this package, so the format has
+// one definition.
+package loadreport
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// prefix marks a report of this format; metadata without it (other clients, older
+// ingesters) is not a report.
+const prefix = "spanflow/1"
+
+// Report is how busy one ingester pod was over its last report interval.
+type Report struct {
+	// Pod names the pod (its hostname), so that the partitions of one pod count once.
+	Pod string
+	// At is when the interval ended.
+	At time.Time
+	// Parallelism is the number of deliveries the pod allowed in flight.
+	Parallelism int32
+	// Busy is the share of those delivery slots that were occupied, 0 to 1: how much of
+	// what the parallelism allows the pod used.
+	Busy float64
+	// CPU is the share of the CPU the process may use (GOMAXPROCS, which follows the
+	// container's CPU limit) that it used, 0 to 1; negative when unknown.
+	CPU float64
+	// Rate is the records the pod finished (stored, dead-lettered or skipped) per second.
+	Rate float64
+	// Blocked is true when, in the interval, a partition was held because storage (or the
+	// dead-letter topic) failed: consumption was limited downstream, not by the pod.
+	Blocked bool
+	// Pause is how long the pod's latest rebalance stopped its consumption (from the end
+	// of one group generation to the start of the next); zero before it saw one.
+	Pause time.Duration
+}
+
+// String renders the report as commit metadata: a few dozen bytes, well under the 4 KiB
+// brokers accept by default (offset.metadata.max.bytes).
+func (r Report) String() string {
+	blocked := 0
+	if r.Blocked {
+		blocked = 1
+	}
+	return fmt.Sprintf("%s pod=%s at=%d p=%d busy=%.3f cpu=%.3f rate=%.1f blocked=%d pause=%.1f",
+		prefix, r.Pod, r.At.UnixMilli(), r.Parallelism, r.Busy, r.CPU, r.Rate, blocked, r.Pause.Seconds())
+}
+
+// Parse reads a report from commit metadata; ok is false when the metadata is not a
+// well-formed report (then it says nothing about the pod).
+func Parse(s string) (r Report, ok bool) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 || fields[0] != prefix {
+		return Report{}, false
+	}
+	seen := 0
+	for _, f := range fields[1:] {
+		key, value, found := strings.Cut(f, "=")
+		if !found {
+			return Report{}, false
+		}
+		var err error
+		switch key {
+		case "pod":
+			r.Pod = value
+		case "at":
+			var ms int64
+			ms, err = strconv.ParseInt(value, 10, 64)
+			r.At = time.UnixMilli(ms)
+		case "p":
+			var p int64
+			p, err = strconv.ParseInt(value, 10, 32)
+			r.Parallelism = int32(p)
+		case "busy":
+			r.Busy, err = strconv.ParseFloat(value, 64)
+		case "cpu":
+			r.CPU, err = strconv.ParseFloat(value, 64)
+		case "rate":
+			r.Rate, err = strconv.ParseFloat(value, 64)
+		case "blocked":
+			r.Blocked = value == "1"
+		case "pause":
+			var sec float64
+			sec, err = strconv.ParseFloat(value, 64)
+			r.Pause = time.Duration(sec * float64(time.Second))
+		default:
+			continue // a field a later version added
+		}
+		if err != nil {
+			return Report{}, false
+		}
+		seen++
+	}
+	// The fields every version has; a report without them cannot be used.
+	if r.Pod == "" || r.At.IsZero() || r.Parallelism <= 0 || seen < 6 ||
+		r.Busy < 0 || r.Busy > 1.5 || r.Rate < 0 {
+		return Report{}, false
+	}
+	return r, true
+}

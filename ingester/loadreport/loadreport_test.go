@@ -1,0 +1,48 @@
+package loadreport
+
+import (
+	"testing"
+	"time"
+)
+
+func TestReportRoundTrip(t *testing.T) {
+	r := Report{Pod: "spans-7d9f-abcde", At: time.UnixMilli(1_780_000_000_123), Parallelism: 12, Busy: 0.425,
+		CPU: 0.61, Rate: 1234.5, Blocked: true, Pause: 3200 * time.Millisecond}
+	s := r.String()
+	if len(s) > 200 {
+		t.Errorf("report of %d bytes: %s", len(s), s)
+	}
+	got, ok := Parse(s)
+	if !ok {
+		t.Fatalf("Parse(%q) failed", s)
+	}
+	if got != r {
+		t.Errorf("round trip: got %+v, want %+v", got, r)
+	}
+}
+
+func TestParseRefusesWhatIsNotAReport(t *testing.T) {
+	for _, s := range []string{
+		"",
+		"some other client's metadata",
+		"spanflow/2 pod=a at=1 p=1 busy=0 cpu=0 rate=0",
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0",         // fields missing
+		"spanflow/1 pod= at=1 p=1 busy=0 cpu=0 rate=0",    // no pod
+		"spanflow/1 pod=a at=1 p=0 busy=0 cpu=0 rate=0",   // no parallelism
+		"spanflow/1 pod=a at=1 p=1 busy=x cpu=0 rate=0",   // not a number
+		"spanflow/1 pod=a at=1 p=1 busy=7 cpu=0 rate=0",   // busy out of range
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=-5",  // negative rate
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=1 x", // a field without a value
+	} {
+		if r, ok := Parse(s); ok {
+			t.Errorf("Parse(%q) = %+v, want no report", s, r)
+		}
+	}
+}
+
+func TestParseSkipsFieldsOfLaterVersions(t *testing.T) {
+	r, ok := Parse("spanflow/1 pod=a at=1000 p=4 busy=0.5 cpu=-1 rate=10 blocked=0 queue=7")
+	if !ok || r.Pod != "a" || r.Parallelism != 4 || r.Busy != 0.5 || r.CPU != -1 || r.Rate != 10 {
+		t.Errorf("got %+v, %t", r, ok)
+	}
+}
