@@ -26,7 +26,7 @@ func TestParseRefusesWhatIsNotAReport(t *testing.T) {
 		"",
 		"some other client's metadata",
 		"spanflow/2 pod=a at=1 p=1 busy=0 cpu=0 rate=0",
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0",         // fields missing
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0",          // fields missing
 		"spanflow/1 pod= at=1 p=1 busy=0 cpu=0 rate=0",    // no pod
 		"spanflow/1 pod=a at=1 p=0 busy=0 cpu=0 rate=0",   // no parallelism
 		"spanflow/1 pod=a at=1 p=1 busy=x cpu=0 rate=0",   // not a number
