@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"k8s.io/utils/ptr"
@@ -93,7 +94,8 @@ type scaleInput struct {
 	known, stale bool
 	// replicas and parallelism are the current size, as last applied.
 	replicas, parallelism int32
-	// settled is true when every pod runs the current size and is ready.
+	// settled is true when every pod of the Deployment runs its current template and is
+	// ready (parallelism is not in the template: it changes in the running pods).
 	settled bool
 }
 
@@ -106,12 +108,19 @@ type scaleState struct {
 	// lastChange is when the size last changed; settledAt when the pods were first seen
 	// settled after it (zero while they are not).
 	lastChange, settledAt time.Time
+	// lastUp and lastDown are when the replicas last rose and fell: a replica change is
+	// never reversed within the down window. parallelismAt is when the parallelism last
+	// changed.
+	lastUp, lastDown, parallelismAt time.Time
 	// lastSample is the time of the last snapshot decided on, firstSample of the first:
 	// nothing is scaled down before the down window has been watched whole (after an
 	// operator restart, too).
 	lastSample, firstSample time.Time
 	// capacity is what the pods were measured to consume.
 	capacity capacityModel
+	// pause is how long a rebalance stops the group, as the pods reported it; startup how
+	// long new pods took to be ready. Zero: not seen yet (the defaults apply).
+	pause, startup time.Duration
 }
 
 type scaleRecommendation struct {
@@ -153,6 +162,15 @@ func (c capacityModel) podRate(p int32) float64 {
 		r = min(r, c.ceiling)
 	}
 	return r
+}
+
+// usefulParallelism is the most parallelism that can add to a pod's rate within hi:
+// beyond the ceiling more deliveries in flight only wait for the CPU.
+func (c capacityModel) usefulParallelism(hi int32) int32 {
+	if c.ceiling > 0 && c.ceilingParallelism > 0 {
+		return min(hi, c.ceilingParallelism)
+	}
+	return hi
 }
 
 // groupRate is the estimated records per second of r pods at parallelism p on a topic of
@@ -214,6 +232,88 @@ func (c capacityModel) learn(p int32, perPod float64) capacityModel {
 	return c
 }
 
+// What the load reports must show to measure: below these shares a pod did too little
+// for its rate to say what it could do.
+const (
+	minMeasurableBusy = 0.05
+	minMeasurableCPU  = 0.1
+	// usableCPU is the share of its CPU a pod turns into consumption at best (the rest is
+	// the runtime, the garbage collector, the client's own work).
+	usableCPU = 0.9
+)
+
+// fromReports is the capacity the pods' load reports imply: a pod that finished rate
+// records per second with busy of its p delivery slots occupied and cpu of its CPU used
+// does rate/(busy·p) per slot and at most rate/cpu in all. ok is false when the pods did
+// too little to tell.
+func fromReports(pods []podLoad) (capacityModel, bool) {
+	var rate, slots, cpuRate, cpu float64
+	var highest int32
+	for _, pl := range pods {
+		if pl.Rate <= 0 || pl.Busy < minMeasurableBusy {
+			continue
+		}
+		rate += pl.Rate
+		slots += pl.Busy * float64(pl.Parallelism)
+		highest = max(highest, pl.Parallelism)
+		if pl.CPU >= minMeasurableCPU {
+			cpuRate += pl.Rate
+			cpu += pl.CPU
+		}
+	}
+	if slots == 0 {
+		return capacityModel{}, false
+	}
+	c := capacityModel{perWorker: rate / slots, measuredParallelism: highest, highest: highest}
+	if cpu > 0 {
+		c.ceiling = usableCPU * cpuRate / cpu
+		c.ceilingParallelism = int32(math.Ceil(c.ceiling / c.perWorker))
+	}
+	return c, true
+}
+
+// blend moves a model halfway to a new measurement: reports are ten-second averages,
+// and one of them should not swing the size.
+func (c capacityModel) blend(m capacityModel) capacityModel {
+	if !c.known() {
+		return m
+	}
+	out := m
+	out.perWorker = (c.perWorker + m.perWorker) / 2
+	if c.ceiling > 0 && m.ceiling > 0 {
+		out.ceiling = (c.ceiling + m.ceiling) / 2
+		out.ceilingParallelism = int32(math.Ceil(out.ceiling / out.perWorker))
+	}
+	out.highest = max(c.highest, m.highest)
+	return out
+}
+
+// Defaults of what the pods have not shown yet.
+const (
+	// reportInterval is how long an ingester's load report measures.
+	reportInterval = 10 * time.Second
+	defaultPause   = 10 * time.Second
+	defaultStartup = 30 * time.Second
+	// parallelismPropagation bounds the wait for the pods to run a new parallelism (the
+	// kubelet refreshes a mounted ConfigMap about once a minute) when no report says so.
+	parallelismPropagation = 2 * time.Minute
+)
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// ewma moves a learnt duration halfway to a new observation.
+func ewma(old, seen time.Duration) time.Duration {
+	if old <= 0 {
+		return seen
+	}
+	return (old + seen) / 2
+}
+
 // scaleDecision is the policy's verdict.
 type scaleDecision struct {
 	replicas, parallelism int32
@@ -224,22 +324,23 @@ type scaleDecision struct {
 // remember for the next decision.
 //
 //  1. No decision without fresh figures: before the first poll and on stale figures it
-//     holds; while a rollout is under way or within the cooldown after a change, only
-//     adding pods (which only adds capacity) goes ahead.
-//  2. Between two polls with the pods settled and work waiting in every partition, their
-//     consumption is their capacity: learnt per pod and per unit of parallelism, with the
-//     ceiling where more parallelism stopped helping.
+//     holds; nothing is added while a pod reports its consumption blocked downstream
+//     (storage failing: more consumers would only rebalance).
+//  2. Capacity comes from the pods' load reports (in their commit metadata): the rate each
+//     achieved over the share of its delivery slots and of its CPU it used. Without
+//     reports, the consumption between two polls with work waiting in every partition
+//     counts as capacity; with them, it only corrects an estimate that was too high.
 //  3. The rate needed is the production rate with headroom plus the backlog above half
 //     the allowed lag, drained within targetLagSeconds (60 s without it).
-//  4. Capacity counts whole partitions: the pods with the most partitions set the pace.
-//     Behind: the fewest pods at the current parallelism that reach the need; at the most
-//     pods, more parallelism, but only for a backlog longer than restarting every pod.
-//     Keeping up: the current size while it covers the need without headroom, else the
-//     fewest pods at any parallelism within bounds (raised by at least a fifth, lowered
-//     only when it halves), parallelism first when that means fewer pods. Without a
-//     measurement, pods grow in proportion to the lag over target (then parallelism, at
-//     most doubled, with every pod there can be) and shrink one at a time.
-//  5. Scaling up follows the lowest recommendation of scaleUp's window, scaling down the
+//  4. Parallelism changes in the running pods and is the cheap lever: short of the need,
+//     it rises first. A replica change pauses the whole group for a rebalance, so pods
+//     are added only when parallelism cannot reach the need and the drain they win is
+//     longer than the pause they cost, and removed only when the smaller group keeps the
+//     lag, the pause's included, under half the target with a quarter to spare. A
+//     replica change is never reversed within the down window.
+//  5. Without capacity figures, pods grow in proportion to the lag over target and shrink
+//     one at a time only while one pod fewer would keep the lag under half the target.
+//  6. Scaling up follows the lowest recommendation of scaleUp's window, scaling down the
 //     highest of scaleDown's once a whole window was watched, each by at most the step
 //     per period. With minReplicas 0, no production and no lag mean zero pods; lag above
 //     activationLagRecords wakes them.
@@ -254,6 +355,9 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		st.settledAt = time.Time{}
 	case st.settledAt.IsZero():
 		st.settledAt = in.now
+		if !st.lastUp.IsZero() && st.lastUp.Equal(st.lastChange) {
+			st.startup = ewma(st.startup, in.now.Sub(st.lastUp))
+		}
 	}
 	newSample := in.lag.at.After(st.lastSample)
 	st.lastSample = in.lag.at
@@ -277,16 +381,45 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	minR := min(b.minReplicas, maxR)
 	consumers := min(in.replicas, partitions)
 
-	// Between two polls with the pods settled and work waiting in every partition at
-	// both, what they consumed is what they can.
-	if iv := lag.lastPoll; newSample && !st.settledAt.IsZero() && !iv.since.Before(st.settledAt) && consumers > 0 && iv.consumeRate > 0 {
-		if iv.leastBacklog >= int64(iv.consumeRate/float64(partitions)*saturatedSeconds) {
-			st.capacity = st.capacity.learn(in.parallelism, iv.consumeRate/float64(consumers))
+	blocked := false
+	if newSample {
+		for _, pl := range lag.pods {
+			blocked = blocked || pl.Blocked
+			if pl.Pause > 0 {
+				st.pause = ewma(st.pause, pl.Pause)
+			}
+		}
+		reported, ok := fromReports(lag.pods)
+		if ok {
+			st.capacity = st.capacity.blend(reported)
+		}
+		// Between two polls with the pods settled and work waiting in every partition at
+		// both, what they consumed is what they can: the capacity without reports, a
+		// check on them with.
+		if iv := lag.lastPoll; !st.settledAt.IsZero() && !iv.since.Before(st.settledAt) && consumers > 0 && iv.consumeRate > 0 &&
+			iv.leastBacklog >= int64(iv.consumeRate/float64(partitions)*saturatedSeconds) {
+			perPod := iv.consumeRate / float64(consumers)
+			running, applied := runningParallelism(lag.pods)
+			switch {
+			case !ok && in.now.Sub(st.parallelismAt) >= parallelismPropagation:
+				// Without reports, only once a new parallelism has surely reached the pods.
+				st.capacity = st.capacity.learn(in.parallelism, perPod)
+			case ok && applied && allBusy(lag.pods) && perPod < 0.8*st.capacity.podRate(running):
+				// Busy by their own account and slower than the reports imply: believe the
+				// rate. (Work waiting is not enough: records in flight to storage wait too.)
+				scale := perPod / st.capacity.podRate(running)
+				st.capacity.perWorker *= scale
+				st.capacity.ceiling *= scale
+			}
+		}
+	} else {
+		for _, pl := range lag.pods {
+			blocked = blocked || pl.Blocked
 		}
 	}
 
 	figures := lagFigures(b, lag, consumers)
-	rec := recommend(b, st.capacity, lag, in, minR, maxR, consumers)
+	rec := recommend(b, st, lag, in, minR, maxR, consumers)
 	rec.reason = figures + ": " + rec.reason
 	st.recommendations = append(st.recommendations, scaleRecommendation{at: in.now, replicas: rec.replicas, parallelism: rec.parallelism})
 	st.recommendations = since(st.recommendations, in.now.Add(-max(b.up.window, b.down.window)), func(r scaleRecommendation) time.Time { return r.at })
@@ -301,10 +434,11 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		!st.firstSample.After(lag.at.Add(-b.down.window)) {
 		target = down
 	}
-	consolidating := target.replicas < current.replicas && target.parallelism > current.parallelism
+	consolidating := target.replicas < current.replicas && target.parallelism > current.parallelism &&
+		st.capacity.groupRate(min(target.replicas, partitions), current.parallelism, partitions) < lag.produceRate*headroom
 	if consolidating {
-		// Fewer pods with more parallelism each: raise the parallelism first, so that
-		// while the pods restart the group never has less capacity than now.
+		// Fewer pods with more parallelism each, and the fewer pods would not keep up
+		// before their parallelism rises: raise it first.
 		target.replicas = current.replicas
 	}
 	target.replicas = stepBounded(b, st.changes, in.now, current.replicas, target.replicas)
@@ -313,28 +447,80 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	if in.replicas == 0 && target.replicas == 0 {
 		target.parallelism = in.parallelism // nothing runs: a parallelism change would be noise
 	}
+	var waits []string
+	// A replica change is not reversed within the down window.
+	if target.replicas < current.replicas && target.replicas > 0 && in.now.Sub(st.lastUp) < b.down.window {
+		target.replicas = current.replicas
+		waits = append(waits, "pods were added at "+st.lastUp.UTC().Format(time.TimeOnly))
+	}
+	if target.replicas > current.replicas && current.replicas > 0 && in.now.Sub(st.lastDown) < b.down.window {
+		target.replicas = current.replicas
+		waits = append(waits, "pods were removed at "+st.lastDown.UTC().Format(time.TimeOnly))
+	}
+	if blocked && larger(target, current) && current.replicas > 0 {
+		target = current
+		waits = append(waits, "a pod reports its consumption blocked downstream (storage failing); more consumers would not help")
+	}
 
-	if target.replicas == current.replicas && target.parallelism == current.parallelism {
+	// Pacing. More pods only add capacity: they need not wait. Fewer pods wait for the last
+	// change to settle and for the cooldown. A new parallelism waits only for the pods
+	// that report to run the last one (pods that start read the newest). What waits is
+	// held while the rest goes ahead.
+	if target.replicas < current.replicas {
+		lastReplicaChange := st.lastUp
+		if st.lastDown.After(lastReplicaChange) {
+			lastReplicaChange = st.lastDown
+		}
+		switch {
+		case !in.settled:
+			waits = append(waits, "waiting for the rollout of "+sizeText(current)+" to finish")
+			target.replicas = current.replicas
+		case in.now.Sub(lastReplicaChange) < b.cooldown:
+			waits = append(waits, "cooling down after the change at "+lastReplicaChange.UTC().Format(time.TimeOnly))
+			target.replicas = current.replicas
+		}
+	}
+	switch {
+	case target.replicas < current.replicas:
+		// The pods that stay keep at least their parallelism: the group loses capacity
+		// once, not twice.
+		target.parallelism = max(target.parallelism, current.parallelism)
+	case target.replicas == current.replicas && target.parallelism < current.parallelism &&
+		float64(target.parallelism) > float64(current.parallelism)/1.5:
+		// Less parallelism is worth a change only when it is much less.
+		target.parallelism = current.parallelism
+	}
+	if target.parallelism != current.parallelism && len(lag.pods) > 0 && !parallelismApplied(lag.pods, in.parallelism) &&
+		in.now.Sub(st.parallelismAt) < parallelismPropagation {
+		waits = append(waits, fmt.Sprintf("waiting for the pods to run parallelism %d", in.parallelism))
+		target.parallelism = current.parallelism
+	}
+	replicasChange := target.replicas != current.replicas
+	parallelismChange := target.parallelism != current.parallelism
+	if !replicasChange && !parallelismChange {
+		if len(waits) > 0 {
+			return hold("%s; holding at %s: %s", rec.reason, sizeText(current), strings.Join(waits, "; "))
+		}
 		if rec.replicas != current.replicas || rec.parallelism != current.parallelism {
 			return hold("%s; holding at %s within the stabilization window", rec.reason, sizeText(current))
 		}
 		return hold("%s", rec.reason)
 	}
-	// More pods at the same parallelism only add capacity: they need not wait. Anything
-	// else waits for the last change to settle and be measured.
-	addOnly := target.replicas > current.replicas && target.parallelism == current.parallelism
-	switch {
-	case addOnly:
-	case !in.settled:
-		return hold("%s; waiting for the rollout of %s to finish", rec.reason, sizeText(current))
-	case in.now.Sub(st.lastChange) < b.cooldown:
-		return hold("%s; cooling down after the change at %s", rec.reason, st.lastChange.UTC().Format(time.TimeOnly))
-	}
 	if d := target.replicas - current.replicas; d != 0 {
 		st.changes = append(st.changes, scaleChange{at: in.now, delta: d})
+		if d > 0 {
+			st.lastUp = in.now
+		} else {
+			st.lastDown = in.now
+		}
+	}
+	if parallelismChange {
+		st.parallelismAt = in.now
 	}
 	st.lastChange = in.now
-	st.settledAt = time.Time{}
+	if replicasChange {
+		st.settledAt = time.Time{}
+	}
 	verb := "scaling up"
 	switch {
 	case consolidating:
@@ -346,8 +532,36 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	return target, st
 }
 
+// allBusy is true when every pod reports nearly all of its delivery slots or its CPU in use.
+func allBusy(pods []podLoad) bool {
+	for _, pl := range pods {
+		if pl.Busy < 0.9 && pl.CPU < 0.9 {
+			return false
+		}
+	}
+	return len(pods) > 0
+}
+
+// runningParallelism is the parallelism every fresh load report shows; ok is false when
+// they differ or there are none.
+func runningParallelism(pods []podLoad) (p int32, ok bool) {
+	for i, pl := range pods {
+		if i > 0 && pl.Parallelism != p {
+			return 0, false
+		}
+		p = pl.Parallelism
+	}
+	return p, len(pods) > 0
+}
+
+// parallelismApplied is true when every fresh load report shows parallelism p.
+func parallelismApplied(pods []podLoad, p int32) bool {
+	running, ok := runningParallelism(pods)
+	return ok && running == p
+}
+
 // recommend is the size the current figures call for, before stabilization and pacing.
-func recommend(b scaleBounds, c capacityModel, lag lagSnapshot, in scaleInput, minR, maxR, consumers int32) scaleDecision {
+func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, minR, maxR, consumers int32) scaleDecision {
 	partitions := int32(lag.partitions)
 	p := min(max(in.parallelism, b.minParallelism), b.maxParallelism)
 	switch {
@@ -358,73 +572,183 @@ func recommend(b scaleBounds, c capacityModel, lag lagSnapshot, in scaleInput, m
 	}
 	least := max(minR, 1)
 	ratio := overTarget(b, lag, consumers)
+	c := st.capacity
 	if !c.known() {
-		// What a pod consumes was not measured yet: grow in proportion to the lag over
-		// target, pods first, then, with every pod there can be, parallelism; shrink one
-		// pod at a time until the pods are busy enough to be measured.
-		r := int32(math.Ceil(float64(max(consumers, 1)) * ratio))
-		if ratio < 1 {
-			r = in.replicas - 1
-		}
-		if ratio > 1 && in.replicas >= maxR && in.replicas > 0 {
-			p = min(max(int32(math.Ceil(float64(p)*min(ratio, 2))), p), b.maxParallelism)
-		}
-		r = min(max(r, least), maxR)
-		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%.1f× the target, pod capacity not measured yet: %d pods at parallelism %d", ratio, r, p)}
+		return unmeasured(b, lag, in, p, least, maxR, consumers, ratio)
 	}
 	need := neededRate(b, lag, consumers)
-	explain := func(r, p int32) scaleDecision {
-		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%s/s needed, %d pods do %s/s at parallelism %d",
-			count(need), r, count(c.groupRate(r, p, partitions)), p)}
+	explain := func(r, p int32, why string) scaleDecision {
+		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%s/s needed, %d pods do %s/s at parallelism %d%s",
+			count(need), r, count(c.groupRate(r, p, partitions)), p, why)}
 	}
-	// fewest is the fewest pods that reach the need at parallelism p, if any does.
-	fewest := func(p int32) (int32, bool) {
+	current := c.groupRate(consumers, p, partitions)
+	useful := max(c.usefulParallelism(b.maxParallelism), b.minParallelism)
+	// least is the least parallelism within bounds with which r pods reach rate, if any.
+	leastFor := func(r int32, rate float64) (int32, bool) {
+		q := leastParallelism(c, b.minParallelism, useful, func(q int32) bool { return c.groupRate(r, q, partitions) >= rate })
+		return q, c.groupRate(r, q, partitions) >= rate
+	}
+	// fewest is the fewest pods that reach rate at the most useful parallelism, if any do.
+	fewest := func(rate float64) (int32, bool) {
 		for r := least; r <= maxR; r++ {
-			if c.groupRate(r, p, partitions) >= need {
+			if c.groupRate(r, useful, partitions) >= rate {
 				return r, true
 			}
 		}
 		return maxR, false
 	}
-	if ratio > 1 && need > c.groupRate(consumers, p, partitions) {
-		// Behind: add pods, which start consuming while the others go on; raising the
-		// parallelism would restart every pod, one at a time (about a cooldown each).
-		// Only at the most pods, and only for a backlog the pods would take longer than
-		// that restart to consume at full speed, raise it: a burst is over sooner.
-		if r, ok := fewest(p); ok {
-			return explain(r, p)
+	pause := orDefault(st.pause, defaultPause).Seconds()
+
+	// Over target, and the pods that hold the lag are neither busy nor short of CPU: they
+	// are not what limits consumption (a hot partition, records in flight to storage), and
+	// more of anything would not help.
+	if idle, ok := lagWithoutBusyPods(lag.pods, st.settledAt); ok && ratio > 1 && in.replicas > 0 {
+		return explain(in.replicas, p, "; the pods holding the lag are not busy ("+idle+"): more pods or parallelism would not help")
+	}
+	if current*headroom < need {
+		// Parallelism first: it changes in the running pods. Sized with a margin, so that
+		// a load still growing does not call for another step at once.
+		if q, ok := leastFor(in.replicas, need); ok {
+			if more, ok := leastFor(in.replicas, need*raiseMargin); ok {
+				q = more
+			}
+			return explain(in.replicas, max(q, raise(p, useful)), "")
 		}
-		restart := float64(maxR) * b.cooldown.Seconds()
-		if float64(lag.records)/c.groupRate(maxR, p, partitions) < restart {
-			return explain(maxR, p)
+		best := c.groupRate(consumers, useful, partitions)
+		r, ok := fewest(need)
+		if r <= in.replicas {
+			return explain(in.replicas, useful, "")
 		}
-		return explain(maxR, leastParallelism(c, p, b.maxParallelism, func(q int32) bool {
-			return c.groupRate(maxR, q, partitions) >= min(need, c.groupRate(maxR, b.maxParallelism, partitions))
-		}))
+		q, _ := leastFor(r, need)
+		if !ok {
+			q = useful
+		}
+		// More pods pay when the current ones cannot keep up at all, or when they drain the
+		// backlog later than the bigger group does, its pause included, by more than a pause.
+		if best > lag.produceRate*1.05 {
+			backlog := float64(lag.records)
+			keep := drainSeconds(backlog, best, lag.produceRate)
+			grow := pause + drainSeconds(backlog+lag.produceRate*pause, c.groupRate(min(r, partitions), q, partitions), lag.produceRate)
+			if keep-grow < pause {
+				return explain(in.replicas, useful, fmt.Sprintf("; %d pods would drain the backlog in %.0f s, these in %.0f s: not a %.0f s rebalance sooner",
+					r, grow, keep, pause))
+			}
+		}
+		return explain(r, q, "")
 	}
 	// Draining a backlog fast enough, or keeping up with the need without the headroom
 	// (the headroom is for sizing, not a reason to move): the current size stays.
-	if current := c.groupRate(consumers, p, partitions); in.replicas >= least && (ratio > 1 || current*headroom >= need && current < need) {
-		return explain(in.replicas, p)
+	if in.replicas >= least && (ratio > 1 || current >= need/headroom && current < need*downMargin) {
+		return explain(in.replicas, p, "")
 	}
-	// Otherwise the fewest pods that do, with the least parallelism that does, keeping
-	// the current one unless it is twice what is needed (a change restarts the pods).
-	r, ok := fewest(b.maxParallelism)
-	if !ok {
-		return scaleDecision{replicas: maxR, parallelism: b.maxParallelism,
-			reason: fmt.Sprintf("%s/s needed, more than %d pods do at parallelism %d (%s/s)", count(need), maxR, b.maxParallelism,
-				count(c.groupRate(maxR, b.maxParallelism, partitions)))}
+	// Spare capacity. Fewer pods, when a smaller group reaches the need with a margin
+	// and the pause of removing them keeps the lag within the targets; while they could
+	// go but the pause would not fit, nothing changes (less parallelism now would only
+	// be raised again when they go).
+	if r, ok := fewest(need * downMargin); ok && r < in.replicas {
+		if !pauseFits(b, lag, r, pause) {
+			return explain(in.replicas, p, fmt.Sprintf("; %d pods would do, but a %.0f s rebalance now would take the lag over its target", r, pause))
+		}
+		q, _ := leastFor(r, need*downMargin)
+		return explain(r, max(q, min(p, useful)), "")
 	}
-	enough := func(p int32) bool { return c.groupRate(r, p, partitions) >= need }
-	lp := leastParallelism(c, b.minParallelism, b.maxParallelism, enough)
+	// At the fewest pods: less parallelism, when much less reaches the need.
+	if q, ok := leastFor(in.replicas, need*downMargin); ok && float64(q) < float64(p)/1.5 {
+		return explain(in.replicas, q, "")
+	}
+	return explain(in.replicas, p, "")
+}
+
+// downMargin is the spare capacity a smaller size must keep, on top of the headroom, for
+// a scale-down: without it, ordinary jitter turns a scale-down into a scale-up.
+const downMargin = 1.25
+
+// raiseMargin is the spare capacity a raise of parallelism aims for.
+const raiseMargin = 1.2
+
+// raise is p raised by at least a quarter (within hi): a creep of small steps would count
+// as many changes.
+func raise(p, hi int32) int32 {
+	return min(max(p+1, int32(math.Ceil(float64(p)*1.25))), hi)
+}
+
+// drainSeconds is how long a backlog takes to drain at rate while produce keeps coming.
+func drainSeconds(backlog, rate, produce float64) float64 {
+	if rate <= produce {
+		return math.Inf(1)
+	}
+	return backlog / (rate - produce)
+}
+
+// pauseFits is true when r pods instead of the current ones leave the lag clearly within
+// the targets: the records waiting under half of what r pods are allowed, and their age,
+// with the rebalance pause added, under half the seconds target (60 s without one). The
+// records a pause adds are not held against the records target: every change of members
+// adds them for a few seconds, whatever the size.
+func pauseFits(b scaleBounds, lag lagSnapshot, r int32, pause float64) bool {
+	if b.targetRecords > 0 && float64(lag.records) > 0.5*float64(b.targetRecords)*float64(max(r, 1)) {
+		return false
+	}
+	limit := b.targetSeconds
+	if limit == 0 {
+		limit = defaultDrainSeconds
+	}
+	return float64(lag.seconds)+pause <= 0.5*limit
+}
+
+// lagWithoutBusyPods says, when the reports show it, that the pods holding most of the
+// lag use less than half of their delivery slots and of their CPU. Only reports measured
+// wholly after the group settled count: one that spans a start or a rebalance shows a
+// pod less busy than it is.
+func lagWithoutBusyPods(pods []podLoad, settledAt time.Time) (string, bool) {
+	if settledAt.IsZero() {
+		return "", false
+	}
+	for _, pl := range pods {
+		if pl.At.Before(settledAt.Add(reportInterval)) {
+			return "", false
+		}
+	}
+	var total int64
+	for _, pl := range pods {
+		total += pl.lag
+	}
+	if total == 0 {
+		return "", false
+	}
+	var idle []string
+	var idleLag int64
+	for _, pl := range pods {
+		if pl.lag*int64(len(pods)) < total { // holds less than its share
+			continue
+		}
+		if pl.Busy >= 0.5 || pl.CPU >= 0.5 {
+			return "", false
+		}
+		idle = append(idle, fmt.Sprintf("%s: %.0f%% of its slots, %.0f%% CPU", pl.Pod, 100*pl.Busy, 100*max(pl.CPU, 0)))
+		idleLag += pl.lag
+	}
+	return strings.Join(idle, ", "), len(idle) > 0 && idleLag*2 >= total
+}
+
+// unmeasured is the recommendation while nothing says what a pod can consume: grow in
+// proportion to the lag over target, pods first, then, with every pod there can be,
+// parallelism; shrink one pod at a time, and only while one pod fewer would keep the lag
+// under half its target (the lag in flight to storage does not shrink with more pods,
+// so sizing on it alone would cycle between n and n−1).
+func unmeasured(b scaleBounds, lag lagSnapshot, in scaleInput, p, least, maxR, consumers int32, ratio float64) scaleDecision {
+	r := in.replicas
 	switch {
-	case enough(p) && lp > p/2:
-		lp = p // enough, and not so much more that a restart pays
-	case lp > p:
-		// A raise restarts the pods: make it worth one, not a creep of small steps.
-		lp = min(max(lp, int32(float64(p)*1.2)), b.maxParallelism)
+	case ratio > 1:
+		r = int32(math.Ceil(float64(max(consumers, 1)) * ratio))
+		if in.replicas >= maxR && in.replicas > 0 {
+			p = min(max(int32(math.Ceil(float64(p)*min(ratio, 2))), p), b.maxParallelism)
+		}
+	case in.replicas > least && overTarget(b, lag, consumers-1) < 0.5:
+		r = in.replicas - 1
 	}
-	return explain(r, lp)
+	r = min(max(r, least), maxR)
+	return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%.1f× the target, pod capacity not measured yet: %d pods at parallelism %d", ratio, r, p)}
 }
 
 // leastParallelism is the least parallelism in [lo, hi] that is enough, or hi.

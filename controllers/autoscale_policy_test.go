@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
 // policyBounds are the bounds the table tests share: up to 12 pods, parallelism 100–400,
@@ -18,6 +20,9 @@ func policyBounds() scaleBounds {
 		up: scaleRules{period: defaultScalePeriod}, down: scaleRules{window: 120 * time.Second, period: defaultScalePeriod},
 		cooldown: 60 * time.Second}
 }
+
+// fixedParallelism leaves the policy pods as its only lever.
+func fixedParallelism(b *scaleBounds) { b.minParallelism, b.maxParallelism = 100, 100 }
 
 // measured is a policy state that knows a pod does 10 records/s per unit of parallelism.
 func measured() scaleState {
@@ -47,47 +52,71 @@ func TestDecideScale(t *testing.T) {
 		{name: "stale figures: hold even far behind", state: measured(),
 			in:       scaleInput{now: t0, known: true, stale: true, lag: snapshot(1000, 12, 9_000_000, 900, 5000, 0), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 100, reasonHas: "stale"},
-		{name: "behind: add pods at the same parallelism, balanced on the partitions", state: measured(),
-			// 3,000/s produced, 60k behind: 3,450/s + (60k - 5k)/30 s ≈ 5.3k/s: 6 pods of 1,000/s.
+		{name: "behind: parallelism first, in the running pods, with a margin", state: measured(),
+			// 3,000/s produced, 60k behind: 3,450/s + (60k - 5k)/30 s ≈ 5.3k/s, 6.3k/s with
+			// the margin: 2 pods at parallelism 317.
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 317, reasonHas: "scaling up from 2 × 100 to 2 × 317", changeTime: true},
+		{name: "behind, parallelism fixed: add pods, balanced on the partitions", bounds: fixedParallelism, state: measured(),
+			// 5.3k/s needed: 6 pods of 1,000/s.
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 6, par: 100, reasonHas: "scaling up from 2 × 100 to 6 × 100", changeTime: true},
-		{name: "behind: adding pods does not wait for the cooldown or a rollout",
-			state:    func() scaleState { s := measured(); s.lastChange = t0.Add(-5 * time.Second); return s }(),
+		{name: "behind: adding pods does not wait for the cooldown or a rollout", bounds: fixedParallelism,
+			state: func() scaleState {
+				s := measured()
+				s.lastChange, s.lastUp = t0.Add(-5*time.Second), t0.Add(-5*time.Second)
+				return s
+			}(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: false},
 			replicas: 6, par: 100, changeTime: true},
-		{name: "never more pods than partitions", state: measured(),
+		{name: "never more pods than partitions", bounds: fixedParallelism, state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 4, 400000, 100, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 4, par: 100, changeTime: true},
-		{name: "never more than maxReplicas", bounds: func(b *scaleBounds) { b.maxReplicas = 3 }, state: measured(),
+		{name: "never more than maxReplicas", bounds: func(b *scaleBounds) { fixedParallelism(b); b.maxReplicas = 3 }, state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 3, par: 100, changeTime: true},
 		{name: "at the most pods with a long backlog: raise parallelism", bounds: func(b *scaleBounds) { b.maxReplicas = 2 }, state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 2_000_000, 600, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 400, reasonHas: "to 2 × 400", changeTime: true},
-		{name: "at the most pods with a short burst: no restart", bounds: func(b *scaleBounds) { b.maxReplicas = 2 }, state: measured(),
+		{name: "at the most pods with a short burst: parallelism rises too (it restarts nothing)", bounds: func(b *scaleBounds) { b.maxReplicas = 2 }, state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
-			replicas: 2, par: 100},
+			replicas: 2, par: 317, changeTime: true},
 		{name: "keeping up with spare: fewer pods, parallelism raised first",
-			// 1,000/s on 6 pods of 1,000/s: one pod at parallelism 120 does 1,150/s (with
-			// headroom). Raise the parallelism of the 6 first; fewer pods come after.
+			// 1,000/s on 6 pods of 1,000/s: one pod at parallelism 144 does 1,440/s (with
+			// headroom and the margin of a scale-down). One pod at 100 would not keep up
+			// while its parallelism rises: raise the parallelism of the 6 first.
 			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
-			replicas: 6, par: 120, reasonHas: "fewer pods to come; raising their parallelism first from 6 × 100 to 6 × 120", changeTime: true},
+			replicas: 6, par: 144, reasonHas: "fewer pods to come; raising their parallelism first from 6 × 100 to 6 × 144", changeTime: true},
 		{name: "keeping up with spare, parallelism already raised: fewer pods",
 			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 120, settled: true},
-			replicas: 1, par: 120, reasonHas: "scaling down from 6 × 120 to 1 × 120", changeTime: true},
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
+		{name: "pods added within the down window are not removed",
+			state: func() scaleState {
+				s := measured()
+				s.firstSample, s.lastUp, s.lastChange = t0.Add(-5*time.Minute), t0.Add(-90*time.Second), t0.Add(-90*time.Second)
+				return s
+			}(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			replicas: 6, par: 144, reasonHas: "pods were added at"},
+		{name: "a rebalance that would take the lag over its target: no fewer pods",
+			state: func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			// 1 pod would do, but 12 s of lag and a 10 s pause exceed half the 30 s target.
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 2000, 12, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			replicas: 6, par: 144, reasonHas: "1 pods would do, but a 10 s rebalance now would take the lag over its target"},
 		{name: "no scale-down before the down window was watched whole", state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
 			replicas: 6, par: 100, reasonHas: "holding at 6 × 100 within the stabilization window"},
-		{name: "within the cooldown: hold",
+		{name: "within the cooldown after removing pods: no more go",
+			bounds: func(b *scaleBounds) { b.down.window = 0 },
 			state: func() scaleState {
 				s := measured()
-				s.firstSample, s.lastChange = t0.Add(-5*time.Minute), t0.Add(-30*time.Second)
+				s.firstSample, s.lastChange, s.lastDown = t0.Add(-5*time.Minute), t0.Add(-30*time.Second), t0.Add(-30*time.Second)
 				return s
 			}(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
-			replicas: 6, par: 100, reasonHas: "cooling down"},
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			replicas: 6, par: 144, reasonHas: "cooling down"},
 		{name: "a recent larger recommendation holds a scale-down",
 			state: func() scaleState {
 				s := measured()
@@ -100,7 +129,7 @@ func TestDecideScale(t *testing.T) {
 			// 2 pods of 1,000/s, 1,900/s produced: 2,185/s with headroom, but 2,000 covers it.
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 1000, 1, 1900, 1900), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 100},
-		{name: "step bound on the way up", bounds: func(b *scaleBounds) { b.up.step = 2 }, state: measured(),
+		{name: "step bound on the way up", bounds: func(b *scaleBounds) { fixedParallelism(b); b.up.step = 2 }, state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 4, par: 100, changeTime: true},
 		{name: "scale to zero: nothing produced, nothing to consume", bounds: func(b *scaleBounds) { b.minReplicas = 0 },
@@ -124,9 +153,11 @@ func TestDecideScale(t *testing.T) {
 		{name: "README example: behind after a step", state: readmeState(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 8, 7500, 3000), replicas: 3, parallelism: 100, settled: true},
 			replicas: 12, par: 100, reasonHas: "10k/s needed, 12 pods do 12k/s at parallelism 100", changeTime: true},
-		{name: "README example: caught up, parallelism first", state: readmeState(),
+		{name: "README example: caught up, no smaller group keeps a quarter to spare", state: readmeState(),
+			// 6 pods at parallelism 150 (the most trusted after measuring 100) do 9k/s, less
+			// than 8.6k/s with a quarter to spare: the 12 stay.
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 7500, 7500), replicas: 12, parallelism: 100, settled: true},
-			replicas: 12, par: 144, reasonHas: "8.6k/s needed, 6 pods do 8.6k/s at parallelism 144", changeTime: true},
+			replicas: 12, par: 100, reasonHas: "8.6k/s needed, 12 pods do 12k/s at parallelism 100"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,5 +266,104 @@ func TestCapacityOutlivesTheOperator(t *testing.T) {
 		CeilingRecordsPerSecond: 1100, CeilingParallelism: 150}
 	if strings.Contains(d.reason, "not measured") || capacity == nil || *capacity != want {
 		t.Errorf("a restarted operator forgot the pods' capacity: %s, %+v", d.reason, capacity)
+	}
+}
+
+// reporting is a snapshot whose partitions' pods sent load reports: n pods at parallelism
+// p, each finishing rate records per second with busy of its slots and cpu of its CPU in
+// use, the lag spread over the pods as given.
+func reporting(snap lagSnapshot, n int, p int32, rate, busy, cpu float64, lags ...int64) lagSnapshot {
+	for i := range n {
+		pl := podLoad{Report: loadreport.Report{Pod: fmt.Sprintf("pod-%d", i), At: snap.at, Parallelism: p, Busy: busy, CPU: cpu, Rate: rate,
+			Pause: 4 * time.Second}, partitions: snap.partitions / n}
+		if i < len(lags) {
+			pl.lag = lags[i]
+		}
+		snap.pods = append(snap.pods, pl)
+	}
+	return snap
+}
+
+// TestDecideScaleFromLoadReports: the pods' own reports size the group, stop it from
+// growing into a storage outage or a lag more consumers cannot help, and pace changes of
+// parallelism.
+func TestDecideScaleFromLoadReports(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	watched := func() scaleState {
+		return scaleState{firstSample: t0.Add(-5 * time.Minute), settledAt: t0.Add(-time.Minute)}
+	}
+	cases := []struct {
+		name      string
+		state     scaleState
+		in        scaleInput
+		replicas  int32
+		par       int32
+		reasonHas string
+	}{
+		{name: "capacity from the reports, not from saturation: keeping up and half busy, fewer pods",
+			// 4 pods at parallelism 100 each finish 500/s with half their slots busy: 10/s a
+			// slot. 2,000/s with headroom and margin is 2,875/s: 2 pods at parallelism 144.
+			state: watched(),
+			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 300, 0, 2000, 2000), 4, 100, 500, 0.5, 0.2),
+				replicas: 4, parallelism: 100, settled: true},
+			replicas: 4, par: 144, reasonHas: "fewer pods to come"},
+		{name: "the CPU is the ceiling: pods, not parallelism",
+			// 10/s a slot, but at 90% of its CPU a pod does at most 1,000/s: parallelism
+			// beyond 100 cannot help, pods can.
+			state: watched(),
+			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 60000, 40, 3000, 2000), 2, 100, 1000, 1, 0.9),
+				replicas: 2, parallelism: 100, settled: true},
+			replicas: 6, par: 100, reasonHas: "scaling up from 2 × 100 to 6 × 100"},
+		{name: "storage failing: nothing added",
+			state: watched(),
+			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
+				s := reporting(snapshot(1000, 12, 60000, 40, 3000, 0), 2, 100, 0, 0, 0.01)
+				s.pods[1].Blocked = true
+				return s
+			}(), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100, reasonHas: "blocked downstream"},
+		{name: "the pods holding the lag are not busy: more would not help",
+			// One pod holds the lag (a hot partition) with a tenth of its slots busy.
+			state: scaleState{capacity: capacityModel{perWorker: 10, measuredParallelism: 100, highest: 100}, firstSample: t0.Add(-5 * time.Minute),
+				settledAt: t0.Add(-time.Minute)},
+			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 60000, 40, 3000, 2900), 3, 100, 960, 0.1, 0.1, 59000, 500, 500),
+				replicas: 3, parallelism: 100, settled: true},
+			replicas: 3, par: 100, reasonHas: "the pods holding the lag are not busy (pod-0: 10% of its slots, 10% CPU)"},
+		{name: "a new parallelism waits for the pods to run the last one",
+			state: func() scaleState { s := watched(); s.parallelismAt = t0.Add(-20 * time.Second); return s }(),
+			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 60000, 40, 3000, 2000), 2, 100, 1000, 1, 0.3),
+				replicas: 2, parallelism: 150, settled: true},
+			replicas: 2, par: 150, reasonHas: "waiting for the pods to run parallelism 150"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _ := decideScale(policyBounds(), tc.state, tc.in)
+			if got.replicas != tc.replicas || got.parallelism != tc.par {
+				t.Errorf("got %d × %d (%s), want %d × %d", got.replicas, got.parallelism, got.reason, tc.replicas, tc.par)
+			}
+			if !strings.Contains(got.reason, tc.reasonHas) {
+				t.Errorf("reason %q lacks %q", got.reason, tc.reasonHas)
+			}
+		})
+	}
+}
+
+// TestUnmeasuredLagInFlightDoesNotFlap: without capacity figures, a steady lag in flight
+// to storage (it does not shrink with more pods) just under the records target of n pods
+// keeps n pods: one fewer would be over half its target.
+func TestUnmeasuredLagInFlightDoesNotFlap(t *testing.T) {
+	b := policyBounds()
+	b.targetSeconds = 0
+	var st scaleState
+	replicas := int32(8)
+	for i := range 60 {
+		at := 1000 + 10*i
+		// 36k records in flight: 0.9 of 8 pods' 40k, 1.03 of 7 pods' 35k.
+		d, next := decideScale(b, st, scaleInput{now: time.Unix(int64(at), 0), known: true,
+			lag: snapshot(at, 24, 36000, 3, 12000, 12000), replicas: replicas, parallelism: 100, settled: true})
+		st = next
+		if d.replicas != replicas {
+			t.Fatalf("t=%d: %d pods to %d: %s", at, replicas, d.replicas, d.reason)
+		}
 	}
 }

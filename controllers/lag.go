@@ -2,7 +2,11 @@ package controllers
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
 // partitionOffsets is one partition as one poll saw it.
@@ -10,6 +14,20 @@ type partitionOffsets struct {
 	// start and end are the log-start and log-end offsets; committed is the group's
 	// committed offset, -1 when it has none.
 	start, end, committed int64
+	// report is the load report committed with the offset by the pod that consumes the
+	// partition; nil when the metadata held none.
+	report *loadreport.Report
+}
+
+// reportFreshness is how old a load report may be and still describe its pod: pods
+// renew theirs every 10 s; the margin covers a slow commit and clocks a little apart.
+const reportFreshness = 45 * time.Second
+
+// podLoad is one pod's latest load report, with the partitions that carry it and their lag.
+type podLoad struct {
+	loadreport.Report
+	partitions int
+	lag        int64
 }
 
 // offsetSample is one poll of a topic and group.
@@ -32,6 +50,8 @@ type lagSnapshot struct {
 	// when they had work throughout it.
 	lastPoll pollInterval
 	at       time.Time
+	// pods are the fresh load reports, one per pod, in the order of their names.
+	pods []podLoad
 }
 
 // pollInterval is the consumption between two polls.
@@ -95,7 +115,36 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 		snap.produceRate = float64(produced) / span
 		snap.consumeRate = float64(consumed) / span
 	}
+	snap.pods = podLoads(cur, fromEarliest)
 	return snap
+}
+
+// podLoads gathers the fresh load reports of a sample, one per pod: the newest of those
+// its partitions carry. A partition whose report is older than the pod's newest (it was
+// committed before its last move) counts for the pod that reported on it last.
+func podLoads(s offsetSample, fromEarliest bool) []podLoad {
+	byPod := map[string]*podLoad{}
+	for _, p := range s.partitions {
+		r := p.report
+		if r == nil || s.at.Sub(r.At) > reportFreshness {
+			continue
+		}
+		pl, ok := byPod[r.Pod]
+		if !ok {
+			pl = &podLoad{Report: *r}
+			byPod[r.Pod] = pl
+		} else if r.At.After(pl.At) {
+			pl.Report = *r
+		}
+		pl.partitions++
+		pl.lag += partitionLag(p, fromEarliest)
+	}
+	out := make([]podLoad, 0, len(byPod))
+	for _, pl := range byPod {
+		out = append(out, *pl)
+	}
+	slices.SortFunc(out, func(a, b podLoad) int { return strings.Compare(a.Pod, b.Pod) })
+	return out
 }
 
 // oldestUncommittedAge estimates how long ago the first uncommitted record of partition

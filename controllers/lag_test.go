@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
 func sample(at int, parts ...partitionOffsets) offsetSample {
@@ -136,5 +138,63 @@ func TestOffsetFetchErrorsAreNotNothingCommitted(t *testing.T) {
 		} else if !strings.Contains(err.Error(), `group "g"`) {
 			t.Errorf("%s: %v does not name the group", tc.name, err)
 		}
+	}
+}
+
+// TestLoadReportsComeWithTheCommittedOffsets: the reports pods commit as offset metadata
+// reach the snapshot, one per pod (the newest of those its partitions carry, with the
+// partitions and the lag they hold); stale reports and other clients' metadata are not
+// reports.
+func TestLoadReportsComeWithTheCommittedOffsets(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(cluster.ListenAddrs()...), Timeout: 5 * time.Second, Transport: transport}
+	ctx := context.Background()
+	writer := &kafka.Writer{Addr: kafka.TCP(cluster.ListenAddrs()...), Topic: "spans", Transport: transport, Balancer: &kafka.RoundRobin{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	for range 10 {
+		if err := writer.WriteMessages(ctx, kafka.Message{Value: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writer.Close()
+
+	now := time.Now()
+	report := func(pod string, age time.Duration, busy float64) string {
+		return loadreport.Report{Pod: pod, At: now.Add(-age), Parallelism: 8, Busy: busy, CPU: 0.3, Rate: 100}.String()
+	}
+	commits := []kafka.OffsetCommit{
+		{Partition: 0, Offset: 1, Metadata: report("pod-a", 12*time.Second, 0.2)},
+		{Partition: 1, Offset: 1, Metadata: report("pod-a", 2*time.Second, 0.6)},
+		{Partition: 2, Offset: 1, Metadata: report("pod-b", 2*time.Minute, 0.9)}, // stale: pod-b is gone
+		{Partition: 3, Offset: 1, Metadata: "another client's note"},
+	}
+	resp, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: "g", GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{"spans": commits}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range resp.Topics["spans"] {
+		if p.Error != nil {
+			t.Fatal(p.Error)
+		}
+	}
+	target := lagTarget{kafkaTarget: kafkaTarget{brokers: cluster.ListenAddrs(), topic: "spans"}, group: "g", fromEarliest: true}
+	s, err := pollOffsets(ctx, client, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := computeLag([]offsetSample{s}, true)
+	if len(snap.pods) != 1 {
+		t.Fatalf("pods %+v, want pod-a alone", snap.pods)
+	}
+	a := snap.pods[0]
+	wantLag := partitionLag(s.partitions[0], true) + partitionLag(s.partitions[1], true)
+	if a.Pod != "pod-a" || a.Busy != 0.6 || a.partitions != 2 || a.lag != wantLag || a.Parallelism != 8 {
+		t.Errorf("pod-a: %+v (%d partitions, lag %d), want its newest report on 2 partitions with lag %d", a.Report, a.partitions, a.lag, wantLag)
 	}
 }

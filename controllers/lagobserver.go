@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/spanflow/spanflow/ingester/kafkaclient"
+	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
 // lagTarget is a topic and consumer group as an Ingester reaches them.
@@ -213,6 +214,9 @@ func pollOffsets(ctx context.Context, client *kafka.Client, t lagTarget) (offset
 		}
 		if p, ok := s.partitions[c.Partition]; ok {
 			p.committed = c.CommittedOffset
+			if r, ok := loadreport.Parse(c.Metadata); ok && c.CommittedOffset >= 0 {
+				p.report = &r
+			}
 			s.partitions[c.Partition] = p
 		}
 	}
