@@ -232,11 +232,12 @@ func (c capacityModel) learn(p int32, perPod float64) capacityModel {
 	return c
 }
 
-// What the load reports must show to measure: below these shares a pod did too little
-// for its rate to say what it could do.
+// Below these shares of its slots and CPU in use, a pod's report is read as if it used
+// this much: its rate then says what it can do at least, not exactly (an idle pod's
+// tiny shares are mostly noise). Sizing from a lower bound errs on the side of capacity.
 const (
-	minMeasurableBusy = 0.05
-	minMeasurableCPU  = 0.1
+	measurableBusy = 0.05
+	measurableCPU  = 0.1
 	// usableCPU is the share of its CPU a pod turns into consumption at best (the rest is
 	// the runtime, the garbage collector, the client's own work).
 	usableCPU = 0.9
@@ -244,31 +245,26 @@ const (
 
 // fromReports is the capacity the pods' load reports imply: a pod that finished rate
 // records per second with busy of its p delivery slots occupied and cpu of its CPU used
-// does rate/(busy·p) per slot and at most rate/cpu in all. ok is false when the pods did
-// too little to tell.
+// does rate/(busy·p) per slot and at most rate/cpu in all. ok is false when no pod
+// finished anything.
 func fromReports(pods []podLoad) (capacityModel, bool) {
-	var rate, slots, cpuRate, cpu float64
+	var rate, slots, cpu float64
 	var highest int32
 	for _, pl := range pods {
-		if pl.Rate <= 0 || pl.Busy < minMeasurableBusy {
+		if pl.Rate <= 0 {
 			continue
 		}
 		rate += pl.Rate
-		slots += pl.Busy * float64(pl.Parallelism)
+		slots += max(pl.Busy, measurableBusy) * float64(pl.Parallelism)
 		highest = max(highest, pl.Parallelism)
-		if pl.CPU >= minMeasurableCPU {
-			cpuRate += pl.Rate
-			cpu += pl.CPU
-		}
+		cpu += max(pl.CPU, measurableCPU) // unknown (negative) counts as little used
 	}
 	if slots == 0 {
 		return capacityModel{}, false
 	}
 	c := capacityModel{perWorker: rate / slots, measuredParallelism: highest, highest: highest}
-	if cpu > 0 {
-		c.ceiling = usableCPU * cpuRate / cpu
-		c.ceilingParallelism = int32(math.Ceil(c.ceiling / c.perWorker))
-	}
+	c.ceiling = usableCPU * rate / cpu
+	c.ceilingParallelism = int32(math.Ceil(c.ceiling / c.perWorker))
 	return c, true
 }
 

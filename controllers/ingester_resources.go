@@ -45,6 +45,8 @@ const (
 	volumeFileStorage = "spans"
 	volumeOTLPCA      = "otlp-ca"
 	volumeOTLPClient  = "otlp-client"
+	// podNameEnv carries the pod's name into the ingester (the downward API).
+	podNameEnv = "SPANFLOW_POD_NAME"
 	// otlpHeaderEnv prefixes the environment variables that carry Secret-backed headers.
 	otlpHeaderEnv      = "SPANFLOW_OTLP_HEADER_"
 	saslUsernameKey    = "username"
@@ -430,6 +432,10 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 	if len(tmpl.Resources.Limits) > 0 || len(tmpl.Resources.Requests) > 0 {
 		container.WithResources(resourcesAC(tmpl.Resources))
 	}
+	// The pod names itself in the load reports it commits (its hostname is the node's
+	// with hostNetwork).
+	container.WithEnv(corev1ac.EnvVar().WithName(podNameEnv).
+		WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))))
 	for i := range tmpl.Env {
 		container.WithEnv(envVarAC(tmpl.Env[i]))
 	}

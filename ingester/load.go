@@ -16,6 +16,12 @@ import (
 // 10 s and sizes from a minute of figures: a report a poll is enough.
 const loadReportInterval = 10 * time.Second
 
+// firstReportAfter is how much a pod's first report measures.
+const firstReportAfter = time.Second
+
+// podNameEnv names this pod in its load reports; the operator sets it.
+const podNameEnv = "SPANFLOW_POD_NAME"
+
 // loadMeter measures how busy this pod is, for the report each commit carries: the share
 // of its delivery slots in use, the share of its CPU in use, and the records it finished
 // per second, each over the latest loadReportInterval.
@@ -40,8 +46,13 @@ type loadReading struct {
 }
 
 func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, pause func() time.Duration) *loadMeter {
-	pod, err := os.Hostname() // the pod's name in Kubernetes
-	if err != nil || pod == "" {
+	// The operator gives the pod its name (the downward API); the hostname is the pod's
+	// name too, unless the pod shares the node's network.
+	pod := os.Getenv(podNameEnv)
+	if pod == "" {
+		pod, _ = os.Hostname()
+	}
+	if pod == "" {
 		pod = "unknown"
 	}
 	m := &loadMeter{pod: pod, interval: interval, chain: chain, blocked: blocked, pause: pause}
@@ -53,14 +64,16 @@ func (m *loadMeter) read() loadReading {
 	return loadReading{at: time.Now(), load: m.chain.parallel.Load(), cpu: processCPU()}
 }
 
-// Report returns the report of the latest whole interval, starting a new interval when
-// the current one is over.
+// Report returns the report of the latest interval, starting a new one when the current
+// one is over.
 func (m *loadMeter) Report() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.read()
 	elapsed := now.at.Sub(m.last.at)
-	if elapsed < m.interval {
+	// A pod's first report comes after a second of figures (a pod that only lives a few
+	// seconds still says what it did), the others after a whole interval.
+	if elapsed < m.interval && (m.report != "" || elapsed < firstReportAfter) {
 		return m.report
 	}
 	r := loadreport.Report{Pod: m.pod, At: now.at, Parallelism: int32(m.chain.parallel.Limit()), CPU: -1,

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -24,9 +25,10 @@ type Sink struct {
 	// Received holds every accepted span's identity, counting repeats.
 	Received *store.Memory
 
-	count atomic.Int64
-	mu    sync.Mutex
-	fail  error
+	count   atomic.Int64
+	mu      sync.Mutex
+	fail    error
+	latency time.Duration
 }
 
 // Start starts a sink that keeps identities and stops when the test ends.
@@ -58,11 +60,25 @@ func (s *Sink) FailWith(err error) {
 	s.mu.Unlock()
 }
 
+// SetLatency makes every export take d first, as a storage a network away does.
+func (s *Sink) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	s.latency = d
+	s.mu.Unlock()
+}
+
 // Export accepts the spans, or fails as told.
 func (s *Sink) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
 	s.mu.Lock()
-	fail := s.fail
+	fail, latency := s.fail, s.latency
 	s.mu.Unlock()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-ctx.Done():
+			return ptraceotlp.NewExportResponse(), ctx.Err()
+		}
+	}
 	if fail != nil {
 		return ptraceotlp.NewExportResponse(), fail
 	}

@@ -164,7 +164,7 @@ func (k *Kubelet) syncPod(ctx context.Context, pod *corev1.Pod) {
 		}
 		p = &podProcess{name: pod.Name}
 		if k.run != nil {
-			files, err := materialize(ctx, k.c, pod.Namespace, pod.Spec, filepath.Join(k.dir, string(pod.UID)))
+			files, err := materialize(ctx, k.c, pod.Namespace, pod.Name, pod.Spec, filepath.Join(k.dir, string(pod.UID)))
 			if err != nil {
 				// As the kubelet does with a volume it cannot mount (its ConfigMap is gone,
 				// or not there yet): the pod waits, and the next sync tries again.

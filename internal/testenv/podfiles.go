@@ -18,6 +18,7 @@ import (
 type podFiles struct {
 	c         client.Client
 	ns        string
+	podName   string
 	spec      corev1.PodSpec
 	mountDirs map[string]string // mount path in the pod → local directory
 	configs   map[string]string // ConfigMap name → local directory
@@ -26,8 +27,8 @@ type podFiles struct {
 
 // materialize creates the pod's volumes under dir. Only ConfigMap and emptyDir volumes
 // exist in the pods the operator renders without credentials; others are an error.
-func materialize(ctx context.Context, c client.Client, ns string, spec corev1.PodSpec, dir string) (*podFiles, error) {
-	f := &podFiles{c: c, ns: ns, spec: spec, mountDirs: map[string]string{}, configs: map[string]string{}, seen: map[string]string{}}
+func materialize(ctx context.Context, c client.Client, ns, podName string, spec corev1.PodSpec, dir string) (*podFiles, error) {
+	f := &podFiles{c: c, ns: ns, podName: podName, spec: spec, mountDirs: map[string]string{}, configs: map[string]string{}, seen: map[string]string{}}
 	mounts := map[string]string{}
 	for _, vm := range spec.Containers[0].VolumeMounts {
 		mounts[vm.Name] = vm.MountPath
@@ -94,8 +95,11 @@ func (f *podFiles) command(run Command, adminAddr string) *exec.Cmd {
 	}
 	env := []string{"SPANFLOW_ADMIN_ADDRESS=" + adminAddr}
 	for _, e := range container.Env {
-		if e.ValueFrom == nil {
+		switch {
+		case e.ValueFrom == nil:
 			env = append(env, e.Name+"="+e.Value)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			env = append(env, e.Name+"="+f.podName)
 		}
 	}
 	return run(env, args)

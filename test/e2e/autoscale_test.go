@@ -23,6 +23,7 @@ import (
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/otlptest"
 	"github.com/spanflow/spanflow/internal/testproc"
 )
 
@@ -73,11 +74,25 @@ func getDeployment(g Gomega, c client.Client, ns, name string) *appsv1.Deploymen
 	return &dep
 }
 
+// eventMessages lists the messages of the events about an object.
+func eventMessages(g Gomega, c client.Client, ns, name string) []string {
+	var events eventsv1.EventList
+	g.Expect(c.List(context.Background(), &events, client.InNamespace(ns))).To(Succeed())
+	var messages []string
+	for _, e := range events.Items {
+		if e.Regarding.Name == name {
+			messages = append(messages, e.Note)
+		}
+	}
+	return messages
+}
+
 // TestAutoscaling: an Ingester with autoscaling on a 4-partition topic with a backlog
 // gets as many pods as partitions (not its maxReplicas); kubectl scale is ignored and said
 // so; real ingester processes, run from the pod spec the operator rendered, drain the
 // backlog, the parallelism staying where the spec puts it while no bounds allow it to move;
-// the pods go back down after the stabilization window; with no more pods allowed, room
+// the pods go back down after the stabilization window, sized by the capacity they
+// reported in the metadata of their commits; with no more pods allowed, room
 // for more parallelism and a new backlog, the parallelism goes up instead, without
 // touching the pod template; with autoscaling off, spec.replicas rules again. The
 // Deployment is rolled out by the real kube-controller-manager and the pods run by
@@ -162,29 +177,54 @@ spec:
 		g.Expect(lag.Records).To(BeZero())
 	}, "60s", "200ms").Should(Succeed())
 
-	// 4. Nothing left and nothing produced: fewer pods once the window has passed.
+	// 4. Nothing left and nothing produced: fewer pods once the window has passed, sized
+	// by the capacity the pods reported in their commits (not by a guess).
 	g.Eventually(func(g Gomega) {
 		g.Expect(replicas(g)).To(BeNumerically("<", autoPartitions))
-		g.Expect(get(g).Status.LastScaleTime).NotTo(BeNil())
-	}, "30s", "200ms").Should(Succeed())
-	// The node goes away: nothing consumes any more (the API server still shows the pod
-	// it last reported), so the next backlog stays.
+		cur := get(g)
+		g.Expect(cur.Status.LastScaleTime).NotTo(BeNil())
+		g.Expect(cur.Status.Autoscaling.PodCapacity).NotTo(BeNil(), "no capacity measured: %s", cur.Status.Autoscaling.Reason)
+		g.Expect(cur.Status.Autoscaling.Reason).To(ContainSubstring("/s needed"))
+		g.Expect(eventMessages(g, c, "default", "auto")).To(ContainElement(MatchRegexp(`/s needed, \d+ pods do .*scaling down from 4 `)))
+	}, "60s", "200ms").Should(Succeed())
+	t.Logf("measured: %+v", *get(g).Status.Autoscaling.PodCapacity)
 	kubelet.Stop()
-
 	g.Expect(configuredParallelism(g, c, "default", "auto")).To(Equal(10), "parallelism moved without bounds to move in")
 
-	// 5. One pod at most, parallelism up to 40, and a backlog again: the parallelism rises
-	// instead, in the config only — the pods read it again and apply it while running
-	// (TestParallelismFollowsTheConfigFile), so the pod template, and the pods, stay.
+	// 5. Storage a network away (100 ms a write), batches of 10 spans, one pod at most,
+	// parallelism up to 40, and a backlog: the pod reports its delivery slots full, and the
+	// parallelism rises in the running pod — the config only; the pod template, and the
+	// pod, stay (TestParallelismFollowsTheConfigFile shows the pod applying it).
+	sink := otlptest.StartCounting(t)
+	sink.SetLatency(100 * time.Millisecond)
 	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur := get(g)
 		cur.Spec.Autoscaling.MaxReplicas = ptr.To[int32](1)
 		cur.Spec.Autoscaling.MaxParallelism = ptr.To[int32](40)
+		cur.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP,
+			OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: sink.Addr, Insecure: true}}
+		cur.Spec.Processing.BatchSize = 10
 		return c.Update(ctx, cur)
 	})).To(Succeed())
-	g.Eventually(func(g Gomega) { g.Expect(replicas(g)).To(Equal(int32(1))) }, "30s", "200ms").Should(Succeed())
+	kubelet = testproc.StartKubelet(t, c, "default")
+	var pod string
+	g.Eventually(func(g Gomega) {
+		g.Expect(replicas(g)).To(Equal(int32(1)))
+		dep := getDeployment(g, c, "default", "auto")
+		g.Expect(dep.Status.UpdatedReplicas).To(Equal(int32(1)))
+		g.Expect(dep.Status.Replicas).To(Equal(int32(1)))
+		var pods corev1.PodList
+		g.Expect(c.List(ctx, &pods, client.InNamespace("default"), client.MatchingLabels(dep.Spec.Selector.MatchLabels))).To(Succeed())
+		var running []string
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				running = append(running, p.Name)
+			}
+		}
+		g.Expect(running).To(HaveLen(1))
+		pod = running[0]
+	}, "60s", "200ms").Should(Succeed())
 	hashBefore := getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]
-	// Large enough that even pods measured fast would take longer than a restart to drain it.
 	broker.Produce(t, autoTopic, kafkatest.OTLPProtoMessages(t, 200000, 100000, 1)...)
 	g.Eventually(func(g Gomega) {
 		p := configuredParallelism(g, c, "default", "auto")
@@ -192,9 +232,13 @@ spec:
 		g.Expect(p).To(BeNumerically("<=", 40))
 		g.Expect(get(g).Status.Parallelism).To(Equal(int32(p)))
 		g.Expect(getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]).To(Equal(hashBefore))
-	}, "30s", "200ms").Should(Succeed())
+	}, "60s", "200ms").Should(Succeed())
+	var same corev1.Pod
+	g.Expect(c.Get(ctx, types.NamespacedName{Namespace: "default", Name: pod}, &same)).To(Succeed(), "the pod was replaced")
+	g.Expect(same.DeletionTimestamp).To(BeNil())
 	g.Expect(replicas(g)).To(Equal(int32(1)))
 	t.Logf("autoscaler: %s", get(g).Status.Autoscaling.Reason)
+	kubelet.Stop()
 
 	// Autoscaling off: spec.replicas (2, from kubectl scale) rules again.
 	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
