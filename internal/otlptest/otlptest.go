@@ -7,8 +7,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
