@@ -18,6 +18,7 @@ import (
 //   - on steady and diurnal load, at most the world's share of the reference's
 //     replica-seconds (half, where parallelism can stand in for pods).
 func TestAutoscalingSimulation(t *testing.T) {
+	t.Log("\n" + simMatrix())
 	for _, w := range simWorlds() {
 		t.Run(w.name, func(t *testing.T) {
 			table, results := simTable(w)
@@ -48,6 +49,7 @@ func TestAutoscalingSimulation(t *testing.T) {
 // are deterministic, the time per op is the cost of simulating the whole matrix.
 func BenchmarkAutoscalingSimulation(b *testing.B) {
 	var out strings.Builder
+	out.WriteString("\n" + simMatrix())
 	for i := range b.N {
 		for _, w := range simWorlds() {
 			table, _ := simTable(w)

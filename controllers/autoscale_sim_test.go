@@ -504,3 +504,28 @@ func simTable(w simWorld) (string, map[string][2]simResult) {
 	}
 	return b.String(), results
 }
+
+// simMatrix renders the whole matrix in one table, a row a world: each goal summed over
+// the scenarios (spanflow / the reference), and the replica-seconds on steady and
+// diurnal load as shares of the reference's.
+func simMatrix() string {
+	var b strings.Builder
+	b.WriteString("| world | s over target | replica changes | parallelism changes | replica-s, steady | replica-s, diurnal |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	for _, w := range simWorlds() {
+		_, results := simTable(w)
+		var over, refOver, changes, refChanges, pchanges int
+		for _, sc := range simScenarios() {
+			sf, ref := results[sc.name][0], results[sc.name][1]
+			over, refOver = over+sf.overTarget, refOver+ref.overTarget
+			changes, refChanges = changes+sf.replicaChanges, refChanges+ref.replicaChanges
+			pchanges += sf.changes - sf.replicaChanges
+		}
+		share := func(name string) float64 {
+			return float64(results[name][0].replicaSeconds) / float64(results[name][1].replicaSeconds)
+		}
+		fmt.Fprintf(&b, "| %s | %d / %d | %d / %d | %d | %.2f | %.2f |\n", w.name, over, refOver, changes, refChanges, pchanges,
+			share("steady"), share("diurnal"))
+	}
+	return b.String()
+}

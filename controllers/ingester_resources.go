@@ -432,12 +432,17 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 	if len(tmpl.Resources.Limits) > 0 || len(tmpl.Resources.Requests) > 0 {
 		container.WithResources(resourcesAC(tmpl.Resources))
 	}
-	// The pod names itself in the load reports it commits (its hostname is the node's
-	// with hostNetwork).
-	container.WithEnv(corev1ac.EnvVar().WithName(podNameEnv).
-		WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))))
+	ownPodName := false
 	for i := range tmpl.Env {
 		container.WithEnv(envVarAC(tmpl.Env[i]))
+		ownPodName = ownPodName || tmpl.Env[i].Name == podNameEnv
+	}
+	if !ownPodName {
+		// The pod names itself in the load reports it commits (its hostname is the
+		// node's with hostNetwork). The API version is spelled out as the API server
+		// defaults it, so that the applied object does not differ from the stored one.
+		container.WithEnv(corev1ac.EnvVar().WithName(podNameEnv).WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(
+			corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.name"))))
 	}
 
 	pod := corev1ac.PodSpec().

@@ -119,29 +119,36 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	return snap
 }
 
-// podLoads gathers the fresh load reports of a sample, one per pod: the newest of those
-// its partitions carry. A partition whose report is older than the pod's newest (it was
-// committed before its last move) counts for the pod that reported on it last.
+// podLoads gathers the fresh load reports of a sample, one per pod: the newest any
+// partition carries (a pod commits its report with one of its partitions; a partition
+// it held before a rebalance may still carry an older one). The partitions a report
+// lists are the pod's, with their lag.
 func podLoads(s offsetSample, fromEarliest bool) []podLoad {
-	byPod := map[string]*podLoad{}
-	for _, p := range s.partitions {
+	newest := map[string]loadreport.Report{}
+	carriers := map[string][]int{}
+	for id, p := range s.partitions {
 		r := p.report
 		if r == nil || s.at.Sub(r.At) > reportFreshness {
 			continue
 		}
-		pl, ok := byPod[r.Pod]
-		if !ok {
-			pl = &podLoad{Report: *r}
-			byPod[r.Pod] = pl
-		} else if r.At.After(pl.At) {
-			pl.Report = *r
+		carriers[r.Pod] = append(carriers[r.Pod], id)
+		if old, ok := newest[r.Pod]; !ok || r.At.After(old.At) {
+			newest[r.Pod] = *r
 		}
-		pl.partitions++
-		pl.lag += partitionLag(p, fromEarliest)
 	}
-	out := make([]podLoad, 0, len(byPod))
-	for _, pl := range byPod {
-		out = append(out, *pl)
+	out := make([]podLoad, 0, len(newest))
+	for pod, r := range newest {
+		parts := r.Partitions
+		if len(parts) == 0 {
+			parts = carriers[pod]
+		}
+		pl := podLoad{Report: r, partitions: len(parts)}
+		for _, id := range parts {
+			if p, ok := s.partitions[id]; ok {
+				pl.lag += partitionLag(p, fromEarliest)
+			}
+		}
+		out = append(out, pl)
 	}
 	slices.SortFunc(out, func(a, b podLoad) int { return strings.Compare(a.Pod, b.Pod) })
 	return out

@@ -158,7 +158,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		DeliveryBytes:    min(maxDeliveryBytes, cfg.MaxInFlightBytes),
 		Linger:           cfg.Processing.BatchLinger.D(),
 		DrainTimeout:     cfg.DrainTimeout.D(),
-		CommitMetadata:   func() string { return meter.Report() },
+		CommitMetadata:   func(partitions []int) string { return meter.Report(partitions) },
 		MetadataInterval: cmp.Or(opts.LoadReportInterval, loadReportInterval),
 	}, conn.Dialer(), &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: metadata}, chain, m, log)
 	meter = newLoadMeter(chain, cmp.Or(opts.LoadReportInterval, loadReportInterval), cons.Blocked, cons.LastPause)

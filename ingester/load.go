@@ -34,9 +34,9 @@ type loadMeter struct {
 
 	mu sync.Mutex
 	// last is the reading at the start of the current interval; report is the report of
-	// the last whole interval ("" before one ended).
+	// the last interval (no pod name before one ended).
 	last   loadReading
-	report string
+	report loadreport.Report
 }
 
 type loadReading struct {
@@ -64,17 +64,22 @@ func (m *loadMeter) read() loadReading {
 	return loadReading{at: time.Now(), load: m.chain.parallel.Load(), cpu: processCPU()}
 }
 
-// Report returns the report of the latest interval, starting a new one when the current
-// one is over.
-func (m *loadMeter) Report() string {
+// Report returns the report of the latest interval, with the partitions this pod holds
+// now, starting a new interval when the current one is over.
+func (m *loadMeter) Report(partitions []int) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.read()
 	elapsed := now.at.Sub(m.last.at)
 	// A pod's first report comes after a second of figures (a pod that only lives a few
 	// seconds still says what it did), the others after a whole interval.
-	if elapsed < m.interval && (m.report != "" || elapsed < firstReportAfter) {
-		return m.report
+	if elapsed < m.interval && (m.report.Pod != "" || elapsed < firstReportAfter) {
+		if m.report.Pod == "" {
+			return ""
+		}
+		r := m.report
+		r.Partitions = partitions
+		return r.String()
 	}
 	r := loadreport.Report{Pod: m.pod, At: now.at, Parallelism: int32(m.chain.parallel.Limit()), CPU: -1,
 		Rate: float64(now.load.Finished-m.last.load.Finished) / elapsed.Seconds(), Blocked: m.blocked(), Pause: m.pause()}
@@ -85,8 +90,9 @@ func (m *loadMeter) Report() string {
 		// GOMAXPROCS follows the container's CPU limit (or the node's CPUs without one).
 		r.CPU = min(float64(cpu)/(float64(elapsed)*float64(runtime.GOMAXPROCS(0))), 1)
 	}
-	m.last, m.report = now, r.String()
-	return m.report
+	m.last, m.report = now, r
+	r.Partitions = partitions
+	return r.String()
 }
 
 // processCPU is the CPU time the process used so far, user and system; 0 when unknown.

@@ -51,7 +51,11 @@ func storedSpans(t *testing.T, dir string) (distinct, duplicates int) {
 // one of them. The consumer commits as soon as a delivery is finished, coalescing the
 // finishes while a commit is on its way, so a kill leaves the deliveries in flight
 // (parallelism of them) and those finished while the commit covering them was on its
-// way: about 2 × parallelism deliveries. A delivery is cut at batchSize spans counted from
+// way: about 2 × parallelism deliveries. One partition is committed apart, with the load
+// report in its metadata, through the client, which looks the group coordinator up on
+// every request (kafka-go does not keep it): two round trips, beside the others' one,
+// and against kfake in this process each now and then takes tens of milliseconds. That
+// partition can lag by about one more parallelism of deliveries: 3 × parallelism. A delivery is cut at batchSize spans counted from
 // the average spans per message seen so far, which starts at one, so it holds at most
 // batchSize messages. Nothing bounds a commit's round trip, though: on two cores shared
 // with the broker and the race detector one now and then lasts long enough for several
@@ -83,7 +87,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	cfg.AdminAddress = "127.0.0.1:0"
 	cfg.Parallelism = envInt("SPANFLOW_SIGKILL_PARALLELISM", 2)
 	cfg.Processing.BatchSize = envInt("SPANFLOW_SIGKILL_BATCH_SIZE", 200)
-	maxRewrittenPerKill := 2 * cfg.Parallelism * cfg.Processing.BatchSize * spansPer
+	maxRewrittenPerKill := 3 * cfg.Parallelism * cfg.Processing.BatchSize * spansPer
 	data, err := cfg.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +152,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 		}
 	}
 	if rewrittenTotal > kills*maxRewrittenPerKill {
-		t.Errorf("the kills left %d spans a kill to be written again, more than %d (2 × parallelism %d × batchSize %d × %d spans a message)",
+		t.Errorf("the kills left %d spans a kill to be written again, more than %d (3 × parallelism %d × batchSize %d × %d spans a message)",
 			rewrittenTotal/kills, maxRewrittenPerKill, cfg.Parallelism, cfg.Processing.BatchSize, spansPer)
 	}
 	// Every duplicate in the store is one a kill left to be written again.

@@ -46,10 +46,11 @@ type Settings struct {
 	Linger time.Duration
 	// DrainTimeout bounds the wait for in-flight deliveries of a revoked partition.
 	DrainTimeout time.Duration
-	// CommitMetadata, if set, gives the metadata every commit carries: the pod's load
-	// report, which the operator reads back with the committed offsets.
-	CommitMetadata func() string
-	// MetadataInterval is how often the offsets are committed again, unchanged, so that
+	// CommitMetadata, if set, gives the metadata the commits of one partition carry (the
+	// lowest this member holds): the pod's load report, with the partitions it holds,
+	// which the operator reads back with the committed offsets.
+	CommitMetadata func(partitions []int) string
+	// MetadataInterval is how often that partition is committed again, unchanged, so that
 	// the metadata stays fresh while nothing moves; 0: never.
 	MetadataInterval time.Duration
 }
@@ -260,17 +261,17 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 		// while one is in flight); the interval retries a failed commit.
 		ticker := time.NewTicker(c.s.Kafka.CommitInterval.D())
 		defer ticker.Stop()
-		committer := &committer{c: c, gen: gen, parts: parts, sentMetadata: time.Now()}
+		committer := newCommitter(c, gen, parts)
 		for {
 			select {
 			case <-finished:
-				committer.commit(false)
+				committer.commit()
 			case <-ticker.C:
-				refresh := c.s.MetadataInterval > 0 && time.Since(committer.sentMetadata) >= c.s.MetadataInterval
-				committer.commit(refresh)
+				committer.commit()
 			case <-ctx.Done():
 				loops.Wait()
-				committer.commit(false)
+				committer.commit()
+				committer.close()
 				c.joined.Store(false)
 				c.mu.Lock()
 				c.generationEnded = time.Now()
@@ -405,61 +406,120 @@ func (c *Consumer) fetchDelivery(ctx context.Context, reader *kafka.Reader) ([]k
 	return msgs, nil
 }
 
-// committer commits the offsets of one generation, one request at a time.
+// committer commits the offsets of one generation. The generation's own commits are the
+// quick path: one request on its coordinator connection, one at a time. They carry no
+// metadata, so one partition, the lowest this member holds, is committed apart by a
+// reporter with the load report in its metadata, through the client (which looks the
+// coordinator up on every request: a slower path, kept off the others' way).
 type committer struct {
 	c     *Consumer
 	gen   *kafka.Generation
 	parts map[int]*partition
-	// sentMetadata is when metadata was last committed.
-	sentMetadata time.Time
+	// report is the partition that carries the load report (-1: no report to carry).
+	report int
+	// wake asks the reporter for a commit; stop ends it, and done is closed when it ended.
+	wake       chan struct{}
+	stop, done chan struct{}
 }
 
-// commit commits, in one request, every partition whose finished offset moved; with
-// refresh, every partition with an offset, moved or not, so that the metadata (the load
-// report) the operator reads stays fresh while nothing is consumed.
-func (k *committer) commit(refresh bool) {
-	c := k.c
-	metadata := ""
-	if c.s.CommitMetadata != nil {
-		metadata = c.s.CommitMetadata()
+func newCommitter(c *Consumer, gen *kafka.Generation, parts map[int]*partition) *committer {
+	k := &committer{c: c, gen: gen, parts: parts, report: -1, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if c.s.CommitMetadata != nil && len(parts) > 0 {
+		k.report = slices.Min(slices.Collect(maps.Keys(parts)))
+		go k.reporter()
+	} else {
+		close(k.done)
 	}
-	var pending []kafka.OffsetCommit
+	return k
+}
+
+// commit commits, in one request, every partition but the reporter's whose finished
+// offset moved, and wakes the reporter.
+func (k *committer) commit() {
+	c := k.c
+	pending := map[int]int64{}
 	for id, p := range k.parts {
-		next := p.tracker.Committable()
-		if next < 0 || (next == p.committed && !refresh) {
-			continue
+		if next := p.tracker.Committable(); id != k.report && next >= 0 && next != p.committed {
+			pending[id] = next
 		}
-		pending = append(pending, kafka.OffsetCommit{Partition: id, Offset: next, Metadata: metadata})
+	}
+	select {
+	case k.wake <- struct{}{}:
+	default: // a wake is pending already
 	}
 	if len(pending) == 0 {
 		return
 	}
-	// Committed with the generation's identity, as kafka-go's own commit does, through
-	// the client (which finds the group coordinator): only it carries metadata.
+	if err := k.gen.CommitOffsets(map[string]map[int]int64{c.s.Kafka.Topic: pending}); err != nil {
+		c.m.Commits.WithLabelValues("error").Inc()
+		c.commitErrors.Event(err, "generation", k.gen.ID)
+		return
+	}
+	c.m.Commits.WithLabelValues("ok").Inc()
+	for id, next := range pending {
+		k.parts[id].committed = next
+		k.parts[id].gauges.CommittedOffset.Set(float64(next))
+	}
+}
+
+// reporter commits the report partition when it moved, and again with a fresh report
+// every MetadataInterval while it does not, one request at a time, until stopped.
+func (k *committer) reporter() {
+	defer close(k.done)
+	var sent time.Time
+	for {
+		select {
+		case <-k.stop:
+			return
+		case <-k.wake:
+		}
+		refresh := k.c.s.MetadataInterval > 0 && time.Since(sent) >= k.c.s.MetadataInterval
+		if k.commitReport(refresh) {
+			sent = time.Now()
+		}
+	}
+}
+
+// close stops the reporter and commits the report partition a last time.
+func (k *committer) close() {
+	if k.report < 0 {
+		return
+	}
+	close(k.stop)
+	<-k.done
+	k.commitReport(false)
+}
+
+// commitReport commits the report partition with the load report when it moved (or
+// when refresh is set, unmoved); it reports whether it committed. Only the reporter (and
+// close, after it) touches the partition's committed offset.
+func (k *committer) commitReport(refresh bool) bool {
+	c, p := k.c, k.parts[k.report]
+	next := p.tracker.Committable()
+	if next < 0 || (next == p.committed && !refresh) {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
+	commit := kafka.OffsetCommit{Partition: k.report, Offset: next, Metadata: c.s.CommitMetadata(slices.Sorted(maps.Keys(k.parts)))}
 	resp, err := c.client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: k.gen.GroupID, GenerationID: int(k.gen.ID),
-		MemberID: k.gen.MemberID, Topics: map[string][]kafka.OffsetCommit{c.s.Kafka.Topic: pending}})
+		MemberID: k.gen.MemberID, Topics: map[string][]kafka.OffsetCommit{c.s.Kafka.Topic: {commit}}})
 	if err == nil {
 		for _, r := range resp.Topics[c.s.Kafka.Topic] {
 			if r.Error != nil {
 				err = fmt.Errorf("partition %d: %w", r.Partition, r.Error)
-				break
 			}
 		}
 	}
 	if err != nil {
 		c.m.Commits.WithLabelValues("error").Inc()
 		c.commitErrors.Event(err, "generation", k.gen.ID)
-		return
+		return false
 	}
 	c.m.Commits.WithLabelValues("ok").Inc()
-	k.sentMetadata = time.Now()
-	for _, pc := range pending {
-		p := k.parts[pc.Partition]
-		p.committed = pc.Offset
-		p.gauges.CommittedOffset.Set(float64(pc.Offset))
-	}
+	p.committed = next
+	p.gauges.CommittedOffset.Set(float64(next))
+	return true
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

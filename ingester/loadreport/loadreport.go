@@ -38,17 +38,24 @@ type Report struct {
 	// Pause is how long the pod's latest rebalance stopped its consumption (from the end
 	// of one group generation to the start of the next); zero before it saw one.
 	Pause time.Duration
+	// Partitions are the partitions the pod holds: one of them carries the report.
+	Partitions []int
 }
 
-// String renders the report as commit metadata: a few dozen bytes, well under the 4 KiB
-// brokers accept by default (offset.metadata.max.bytes).
+// String renders the report as commit metadata: about a hundred bytes and a few for each
+// partition, under the 4 KiB brokers accept by default (offset.metadata.max.bytes) up to
+// several hundred partitions a pod.
 func (r Report) String() string {
 	blocked := 0
 	if r.Blocked {
 		blocked = 1
 	}
-	return fmt.Sprintf("%s pod=%s at=%d p=%d busy=%.3f cpu=%.3f rate=%.1f blocked=%d pause=%.1f",
-		prefix, r.Pod, r.At.UnixMilli(), r.Parallelism, r.Busy, r.CPU, r.Rate, blocked, r.Pause.Seconds())
+	parts := make([]string, len(r.Partitions))
+	for i, p := range r.Partitions {
+		parts[i] = strconv.Itoa(p)
+	}
+	return fmt.Sprintf("%s pod=%s at=%d p=%d busy=%.3f cpu=%.3f rate=%.1f blocked=%d pause=%.1f parts=%s",
+		prefix, r.Pod, r.At.UnixMilli(), r.Parallelism, r.Busy, r.CPU, r.Rate, blocked, r.Pause.Seconds(), strings.Join(parts, ","))
 }
 
 // Parse reads a report from commit metadata; ok is false when the metadata is not a
@@ -88,6 +95,17 @@ func Parse(s string) (r Report, ok bool) {
 			var sec float64
 			sec, err = strconv.ParseFloat(value, 64)
 			r.Pause = time.Duration(sec * float64(time.Second))
+		case "parts":
+			for _, v := range strings.Split(value, ",") {
+				if v == "" {
+					continue
+				}
+				var id int
+				if id, err = strconv.Atoi(v); err != nil {
+					break
+				}
+				r.Partitions = append(r.Partitions, id)
+			}
 		default:
 			continue // a field a later version added
 		}

@@ -1,13 +1,14 @@
 package loadreport
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
 
 func TestReportRoundTrip(t *testing.T) {
 	r := Report{Pod: "spans-7d9f-abcde", At: time.UnixMilli(1_780_000_000_123), Parallelism: 12, Busy: 0.425,
-		CPU: 0.61, Rate: 1234.5, Blocked: true, Pause: 3200 * time.Millisecond}
+		CPU: 0.61, Rate: 1234.5, Blocked: true, Pause: 3200 * time.Millisecond, Partitions: []int{0, 4, 8, 12}}
 	s := r.String()
 	if len(s) > 200 {
 		t.Errorf("report of %d bytes: %s", len(s), s)
@@ -16,7 +17,7 @@ func TestReportRoundTrip(t *testing.T) {
 	if !ok {
 		t.Fatalf("Parse(%q) failed", s)
 	}
-	if got != r {
+	if !reflect.DeepEqual(got, r) {
 		t.Errorf("round trip: got %+v, want %+v", got, r)
 	}
 }

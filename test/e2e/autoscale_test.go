@@ -197,6 +197,7 @@ spec:
 	// pod, stay (TestParallelismFollowsTheConfigFile shows the pod applying it).
 	sink := otlptest.StartCounting(t)
 	sink.SetLatency(100 * time.Millisecond)
+	oldHash := getDeployment(g, c, "default", "auto").Spec.Template.Annotations["spanflow.dev/config-hash"]
 	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur := get(g)
 		cur.Spec.Autoscaling.MaxReplicas = ptr.To[int32](1)
@@ -210,7 +211,11 @@ spec:
 	var pod string
 	g.Eventually(func(g Gomega) {
 		g.Expect(replicas(g)).To(Equal(int32(1)))
+		// The new storage rolled the pod: one pod, of the new template.
 		dep := getDeployment(g, c, "default", "auto")
+		hash := dep.Spec.Template.Annotations["spanflow.dev/config-hash"]
+		g.Expect(hash).NotTo(Equal(oldHash))
+		g.Expect(dep.Status.ObservedGeneration).To(BeNumerically(">=", dep.Generation))
 		g.Expect(dep.Status.UpdatedReplicas).To(Equal(int32(1)))
 		g.Expect(dep.Status.Replicas).To(Equal(int32(1)))
 		var pods corev1.PodList
@@ -218,6 +223,7 @@ spec:
 		var running []string
 		for _, p := range pods.Items {
 			if p.DeletionTimestamp == nil {
+				g.Expect(p.Annotations["spanflow.dev/config-hash"]).To(Equal(hash))
 				running = append(running, p.Name)
 			}
 		}
