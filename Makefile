@@ -68,7 +68,7 @@ bench: install-tools ## Run the benchmarks: decoders, the chain's own cost per m
 	go test -run='^$$' -bench=BenchmarkIngestJaegerProto -benchtime=3x ./ingester/
 	go test -run='^$$' -bench=BenchmarkIngestOTLPWriter -benchtime=1x ./ingester/
 	go test -run='^$$' -bench=BenchmarkPeers -benchtime=1x -timeout=30m ./ingester/
-	KUBEBUILDER_ASSETS="$$(hack/build-tools.sh --print-assets)" go test -run='^$$' -bench='BenchmarkManyIngesters|BenchmarkAutoscalingSimulation' -benchtime=1x -timeout=30m ./controllers/
+	KUBEBUILDER_ASSETS="$$(hack/build-tools.sh --print-assets)" go test -run='^$$' -bench='BenchmarkManyIngesters|BenchmarkAutoscalingSimulation' -benchtime=1x -timeout=30m ./controllers/...
 
 ##@ Build
 

@@ -25,6 +25,7 @@ import (
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/controllers/autoscale"
 )
 
 // FieldOwner is the server-side apply field manager of everything the operator writes.
@@ -54,9 +56,9 @@ type IngesterReconciler struct {
 	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
 	// Lag observes each Ingester's topic and consumer group.
-	Lag *LagObserver
+	Lag *autoscale.LagObserver
 	// Autoscaler sizes the Ingesters with autoscaling enabled.
-	Autoscaler *Autoscaler
+	Autoscaler *autoscale.Autoscaler
 	// ResyncInterval is how often an Ingester is looked at again without any change, to
 	// keep what the status says of Kafka current.
 	ResyncInterval time.Duration
@@ -80,7 +82,7 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.Client.Get(ctx, req.NamespacedName, &ing); err != nil {
 		if apierrors.IsNotFound(err) {
 			// Deleted: owner references let the garbage collector remove what it owned.
-			r.Autoscaler.forget(req.NamespacedName, true)
+			r.Autoscaler.Forget(req.NamespacedName, true)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -109,8 +111,7 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		obs.previousReplicas = current.Spec.Replicas
 	}
 	if secretErr == nil {
-		obs.lag = r.Lag.Observe(lagTarget{kafkaTarget: kafkaTargetOf(&ing, secrets), group: groupInUse(&ing),
-			fromEarliest: ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest})
+		obs.lag = r.Lag.Observe(kafkaTargetOf(&ing, secrets))
 	}
 	// Paused by the user, or the new spec cannot run: the running pods are better left on
 	// their last good config.
@@ -121,13 +122,17 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	target := &ing
 	var scaled bool
 	switch {
-	case !autoscaling(&ing):
-		r.Autoscaler.forget(req.NamespacedName, false)
+	case !autoscale.Enabled(&ing):
+		r.Autoscaler.Forget(req.NamespacedName, false)
 	case !changeNothing:
-		var d scaleDecision
-		d, scaled, obs.podCapacity = r.Autoscaler.decide(&ing, current, obs.lag, obs.now.Time)
-		obs.scale = &d
-		if spec := desiredReplicas(&ing); spec != d.replicas {
+		in := autoscale.Input{Now: obs.now.Time, Lag: obs.lag, Parallelism: ing.Status.Parallelism,
+			SpecReplicas: desiredReplicas(&ing), SpecParallelism: desiredParallelism(&ing), Settled: settled(current)}
+		if current != nil {
+			in.Deployed = current.Spec.Replicas
+		}
+		d := r.Autoscaler.Decide(&ing, in)
+		scaled, obs.scale = d.Changed, &d
+		if spec := desiredReplicas(&ing); spec != d.Replicas {
 			obs.ignoredReplicas = &spec
 		}
 		target = sized(&ing, d)
@@ -147,20 +152,20 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.writeStatus(ctx, &ing, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.Autoscaler.record(target, status)
+	r.Autoscaler.Record(target, status)
 	if obs.applyErr != nil {
 		// Retried by the work queue with exponential backoff; the status says why.
 		return ctrl.Result{}, obs.applyErr
 	}
 	if scaled {
-		r.Recorder.Eventf(&ing, nil, corev1.EventTypeNormal, spanflowv1alpha1.ReasonAutoscaled, "Autoscale", "%s", obs.scale.reason)
+		r.Recorder.Eventf(&ing, nil, corev1.EventTypeNormal, spanflowv1alpha1.ReasonAutoscaled, "Autoscale", "%s", obs.scale.Reason)
 	}
 	logger.V(1).Info("Reconciled", "replicas", status.Replicas, "ready", status.ReadyReplicas)
 	// A missing Secret needs no retry loop: its creation triggers a reconcile (see the
 	// watch). Kafka has no watch, and an object in the way (ResourceConflict) is not
 	// watched either: look again after a while, soon if the first poll of the Ingester's
 	// topic is still under way.
-	if secretErr == nil && !obs.lag.have && obs.lag.err == nil {
+	if secretErr == nil && !obs.lag.Known() && obs.lag.Err() == nil {
 		return ctrl.Result{RequeueAfter: min(time.Second, r.ResyncInterval)}, nil
 	}
 	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
@@ -212,24 +217,26 @@ func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1al
 	return secrets, errors.Join(missing...)
 }
 
-// kafkaTargetOf is the Ingester's cluster and topic with the credentials from its Secrets.
-func kafkaTargetOf(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) kafkaTarget {
-	t := kafkaTarget{brokers: ing.Spec.Kafka.Brokers, topic: ing.Spec.Kafka.Topic}
+// kafkaTargetOf is the Ingester's cluster, topic and consumer group, with the credentials
+// from its Secrets.
+func kafkaTargetOf(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) autoscale.Target {
+	t := autoscale.Target{Brokers: ing.Spec.Kafka.Brokers, Topic: ing.Spec.Kafka.Topic, Group: groupInUse(ing),
+		FromEarliest: ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest}
 	if tls := ing.Spec.Kafka.TLS; tls != nil && tls.Enabled {
-		t.material.TLS = true
-		t.material.InsecureSkipVerify = tls.InsecureSkipVerify
+		t.Material.TLS = true
+		t.Material.InsecureSkipVerify = tls.InsecureSkipVerify
 		if tls.CA != nil {
-			t.material.CA = secrets[tls.CA.Name].Data[tls.CA.Key]
+			t.Material.CA = secrets[tls.CA.Name].Data[tls.CA.Key]
 		}
 		if tls.ClientCertSecretName != "" {
 			s := secrets[tls.ClientCertSecretName]
-			t.material.Cert, t.material.Key = s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
+			t.Material.Cert, t.Material.Key = s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
 		}
 	}
 	if sasl := ing.Spec.Kafka.SASL; sasl != nil {
 		s := secrets[sasl.CredentialsSecretName]
-		t.material.Mechanism = string(sasl.Mechanism)
-		t.material.Username, t.material.Password = string(s.Data[saslUsernameKey]), string(s.Data[saslPasswordKey])
+		t.Material.Mechanism = string(sasl.Mechanism)
+		t.Material.Username, t.Material.Password = string(s.Data[saslUsernameKey]), string(s.Data[saslPasswordKey])
 	}
 	return t
 }
@@ -461,4 +468,18 @@ func (r *IngesterReconciler) ingestersReferencing(ctx context.Context, secret cl
 		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
 	}
 	return reqs
+}
+
+// settled is true when every pod of the Deployment runs its current template and is ready
+// (no Deployment: nothing to wait for).
+func settled(dep *appsv1.Deployment) bool {
+	return dep == nil || deploymentRolledOut(dep, ptr.Deref(dep.Spec.Replicas, 1))
+}
+
+// sized is the Ingester with replicas and parallelism replaced by the autoscaler's
+// decision, for the builders of the desired objects and the status.
+func sized(ing *spanflowv1alpha1.Ingester, d autoscale.Decision) *spanflowv1alpha1.Ingester {
+	out := ing.DeepCopy()
+	out.Spec.Replicas, out.Spec.Parallelism = ptr.To(d.Replicas), ptr.To(d.Parallelism)
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/controllers/autoscale"
 )
 
 // observation is what one reconcile saw, the input of the status.
@@ -26,7 +27,7 @@ type observation struct {
 	problem *specProblem
 	// lag is what the lag observer knows of the Ingester's topic and group; its error is
 	// why the operator cannot see them.
-	lag lagObservation
+	lag autoscale.Observation
 	// now is the time of the observation, for lastScaleTime.
 	now metav1.Time
 	// previousReplicas is the Deployment's spec.replicas before this reconcile (nil: none).
@@ -35,10 +36,8 @@ type observation struct {
 	applied bool
 	// scale is the autoscaler's decision, when autoscaling sized this reconcile;
 	// ignoredReplicas is spec.replicas when it differs from that decision.
-	scale           *scaleDecision
+	scale           *autoscale.Decision
 	ignoredReplicas *int32
-	// podCapacity is what the autoscaler measured the pods to consume, if anything.
-	podCapacity *spanflowv1alpha1.PodCapacity
 }
 
 // desiredStatus computes the Ingester's status. Condition transition times are kept when
@@ -56,26 +55,25 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 		status.Replicas = dep.Status.Replicas
 		status.ReadyReplicas = dep.Status.ReadyReplicas
 	}
-	if obs.lag.have {
-		snap := obs.lag.snapshot
-		status.Partitions = int32(snap.partitions)
-		lag := &spanflowv1alpha1.LagStatus{Records: snap.records, Seconds: snap.seconds,
-			Stale: obs.lag.err != nil, ObservedTime: &metav1.Time{Time: snap.at}}
+	if obs.lag.Known() {
+		status.Partitions = int32(obs.lag.Partitions())
+		lag := &spanflowv1alpha1.LagStatus{Records: obs.lag.Records(), Seconds: obs.lag.Seconds(),
+			Stale: obs.lag.Err() != nil, ObservedTime: &metav1.Time{Time: obs.lag.At()}}
 		// Unchanged values keep their time, so an idle, caught-up Ingester is not
 		// rewritten on every poll.
 		if old := status.Lag; old != nil && old.Records == lag.Records && old.Seconds == lag.Seconds && old.Stale == lag.Stale {
 			lag.ObservedTime = old.ObservedTime
 		}
 		status.Lag = lag
-	} else if status.Lag != nil && obs.lag.err != nil {
+	} else if status.Lag != nil && obs.lag.Err() != nil {
 		status.Lag.Stale = true
 	}
 	switch {
 	case obs.scale != nil:
-		status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{DesiredReplicas: obs.scale.replicas,
-			DesiredParallelism: obs.scale.parallelism, Reason: obs.scale.reason, IgnoredReplicas: obs.ignoredReplicas,
-			PodCapacity: obs.podCapacity}
-	case !autoscaling(ing):
+		status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{DesiredReplicas: obs.scale.Replicas,
+			DesiredParallelism: obs.scale.Parallelism, Reason: obs.scale.Reason, IgnoredReplicas: obs.ignoredReplicas,
+			PodCapacity: obs.scale.PodCapacity}
+	case !autoscale.Enabled(ing):
 		status.Autoscaling = nil
 	}
 	// Replicas and parallelism change only when the desired objects are applied.
@@ -134,7 +132,7 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 			"No ingester pods run: "+obs.problem.err.Error())
 	case dep == nil:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonRollingOut, "Waiting for the ingester Deployment")
-	case want == 0 && dep.Status.Replicas == 0 && autoscaling(ing):
+	case want == 0 && dep.Status.Replicas == 0 && autoscale.Enabled(ing):
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionTrue, spanflowv1alpha1.ReasonScaledToZero,
 			"Scaled to zero by the autoscaler: nothing is produced and nothing is left to consume; pods start when the lag exceeds spec.autoscaling.activationLagRecords")
 	case want == 0 && dep.Status.Replicas == 0:
@@ -179,10 +177,10 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	case stuck:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
 			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))
-	case errors.Is(obs.lag.err, errTopicNotFound):
-		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.lag.err.Error())
-	case obs.lag.err != nil:
-		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, obs.lag.err.Error())
+	case errors.Is(obs.lag.Err(), autoscale.ErrTopicNotFound):
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.lag.Err().Error())
+	case obs.lag.Err() != nil:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, obs.lag.Err().Error())
 	default:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "Nothing needs attention")
 	}

@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/controllers/autoscale"
 	"github.com/spanflow/spanflow/internal/testenv"
 )
 
@@ -161,8 +162,8 @@ func runSuite(m *testing.M) int {
 		SecretReader:   mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  testImage,
-		Lag:            NewLagObserver(500*time.Millisecond, 20),
-		Autoscaler:     NewAutoscaler(ctrlmetrics.Registry),
+		Lag:            autoscale.NewLagObserver(500*time.Millisecond, 20),
+		Autoscaler:     autoscale.NewAutoscaler(ctrlmetrics.Registry),
 		ResyncInterval: 2 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)

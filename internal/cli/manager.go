@@ -18,6 +18,7 @@ import (
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/controllers"
+	"github.com/spanflow/spanflow/controllers/autoscale"
 	"github.com/spanflow/spanflow/internal/version"
 )
 
@@ -78,8 +79,8 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		SecretReader:   mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  *ingesterImage,
-		Lag:            controllers.NewLagObserver(*kafkaInterval, 30),
-		Autoscaler:     controllers.NewAutoscaler(ctrlmetrics.Registry),
+		Lag:            autoscale.NewLagObserver(*kafkaInterval, 30),
+		Autoscaler:     autoscale.NewAutoscaler(ctrlmetrics.Registry),
 		ResyncInterval: *kafkaInterval,
 		PodPolicy:      controllers.PodPolicy{AllowPrivileged: *allowPrivileged, AllowServiceAccount: *allowServiceAccount},
 	}).SetupWithManager(mgr); err != nil {

@@ -23,7 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
-	"github.com/spanflow/spanflow/controllers"
+	"github.com/spanflow/spanflow/controllers/autoscale"
 	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/otlpwire"
@@ -109,7 +109,7 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- ingester.Run(ingestCtx, cfg, ingester.Options{Writer: writer}, log) }()
 
-	lag := controllers.NewLagObserver(time.Second, 30)
+	lag := autoscale.NewLagObserver(time.Second, 30)
 	lagCtx, stopLag := context.WithCancel(context.Background())
 	lagDone := make(chan error, 1)
 	go func() { lagDone <- lag.Start(lagCtx) }()
@@ -124,7 +124,7 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 
 	// The operator's autoscaling policy, on demo time scales, advising on the one ingester
 	// running here (it advises; nothing is resized).
-	advisor := controllers.NewScaleAdvisor(lag, []string{broker}, topic, group, spanflowv1alpha1.AutoscalingSpec{Enabled: true,
+	advisor := autoscale.NewScaleAdvisor(lag, []string{broker}, topic, group, spanflowv1alpha1.AutoscalingSpec{Enabled: true,
 		TargetLagSeconds: ptr.To[int32](5), Cooldown: spanflowv1alpha1.NewDuration(5 * time.Second),
 		ScaleDown: &spanflowv1alpha1.ScalingRules{StabilizationWindow: spanflowv1alpha1.NewDuration(20 * time.Second)}}, int32(cfg.Parallelism))
 	var lastVerdict string

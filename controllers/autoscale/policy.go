@@ -1,4 +1,4 @@
-package controllers
+package autoscale
 
 import (
 	"fmt"
@@ -48,9 +48,8 @@ const (
 	saturatedSeconds = 2
 )
 
-// boundsOf resolves the Ingester's autoscaling settings.
-func boundsOf(ing *spanflowv1alpha1.Ingester) scaleBounds {
-	a := ing.Spec.Autoscaling
+// boundsOf resolves an Ingester's autoscaling settings; parallelism is its spec's.
+func boundsOf(a *spanflowv1alpha1.AutoscalingSpec, parallelism int32) scaleBounds {
 	if a == nil {
 		a = &spanflowv1alpha1.AutoscalingSpec{}
 	}
@@ -64,7 +63,7 @@ func boundsOf(ing *spanflowv1alpha1.Ingester) scaleBounds {
 		up:                rulesOf(a.ScaleUp, 0),
 		down:              rulesOf(a.ScaleDown, defaultScaleDownWindow),
 	}
-	p := desiredParallelism(ing)
+	p := parallelism
 	b.minParallelism, b.maxParallelism = p, p
 	switch {
 	case a.MinParallelism != nil && a.MaxParallelism != nil:

@@ -1,11 +1,14 @@
-package controllers
+// Package autoscale sizes Ingesters: a lag observer polls each topic and consumer group
+// (the committed offsets, and the load reports the pods commit with them), and a pure
+// policy turns what it saw into replicas and parallelism, with a reason. The reconciler
+// hands it an Input and applies the Decision.
+package autoscale
 
 import (
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -51,36 +54,62 @@ func NewAutoscaler(reg prometheus.Registerer) *Autoscaler {
 	return a
 }
 
-// decide runs the policy for an Ingester with autoscaling enabled. It returns the size to
-// apply, whether it differs from the current one, and the pods' measured capacity for the
-// status. A policy with no memory of the Ingester (the operator restarted) starts from the
-// capacity the status kept.
-func (a *Autoscaler) decide(ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment, lag lagObservation, now time.Time) (scaleDecision, bool, *spanflowv1alpha1.PodCapacity) {
+// Input is what the reconciler observed of an Ingester for a decision.
+type Input struct {
+	Now time.Time
+	// Lag is what the lag observer knows of the Ingester's topic and group.
+	Lag Observation
+	// Deployed is the Deployment's spec.replicas (nil before there is a Deployment);
+	// Parallelism the parallelism the pods were last given (0: none yet).
+	Deployed    *int32
+	Parallelism int32
+	// SpecReplicas and SpecParallelism are the spec's values, defaulted.
+	SpecReplicas, SpecParallelism int32
+	// Settled is true when every pod runs the Deployment's current template and is ready.
+	Settled bool
+}
+
+// Decision is a size and why.
+type Decision struct {
+	Replicas, Parallelism int32
+	Reason                string
+	// Changed is true when the size differs from the current one.
+	Changed bool
+	// PodCapacity is what the pods were measured to consume, for the status (nil: nothing
+	// measured yet).
+	PodCapacity *spanflowv1alpha1.PodCapacity
+}
+
+// Decide runs the policy for an Ingester with autoscaling enabled. A policy with no
+// memory of the Ingester (the operator restarted) starts from the capacity the status
+// kept.
+func (a *Autoscaler) Decide(ing *spanflowv1alpha1.Ingester, in Input) Decision {
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
-	b := boundsOf(ing)
-	in := scaleInput{now: now, lag: lag.snapshot, known: lag.have, stale: lag.err != nil, settled: settled(dep)}
-	in.replicas, in.parallelism = currentSize(ing, dep, b)
+	b := boundsOf(ing.Spec.Autoscaling, in.SpecParallelism)
+	si := scaleInput{now: in.Now, lag: in.Lag.snapshot, known: in.Lag.have, stale: in.Lag.err != nil, settled: in.Settled}
+	si.replicas, si.parallelism = currentSize(in, b)
 	a.mu.Lock()
 	st, ok := a.states[key]
 	if !ok && ing.Status.Autoscaling != nil {
 		st.capacity = capacityFromStatus(ing.Status.Autoscaling.PodCapacity)
 	}
-	d, st := decideScale(b, st, in)
+	d, st := decideScale(b, st, si)
 	a.states[key] = st
 	a.mu.Unlock()
-	changed := d.replicas != in.replicas || d.parallelism != in.parallelism
+	changed := d.replicas != si.replicas || d.parallelism != si.parallelism
 	// The series exists from the first decision, at 0, so that increase() sees the first change.
 	changes := a.changes.WithLabelValues(ing.Namespace, ing.Name)
 	if changed {
 		changes.Inc()
 	}
-	return d, changed, st.capacity.status()
+	return Decision{Replicas: d.replicas, Parallelism: d.parallelism, Reason: d.reason, Changed: changed, PodCapacity: st.capacity.status()}
 }
 
-// record publishes what the operator knows of an Ingester after a reconcile.
-func (a *Autoscaler) record(ing *spanflowv1alpha1.Ingester, status spanflowv1alpha1.IngesterStatus) {
+// Record publishes what the operator knows of an Ingester after a reconcile: ing is the
+// Ingester as sized (its spec.replicas the replicas wanted).
+func (a *Autoscaler) Record(ing *spanflowv1alpha1.Ingester, status spanflowv1alpha1.IngesterStatus) {
 	l := []string{ing.Namespace, ing.Name}
-	a.desiredReplicas.WithLabelValues(l...).Set(float64(desiredReplicas(ing)))
+	a.desiredReplicas.WithLabelValues(l...).Set(float64(ptr.Deref(ing.Spec.Replicas, 1)))
 	a.replicas.WithLabelValues(l...).Set(float64(status.Replicas))
 	a.parallelism.WithLabelValues(l...).Set(float64(status.Parallelism))
 	if status.Lag != nil {
@@ -107,9 +136,9 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-// forget drops an Ingester's memory and metrics: it was deleted, or its autoscaling turned
+// Forget drops an Ingester's memory and metrics: it was deleted, or its autoscaling turned
 // off (then only the memory goes).
-func (a *Autoscaler) forget(key types.NamespacedName, deleted bool) {
+func (a *Autoscaler) Forget(key types.NamespacedName, deleted bool) {
 	a.mu.Lock()
 	delete(a.states, key)
 	a.mu.Unlock()
@@ -123,38 +152,25 @@ func (a *Autoscaler) forget(key types.NamespacedName, deleted bool) {
 	}
 }
 
-// autoscaling is true when the operator, not spec.replicas, sizes the Ingester.
-func autoscaling(ing *spanflowv1alpha1.Ingester) bool {
+// Enabled is true when the operator, not spec.replicas, sizes the Ingester.
+func Enabled(ing *spanflowv1alpha1.Ingester) bool {
 	return ing.Spec.Autoscaling != nil && ing.Spec.Autoscaling.Enabled
 }
 
 // currentSize is the size the pods were last given: the Deployment's replicas and the
 // parallelism in the status (what the ConfigMap holds), or, before there is a Deployment,
 // the spec's values within the autoscaling bounds.
-func currentSize(ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment, b scaleBounds) (replicas, parallelism int32) {
-	replicas = max(desiredReplicas(ing), b.minReplicas)
+func currentSize(in Input, b scaleBounds) (replicas, parallelism int32) {
+	replicas = max(in.SpecReplicas, b.minReplicas)
 	if b.maxReplicas > 0 {
 		replicas = min(replicas, b.maxReplicas)
 	}
-	if dep != nil && dep.Spec.Replicas != nil {
-		replicas = *dep.Spec.Replicas
+	if in.Deployed != nil {
+		replicas = *in.Deployed
 	}
-	parallelism = ing.Status.Parallelism
+	parallelism = in.Parallelism
 	if parallelism == 0 {
-		parallelism = desiredParallelism(ing)
+		parallelism = in.SpecParallelism
 	}
 	return replicas, min(max(parallelism, b.minParallelism), b.maxParallelism)
-}
-
-// settled is true when every pod of the Deployment runs its current template and is ready.
-func settled(dep *appsv1.Deployment) bool {
-	return dep == nil || deploymentRolledOut(dep, ptr.Deref(dep.Spec.Replicas, 1))
-}
-
-// sized is the Ingester with replicas and parallelism replaced by the autoscaler's
-// decision, for the builders of the desired objects and the status.
-func sized(ing *spanflowv1alpha1.Ingester, d scaleDecision) *spanflowv1alpha1.Ingester {
-	out := ing.DeepCopy()
-	out.Spec.Replicas, out.Spec.Parallelism = ptr.To(d.replicas), ptr.To(d.parallelism)
-	return out
 }

@@ -1,4 +1,4 @@
-package controllers
+package autoscale
 
 import (
 	"fmt"
@@ -225,8 +225,7 @@ func TestCapacityModelLearnsTheCeiling(t *testing.T) {
 }
 
 func TestBoundsOfDefaults(t *testing.T) {
-	ing := minimalIngester("ns", "a")
-	b := boundsOf(ing)
+	b := boundsOf(nil, 8)
 	if b.minReplicas != 1 || b.maxReplicas != 0 || b.minParallelism != 8 || b.maxParallelism != 8 || b.cooldown != defaultCooldown ||
 		b.down.window != defaultScaleDownWindow || b.up.window != 0 {
 		t.Errorf("defaults: %+v", b)
@@ -255,17 +254,17 @@ func TestCapacityOutlivesTheOperator(t *testing.T) {
 		t.Error("nothing measured is not a measurement")
 	}
 
-	ing := minimalIngester("ns", "restarted")
+	ing := testIngester("ns", "restarted")
 	ing.Spec.Autoscaling = &spanflowv1alpha1.AutoscalingSpec{Enabled: true, TargetLagRecords: ptr.To[int64](5000)}
-	ing.Spec.Parallelism = ptr.To[int32](100)
 	ing.Status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{PodCapacity: c.status()}
-	lag := lagObservation{have: true, snapshot: snapshot(1000, 12, 60000, 40, 3000, 2000)}
-	d, _, capacity := NewAutoscaler(prometheus.NewRegistry()).decide(ing, nil, lag, time.Unix(1000, 0))
+	lag := Observation{have: true, snapshot: snapshot(1000, 12, 60000, 40, 3000, 2000)}
+	d := NewAutoscaler(prometheus.NewRegistry()).Decide(ing, Input{Now: time.Unix(1000, 0), Lag: lag, SpecReplicas: 1, SpecParallelism: 100})
+	capacity := d.PodCapacity
 	// 10 records/s per unit of parallelism, measured last at 150; at most 1,100/s a pod.
 	want := spanflowv1alpha1.PodCapacity{Parallelism: 150, RecordsPerSecond: 1500, HighestParallelism: 150,
 		CeilingRecordsPerSecond: 1100, CeilingParallelism: 150}
-	if strings.Contains(d.reason, "not measured") || capacity == nil || *capacity != want {
-		t.Errorf("a restarted operator forgot the pods' capacity: %s, %+v", d.reason, capacity)
+	if strings.Contains(d.Reason, "not measured") || capacity == nil || *capacity != want {
+		t.Errorf("a restarted operator forgot the pods' capacity: %s, %+v", d.Reason, capacity)
 	}
 }
 

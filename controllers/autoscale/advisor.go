@@ -1,4 +1,4 @@
-package controllers
+package autoscale
 
 import (
 	"time"
@@ -10,7 +10,7 @@ import (
 // what the operator would set for a consumer group of a given size, and why.
 type ScaleAdvisor struct {
 	lag    *LagObserver
-	target lagTarget
+	target Target
 	bounds scaleBounds
 	state  scaleState
 }
@@ -24,9 +24,8 @@ type Advice struct {
 // NewScaleAdvisor returns an advisor for a plaintext cluster's topic and group, with the
 // settings of an Ingester's spec.autoscaling and spec.parallelism.
 func NewScaleAdvisor(lag *LagObserver, brokers []string, topic, group string, spec spanflowv1alpha1.AutoscalingSpec, parallelism int32) *ScaleAdvisor {
-	ing := &spanflowv1alpha1.Ingester{Spec: spanflowv1alpha1.IngesterSpec{Autoscaling: &spec, Parallelism: &parallelism}}
-	return &ScaleAdvisor{lag: lag, bounds: boundsOf(ing),
-		target: lagTarget{kafkaTarget: kafkaTarget{brokers: brokers, topic: topic}, group: group, fromEarliest: true}}
+	return &ScaleAdvisor{lag: lag, bounds: boundsOf(&spec, parallelism),
+		target: Target{Brokers: brokers, Topic: topic, Group: group, FromEarliest: true}}
 }
 
 // Advise decides for a group of replicas pods at parallelism, all running and ready.

@@ -1,4 +1,4 @@
-package controllers
+package autoscale
 
 import (
 	"strings"
@@ -13,13 +13,19 @@ import (
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 )
 
+// testIngester is an Ingester with the least a spec holds.
+func testIngester(ns, name string) *spanflowv1alpha1.Ingester {
+	return &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: spanflowv1alpha1.IngesterSpec{Kafka: spanflowv1alpha1.KafkaSpec{Brokers: []string{"127.0.0.1:9092"}, Topic: "spans"}}}
+}
+
 // TestOperatorMetricsForAlerts: what the chart's alerts read of an Ingester — its
 // conditions with their reasons, whether Kafka could be seen, its lag target — one
 // series per condition, replaced when the reason changes, gone with the Ingester.
 func TestOperatorMetricsForAlerts(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a := NewAutoscaler(reg)
-	ing := minimalIngester("obs", "traces")
+	ing := testIngester("obs", "traces")
 	ing.Spec.Autoscaling = &spanflowv1alpha1.AutoscalingSpec{Enabled: true, TargetLagSeconds: ptr.To[int32](30)}
 	status := func(degraded metav1.ConditionStatus, reason string, stale bool) spanflowv1alpha1.IngesterStatus {
 		return spanflowv1alpha1.IngesterStatus{Lag: &spanflowv1alpha1.LagStatus{Records: 10, Seconds: 3, Stale: stale},
@@ -28,8 +34,8 @@ func TestOperatorMetricsForAlerts(t *testing.T) {
 				{Type: spanflowv1alpha1.ConditionDegraded, Status: degraded, Reason: reason},
 			}}
 	}
-	a.record(ing, status(metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, true))
-	a.record(ing, status(metav1.ConditionTrue, spanflowv1alpha1.ReasonSecretMissing, false))
+	a.Record(ing, status(metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, true))
+	a.Record(ing, status(metav1.ConditionTrue, spanflowv1alpha1.ReasonSecretMissing, false))
 	want := `
 # HELP spanflow_ingester_condition 1 when the Ingester's condition (Ready, Progressing, Degraded) is True, 0 when False; reason is the condition's reason.
 # TYPE spanflow_ingester_condition gauge
@@ -45,7 +51,7 @@ spanflow_ingester_target_lag_seconds{ingester="traces",namespace="obs"} 30
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "spanflow_ingester_condition", "spanflow_ingester_lag_stale", "spanflow_ingester_target_lag_seconds"); err != nil {
 		t.Error(err)
 	}
-	a.forget(types.NamespacedName{Namespace: "obs", Name: "traces"}, true)
+	a.Forget(types.NamespacedName{Namespace: "obs", Name: "traces"}, true)
 	if n, err := testutil.GatherAndCount(reg, "spanflow_ingester_condition", "spanflow_ingester_lag_stale", "spanflow_ingester_target_lag_seconds"); err != nil || n != 0 {
 		t.Errorf("%d series left after the Ingester was deleted (%v)", n, err)
 	}

@@ -1,4 +1,4 @@
-package controllers
+package autoscale
 
 import (
 	"context"
@@ -14,24 +14,26 @@ import (
 	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
-// lagTarget is a topic and consumer group as an Ingester reaches them.
-type lagTarget struct {
-	kafkaTarget
-	group        string
-	fromEarliest bool
-}
-
-func (t lagTarget) key() string {
-	return fmt.Sprintf("%s/%s/%t", t.kafkaTarget.key(), t.group, t.fromEarliest)
-}
-
-// lagObservation is what Observe knows: the latest snapshot (if any poll succeeded), and
+// Observation is what Observe knows: the latest snapshot (if any poll succeeded), and
 // the error of the latest poll, in which case the snapshot is stale.
-type lagObservation struct {
+type Observation struct {
 	snapshot lagSnapshot
 	have     bool
 	err      error
 }
+
+// Known is true once a poll succeeded: the figures below are the latest.
+func (o Observation) Known() bool { return o.have }
+
+// Err is why the latest poll failed (the figures are stale then), or nil.
+func (o Observation) Err() error { return o.err }
+
+// Partitions is the topic's partition count; Records and Seconds the group's lag, in
+// records and in the age of the oldest unconsumed one; At when they were polled.
+func (o Observation) Partitions() int { return o.snapshot.partitions }
+func (o Observation) Records() int64  { return o.snapshot.records }
+func (o Observation) Seconds() int64  { return o.snapshot.seconds }
+func (o Observation) At() time.Time   { return o.snapshot.at }
 
 // LagObserver polls, per distinct cluster, credentials, topic and group, the log and
 // committed offsets on an interval, and keeps a window of them to estimate lag in records
@@ -41,7 +43,7 @@ type LagObserver struct {
 	interval time.Duration
 	window   int
 	// poll reads one sample; tests replace it.
-	poll func(ctx context.Context, client *kafka.Client, t lagTarget) (offsetSample, error)
+	poll func(ctx context.Context, client *kafka.Client, t Target) (offsetSample, error)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -52,12 +54,12 @@ type LagObserver struct {
 }
 
 type poller struct {
-	target lagTarget
+	target Target
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	samples   []offsetSample
-	obs       lagObservation
+	obs       Observation
 	lastAsked time.Time
 }
 
@@ -77,7 +79,7 @@ func (o *LagObserver) Start(ctx context.Context) error {
 }
 
 // Observe returns what is known of the target, starting its poller on first use.
-func (o *LagObserver) Observe(t lagTarget) lagObservation {
+func (o *LagObserver) Observe(t Target) Observation {
 	key := t.key()
 	o.mu.Lock()
 	p, ok := o.pollers[key]
@@ -89,7 +91,7 @@ func (o *LagObserver) Observe(t lagTarget) lagObservation {
 	}
 	o.mu.Unlock()
 	if p == nil {
-		return lagObservation{err: errors.New("the lag observer has stopped")}
+		return Observation{err: errors.New("the lag observer has stopped")}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -105,7 +107,7 @@ func (o *LagObserver) run(ctx context.Context, key string, p *poller) {
 		delete(o.pollers, key)
 		o.mu.Unlock()
 	}()
-	conn, err := kafkaclient.FromMaterial(p.target.material)
+	conn, err := kafkaclient.FromMaterial(p.target.Material)
 	if err != nil {
 		p.mu.Lock()
 		p.obs.err = err
@@ -113,7 +115,7 @@ func (o *LagObserver) run(ctx context.Context, key string, p *poller) {
 	}
 	transport := conn.Transport()
 	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(p.target.brokers...), Transport: transport, Timeout: probeTimeout}
+	client := &kafka.Client{Addr: kafka.TCP(p.target.Brokers...), Transport: transport, Timeout: probeTimeout}
 	idleAfter := 10 * o.interval
 	for {
 		if err == nil {
@@ -150,46 +152,46 @@ func (o *LagObserver) pollOnce(ctx context.Context, client *kafka.Client, p *pol
 	if len(p.samples) > o.window {
 		p.samples = p.samples[len(p.samples)-o.window:]
 	}
-	p.obs = lagObservation{snapshot: computeLag(p.samples, p.target.fromEarliest), have: true}
+	p.obs = Observation{snapshot: computeLag(p.samples, p.target.FromEarliest), have: true}
 }
 
-// errTopicNotFound is the verdict on a reachable cluster without the topic.
-var errTopicNotFound = errors.New("topic not found")
+// ErrTopicNotFound is the verdict on a reachable cluster without the topic.
+var ErrTopicNotFound = errors.New("topic not found")
 
 // pollOffsets reads the topic's partitions, their log-start and log-end offsets, and the
 // group's committed offsets.
-func pollOffsets(ctx context.Context, client *kafka.Client, t lagTarget) (offsetSample, error) {
+func pollOffsets(ctx context.Context, client *kafka.Client, t Target) (offsetSample, error) {
 	unreachable := func(err error) error {
-		return fmt.Errorf("cannot reach the Kafka brokers %s: %w", strings.Join(t.brokers, ","), err)
+		return fmt.Errorf("cannot reach the Kafka brokers %s: %w", strings.Join(t.Brokers, ","), err)
 	}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{t.topic}})
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{t.Topic}})
 	if err != nil {
 		return offsetSample{}, unreachable(err)
 	}
 	var ids []int
 	for _, topic := range meta.Topics {
-		if topic.Name != t.topic {
+		if topic.Name != t.Topic {
 			continue
 		}
 		if topic.Error != nil {
-			return offsetSample{}, fmt.Errorf("%w: %q: %v", errTopicNotFound, t.topic, topic.Error)
+			return offsetSample{}, fmt.Errorf("%w: %q: %v", ErrTopicNotFound, t.Topic, topic.Error)
 		}
 		for _, p := range topic.Partitions {
 			ids = append(ids, p.ID)
 		}
 	}
 	if len(ids) == 0 {
-		return offsetSample{}, fmt.Errorf("%w: %q", errTopicNotFound, t.topic)
+		return offsetSample{}, fmt.Errorf("%w: %q", ErrTopicNotFound, t.Topic)
 	}
 	var reqs []kafka.OffsetRequest
 	for _, id := range ids {
 		reqs = append(reqs, kafka.FirstOffsetOf(id), kafka.LastOffsetOf(id))
 	}
-	offsets, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.topic: reqs}})
+	offsets, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.Topic: reqs}})
 	if err != nil {
 		return offsetSample{}, unreachable(err)
 	}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: t.group, Topics: map[string][]int{t.topic: ids}})
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: t.Group, Topics: map[string][]int{t.Topic: ids}})
 	if err != nil {
 		return offsetSample{}, unreachable(err)
 	}
@@ -199,18 +201,18 @@ func pollOffsets(ctx context.Context, client *kafka.Client, t lagTarget) (offset
 	// A group that does not exist yet has committed nothing: some brokers say so with
 	// GROUP_ID_NOT_FOUND, others with offsets of -1.
 	if committed.Error != nil && !errors.Is(committed.Error, kafka.GroupIdNotFound) {
-		return offsetSample{}, fmt.Errorf("committed offsets of group %q: %w", t.group, committed.Error)
+		return offsetSample{}, fmt.Errorf("committed offsets of group %q: %w", t.Group, committed.Error)
 	}
 	s := offsetSample{at: time.Now(), partitions: map[int]partitionOffsets{}}
-	for _, po := range offsets.Topics[t.topic] {
+	for _, po := range offsets.Topics[t.Topic] {
 		if po.Error != nil {
 			return offsetSample{}, fmt.Errorf("offsets of partition %d: %w", po.Partition, po.Error)
 		}
 		s.partitions[po.Partition] = partitionOffsets{start: po.FirstOffset, end: po.LastOffset, committed: -1}
 	}
-	for _, c := range committed.Topics[t.topic] {
+	for _, c := range committed.Topics[t.Topic] {
 		if c.Error != nil {
-			return offsetSample{}, fmt.Errorf("committed offset of group %q on partition %d: %w", t.group, c.Partition, c.Error)
+			return offsetSample{}, fmt.Errorf("committed offset of group %q on partition %d: %w", t.Group, c.Partition, c.Error)
 		}
 		if p, ok := s.partitions[c.Partition]; ok {
 			p.committed = c.CommittedOffset
@@ -235,6 +237,6 @@ type TopicLag struct {
 
 // ObserveTopic is Observe for a plaintext cluster, by brokers, topic and group.
 func (o *LagObserver) ObserveTopic(brokers []string, topic, group string) TopicLag {
-	obs := o.Observe(lagTarget{kafkaTarget: kafkaTarget{brokers: brokers, topic: topic}, group: group, fromEarliest: true})
+	obs := o.Observe(Target{Brokers: brokers, Topic: topic, Group: group, FromEarliest: true})
 	return TopicLag{Partitions: obs.snapshot.partitions, Records: obs.snapshot.records, Seconds: obs.snapshot.seconds, Known: obs.have, Err: obs.err}
 }

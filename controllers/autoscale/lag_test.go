@@ -1,4 +1,4 @@
-package controllers
+package autoscale
 
 import (
 	"context"
@@ -90,7 +90,7 @@ func TestOffsetFetchErrorsAreNotNothingCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	target := lagTarget{kafkaTarget: kafkaTarget{brokers: cluster.ListenAddrs(), topic: "spans"}, group: "g", fromEarliest: true}
+	target := Target{Brokers: cluster.ListenAddrs(), Topic: "spans", Group: "g", FromEarliest: true}
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(cluster.ListenAddrs()...), Timeout: 5 * time.Second, Transport: transport}
@@ -183,7 +183,7 @@ func TestLoadReportsComeWithTheCommittedOffsets(t *testing.T) {
 			t.Fatal(p.Error)
 		}
 	}
-	target := lagTarget{kafkaTarget: kafkaTarget{brokers: cluster.ListenAddrs(), topic: "spans"}, group: "g", fromEarliest: true}
+	target := Target{Brokers: cluster.ListenAddrs(), Topic: "spans", Group: "g", FromEarliest: true}
 	s, err := pollOffsets(ctx, client, target)
 	if err != nil {
 		t.Fatal(err)

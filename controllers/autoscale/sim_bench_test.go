@@ -1,4 +1,4 @@
-package controllers
+package autoscale
 
 import (
 	"fmt"
@@ -63,7 +63,7 @@ func BenchmarkAutoscalingSimulation(b *testing.B) {
 
 // TestSimulationTrace prints the decisions of one cell of the matrix, to see why the
 // policy did what it did: SIM_WORLD="3 s in flight" SIM_SCENARIO=diurnal go test -run
-// TestSimulationTrace -v ./controllers/. Skipped without them.
+// TestSimulationTrace -v ./controllers/autoscale/. Skipped without them.
 func TestSimulationTrace(t *testing.T) {
 	world, scenario := os.Getenv("SIM_WORLD"), os.Getenv("SIM_SCENARIO")
 	if world == "" || scenario == "" {
