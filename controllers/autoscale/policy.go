@@ -619,14 +619,22 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 			q = useful
 		}
 		// More pods pay when the current ones cannot keep up at all, or when they drain the
-		// backlog later than the bigger group does, its pause included, by more than a pause.
+		// backlog later than the bigger group does by more than a pause. The bigger group
+		// drains after the new pods have started (the current ones consume meanwhile) and
+		// after the pause their joining costs.
 		if best > lag.produceRate*1.05 {
 			backlog := float64(lag.records)
 			keep := drainSeconds(backlog, best, lag.produceRate)
-			grow := pause + drainSeconds(backlog+lag.produceRate*pause, c.groupRate(min(r, partitions), q, partitions), lag.produceRate)
-			if keep-grow < pause {
-				return explain(in.replicas, useful, fmt.Sprintf("; %d pods would drain the backlog in %.0f s, these in %.0f s: not a %.0f s rebalance sooner",
-					r, grow, keep, pause))
+			startup := orDefault(st.startup, defaultStartup).Seconds()
+			if keep > startup {
+				left := backlog - (best-lag.produceRate)*startup + lag.produceRate*pause
+				grow := startup + pause + drainSeconds(left, c.groupRate(min(r, partitions), q, partitions), lag.produceRate)
+				if keep-grow < pause {
+					return explain(in.replicas, useful, fmt.Sprintf("; %d pods would drain the backlog in %.0f s, these in %.0f s: not a %.0f s rebalance sooner",
+						r, grow, keep, pause))
+				}
+			} else {
+				return explain(in.replicas, useful, fmt.Sprintf("; these drain the backlog in %.0f s, before new pods would start (%.0f s)", keep, startup))
 			}
 		}
 		return explain(r, q, "")

@@ -69,6 +69,17 @@ func TestDecideScale(t *testing.T) {
 			}(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: false},
 			replicas: 6, par: 100, changeTime: true},
+		{name: "behind, but the pods drain it before new ones would start: no rebalance", bounds: fixedParallelism,
+			// 2 pods of 1,000/s, 1,500/s produced, 40k behind: drained in 80 s; new pods
+			// take 100 s to start.
+			state:    func() scaleState { s := measured(); s.startup = 100 * time.Second; return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 40000, 25, 1500, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100, reasonHas: "these drain the backlog in 80 s, before new pods would start (100 s)"},
+		{name: "behind, and more pods would drain it sooner only by less than their rebalance", bounds: fixedParallelism,
+			// As above with pods that start in 60 s: 3 pods would be done in 87 s, these in 80.
+			state:    func() scaleState { s := measured(); s.startup = 60 * time.Second; return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 40000, 25, 1500, 2000), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100, reasonHas: "3 pods would drain the backlog in 87 s, these in 80 s: not a 10 s rebalance sooner"},
 		{name: "never more pods than partitions", bounds: fixedParallelism, state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 4, 400000, 100, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 4, par: 100, changeTime: true},

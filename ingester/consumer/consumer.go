@@ -514,6 +514,12 @@ func (k *committer) commitReport(refresh bool) bool {
 	if err != nil {
 		c.m.Commits.WithLabelValues("error").Inc()
 		c.commitErrors.Event(err, "generation", k.gen.ID)
+		// The client's transport keeps what it learnt of the cluster (its brokers, its
+		// connections) for seconds; after a broker restart that is stale, and every
+		// commit would fail until it expires. Start afresh.
+		if t, ok := c.client.Transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
 		return false
 	}
 	c.m.Commits.WithLabelValues("ok").Inc()
