@@ -150,16 +150,8 @@ func (b *Broker) EndOffsets(t testing.TB, topic string, partitions int) map[int]
 // (-1 where nothing was committed).
 func (b *Broker) CommittedOffsets(t testing.TB, group, topic string, partitions int) map[int]int64 {
 	t.Helper()
-	ps := make([]int, partitions)
-	for p := range partitions {
-		ps[p] = p
-	}
-	res, err := b.client().OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err != nil {
-		t.Fatalf("fetching committed offsets: %v", err)
-	}
 	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
+	for _, p := range b.committed(t, group, topic, partitions) {
 		if p.Error != nil {
 			t.Fatalf("committed offset of partition %d: %v", p.Partition, p.Error)
 		}
@@ -172,6 +164,18 @@ func (b *Broker) CommittedOffsets(t testing.TB, group, topic string, partitions 
 // partition of topic that has one.
 func (b *Broker) CommittedMetadata(t testing.TB, group, topic string, partitions int) map[int]string {
 	t.Helper()
+	out := map[int]string{}
+	for _, p := range b.committed(t, group, topic, partitions) {
+		if p.Error == nil && p.CommittedOffset >= 0 {
+			out[p.Partition] = p.Metadata
+		}
+	}
+	return out
+}
+
+// committed fetches the group's commits of every partition of topic.
+func (b *Broker) committed(t testing.TB, group, topic string, partitions int) []kafka.OffsetFetchPartition {
+	t.Helper()
 	ps := make([]int, partitions)
 	for p := range partitions {
 		ps[p] = p
@@ -180,13 +184,7 @@ func (b *Broker) CommittedMetadata(t testing.TB, group, topic string, partitions
 	if err != nil {
 		t.Fatalf("fetching committed offsets: %v", err)
 	}
-	out := map[int]string{}
-	for _, p := range res.Topics[topic] {
-		if p.Error == nil && p.CommittedOffset >= 0 {
-			out[p.Partition] = p.Metadata
-		}
-	}
-	return out
+	return res.Topics[topic]
 }
 
 // Commit commits offsets for group as a member outside any generation would (a simple

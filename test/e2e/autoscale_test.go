@@ -48,13 +48,9 @@ func metricValue(t *testing.T, metricsAddr, name, ns, ingester string) (float64,
 
 // eventReasons lists the reasons of the events about an object.
 func eventReasons(g Gomega, c client.Client, ns, name string) []string {
-	var events eventsv1.EventList
-	g.Expect(c.List(context.Background(), &events, client.InNamespace(ns))).To(Succeed())
 	var reasons []string
-	for _, e := range events.Items {
-		if e.Regarding.Name == name {
-			reasons = append(reasons, e.Reason)
-		}
+	for _, e := range eventsAbout(g, c, ns, name) {
+		reasons = append(reasons, e.Reason)
 	}
 	return reasons
 }
@@ -76,15 +72,24 @@ func getDeployment(g Gomega, c client.Client, ns, name string) *appsv1.Deploymen
 
 // eventMessages lists the messages of the events about an object.
 func eventMessages(g Gomega, c client.Client, ns, name string) []string {
-	var events eventsv1.EventList
-	g.Expect(c.List(context.Background(), &events, client.InNamespace(ns))).To(Succeed())
 	var messages []string
-	for _, e := range events.Items {
-		if e.Regarding.Name == name {
-			messages = append(messages, e.Note)
-		}
+	for _, e := range eventsAbout(g, c, ns, name) {
+		messages = append(messages, e.Note)
 	}
 	return messages
+}
+
+// eventsAbout lists the events about an object.
+func eventsAbout(g Gomega, c client.Client, ns, name string) []eventsv1.Event {
+	var events eventsv1.EventList
+	g.Expect(c.List(context.Background(), &events, client.InNamespace(ns))).To(Succeed())
+	var about []eventsv1.Event
+	for _, e := range events.Items {
+		if e.Regarding.Name == name {
+			about = append(about, e)
+		}
+	}
+	return about
 }
 
 // TestAutoscaling: an Ingester with autoscaling on a 4-partition topic with a backlog
