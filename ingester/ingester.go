@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -55,6 +56,8 @@ type Chain struct {
 	processor.Processor
 	parallel *processor.Parallel
 	logs     []*eventlog.Repeated
+	// retries counts the writes tried again (the load report's sign of storage failing).
+	retries *atomic.Int64
 }
 
 // NewChain assembles the chain. Close it after the consumer stopped handing it deliveries.
@@ -66,9 +69,11 @@ func NewChain(cfg config.Config, decoder decode.Decoder, writer processor.Writer
 		Skipped:      eventlog.Info(log, "Skipped undecodable messages (onDecodeError: skip)", summaryInterval),
 	}
 	backoff := processor.Backoff{Min: cfg.Processing.Retry.Min.D(), Max: cfg.Processing.Retry.Max.D(), Attempts: cfg.Processing.Retry.Attempts}
+	retries := &atomic.Int64{}
 	var p processor.Processor = processor.NewBase(decoder, writer, m, rejected)
 	p = processor.NewRetry(p, backoff, func(d *processor.Delivery, err error) {
 		m.Retries.Inc()
+		retries.Add(1)
 		log.V(1).Info("Retrying delivery", "partition", d.Partition.ID(), "fromOffset", d.First(), "error", err.Error())
 	})
 	p = processor.NewFailurePolicy(p, processor.Policy{
@@ -82,7 +87,7 @@ func NewChain(cfg config.Config, decoder decode.Decoder, writer processor.Writer
 		log.V(1).Info("Delivery left unfinished; it will be read again", "partition", d.Partition.ID(), "fromOffset", d.First(), "error", err.Error())
 	})
 	m.Parallelism.Set(float64(cfg.Parallelism))
-	return &Chain{Processor: parallel, parallel: parallel, logs: []*eventlog.Repeated{rejected, logs.DeadLettered, logs.Skipped}}
+	return &Chain{Processor: parallel, parallel: parallel, logs: []*eventlog.Repeated{rejected, logs.DeadLettered, logs.Skipped}, retries: retries}
 }
 
 // Close waits for the deliveries already handed over and writes the last log summaries.

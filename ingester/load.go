@@ -40,9 +40,10 @@ type loadMeter struct {
 }
 
 type loadReading struct {
-	at   time.Time
-	load processor.Load
-	cpu  time.Duration
+	at      time.Time
+	load    processor.Load
+	cpu     time.Duration
+	retries int64
 }
 
 func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, pause func() time.Duration) *loadMeter {
@@ -61,7 +62,7 @@ func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, pau
 }
 
 func (m *loadMeter) read() loadReading {
-	return loadReading{at: time.Now(), load: m.chain.parallel.Load(), cpu: processCPU()}
+	return loadReading{at: time.Now(), load: m.chain.parallel.Load(), cpu: processCPU(), retries: m.chain.retries.Load()}
 }
 
 // Report returns the report of the latest interval, with the partitions this pod holds
@@ -82,7 +83,9 @@ func (m *loadMeter) Report(partitions []int) string {
 		return r.String()
 	}
 	r := loadreport.Report{Pod: m.pod, At: now.at, Parallelism: int32(m.chain.parallel.Limit()), CPU: -1,
-		Rate: float64(now.load.Finished-m.last.load.Finished) / elapsed.Seconds(), Blocked: m.blocked(), Pause: m.pause()}
+		Rate: float64(now.load.Finished-m.last.load.Finished) / elapsed.Seconds(), Pause: m.pause(),
+		// Held partitions now, or writes tried again in the interval: storage failing.
+		Blocked: m.blocked() || now.retries > m.last.retries}
 	if slots := now.load.Slots - m.last.load.Slots; slots > 0 {
 		r.Busy = min(float64(now.load.Busy-m.last.load.Busy)/float64(slots), 1)
 	}

@@ -41,12 +41,16 @@ func (w *slowWriter) Close(context.Context) error { return nil }
 // TestCommitsCarryTheLoadReport: every commit carries the pod's load report, which the
 // operator reads back with the committed offsets. Busy, it reports a rate and occupied
 // delivery slots; idle, the offsets are committed again with a fresh report of no work;
-// with storage down it reports that consumption is blocked downstream.
+// with storage failing (writes retried) it reports that consumption is blocked
+// downstream.
 func TestCommitsCarryTheLoadReport(t *testing.T) {
 	const topic, group, parts = "otlp_spans", "load-report", 4
 	b := kafkatest.Start(t, topic, parts)
 	cfg := testConfig(b.Addr, topic, group)
 	fastRetries(&cfg)
+	// Writes are retried for longer than the test lasts: blocked must show while they
+	// are, before any partition is held.
+	cfg.Processing.Retry.Attempts = 10_000
 	cfg.Parallelism = 2
 	cfg.Processing.BatchSize = 10
 	writer := &slowWriter{latency: 20 * time.Millisecond}

@@ -32,8 +32,9 @@ type Report struct {
 	CPU float64
 	// Rate is the records the pod finished (stored, dead-lettered or skipped) per second.
 	Rate float64
-	// Blocked is true when, in the interval, a partition was held because storage (or the
-	// dead-letter topic) failed: consumption was limited downstream, not by the pod.
+	// Blocked is true when, in the interval, writes failed and were tried again, or a
+	// partition is held because storage (or the dead-letter topic) failed: consumption was
+	// limited downstream, not by the pod.
 	Blocked bool
 	// Pause is how long the pod's latest rebalance stopped its consumption (from the end
 	// of one group generation to the start of the next); zero before it saw one.
