@@ -621,8 +621,9 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		// More pods pay when the current ones cannot keep up at all, or when they drain the
 		// backlog later than the bigger group does by more than a pause. The bigger group
 		// drains after the new pods have started (the current ones consume meanwhile) and
-		// after the pause their joining costs.
-		if best > lag.produceRate*1.05 {
+		// after the pause their joining costs. While nothing consumes yet (the first pods
+		// still starting), pods added now join in the same rebalance: no price to weigh.
+		if lag.consumeRate > 0 && best > lag.produceRate*1.05 {
 			backlog := float64(lag.records)
 			keep := drainSeconds(backlog, best, lag.produceRate)
 			startup := orDefault(st.startup, defaultStartup).Seconds()
