@@ -80,6 +80,11 @@ func TestDecideScale(t *testing.T) {
 			state:    func() scaleState { s := measured(); s.startup = 60 * time.Second; return s }(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 40000, 25, 1500, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 100, reasonHas: "3 pods would drain the backlog in 87 s, these in 80 s: not a 10 s rebalance sooner"},
+		{name: "behind while nothing consumes yet: pods added without weighing a rebalance", bounds: fixedParallelism,
+			// As above, but the pods are still starting: those added join the same rebalance.
+			state:    func() scaleState { s := measured(); s.startup = 100 * time.Second; return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 40000, 25, 1500, 0), replicas: 2, parallelism: 100, settled: false},
+			replicas: 3, par: 100, reasonHas: "scaling up from 2 × 100 to 3 × 100", changeTime: true},
 		{name: "never more pods than partitions", bounds: fixedParallelism, state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 4, 400000, 100, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 4, par: 100, changeTime: true},
