@@ -501,15 +501,26 @@ func (k *committer) commitReport(refresh bool) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	commit := kafka.OffsetCommit{Partition: k.report, Offset: next, Metadata: c.s.CommitMetadata(slices.Sorted(maps.Keys(k.parts)))}
-	resp, err := c.client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: k.gen.GroupID, GenerationID: int(k.gen.ID),
-		MemberID: k.gen.MemberID, Topics: map[string][]kafka.OffsetCommit{c.s.Kafka.Topic: {commit}}})
-	if err == nil {
+	send := func(metadata string) error {
+		commit := kafka.OffsetCommit{Partition: k.report, Offset: next, Metadata: metadata}
+		resp, err := c.client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: k.gen.GroupID, GenerationID: int(k.gen.ID),
+			MemberID: k.gen.MemberID, Topics: map[string][]kafka.OffsetCommit{c.s.Kafka.Topic: {commit}}})
+		if err != nil {
+			return err
+		}
 		for _, r := range resp.Topics[c.s.Kafka.Topic] {
 			if r.Error != nil {
-				err = fmt.Errorf("partition %d: %w", r.Partition, r.Error)
+				return fmt.Errorf("partition %d: %w", r.Partition, r.Error)
 			}
 		}
+		return nil
+	}
+	err := send(c.s.CommitMetadata(slices.Sorted(maps.Keys(k.parts))))
+	if errors.Is(err, kafka.OffsetMetadataTooLarge) {
+		// The brokers take less metadata than a report (offset.metadata.max.bytes): the
+		// offset matters more than the report.
+		c.commitErrors.Event(err, "generation", k.gen.ID)
+		err = send("")
 	}
 	if err != nil {
 		c.m.Commits.WithLabelValues("error").Inc()

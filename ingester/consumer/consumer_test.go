@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/goleak"
 
@@ -324,5 +326,72 @@ func TestHeldDeliveriesPauseUntilBothAreWritten(t *testing.T) {
 	defer mu.Unlock()
 	if paused != 1 || resumed != 1 {
 		t.Errorf("%d lines for the pause and %d for the resume, want one each", paused, resumed)
+	}
+}
+
+// TestReportRefusedForItsSizeStillCommits: brokers whose offset.metadata.max.bytes is
+// smaller than a load report refuse the commit that carries it; the report partition's
+// offset is committed without the report, and the consumer still commits to the end.
+func TestReportRefusedForItsSizeStillCommits(t *testing.T) {
+	const topic, group, partitions = "spans", "small-metadata", 3
+	b := kafkatest.Start(t, topic, partitions)
+	b.Cluster.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		req := kreq.(*kmsg.OffsetCommitRequest)
+		refuse := false
+		for _, rt := range req.Topics {
+			for _, p := range rt.Partitions {
+				refuse = refuse || (p.Metadata != nil && *p.Metadata != "")
+			}
+		}
+		if !refuse {
+			return nil, nil, false // the broker's own handling
+		}
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		resp.SetVersion(req.GetVersion())
+		for _, rt := range req.Topics {
+			topic := kmsg.NewOffsetCommitResponseTopic()
+			topic.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				part := kmsg.NewOffsetCommitResponseTopicPartition()
+				part.Partition, part.ErrorCode = p.Partition, kerr.OffsetMetadataTooLarge.Code
+				topic.Partitions = append(topic.Partitions, part)
+			}
+			resp.Topics = append(resp.Topics, topic)
+		}
+		return resp, nil, true
+	})
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 300, 1)...)
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k.CommitInterval = config.Duration(100 * time.Millisecond)
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second,
+		CommitMetadata: func([]int) string { return "spanflow/1 a report the broker finds too large" }, MetadataInterval: time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
+		if fmt.Sprint(end) == fmt.Sprint(committed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v, end %v: the refused report held the offsets back", committed, end)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

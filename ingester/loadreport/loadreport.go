@@ -43,20 +43,29 @@ type Report struct {
 	Partitions []int
 }
 
+// MaxBytes bounds a report. Brokers refuse metadata over offset.metadata.max.bytes (4 KiB
+// by default, and some set less) and then refuse the whole commit; a report listing more
+// partitions than fit leaves them out (the operator then counts the partitions that carry
+// the pod's reports).
+const MaxBytes = 1024
+
 // String renders the report as commit metadata: about a hundred bytes and a few for each
-// partition, under the 4 KiB brokers accept by default (offset.metadata.max.bytes) up to
-// several hundred partitions a pod.
+// partition, at most MaxBytes.
 func (r Report) String() string {
 	blocked := 0
 	if r.Blocked {
 		blocked = 1
 	}
+	s := fmt.Sprintf("%s pod=%s at=%d p=%d busy=%.3f cpu=%.3f rate=%.1f blocked=%d pause=%.1f",
+		prefix, r.Pod, r.At.UnixMilli(), r.Parallelism, r.Busy, r.CPU, r.Rate, blocked, r.Pause.Seconds())
 	parts := make([]string, len(r.Partitions))
 	for i, p := range r.Partitions {
 		parts[i] = strconv.Itoa(p)
 	}
-	return fmt.Sprintf("%s pod=%s at=%d p=%d busy=%.3f cpu=%.3f rate=%.1f blocked=%d pause=%.1f parts=%s",
-		prefix, r.Pod, r.At.UnixMilli(), r.Parallelism, r.Busy, r.CPU, r.Rate, blocked, r.Pause.Seconds(), strings.Join(parts, ","))
+	if withParts := s + " parts=" + strings.Join(parts, ","); len(withParts) <= MaxBytes {
+		return withParts
+	}
+	return s
 }
 
 // Parse reads a report from commit metadata; ok is false when the metadata is not a

@@ -22,6 +22,20 @@ func TestReportRoundTrip(t *testing.T) {
 	}
 }
 
+// TestReportFitsTheBrokersLimit: a pod holding more partitions than a report can list
+// leaves them out rather than go over MaxBytes (brokers refuse the whole commit then).
+func TestReportFitsTheBrokersLimit(t *testing.T) {
+	r := Report{Pod: "spans-7d9f-abcde", At: time.UnixMilli(1_780_000_000_123), Parallelism: 12}
+	for p := range 2000 {
+		r.Partitions = append(r.Partitions, 10000+p)
+	}
+	s := r.String()
+	got, ok := Parse(s)
+	if len(s) > MaxBytes || !ok || got.Pod != r.Pod || len(got.Partitions) != 0 {
+		t.Errorf("%d bytes, parsed %t with %d partitions: %.80s…", len(s), ok, len(got.Partitions), s)
+	}
+}
+
 func TestParseRefusesWhatIsNotAReport(t *testing.T) {
 	for _, s := range []string{
 		"",
