@@ -143,6 +143,9 @@ type capacityModel struct {
 	// measuredParallelism is the parallelism of the latest measurement, highest the
 	// highest one measured.
 	measuredParallelism, highest int32
+	// perWorkerAtLeast and ceilingAtLeast mark a measurement's figures as lower bounds:
+	// the pods used too little of their slots or CPU to tell more (see fromReports).
+	perWorkerAtLeast, ceilingAtLeast bool
 }
 
 // exploreFactor bounds how far beyond the highest measured parallelism the model is
@@ -249,6 +252,7 @@ const (
 func fromReports(pods []podLoad) (capacityModel, bool) {
 	var rate, slots, cpu float64
 	var highest int32
+	var slotsFloored, cpuFloored bool
 	for _, pl := range pods {
 		if pl.Rate <= 0 {
 			continue
@@ -257,26 +261,37 @@ func fromReports(pods []podLoad) (capacityModel, bool) {
 		slots += max(pl.Busy, measurableBusy) * float64(pl.Parallelism)
 		highest = max(highest, pl.Parallelism)
 		cpu += max(pl.CPU, measurableCPU) // unknown (negative) counts as little used
+		slotsFloored = slotsFloored || pl.Busy < measurableBusy
+		cpuFloored = cpuFloored || pl.CPU < measurableCPU
 	}
 	if slots == 0 {
 		return capacityModel{}, false
 	}
-	c := capacityModel{perWorker: rate / slots, measuredParallelism: highest, highest: highest}
+	c := capacityModel{perWorker: rate / slots, measuredParallelism: highest, highest: highest,
+		perWorkerAtLeast: slotsFloored, ceilingAtLeast: cpuFloored}
 	c.ceiling = usableCPU * rate / cpu
 	c.ceilingParallelism = int32(math.Ceil(c.ceiling / c.perWorker))
 	return c, true
 }
 
 // blend moves a model halfway to a new measurement: reports are ten-second averages,
-// and one of them should not swing the size.
+// and one of them should not swing the size. A figure the measurement gives only as a
+// lower bound (pods nearly idle) does not lower what was measured under load: after a
+// spike, the many idle pods must not make one pod look too small to carry the load.
 func (c capacityModel) blend(m capacityModel) capacityModel {
 	if !c.known() {
 		return m
 	}
 	out := m
 	out.perWorker = (c.perWorker + m.perWorker) / 2
+	if m.perWorkerAtLeast && c.perWorker > m.perWorker {
+		out.perWorker = c.perWorker
+	}
 	if c.ceiling > 0 && m.ceiling > 0 {
 		out.ceiling = (c.ceiling + m.ceiling) / 2
+		if m.ceilingAtLeast && c.ceiling > m.ceiling {
+			out.ceiling = c.ceiling
+		}
 		out.ceilingParallelism = int32(math.Ceil(out.ceiling / out.perWorker))
 	}
 	out.highest = max(c.highest, m.highest)
@@ -665,7 +680,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 
 // downMargin is the spare capacity a smaller size must keep, on top of the headroom, for
 // a scale-down: without it, ordinary jitter turns a scale-down into a scale-up.
-const downMargin = 1.25
+const downMargin = 1.15
 
 // raiseMargin is the spare capacity a raise of parallelism aims for.
 const raiseMargin = 1.2

@@ -98,12 +98,12 @@ func TestDecideScale(t *testing.T) {
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 317, changeTime: true},
 		{name: "keeping up with spare: fewer pods, parallelism raised first",
-			// 1,000/s on 6 pods of 1,000/s: one pod at parallelism 144 does 1,440/s (with
-			// headroom and the margin of a scale-down). One pod at 100 would not keep up
+			// 1,000/s on 6 pods of 1,000/s: one pod at parallelism 133 does 1,330/s (with
+			// headroom and the margin of a scale-down, 1.15 × 1.15). One pod at 100 would not keep up
 			// while its parallelism rises: raise the parallelism of the 6 first.
 			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
-			replicas: 6, par: 144, reasonHas: "fewer pods to come; raising their parallelism first from 6 × 100 to 6 × 144", changeTime: true},
+			replicas: 6, par: 133, reasonHas: "fewer pods to come; raising their parallelism first from 6 × 100 to 6 × 133", changeTime: true},
 		{name: "keeping up with spare, parallelism already raised: fewer pods",
 			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
@@ -240,6 +240,36 @@ func TestCapacityModelLearnsTheCeiling(t *testing.T) {
 	}
 }
 
+// TestIdlePodsDoNotShrinkTheCapacity: after a spike, twelve nearly idle pods report
+// shares under what is measurable; what they say is a lower bound, and it must not pull
+// down what the pods were measured to do under load (one pod would look too small to
+// carry the load, and the group would come down in two steps instead of one).
+func TestIdlePodsDoNotShrinkTheCapacity(t *testing.T) {
+	report := func(busy, cpu, rate float64) podLoad {
+		return podLoad{Report: loadreport.Report{Parallelism: 100, Busy: busy, CPU: cpu, Rate: rate}}
+	}
+	loaded, ok := fromReports([]podLoad{report(0.5, 0.4, 1000)}) // 20/s a slot, at most 2,250/s
+	if !ok || loaded.perWorkerAtLeast || loaded.ceilingAtLeast {
+		t.Fatalf("a busy pod's report: %+v", loaded)
+	}
+	var idle []podLoad
+	for range 12 {
+		idle = append(idle, report(0.01, 0.02, 20))
+	}
+	quiet, _ := fromReports(idle)
+	if !quiet.perWorkerAtLeast || !quiet.ceilingAtLeast || quiet.perWorker >= loaded.perWorker {
+		t.Fatalf("idle pods' report: %+v", quiet)
+	}
+	if got := loaded.blend(quiet); got.perWorker != loaded.perWorker || got.ceiling != loaded.ceiling {
+		t.Errorf("after idle reports: %v/s a slot, ceiling %v; want %v and %v", got.perWorker, got.ceiling, loaded.perWorker, loaded.ceiling)
+	}
+	// A measured figure, lower, still counts (half of it: one report does not swing it).
+	slower, _ := fromReports([]podLoad{report(0.5, 0.4, 500)})
+	if got := loaded.blend(slower); got.perWorker != 15 {
+		t.Errorf("after a slower measured report: %v/s a slot, want 15", got.perWorker)
+	}
+}
+
 func TestBoundsOfDefaults(t *testing.T) {
 	b := boundsOf(nil, 8)
 	if b.minReplicas != 1 || b.maxReplicas != 0 || b.minParallelism != 8 || b.maxParallelism != 8 || b.cooldown != defaultCooldown ||
@@ -317,11 +347,11 @@ func TestDecideScaleFromLoadReports(t *testing.T) {
 	}{
 		{name: "capacity from the reports, not from saturation: keeping up and half busy, fewer pods",
 			// 4 pods at parallelism 100 each finish 500/s with half their slots busy: 10/s a
-			// slot. 2,000/s with headroom and margin is 2,875/s: 2 pods at parallelism 144.
+			// slot. 2,000/s with headroom and margin is 2,645/s: 2 pods at parallelism 133.
 			state: watched(),
 			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 300, 0, 2000, 2000), 4, 100, 500, 0.5, 0.2),
 				replicas: 4, parallelism: 100, settled: true},
-			replicas: 4, par: 144, reasonHas: "fewer pods to come"},
+			replicas: 4, par: 133, reasonHas: "fewer pods to come"},
 		{name: "the CPU is the ceiling: pods, not parallelism",
 			// 10/s a slot, but at 90% of its CPU a pod does at most 1,000/s: parallelism
 			// beyond 100 cannot help, pods can.
