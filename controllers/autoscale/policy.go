@@ -345,8 +345,9 @@ type scaleDecision struct {
 //  4. Parallelism changes in the running pods and is the cheap lever: short of the need,
 //     it rises first. A replica change pauses the whole group for a rebalance, so pods
 //     are added only when parallelism cannot reach the need and the drain they win is
-//     longer than the pause they cost, and removed only when the smaller group keeps the
-//     lag, the pause's included, under half the target with a quarter to spare. A
+//     longer than the pause they cost, and removed only when the smaller group reaches
+//     the need with 15% to spare and keeps the lag, the pause's included, under half the
+//     target. A
 //     replica change is never reversed within the down window.
 //  5. Without capacity figures, pods grow in proportion to the lag over target and shrink
 //     one at a time only while one pod fewer would keep the lag under half the target.
@@ -496,8 +497,14 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		// once, not twice.
 		target.parallelism = max(target.parallelism, current.parallelism)
 	case target.replicas == current.replicas && target.parallelism < current.parallelism &&
-		float64(target.parallelism) > float64(current.parallelism)/1.5:
-		// Less parallelism is worth a change only when it is much less.
+		(float64(target.parallelism) > float64(current.parallelism)/1.5 || rec.replicas < current.replicas):
+		// Less parallelism is worth a change only when it is much less, and not while
+		// pods are about to go (those that stay would need it back).
+		target.parallelism = current.parallelism
+	case target.replicas == current.replicas && target.parallelism > current.parallelism &&
+		float64(target.parallelism) < float64(current.parallelism)*1.1:
+		// A raise by a few slots is noise (one that matters, to catch up, is at least a
+		// quarter).
 		target.parallelism = current.parallelism
 	}
 	if target.parallelism != current.parallelism && len(lag.pods) > 0 && !parallelismApplied(lag.pods, in.parallelism) &&
@@ -629,6 +636,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		if r <= in.replicas {
 			return explain(in.replicas, useful, "")
 		}
+		startup := orDefault(st.startup, defaultStartup).Seconds()
 		q, _ := leastFor(r, need)
 		if !ok {
 			q = useful
@@ -641,7 +649,6 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		if lag.consumeRate > 0 && best > lag.produceRate*1.05 {
 			backlog := float64(lag.records)
 			keep := drainSeconds(backlog, best, lag.produceRate)
-			startup := orDefault(st.startup, defaultStartup).Seconds()
 			if keep > startup {
 				left := backlog - (best-lag.produceRate)*startup + lag.produceRate*pause
 				grow := startup + pause + drainSeconds(left, c.groupRate(min(r, partitions), q, partitions), lag.produceRate)

@@ -169,9 +169,9 @@ func TestDecideScale(t *testing.T) {
 		{name: "README example: behind after a step", state: readmeState(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 8, 7500, 3000), replicas: 3, parallelism: 100, settled: true},
 			replicas: 12, par: 100, reasonHas: "10k/s needed, 12 pods do 12k/s at parallelism 100", changeTime: true},
-		{name: "README example: caught up, no smaller group keeps a quarter to spare", state: readmeState(),
+		{name: "README example: caught up, no smaller group keeps 15% to spare", state: readmeState(),
 			// 6 pods at parallelism 150 (the most trusted after measuring 100) do 9k/s, less
-			// than 8.6k/s with a quarter to spare: the 12 stay.
+			// than 8.6k/s with 15% to spare (9.9k/s): the 12 stay.
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 7500, 7500), replicas: 12, parallelism: 100, settled: true},
 			replicas: 12, par: 100, reasonHas: "8.6k/s needed, 12 pods do 12k/s at parallelism 100"},
 	}

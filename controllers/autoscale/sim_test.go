@@ -122,8 +122,10 @@ type simDeploymentView struct {
 type simPod struct {
 	name    string
 	readyAt int
-	// consumed is what the pod consumed in each of the last seconds, for its report.
-	consumed []float64
+	// consumed is what the pod consumed in each of the last seconds, and slots what it
+	// could have at the parallelism it ran then, for its report (which, as the ingester
+	// does, counts slot-time at the parallelism in effect).
+	consumed, slots []float64
 }
 
 // simResult is what the table reports.
@@ -141,6 +143,8 @@ type simResult struct {
 	maxReplicasUsed int32
 	// consumersOverPartitions is the seconds with more consuming pods than partitions.
 	consumersOverPartitions int
+	// smallRaises are parallelism changes alone by less than a tenth: noise.
+	smallRaises int
 }
 
 // overTargetSeconds is the age over which a second counts as over target.
@@ -231,8 +235,10 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		}
 		// Consumption: partition i goes to ready pod i mod n; a pod shares its capacity
 		// among its partitions, giving what one cannot use to the others.
+		capacity := min(float64(runningP)*w.workerRate, w.podCeiling)
 		for _, i := range ready {
 			pods[i].consumed = append(pods[i].consumed, 0)
+			pods[i].slots = append(pods[i].slots, capacity)
 		}
 		if t >= pausedUntil && len(ready) > 0 {
 			for k, i := range ready {
@@ -241,7 +247,6 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 					mine = append(mine, p)
 					owner[p] = pods[i].name
 				}
-				capacity := min(float64(runningP)*w.workerRate, w.podCeiling)
 				pods[i].consumed[len(pods[i].consumed)-1] = fill(mine, produced, consumed, capacity, w.partitionCap)
 			}
 		}
@@ -280,19 +285,19 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		if t%10 == 0 {
 			for _, i := range ready {
 				p := &pods[i]
-				window := p.consumed[max(len(p.consumed)-10, 0):]
-				if len(window) == 0 {
+				from := max(len(p.consumed)-10, 0)
+				if from == len(p.consumed) {
 					continue
 				}
-				total := 0.0
-				for _, c := range window {
-					total += c
+				total, slots := 0.0, 0.0
+				for k := from; k < len(p.consumed); k++ {
+					total, slots = total+p.consumed[k], slots+p.slots[k]
 				}
-				rate := total / float64(len(window))
-				slots := min(float64(runningP)*w.workerRate, w.podCeiling)
+				seconds := float64(len(p.consumed) - from)
+				rate := total / seconds
 				off := 1 + w.reportNoise*(2*noise.Float64()-1)
 				rep := &loadreport.Report{Pod: p.name, At: time.Unix(int64(t), 0), Parallelism: runningP,
-					Busy: min(rate/slots*off, 1), CPU: min(rate/w.podCeiling*off, 1), Rate: rate}
+					Busy: min(total/slots*off, 1), CPU: min(rate/w.podCeiling*off, 1), Rate: rate}
 				if rebalanced {
 					rep.Pause = time.Duration(w.rebalance) * time.Second
 				}
@@ -313,6 +318,9 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		nr, np := scaler.tick(t, sample, simDeploymentView{replicas: wantR, parallelism: wantP, settled: settled})
 		if nr != wantR || np != wantP {
 			res.changes++
+		}
+		if nr == wantR && np > wantP && float64(np) < 1.1*float64(wantP) {
+			res.smallRaises++
 		}
 		if nr != wantR {
 			res.replicaChanges++
