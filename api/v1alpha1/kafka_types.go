@@ -148,8 +148,11 @@ type KafkaSpec struct {
 	// +optional
 	MaxWait *PositiveDuration `json:"maxWait,omitempty"`
 
-	// maxFetchBytes bounds the bytes one fetch returns per partition.
-	// +kubebuilder:default=10485760
+	// maxFetchBytes bounds the bytes one fetch returns per partition (1 MiB by default,
+	// as Kafka's own consumer). A pod holds at most one fetch a partition beside the
+	// deliveries in flight: its memory is about partitions × 2 × maxFetchBytes plus
+	// maxInFlightBytes (see the README).
+	// +kubebuilder:default=1048576
 	// +kubebuilder:validation:Minimum=1024
 	// +kubebuilder:validation:Maximum=1073741824
 	// +optional

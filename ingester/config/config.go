@@ -124,7 +124,9 @@ type Kafka struct {
 	// MaxWait is how long a fetch waits for MinBytes before returning what it has.
 	MaxWait  Duration `json:"maxWait"`
 	MinBytes int      `json:"minBytes"`
-	MaxBytes int      `json:"maxBytes"`
+	// MaxBytes bounds one fetch a partition; a partition holds at most one fetch's
+	// messages beside the deliveries in flight.
+	MaxBytes int `json:"maxBytes"`
 	// CommitInterval is the longest a finished offset waits to be committed (and how soon
 	// a failed commit is tried again); offsets are committed as soon as deliveries finish.
 	CommitInterval Duration `json:"commitInterval"`
@@ -232,7 +234,7 @@ func Default() Config {
 			RebalanceTimeout:  Duration(30 * time.Second),
 			MaxWait:           Duration(500 * time.Millisecond),
 			MinBytes:          1,
-			MaxBytes:          10 << 20,
+			MaxBytes:          1 << 20,
 			CommitInterval:    Duration(time.Second),
 		},
 		Encoding: EncodingOTLPProto,

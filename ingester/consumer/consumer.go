@@ -88,8 +88,9 @@ type Consumer struct {
 	pause           atomic.Int64
 }
 
-// New returns a consumer; Run starts it. dialer connects the group and the readers to the
-// brokers, client asks them for metadata (both with TLS and SASL as configured). chain
+// New returns a consumer; Run starts it. dialer connects the group to the brokers, client
+// fetches the partitions, asks for metadata and commits the load reports (both with TLS
+// and SASL as configured). chain
 // must be safe for concurrent use: it is called from one goroutine per partition.
 func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor.Processor, m *metrics.Metrics, log logr.Logger) *Consumer {
 	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log,
@@ -318,33 +319,24 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 	}()
 
 	k := c.s.Kafka
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   k.Brokers,
-		Topic:     k.Topic,
-		Partition: p.id,
-		Dialer:    c.dialer,
-		MinBytes:  k.MinBytes,
-		MaxBytes:  k.MaxBytes,
-		MaxWait:   k.MaxWait.D(),
-	})
-	defer reader.Close()
-	if err := reader.SetOffset(p.start); err != nil {
-		p.log.Error(err, "Cannot seek partition", "offset", p.start)
-		return
-	}
+	fetch := &fetcher{client: c.client, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: k.MaxBytes, offset: p.start,
+		skipped: func(from, to int64) {
+			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
+				"from", from, "to", to, "lost", to-from)
+		}}
 	for {
 		// A held partition fetches nothing more: a hold cancels the fetch in progress.
 		fetchCtx, err := p.fetching(genCtx)
 		if err != nil {
 			return
 		}
-		msgs, err := c.fetchDelivery(fetchCtx, reader)
+		msgs, err := c.fetchDelivery(fetchCtx, fetch)
 		if genCtx.Err() != nil {
 			return // what was fetched and not handed over is read again by the next owner
 		}
 		if err != nil {
 			if fetchCtx.Err() != nil {
-				continue // held while waiting for messages; the reader keeps what it has
+				continue // held while waiting for messages; the fetcher keeps what it has
 			}
 			c.fetchErrors.Event(err, "partition", p.id)
 			if sleep(genCtx, fetchRetryWait) != nil {
@@ -380,8 +372,8 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 // fetchDelivery fetches the next run of messages: it waits for the first, then takes more
 // until the run holds about DeliverySpans spans or DeliveryBytes bytes, or Linger has passed
 // since the first arrived. An error is returned only when no message was fetched.
-func (c *Consumer) fetchDelivery(ctx context.Context, reader *kafka.Reader) ([]kafka.Message, error) {
-	first, err := reader.FetchMessage(ctx)
+func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.Message, error) {
+	first, err := fetch.next(ctx, c.s.Kafka.MaxWait.D())
 	if err != nil {
 		return nil, err
 	}
@@ -389,16 +381,20 @@ func (c *Consumer) fetchDelivery(ctx context.Context, reader *kafka.Reader) ([]k
 	msgs := make([]kafka.Message, 1, limit) // sized once: growing it copies every message
 	msgs[0] = first
 	bytes := int64(len(first.Value))
-	if limit == 1 || bytes >= c.s.DeliveryBytes {
-		return msgs, nil
-	}
-	lingerCtx, cancel := context.WithTimeout(ctx, c.s.Linger)
-	defer cancel()
+	deadline := time.Now().Add(c.s.Linger)
 	for len(msgs) < limit && bytes < c.s.DeliveryBytes {
-		// A fetch cancelled by the linger takes no message: it stays for the next delivery.
-		msg, err := reader.FetchMessage(lingerCtx)
-		if err != nil {
-			break // the linger is over, or the fetch failed: hand over what there is
+		msg, ok := fetch.queued()
+		if !ok {
+			// Nothing fetched is left: one more fetch, waiting no longer than the linger.
+			// It is not cancelled when the linger ends (that would drop its connection):
+			// the broker answers by then.
+			left := time.Until(deadline)
+			if left <= 0 || fetch.fill(ctx, left) != nil {
+				break
+			}
+			if msg, ok = fetch.queued(); !ok {
+				break
+			}
 		}
 		msgs = append(msgs, msg)
 		bytes += int64(len(msg.Value))

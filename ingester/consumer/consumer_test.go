@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/goleak"
@@ -94,15 +96,14 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	b.Produce(t, topic, msgs...)
 	c := New(Settings{DeliverySpans: 10, DeliveryBytes: 1 << 20, Linger: 200 * time.Millisecond},
 		nil, nil, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
-	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr}, Topic: topic, MaxWait: 50 * time.Millisecond})
-	defer reader.Close()
+	fetch := testFetcher(t, b, topic, 0, 0)
 	ctx := context.Background()
 
 	var sizes []int
 	var next int64
 	for range 3 {
 		start := time.Now()
-		d, err := c.fetchDelivery(ctx, reader)
+		d, err := c.fetchDelivery(ctx, fetch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,9 +125,86 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	// The byte bound: messages of 10 bytes, at most 25 bytes a delivery → 3 messages.
 	b.Produce(t, topic, msgs[:6]...)
 	c.s.DeliveryBytes = 25
-	d, err := c.fetchDelivery(ctx, reader)
+	d, err := c.fetchDelivery(ctx, fetch)
 	if err != nil || len(d) != 3 {
 		t.Errorf("with a 25-byte bound: %d messages (err %v), want 3", len(d), err)
+	}
+}
+
+// testFetcher reads a partition of the broker from offset on.
+func testFetcher(t *testing.T, b *kafkatest.Broker, topic string, partition int, offset int64) *fetcher {
+	transport := &kafka.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+	return &fetcher{client: &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, topic: topic, partition: partition,
+		minBytes: 1, maxBytes: 10 << 20, offset: offset}
+}
+
+// TestFetcherKeepsWhatTheMessagesCarry: keys, values, headers, times and offsets come out
+// as produced, in batches fetched whole; a fetcher told the last offset reads only what is
+// produced after it started, and one told the first reads from the beginning.
+func TestFetcherKeepsWhatTheMessagesCarry(t *testing.T) {
+	const topic = "carry"
+	b := kafkatest.Start(t, topic, 1)
+	at := time.UnixMilli(1_780_000_000_000)
+	var msgs []kafka.Message
+	for i := range 300 {
+		m := kafka.Message{Key: fmt.Appendf(nil, "key-%d", i), Value: bytes.Repeat([]byte{byte(i)}, 100+i), Time: at.Add(time.Duration(i) * time.Millisecond)}
+		if i%3 == 0 {
+			m.Headers = []kafka.Header{{Key: "content-type", Value: []byte("application/x-protobuf")}, {Key: "n", Value: fmt.Appendf(nil, "%d", i)}}
+		}
+		msgs = append(msgs, m)
+	}
+	b.Produce(t, topic, msgs[:200]...)
+	latest := testFetcher(t, b, topic, 0, kafka.LastOffset)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := latest.fill(ctx, 50*time.Millisecond); err != nil || len(latest.queue) != 0 || latest.offset != 200 {
+		t.Fatalf("from the last offset before anything new: %d queued, offset %d, err %v; want none at 200", len(latest.queue), latest.offset, err)
+	}
+	b.Produce(t, topic, msgs[200:]...)
+
+	for _, tc := range []struct {
+		f    *fetcher
+		from int
+	}{{testFetcher(t, b, topic, 0, kafka.FirstOffset), 0}, {latest, 200}, {testFetcher(t, b, topic, 0, 150), 150}} {
+		for i := tc.from; i < len(msgs); i++ {
+			got, err := tc.f.next(ctx, 100*time.Millisecond)
+			if err != nil {
+				t.Fatalf("from %d: message %d: %v", tc.from, i, err)
+			}
+			want := msgs[i]
+			if got.Offset != int64(i) || got.Partition != 0 || got.Topic != topic || !bytes.Equal(got.Key, want.Key) ||
+				!bytes.Equal(got.Value, want.Value) || !got.Time.Equal(want.Time) || got.HighWaterMark != 300 ||
+				fmt.Sprint(got.Headers) != fmt.Sprint(want.Headers) {
+				t.Fatalf("from %d: message %d came as offset %d key %q, %d bytes, %v, %v, high watermark %d",
+					tc.from, i, got.Offset, got.Key, len(got.Value), got.Time, got.Headers, got.HighWaterMark)
+			}
+		}
+	}
+}
+
+// TestFetcherSkipsWhatRetentionDeleted: an offset the broker no longer has (retention
+// deleted the records before they were read) moves to the first it has, and says what was
+// lost; it does not stop the partition.
+func TestFetcherSkipsWhatRetentionDeleted(t *testing.T) {
+	const topic = "retained"
+	b := kafkatest.Start(t, topic, 1, kfake.BrokerConfigs(map[string]string{"log.retention.bytes": "2000"}))
+	for i := range 20 {
+		b.Produce(t, topic, kafka.Message{Value: bytes.Repeat([]byte{byte(i)}, 500)})
+	}
+	b.Cluster.ApplyRetention()
+	f := testFetcher(t, b, topic, 0, 0)
+	var lost [2]int64
+	f.skipped = func(from, to int64) { lost = [2]int64{from, to} }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := f.next(ctx, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Offset == 0 || lost != [2]int64{0, got.Offset} || got.Value[0] != byte(got.Offset) {
+		t.Errorf("after retention: first message at offset %d (value of %d), skipped %v; want the first kept, and 0 to it reported",
+			got.Offset, got.Value[0], lost)
 	}
 }
 
