@@ -183,6 +183,47 @@ func TestFetcherKeepsWhatTheMessagesCarry(t *testing.T) {
 	}
 }
 
+// TestFetcherFollowsTheLeader: when the partition's leadership moves to another broker,
+// fetches fail until the client's metadata knows it, then go on from where they were:
+// nothing lost, nothing twice.
+func TestFetcherFollowsTheLeader(t *testing.T) {
+	const topic = "moving"
+	b := kafkatest.Start(t, topic, 1, kfake.NumBrokers(3))
+	produce := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			b.Produce(t, topic, kafka.Message{Value: fmt.Appendf(nil, "%d", i)})
+		}
+	}
+	produce(0, 50)
+	f := testFetcher(t, b, topic, 0, kafka.FirstOffset)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	failures := 0
+	for want := 0; want < 100; {
+		if want == 50 {
+			leader := b.Cluster.LeaderFor(topic, 0)
+			if err := b.Cluster.MoveTopicPartition(topic, 0, (leader+1)%3); err != nil {
+				t.Fatal(err)
+			}
+			produce(50, 50)
+		}
+		m, err := f.next(ctx, 100*time.Millisecond)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("stuck at %d after %d failed fetches: %v", want, failures, err)
+			}
+			failures++
+			time.Sleep(100 * time.Millisecond) // as the consumer waits between failed fetches
+			continue
+		}
+		if string(m.Value) != fmt.Sprint(want) || m.Offset != int64(want) {
+			t.Fatalf("message %d came as %q at offset %d", want, m.Value, m.Offset)
+		}
+		want++
+	}
+	t.Logf("%d fetches failed while the leadership moved", failures)
+}
+
 // TestFetcherSkipsWhatRetentionDeleted: an offset the broker no longer has (retention
 // deleted the records before they were read) moves to the first it has, and says what was
 // lost; it does not stop the partition.
