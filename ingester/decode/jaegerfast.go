@@ -68,7 +68,8 @@ func (d *jaegerFast) handles(s *wireSpan) bool {
 	if s.traceID == ([16]byte{}) || s.spanID == ([8]byte{}) {
 		return false // a blank or ID-less span: the library has special cases for it
 	}
-	return !s.hasProcess || s.service != "OTLPResourceNoServiceName"
+	// A process whose resource is known passed this check before.
+	return !s.hasProcess || s.known != nil || s.service != "OTLPResourceNoServiceName"
 }
 
 // parentSpanID follows model.Span.ParentSpanID: the first CHILD_OF reference in the same

@@ -3,6 +3,7 @@ package decode
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -102,9 +103,9 @@ func (d *jaegerFast) putTags(dst *attrList, tags []wireKV) {
 	}
 }
 
-// transcode appends s to b, mapping it as the OpenTelemetry translator does.
-func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
-	// The resource: the process's service and tags.
+// transcodeResource encodes the resource of s's process (its service and tags) into
+// s.resource, and keeps it for later spans of the same process bytes.
+func (d *jaegerFast) transcodeResource(s *wireSpan) {
 	s.attrs = s.attrs[:0]
 	if s.hasProcess && (s.service != "" || len(s.procTags) > 0) {
 		if s.service != "" {
@@ -121,6 +122,25 @@ func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
 		}
 	}
 	s.resource = appendAttrs(s.resource[:0], otlpwire.ResourceAttributes, s.attrs)
+	if s.hasProcess {
+		if s.resources == nil || len(s.resources) >= maxKnownProcesses {
+			s.resources = make(map[string][]byte, maxKnownProcesses)
+		}
+		s.resources[string(s.process)] = slices.Clone(s.resource)
+	}
+}
+
+// maxKnownProcesses bounds the resources a decoding goroutine keeps (about 64 KB): a
+// fleet of more pods than that gains less from them.
+const maxKnownProcesses = 64
+
+// transcode appends s to b, mapping it as the OpenTelemetry translator does.
+func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
+	if s.known != nil {
+		s.resource = append(s.resource[:0], s.known...)
+	} else {
+		d.transcodeResource(s)
+	}
 
 	// The scope: the first otel.scope.name tag names it, and only then the first
 	// otel.scope.version tag versions it; both leave the tags.

@@ -49,6 +49,13 @@ type wireSpan struct {
 	hasProcess bool
 	service    string
 	procTags   []wireKV
+	// process is the process's wire bytes; known is its encoded resource when an
+	// earlier span of the same process bytes was transcoded (its tags are then not parsed).
+	process []byte
+	known   []byte
+	// resources are the encoded resources of the processes seen last, by their wire bytes:
+	// spans of one process (one pod) repeat it byte for byte in every message.
+	resources map[string][]byte
 
 	// Scratch space of the transcoder: attributes being mapped, the encoded resource
 	// and scope.
@@ -81,7 +88,8 @@ type wireLog struct {
 func (s *wireSpan) reset() {
 	refs, tags, logs, procTags := s.refs[:0], s.tags[:0], s.logs[:0], s.procTags[:0]
 	attrs, resource, scope := s.attrs[:0], s.resource[:0], s.scope[:0]
-	*s = wireSpan{refs: refs, tags: tags, logs: logs, procTags: procTags, attrs: attrs, resource: resource, scope: scope}
+	*s = wireSpan{refs: refs, tags: tags, logs: logs, procTags: procTags, attrs: attrs, resource: resource, scope: scope,
+		resources: s.resources}
 }
 
 // parse reads a model.Span from data (and msg, the same bytes as one string). It reports
@@ -143,8 +151,10 @@ func (s *wireSpan) parse(data []byte, msg string) bool {
 		case spanLogs:
 			s.logs, ok = appendLog(s.logs, v, field)
 		case spanProcess:
-			s.hasProcess = true
-			ok = s.parseProcess(v, field)
+			s.hasProcess, s.process = true, v
+			if s.known, ok = s.resources[string(v)]; !ok {
+				ok = s.parseProcess(v, field)
+			}
 		case 11, 12: // process_id and warnings: the translator ignores them
 			ok = true
 		}
