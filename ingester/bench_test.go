@@ -110,6 +110,11 @@ func ingestProcess(b *testing.B, addr, group string, options ...func(*config.Con
 }
 
 func ingestMessages(b *testing.B, addr, group string, total int, options ...func(*config.Config)) measurement {
+	return ingestWithEnv(b, addr, group, total, nil, options...)
+}
+
+// ingestWithEnv is ingestMessages with env added to the ingester's environment.
+func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, options ...func(*config.Config)) measurement {
 	cfg := config.Default()
 	cfg.Kafka.Topic = benchTopic
 	cfg.Encoding = config.EncodingJaegerProto
@@ -130,7 +135,7 @@ func ingestMessages(b *testing.B, addr, group string, total int, options ...func
 	}
 	broker := kafkatest.Attach(b, addr)
 	start := time.Now()
-	cmd := testproc.Start(b, testproc.Spanflow, nil, nil, "ingest", "--config="+path, "--zap-log-level=error")
+	cmd := testproc.Start(b, testproc.Spanflow, nil, env, "ingest", "--config="+path, "--zap-log-level=error")
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
@@ -363,4 +368,36 @@ func BenchmarkChainOverhead(b *testing.B) {
 	b.ReportMetric(perMessage(decode), "decoder-ns/msg")
 	b.ReportMetric(perMessage(ing), "ingester-ns/msg")
 	b.ReportMetric(perMessage(ing-raw-decode), "chain-ns/msg")
+}
+
+// backlogMessages is the backlog BenchmarkBacklogMemory reads: ten times the other
+// benchmarks' topic, about 1.8 GB of jaeger_proto.
+const backlogMessages = 2_000_000
+
+// BenchmarkBacklogMemory reads a backlog of 2M messages to the blackhole and reports the
+// ingester's peak RSS beside the bound the README documents for its settings (memoryBound):
+// once at the defaults without a memory limit (the heap may grow to GOGC=400's target),
+// once with the Go memory limit a container limit of that bound gives it (80%).
+func BenchmarkBacklogMemory(b *testing.B) {
+	addr := testproc.StartKfake(b, "-topic="+benchTopic, "-partitions="+strconv.Itoa(benchPartitions),
+		"-preload-jaeger="+strconv.Itoa(backlogMessages))
+	cfg := config.Default()
+	bound := memoryBound(cfg, benchPartitions)
+	for i := 0; b.Loop(); i++ {
+		free := ingestWithEnv(b, addr, fmt.Sprintf("backlog-%d", i), backlogMessages, nil)
+		limited := ingestWithEnv(b, addr, fmt.Sprintf("backlog-limited-%d", i), backlogMessages,
+			[]string{fmt.Sprintf("GOMEMLIMIT=%d", bound/10*8)})
+		b.ReportMetric(float64(free.rss)/(1<<20), "peak-rss-MB")
+		b.ReportMetric(float64(limited.rss)/(1<<20), "peak-rss-limited-MB")
+		b.ReportMetric(limited.perCPUSecond(), "limited-spans/cpu-s")
+		b.ReportMetric(free.perCPUSecond(), "spans/cpu-s")
+	}
+	b.ReportMetric(float64(bound)/(1<<20), "bound-MB")
+}
+
+// memoryBound is the README's bound of an ingester's memory: the message bytes in flight
+// and the requests built from them (2.5 × maxInFlightBytes), a fetch being read and one
+// queued a partition (2 × maxBytes), and 40 MB of runtime, metrics and clients.
+func memoryBound(cfg config.Config, partitions int) int64 {
+	return cfg.MaxInFlightBytes*5/2 + int64(partitions)*2*int64(cfg.Kafka.MaxBytes) + 40<<20
 }

@@ -115,7 +115,8 @@ func preload(addr, topic string, n int, message func(i int) (kafka.Message, erro
 	defer transport.CloseIdleConnections()
 	w := &kafka.Writer{
 		Addr: kafka.TCP(addr), Topic: topic, Balancer: &kafka.Hash{}, Transport: transport,
-		RequiredAcks: kafka.RequireAll, BatchSize: 5000, BatchBytes: 900 << 10, // under kfake's 1 MiB message.max.bytes, per partition BatchTimeout: 10 * time.Millisecond,
+		RequiredAcks: kafka.RequireAll, BatchSize: 5000, BatchBytes: 900 << 10, // under kfake's 1 MiB message.max.bytes, per partition
+		BatchTimeout: 10 * time.Millisecond, // a chunk's batches are never full: without it each waits the default second
 	}
 	defer w.Close()
 	const chunk = 5000
