@@ -224,6 +224,28 @@ func TestFetcherFollowsTheLeader(t *testing.T) {
 	t.Logf("%d fetches failed while the leadership moved", failures)
 }
 
+// TestFetcherGivesUpOnASilentBroker: a broker that takes a fetch and never answers (nor
+// closes the connection) does not hold the partition past the fetch's wait and its grace.
+func TestFetcherGivesUpOnASilentBroker(t *testing.T) {
+	const topic = "silent"
+	b := kafkatest.Start(t, topic, 1)
+	b.Produce(t, topic, kafka.Message{Value: []byte("unread")})
+	release := make(chan struct{})
+	defer close(release)
+	b.Cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		b.Cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	f := testFetcher(t, b, topic, 0, 0)
+	f.grace = time.Second
+	start := time.Now()
+	err := f.fill(context.Background(), 100*time.Millisecond)
+	if took := time.Since(start); err == nil || took > 5*time.Second {
+		t.Errorf("a fetch nobody answers returned after %v with %v; want an error after about 1.1 s", took, err)
+	}
+}
+
 // TestFetcherSkipsWhatRetentionDeleted: an offset the broker no longer has (retention
 // deleted the records before they were read) moves to the first it has, and says what was
 // lost; it does not stop the partition.

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,13 @@ type fetcher struct {
 	// skipped is told of records the broker no longer has (deleted by retention before
 	// they were read): from, to.
 	skipped func(from, to int64)
+	// grace is how long past its wait a fetch's answer may take before the fetch is given
+	// up (a broker gone silent without closing the connection); fetchGrace when zero.
+	grace time.Duration
 }
+
+// fetchGrace is how long past its wait a fetch may go unanswered.
+const fetchGrace = 30 * time.Second
 
 // next returns the next message, waiting for it with fetches of at most maxWait each
 // until ctx ends.
@@ -69,8 +76,13 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 			return err
 		}
 	}
+	maxWait = max(maxWait, time.Millisecond)
+	// The deadline also bounds the connection's read: without one a silent broker would
+	// hold the partition until TCP gives up.
+	ctx, cancel := context.WithTimeout(ctx, maxWait+cmp.Or(f.grace, fetchGrace))
+	defer cancel()
 	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{Topic: f.topic, Partition: f.partition, Offset: f.offset,
-		MinBytes: int64(f.minBytes), MaxBytes: int64(f.maxBytes), MaxWait: max(maxWait, time.Millisecond)})
+		MinBytes: int64(f.minBytes), MaxBytes: int64(f.maxBytes), MaxWait: maxWait})
 	if err != nil {
 		return err
 	}
