@@ -264,6 +264,9 @@ func walkKeyValue(buf []byte, depth int) error {
 	if depth >= recursionLimit {
 		return errTooDeep
 	}
+	if plainKeyValue(buf) {
+		return nil
+	}
 	depth++
 	for pos := 0; pos < len(buf); {
 		num, typ, next, err := consumeTag(buf, pos)
@@ -288,6 +291,84 @@ func walkKeyValue(buf []byte, depth int) error {
 		}
 	}
 	return nil
+}
+
+// plainKeyValue reports whether buf is a KeyValue of the shape producers write — its key
+// and its value holding one string, bool, int or double, in either order (pdata writes
+// the value first), lengths of at most two bytes — which the walk accepts without a
+// field-by-field look. Anything else (false) is walked.
+func plainKeyValue(buf []byte) bool {
+	const (
+		keyTag   = keyValueKey<<3 | byte(protowire.BytesType)
+		valueTag = keyValueValue<<3 | byte(protowire.BytesType)
+	)
+	if len(buf) < 2 {
+		return false
+	}
+	first := buf[0]
+	if first != keyTag && first != valueTag {
+		return false
+	}
+	n, pos, ok := shortLength(buf, 1)
+	if !ok {
+		return false
+	}
+	value := buf[pos : pos+n]
+	if pos += n; pos == len(buf) {
+		return first == keyTag // a key without a value; a value without a key is walked
+	}
+	second := buf[pos]
+	if second == first || (second != keyTag && second != valueTag) {
+		return false
+	}
+	if n, pos, ok = shortLength(buf, pos+1); !ok || pos+n != len(buf) {
+		return false
+	}
+	if second == valueTag {
+		value = buf[pos:]
+	}
+	return plainAnyValue(value)
+}
+
+// plainAnyValue reports whether v is an AnyValue holding one string, bool, int or double
+// (or nothing), as plainKeyValue needs it.
+func plainAnyValue(v []byte) bool {
+	if len(v) == 0 {
+		return true
+	}
+	switch v[0] {
+	case anyString<<3 | byte(protowire.BytesType):
+		n, pos, ok := shortLength(v, 1)
+		return ok && pos+n == len(v)
+	case anyBool<<3 | byte(protowire.VarintType), anyInt<<3 | byte(protowire.VarintType):
+		// One varint of at most 9 bytes filling the rest.
+		if len(v) < 2 || len(v) > 10 || v[len(v)-1] >= 0x80 {
+			return false
+		}
+		for _, c := range v[1 : len(v)-1] {
+			if c < 0x80 {
+				return false
+			}
+		}
+		return true
+	case anyDouble<<3 | byte(protowire.Fixed64Type):
+		return len(v) == 9
+	}
+	return false
+}
+
+// shortLength reads a length of one or two varint bytes at pos and checks that the
+// bytes it counts are there; ok is false for anything else.
+func shortLength(buf []byte, pos int) (n, next int, ok bool) {
+	switch {
+	case pos < len(buf) && buf[pos] < 0x80:
+		n, next = int(buf[pos]), pos+1
+	case pos+1 < len(buf) && buf[pos+1] < 0x80:
+		n, next = int(buf[pos]&0x7f)|int(buf[pos+1])<<7, pos+2
+	default:
+		return 0, 0, false
+	}
+	return n, next, next+n <= len(buf)
 }
 
 func walkAnyValue(buf []byte, depth int) error {
