@@ -459,6 +459,15 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		target.parallelism = in.parallelism // nothing runs: a parallelism change would be noise
 	}
 	var waits []string
+	// Pods that go in two steps cost two rebalances: when only older recommendations keep
+	// the stabilized size above the latest one, and they leave the window before the
+	// cooldown would allow the second step, wait for them and go in one.
+	if target.replicas < current.replicas && rec.replicas < target.replicas && b.cooldown > 0 {
+		if until, ok := aboveUntil(st.recommendations, rec.replicas, b.down.window); ok && until.Sub(in.now) <= b.cooldown {
+			target.replicas = current.replicas
+			waits = append(waits, fmt.Sprintf("%d pods may go at %s, in one step instead of two", rec.replicas, until.UTC().Format(time.TimeOnly)))
+		}
+	}
 	// A replica change is not reversed within the down window.
 	if target.replicas < current.replicas && target.replicas > 0 && in.now.Sub(st.lastUp) < b.down.window {
 		target.replicas = current.replicas
@@ -867,6 +876,18 @@ func extreme(recs []scaleRecommendation, from time.Time, largest bool) (scaleDec
 		}
 	}
 	return best, found
+}
+
+// aboveUntil is when the last recommendation of more than replicas pods leaves a
+// window of the given length; ok is false when there is none.
+func aboveUntil(recs []scaleRecommendation, replicas int32, window time.Duration) (time.Time, bool) {
+	var last time.Time
+	for _, r := range recs {
+		if r.replicas > replicas && r.at.After(last) {
+			last = r.at
+		}
+	}
+	return last.Add(window), !last.IsZero()
 }
 
 // stepBounded limits the replica change to what the step bounds leave in their period.

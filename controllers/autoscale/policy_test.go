@@ -270,6 +270,26 @@ func TestIdlePodsDoNotShrinkTheCapacity(t *testing.T) {
 	}
 }
 
+// TestPodsGoInOneStep: after a spike, an older recommendation of 2 pods keeps the
+// stabilized size above the latest (1 pod) for a few more seconds, well within the
+// cooldown a first step to 2 would start: the 12 pods wait for it and go to 1 at once, one
+// rebalance instead of two.
+func TestPodsGoInOneStep(t *testing.T) {
+	t0 := time.Unix(10_000, 0)
+	b := policyBounds()
+	st := readmeState()
+	st.recommendations = []scaleRecommendation{{at: t0.Add(-115 * time.Second), replicas: 2, parallelism: 100}}
+	in := scaleInput{now: t0, known: true, lag: snapshot(10_000, 12, 0, 0, 500, 500), replicas: 12, parallelism: 100, settled: true}
+	d, st := decideScale(b, st, in)
+	if d.replicas != 12 || !strings.Contains(d.reason, "1 pods may go at") {
+		t.Fatalf("first poll: %d pods (%s); want the 12 held for the one step", d.replicas, d.reason)
+	}
+	in.now, in.lag.at = t0.Add(10*time.Second), t0.Add(10*time.Second)
+	if d, _ = decideScale(b, st, in); d.replicas != 1 {
+		t.Fatalf("once the older recommendation left the window: %d pods (%s); want 1", d.replicas, d.reason)
+	}
+}
+
 func TestBoundsOfDefaults(t *testing.T) {
 	b := boundsOf(nil, 8)
 	if b.minReplicas != 1 || b.maxReplicas != 0 || b.minParallelism != 8 || b.maxParallelism != 8 || b.cooldown != defaultCooldown ||
