@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/goleak"
@@ -180,6 +181,82 @@ func TestFetcherKeepsWhatTheMessagesCarry(t *testing.T) {
 					tc.from, i, got.Offset, got.Key, len(got.Value), got.Time, got.Headers, got.HighWaterMark)
 			}
 		}
+	}
+}
+
+// TestFetcherReadsCompressedBatches: producers compress (the Collector's Kafka exporter
+// and Jaeger's default to none, but many set gzip, snappy, lz4 or zstd); every codec's
+// batches come out as the messages produced.
+func TestFetcherReadsCompressedBatches(t *testing.T) {
+	const topic = "compressed"
+	b := kafkatest.Start(t, topic, 1)
+	var want [][]byte
+	for _, codec := range []kafka.Compression{kafka.Gzip, kafka.Snappy, kafka.Lz4, kafka.Zstd} {
+		var msgs []kafka.Message
+		for i := range 50 {
+			value := fmt.Appendf(nil, "%s message %d %s", codec, i, bytes.Repeat([]byte("span "), i))
+			msgs = append(msgs, kafka.Message{Value: value})
+			want = append(want, value)
+		}
+		transport := &kafka.Transport{}
+		w := &kafka.Writer{Addr: kafka.TCP(b.Addr), Topic: topic, Transport: transport, Compression: codec,
+			RequiredAcks: kafka.RequireAll, BatchSize: len(msgs), BatchTimeout: 10 * time.Millisecond}
+		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+			t.Fatal(codec, err)
+		}
+		_ = w.Close()
+		transport.CloseIdleConnections()
+	}
+	f := testFetcher(t, b, topic, 0, kafka.FirstOffset)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, value := range want {
+		m, err := f.next(ctx, 100*time.Millisecond)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if m.Offset != int64(i) || !bytes.Equal(m.Value, value) {
+			t.Fatalf("message %d came as offset %d: %q", i, m.Offset, m.Value)
+		}
+	}
+}
+
+// TestFetcherSkipsTransactionMarkers: a transactional producer's commit leaves a control
+// record in the log; it is no message: the fetcher passes over its offset.
+func TestFetcherSkipsTransactionMarkers(t *testing.T) {
+	const topic = "transactions"
+	b := kafkatest.Start(t, topic, 1)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.TransactionalID("spanflow-test"), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := producer.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := producer.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "in a transaction %d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := producer.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	b.Produce(t, topic, kafka.Message{Value: []byte("after it")})
+
+	f := testFetcher(t, b, topic, 0, kafka.FirstOffset)
+	var got []string
+	for len(got) < 4 {
+		m, err := f.next(ctx, 100*time.Millisecond)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
+	}
+	if want := "[0:in a transaction 0 1:in a transaction 1 2:in a transaction 2 4:after it]"; fmt.Sprint(got) != want {
+		t.Errorf("read %v, want %s (offset 3 is the commit marker)", got, want)
 	}
 }
 
