@@ -123,7 +123,7 @@ var (
 
 // message appends field as a length-delimited message whose body body writes.
 func (t *jsonTranscoder) message(field protowire.Number, body func() bool) bool {
-	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
+	t.out = appendTag(t.out, field, protowire.BytesType)
 	// A one-byte length placeholder; moved when the body is longer.
 	at := len(t.out)
 	t.out = append(t.out, 0)
@@ -136,7 +136,7 @@ func (t *jsonTranscoder) message(field protowire.Number, body func() bool) bool 
 		t.out = append(t.out, make([]byte, size-1)...)
 		copy(t.out[at+size:], t.out[at+1:at+1+n])
 	}
-	protowire.AppendVarint(t.out[at:at], uint64(n))
+	appendVarint(t.out[at:at], uint64(n))
 	return true
 }
 
@@ -217,12 +217,12 @@ func (t *jsonTranscoder) duration() bool {
 
 func appendWKT(out []byte, seconds int64, nanos int32) []byte {
 	if seconds != 0 {
-		out = protowire.AppendTag(out, wktSeconds, protowire.VarintType)
-		out = protowire.AppendVarint(out, uint64(seconds))
+		out = appendTag(out, wktSeconds, protowire.VarintType)
+		out = appendVarint(out, uint64(seconds))
 	}
 	if nanos != 0 {
-		out = protowire.AppendTag(out, wktNanos, protowire.VarintType)
-		out = protowire.AppendVarint(out, uint64(int64(nanos)))
+		out = appendTag(out, wktNanos, protowire.VarintType)
+		out = appendVarint(out, uint64(int64(nanos)))
 	}
 	return out
 }
@@ -242,8 +242,8 @@ func (t *jsonTranscoder) id(field protowire.Number) bool {
 	if err != nil {
 		return false
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
-	t.out = protowire.AppendBytes(t.out, buf[:n])
+	t.out = appendTag(t.out, field, protowire.BytesType)
+	t.out = appendLenBytes(t.out, buf[:n])
 	return true
 }
 
@@ -252,8 +252,8 @@ func (t *jsonTranscoder) stringField(field protowire.Number) bool {
 	if !ok {
 		return false
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
-	t.out = protowire.AppendBytes(t.out, s)
+	t.out = appendTag(t.out, field, protowire.BytesType)
+	t.out = appendLenBytes(t.out, s)
 	return true
 }
 
@@ -266,8 +266,8 @@ func (t *jsonTranscoder) bytesField(field protowire.Number) bool {
 	if err != nil {
 		return false // jsonpb also tries URL encoding: the library decides
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.BytesType)
-	t.out = protowire.AppendBytes(t.out, b)
+	t.out = appendTag(t.out, field, protowire.BytesType)
+	t.out = appendLenBytes(t.out, b)
 	return true
 }
 
@@ -280,8 +280,8 @@ func (t *jsonTranscoder) enum(field protowire.Number, names map[string]uint64) b
 	if !ok {
 		return false
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
-	t.out = protowire.AppendVarint(t.out, v)
+	t.out = appendTag(t.out, field, protowire.VarintType)
+	t.out = appendVarint(t.out, v)
 	return true
 }
 
@@ -294,8 +294,8 @@ func (t *jsonTranscoder) boolField(field protowire.Number) bool {
 	default:
 		return false
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
-	t.out = protowire.AppendVarint(t.out, v)
+	t.out = appendTag(t.out, field, protowire.VarintType)
+	t.out = appendVarint(t.out, v)
 	return true
 }
 
@@ -316,8 +316,8 @@ func (t *jsonTranscoder) int64Field(field protowire.Number) bool {
 	if err != nil {
 		return false
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
-	t.out = protowire.AppendVarint(t.out, uint64(v))
+	t.out = appendTag(t.out, field, protowire.VarintType)
+	t.out = appendVarint(t.out, uint64(v))
 	return true
 }
 
@@ -326,8 +326,8 @@ func (t *jsonTranscoder) uint32Field(field protowire.Number) bool {
 	if err != nil {
 		return false
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.VarintType)
-	t.out = protowire.AppendVarint(t.out, v)
+	t.out = appendTag(t.out, field, protowire.VarintType)
+	t.out = appendVarint(t.out, v)
 	return true
 }
 
@@ -336,7 +336,7 @@ func (t *jsonTranscoder) float64Field(field protowire.Number) bool {
 	if err != nil || math.IsInf(v, 0) {
 		return false
 	}
-	t.out = protowire.AppendTag(t.out, field, protowire.Fixed64Type)
+	t.out = appendTag(t.out, field, protowire.Fixed64Type)
 	t.out = protowire.AppendFixed64(t.out, math.Float64bits(v))
 	return true
 }

@@ -181,8 +181,8 @@ func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
 		out = appendString(out, otlpwire.SpanName, s.name)
 	}
 	if kind != ptrace.SpanKindUnspecified {
-		out = protowire.AppendTag(out, otlpwire.SpanKind, protowire.VarintType)
-		out = protowire.AppendVarint(out, uint64(kind))
+		out = appendTag(out, otlpwire.SpanKind, protowire.VarintType)
+		out = appendVarint(out, uint64(kind))
 	}
 	out = appendFixed64(out, otlpwire.SpanStartTime, uint64(s.start.UnixNano()))
 	out = appendFixed64(out, otlpwire.SpanEndTime, uint64(s.start.Add(s.duration).UnixNano()))
@@ -198,13 +198,13 @@ func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
 			out = appendString(out, otlpwire.StatusMessage, status.message)
 		}
 		if status.code != ptrace.StatusCodeUnset {
-			out = protowire.AppendTag(out, otlpwire.StatusCode, protowire.VarintType)
-			out = protowire.AppendVarint(out, uint64(status.code))
+			out = appendTag(out, otlpwire.StatusCode, protowire.VarintType)
+			out = appendVarint(out, uint64(status.code))
 		}
 		out = otlpwire.CloseField(out, sb)
 	}
 	if model.Flags(s.flags).IsSampled() {
-		out = protowire.AppendTag(out, otlpwire.SpanFlags, protowire.Fixed32Type)
+		out = appendTag(out, otlpwire.SpanFlags, protowire.Fixed32Type)
 		out = protowire.AppendFixed32(out, 1)
 	}
 	*buf = otlpwire.CloseField(out, body)
@@ -377,11 +377,11 @@ func appendKeyValue(out []byte, field protowire.Number, kv *wireKV) []byte {
 		value = 1 + protowire.SizeBytes(len(kv.bin))
 	}
 	size := 1 + protowire.SizeBytes(len(kv.key)) + 1 + protowire.SizeBytes(value)
-	out = protowire.AppendTag(out, field, protowire.BytesType)
-	out = protowire.AppendVarint(out, uint64(size))
+	out = appendTag(out, field, protowire.BytesType)
+	out = appendVarint(out, uint64(size))
 	out = appendString(out, otlpwire.KeyValueKey, kv.key)
-	out = protowire.AppendTag(out, otlpwire.KeyValueValue, protowire.BytesType)
-	out = protowire.AppendVarint(out, uint64(value))
+	out = appendTag(out, otlpwire.KeyValueValue, protowire.BytesType)
+	out = appendVarint(out, uint64(value))
 	switch kv.vtype {
 	case vtString:
 		out = appendString(out, otlpwire.ValueString, kv.str)
@@ -390,11 +390,11 @@ func appendKeyValue(out []byte, field protowire.Number, kv *wireKV) []byte {
 		if kv.b {
 			v = 1
 		}
-		out = protowire.AppendTag(out, otlpwire.ValueBool, protowire.VarintType)
-		out = protowire.AppendVarint(out, v)
+		out = appendTag(out, otlpwire.ValueBool, protowire.VarintType)
+		out = appendVarint(out, v)
 	case vtInt64:
-		out = protowire.AppendTag(out, otlpwire.ValueInt, protowire.VarintType)
-		out = protowire.AppendVarint(out, uint64(kv.i))
+		out = appendTag(out, otlpwire.ValueInt, protowire.VarintType)
+		out = appendVarint(out, uint64(kv.i))
 	case vtFloat64:
 		out = appendFixed64(out, otlpwire.ValueDouble, math.Float64bits(kv.f))
 	case vtBinary:
@@ -404,16 +404,16 @@ func appendKeyValue(out []byte, field protowire.Number, kv *wireKV) []byte {
 }
 
 func appendString(out []byte, field protowire.Number, s string) []byte {
-	out = protowire.AppendTag(out, field, protowire.BytesType)
-	return protowire.AppendString(out, s)
+	out = appendTag(out, field, protowire.BytesType)
+	return appendLenString(out, s)
 }
 
 func appendBytes(out []byte, field protowire.Number, v []byte) []byte {
-	out = protowire.AppendTag(out, field, protowire.BytesType)
-	return protowire.AppendBytes(out, v)
+	out = appendTag(out, field, protowire.BytesType)
+	return appendLenBytes(out, v)
 }
 
 func appendFixed64(out []byte, field protowire.Number, v uint64) []byte {
-	out = protowire.AppendTag(out, field, protowire.Fixed64Type)
+	out = appendTag(out, field, protowire.Fixed64Type)
 	return binary.LittleEndian.AppendUint64(out, v)
 }

@@ -98,7 +98,7 @@ func (s *wireSpan) reset() {
 func (s *wireSpan) parse(data []byte, msg string) bool {
 	var seen uint32
 	for off := 0; off < len(data); {
-		num, typ, n := protowire.ConsumeTag(data[off:])
+		num, typ, n := consumeTag(data[off:])
 		if n < 0 || num > 31 {
 			return false
 		}
@@ -111,7 +111,7 @@ func (s *wireSpan) parse(data []byte, msg string) bool {
 		}
 		switch {
 		case num == spanFlags && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(data[off:])
+			v, n := consumeVarint(data[off:])
 			if n < 0 {
 				return false
 			}
@@ -121,7 +121,7 @@ func (s *wireSpan) parse(data []byte, msg string) bool {
 		case typ != protowire.BytesType:
 			return false
 		}
-		v, n := protowire.ConsumeBytes(data[off:])
+		v, n := consumeBytes(data[off:])
 		if n < 0 {
 			return false
 		}
@@ -208,7 +208,7 @@ func appendKV(kvs []wireKV, data []byte, msg string) ([]wireKV, bool) {
 	var kv wireKV
 	var seen uint8
 	for off := 0; off < len(data); {
-		num, typ, n := protowire.ConsumeTag(data[off:])
+		num, typ, n := consumeTag(data[off:])
 		if n < 0 || num > 7 || seen&(1<<num) != 0 {
 			return kvs, false
 		}
@@ -216,7 +216,7 @@ func appendKV(kvs []wireKV, data []byte, msg string) ([]wireKV, bool) {
 		off += n
 		switch typ {
 		case protowire.BytesType:
-			v, n := protowire.ConsumeBytes(data[off:])
+			v, n := consumeBytes(data[off:])
 			if n < 0 {
 				return kvs, false
 			}
@@ -233,7 +233,7 @@ func appendKV(kvs []wireKV, data []byte, msg string) ([]wireKV, bool) {
 				return kvs, false
 			}
 		case protowire.VarintType:
-			x, n := protowire.ConsumeVarint(data[off:])
+			x, n := consumeVarint(data[off:])
 			if n < 0 {
 				return kvs, false
 			}
@@ -294,7 +294,7 @@ func appendLog(logs []wireLog, data []byte, msg string) ([]wireLog, bool) {
 // It stops at malformed input or when fn returns false, and reports whether it got through.
 func eachField(data []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, field string, x uint64) bool, msg string) bool {
 	for off := 0; off < len(data); {
-		num, typ, n := protowire.ConsumeTag(data[off:])
+		num, typ, n := consumeTag(data[off:])
 		if n < 0 {
 			return false
 		}
@@ -304,11 +304,11 @@ func eachField(data []byte, fn func(num protowire.Number, typ protowire.Type, v 
 		var x uint64
 		switch typ {
 		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(data[off:])
+			x, n = consumeVarint(data[off:])
 		case protowire.Fixed64Type:
 			x, n = protowire.ConsumeFixed64(data[off:])
 		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(data[off:])
+			v, n = consumeBytes(data[off:])
 			if n >= 0 && msg != "" {
 				field = msg[off+n-len(v) : off+n]
 			} else if n >= 0 {
