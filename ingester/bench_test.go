@@ -126,7 +126,7 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 	cfg.Kafka.Brokers = []string{addr}
 	cfg.Kafka.ConsumerGroup = group
 	cfg.AdminAddress = testenv.FreeAddr(b)
-	cfg.Profiling = os.Getenv("BENCH_CPUPROFILE") != ""
+	cfg.Profiling = os.Getenv("BENCH_CPUPROFILE") != "" || os.Getenv("BENCH_ALLOCPROFILE") != ""
 	data, err := cfg.Marshal()
 	if err != nil {
 		b.Fatal(err)
@@ -156,6 +156,10 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 			go saveProfile(b, cfg.AdminAddress, path)
 		}
 		if committed >= int64(total) {
+			// BENCH_ALLOCPROFILE=FILE saves the ingester's allocations (sampled) over its run.
+			if path := os.Getenv("BENCH_ALLOCPROFILE"); path != "" {
+				saveFrom(b, cfg.AdminAddress, "/debug/pprof/allocs", path)
+			}
 			metrics := scrape(b, cfg.AdminAddress)
 			return measurement{
 				items:  int(metrics["spanflow_ingester_spans_written_total"]),
@@ -173,7 +177,12 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 }
 
 func saveProfile(b *testing.B, addr, path string) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=1")
+	saveFrom(b, addr, "/debug/pprof/profile?seconds=1", path)
+}
+
+// saveFrom saves what the ingester's admin endpoint serves at urlPath into path.
+func saveFrom(b *testing.B, addr, urlPath, path string) {
+	resp, err := http.Get("http://" + addr + urlPath)
 	if err != nil {
 		b.Log(err)
 		return

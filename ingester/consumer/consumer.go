@@ -330,7 +330,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		if err != nil {
 			return
 		}
-		msgs, err := c.fetchDelivery(fetchCtx, fetch)
+		msgs, backing, err := c.fetchDelivery(fetchCtx, fetch)
 		if genCtx.Err() != nil {
 			return // what was fetched and not handed over is read again by the next owner
 		}
@@ -359,23 +359,25 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		}
 		c.m.Deliveries.Observe(float64(len(msgs)))
 		d := processor.NewDelivery(p, msgs)
-		p.tracker.Begin(d.First(), d.Last())
+		p.begin(d, backing)
 		if err := c.chain.Process(procCtx, d); err != nil {
 			// Revoked (or stopped) before the hand-over: the delivery was never processed
 			// and will be read again; the drain does not wait for it.
-			p.tracker.Abandon(d.First())
+			p.abandon(d)
 			return
 		}
 	}
 }
 
-// fetchDelivery fetches the next run of messages: it waits for the first, then takes more
-// until the run holds about DeliverySpans spans or DeliveryBytes bytes, or Linger has passed
-// since the first arrived. An error is returned only when no message was fetched.
-func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.Message, error) {
-	first, err := fetch.next(ctx, c.s.Kafka.MaxWait.D())
+// fetchDelivery fetches the next run of messages, copied into an arena of their own: it
+// waits for the first, then takes more until the run holds about DeliverySpans spans or
+// DeliveryBytes bytes, or Linger has passed since the first arrived. An error is returned
+// only when no message was fetched.
+func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.Message, *arena, error) {
+	backing := &arena{}
+	first, err := fetch.next(ctx, c.s.Kafka.MaxWait.D(), backing)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	limit := c.deliveryMessages()
 	msgs := make([]kafka.Message, 1, limit) // sized once: growing it copies every message
@@ -383,8 +385,8 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.M
 	bytes := int64(len(first.Value))
 	deadline := time.Now().Add(c.s.Linger)
 	for len(msgs) < limit && bytes < c.s.DeliveryBytes {
-		msg, ok := fetch.queued()
-		if !ok {
+		msg, ok, err := fetch.queued(backing)
+		if !ok && err == nil {
 			// Nothing fetched is left: one more fetch, waiting no longer than the linger.
 			// It is not cancelled when the linger ends (that would drop its connection):
 			// the broker answers by then.
@@ -392,14 +394,15 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.M
 			if left <= 0 || fetch.fill(ctx, left) != nil {
 				break
 			}
-			if msg, ok = fetch.queued(); !ok {
-				break
-			}
+			msg, ok, err = fetch.queued(backing)
+		}
+		if !ok {
+			break // err: fetched again from that message on, in the next delivery
 		}
 		msgs = append(msgs, msg)
 		bytes += int64(len(msg.Value))
 	}
-	return msgs, nil
+	return msgs, backing, nil
 }
 
 // committer commits the offsets of one generation. The generation's own commits are the

@@ -104,7 +104,7 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	var next int64
 	for range 3 {
 		start := time.Now()
-		d, err := c.fetchDelivery(ctx, fetch)
+		d, _, err := c.fetchDelivery(ctx, fetch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +126,7 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	// The byte bound: messages of 10 bytes, at most 25 bytes a delivery → 3 messages.
 	b.Produce(t, topic, msgs[:6]...)
 	c.s.DeliveryBytes = 25
-	d, err := c.fetchDelivery(ctx, fetch)
+	d, _, err := c.fetchDelivery(ctx, fetch)
 	if err != nil || len(d) != 3 {
 		t.Errorf("with a 25-byte bound: %d messages (err %v), want 3", len(d), err)
 	}
@@ -169,7 +169,7 @@ func TestFetcherKeepsWhatTheMessagesCarry(t *testing.T) {
 		from int
 	}{{testFetcher(t, b, topic, 0, kafka.FirstOffset), 0}, {latest, 200}, {testFetcher(t, b, topic, 0, 150), 150}} {
 		for i := tc.from; i < len(msgs); i++ {
-			got, err := tc.f.next(ctx, 100*time.Millisecond)
+			got, err := tc.f.next(ctx, 100*time.Millisecond, nil)
 			if err != nil {
 				t.Fatalf("from %d: message %d: %v", tc.from, i, err)
 			}
@@ -211,7 +211,7 @@ func TestFetcherReadsCompressedBatches(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i, value := range want {
-		m, err := f.next(ctx, 100*time.Millisecond)
+		m, err := f.next(ctx, 100*time.Millisecond, nil)
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
@@ -249,7 +249,7 @@ func TestFetcherSkipsTransactionMarkers(t *testing.T) {
 	f := testFetcher(t, b, topic, 0, kafka.FirstOffset)
 	var got []string
 	for len(got) < 4 {
-		m, err := f.next(ctx, 100*time.Millisecond)
+		m, err := f.next(ctx, 100*time.Millisecond, nil)
 		if err != nil {
 			t.Fatalf("after %q: %v", got, err)
 		}
@@ -284,7 +284,7 @@ func TestFetcherFollowsTheLeader(t *testing.T) {
 			}
 			produce(50, 50)
 		}
-		m, err := f.next(ctx, 100*time.Millisecond)
+		m, err := f.next(ctx, 100*time.Millisecond, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				t.Fatalf("stuck at %d after %d failed fetches: %v", want, failures, err)
@@ -338,7 +338,7 @@ func TestFetcherSkipsWhatRetentionDeleted(t *testing.T) {
 	f.skipped = func(from, to int64) { lost = [2]int64{from, to} }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, err := f.next(ctx, 100*time.Millisecond)
+	got, err := f.next(ctx, 100*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -13,10 +14,11 @@ import (
 )
 
 // fetcher reads one partition with the client's Fetch requests. One request brings many
-// record batches; their keys, values and header values are copied into 64 KB chunks (a
-// few allocations a fetch, not several a message), and the messages wait in a queue until
-// handed over. kafka-go's Reader costs about three times as much CPU a
-// message: it parses the stream message by message through a buffered connection.
+// record batches; their records wait in a queue, their keys and values still in kafka-go's
+// pooled pages, until they join a delivery: then they are copied into the delivery's arena
+// and the pages go back to kafka-go's pool. kafka-go's Reader costs about three times as
+// much CPU a message: it parses the stream message by message through a buffered
+// connection.
 type fetcher struct {
 	client    *kafka.Client
 	topic     string
@@ -26,14 +28,11 @@ type fetcher struct {
 	// offset is the next offset to fetch; negative (kafka.FirstOffset, kafka.LastOffset)
 	// until resolved.
 	offset int64
-	queue  []kafka.Message
+	queue  []pending
+	// queuedBytes is the size of the queued records' keys, values and header values.
+	queuedBytes int
 	// highWatermark is the partition's end as the last response gave it.
 	highWatermark int64
-	// buf holds the keys and values of the response being read (held: the bytes of the
-	// full buffers before it); lastResponse is how many the last response held.
-	buf          []byte
-	held         int
-	lastResponse int
 	// skipped is told of records the broker no longer has (deleted by retention before
 	// they were read): from, to.
 	skipped func(from, to int64)
@@ -42,12 +41,21 @@ type fetcher struct {
 	grace time.Duration
 }
 
+// pending is a fetched record not yet handed over.
+type pending struct {
+	offset, highWatermark int64
+	time                  time.Time
+	key, value            kafka.Bytes // in kafka-go's pages until copied
+	headers               []kafka.Header
+	size                  int
+}
+
 // fetchGrace is how long past its wait a fetch may go unanswered.
 const fetchGrace = 30 * time.Second
 
-// next returns the next message, waiting for it with fetches of at most maxWait each
-// until ctx ends.
-func (f *fetcher) next(ctx context.Context, maxWait time.Duration) (kafka.Message, error) {
+// next returns the next message, copied into a (a fresh buffer when nil), waiting for it
+// with fetches of at most maxWait each until ctx ends.
+func (f *fetcher) next(ctx context.Context, maxWait time.Duration, a *arena) (kafka.Message, error) {
 	for len(f.queue) == 0 {
 		if err := ctx.Err(); err != nil {
 			return kafka.Message{}, err
@@ -56,22 +64,54 @@ func (f *fetcher) next(ctx context.Context, maxWait time.Duration) (kafka.Messag
 			return kafka.Message{}, err
 		}
 	}
-	return f.pop(), nil
+	return f.pop(a)
 }
 
-// queued returns the next message already fetched, if any.
-func (f *fetcher) queued() (kafka.Message, bool) {
+// queued returns the next message already fetched, copied into a, if any.
+func (f *fetcher) queued(a *arena) (kafka.Message, bool, error) {
 	if len(f.queue) == 0 {
-		return kafka.Message{}, false
+		return kafka.Message{}, false, nil
 	}
-	return f.pop(), true
+	m, err := f.pop(a)
+	return m, err == nil, err
 }
 
-func (f *fetcher) pop() kafka.Message {
-	m := f.queue[0]
-	f.queue[0] = kafka.Message{} // the queue's array must not keep the buffer alive
+// pop copies the first queued record into a and gives its pages back. If the copy fails
+// the queue is dropped and fetching starts again from that record: none is lost.
+func (f *fetcher) pop(a *arena) (kafka.Message, error) {
+	if a == nil {
+		a = &arena{}
+	}
+	r := &f.queue[0]
+	m := kafka.Message{Topic: f.topic, Partition: f.partition, Offset: r.offset, HighWaterMark: r.highWatermark, Time: r.time}
+	var err error
+	if m.Key, err = a.copyOf(r.key, f.queuedBytes); err == nil {
+		m.Value, err = a.copyOf(r.value, f.queuedBytes-len(m.Key))
+	}
+	if err != nil {
+		err = fmt.Errorf("copying the record at offset %d of partition %d: %w", r.offset, f.partition, err)
+		f.rewind(r.offset)
+		return kafka.Message{}, err
+	}
+	if len(r.headers) > 0 {
+		m.Headers = make([]kafka.Header, len(r.headers))
+		for i, h := range r.headers {
+			m.Headers[i] = kafka.Header{Key: h.Key, Value: a.copyBytes(h.Value, f.queuedBytes)}
+		}
+	}
+	closeBytes(r.key, r.value)
+	f.queuedBytes -= r.size
+	f.queue[0] = pending{} // the queue's array must not keep the pages referenced
 	f.queue = f.queue[1:]
-	return m
+	return m, nil
+}
+
+// rewind drops the queue and fetches again from offset.
+func (f *fetcher) rewind(offset int64) {
+	for _, r := range f.queue {
+		closeBytes(r.key, r.value)
+	}
+	f.queue, f.queuedBytes, f.offset = nil, 0, offset
 }
 
 // fill fetches once, waiting at most maxWait for data, and queues what came.
@@ -98,13 +138,6 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		return res.Error
 	}
 	f.highWatermark = res.HighWatermark
-	// The response's keys and values go into chunks (room); the last one is let go after.
-	defer func() {
-		if f.buf != nil {
-			f.lastResponse = f.held + len(f.buf)
-		}
-		f.buf, f.held = nil, 0 // the queued messages keep what they point into
-	}()
 	return f.read(res.Records)
 }
 
@@ -142,43 +175,40 @@ func (f *fetcher) read(records kafka.RecordReader) error {
 			return fmt.Errorf("reading partition %d at offset %d: %w", f.partition, f.offset, err)
 		}
 		if rec.Offset < f.offset {
+			closeBytes(rec.Key, rec.Value)
 			continue
 		}
-		if f.buf == nil {
-			f.buf = make([]byte, 0, f.responseBytes(rec))
-		}
-		m := kafka.Message{Topic: f.topic, Partition: f.partition, Offset: rec.Offset, HighWaterMark: f.highWatermark, Time: rec.Time}
-		if m.Key, err = f.copyOf(rec.Key); err != nil {
-			return err
-		}
-		if m.Value, err = f.copyOf(rec.Value); err != nil {
-			return err
-		}
+		r := pending{offset: rec.Offset, highWatermark: f.highWatermark, time: rec.Time, key: rec.Key, value: rec.Value}
+		r.size = bytesLen(r.key) + bytesLen(r.value)
 		if len(rec.Headers) > 0 {
-			m.Headers = make([]kafka.Header, len(rec.Headers))
-			for i, h := range rec.Headers {
-				m.Headers[i] = kafka.Header{Key: h.Key, Value: f.copyBytes(h.Value)}
+			r.headers = slices.Clone(rec.Headers) // the reader's own slice may be reused
+			for _, h := range r.headers {
+				r.size += len(h.Value)
 			}
 		}
-		f.queue = append(f.queue, m)
+		f.queue = append(f.queue, r)
+		f.queuedBytes += r.size
 		f.offset = rec.Offset + 1
 	}
 }
 
-// chunkBytes is the size of the buffers a response's keys and values are copied into: a
-// delivery keeps alive the buffers its messages point into, and smaller ones are freed
-// sooner as deliveries finish (1 MiB buffers kept about a third more memory resident).
-const chunkBytes = 64 << 10
-
-// responseBytes sizes the first buffer of a response: a chunk, or as much as the last
-// response held when that was less (a quiet partition's single messages need no 64 KB),
-// and at least its first record.
-func (f *fetcher) responseBytes(first *kafka.Record) int {
-	size := 0
-	if first.Value != nil {
-		size = first.Value.Len()
+// closeBytes gives keys and values read by kafka-go back: they point into its pooled
+// pages, which are reused only once nothing points into them (never closed, every
+// response allocated pages of its own: half of what the ingester allocated).
+func closeBytes(key, value kafka.Bytes) {
+	if key != nil {
+		_ = key.Close()
 	}
-	return max(size, min(chunkBytes, max(4<<10, f.lastResponse)))
+	if value != nil {
+		_ = value.Close()
+	}
+}
+
+func bytesLen(b kafka.Bytes) int {
+	if b == nil {
+		return 0
+	}
+	return b.Len()
 }
 
 // skipAll reads a control batch to its end, moving the fetch offset past it.
@@ -191,40 +221,9 @@ func (f *fetcher) skipAll(records kafka.RecordReader) error {
 			}
 			return err
 		}
+		closeBytes(rec.Key, rec.Value)
 		f.offset = max(f.offset, rec.Offset+1)
 	}
-}
-
-// copyOf copies b into the response's buffer and returns the copy (nil for nil).
-func (f *fetcher) copyOf(b kafka.Bytes) ([]byte, error) {
-	if b == nil {
-		return nil, nil
-	}
-	n := b.Len()
-	out := f.room(n)
-	if _, err := io.ReadFull(b, out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// copyBytes copies b into the response's buffer and returns the copy.
-func (f *fetcher) copyBytes(b []byte) []byte {
-	out := f.room(len(b))
-	copy(out, b)
-	return out
-}
-
-// room returns the next n bytes of the response's buffer. A full buffer is followed by
-// a chunk (or n, if more); the full one stays with the messages that point into it.
-func (f *fetcher) room(n int) []byte {
-	if cap(f.buf)-len(f.buf) < n {
-		f.held += len(f.buf)
-		f.buf = make([]byte, 0, max(n, chunkBytes))
-	}
-	start := len(f.buf)
-	f.buf = f.buf[:start+n]
-	return f.buf[start : start+n : start+n]
 }
 
 // resolve turns kafka.FirstOffset or kafka.LastOffset into the partition's offset.

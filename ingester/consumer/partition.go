@@ -32,6 +32,11 @@ type partition struct {
 	// learn is told of every finished delivery (the consumer sizes deliveries from them).
 	learn func(*processor.Delivery)
 
+	// arenas hold the bytes of the deliveries in flight, by first offset: given back to
+	// their pools when the delivery is done.
+	arenasMu sync.Mutex
+	arenas   map[int64]*arena
+
 	mu       sync.Mutex
 	holds    map[int]error // open holds and their reasons
 	nextHold int
@@ -50,7 +55,24 @@ func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log log
 	}
 	return &partition{id: a.ID, start: a.Offset, tracker: offset.NewTracker(known), gauges: gauges,
 		log: log.WithValues("partition", a.ID), committed: known, revoked: revoked, finished: finished, learn: learn,
-		holds: map[int]error{}}
+		holds: map[int]error{}, arenas: map[int64]*arena{}}
+}
+
+// begin records a delivery about to be handed over, and the arena its messages are in.
+func (p *partition) begin(d *processor.Delivery, backing *arena) {
+	p.tracker.Begin(d.First(), d.Last())
+	p.arenasMu.Lock()
+	p.arenas[d.First()] = backing
+	p.arenasMu.Unlock()
+}
+
+// abandon forgets a delivery that was never handed over (its arena is left to the
+// collector: nothing is known of who may still hold its messages).
+func (p *partition) abandon(d *processor.Delivery) {
+	p.tracker.Abandon(d.First())
+	p.arenasMu.Lock()
+	delete(p.arenas, d.First())
+	p.arenasMu.Unlock()
 }
 
 func (p *partition) ID() int { return p.id }
@@ -60,6 +82,13 @@ func (p *partition) Revoked() <-chan struct{} { return p.revoked }
 func (p *partition) Done(d *processor.Delivery) {
 	if !p.tracker.Done(d.First()) {
 		return
+	}
+	p.arenasMu.Lock()
+	backing := p.arenas[d.First()]
+	delete(p.arenas, d.First())
+	p.arenasMu.Unlock()
+	if backing != nil {
+		backing.release()
 	}
 	p.learn(d)
 	select {

@@ -3,6 +3,7 @@
 package deadletter
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"time"
@@ -47,13 +48,19 @@ func (d *Writer) DeadLetter(ctx context.Context, msg kafka.Message, cause error)
 	if len(reason) > maxErrorHeader {
 		reason = reason[:maxErrorHeader]
 	}
-	headers := append(append([]kafka.Header(nil), msg.Headers...),
+	headers := make([]kafka.Header, 0, len(msg.Headers)+4)
+	for _, h := range msg.Headers {
+		headers = append(headers, kafka.Header{Key: h.Key, Value: bytes.Clone(h.Value)})
+	}
+	headers = append(headers,
 		kafka.Header{Key: HeaderError, Value: []byte(reason)},
 		kafka.Header{Key: HeaderTopic, Value: []byte(msg.Topic)},
 		kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(msg.Partition))},
 		kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(msg.Offset, 10))},
 	)
-	return d.w.WriteMessages(ctx, kafka.Message{Key: msg.Key, Value: msg.Value, Headers: headers, Time: msg.Time})
+	// Copies: a write whose ctx ends returns while kafka-go's writer may still hold the
+	// message, and the caller's buffers are reused once its delivery is finished.
+	return d.w.WriteMessages(ctx, kafka.Message{Key: bytes.Clone(msg.Key), Value: bytes.Clone(msg.Value), Headers: headers, Time: msg.Time})
 }
 
 // Close flushes and closes the producer, giving up after timeout (kafka-go's Close can

@@ -1,0 +1,75 @@
+package consumer
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TestArenaBytesStayUntilReleased fills arenas from kafka-go Bytes the way deliveries are
+// filled, keeps a few alive while older ones are released and their chunks reused, and
+// checks every live copy still holds what was copied: a chunk given back while a delivery
+// still points into it would show here as another delivery's bytes.
+func TestArenaBytesStayUntilReleased(t *testing.T) {
+	type copied struct {
+		got, want []byte
+	}
+	type delivery struct {
+		a      *arena
+		copies []copied
+	}
+	var live []delivery
+	for round := range 300 {
+		d := delivery{a: &arena{}}
+		// Sizes from a few bytes to past the largest chunk, so messages straddle no chunk
+		// and big ones get buffers of their own.
+		for i := range 1 + round%7 {
+			size := (round*131 + i*977) % (3 * chunkSizes[len(chunkSizes)-1] / 2)
+			if i%3 == 0 {
+				size %= 300
+			}
+			want := bytes.Repeat([]byte{byte(round), byte(i)}, size/2+1)
+			got, err := d.a.copyOf(kafka.NewBytes(want), size*(7-i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.copies = append(d.copies, copied{got, want})
+			header := fmt.Appendf(nil, "header-%d-%d", round, i)
+			d.copies = append(d.copies, copied{d.a.copyBytes(header, 0), header})
+		}
+		live = append(live, d)
+		for _, l := range live {
+			for _, c := range l.copies {
+				if !bytes.Equal(c.got, c.want) {
+					t.Fatalf("round %d: a live copy of %d bytes changed: an arena's chunk was reused while still in use", round, len(c.want))
+				}
+			}
+		}
+		if len(live) > 3 {
+			live[0].a.release()
+			live = live[1:]
+		}
+	}
+	if nilCopy, _ := (&arena{}).copyOf(nil, 10); nilCopy != nil {
+		t.Errorf("a nil key copied as %q, want nil", nilCopy)
+	}
+}
+
+// TestArenaChunkSizes: a single small message takes a small chunk; a backlog's take the
+// largest; a message larger than the largest chunk gets exactly its size.
+func TestArenaChunkSizes(t *testing.T) {
+	for _, tc := range []struct{ n, want, capacity int }{
+		{100, 100, 4 << 10},
+		{100, 10 << 10, 16 << 10},
+		{100, 1 << 20, 64 << 10},
+		{20 << 10, 0, 64 << 10},
+		{100 << 10, 1 << 20, 100 << 10},
+	} {
+		a := &arena{}
+		if got := cap(a.newChunk(tc.n, max(tc.n, tc.want))); got != tc.capacity {
+			t.Errorf("newChunk(%d, want %d): %d bytes, want %d", tc.n, tc.want, got, tc.capacity)
+		}
+	}
+}
