@@ -387,8 +387,8 @@ const backlogMessages = 2_000_000
 
 // BenchmarkBacklogMemory reads a backlog of 2M messages to the blackhole and reports the
 // ingester's peak RSS beside the bound the README documents for its settings (memoryBound):
-// once at the defaults without a memory limit (the heap may grow to GOGC=400's target),
-// once with the Go memory limit a container limit of that bound gives it (80%).
+// once at the defaults without a memory limit, once with the Go memory limit a container
+// limit of that bound gives it (80%).
 func BenchmarkBacklogMemory(b *testing.B) {
 	addr := testproc.StartKfake(b, "-topic="+benchTopic, "-partitions="+strconv.Itoa(benchPartitions),
 		"-preload-jaeger="+strconv.Itoa(backlogMessages))
