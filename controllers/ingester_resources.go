@@ -275,6 +275,9 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 		if o.Compression != "" {
 			c.Compression = o.Compression
 		}
+		if o.CompressionLevel != nil {
+			c.CompressionLevel = int(*o.CompressionLevel)
+		}
 		setDuration(&c.Timeout, o.Timeout)
 		if t := otlpTLS(ing); t != nil {
 			c.InsecureSkipVerify = o.TLS.InsecureSkipVerify

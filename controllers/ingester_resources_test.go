@@ -302,8 +302,8 @@ func TestOtherObjects(t *testing.T) {
 func TestOTLPStorage(t *testing.T) {
 	ing := baseIngester()
 	ing.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{
-		Endpoint: "tempo:4317",
-		TLS:      &spanflowv1alpha1.OTLPTLS{CA: &spanflowv1alpha1.SecretKeyRef{Name: "tempo-ca", Key: "ca.crt"}},
+		Endpoint: "tempo:4317", Compression: "zstd", CompressionLevel: ptr.To[int32](6),
+		TLS: &spanflowv1alpha1.OTLPTLS{CA: &spanflowv1alpha1.SecretKeyRef{Name: "tempo-ca", Key: "ca.crt"}},
 		Headers: []spanflowv1alpha1.OTLPHeader{
 			{Name: "x-scope-orgid", Value: "shop"},
 			{Name: "authorization", ValueFrom: &spanflowv1alpha1.SecretKeyRef{Name: "tempo-token", Key: "token"}},
@@ -314,7 +314,7 @@ func TestOTLPStorage(t *testing.T) {
 		t.Fatalf("the operator renders a config the ingester refuses: %v", err)
 	}
 	o := cfg.Storage.OTLP
-	if o.Endpoint != "tempo:4317" || o.Protocol != "grpc" || o.Headers["x-scope-orgid"] != "shop" ||
+	if o.Endpoint != "tempo:4317" || o.Protocol != "grpc" || o.Compression != "zstd" || o.CompressionLevel != 6 || o.Headers["x-scope-orgid"] != "shop" ||
 		o.Headers["authorization"] != "${env:SPANFLOW_OTLP_HEADER_1}" || !strings.HasPrefix(o.CAFile, secretsDir) {
 		t.Errorf("otlp config %+v", o)
 	}

@@ -80,6 +80,21 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"otlp bad protocol", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Protocol: "thrift"}}
 		}, "spec.storage.otlp.protocol"},
+		{"gzip level out of range", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", CompressionLevel: ptr.To[int32](12)}}
+		}, "gzip takes 1 (fastest) to 9"},
+		{"gzip level zero", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Compression: "gzip", CompressionLevel: ptr.To[int32](0)}}
+		}, "gzip takes 1 (fastest) to 9"},
+		{"zstd level -1", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Compression: "zstd", CompressionLevel: ptr.To[int32](-1)}}
+		}, "zstd 1 to 22"},
+		{"zstd level above 22", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Compression: "zstd", CompressionLevel: ptr.To[int32](23)}}
+		}, "spec.storage.otlp.compressionLevel"},
+		{"snappy with a level", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Compression: "snappy", CompressionLevel: ptr.To[int32](1)}}
+		}, "snappy and none no level"},
 		{"autoscaling without a target", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Autoscaling = &spanflowv1alpha1.AutoscalingSpec{Enabled: true}
 		}, "autoscaling needs targetLagRecords or targetLagSeconds"},
@@ -238,6 +253,15 @@ func TestValidSpecsAreAccepted(t *testing.T) {
 			i.Spec.Kafka.ConsumerGroup = "team a/spans"
 		},
 		"tls-off": func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: false} },
+		"gzip-fastest": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", CompressionLevel: ptr.To[int32](1)}}
+		},
+		"gzip-default-level": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Compression: "gzip", CompressionLevel: ptr.To[int32](-1)}}
+		},
+		"zstd-level": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", Compression: "zstd", CompressionLevel: ptr.To[int32](19)}}
+		},
 		"long-drain": func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(50 * time.Second)
 			i.Spec.Kafka.RebalanceTimeout = spanflowv1alpha1.NewPositiveDuration(time.Minute)

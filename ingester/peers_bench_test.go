@@ -26,7 +26,8 @@ const (
 // each a process of its own beside kfake: jaeger_proto (one span a message) and otlp_proto
 // (one trace of 3–7 spans a message, as the Collector's Kafka exporter writes), each into
 // nothing (spanflow's blackhole, Jaeger's nop exporter) and over OTLP/gRPC with gzip to a
-// sink in this process (Jaeger through its batch processor). A raw kafka-go group read of
+// sink in this process (Jaeger through its batch processor); spanflow also with zstd and
+// with gzip at level 1. A raw kafka-go group read of
 // each topic in this process is the baseline. For each it reports spans per CPU-second of
 // the consuming process, the ratio to Jaeger's, cores used while consuming, and peak RSS.
 func BenchmarkPeers(b *testing.B) {
@@ -70,6 +71,8 @@ func BenchmarkPeers(b *testing.B) {
 				onTopic, toOTLP(sink.Addr, config.CompressionGzip)))
 			add(t.name+"/spanflow/otlp-zstd", ingestMessages(b, addr, fmt.Sprintf("spanflow-%s-zstd-%d", t.name, i), t.messages,
 				onTopic, toOTLP(sink.Addr, config.CompressionZstd)))
+			add(t.name+"/spanflow/otlp-gzip1", ingestMessages(b, addr, fmt.Sprintf("spanflow-%s-gzip1-%d", t.name, i), t.messages,
+				onTopic, toOTLP(sink.Addr, config.CompressionGzip), func(c *config.Config) { c.Storage.OTLP.CompressionLevel = 1 }))
 			spans := blackhole.items
 			add(t.name+"/jaeger/nop", jaegerConsume(b, broker, addr, t.topic, t.encoding, fmt.Sprintf("jaeger-%s-nop-%d", t.name, i), spans, nil))
 			add(t.name+"/jaeger/otlp-gzip", jaegerConsume(b, broker, addr, t.topic, t.encoding, fmt.Sprintf("jaeger-%s-otlp-%d", t.name, i), spans, sink))
@@ -78,7 +81,7 @@ func BenchmarkPeers(b *testing.B) {
 	for _, t := range topics {
 		raw := results[t.name+"/raw"]
 		b.ReportMetric(raw.perCPUSecond(), t.name+"-raw-msgs/cpu-s")
-		for _, path := range []string{"blackhole", "otlp-gzip", "otlp-zstd"} {
+		for _, path := range []string{"blackhole", "otlp-gzip", "otlp-zstd", "otlp-gzip1"} {
 			r := results[t.name+"/spanflow/"+path]
 			name := t.name + "-spanflow-" + path
 			b.ReportMetric(r.perCPUSecond(), name+"-spans/cpu-s")

@@ -424,6 +424,11 @@ func (in *OTLPStorage) DeepCopyInto(out *OTLPStorage) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.CompressionLevel != nil {
+		in, out := &in.CompressionLevel, &out.CompressionLevel
+		*out = new(int32)
+		**out = **in
+	}
 	if in.Timeout != nil {
 		in, out := &in.Timeout, &out.Timeout
 		*out = new(PositiveDuration)

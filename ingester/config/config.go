@@ -195,6 +195,10 @@ type OTLPStorage struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// Compression is gzip, zstd, snappy or none.
 	Compression string `json:"compression,omitempty"`
+	// CompressionLevel is the level of gzip (1 fastest to 9 smallest, -1 gzip's default)
+	// or zstd (zstd's levels: 1 fastest, 3 default, 6 and 11 smaller), as the Collector's
+	// compression_params.level; 0 is the compression's default.
+	CompressionLevel int `json:"compressionLevel,omitempty"`
 	// Timeout bounds one export.
 	Timeout Duration `json:"timeout,omitempty"`
 }
@@ -208,6 +212,23 @@ const (
 	CompressionSnappy = "snappy"
 	CompressionNone   = "none"
 )
+
+// compressionLevelProblem says what is wrong with a compression level, or "".
+func compressionLevelProblem(compression string, level int) string {
+	switch {
+	case level == 0:
+		return ""
+	case compression == CompressionGzip && (level == -1 || level >= 1 && level <= 9):
+		return ""
+	case compression == CompressionGzip:
+		return fmt.Sprintf("gzip's levels are 1 (fastest) to 9 (smallest) or -1, got %d", level)
+	case compression == CompressionZstd && level >= 1 && level <= 22:
+		return ""
+	case compression == CompressionZstd:
+		return fmt.Sprintf("zstd's levels are 1 (fastest) to 22, got %d", level)
+	}
+	return fmt.Sprintf("%s has no levels", compression)
+}
 
 // Compressions lists the compressions of OTLP exports: what the OpenTelemetry Collector's
 // receivers (Jaeger v2, Tempo) accept over both gRPC and HTTP.
@@ -377,6 +398,9 @@ func (c Config) Validate() error {
 		}
 		if !slices.Contains(Compressions, o.Compression) {
 			bad("storage.otlp.compression", "%q is none of %s", o.Compression, strings.Join(Compressions, ", "))
+		}
+		if msg := compressionLevelProblem(o.Compression, o.CompressionLevel); msg != "" {
+			bad("storage.otlp.compressionLevel", "%s", msg)
 		}
 		if o.Timeout <= 0 {
 			bad("storage.otlp.timeout", "must be a positive duration")

@@ -156,3 +156,26 @@ func TestValidateTLSAndSASL(t *testing.T) {
 		})
 	}
 }
+
+// TestCompressionLevels: a level the compression does not have is refused.
+func TestCompressionLevels(t *testing.T) {
+	for _, tc := range []struct {
+		compression string
+		level       int
+		ok          bool
+	}{
+		{CompressionGzip, 0, true}, {CompressionGzip, -1, true}, {CompressionGzip, 1, true},
+		{CompressionGzip, 9, true}, {CompressionGzip, 10, false}, {CompressionGzip, -2, false},
+		{CompressionZstd, 1, true}, {CompressionZstd, 22, true}, {CompressionZstd, 23, false},
+		{CompressionZstd, -1, false}, {CompressionSnappy, 1, false}, {CompressionNone, 3, false},
+		{CompressionNone, 0, true},
+	} {
+		c := valid()
+		c.Storage = Storage{Type: StorageOTLP, OTLP: OTLPStorage{Endpoint: "t:4317", Protocol: OTLPProtocolGRPC,
+			Compression: tc.compression, CompressionLevel: tc.level, Timeout: Duration(time.Second)}}
+		err := c.Validate()
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "storage.otlp.compressionLevel") {
+			t.Errorf("%s level %d: err %v, want ok=%v", tc.compression, tc.level, err, tc.ok)
+		}
+	}
+}

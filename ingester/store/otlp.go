@@ -40,6 +40,7 @@ type OTLP struct {
 	codec   encodedCodec
 	http    *http.Client
 	url     string
+	encode  httpEncoder // nil: the body goes uncompressed
 }
 
 // NewOTLP returns an exporter for the configured backend.
@@ -90,6 +91,7 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 		// Uncompressed, gRPC's transport may still be writing the request when Export
 		// returns early (a deadline, an early error), and the caller reuses its bytes.
 		o.conn, o.codec = cc, encodedCodec{copy: cfg.Compression == config.CompressionNone}
+		setGRPCLevel(cfg.Compression, cfg.CompressionLevel)
 	case config.OTLPProtocolHTTP:
 		u, err := url.Parse(cfg.Endpoint)
 		if err != nil || u.Host == "" {
@@ -102,6 +104,9 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 		transport := http.DefaultTransport.(*http.Transport).Clone()
 		transport.TLSClientConfig = conn.TLS
 		o.http = &http.Client{Transport: transport}
+		if o.encode, err = newHTTPEncoder(cfg.Compression, cfg.CompressionLevel); err != nil {
+			return nil, fmt.Errorf("storage.otlp.compression: %w", err)
+		}
 	default:
 		return nil, fmt.Errorf("storage.otlp.protocol: %q", cfg.Protocol)
 	}
@@ -192,8 +197,8 @@ func grpcFailure(exportErr error) error {
 
 func (o *OTLP) writeHTTP(ctx context.Context, body []byte) error {
 	var err error
-	if encode, ok := httpEncoders[o.cfg.Compression]; ok {
-		if body, err = encode(body); err != nil {
+	if o.encode != nil {
+		if body, err = o.encode(body); err != nil {
 			return fmt.Errorf("otlp/http: %s: %w", o.cfg.Compression, err)
 		}
 	} else {

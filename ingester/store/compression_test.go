@@ -1,0 +1,175 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
+
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
+)
+
+// payloadSizes is a gRPC server stats handler that records the compressed size of every
+// request it receives.
+type payloadSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (p *payloadSizes) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (p *payloadSizes) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (p *payloadSizes) HandleConn(context.Context, stats.ConnStats)                       {}
+func (p *payloadSizes) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if in, ok := s.(*stats.InPayload); ok {
+		p.mu.Lock()
+		p.sizes = append(p.sizes, in.CompressedLength)
+		p.mu.Unlock()
+	}
+}
+
+func (p *payloadSizes) last() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sizes[len(p.sizes)-1]
+}
+
+// TestCompressionLevelsReachTheWire sends the same request at the fastest and the smallest
+// level of gzip and zstd, over gRPC and HTTP: the receiver decodes every one (the spans
+// arrive), and the smallest level's request is smaller on the wire — the level is applied,
+// not just accepted.
+func TestCompressionLevelsReachTheWire(t *testing.T) {
+	sizes := &payloadSizes{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.StatsHandler(sizes))
+	sink := &grpcSink{}
+	ptraceotlp.RegisterGRPCServer(srv, sink)
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+
+	var httpMu sync.Mutex
+	var httpSize, httpSpans int
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var plain []byte
+		var err error
+		switch r.Header.Get("Content-Encoding") {
+		case "gzip":
+			var zr *gzip.Reader
+			if zr, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
+				plain, err = io.ReadAll(zr)
+			}
+		case "zstd":
+			var zr *zstd.Decoder
+			if zr, err = zstd.NewReader(nil); err == nil {
+				plain, err = zr.DecodeAll(body, nil)
+			}
+		}
+		req := ptraceotlp.NewExportRequest()
+		if err == nil {
+			err = req.UnmarshalProto(plain)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		httpMu.Lock()
+		httpSize, httpSpans = len(body), req.Traces().SpanCount()
+		httpMu.Unlock()
+	}))
+	defer web.Close()
+
+	request := otlpwire.RequestOf(variedTraces(400))
+	send := func(protocol, compression string, level int) int {
+		endpoint := l.Addr().String()
+		if protocol == config.OTLPProtocolHTTP {
+			endpoint = web.URL
+		}
+		cfg := otlpConfig(endpoint, protocol)
+		cfg.Compression, cfg.CompressionLevel = compression, level
+		w, err := NewOTLP(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close(context.Background())
+		if err := w.Write(context.Background(), request); err != nil {
+			t.Fatalf("%s %s level %d: %v", protocol, compression, level, err)
+		}
+		if protocol == config.OTLPProtocolHTTP {
+			httpMu.Lock()
+			defer httpMu.Unlock()
+			if httpSpans != 400 {
+				t.Errorf("%s %s level %d: the receiver decoded %d spans of 400", protocol, compression, level, httpSpans)
+			}
+			return httpSize
+		}
+		return sizes.last()
+	}
+	for _, protocol := range []string{config.OTLPProtocolGRPC, config.OTLPProtocolHTTP} {
+		for _, tc := range []struct {
+			compression     string
+			fastest, lowest int
+		}{{config.CompressionGzip, 1, 9}, {config.CompressionZstd, 1, 19}} {
+			spansBefore := sink.spans
+			fast := send(protocol, tc.compression, tc.fastest)
+			small := send(protocol, tc.compression, tc.lowest)
+			byDefault := send(protocol, tc.compression, 0)
+			if small >= fast {
+				t.Errorf("%s %s: level %d sent %d bytes, level %d %d: the level did not reach the compressor",
+					protocol, tc.compression, tc.fastest, fast, tc.lowest, small)
+			}
+			if byDefault <= 0 || byDefault > fast {
+				t.Errorf("%s %s: the default level sent %d bytes, the fastest %d", protocol, tc.compression, byDefault, fast)
+			}
+			if protocol == config.OTLPProtocolGRPC && sink.spans-spansBefore != 1200 {
+				t.Errorf("grpc %s: the receiver decoded %d spans of 1200", tc.compression, sink.spans-spansBefore)
+			}
+		}
+	}
+}
+
+// variedTraces are n spans with random IDs and times and attributes drawn from a small
+// vocabulary: compressible as real spans are, so that levels differ in what they achieve.
+func variedTraces(n int) ptrace.Traces {
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := strings.Fields("GET POST /api/cart /api/checkout /health db.query redis.get kafka.produce 200 404 500 " +
+		"checkout-service cart-service frontend us-east-1 eu-west-1 SELECT * FROM orders WHERE id = ? timeout retry")
+	td := ptrace.NewTraces()
+	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+	for range n {
+		span := ss.Spans().AppendEmpty()
+		span.SetName(words[rng.IntN(len(words))])
+		var tid [16]byte
+		var sid [8]byte
+		binary.LittleEndian.PutUint64(tid[:], rng.Uint64())
+		binary.LittleEndian.PutUint64(tid[8:], rng.Uint64())
+		binary.LittleEndian.PutUint64(sid[:], rng.Uint64())
+		span.SetTraceID(tid)
+		span.SetSpanID(sid)
+		start := 1_700_000_000_000_000_000 + rng.Uint64N(1e12)
+		span.SetStartTimestamp(pcommon.Timestamp(start))
+		span.SetEndTimestamp(pcommon.Timestamp(start + rng.Uint64N(1e9)))
+		for i := range 8 {
+			span.Attributes().PutStr(words[(i*7)%len(words)], words[rng.IntN(len(words))]+" "+words[rng.IntN(len(words))])
+		}
+	}
+	return td
+}
