@@ -185,6 +185,10 @@ func walkSpan(buf []byte) error     { return walkSchema(buf, spanSchema) }
 // walkSchema checks a message whose fields s declares.
 func walkSchema(buf []byte, s schema) error {
 	for pos := 0; pos < len(buf); {
+		if next, ok := plainField(buf, pos, s); ok {
+			pos = next
+			continue
+		}
 		num, typ, next, err := consumeTag(buf, pos)
 		if err != nil {
 			return err
@@ -198,6 +202,46 @@ func walkSchema(buf []byte, s schema) error {
 		}
 	}
 	return nil
+}
+
+// plainField checks the field at pos without a call a field when it is of the shape
+// producers write — a one-byte tag of the declared wire type, a length of one or two bytes
+// — and returns where the next field starts. It accepts only what the walk accepts; ok
+// false (anything else, a malformed field included) leaves the field to the walk.
+func plainField(buf []byte, pos int, s schema) (int, bool) {
+	tag := buf[pos]
+	if tag >= 0x80 || int(tag>>3) >= len(s) {
+		return 0, false
+	}
+	pos++
+	typ := protowire.Type(tag & 7)
+	switch s[tag>>3] {
+	case kindVarint:
+		if typ != protowire.VarintType {
+			return 0, false
+		}
+		for end := min(pos+10, len(buf)); pos < end; pos++ {
+			if buf[pos] < 0x80 {
+				return pos + 1, true
+			}
+		}
+		return 0, false
+	case kindFixed64:
+		return pos + 8, typ == protowire.Fixed64Type && pos+8 <= len(buf)
+	case kindFixed32:
+		return pos + 4, typ == protowire.Fixed32Type && pos+4 <= len(buf)
+	case kindTraceID:
+		return pos + 17, typ == protowire.BytesType && pos+17 <= len(buf) && buf[pos] == 16
+	case kindSpanID:
+		return pos + 9, typ == protowire.BytesType && pos+9 <= len(buf) && buf[pos] == 8
+	case kindBytes:
+		n, next, ok := shortLength(buf, pos)
+		return next + n, ok && typ == protowire.BytesType
+	case kindKeyValue:
+		n, next, ok := shortLength(buf, pos)
+		return next + n, ok && typ == protowire.BytesType && plainKeyValue(buf[next:next+n])
+	}
+	return 0, false
 }
 
 func walkKind(buf []byte, pos int, typ protowire.Type, k kind, num int32) (int, error) {

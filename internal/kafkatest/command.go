@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	model "github.com/jaegertracing/jaeger-idl/model/v1"
-	jaegertranslator "github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/jaeger"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -88,24 +86,12 @@ func preloadOTLPTraces(addr, topic string, n int, seed uint64) error {
 	start := time.Unix(1_780_000_000, 0)
 	var m ptrace.ProtoMarshaler
 	return preload(addr, topic, n, func(i int) (kafka.Message, error) {
-		spans := gen.JaegerTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
-		var batches []*model.Batch
-		byProcess := map[string]*model.Batch{}
-		for _, s := range spans {
-			key := s.Process.String()
-			if byProcess[key] == nil {
-				byProcess[key] = &model.Batch{Process: s.Process}
-				batches = append(batches, byProcess[key])
-			}
-			byProcess[key].Spans = append(byProcess[key].Spans, s)
-			s.Process = nil
-		}
-		td, err := jaegertranslator.ProtoToTraces(batches)
+		td, key, err := gen.OTLPTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
 		if err != nil {
 			return kafka.Message{}, err
 		}
 		data, err := m.MarshalTraces(td)
-		return kafka.Message{Key: spangen.TraceKey(spans[0].TraceID), Value: data}, err
+		return kafka.Message{Key: key, Value: data}, err
 	})
 }
 

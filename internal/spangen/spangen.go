@@ -10,6 +10,8 @@ import (
 	"time"
 
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
+	jaegertranslator "github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/jaeger"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
 var (
@@ -144,4 +146,23 @@ func (g *Generator) JaegerTrace(seq uint64, start time.Time) []*model.Span {
 		spans[i] = s
 	}
 	return spans
+}
+
+// OTLPTrace returns one trace (JaegerTrace's) as the Collector's Kafka exporter writes it
+// to otlp_proto: the spans of each service under their own resource, and its message key.
+func (g *Generator) OTLPTrace(seq uint64, start time.Time) (ptrace.Traces, []byte, error) {
+	spans := g.JaegerTrace(seq, start)
+	var batches []*model.Batch
+	byProcess := map[string]*model.Batch{}
+	for _, s := range spans {
+		key := s.Process.String()
+		if byProcess[key] == nil {
+			byProcess[key] = &model.Batch{Process: s.Process}
+			batches = append(batches, byProcess[key])
+		}
+		byProcess[key].Spans = append(byProcess[key].Spans, s)
+		s.Process = nil
+	}
+	td, err := jaegertranslator.ProtoToTraces(batches)
+	return td, TraceKey(spans[0].TraceID), err
 }
