@@ -22,7 +22,10 @@ import (
 // the package's tests if any goroutine outlives them.
 func TestMain(m *testing.M) {
 	testproc.Dispatch()
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		removeBuiltBinary()
+		os.Exit(code)
+	}))
 }
 
 // startProcess runs `spanflow ingest --config=path` as a child process.
