@@ -173,8 +173,9 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 		b.Fatal(err)
 	}
 	broker := kafkatest.Attach(b, addr)
+	binary := spanflowBinary(b) // built before the clock starts
 	start := time.Now()
-	cmd := exec.Command(spanflowBinary(b), "ingest", "--config="+path, "--zap-log-level=error")
+	cmd := exec.Command(binary, "ingest", "--config="+path, "--zap-log-level=error")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
