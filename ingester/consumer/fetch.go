@@ -29,6 +29,9 @@ type fetcher struct {
 	// until resolved.
 	offset int64
 	queue  []pending
+	// queueArray is the queue's array from its start, filled again once the queue is
+	// empty (a response is read only into an empty queue).
+	queueArray []pending
 	// queuedBytes is the size of the queued records' keys, values and header values.
 	queuedBytes int
 	// highWatermark is the partition's end as the last response gave it.
@@ -102,7 +105,9 @@ func (f *fetcher) pop(a *arena) (kafka.Message, error) {
 	closeBytes(r.key, r.value)
 	f.queuedBytes -= r.size
 	f.queue[0] = pending{} // the queue's array must not keep the pages referenced
-	f.queue = f.queue[1:]
+	if f.queue = f.queue[1:]; len(f.queue) == 0 {
+		f.queue = f.queueArray[:0] // the next response fills the same array
+	}
 	return m, nil
 }
 
@@ -111,6 +116,7 @@ func (f *fetcher) rewind(offset int64) {
 	for _, r := range f.queue {
 		closeBytes(r.key, r.value)
 	}
+	clear(f.queue)
 	f.queue, f.queuedBytes, f.offset = nil, 0, offset
 }
 
@@ -138,7 +144,9 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		return res.Error
 	}
 	f.highWatermark = res.HighWatermark
-	return f.read(res.Records)
+	err = f.read(res.Records)
+	f.queueArray = f.queue[:0] // filled from empty: the queue starts its array
+	return err
 }
 
 // read queues the records of a response from the fetch offset on (a response may start
