@@ -2,6 +2,7 @@ package ingester_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -193,7 +194,8 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 		for _, offset := range broker.CommittedOffsets(b, group, cfg.Kafka.Topic, benchPartitions) {
 			committed += max(offset, 0)
 		}
-		// BENCH_CPUPROFILE=FILE saves a CPU profile of the ingester process's run.
+		// BENCH_CPUPROFILE=FILE saves a CPU profile of the ingester process's run, of its
+		// first second (BENCH_CPUPROFILE_SECONDS=N: N seconds).
 		if path := os.Getenv("BENCH_CPUPROFILE"); path != "" && committed > 0 && !profiling {
 			profiling = true
 			go saveProfile(b, cfg.AdminAddress, path)
@@ -220,7 +222,7 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 }
 
 func saveProfile(b *testing.B, addr, path string) {
-	saveFrom(b, addr, "/debug/pprof/profile?seconds=1", path)
+	saveFrom(b, addr, "/debug/pprof/profile?seconds="+cmp.Or(os.Getenv("BENCH_CPUPROFILE_SECONDS"), "1"), path)
 }
 
 // saveFrom saves what the ingester's admin endpoint serves at urlPath into path.
