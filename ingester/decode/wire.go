@@ -2,9 +2,11 @@ package decode
 
 import "google.golang.org/protobuf/encoding/protowire"
 
-// Small, inlinable fronts of protowire for the transcoders' hot paths: nearly every tag,
-// length and small number on the wire fits one byte, and protowire's functions, too large
-// to inline, cost a call each even then.
+// Small fronts of protowire for the transcoders' hot paths: nearly every tag, length and
+// small number on the wire fits one byte, and protowire's functions loop even then.
+// appendVarint, appendLenString and appendLenBytes are inlined; the consume fronts and
+// appendTag are not (go build -gcflags=-m: the call to protowire in their rare case puts
+// them over the budget; writing appendKV's one-byte tags out by hand measured no gain).
 
 func appendVarint(b []byte, v uint64) []byte {
 	if v < 0x80 {
