@@ -33,6 +33,9 @@ func (a *arena) copyOf(b kafka.Bytes, want int) ([]byte, error) {
 	if b == nil {
 		return nil, nil
 	}
+	if b.Len() == 0 {
+		return []byte{}, nil // empty, not null: a dead-lettered key stays what it was
+	}
 	out := a.room(b.Len(), want)
 	if _, err := io.ReadFull(b, out); err != nil {
 		return nil, err
@@ -44,6 +47,9 @@ func (a *arena) copyOf(b kafka.Bytes, want int) ([]byte, error) {
 func (a *arena) copyBytes(b []byte, want int) []byte {
 	if b == nil {
 		return nil
+	}
+	if len(b) == 0 {
+		return []byte{}
 	}
 	out := a.room(len(b), want)
 	copy(out, b)

@@ -55,6 +55,13 @@ func TestArenaBytesStayUntilReleased(t *testing.T) {
 	if nilCopy, _ := (&arena{}).copyOf(nil, 10); nilCopy != nil {
 		t.Errorf("a nil key copied as %q, want nil", nilCopy)
 	}
+	// Empty is not null: a key of no bytes stays a key (a dead-lettered message keeps it).
+	if empty, _ := (&arena{}).copyOf(kafka.NewBytes([]byte{}), 10); empty == nil || len(empty) != 0 {
+		t.Errorf("an empty key copied as %#v, want an empty, non-nil slice", empty)
+	}
+	if empty := (&arena{}).copyBytes([]byte{}, 10); empty == nil {
+		t.Errorf("an empty header value copied as nil")
+	}
 }
 
 // TestArenaChunkSizes: a single small message takes a small chunk; a backlog's take the

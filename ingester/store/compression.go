@@ -69,6 +69,17 @@ func zstdOptions(level int) []zstd.EOption {
 	return []zstd.EOption{zstd.WithEncoderLevel(encoderLevel), zstd.WithWindowSize(512 << 10)}
 }
 
+// checkLevel reports a level the compression's library refuses (the config's validation
+// refuses them first; this keeps a writer built without it from failing on first use).
+func checkLevel(compression string, level int) error {
+	if compression == config.CompressionGzip {
+		if _, err := gzip.NewWriterLevel(io.Discard, gzipLevel(level)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // setGRPCLevel sets the level of the gRPC compressor named compression. gRPC finds
 // compressors by the name it sends, so the level is the process's: it has one OTLP writer.
 func setGRPCLevel(compression string, level int) {

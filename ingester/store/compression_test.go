@@ -54,6 +54,17 @@ func (p *payloadSizes) last() int {
 // arrive), and the smallest level's request is smaller on the wire — the level is applied,
 // not just accepted.
 func TestCompressionLevelsReachTheWire(t *testing.T) {
+	t.Cleanup(func() { // the gRPC level is the process's: the other tests run at the default
+		setGRPCLevel(config.CompressionGzip, 0)
+		setGRPCLevel(config.CompressionZstd, 0)
+	})
+	if _, err := NewOTLP(func() config.OTLPStorage {
+		c := otlpConfig("http://127.0.0.1:1", config.OTLPProtocolHTTP)
+		c.CompressionLevel = 12
+		return c
+	}()); err == nil {
+		t.Error("a writer was built with gzip level 12")
+	}
 	sizes := &payloadSizes{}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -45,6 +45,9 @@ type OTLP struct {
 
 // NewOTLP returns an exporter for the configured backend.
 func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
+	if err := checkLevel(cfg.Compression, cfg.CompressionLevel); err != nil {
+		return nil, fmt.Errorf("storage.otlp.compressionLevel: %w", err)
+	}
 	o := &OTLP{cfg: cfg, headers: map[string]string{}}
 	for k, v := range cfg.Headers {
 		if name, ok := strings.CutPrefix(v, "${env:"); ok && strings.HasSuffix(name, "}") {
