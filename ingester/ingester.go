@@ -153,8 +153,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		deadLetter = dl
 	}
 	chain := NewChain(cfg, decoder, writer, deadLetter, m, log)
-	metadata := conn.Transport() // the consumer's metadata requests (is the topic there?) and commits
+	metadata := conn.Transport() // the consumer's fetches and metadata requests (is the topic there?)
 	defer metadata.CloseIdleConnections()
+	reports := conn.Transport() // the load reports' commits, reset apart after a failed one
+	defer reports.CloseIdleConnections()
 	// Every commit carries this pod's load report for the operator's autoscaler.
 	var meter *loadMeter
 	cons := consumer.New(consumer.Settings{
@@ -165,6 +167,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		DrainTimeout:     cfg.DrainTimeout.D(),
 		CommitMetadata:   func(partitions []int) string { return meter.Report(partitions) },
 		MetadataInterval: cmp.Or(opts.LoadReportInterval, loadReportInterval),
+		ReportClient:     &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: reports},
 	}, conn.Dialer(), &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: metadata}, chain, m, log)
 	meter = newLoadMeter(chain, cmp.Or(opts.LoadReportInterval, loadReportInterval), cons.Blocked, cons.LastPause)
 	adminServer, err := admin.Listen(cfg.AdminAddress, registry, cons.Ready, cfg.Profiling)

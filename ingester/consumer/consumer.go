@@ -53,6 +53,11 @@ type Settings struct {
 	// MetadataInterval is how often that partition is committed again, unchanged, so that
 	// the metadata stays fresh while nothing moves; 0: never.
 	MetadataInterval time.Duration
+	// ReportClient commits the partition that carries the metadata, on a transport of its
+	// own: after a failed commit its connections are dropped (what it knew of the cluster
+	// may be stale), and the fetches' connections must not go with them. The consumer's
+	// client when nil.
+	ReportClient *kafka.Client
 }
 
 // commitTimeout bounds one commit request.
@@ -89,10 +94,13 @@ type Consumer struct {
 }
 
 // New returns a consumer; Run starts it. dialer connects the group to the brokers, client
-// fetches the partitions, asks for metadata and commits the load reports (both with TLS
-// and SASL as configured). chain
+// fetches the partitions and asks for metadata (both with TLS and SASL as configured),
+// and commits the load reports unless s.ReportClient does. chain
 // must be safe for concurrent use: it is called from one goroutine per partition.
 func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor.Processor, m *metrics.Metrics, log logr.Logger) *Consumer {
+	if s.ReportClient == nil {
+		s.ReportClient = client
+	}
 	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log,
 		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
 		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
@@ -502,7 +510,7 @@ func (k *committer) commitReport(refresh bool) bool {
 	defer cancel()
 	send := func(metadata string) error {
 		commit := kafka.OffsetCommit{Partition: k.report, Offset: next, Metadata: metadata}
-		resp, err := c.client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: k.gen.GroupID, GenerationID: int(k.gen.ID),
+		resp, err := c.s.ReportClient.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: k.gen.GroupID, GenerationID: int(k.gen.ID),
 			MemberID: k.gen.MemberID, Topics: map[string][]kafka.OffsetCommit{c.s.Kafka.Topic: {commit}}})
 		if err != nil {
 			return err
@@ -527,7 +535,7 @@ func (k *committer) commitReport(refresh bool) bool {
 		// The client's transport keeps what it learnt of the cluster (its brokers, its
 		// connections) for seconds; after a broker restart that is stale, and every
 		// commit would fail until it expires. Start afresh.
-		if t, ok := c.client.Transport.(interface{ CloseIdleConnections() }); ok {
+		if t, ok := c.s.ReportClient.Transport.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
 		}
 		return false

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -611,5 +612,88 @@ func TestReportRefusedForItsSizeStillCommits(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// closeCounter is a transport that counts how often its connections were dropped.
+type closeCounter struct {
+	*kafka.Transport
+	closes atomic.Int32
+}
+
+func (c *closeCounter) CloseIdleConnections() {
+	c.closes.Add(1)
+	c.Transport.CloseIdleConnections()
+}
+
+// TestFailedReportsLeaveTheFetchesAlone: a failed load-report commit drops the report
+// client's connections (they may know a stale cluster), never the fetches'.
+func TestFailedReportsLeaveTheFetchesAlone(t *testing.T) {
+	const topic, group, partitions = "spans", "failing-reports", 3
+	b := kafkatest.Start(t, topic, partitions)
+	b.Cluster.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		req := kreq.(*kmsg.OffsetCommitRequest)
+		report := false
+		for _, rt := range req.Topics {
+			for _, p := range rt.Partitions {
+				report = report || (p.Metadata != nil && *p.Metadata != "")
+			}
+		}
+		if !report {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		resp.SetVersion(req.GetVersion())
+		for _, rt := range req.Topics {
+			topic := kmsg.NewOffsetCommitResponseTopic()
+			topic.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				part := kmsg.NewOffsetCommitResponseTopicPartition()
+				part.Partition, part.ErrorCode = p.Partition, kerr.CoordinatorLoadInProgress.Code
+				topic.Partitions = append(topic.Partitions, part)
+			}
+			resp.Topics = append(resp.Topics, topic)
+		}
+		return resp, nil, true
+	})
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 300, 1)...)
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k.CommitInterval = config.Duration(100 * time.Millisecond)
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	fetches, reports := &closeCounter{Transport: &kafka.Transport{}}, &closeCounter{Transport: &kafka.Transport{}}
+	defer fetches.Transport.CloseIdleConnections()
+	defer reports.Transport.CloseIdleConnections()
+	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second,
+		CommitMetadata: func([]int) string { return "spanflow/1 report" }, MetadataInterval: 200 * time.Millisecond,
+		ReportClient: &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: reports}},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: fetches}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
+		// The report partition (the lowest, 0) is never committed; the others are.
+		if reports.closes.Load() >= 2 && end[1] == committed[1] && end[2] == committed[2] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v of %v, the report transport reset %d times", committed, end, reports.closes.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	if n := fetches.closes.Load(); n != 0 {
+		t.Errorf("the fetches' connections were dropped %d times after failed report commits", n)
 	}
 }
