@@ -390,17 +390,7 @@ func TestConsumerHandsOverDeliveriesAndCommits(t *testing.T) {
 			t.Fatal("not every message was handed over")
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
-		if fmt.Sprint(end) == fmt.Sprint(committed) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("committed %v, end %v: finished deliveries were not committed", committed, end)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitAllCommitted(t, b, topic, group, partitions, 10*time.Second, "finished deliveries were not committed")
 	if err := c.Ready(); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
@@ -552,67 +542,9 @@ func TestHeldDeliveriesPauseUntilBothAreWritten(t *testing.T) {
 // smaller than a load report refuse the commit that carries it; the report partition's
 // offset is committed without the report, and the consumer still commits to the end.
 func TestReportRefusedForItsSizeStillCommits(t *testing.T) {
-	const topic, group, partitions = "spans", "small-metadata", 3
-	b := kafkatest.Start(t, topic, partitions)
-	b.Cluster.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		b.Cluster.KeepControl()
-		req := kreq.(*kmsg.OffsetCommitRequest)
-		refuse := false
-		for _, rt := range req.Topics {
-			for _, p := range rt.Partitions {
-				refuse = refuse || (p.Metadata != nil && *p.Metadata != "")
-			}
-		}
-		if !refuse {
-			return nil, nil, false // the broker's own handling
-		}
-		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-		resp.SetVersion(req.GetVersion())
-		for _, rt := range req.Topics {
-			topic := kmsg.NewOffsetCommitResponseTopic()
-			topic.Topic = rt.Topic
-			for _, p := range rt.Partitions {
-				part := kmsg.NewOffsetCommitResponseTopicPartition()
-				part.Partition, part.ErrorCode = p.Partition, kerr.OffsetMetadataTooLarge.Code
-				topic.Partitions = append(topic.Partitions, part)
-			}
-			resp.Topics = append(resp.Topics, topic)
-		}
-		return resp, nil, true
-	})
-	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 300, 1)...)
-	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
-	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
-	k.CommitInterval = config.Duration(100 * time.Millisecond)
-	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
-		d.Spans = len(d.Messages)
-		d.Partition.Done(d)
-		return nil
-	})
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second,
-		CommitMetadata: func([]int) string { return "spanflow/1 a report the broker finds too large" }, MetadataInterval: time.Second},
-		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
-		if fmt.Sprint(end) == fmt.Sprint(committed) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("committed %v, end %v: the refused report held the offsets back", committed, end)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
+	b, stop := startReportConsumer(t, "small-metadata", kerr.OffsetMetadataTooLarge, &kafka.Transport{}, nil)
+	waitAllCommitted(t, b, reportTopic, "small-metadata", reportPartitions, 20*time.Second, "the refused report held the offsets back")
+	stop()
 }
 
 // closeCounter is a transport that counts how often its connections were dropped.
@@ -629,54 +561,11 @@ func (c *closeCounter) CloseIdleConnections() {
 // TestFailedReportsLeaveTheFetchesAlone: a failed load-report commit drops the report
 // client's connections (they may know a stale cluster), never the fetches'.
 func TestFailedReportsLeaveTheFetchesAlone(t *testing.T) {
-	const topic, group, partitions = "spans", "failing-reports", 3
-	b := kafkatest.Start(t, topic, partitions)
-	b.Cluster.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		b.Cluster.KeepControl()
-		req := kreq.(*kmsg.OffsetCommitRequest)
-		report := false
-		for _, rt := range req.Topics {
-			for _, p := range rt.Partitions {
-				report = report || (p.Metadata != nil && *p.Metadata != "")
-			}
-		}
-		if !report {
-			return nil, nil, false
-		}
-		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-		resp.SetVersion(req.GetVersion())
-		for _, rt := range req.Topics {
-			topic := kmsg.NewOffsetCommitResponseTopic()
-			topic.Topic = rt.Topic
-			for _, p := range rt.Partitions {
-				part := kmsg.NewOffsetCommitResponseTopicPartition()
-				part.Partition, part.ErrorCode = p.Partition, kerr.CoordinatorLoadInProgress.Code
-				topic.Partitions = append(topic.Partitions, part)
-			}
-			resp.Topics = append(resp.Topics, topic)
-		}
-		return resp, nil, true
-	})
-	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 300, 1)...)
-	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
-	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
-	k.CommitInterval = config.Duration(100 * time.Millisecond)
-	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
-		d.Spans = len(d.Messages)
-		d.Partition.Done(d)
-		return nil
-	})
+	const topic, group, partitions = reportTopic, "failing-reports", reportPartitions
 	fetches, reports := &closeCounter{Transport: &kafka.Transport{}}, &closeCounter{Transport: &kafka.Transport{}}
 	defer fetches.Transport.CloseIdleConnections()
 	defer reports.Transport.CloseIdleConnections()
-	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second,
-		CommitMetadata: func([]int) string { return "spanflow/1 report" }, MetadataInterval: 200 * time.Millisecond,
-		ReportClient: &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: reports}},
-		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: fetches}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	b, stop := startReportConsumer(t, group, kerr.CoordinatorLoadInProgress, fetches, &kafka.Client{Transport: reports})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
@@ -689,11 +578,100 @@ func TestFailedReportsLeaveTheFetchesAlone(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
+	stop()
 	if n := fetches.closes.Load(); n != 0 {
 		t.Errorf("the fetches' connections were dropped %d times after failed report commits", n)
+	}
+}
+
+// refuseReportCommits makes the broker answer every commit that carries metadata (a load
+// report) with code for each of its partitions; the others it handles itself.
+func refuseReportCommits(b *kafkatest.Broker, code *kerr.Error) {
+	b.Cluster.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		req := kreq.(*kmsg.OffsetCommitRequest)
+		report := false
+		for _, rt := range req.Topics {
+			for _, p := range rt.Partitions {
+				report = report || (p.Metadata != nil && *p.Metadata != "")
+			}
+		}
+		if !report {
+			return nil, nil, false // the broker's own handling
+		}
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		resp.SetVersion(req.GetVersion())
+		for _, rt := range req.Topics {
+			topic := kmsg.NewOffsetCommitResponseTopic()
+			topic.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				part := kmsg.NewOffsetCommitResponseTopicPartition()
+				part.Partition, part.ErrorCode = p.Partition, code.Code
+				topic.Partitions = append(topic.Partitions, part)
+			}
+			resp.Topics = append(resp.Topics, topic)
+		}
+		return resp, nil, true
+	})
+}
+
+// The report tests' topic: 300 messages on 3 partitions.
+const (
+	reportTopic      = "spans"
+	reportPartitions = 3
+)
+
+// startReportConsumer runs a consumer of the report tests' topic in group, its deliveries
+// finished at once, its load reports committed every 200 ms (through reportClient when
+// set) and refused by the broker with code; stop ends it and checks how Run ended.
+func startReportConsumer(t *testing.T, group string, code *kerr.Error, fetch kafka.RoundTripper, reportClient *kafka.Client) (*kafkatest.Broker, func()) {
+	t.Helper()
+	b := kafkatest.Start(t, reportTopic, reportPartitions)
+	refuseReportCommits(b, code)
+	b.Produce(t, reportTopic, kafkatest.OTLPProtoMessages(t, 0, 300, 1)...)
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, reportTopic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k.CommitInterval = config.Duration(100 * time.Millisecond)
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	if reportClient != nil {
+		reportClient.Addr = kafka.TCP(b.Addr)
+	}
+	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second,
+		CommitMetadata: func([]int) string { return "spanflow/1 a report the broker refuses" }, MetadataInterval: 200 * time.Millisecond,
+		ReportClient: reportClient},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: fetch}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return b, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if t, ok := fetch.(*kafka.Transport); ok {
+			t.CloseIdleConnections() // a wrapped one is the test's to close (it counts)
+		}
+	}
+}
+
+// waitAllCommitted waits until the group committed every partition to its end, failing
+// with why after timeout.
+func waitAllCommitted(t *testing.T, b *kafkatest.Broker, topic, group string, partitions int, timeout time.Duration, why string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		end, committed := b.EndOffsets(t, topic, partitions), b.CommittedOffsets(t, group, topic, partitions)
+		if fmt.Sprint(end) == fmt.Sprint(committed) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v, end %v: %s", committed, end, why)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
