@@ -111,7 +111,7 @@ func (f *fetcher) pop(a *arena) (kafka.Message, error) {
 	return m, nil
 }
 
-// rewind drops the queue and fetches again from offset.
+// rewind drops the queue, giving its records' pages back, and fetches again from offset.
 func (f *fetcher) rewind(offset int64) {
 	for _, r := range f.queue {
 		closeBytes(r.key, r.value)
