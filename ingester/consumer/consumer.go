@@ -332,7 +332,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
 				"from", from, "to", to, "lost", to-from)
 		}}
-	defer fetch.rewind(0) // what was fetched and not handed over goes back to kafka-go's pool
+	defer fetch.drop() // what was fetched and not handed over goes back to kafka-go's pool
 	for {
 		// A held partition fetches nothing more: a hold cancels the fetch in progress.
 		fetchCtx, err := p.fetching(genCtx)

@@ -111,13 +111,19 @@ func (f *fetcher) pop(a *arena) (kafka.Message, error) {
 	return m, nil
 }
 
-// rewind drops the queue, giving its records' pages back, and fetches again from offset.
+// rewind drops the queue and fetches again from offset.
 func (f *fetcher) rewind(offset int64) {
+	f.drop()
+	f.offset = offset
+}
+
+// drop empties the queue, giving its records' pages back to kafka-go's pool.
+func (f *fetcher) drop() {
 	for _, r := range f.queue {
 		closeBytes(r.key, r.value)
 	}
 	clear(f.queue)
-	f.queue, f.queuedBytes, f.offset = nil, 0, offset
+	f.queue, f.queuedBytes = nil, 0
 }
 
 // fill fetches once, waiting at most maxWait for data, and queues what came.
