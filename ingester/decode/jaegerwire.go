@@ -203,39 +203,60 @@ func (r *wireRef) parse(data []byte) bool {
 }
 
 // appendKV parses a KeyValue; it is the hot loop of the decoder (a span has some 25), so
-// it is written out rather than built on eachField.
+// it is written out rather than built on eachField: the one-byte tags and lengths nearly
+// every field has are read in place, and the KeyValue is built where it ends up.
 func appendKV(kvs []wireKV, data []byte, msg string) ([]wireKV, bool) {
-	var kv wireKV
+	n0 := len(kvs)
+	kvs = append(kvs, wireKV{})
+	kv := &kvs[n0]
 	var seen uint8
 	for off := 0; off < len(data); {
-		num, typ, n := consumeTag(data[off:])
-		if n < 0 || num > 7 || seen&(1<<num) != 0 {
-			return kvs, false
+		var num protowire.Number
+		var typ protowire.Type
+		if c := data[off]; c-8 < 0x78 { // a one-byte tag of a field numbered above zero
+			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
+			off++
+		} else {
+			var n int
+			if num, typ, n = protowire.ConsumeTag(data[off:]); n < 0 {
+				return kvs[:n0], false
+			}
+			off += n
+		}
+		if num > 7 || seen&(1<<num) != 0 {
+			return kvs[:n0], false
 		}
 		seen |= 1 << num
-		off += n
 		switch typ {
 		case protowire.BytesType:
-			v, n := consumeBytes(data[off:])
-			if n < 0 {
-				return kvs, false
+			start, end := 0, 0
+			if off < len(data) && data[off] < 0x80 {
+				start, end = off+1, off+1+int(data[off])
+			} else {
+				v, n := protowire.ConsumeBytes(data[off:])
+				if n < 0 {
+					return kvs[:n0], false
+				}
+				start, end = off+n-len(v), off+n
 			}
-			field := msg[off+n-len(v) : off+n]
-			off += n
+			if end > len(data) {
+				return kvs[:n0], false
+			}
+			off = end
 			switch num {
 			case kvKey:
-				kv.key = field
+				kv.key = msg[start:end]
 			case kvStr:
-				kv.str = field
+				kv.str = msg[start:end]
 			case kvBinary:
-				kv.bin = v
+				kv.bin = data[start:end:end]
 			default:
-				return kvs, false
+				return kvs[:n0], false
 			}
 		case protowire.VarintType:
 			x, n := consumeVarint(data[off:])
 			if n < 0 {
-				return kvs, false
+				return kvs[:n0], false
 			}
 			off += n
 			switch num {
@@ -246,23 +267,23 @@ func appendKV(kvs []wireKV, data []byte, msg string) ([]wireKV, bool) {
 			case kvInt64:
 				kv.i = int64(x)
 			default:
-				return kvs, false
+				return kvs[:n0], false
 			}
 		case protowire.Fixed64Type:
 			x, n := protowire.ConsumeFixed64(data[off:])
 			if n < 0 || num != kvFloat64 {
-				return kvs, false
+				return kvs[:n0], false
 			}
 			off += n
 			kv.f = math.Float64frombits(x)
 		default:
-			return kvs, false
+			return kvs[:n0], false
 		}
 	}
 	if kv.vtype < vtString || kv.vtype > vtBinary {
-		return kvs, false
+		return kvs[:n0], false
 	}
-	return append(kvs, kv), true
+	return kvs, true
 }
 
 func appendLog(logs []wireLog, data []byte, msg string) ([]wireLog, bool) {
