@@ -98,11 +98,21 @@ func (s *wireSpan) reset() {
 func (s *wireSpan) parse(data []byte, msg string) bool {
 	var seen uint32
 	for off := 0; off < len(data); {
-		num, typ, n := consumeTag(data[off:])
-		if n < 0 || num > 31 {
+		var num protowire.Number
+		var typ protowire.Type
+		if c := data[off]; c-8 < 0x78 { // a one-byte tag of a field numbered above zero
+			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
+			off++
+		} else {
+			var n int
+			if num, typ, n = protowire.ConsumeTag(data[off:]); n < 0 {
+				return false
+			}
+			off += n
+		}
+		if num > 31 {
 			return false
 		}
-		off += n
 		if num != spanTags && num != spanLogs && num != spanReferences {
 			if seen&(1<<num) != 0 {
 				return false
@@ -121,12 +131,21 @@ func (s *wireSpan) parse(data []byte, msg string) bool {
 		case typ != protowire.BytesType:
 			return false
 		}
-		v, n := consumeBytes(data[off:])
-		if n < 0 {
+		start, end := 0, 0
+		if off < len(data) && data[off] < 0x80 {
+			start, end = off+1, off+1+int(data[off])
+		} else {
+			v, n := protowire.ConsumeBytes(data[off:])
+			if n < 0 {
+				return false
+			}
+			start, end = off+n-len(v), off+n
+		}
+		if end > len(data) {
 			return false
 		}
-		field := msg[off+n-len(v) : off+n]
-		off += n
+		v, field := data[start:end:end], msg[start:end]
+		off = end
 		var ok bool
 		switch num {
 		case spanTraceID:
