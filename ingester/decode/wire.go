@@ -6,8 +6,8 @@ import "google.golang.org/protobuf/encoding/protowire"
 // small number on the wire fits one byte, and protowire's functions loop even then.
 // appendVarint, appendLenString and appendLenBytes are inlined; the consume fronts and
 // appendTag are not (go build -gcflags=-m: the call to protowire in their rare case puts
-// them over the budget), so the hottest loop, appendKV's, reads its one-byte tags and
-// lengths itself.
+// them over the budget), so the hottest loops, the span's and appendKV's, read their
+// one-byte tags and lengths themselves.
 
 func appendVarint(b []byte, v uint64) []byte {
 	if v < 0x80 {
