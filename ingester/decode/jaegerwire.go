@@ -98,19 +98,11 @@ func (s *wireSpan) reset() {
 func (s *wireSpan) parse(data []byte, msg string) bool {
 	var seen uint32
 	for off := 0; off < len(data); {
-		var num protowire.Number
-		var typ protowire.Type
-		if c := data[off]; c-8 < 0x78 { // a one-byte tag of a field numbered above zero
-			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
-			off++
-		} else {
-			var n int
-			if num, typ, n = protowire.ConsumeTag(data[off:]); n < 0 {
-				return false
-			}
-			off += n
+		num, typ, next := protowire.Number(data[off]>>3), protowire.Type(data[off]&7), off+1
+		if data[off]-8 >= 0x78 { // not a one-byte tag of a field numbered above zero
+			num, typ, next = tagAt(data, off)
 		}
-		if num > 31 {
+		if off = next; off < 0 || num > 31 {
 			return false
 		}
 		if num != spanTags && num != spanLogs && num != spanReferences {
@@ -131,17 +123,11 @@ func (s *wireSpan) parse(data []byte, msg string) bool {
 		case typ != protowire.BytesType:
 			return false
 		}
-		start, end := 0, 0
-		if off < len(data) && data[off] < 0x80 {
-			start, end = off+1, off+1+int(data[off])
-		} else {
-			v, n := protowire.ConsumeBytes(data[off:])
-			if n < 0 {
-				return false
-			}
-			start, end = off+n-len(v), off+n
+		start, end := shortBytesAt(data, off)
+		if end == -2 {
+			start, end = longBytesAt(data, off)
 		}
-		if end > len(data) {
+		if end < 0 || end > len(data) {
 			return false
 		}
 		v, field := data[start:end:end], msg[start:end]
@@ -230,35 +216,21 @@ func appendKV(kvs []wireKV, data []byte, msg string) ([]wireKV, bool) {
 	kv := &kvs[n0]
 	var seen uint8
 	for off := 0; off < len(data); {
-		var num protowire.Number
-		var typ protowire.Type
-		if c := data[off]; c-8 < 0x78 { // a one-byte tag of a field numbered above zero
-			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
-			off++
-		} else {
-			var n int
-			if num, typ, n = protowire.ConsumeTag(data[off:]); n < 0 {
-				return kvs[:n0], false
-			}
-			off += n
+		num, typ, next := protowire.Number(data[off]>>3), protowire.Type(data[off]&7), off+1
+		if data[off]-8 >= 0x78 { // not a one-byte tag of a field numbered above zero
+			num, typ, next = tagAt(data, off)
 		}
-		if num > 7 || seen&(1<<num) != 0 {
+		if off = next; off < 0 || num > 7 || seen&(1<<num) != 0 {
 			return kvs[:n0], false
 		}
 		seen |= 1 << num
 		switch typ {
 		case protowire.BytesType:
-			start, end := 0, 0
-			if off < len(data) && data[off] < 0x80 {
-				start, end = off+1, off+1+int(data[off])
-			} else {
-				v, n := protowire.ConsumeBytes(data[off:])
-				if n < 0 {
-					return kvs[:n0], false
-				}
-				start, end = off+n-len(v), off+n
+			start, end := shortBytesAt(data, off)
+			if end == -2 {
+				start, end = longBytesAt(data, off)
 			}
-			if end > len(data) {
+			if end < 0 || end > len(data) {
 				return kvs[:n0], false
 			}
 			off = end

@@ -50,3 +50,34 @@ func consumeBytes(b []byte) ([]byte, int) {
 	}
 	return protowire.ConsumeBytes(b)
 }
+
+// tagAt reads the tag at data[off] through protowire (the callers read one-byte tags
+// themselves): the field, its wire type and where its value starts, -1 for a bad tag.
+func tagAt(data []byte, off int) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(data[off:])
+	if n < 0 {
+		return 0, 0, -1
+	}
+	return num, typ, off + n
+}
+
+// shortBytesAt finds the length-delimited value at data[off] when its length is one byte:
+// its start and end (not checked against data: the callers check end ≤ len(data)), or
+// end -2 for a longer length, which longBytesAt reads. Apart so that it inlines: the
+// common case costs no call.
+func shortBytesAt(data []byte, off int) (start, end int) {
+	if off < len(data) && data[off] < 0x80 {
+		return off + 1, off + 1 + int(data[off])
+	}
+	return 0, -2
+}
+
+// longBytesAt reads the length-delimited value at data[off] through protowire: its start
+// and end, end -1 when the length is malformed.
+func longBytesAt(data []byte, off int) (start, end int) {
+	v, n := protowire.ConsumeBytes(data[off:])
+	if n < 0 {
+		return 0, -1
+	}
+	return off + n - len(v), off + n
+}
