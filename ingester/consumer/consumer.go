@@ -78,7 +78,8 @@ type Consumer struct {
 	fetchErrors  *eventlog.Repeated
 	commitErrors *eventlog.Repeated
 
-	// spansPerMessage is a running average (float64 bits) that sizes deliveries.
+	// spansPerMessage is a running average (float64 bits) that sizes deliveries; 0 until
+	// a delivery was decoded.
 	spansPerMessage atomic.Uint64
 
 	joined atomic.Bool
@@ -105,7 +106,6 @@ func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor
 		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
 		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
 		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval)}
-	c.spansPerMessage.Store(math.Float64bits(1))
 	return c
 }
 
@@ -302,14 +302,29 @@ func (c *Consumer) learn(d *processor.Delivery) {
 	}
 	observed := float64(d.Spans) / float64(len(d.Messages))
 	avg := math.Float64frombits(c.spansPerMessage.Load())
+	if avg == 0 {
+		avg = observed // the first delivery is all there is to go by
+	}
 	c.spansPerMessage.Store(math.Float64bits(0.8*avg + 0.2*observed))
 }
 
 // deliveryMessages is how many messages make a delivery of about DeliverySpans spans.
+// Until a delivery was decoded the spans a message are unknown, and a delivery takes a
+// fiftieth of DeliverySpans messages: counting one span a message, a pod's first
+// deliveries — one for each of its partitions at once, all formed before any is decoded —
+// each took up to DeliveryBytes of messages of many spans (on otlp_proto, a third more
+// memory at the start than ever after).
 func (c *Consumer) deliveryMessages() int {
 	perMessage := math.Float64frombits(c.spansPerMessage.Load())
+	if perMessage == 0 {
+		return max(1, c.s.DeliverySpans/firstDeliveryShare)
+	}
 	return max(1, min(c.s.DeliverySpans, int(float64(c.s.DeliverySpans)/max(perMessage, 1e-3))))
 }
+
+// firstDeliveryShare is the share of DeliverySpans, in messages, of a delivery formed
+// before the spans a message are known.
+const firstDeliveryShare = 50
 
 // consumePartition fetches one partition in order and hands its messages to the chain in
 // deliveries. When the generation ends it stops fetching, waits for the partition's
@@ -389,8 +404,7 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.M
 		return nil, nil, err
 	}
 	limit := c.deliveryMessages()
-	msgs := make([]kafka.Message, 1, limit) // sized once: growing it copies every message
-	msgs[0] = first
+	msgs := append(backing.messages(limit), first)
 	bytes := int64(len(first.Value))
 	deadline := time.Now().Add(c.s.Linger)
 	for len(msgs) < limit && bytes < c.s.DeliveryBytes {

@@ -72,11 +72,16 @@ func TestPausedReasonNamesTheOldestHold(t *testing.T) {
 }
 
 // TestDeliveriesAreSizedBySpans: the messages of a delivery are counted from the spans per
-// message of finished deliveries.
+// message of finished deliveries: few before any is known, the first one's figure as soon
+// as it finished (not an average with a guess), then a running average.
 func TestDeliveriesAreSizedBySpans(t *testing.T) {
 	c := New(Settings{DeliverySpans: 1000}, nil, nil, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	if got := c.deliveryMessages(); got != 20 {
+		t.Errorf("before anything is known: %d messages, want 20", got)
+	}
+	c.learn(&processor.Delivery{Messages: make([]kafka.Message, 20), Spans: 20})
 	if got := c.deliveryMessages(); got != 1000 {
-		t.Errorf("before anything is known: %d messages, want 1000", got)
+		t.Errorf("after a delivery of one span a message: %d messages, want 1000", got)
 	}
 	for range 50 {
 		c.learn(&processor.Delivery{Messages: make([]kafka.Message, 100), Spans: 500})
@@ -98,6 +103,7 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	b.Produce(t, topic, msgs...)
 	c := New(Settings{DeliverySpans: 10, DeliveryBytes: 1 << 20, Linger: 200 * time.Millisecond},
 		nil, nil, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	c.learn(&processor.Delivery{Messages: make([]kafka.Message, 1), Spans: 1}) // one span a message
 	fetch := testFetcher(t, b, topic, 0, 0)
 	ctx := context.Background()
 
