@@ -18,6 +18,22 @@ import (
 type arena struct {
 	chunks []*[]byte // the pooled chunks, given back by release
 	buf    []byte    // the part of the last chunk not yet used
+	// msgs is the delivery's slice of messages, pooled with the bytes: sized once for a
+	// delivery (growing it copies every message), it was most of what the consumer
+	// allocated.
+	msgs *[]kafka.Message
+}
+
+var messagePool sync.Pool // of *[]kafka.Message
+
+// messages returns an empty slice of room for n messages, the delivery's until release.
+func (a *arena) messages(n int) []kafka.Message {
+	a.msgs, _ = messagePool.Get().(*[]kafka.Message)
+	if a.msgs == nil || cap(*a.msgs) < n {
+		s := make([]kafka.Message, 0, n)
+		a.msgs = &s
+	}
+	return (*a.msgs)[:0]
 }
 
 // chunkSizes are the pooled chunk sizes: a quiet partition's single message takes a small
@@ -98,4 +114,9 @@ func (a *arena) release() {
 		}
 	}
 	a.chunks, a.buf = nil, nil
+	if a.msgs != nil {
+		clear((*a.msgs)[:cap(*a.msgs)]) // keeps no bytes of the delivery reachable
+		messagePool.Put(a.msgs)
+		a.msgs = nil
+	}
 }

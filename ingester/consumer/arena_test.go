@@ -80,3 +80,26 @@ func TestArenaChunkSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestArenaMessagesAreClearedOnRelease: a delivery's message slice goes back to its pool
+// emptied (a pooled slice must not keep a finished delivery's bytes reachable), and one
+// taken from the pool has room for the messages asked for.
+func TestArenaMessagesAreClearedOnRelease(t *testing.T) {
+	a := &arena{}
+	msgs := append(a.messages(4), kafka.Message{Key: a.copyBytes([]byte("k"), 0), Value: a.copyBytes([]byte("value"), 0)})
+	if cap(msgs) < 4 {
+		t.Fatalf("room for %d messages, want 4", cap(msgs))
+	}
+	pooled := a.msgs
+	a.release()
+	if m := (*pooled)[:1][0]; m.Key != nil || m.Value != nil {
+		t.Errorf("a released message slice still holds %q=%q", m.Key, m.Value)
+	}
+	for _, n := range []int{1, 4, 100} {
+		b := &arena{}
+		if got := b.messages(n); len(got) != 0 || cap(got) < n {
+			t.Errorf("messages(%d): len %d, cap %d", n, len(got), cap(got))
+		}
+		b.release()
+	}
+}
