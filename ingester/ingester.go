@@ -90,6 +90,11 @@ func NewChain(cfg config.Config, decoder decode.Decoder, writer processor.Writer
 	return &Chain{Processor: parallel, parallel: parallel, logs: []*eventlog.Repeated{rejected, logs.DeadLettered, logs.Skipped}, retries: retries}
 }
 
+// Reserve holds a slot for a delivery still to be formed (processor.Reserver).
+func (c *Chain) Reserve(ctx context.Context, revoked <-chan struct{}) (*processor.Reservation, error) {
+	return c.parallel.Reserve(ctx, revoked)
+}
+
 // Close waits for the deliveries already handed over and writes the last log summaries.
 func (c *Chain) Close() {
 	c.parallel.Close()

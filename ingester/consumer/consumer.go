@@ -348,28 +348,46 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 				"from", from, "to", to, "lost", to-from)
 		}}
 	defer fetch.drop() // what was fetched and not handed over goes back to kafka-go's pool
+	reserver, _ := c.chain.(processor.Reserver)
 	for {
 		// A held partition fetches nothing more: a hold cancels the fetch in progress.
 		fetchCtx, err := p.fetching(genCtx)
 		if err != nil {
 			return
 		}
-		msgs, backing, err := c.fetchDelivery(fetchCtx, fetch)
-		if genCtx.Err() != nil {
-			return // what was fetched and not handed over is read again by the next owner
-		}
-		if err != nil {
-			if fetchCtx.Err() != nil {
-				continue // held while waiting for messages; the fetcher keeps what it has
-			}
-			c.fetchErrors.Event(err, "partition", p.id)
-			if sleep(genCtx, fetchRetryWait) != nil {
+		// Messages first, then a slot: a partition with nothing to read holds none.
+		if err := fetch.await(fetchCtx, c.s.Kafka.MaxWait.D()); err != nil {
+			if c.fetchFailed(genCtx, fetchCtx, p, err) {
 				return
 			}
 			continue
 		}
-		// Messages fetched as the hold began are handed over when it ends.
+		var slot *processor.Reservation
+		if reserver != nil {
+			if slot, err = reserver.Reserve(procCtx, p.Revoked()); err != nil {
+				return // revoked or stopped: what was fetched is read again by the next owner
+			}
+		}
+		msgs, backing, err := c.fetchDelivery(fetchCtx, fetch, slot)
+		if err != nil || genCtx.Err() != nil {
+			if slot != nil {
+				slot.Cancel()
+			}
+			if err == nil || c.fetchFailed(genCtx, fetchCtx, p, err) {
+				return // what was fetched and not handed over is read again by the next owner
+			}
+			continue
+		}
+		// Messages fetched as a hold began are handed over when it ends; the slot is not
+		// kept meanwhile.
+		if slot != nil && p.pausedReason() != nil {
+			slot.Cancel()
+			slot = nil
+		}
 		if err := p.waitUnpaused(genCtx); err != nil {
+			if slot != nil {
+				slot.Cancel()
+			}
 			return
 		}
 		last := msgs[len(msgs)-1]
@@ -384,7 +402,12 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		c.m.Deliveries.Observe(float64(len(msgs)))
 		d := processor.NewDelivery(p, msgs)
 		p.begin(d, backing)
-		if err := c.chain.Process(procCtx, d); err != nil {
+		if slot != nil {
+			err = slot.Start(procCtx, d)
+		} else {
+			err = c.chain.Process(procCtx, d)
+		}
+		if err != nil {
 			// Revoked (or stopped) before the hand-over: the delivery was never processed
 			// and will be read again; the drain does not wait for it.
 			p.abandon(d)
@@ -393,11 +416,25 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 	}
 }
 
+// fetchFailed handles a fetch that brought nothing: it reports whether the partition's
+// loop ends (the generation ended); a failure is logged and waited out, a hold is not.
+func (c *Consumer) fetchFailed(genCtx, fetchCtx context.Context, p *partition, err error) bool {
+	switch {
+	case genCtx.Err() != nil:
+		return true
+	case fetchCtx.Err() != nil:
+		return false // held while waiting for messages; the fetcher keeps what it has
+	}
+	c.fetchErrors.Event(err, "partition", p.id)
+	return sleep(genCtx, fetchRetryWait) != nil
+}
+
 // fetchDelivery fetches the next run of messages, copied into an arena of their own: it
 // waits for the first, then takes more until the run holds about DeliverySpans spans or
-// DeliveryBytes bytes, or Linger has passed since the first arrived. An error is returned
-// only when no message was fetched.
-func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.Message, *arena, error) {
+// DeliveryBytes bytes, or Linger has passed since the first arrived, or — formed in a
+// reserved slot — as soon as what was fetched is taken while other partitions wait for a
+// slot. An error is returned only when no message was fetched.
+func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher, slot *processor.Reservation) ([]kafka.Message, *arena, error) {
 	backing := &arena{}
 	first, err := fetch.next(ctx, c.s.Kafka.MaxWait.D(), backing)
 	if err != nil {
@@ -414,7 +451,7 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher) ([]kafka.M
 			// It is not cancelled when the linger ends (that would drop its connection):
 			// the broker answers by then.
 			left := time.Until(deadline)
-			if left <= 0 || fetch.fill(ctx, left) != nil {
+			if left <= 0 || (slot != nil && slot.Contended()) || fetch.fill(ctx, left) != nil {
 				break
 			}
 			msg, ok, err = fetch.queued(backing)

@@ -111,7 +111,7 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	var next int64
 	for range 3 {
 		start := time.Now()
-		d, _, err := c.fetchDelivery(ctx, fetch)
+		d, _, err := c.fetchDelivery(ctx, fetch, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	// The byte bound: messages of 10 bytes, at most 25 bytes a delivery → 3 messages.
 	b.Produce(t, topic, msgs[:6]...)
 	c.s.DeliveryBytes = 25
-	d, _, err := c.fetchDelivery(ctx, fetch)
+	d, _, err := c.fetchDelivery(ctx, fetch, nil)
 	if err != nil || len(d) != 3 {
 		t.Errorf("with a 25-byte bound: %d messages (err %v), want 3", len(d), err)
 	}
@@ -680,4 +680,89 @@ func waitAllCommitted(t *testing.T, b *kafkatest.Broker, topic, group string, pa
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestNoDeliveryIsFormedWithoutASlot: with one slot and four partitions behind, the
+// partitions waiting for the slot have copied nothing out of what they fetched — one
+// delivery is formed, the one running — and once the slot frees every message is handed
+// over once, in order. (Formed before waiting, each partition held a delivery's bytes
+// while it waited: on a pod of many partitions, most of its heap under a backlog.)
+func TestNoDeliveryIsFormedWithoutASlot(t *testing.T) {
+	const topic, group, partitions, messages = "slots", "slots", 4, 400
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, messages, 1)...)
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+
+	gate := make(chan struct{})
+	var running atomic.Int32
+	seen := make(chan kafka.Message, messages)
+	inner := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		running.Add(1)
+		<-gate
+		for _, m := range d.Messages {
+			seen <- m
+		}
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	parallel := processor.NewParallel(inner, 1, 0, func(*processor.Delivery, error) {})
+	chain := struct {
+		processor.Processor
+		processor.Reserver
+	}{parallel, parallel}
+	registry := prometheus.NewRegistry()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(registry), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+
+	for deadline := time.Now().Add(30 * time.Second); running.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery started")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // every partition has fetched by now; the others wait for the slot
+	if formed := deliveriesFormed(t, registry); formed != 1 {
+		t.Errorf("%d deliveries formed with one slot taken, want 1: partitions copied their messages before a slot was theirs", formed)
+	}
+	close(gate)
+	next := map[int]int64{}
+	for range messages {
+		select {
+		case m := <-seen:
+			if m.Offset != next[m.Partition] {
+				t.Fatalf("partition %d: offset %d after %d", m.Partition, m.Offset, next[m.Partition]-1)
+			}
+			next[m.Partition]++
+		case <-time.After(30 * time.Second):
+			t.Fatal("not every message was handed over")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	parallel.Close()
+}
+
+// deliveriesFormed is the count of the delivery_messages histogram.
+func deliveriesFormed(t *testing.T, registry *prometheus.Registry) uint64 {
+	t.Helper()
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if strings.HasSuffix(f.GetName(), "_delivery_messages") {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatal("no delivery_messages histogram")
+	return 0
 }

@@ -59,15 +59,23 @@ const fetchGrace = 30 * time.Second
 // next returns the next message, copied into a (a fresh buffer when nil), waiting for it
 // with fetches of at most maxWait each until ctx ends.
 func (f *fetcher) next(ctx context.Context, maxWait time.Duration, a *arena) (kafka.Message, error) {
-	for len(f.queue) == 0 {
-		if err := ctx.Err(); err != nil {
-			return kafka.Message{}, err
-		}
-		if err := f.fill(ctx, maxWait); err != nil {
-			return kafka.Message{}, err
-		}
+	if err := f.await(ctx, maxWait); err != nil {
+		return kafka.Message{}, err
 	}
 	return f.pop(a)
+}
+
+// await waits until a record is queued, with fetches of at most maxWait each, or ctx ends.
+func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
+	for len(f.queue) == 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := f.fill(ctx, maxWait); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // queued returns the next message already fetched, copied into a, if any.

@@ -9,7 +9,8 @@ import (
 
 // Parallel processes deliveries concurrently: Process hands a delivery over and returns;
 // at most Limit deliveries, and about MaxBytes of message values, are in flight at once,
-// and Process blocks while either bound is reached. The limit is the ingester's
+// and Process blocks while either bound is reached. A caller may instead Reserve a slot
+// before it forms its delivery and Start it there. The limit is the ingester's
 // parallelism — the storage writes at once — and may change while running.
 //
 // The result of next is never dropped: errors go to onError. The committing decorator
@@ -23,8 +24,10 @@ type Parallel struct {
 	mu       sync.Mutex
 	limit    int
 	maxBytes int64
-	inFlight int
-	bytes    int64
+	// inFlight counts the slots taken, reserved ones included; reserved those held for a
+	// delivery still being formed.
+	inFlight, reserved int
+	bytes              int64
 	// waiting are the callers waiting for room, first come first served: with fewer
 	// slots than partitions, a partition whose caller waits must not be overtaken again
 	// and again by one that comes back quicker (it would never be consumed).
@@ -48,10 +51,26 @@ type Load struct {
 	Finished int64
 }
 
-// waiter is a caller waiting for room for size bytes; granted is closed when it has it.
+// waiter is a caller waiting for room: a slot (unless it holds a reservation already) and
+// size bytes; granted is closed when it has it.
 type waiter struct {
-	size    int64
-	granted chan struct{}
+	slot, reserve bool // wants a slot; keeps it as a reservation
+	starts        bool // turns its reservation into a delivery in flight
+	size          int64
+	granted       chan struct{}
+}
+
+// Reserver is a processor that can hold a slot for a delivery not yet formed.
+type Reserver interface {
+	Reserve(ctx context.Context, revoked <-chan struct{}) (*Reservation, error)
+}
+
+// Reservation is a slot held for a delivery still being formed: a partition copies its
+// messages out of the fetched response only once they may run, so that no formed
+// delivery waits for room in memory (one a partition: on a pod of many partitions, most
+// of its heap under a backlog). Start or Cancel ends it.
+type Reservation struct {
+	p *Parallel
 }
 
 // NewParallel returns a pool of limit deliveries in flight; maxBytes ≤ 0 means no byte
@@ -65,9 +84,56 @@ func NewParallel(next Processor, limit int, maxBytes int64, onError func(*Delive
 // pool must not hold up a rebalance); either way d was not handed over.
 func (p *Parallel) Process(ctx context.Context, d *Delivery) error {
 	size := d.Bytes()
-	if err := p.acquire(ctx, d.Partition.Revoked(), size); err != nil {
+	if err := p.acquire(ctx, d.Partition.Revoked(), &waiter{slot: true, size: size}); err != nil {
 		return err
 	}
+	p.run(ctx, d, size)
+	return nil
+}
+
+// Reserve waits for a slot, after every caller that waited before it, and holds it for a
+// delivery to be formed. Load does not count a reserved slot as busy. It returns ctx's
+// error, or ErrRevoked if revoked is closed first.
+func (p *Parallel) Reserve(ctx context.Context, revoked <-chan struct{}) (*Reservation, error) {
+	if err := p.acquire(ctx, revoked, &waiter{slot: true, reserve: true}); err != nil {
+		return nil, err
+	}
+	return &Reservation{p: p}, nil
+}
+
+// Contended reports whether callers wait for room: a delivery being formed then waits for
+// no more messages.
+func (r *Reservation) Contended() bool {
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	return len(r.p.waiting) > 0
+}
+
+// Start processes d in the reserved slot once its bytes fit (as Process does), or gives
+// the slot back and returns an error as Process does.
+func (r *Reservation) Start(ctx context.Context, d *Delivery) error {
+	p, size := r.p, d.Bytes()
+	if err := p.acquire(ctx, d.Partition.Revoked(), &waiter{starts: true, size: size}); err != nil {
+		r.Cancel()
+		return err
+	}
+	p.run(ctx, d, size)
+	return nil
+}
+
+// Cancel gives the reserved slot back unused.
+func (r *Reservation) Cancel() {
+	p := r.p
+	p.mu.Lock()
+	p.account()
+	p.inFlight--
+	p.reserved--
+	p.grant()
+	p.mu.Unlock()
+}
+
+// run processes d, holding its slot and size bytes, in a goroutine of its own.
+func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 	p.running.Go(func() {
 		err := p.next.Process(ctx, d)
 		p.release(size, err == nil, len(d.Messages))
@@ -75,7 +141,6 @@ func (p *Parallel) Process(ctx context.Context, d *Delivery) error {
 			p.onError(d, err)
 		}
 	})
-	return nil
 }
 
 // SetLimit changes the number of deliveries in flight; deliveries already in flight finish.
@@ -108,7 +173,7 @@ func (p *Parallel) account() {
 	now := time.Now()
 	elapsed := now.Sub(p.accountedAt)
 	p.accountedAt = now
-	used := p.inFlight
+	used := p.inFlight - p.reserved
 	if len(p.waiting) > 0 {
 		used = max(used, p.limit)
 	}
@@ -120,24 +185,29 @@ func (p *Parallel) account() {
 // after Close.
 func (p *Parallel) Close() { p.running.Wait() }
 
-// room reports whether a delivery of n bytes may start. One larger than the whole byte
-// budget is let through alone, so that it cannot block its partition forever.
-func (p *Parallel) room(n int64) bool {
-	return p.inFlight < p.limit && (p.maxBytes <= 0 || p.bytes == 0 || p.bytes+n <= p.maxBytes)
+// room reports whether w may go on: a slot free, if it wants one, and its bytes within
+// the budget. One larger than the whole byte budget is let through alone, so that it
+// cannot block its partition forever.
+func (p *Parallel) room(w *waiter) bool {
+	if w.slot && p.inFlight >= p.limit {
+		return false
+	}
+	return p.maxBytes <= 0 || w.size == 0 || p.bytes == 0 || p.bytes+w.size <= p.maxBytes
 }
 
-// acquire takes room for n bytes, after every caller that waited before it.
-func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, n int64) error {
+// acquire takes the room w asks for, after every caller that waited before it.
+func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, w *waiter) error {
+	w.granted = make(chan struct{})
 	p.mu.Lock()
-	if len(p.waiting) == 0 && p.room(n) {
-		p.take(n)
-		p.mu.Unlock()
-		return nil
-	}
-	w := &waiter{size: n, granted: make(chan struct{})}
 	p.account()
 	p.waiting = append(p.waiting, w)
+	p.grant()
 	p.mu.Unlock()
+	select {
+	case <-w.granted: // room at once
+		return nil
+	default:
+	}
 	var err error
 	select {
 	case <-w.granted:
@@ -152,8 +222,16 @@ func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, n int64
 	select {
 	case <-w.granted: // granted meanwhile: give the room back
 		p.account()
-		p.inFlight--
-		p.bytes -= n
+		if w.slot {
+			p.inFlight--
+		}
+		if w.reserve {
+			p.reserved--
+		}
+		if w.starts {
+			p.reserved++
+		}
+		p.bytes -= w.size
 	default:
 		p.account()
 		p.waiting = slices.DeleteFunc(p.waiting, func(o *waiter) bool { return o == w })
@@ -162,11 +240,19 @@ func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, n int64
 	return err
 }
 
-// take and release change the slots in use; p.mu is held.
-func (p *Parallel) take(n int64) {
+// take and release change the slots and bytes in use; p.mu is held.
+func (p *Parallel) take(w *waiter) {
 	p.account()
-	p.inFlight++
-	p.bytes += n
+	if w.slot {
+		p.inFlight++
+	}
+	if w.reserve {
+		p.reserved++
+	}
+	if w.starts {
+		p.reserved--
+	}
+	p.bytes += w.size
 }
 
 func (p *Parallel) release(n int64, finished bool, messages int) {
@@ -181,13 +267,20 @@ func (p *Parallel) release(n int64, finished bool, messages int) {
 	p.mu.Unlock()
 }
 
-// grant gives room to the waiting callers in order, as long as the first one fits; p.mu
-// is held.
+// grant gives room to the waiting callers in order: none is let past one that waits
+// before it and does not fit, except that a caller holding its slot already (waiting
+// only for bytes) is not held up by callers that wait for a slot — they may be waiting
+// for its. p.mu is held.
 func (p *Parallel) grant() {
-	for len(p.waiting) > 0 && p.room(p.waiting[0].size) {
-		w := p.waiting[0]
-		p.waiting = p.waiting[1:]
-		p.take(w.size)
+	blocked, bytesBlocked := false, false
+	p.waiting = slices.DeleteFunc(p.waiting, func(w *waiter) bool {
+		if (w.slot && blocked) || (!w.slot && bytesBlocked) || !p.room(w) {
+			blocked = true
+			bytesBlocked = bytesBlocked || !w.slot
+			return false
+		}
+		p.take(w)
 		close(w.granted)
-	}
+		return true
+	})
 }

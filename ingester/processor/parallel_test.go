@@ -98,3 +98,97 @@ func TestParallelMeasuresItsLoad(t *testing.T) {
 		t.Errorf("%d messages finished, want 3", got)
 	}
 }
+
+// TestParallelReservations: a reserved slot counts against the limit but not as busy;
+// a reservation sees callers waiting for room (Contended). A reservation's delivery waits
+// for bytes only, and is not held up by a caller that came first but wants a slot and
+// bytes that do not fit; one whose partition is revoked while it waits gives its slot
+// back, and Cancel gives a slot back to whoever waits for it.
+func TestParallelReservations(t *testing.T) {
+	g := &gatedProcessor{done: make(chan struct{})}
+	pool := NewParallel(g, 3, 10, func(*Delivery, error) {})
+	part := newFakePartition()
+	ctx := context.Background()
+	share := func(from, to Load) float64 { return float64(to.Busy-from.Busy) / float64(to.Slots-from.Slots) }
+	state := func() (inFlight, reserved, waiting int, bytes int64) {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		return pool.inFlight, pool.reserved, len(pool.waiting), pool.bytes
+	}
+
+	first, err := pool.Reserve(ctx, part.Revoked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := pool.Load()
+	time.Sleep(50 * time.Millisecond)
+	if s := share(from, pool.Load()); s != 0 {
+		t.Errorf("a reserved slot, nothing running: %.2f of the slot-time busy, want 0", s)
+	}
+	if err := first.Start(ctx, delivery(part, "eight-by")); err != nil { // 8 of 10 bytes
+		t.Fatal(err)
+	}
+	second, err := pool.Reserve(ctx, part.Revoked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Contended() {
+		t.Error("contended with nobody waiting")
+	}
+	var waiting sync.WaitGroup
+	waiting.Go(func() { // a slot is free, but 5 bytes do not fit beside 8
+		if err := pool.Process(ctx, delivery(part, "fives")); err != nil {
+			t.Error(err)
+		}
+	})
+	waitUntil(t, func() bool { _, _, w, _ := state(); return w == 1 })
+	if !second.Contended() {
+		t.Error("not contended with a caller waiting for room")
+	}
+	if err := second.Start(ctx, delivery(part, "x")); err != nil { // 1 byte fits: it goes first
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return len(g.order()) == 2 })
+	g.done <- struct{}{}
+	g.done <- struct{}{} // both finish: "fives" fits
+	waitUntil(t, func() bool { return len(g.order()) == 3 })
+	if got := g.order(); got[1] != "x" || got[2] != "fives" {
+		t.Errorf("started %v, want the reservation's delivery before the caller waiting for bytes", got)
+	}
+
+	// Revoked while waiting for bytes: the slot is given back.
+	third, err := pool.Reserve(ctx, part.Revoked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := newFakePartition()
+	started := make(chan error, 1)
+	go func() { started <- third.Start(ctx, delivery(revoked, "ten bytes!")) }()
+	waitUntil(t, func() bool { _, _, w, _ := state(); return w == 1 })
+	close(revoked.revoked)
+	if err := <-started; err != ErrRevoked {
+		t.Errorf("Start of a revoked partition's delivery: %v, want ErrRevoked", err)
+	}
+	if inFlight, reserved, _, _ := state(); inFlight != 1 || reserved != 0 {
+		t.Errorf("after the revoked Start: %d slots taken, %d reserved; want 1 (the one running), 0", inFlight, reserved)
+	}
+
+	// Cancel: with every slot taken, a caller waiting for one gets the cancelled one.
+	fourth, _ := pool.Reserve(ctx, part.Revoked())
+	fifth, _ := pool.Reserve(ctx, part.Revoked())
+	waiting.Go(func() {
+		if _, err := pool.Reserve(ctx, part.Revoked()); err != nil {
+			t.Error(err)
+		}
+	})
+	waitUntil(t, func() bool { _, _, w, _ := state(); return w == 1 })
+	fourth.Cancel()
+	waitUntil(t, func() bool { _, _, w, _ := state(); return w == 0 })
+	fifth.Cancel()
+	close(g.done)
+	waiting.Wait()
+	pool.Close()
+	if inFlight, reserved, w, bytes := state(); inFlight != 1 || reserved != 1 || w != 0 || bytes != 0 {
+		t.Errorf("at the end: %d slots, %d reserved, %d waiting, %d bytes; want the one reservation left", inFlight, reserved, w, bytes)
+	}
+}
