@@ -384,18 +384,7 @@ func TestConsumerHandsOverDeliveriesAndCommits(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 
-	next := map[int]int64{}
-	for range 600 {
-		select {
-		case m := <-seen:
-			if m.Offset != next[m.Partition] {
-				t.Fatalf("partition %d: offset %d after %d", m.Partition, m.Offset, next[m.Partition]-1)
-			}
-			next[m.Partition]++
-		case <-time.After(30 * time.Second):
-			t.Fatal("not every message was handed over")
-		}
-	}
+	expectInOrder(t, seen, 600)
 	waitAllCommitted(t, b, topic, group, partitions, 10*time.Second, "finished deliveries were not committed")
 	if err := c.Ready(); err != nil {
 		t.Errorf("Ready: %v", err)
@@ -732,8 +721,20 @@ func TestNoDeliveryIsFormedWithoutASlot(t *testing.T) {
 		t.Errorf("%d deliveries formed with one slot taken, want 1: partitions copied their messages before a slot was theirs", formed)
 	}
 	close(gate)
+	expectInOrder(t, seen, messages)
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	parallel.Close()
+}
+
+// expectInOrder takes n messages from seen and fails unless each partition's come once
+// each, in order from offset 0.
+func expectInOrder(t *testing.T, seen <-chan kafka.Message, n int) {
+	t.Helper()
 	next := map[int]int64{}
-	for range messages {
+	for range n {
 		select {
 		case m := <-seen:
 			if m.Offset != next[m.Partition] {
@@ -744,11 +745,6 @@ func TestNoDeliveryIsFormedWithoutASlot(t *testing.T) {
 			t.Fatal("not every message was handed over")
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
-	parallel.Close()
 }
 
 // deliveriesFormed is the count of the delivery_messages histogram.
