@@ -79,6 +79,7 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 		holding++
 	}
 	idx = idx[:holding]
+	d.Decoded() // the write may wait on the backend: the CPU turn goes on
 	if holding == 0 {
 		b.batches.Put(batch)
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -520,6 +521,29 @@ func (w *blockingWriter) Write(ctx context.Context, _ otlpwire.Request) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// TestWritesDoNotHoldTheirTurn: a delivery gives its turn on a CPU back once decoded, not
+// once written: with one CPU and four slots, four writes to a slow backend are in flight
+// at once, each delivery formed in a reservation of its own.
+func TestWritesDoNotHoldTheirTurn(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	w := &blockingWriter{release: make(chan struct{})}
+	pool := NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 4, 0, func(*Delivery, error) {})
+	p := newFakePartition()
+	for range 4 {
+		r, err := pool.Reserve(context.Background(), p.Revoked())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(context.Background(), delivery(p, "a")); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, func() bool { return len(pool.turns) == 0 }) // decoded: the turn is back
+	}
+	waitUntil(t, func() bool { return w.running.Load() == 4 })
+	close(w.release)
+	pool.Close()
 }
 
 func TestParallelBoundsDeliveriesAndBytes(t *testing.T) {

@@ -67,6 +67,18 @@ type Delivery struct {
 	bytes    int64
 	verdicts []Verdict
 	causes   []error // allocated on the first failure
+	// decoded gives back what the delivery held while it was formed and decoded (its
+	// turn on a CPU); nil once given back, or when it held nothing.
+	decoded func()
+}
+
+// Decoded tells the delivery its messages are decoded: what it held for forming and
+// decoding it is given back. Later calls do nothing.
+func (d *Delivery) Decoded() {
+	if release := d.decoded; release != nil {
+		d.decoded = nil
+		release()
+	}
 }
 
 // NewDelivery returns a delivery of msgs, every one pending. It must hold a message.

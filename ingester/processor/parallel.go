@@ -2,16 +2,21 @@ package processor
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Parallel processes deliveries concurrently: Process hands a delivery over and returns;
 // at most Limit deliveries, and about MaxBytes of message values, are in flight at once,
 // and Process blocks while either bound is reached. A caller may instead Reserve a slot
-// before it forms its delivery and Start it there. The limit is the ingester's
-// parallelism — the storage writes at once — and may change while running.
+// before it forms its delivery and Start it there; a reservation also waits for a turn
+// on a CPU (GOMAXPROCS turns), which its delivery gives back once decoded (Decoded), so
+// that deliveries beyond what the CPUs can decode are not formed to wait for one. The
+// limit is the ingester's parallelism — the storage writes at once — and may change
+// while running.
 //
 // The result of next is never dropped: errors go to onError. The committing decorator
 // inside has already recorded successes, so what reaches onError is a delivery left
@@ -32,6 +37,11 @@ type Parallel struct {
 	// slots than partitions, a partition whose caller waits must not be overtaken again
 	// and again by one that comes back quicker (it would never be consumed).
 	waiting []*waiter
+
+	// turns are the turns on a CPU: a delivery takes one before it is formed and gives it
+	// back once decoded; turnWaiters counts the reservations waiting for one.
+	turns       chan struct{}
+	turnWaiters atomic.Int32
 
 	// The load: slot-time occupied and allowed since the start (a slot counts as
 	// occupied while anyone waits for room), accounted up to accountedAt; finished counts
@@ -70,13 +80,15 @@ type Reserver interface {
 // delivery waits for room in memory (one a partition: on a pod of many partitions, most
 // of its heap under a backlog). Start or Cancel ends it.
 type Reservation struct {
-	p *Parallel
+	p    *Parallel
+	turn bool // holds a turn on a CPU
 }
 
 // NewParallel returns a pool of limit deliveries in flight; maxBytes ≤ 0 means no byte
 // bound. Close waits for what it handed over.
 func NewParallel(next Processor, limit int, maxBytes int64, onError func(*Delivery, error)) *Parallel {
-	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes, accountedAt: time.Now()}
+	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes, accountedAt: time.Now(),
+		turns: make(chan struct{}, runtime.GOMAXPROCS(0))}
 }
 
 // Process waits for room, then processes d in a goroutine of its own with ctx. It returns
@@ -91,39 +103,68 @@ func (p *Parallel) Process(ctx context.Context, d *Delivery) error {
 	return nil
 }
 
-// Reserve waits for a slot, after every caller that waited before it, and holds it for a
-// delivery to be formed. Load does not count a reserved slot as busy. It returns ctx's
-// error, or ErrRevoked if revoked is closed first.
+// Reserve waits for a slot, after every caller that waited before it, then for a turn on
+// a CPU, and holds both for a delivery to be formed. Load does not count a reserved slot
+// as busy. It returns ctx's error, or ErrRevoked if revoked is closed first.
 func (p *Parallel) Reserve(ctx context.Context, revoked <-chan struct{}) (*Reservation, error) {
 	if err := p.acquire(ctx, revoked, &waiter{slot: true, reserve: true}); err != nil {
 		return nil, err
 	}
-	return &Reservation{p: p}, nil
+	r := &Reservation{p: p}
+	select {
+	case p.turns <- struct{}{}:
+	default:
+		p.turnWaiters.Add(1)
+		defer p.turnWaiters.Add(-1)
+		select {
+		case p.turns <- struct{}{}:
+		case <-ctx.Done():
+			r.Cancel()
+			return nil, ctx.Err()
+		case <-revoked:
+			r.Cancel()
+			return nil, ErrRevoked
+		}
+	}
+	r.turn = true
+	return r, nil
 }
 
-// Contended reports whether callers wait for room: a delivery being formed then waits for
-// no more messages.
+// Contended reports whether callers wait for room or for a turn: a delivery being formed
+// then waits for no more messages.
 func (r *Reservation) Contended() bool {
+	if r.p.turnWaiters.Load() > 0 {
+		return true
+	}
 	r.p.mu.Lock()
 	defer r.p.mu.Unlock()
 	return len(r.p.waiting) > 0
 }
 
-// Start processes d in the reserved slot once its bytes fit (as Process does), or gives
-// the slot back and returns an error as Process does.
+// Start processes d in the reserved slot once its bytes fit (as Process does), d holding
+// the reservation's turn until it is decoded; or it gives both back and returns an error
+// as Process does.
 func (r *Reservation) Start(ctx context.Context, d *Delivery) error {
 	p, size := r.p, d.Bytes()
 	if err := p.acquire(ctx, d.Partition.Revoked(), &waiter{starts: true, size: size}); err != nil {
 		r.Cancel()
 		return err
 	}
+	if r.turn {
+		r.turn = false
+		d.decoded = p.giveTurn
+	}
 	p.run(ctx, d, size)
 	return nil
 }
 
-// Cancel gives the reserved slot back unused.
+// Cancel gives the reserved slot, and its turn, back unused.
 func (r *Reservation) Cancel() {
 	p := r.p
+	if r.turn {
+		r.turn = false
+		p.giveTurn()
+	}
 	p.mu.Lock()
 	p.account()
 	p.inFlight--
@@ -136,12 +177,15 @@ func (r *Reservation) Cancel() {
 func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 	p.running.Go(func() {
 		err := p.next.Process(ctx, d)
+		d.Decoded() // if it was not: a turn is never kept past the delivery
 		p.release(size, err == nil, len(d.Messages))
 		if err != nil {
 			p.onError(d, err)
 		}
 	})
 }
+
+func (p *Parallel) giveTurn() { <-p.turns }
 
 // SetLimit changes the number of deliveries in flight; deliveries already in flight finish.
 func (p *Parallel) SetLimit(limit int) {

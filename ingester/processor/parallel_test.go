@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -190,5 +191,57 @@ func TestParallelReservations(t *testing.T) {
 	pool.Close()
 	if inFlight, reserved, w, bytes := state(); inFlight != 1 || reserved != 1 || w != 0 || bytes != 0 {
 		t.Errorf("at the end: %d slots, %d reserved, %d waiting, %d bytes; want the one reservation left", inFlight, reserved, w, bytes)
+	}
+}
+
+// TestParallelTurnsOnTheCPUs: reservations beyond the CPUs wait for a turn before their
+// delivery is formed — a delivery waiting for a CPU would only hold its bytes — and the
+// turn is given on as soon as a delivery is decoded, while its write still holds its
+// slot; a reservation sees one waiting for a turn (Contended).
+func TestParallelTurnsOnTheCPUs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
+	writing := make(chan struct{})
+	decodedThenWrite := Func(func(_ context.Context, d *Delivery) error {
+		d.Decoded()
+		<-writing
+		return nil
+	})
+	pool := NewParallel(decodedThenWrite, 4, 0, func(*Delivery, error) {})
+	part := newFakePartition()
+	ctx := context.Background()
+
+	first, err := pool.Reserve(ctx, part.Revoked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan *Reservation)
+	go func() {
+		r, err := pool.Reserve(ctx, part.Revoked())
+		if err != nil {
+			t.Error(err)
+		}
+		second <- r
+	}()
+	waitUntil(t, func() bool { return pool.turnWaiters.Load() == 1 })
+	if !first.Contended() {
+		t.Error("not contended with a reservation waiting for a turn")
+	}
+	select {
+	case <-second:
+		t.Fatal("a second reservation got a turn while the only one was taken")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := first.Start(ctx, delivery(part, "a")); err != nil {
+		t.Fatal(err)
+	}
+	r := <-second // the first delivery was decoded: its turn is given on, its write goes on
+	if got := pool.Load(); pool.Limit() != 4 || got.Finished != 0 {
+		t.Errorf("the first delivery finished before its write did")
+	}
+	r.Cancel()
+	close(writing)
+	pool.Close()
+	if len(pool.turns) != 0 {
+		t.Errorf("%d turns still taken after Close", len(pool.turns))
 	}
 }
