@@ -451,7 +451,14 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher, slot *proc
 			// It is not cancelled when the linger ends (that would drop its connection):
 			// the broker answers by then.
 			left := time.Until(deadline)
-			if left <= 0 || (slot != nil && slot.Contended()) || fetch.fill(ctx, left) != nil {
+			if left <= 0 || (slot != nil && slot.Contended()) {
+				break
+			}
+			fill := func() error { return fetch.fill(ctx, left) }
+			if slot != nil {
+				fill = func() error { return slot.Await(ctx, func() error { return fetch.fill(ctx, left) }) }
+			}
+			if fill() != nil {
 				break
 			}
 			msg, ok, err = fetch.queued(backing)

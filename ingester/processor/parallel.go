@@ -111,6 +111,16 @@ func (p *Parallel) Reserve(ctx context.Context, revoked <-chan struct{}) (*Reser
 		return nil, err
 	}
 	r := &Reservation{p: p}
+	if err := r.takeTurn(ctx, revoked); err != nil {
+		r.Cancel()
+		return nil, err
+	}
+	return r, nil
+}
+
+// takeTurn waits for a turn on a CPU.
+func (r *Reservation) takeTurn(ctx context.Context, revoked <-chan struct{}) error {
+	p := r.p
 	select {
 	case p.turns <- struct{}{}:
 	default:
@@ -119,15 +129,26 @@ func (p *Parallel) Reserve(ctx context.Context, revoked <-chan struct{}) (*Reser
 		select {
 		case p.turns <- struct{}{}:
 		case <-ctx.Done():
-			r.Cancel()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-revoked:
-			r.Cancel()
-			return nil, ErrRevoked
+			return ErrRevoked
 		}
 	}
 	r.turn = true
-	return r, nil
+	return nil
+}
+
+// Await runs wait without the reservation's turn — waiting for the network, a delivery
+// being formed needs no CPU — and takes a turn again before it returns, unless ctx ends
+// first (the delivery is then started without one).
+func (r *Reservation) Await(ctx context.Context, wait func() error) error {
+	if r.turn {
+		r.turn = false
+		r.p.giveTurn()
+	}
+	err := wait()
+	_ = r.takeTurn(ctx, nil)
+	return err
 }
 
 // Contended reports whether callers wait for room or for a turn: a delivery being formed

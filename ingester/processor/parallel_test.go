@@ -245,3 +245,38 @@ func TestParallelTurnsOnTheCPUs(t *testing.T) {
 		t.Errorf("%d turns still taken after Close", len(pool.turns))
 	}
 }
+
+// TestReservationAwaitsWithoutItsTurn: while a delivery being formed waits for the
+// network, its turn on the CPU goes to another reservation; it takes one again after.
+func TestReservationAwaitsWithoutItsTurn(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
+	pool := NewParallel(Func(func(context.Context, *Delivery) error { return nil }), 2, 0, func(*Delivery, error) {})
+	part := newFakePartition()
+	ctx := context.Background()
+	first, err := pool.Reserve(ctx, part.Revoked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan *Reservation, 1)
+	go func() {
+		r, err := pool.Reserve(ctx, part.Revoked())
+		if err != nil {
+			t.Error(err)
+		}
+		second <- r
+	}()
+	waitUntil(t, func() bool { return pool.turnWaiters.Load() == 1 })
+	err = first.Await(ctx, func() error {
+		r := <-second // it got the turn while the first waited
+		r.Cancel()
+		return nil
+	})
+	if err != nil || !first.turn {
+		t.Errorf("after Await: %v, holding a turn %v", err, first.turn)
+	}
+	first.Cancel()
+	pool.Close()
+	if len(pool.turns) != 0 {
+		t.Errorf("%d turns taken at the end", len(pool.turns))
+	}
+}
