@@ -210,19 +210,7 @@ func TestParallelTurnsOnTheCPUs(t *testing.T) {
 	part := newFakePartition()
 	ctx := context.Background()
 
-	first, err := pool.Reserve(ctx, part.Revoked())
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := make(chan *Reservation)
-	go func() {
-		r, err := pool.Reserve(ctx, part.Revoked())
-		if err != nil {
-			t.Error(err)
-		}
-		second <- r
-	}()
-	waitUntil(t, func() bool { return pool.turnWaiters.Load() == 1 })
+	first, second := reserveBeyondTheTurns(t, pool, part)
 	if !first.Contended() {
 		t.Error("not contended with a reservation waiting for a turn")
 	}
@@ -253,20 +241,8 @@ func TestReservationAwaitsWithoutItsTurn(t *testing.T) {
 	pool := NewParallel(Func(func(context.Context, *Delivery) error { return nil }), 2, 0, func(*Delivery, error) {})
 	part := newFakePartition()
 	ctx := context.Background()
-	first, err := pool.Reserve(ctx, part.Revoked())
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := make(chan *Reservation, 1)
-	go func() {
-		r, err := pool.Reserve(ctx, part.Revoked())
-		if err != nil {
-			t.Error(err)
-		}
-		second <- r
-	}()
-	waitUntil(t, func() bool { return pool.turnWaiters.Load() == 1 })
-	err = first.Await(ctx, func() error {
+	first, second := reserveBeyondTheTurns(t, pool, part)
+	err := first.Await(ctx, func() error {
 		r := <-second // it got the turn while the first waited
 		r.Cancel()
 		return nil
@@ -279,4 +255,24 @@ func TestReservationAwaitsWithoutItsTurn(t *testing.T) {
 	if len(pool.turns) != 0 {
 		t.Errorf("%d turns taken at the end", len(pool.turns))
 	}
+}
+
+// reserveBeyondTheTurns takes a reservation holding the pool's only turn, and starts
+// another that waits for it; the second arrives on the channel once it has one.
+func reserveBeyondTheTurns(t *testing.T, pool *Parallel, part *fakePartition) (*Reservation, <-chan *Reservation) {
+	t.Helper()
+	first, err := pool.Reserve(context.Background(), part.Revoked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan *Reservation, 1)
+	go func() {
+		r, err := pool.Reserve(context.Background(), part.Revoked())
+		if err != nil {
+			t.Error(err)
+		}
+		second <- r
+	}()
+	waitUntil(t, func() bool { return pool.turnWaiters.Load() == 1 })
+	return first, second
 }
