@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -89,10 +91,24 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	// Ready once the informers' caches are filled: a rolling update of the operator keeps
+	// the old pod until the new one knows the cluster.
+	if err := mgr.AddReadyzCheck("informers", cachesSynced(mgr.GetCache())); err != nil {
 		return err
 	}
 	logger.Info("Starting the spanflow operator", "version", version.Version, "ingesterImage", *ingesterImage, "watchNamespaces", *watchNamespaces,
 		"allowPrivilegedPods", *allowPrivileged, "allowServiceAccount", *allowServiceAccount)
 	return mgr.Start(ctx)
+}
+
+// cachesSynced is a readiness check that passes once every informer of c has synced.
+func cachesSynced(c cache.Cache) healthz.Checker {
+	return func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !c.WaitForCacheSync(ctx) {
+			return errors.New("the informers' caches have not synced yet")
+		}
+		return nil
+	}
 }

@@ -106,7 +106,7 @@ func TestAutoscaling(t *testing.T) {
 	g := NewWithT(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, env, metrics := startOperator(t, "--kafka-poll-interval=500ms")
+	c, env, metrics, _ := startOperator(t, "--kafka-poll-interval=500ms")
 	const autoTopic, autoPartitions = "autoscale", 4
 	addr := testproc.StartKfake(t, "-topic="+autoTopic, fmt.Sprintf("-partitions=%d", autoPartitions))
 	broker := kafkatest.Attach(t, addr)

@@ -62,8 +62,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 
 // startOperator starts a control plane with the CRDs, kube-controller-manager, and the
 // operator as a process, as the chart runs it, with extra manager flags; it returns a
-// client, kubectl, and the address of the operator's /metrics.
-func startOperator(t *testing.T, managerArgs ...string) (client.Client, *envtest.Environment, string) {
+// client, kubectl, and the addresses of the operator's /metrics and of its probes.
+func startOperator(t *testing.T, managerArgs ...string) (c client.Client, env *envtest.Environment, metrics, probes string) {
 	t.Helper()
 	env, cfg, err := testenv.Start()
 	if err != nil {
@@ -71,16 +71,31 @@ func startOperator(t *testing.T, managerArgs ...string) (client.Client, *envtest
 	}
 	t.Cleanup(func() { _ = env.Stop() })
 	testenv.StartControllerManager(t, env)
-	c, err := client.New(cfg, client.Options{Scheme: cli.Scheme()})
+	c, err = client.New(cfg, client.Options{Scheme: cli.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}})
-	metrics := testenv.FreeAddr(t)
+	metrics, probes = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	args := append([]string{"manager", "--ingester-image=spanflow:e2e", "--metrics-bind-address=" + metrics,
-		"--health-probe-bind-address=" + testenv.FreeAddr(t)}, managerArgs...)
+		"--health-probe-bind-address=" + probes}, managerArgs...)
 	testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, args...)
-	return c, env, metrics
+	return c, env, metrics, probes
+}
+
+// probe returns the body of a 200 answer from the operator's probes at addr.
+func probe(t *testing.T, addr, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s\n%s", path, resp.Status, body)
+	}
+	return string(body)
 }
 
 // kubectlApply applies YAML with the real kubectl.
@@ -99,7 +114,7 @@ func kubectlApply(t *testing.T, env *envtest.Environment, yaml string) {
 }
 
 func TestEndToEnd(t *testing.T) {
-	c, env, _ := startOperator(t)
+	c, env, _, probes := startOperator(t)
 	// Kafka, in a process of its own; the trace storage, Jaeger v2.
 	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
 	jaeger := jaegertest.StartBackend(t)
@@ -135,6 +150,10 @@ spec:
 		return meta.IsStatusConditionTrue(ing.Status.Conditions, spanflowv1alpha1.ConditionReady) && ing.Status.ReadyReplicas == 2
 	}
 	eventually(t, 90*time.Second, "the Ingester Ready with both pods, as the Deployment controller reports them", readyIngester)
+	// The operator says it is ready by its informers' caches, not by answering at all.
+	if body := probe(t, probes, "/readyz?verbose"); !strings.Contains(body, "[+]informers ok") {
+		t.Errorf("the operator's /readyz does not report its informers:\n%s", body)
+	}
 	pods := ingesterPods(t, c)
 	if len(pods) != 2 {
 		t.Fatalf("%d pods, want 2", len(pods))
@@ -295,7 +314,7 @@ func scrape(admin, name string) string {
 // creates them; the Ingester says so at once, with the admission's message. (The operator
 // runs with --allow-privileged-pods: it would allow root, Pod Security does not.)
 func TestRefusedPodsAreReported(t *testing.T) {
-	c, env, _ := startOperator(t, "--allow-privileged-pods")
+	c, env, _, _ := startOperator(t, "--allow-privileged-pods")
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "restricted",
 		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
 	if err := c.Create(context.Background(), ns); err != nil {
