@@ -364,8 +364,12 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		}
 		var slot *processor.Reservation
 		if reserver != nil {
-			if slot, err = reserver.Reserve(procCtx, p.Revoked()); err != nil {
-				return // revoked or stopped: what was fetched is read again by the next owner
+			// Waiting ends with a hold too: a held partition waits for no slot.
+			if slot, err = reserver.Reserve(fetchCtx, p.Revoked()); err != nil {
+				if genCtx.Err() != nil || errors.Is(err, processor.ErrRevoked) {
+					return // what was fetched is read again by the next owner
+				}
+				continue
 			}
 		}
 		msgs, backing, err := c.fetchDelivery(fetchCtx, fetch, slot)
@@ -380,14 +384,14 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		}
 		// Messages fetched as a hold began are handed over when it ends; the slot is not
 		// kept meanwhile.
-		if slot != nil && p.pausedReason() != nil {
-			slot.Cancel()
-			slot = nil
-		}
-		if err := p.waitUnpaused(genCtx); err != nil {
+		giveBack := func() {
 			if slot != nil {
 				slot.Cancel()
+				slot = nil
 			}
+		}
+		if err := p.waitUnpaused(genCtx, giveBack); err != nil {
+			giveBack()
 			return
 		}
 		last := msgs[len(msgs)-1]
@@ -399,7 +403,6 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		case !last.Time.IsZero():
 			p.gauges.LagSeconds.Set(time.Since(last.Time).Seconds())
 		}
-		c.m.Deliveries.Observe(float64(len(msgs)))
 		d := processor.NewDelivery(p, msgs)
 		p.begin(d, backing)
 		if slot != nil {
@@ -469,6 +472,7 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher, slot *proc
 		msgs = append(msgs, msg)
 		bytes += int64(len(msg.Value))
 	}
+	c.m.Deliveries.Observe(float64(len(msgs)))
 	return msgs, backing, nil
 }
 

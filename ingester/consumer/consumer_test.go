@@ -53,11 +53,11 @@ func TestHoldsAreCounted(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if err := p.waitUnpaused(ctx); err == nil {
+	if err := p.waitUnpaused(ctx, nil); err == nil {
 		t.Fatal("waitUnpaused returned while a hold is open")
 	}
 	releaseB()
-	if p.pausedReason() != nil || p.waitUnpaused(context.Background()) != nil {
+	if p.pausedReason() != nil || p.waitUnpaused(context.Background(), nil) != nil {
 		t.Error("still paused after every hold was released")
 	}
 }

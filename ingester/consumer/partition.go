@@ -144,7 +144,7 @@ func (p *partition) pausedReason() error {
 // with: it is cancelled as soon as the partition is held again, or when ctx is done.
 func (p *partition) fetching(ctx context.Context) (context.Context, error) {
 	for {
-		if err := p.waitUnpaused(ctx); err != nil {
+		if err := p.waitUnpaused(ctx, nil); err != nil {
 			return nil, err
 		}
 		p.mu.Lock()
@@ -160,8 +160,10 @@ func (p *partition) fetching(ctx context.Context) (context.Context, error) {
 	}
 }
 
-// waitUnpaused returns at once unless the partition is held, then when it resumes.
-func (p *partition) waitUnpaused(ctx context.Context) error {
+// waitUnpaused returns at once unless the partition is held, then when it resumes;
+// onHeld, unless nil, is called first when it waits (to give back what waiting must not
+// keep).
+func (p *partition) waitUnpaused(ctx context.Context, onHeld func()) error {
 	p.mu.Lock()
 	if len(p.holds) == 0 {
 		p.mu.Unlock()
@@ -169,6 +171,9 @@ func (p *partition) waitUnpaused(ctx context.Context) error {
 	}
 	resumed := p.resumed
 	p.mu.Unlock()
+	if onHeld != nil {
+		onHeld()
+	}
 	select {
 	case <-resumed:
 		return nil

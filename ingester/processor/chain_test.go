@@ -536,6 +536,9 @@ func TestWritesDoNotHoldTheirTurn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(pool.turns) != 1 {
+			t.Fatalf("%d turns taken by a reservation, want 1", len(pool.turns))
+		}
 		if err := r.Start(context.Background(), delivery(p, "a")); err != nil {
 			t.Fatal(err)
 		}

@@ -44,7 +44,8 @@ type Parallel struct {
 	turnWaiters atomic.Int32
 
 	// The load: slot-time occupied and allowed since the start (a slot counts as
-	// occupied while anyone waits for room), accounted up to accountedAt; finished counts
+	// occupied while anyone waits for room, unless reservations wait for a turn on a
+	// CPU: the CPUs then hold them back), accounted up to accountedAt; finished counts
 	// the messages of deliveries processed without error.
 	busy, slots time.Duration
 	accountedAt time.Time
@@ -239,7 +240,9 @@ func (p *Parallel) account() {
 	elapsed := now.Sub(p.accountedAt)
 	p.accountedAt = now
 	used := p.inFlight - p.reserved
-	if len(p.waiting) > 0 {
+	if len(p.waiting) > 0 && p.turnWaiters.Load() == 0 {
+		// Callers wait for room, and not because slots wait for the CPUs: the slots are
+		// what holds them back.
 		used = max(used, p.limit)
 	}
 	p.busy += time.Duration(min(used, p.limit)) * elapsed

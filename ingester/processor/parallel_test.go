@@ -106,6 +106,7 @@ func TestParallelMeasuresItsLoad(t *testing.T) {
 // bytes that do not fit; one whose partition is revoked while it waits gives its slot
 // back, and Cancel gives a slot back to whoever waits for it.
 func TestParallelReservations(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // turns for every reservation here
 	g := &gatedProcessor{done: make(chan struct{})}
 	pool := NewParallel(g, 3, 10, func(*Delivery, error) {})
 	part := newFakePartition()
@@ -195,39 +196,53 @@ func TestParallelReservations(t *testing.T) {
 }
 
 // TestParallelTurnsOnTheCPUs: reservations beyond the CPUs wait for a turn before their
-// delivery is formed — a delivery waiting for a CPU would only hold its bytes — and the
-// turn is given on as soon as a delivery is decoded, while its write still holds its
-// slot; a reservation sees one waiting for a turn (Contended).
+// delivery is formed — a delivery waiting for a CPU would only hold its bytes. A started
+// delivery keeps its turn until it is decoded, and gives it on then, while its write
+// still holds its slot; a reservation sees one waiting for a turn (Contended), and the
+// slots do not count as all busy while reservations wait for the CPUs rather than for
+// slots.
 func TestParallelTurnsOnTheCPUs(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
-	writing := make(chan struct{})
-	decodedThenWrite := Func(func(_ context.Context, d *Delivery) error {
+	decode, writing := make(chan struct{}), make(chan struct{})
+	decodeThenWrite := Func(func(_ context.Context, d *Delivery) error {
+		<-decode
 		d.Decoded()
 		<-writing
 		return nil
 	})
-	pool := NewParallel(decodedThenWrite, 4, 0, func(*Delivery, error) {})
+	pool := NewParallel(decodeThenWrite, 2, 0, func(*Delivery, error) {})
 	part := newFakePartition()
 	ctx := context.Background()
+	share := func(from, to Load) float64 { return float64(to.Busy-from.Busy) / float64(to.Slots-from.Slots) }
 
-	first, second := reserveBeyondTheTurns(t, pool, part)
+	first, second := reserveBeyondTheTurns(t, pool, part) // both slots taken, one waits for the turn
 	if !first.Contended() {
 		t.Error("not contended with a reservation waiting for a turn")
 	}
-	select {
-	case <-second:
-		t.Fatal("a second reservation got a turn while the only one was taken")
-	case <-time.After(20 * time.Millisecond):
+	var waiting sync.WaitGroup
+	waiting.Go(func() { _ = pool.Process(ctx, delivery(part, "late")) }) // waits for a slot
+	waitUntil(t, func() bool { pool.mu.Lock(); defer pool.mu.Unlock(); return len(pool.waiting) == 1 })
+	from := pool.Load()
+	time.Sleep(50 * time.Millisecond)
+	if s := share(from, pool.Load()); s != 0 {
+		t.Errorf("nothing running, the slots held by reservations waiting for the CPU: %.2f busy, want 0", s)
 	}
 	if err := first.Start(ctx, delivery(part, "a")); err != nil {
 		t.Fatal(err)
 	}
-	r := <-second // the first delivery was decoded: its turn is given on, its write goes on
-	if got := pool.Load(); pool.Limit() != 4 || got.Finished != 0 {
-		t.Errorf("the first delivery finished before its write did")
+	select {
+	case <-second:
+		t.Fatal("the turn was given on before the delivery holding it was decoded")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(decode)
+	r := <-second // decoded: the turn goes on while the write goes on
+	if r == nil {
+		t.FailNow()
 	}
 	r.Cancel()
 	close(writing)
+	waiting.Wait()
 	pool.Close()
 	if len(pool.turns) != 0 {
 		t.Errorf("%d turns still taken after Close", len(pool.turns))
@@ -243,12 +258,13 @@ func TestReservationAwaitsWithoutItsTurn(t *testing.T) {
 	ctx := context.Background()
 	first, second := reserveBeyondTheTurns(t, pool, part)
 	err := first.Await(ctx, func() error {
-		r := <-second // it got the turn while the first waited
-		r.Cancel()
+		if r := <-second; r != nil { // it got the turn while the first waited
+			r.Cancel()
+		}
 		return nil
 	})
-	if err != nil || !first.turn {
-		t.Errorf("after Await: %v, holding a turn %v", err, first.turn)
+	if err != nil || !first.turn || len(pool.turns) != 1 {
+		t.Errorf("after Await: %v, holding a turn %v, %d turns taken", err, first.turn, len(pool.turns))
 	}
 	first.Cancel()
 	pool.Close()
@@ -271,7 +287,7 @@ func reserveBeyondTheTurns(t *testing.T, pool *Parallel, part *fakePartition) (*
 		if err != nil {
 			t.Error(err)
 		}
-		second <- r
+		second <- r // nil when it failed
 	}()
 	waitUntil(t, func() bool { return pool.turnWaiters.Load() == 1 })
 	return first, second
