@@ -677,56 +677,68 @@ func waitAllCommitted(t *testing.T, b *kafkatest.Broker, topic, group string, pa
 // over once, in order. (Formed before waiting, each partition held a delivery's bytes
 // while it waited: on a pod of many partitions, most of its heap under a backlog.)
 func TestNoDeliveryIsFormedWithoutASlot(t *testing.T) {
-	const topic, group, partitions, messages = "slots", "slots", 4, 400
+	const messages = 400
+	run := startOneSlot(t, "slots", 4, messages, nil)
+	<-run.started
+	time.Sleep(300 * time.Millisecond) // every partition has fetched by now; the others wait for the slot
+	if formed := deliveriesFormed(t, run.registry); formed != 1 {
+		t.Errorf("%d deliveries formed with one slot taken, want 1: partitions copied their messages before a slot was theirs", formed)
+	}
+	close(run.gate)
+	expectInOrder(t, run.seen, messages)
+	run.stop()
+}
+
+// oneSlotRun is a consumer of a topic preloaded with messages in partitions, whose
+// chain is a Parallel of one slot that holds every delivery until gate is closed.
+type oneSlotRun struct {
+	c        *Consumer
+	registry *prometheus.Registry
+	gate     chan struct{}
+	started  chan int // the partition of each delivery started
+	seen     chan kafka.Message
+	stop     func()
+}
+
+// startOneSlot starts a oneSlotRun; wrap, if set, is the chain made of the Parallel.
+func startOneSlot(t *testing.T, topic string, partitions int32, messages int, wrap func(*processor.Parallel) processor.Processor) *oneSlotRun {
+	t.Helper()
 	b := kafkatest.Start(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, messages, 1)...)
 	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, topic
 	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
-
-	gate := make(chan struct{})
-	var running atomic.Int32
-	seen := make(chan kafka.Message, messages)
-	inner := processor.Func(func(_ context.Context, d *processor.Delivery) error {
-		running.Add(1)
-		<-gate
+	run := &oneSlotRun{registry: prometheus.NewRegistry(), gate: make(chan struct{}), started: make(chan int, messages),
+		seen: make(chan kafka.Message, messages)}
+	parallel := processor.NewParallel(processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		run.started <- d.Partition.ID()
+		<-run.gate
 		for _, m := range d.Messages {
-			seen <- m
+			run.seen <- m
 		}
 		d.Spans = len(d.Messages)
 		d.Partition.Done(d)
 		return nil
-	})
-	parallel := processor.NewParallel(inner, 1, 0, func(*processor.Delivery, error) {})
-	chain := struct {
-		processor.Processor
-		processor.Reserver
-	}{parallel, parallel}
-	registry := prometheus.NewRegistry()
+	}), 1, 0, func(*processor.Delivery, error) {})
+	var chain processor.Processor = parallel
+	if wrap != nil {
+		chain = wrap(parallel)
+	}
 	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
-		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(registry), logr.Discard())
+	run.c = New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(run.registry), logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-
-	for deadline := time.Now().Add(30 * time.Second); running.Load() == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no delivery started")
+	go func() { done <- run.c.Run(ctx) }()
+	run.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
+		parallel.Close()
+		transport.CloseIdleConnections()
 	}
-	time.Sleep(300 * time.Millisecond) // every partition has fetched by now; the others wait for the slot
-	if formed := deliveriesFormed(t, registry); formed != 1 {
-		t.Errorf("%d deliveries formed with one slot taken, want 1: partitions copied their messages before a slot was theirs", formed)
-	}
-	close(gate)
-	expectInOrder(t, seen, messages)
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
-	parallel.Close()
+	return run
 }
 
 // expectInOrder takes n messages from seen and fails unless each partition's come once
@@ -761,4 +773,48 @@ func deliveriesFormed(t *testing.T, registry *prometheus.Registry) uint64 {
 	}
 	t.Fatal("no delivery_messages histogram")
 	return 0
+}
+
+// countingReserver counts the reservations being waited for.
+type countingReserver struct {
+	*processor.Parallel
+	waiting atomic.Int32
+}
+
+func (r *countingReserver) Reserve(ctx context.Context, revoked <-chan struct{}) (*processor.Reservation, error) {
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
+	return r.Parallel.Reserve(ctx, revoked)
+}
+
+// TestAHeldPartitionWaitsForNoSlot: a partition held while it waits for a slot stops
+// waiting (it would form a delivery the moment a slot came, to hold it through the
+// hold); released, it is consumed to the end like the others, in order.
+func TestAHeldPartitionWaitsForNoSlot(t *testing.T) {
+	const messages = 200
+	var reserver *countingReserver
+	run := startOneSlot(t, "held", 2, messages, func(p *processor.Parallel) processor.Processor {
+		reserver = &countingReserver{Parallel: p}
+		return reserver
+	})
+	first := <-run.started
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	// Both wait for the slot: the running delivery's partition for its next, the other.
+	waitFor("the partitions never waited for the slot", func() bool { return reserver.waiting.Load() == 2 })
+	run.c.mu.Lock()
+	other := run.c.partitions[1-first]
+	run.c.mu.Unlock()
+	release := other.Hold(errors.New("held by the test"))
+	waitFor("the held partition still waits for a slot", func() bool { return reserver.waiting.Load() == 1 })
+	release()
+	close(run.gate)
+	expectInOrder(t, run.seen, messages)
+	run.stop()
 }
