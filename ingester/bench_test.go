@@ -352,7 +352,7 @@ var oneSpanRequest = func() otlpwire.Request {
 }()
 
 func (oneSpan) Decode(b *otlpwire.Batch, _ []byte) (int, error) {
-	b.AppendRequest(oneSpanRequest.Bytes, 1)
+	b.AppendRequest(oneSpanRequest.Pieces[0], 1)
 	return 1, nil
 }
 

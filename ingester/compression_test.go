@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
@@ -33,9 +35,15 @@ func TestJaegerAcceptsEveryCompression(t *testing.T) {
 				}
 				defer w.Close(context.Background())
 				first := seq
-				for range 20 {
-					seq++
-					if err := w.Write(context.Background(), otlpwire.RequestOf(kafkatest.Traces(seq, 3))); err != nil {
+				for range 4 {
+					// Five traces a request: five pieces, as five otlp_proto messages reach
+					// the writer.
+					td := ptrace.NewTraces()
+					for range 5 {
+						seq++
+						kafkatest.Traces(seq, 3).ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+					}
+					if err := w.Write(context.Background(), otlpwire.RequestOf(td)); err != nil {
 						t.Fatalf("write with %s over %s: %v", compression, protocol, err)
 					}
 				}

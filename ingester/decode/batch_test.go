@@ -21,8 +21,8 @@ func decodeOne(t testing.TB, d Decoder, data []byte) (ptrace.Traces, error) {
 	var b otlpwire.Batch
 	n, err := d.Decode(&b, data)
 	if err != nil {
-		if b.Spans() != 0 || len(b.Request().Bytes) != 0 {
-			t.Fatalf("a failed decode left %d spans, %d bytes in the batch", b.Spans(), len(b.Request().Bytes))
+		if b.Spans() != 0 || b.Request().Len() != 0 {
+			t.Fatalf("a failed decode left %d spans, %d bytes in the batch", b.Spans(), b.Request().Len())
 		}
 		return ptrace.Traces{}, err
 	}
@@ -95,7 +95,7 @@ func TestJaegerSpansShareTheirProcess(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					ungrouped += len(otlpwire.RequestOf(one).Bytes)
+					ungrouped += otlpwire.RequestOf(one).Len()
 					one.ResourceSpans().MoveAndAppendTo(want.ResourceSpans())
 					key, _ := span.Process.Marshal()
 					processes[string(key)] = true
@@ -116,7 +116,7 @@ func TestJaegerSpansShareTheirProcess(t *testing.T) {
 				t.Error("the grouped spans differ from the spans decoded one message at a time")
 			}
 			t.Logf("%d spans, %d processes: %d bytes grouped, %d bytes one resource a span (%.2f)",
-				req.Spans, len(processes), len(req.Bytes), ungrouped, float64(len(req.Bytes))/float64(ungrouped))
+				req.Spans, len(processes), req.Len(), ungrouped, float64(req.Len())/float64(ungrouped))
 		})
 	}
 }

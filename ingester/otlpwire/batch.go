@@ -7,15 +7,17 @@ import (
 )
 
 // Batch builds the ExportTraceServiceRequest of one write. Spans arrive either as whole
-// encoded ResourceSpans (AppendRequest) or one by one under a resource and a scope
-// (SpanBuffer), so that spans of the same process share one ResourceSpans instead of
-// repeating it per span. A Batch is reused with Reset; its zero value is ready.
+// encoded ResourceSpans (AppendRequest, AppendValidated), which the batch refers to where
+// they are, or one by one under a resource and a scope (SpanBuffer), so that spans of the
+// same process share one ResourceSpans instead of repeating it per span. A Batch is reused
+// with Reset; its zero value is ready.
 type Batch struct {
-	whole  []byte // ResourceSpans entries, as field 1 of the request
-	spans  int
-	groups []resourceGroup
-	index  map[string]int // encoded Resource → position in groups
-	out    []byte
+	whole   [][]byte // ResourceSpans entries, as field 1 of the request, where they arrived
+	spans   int
+	groups  []resourceGroup
+	index   map[string]int // encoded Resource → position in groups
+	out     []byte         // the groups, encoded
+	request [][]byte       // whole and out: the pieces Request returns
 }
 
 // resourceGroup is the spans of one resource, by scope.
@@ -29,9 +31,11 @@ type scopeGroup struct {
 	spans []byte // Span entries, as field 2 of ScopeSpans
 }
 
-// Reset empties the batch, keeping its memory.
+// Reset empties the batch, keeping its memory but none of the bytes it was given.
 func (b *Batch) Reset() {
-	b.whole, b.spans, b.out = b.whole[:0], 0, b.out[:0]
+	clear(b.whole)
+	clear(b.request)
+	b.whole, b.request, b.spans, b.out = b.whole[:0], b.request[:0], 0, b.out[:0]
 	for i := range b.groups {
 		g := &b.groups[i]
 		for j := range g.scopes {
@@ -47,10 +51,12 @@ func (b *Batch) Reset() {
 func (b *Batch) Spans() int { return b.spans }
 
 // AppendRequest adds an encoded ExportTraceServiceRequest (or TracesData) holding spans
-// spans. Its bytes must be a sequence of ResourceSpans entries: what Validate accepts,
-// or what pdata marshals.
+// spans. Its bytes must be a sequence of ResourceSpans entries: what pdata marshals. The
+// batch refers to req until Reset, which must not change meanwhile.
 func (b *Batch) AppendRequest(req []byte, spans int) {
-	b.whole = append(b.whole, req...)
+	if len(req) > 0 {
+		b.whole = append(b.whole, req)
+	}
 	b.spans += spans
 }
 
@@ -93,13 +99,13 @@ func (b *Batch) SpanBuffer(resource, scope []byte) *[]byte {
 // AddSpans counts n spans appended to a SpanBuffer.
 func (b *Batch) AddSpans(n int) { b.spans += n }
 
-// Request returns the encoded request of everything added. Its bytes stay valid until the
-// next Reset or Request.
+// Request returns the encoded request of everything added: the whole ResourceSpans where
+// they arrived, then the groups of spans. It stays valid until the next Reset or Request.
 func (b *Batch) Request() Request {
 	if len(b.groups) == 0 {
-		return Request{Bytes: b.whole, Spans: b.spans}
+		return Request{Pieces: b.whole, Spans: b.spans}
 	}
-	out := append(b.out[:0], b.whole...)
+	out := b.out[:0]
 	for i := range b.groups {
 		g := &b.groups[i]
 		size := protowire.SizeTag(resourceSpansResource) + protowire.SizeBytes(len(g.resource))
@@ -120,7 +126,8 @@ func (b *Batch) Request() Request {
 		}
 	}
 	b.out = out
-	return Request{Bytes: out, Spans: b.spans}
+	b.request = append(append(b.request[:0], b.whole...), out)
+	return Request{Pieces: b.request, Spans: b.spans}
 }
 
 func scopeSpansSize(s *scopeGroup) int {

@@ -29,37 +29,48 @@ var (
 const recursionLimit = 100
 
 // AppendValidated walks req, an encoded ExportTraceServiceRequest (or TracesData), and
-// when every part of it is well-formed adds its ResourceSpans to b as they are, returning
-// the number of spans. On an error b is unchanged.
+// when every part of it is well-formed adds its ResourceSpans to b, returning the number
+// of spans. b refers to them in req, which must not change until Reset: a message is sent
+// where it arrived, not copied. On an error b is unchanged.
 func (b *Batch) AppendValidated(req []byte) (int, error) {
 	spans, start := 0, len(b.whole)
+	refuse := func(err error) (int, error) {
+		clear(b.whole[start:])
+		b.whole = b.whole[:start]
+		return 0, err
+	}
+	run := -1 // where the entries since the last unknown field began
 	for pos := 0; pos < len(req); {
 		entry := pos
 		num, typ, next, err := consumeTag(req, pos)
 		if err != nil {
-			b.whole = b.whole[:start]
-			return 0, err
+			return refuse(err)
 		}
 		if num != requestResourceSpans {
+			if run >= 0 {
+				b.whole, run = append(b.whole, req[run:entry]), -1
+			}
 			if pos, err = skipUnknown(req, next, typ); err != nil {
-				b.whole = b.whole[:start]
-				return 0, err
+				return refuse(err)
 			}
 			continue
 		}
 		body, end, err := consumeLen(req, next, typ, "ResourceSpans")
 		if err != nil {
-			b.whole = b.whole[:start]
-			return 0, err
+			return refuse(err)
 		}
 		n, err := walkResourceSpans(body)
 		if err != nil {
-			b.whole = b.whole[:start]
-			return 0, fmt.Errorf("resource spans at byte %d: %w", entry, err)
+			return refuse(fmt.Errorf("resource spans at byte %d: %w", entry, err))
 		}
 		spans += n
-		b.whole = append(b.whole, req[entry:end]...)
+		if run < 0 {
+			run = entry
+		}
 		pos = end
+	}
+	if run >= 0 {
+		b.whole = append(b.whole, req[run:])
 	}
 	b.spans += spans
 	return spans, nil

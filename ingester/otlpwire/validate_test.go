@@ -26,8 +26,8 @@ func assertLikePData(t *testing.T, data []byte) {
 		t.Fatalf("AppendValidated error %v, pdata error %v, for % x", err, wantErr, data)
 	}
 	if err != nil {
-		if b.Spans() != 0 || len(b.Request().Bytes) != 0 {
-			t.Fatalf("a refused request left %d spans and %d bytes in the batch", b.Spans(), len(b.Request().Bytes))
+		if b.Spans() != 0 || b.Request().Len() != 0 {
+			t.Fatalf("a refused request left %d spans and %d bytes in the batch", b.Spans(), b.Request().Len())
 		}
 		return
 	}
@@ -225,13 +225,43 @@ func TestAppendValidatedKeepsWhatCameBefore(t *testing.T) {
 	if _, err := b.AppendValidated(good); err != nil {
 		t.Fatal(err)
 	}
-	before := append([]byte(nil), b.Request().Bytes...)
+	before := b.Request().AppendTo(nil)
 	// Good resource spans first, then a broken one: nothing of this request may stay.
 	if _, err := b.AppendValidated(cat(good, wrap(field(1, protowire.BytesType, make([]byte, 3))))); err == nil {
 		t.Fatal("a request with a 3-byte trace ID was accepted")
 	}
-	if !bytes.Equal(b.Request().Bytes, before) || b.Spans() != tracetest.Corpus().SpanCount() {
+	if !bytes.Equal(b.Request().AppendTo(nil), before) || b.Spans() != tracetest.Corpus().SpanCount() {
 		t.Fatalf("a refused request changed the batch: %d spans", b.Spans())
+	}
+}
+
+// TestAppendValidatedRefersToTheMessage: the batch sends a message's ResourceSpans where
+// they are, in one piece for each run of them between fields it drops, and lets go of the
+// message on Reset.
+func TestAppendValidatedRefersToTheMessage(t *testing.T) {
+	first, second := marshal(t, richTraces()), marshal(t, tracetest.Corpus())
+	unknown := func(num protowire.Number) []byte { return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), 7) }
+	msg := cat(unknown(99), first, second, unknown(98), first)
+	var b Batch
+	if _, err := b.AppendValidated(msg); err != nil {
+		t.Fatal(err)
+	}
+	pieces := b.Request().Pieces
+	at := []int{len(unknown(99)), len(unknown(99)) + len(first) + len(second) + len(unknown(98))}
+	lengths := []int{len(first) + len(second), len(first)}
+	if len(pieces) != 2 {
+		t.Fatalf("%d pieces, want 2 (the unknown fields dropped)", len(pieces))
+	}
+	for i, p := range pieces {
+		if len(p) != lengths[i] || &p[0] != &msg[at[i]] {
+			t.Fatalf("piece %d is %d bytes, not the message's %d at byte %d", i, len(p), lengths[i], at[i])
+		}
+	}
+	b.Reset()
+	for i, p := range b.whole[:cap(b.whole)] {
+		if p != nil {
+			t.Fatalf("after Reset the batch still refers to piece %d", i)
+		}
 	}
 }
 

@@ -85,7 +85,8 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 		return nil
 	}
 	err := b.writer.Write(ctx, batch.Request())
-	b.batches.Put(batch) // the writer keeps nothing of the request
+	batch.Reset() // the writer keeps nothing of the request; the pool keeps no message
+	b.batches.Put(batch)
 	if r := failure.AsRejected(err); r != nil {
 		b.m.RejectedSpans.Add(float64(r.Spans))
 		b.rejected.Event(nil, "partition", d.Partition.ID(), "fromOffset", d.Messages[idx[0]].Offset,

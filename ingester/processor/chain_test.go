@@ -86,7 +86,7 @@ func (textDecoder) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 		spans.AppendEmpty().SetSpanID(id)
 	}
 	req := otlpwire.RequestOf(td)
-	b.AppendRequest(req.Bytes, req.Spans)
+	b.AppendRequest(req.Pieces[0], req.Spans)
 	return req.Spans, nil
 }
 

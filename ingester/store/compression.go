@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/encoding"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
 // The OTLP exporter compresses with klauspost/compress, as the OpenTelemetry Collector
@@ -150,8 +151,8 @@ func (w *pooledWriter) Close() error {
 	return err
 }
 
-// httpEncoder compresses an HTTP request body for its Content-Encoding, at one level.
-type httpEncoder func(body []byte) ([]byte, error)
+// httpEncoder compresses a request into an HTTP body for its Content-Encoding, at one level.
+type httpEncoder func(req otlpwire.Request) ([]byte, error)
 
 // newHTTPEncoder returns the encoder of a compression at a level, or nil for none. snappy
 // is the block format, which is what Content-Encoding: snappy means to the Collector.
@@ -159,13 +160,15 @@ func newHTTPEncoder(compression string, level int) (httpEncoder, error) {
 	switch compression {
 	case config.CompressionGzip:
 		writers := sync.Pool{New: func() any { z, _ := gzip.NewWriterLevel(io.Discard, gzipLevel(level)); return z }}
-		return func(body []byte) ([]byte, error) {
+		return func(req otlpwire.Request) ([]byte, error) {
 			var buf bytes.Buffer
 			z := writers.Get().(*gzip.Writer)
 			defer writers.Put(z)
 			z.Reset(&buf)
-			if _, err := z.Write(body); err != nil {
-				return nil, err
+			for _, p := range req.Pieces {
+				if _, err := z.Write(p); err != nil {
+					return nil, err
+				}
 			}
 			if err := z.Close(); err != nil {
 				return nil, err
@@ -179,9 +182,19 @@ func newHTTPEncoder(compression string, level int) (httpEncoder, error) {
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
-		return func(body []byte) ([]byte, error) { return enc.EncodeAll(body, make([]byte, 0, len(body)/4)), nil }, nil
+		return func(req otlpwire.Request) ([]byte, error) {
+			return enc.EncodeAll(contiguous(req), make([]byte, 0, req.Len()/4)), nil
+		}, nil
 	case config.CompressionSnappy:
-		return func(body []byte) ([]byte, error) { return snappy.Encode(nil, body), nil }, nil
+		return func(req otlpwire.Request) ([]byte, error) { return snappy.Encode(nil, contiguous(req)), nil }, nil
 	}
 	return nil, nil
+}
+
+// contiguous is the request in one piece, for the compressors that take their input whole.
+func contiguous(req otlpwire.Request) []byte {
+	if len(req.Pieces) == 1 {
+		return req.Pieces[0]
+	}
+	return req.AppendTo(nil)
 }

@@ -164,8 +164,11 @@ func variedTraces(n int) ptrace.Traces {
 	words := strings.Fields("GET POST /api/cart /api/checkout /health db.query redis.get kafka.produce 200 404 500 " +
 		"checkout-service cart-service frontend us-east-1 eu-west-1 SELECT * FROM orders WHERE id = ? timeout retry")
 	td := ptrace.NewTraces()
-	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
-	for range n {
+	var ss ptrace.ScopeSpans
+	for i := range n {
+		if i%50 == 0 { // a ResourceSpans, and a piece of the request, every 50 spans
+			ss = td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+		}
 		span := ss.Spans().AppendEmpty()
 		span.SetName(words[rng.IntN(len(words))])
 		var tid [16]byte

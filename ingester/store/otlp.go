@@ -121,15 +121,15 @@ func (o *OTLP) Write(ctx context.Context, req otlpwire.Request) error {
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout.D())
 	defer cancel()
 	if o.conn != nil {
-		return o.writeGRPC(ctx, req.Bytes)
+		return o.writeGRPC(ctx, req.Pieces)
 	}
-	return o.writeHTTP(ctx, req.Bytes)
+	return o.writeHTTP(ctx, req)
 }
 
 // exportMethod is the OTLP trace service's one method.
 const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
-func (o *OTLP) writeGRPC(ctx context.Context, req []byte) error {
+func (o *OTLP) writeGRPC(ctx context.Context, req [][]byte) error {
 	if len(o.headers) > 0 {
 		ctx = metadata.NewOutgoingContext(ctx, metadata.New(o.headers))
 	}
@@ -144,8 +144,8 @@ func (o *OTLP) writeGRPC(ctx context.Context, req []byte) error {
 	return partialSuccess(resp)
 }
 
-// encodedRequest is an ExportTraceServiceRequest already encoded.
-type encodedRequest []byte
+// encodedRequest is an ExportTraceServiceRequest already encoded, in pieces.
+type encodedRequest [][]byte
 
 // encodedCodec sends an encodedRequest as it is, and reads the response with pdata.
 type encodedCodec struct {
@@ -160,9 +160,16 @@ func (c encodedCodec) Marshal(v any) (mem.BufferSlice, error) {
 		return nil, fmt.Errorf("otlp/grpc: cannot send a %T", v)
 	}
 	if c.copy {
-		return mem.BufferSlice{mem.Copy(req, mem.DefaultBufferPool())}, nil
+		pool := mem.DefaultBufferPool()
+		buf := pool.Get(otlpwire.Request{Pieces: req}.Len())
+		*buf = otlpwire.Request{Pieces: req}.AppendTo((*buf)[:0])
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 	}
-	return mem.BufferSlice{mem.SliceBuffer(req)}, nil
+	pieces := make(mem.BufferSlice, len(req))
+	for i, p := range req {
+		pieces[i] = mem.SliceBuffer(p)
+	}
+	return pieces, nil
 }
 
 func (encodedCodec) Unmarshal(data mem.BufferSlice, v any) error {
@@ -198,15 +205,16 @@ func grpcFailure(exportErr error) error {
 	return err
 }
 
-func (o *OTLP) writeHTTP(ctx context.Context, body []byte) error {
-	var err error
+func (o *OTLP) writeHTTP(ctx context.Context, req otlpwire.Request) error {
+	var body []byte
 	if o.encode != nil {
-		if body, err = o.encode(body); err != nil {
+		var err error
+		if body, err = o.encode(req); err != nil {
 			return fmt.Errorf("otlp/http: %s: %w", o.cfg.Compression, err)
 		}
 	} else {
 		// The transport may read a request body after Do returns; the caller reuses its.
-		body = bytes.Clone(body)
+		body = req.AppendTo(nil)
 	}
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
 	if err != nil {
