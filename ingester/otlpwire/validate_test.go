@@ -240,7 +240,9 @@ func TestAppendValidatedKeepsWhatCameBefore(t *testing.T) {
 // message on Reset.
 func TestAppendValidatedRefersToTheMessage(t *testing.T) {
 	first, second := marshal(t, richTraces()), marshal(t, tracetest.Corpus())
-	unknown := func(num protowire.Number) []byte { return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), 7) }
+	unknown := func(num protowire.Number) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), 7)
+	}
 	msg := cat(unknown(99), first, second, unknown(98), first)
 	var b Batch
 	if _, err := b.AppendValidated(msg); err != nil {
