@@ -165,9 +165,12 @@ func (c encodedCodec) Marshal(v any) (mem.BufferSlice, error) {
 		*buf = otlpwire.Request{Pieces: req}.AppendTo((*buf)[:0])
 		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 	}
-	pieces := make(mem.BufferSlice, len(req))
+	// Pointers into one array: a SliceBuffer put in an interface by value would be an
+	// allocation a piece.
+	buffers, pieces := make([]mem.SliceBuffer, len(req)), make(mem.BufferSlice, len(req))
 	for i, p := range req {
-		pieces[i] = mem.SliceBuffer(p)
+		buffers[i] = p
+		pieces[i] = &buffers[i]
 	}
 	return pieces, nil
 }
