@@ -61,9 +61,10 @@ test: install-tools vet verify-gen helm-lint ## Run every test, under the race d
 	KUBEBUILDER_ASSETS="$$(hack/build-tools.sh --print-assets)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: install-tools ## Run the benchmarks: decoders, the chain's own cost per message, end-to-end ingestion against kfake with a raw kafka-go baseline and Jaeger v2 beside it, peak memory under a 2M-message backlog, 500 Ingesters in envtest, the autoscaler simulation against KEDA/HPA.
+bench: install-tools ## Run the benchmarks: decoders, the chain's own cost per message, the compressors' cost per span, end-to-end ingestion against kfake with a raw kafka-go baseline and Jaeger v2 beside it, peak memory under a 2M-message backlog, 500 Ingesters in envtest, the autoscaler simulation against KEDA/HPA.
 	go test -run='^$$' -bench=. -benchmem ./ingester/decode/
 	go test -run='^$$' -bench=BenchmarkChain -benchtime=2000x -cpu=1 ./ingester/processor/
+	go test -run='^$$' -bench=BenchmarkCompression ./ingester/store/
 	go test -run='^$$' -bench=BenchmarkChainOverhead -benchtime=3x ./ingester/
 	go test -run='^$$' -bench=BenchmarkIngestJaegerProto -benchtime=3x ./ingester/
 	go test -run='^$$' -bench=BenchmarkIngestOTLPWriter -benchtime=1x ./ingester/

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -19,10 +21,12 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/stats"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/otlpwire"
+	"github.com/spanflow/spanflow/internal/spangen"
 )
 
 // payloadSizes is a gRPC server stats handler that records the compressed size of every
@@ -186,4 +190,59 @@ func variedTraces(n int) ptrace.Traces {
 		}
 	}
 	return td
+}
+
+// BenchmarkCompression compresses the request of one delivery of the peers benchmark's
+// otlp_proto topic (about 1,000 spans in 210 messages of one trace each, in the pieces they
+// arrive in) as the gRPC writer does, with each compression: the CPU a span costs there is
+// a ceiling on the spans per CPU-second of the whole path (1e9 ÷ ns/span), before Kafka,
+// decoding or gRPC take their share.
+func BenchmarkCompression(b *testing.B) {
+	gen := spangen.New(1)
+	start := time.Unix(1_780_000_000, 0)
+	var batch otlpwire.Batch
+	for i := range 210 {
+		td, _, err := gen.OTLPTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := batch.AppendValidated(otlpwire.RequestOf(td).AppendTo(nil)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	req := batch.Request()
+	for _, tc := range []struct {
+		compression string
+		level       int
+	}{
+		{config.CompressionGzip, 0}, {config.CompressionGzip, 1}, {config.CompressionZstd, 0}, {config.CompressionSnappy, 0},
+	} {
+		b.Run(fmt.Sprintf("%s-level-%d", tc.compression, tc.level), func(b *testing.B) {
+			setGRPCLevel(tc.compression, tc.level)
+			defer setGRPCLevel(tc.compression, 0)
+			compressor := encoding.GetCompressor(tc.compression)
+			var out bytes.Buffer
+			b.SetBytes(int64(req.Len()))
+			for b.Loop() {
+				out.Reset()
+				w, err := compressor.Compress(&out)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, p := range req.Pieces {
+					if _, err := w.Write(p); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			nsPerSpan := float64(b.Elapsed().Nanoseconds()) / float64(b.N*req.Spans)
+			b.ReportMetric(nsPerSpan, "ns/span")
+			b.ReportMetric(1e9/nsPerSpan, "ceiling-spans/cpu-s")
+			b.ReportMetric(float64(out.Len())/float64(req.Spans), "sent-bytes/span")
+			b.ReportMetric(float64(req.Len())/float64(req.Spans), "request-bytes/span")
+		})
+	}
 }
