@@ -536,13 +536,13 @@ func TestWritesDoNotHoldTheirTurn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pool.turns) != 1 {
-			t.Fatalf("%d turns taken by a reservation, want 1", len(pool.turns))
+		if pool.turns.taken() != 1 {
+			t.Fatalf("%d turns taken by a reservation, want 1", pool.turns.taken())
 		}
 		if err := r.Start(context.Background(), delivery(p, "a")); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, func() bool { return len(pool.turns) == 0 }) // decoded: the turn is back
+		waitUntil(t, func() bool { return pool.turns.taken() == 0 }) // decoded: the turn is back
 	}
 	waitUntil(t, func() bool { return w.running.Load() == 4 })
 	close(w.release)

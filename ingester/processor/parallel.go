@@ -2,10 +2,8 @@ package processor
 
 import (
 	"context"
-	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -39,9 +37,8 @@ type Parallel struct {
 	waiting []*waiter
 
 	// turns are the turns on a CPU: a delivery takes one before it is formed and gives it
-	// back once decoded; turnWaiters counts the reservations waiting for one.
-	turns       chan struct{}
-	turnWaiters atomic.Int32
+	// back once decoded.
+	turns cpuTurns
 
 	// The load: slot-time occupied and allowed since the start (a slot counts as
 	// occupied while anyone waits for room, unless reservations wait for a turn on a
@@ -88,8 +85,7 @@ type Reservation struct {
 // NewParallel returns a pool of limit deliveries in flight; maxBytes ≤ 0 means no byte
 // bound. Close waits for what it handed over.
 func NewParallel(next Processor, limit int, maxBytes int64, onError func(*Delivery, error)) *Parallel {
-	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes, accountedAt: time.Now(),
-		turns: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	return &Parallel{next: next, onError: onError, limit: max(limit, 1), maxBytes: maxBytes, accountedAt: time.Now()}
 }
 
 // Process waits for room, then processes d in a goroutine of its own with ctx. It returns
@@ -121,19 +117,8 @@ func (p *Parallel) Reserve(ctx context.Context, revoked <-chan struct{}) (*Reser
 
 // takeTurn waits for a turn on a CPU.
 func (r *Reservation) takeTurn(ctx context.Context, revoked <-chan struct{}) error {
-	p := r.p
-	select {
-	case p.turns <- struct{}{}:
-	default:
-		p.turnWaiters.Add(1)
-		defer p.turnWaiters.Add(-1)
-		select {
-		case p.turns <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-revoked:
-			return ErrRevoked
-		}
+	if err := r.p.turns.take(ctx, revoked); err != nil {
+		return err
 	}
 	r.turn = true
 	return nil
@@ -155,7 +140,7 @@ func (r *Reservation) Await(ctx context.Context, wait func() error) error {
 // Contended reports whether callers wait for room or for a turn: a delivery being formed
 // then waits for no more messages.
 func (r *Reservation) Contended() bool {
-	if r.p.turnWaiters.Load() > 0 {
+	if r.p.turns.waiting.Load() > 0 {
 		return true
 	}
 	r.p.mu.Lock()
@@ -207,7 +192,7 @@ func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 	})
 }
 
-func (p *Parallel) giveTurn() { <-p.turns }
+func (p *Parallel) giveTurn() { p.turns.give() }
 
 // SetLimit changes the number of deliveries in flight; deliveries already in flight finish.
 func (p *Parallel) SetLimit(limit int) {
@@ -240,7 +225,7 @@ func (p *Parallel) account() {
 	elapsed := now.Sub(p.accountedAt)
 	p.accountedAt = now
 	used := p.inFlight - p.reserved
-	if len(p.waiting) > 0 && p.turnWaiters.Load() == 0 {
+	if len(p.waiting) > 0 && p.turns.waiting.Load() == 0 {
 		// Callers wait for room, and not because slots wait for the CPUs: the slots are
 		// what holds them back.
 		used = max(used, p.limit)

@@ -244,8 +244,8 @@ func TestParallelTurnsOnTheCPUs(t *testing.T) {
 	close(writing)
 	waiting.Wait()
 	pool.Close()
-	if len(pool.turns) != 0 {
-		t.Errorf("%d turns still taken after Close", len(pool.turns))
+	if held := pool.turns.taken(); held != 0 {
+		t.Errorf("%d turns still taken after Close", held)
 	}
 }
 
@@ -263,13 +263,47 @@ func TestReservationAwaitsWithoutItsTurn(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil || !first.turn || len(pool.turns) != 1 {
-		t.Errorf("after Await: %v, holding a turn %v, %d turns taken", err, first.turn, len(pool.turns))
+	if err != nil || !first.turn || pool.turns.taken() != 1 {
+		t.Errorf("after Await: %v, holding a turn %v, %d turns taken", err, first.turn, pool.turns.taken())
 	}
 	first.Cancel()
 	pool.Close()
-	if len(pool.turns) != 0 {
-		t.Errorf("%d turns taken at the end", len(pool.turns))
+	if held := pool.turns.taken(); held != 0 {
+		t.Errorf("%d turns taken at the end", held)
+	}
+}
+
+// TestTurnsFollowGOMAXPROCS: the turns are as many as GOMAXPROCS is when they are taken,
+// not when the pool was made — Go changes it when a container's CPU limit changes in
+// place. Raised, a second reservation needs no wait; lowered, the next waits for the turn
+// held, and a waiter that gives up leaves no turn behind.
+func TestTurnsFollowGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	pool := NewParallel(Func(func(context.Context, *Delivery) error { return nil }), 4, 0, func(*Delivery, error) {})
+	part := newFakePartition()
+	runtime.GOMAXPROCS(2)
+	var held []*Reservation
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, err := pool.Reserve(ctx, part.Revoked())
+		cancel()
+		if err != nil {
+			t.Fatalf("GOMAXPROCS raised to 2, reservation %d of 2 found no turn: %v", len(held)+1, err)
+		}
+		held = append(held, r)
+	}
+	runtime.GOMAXPROCS(1)
+	held[1].Cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if r, err := pool.Reserve(ctx, part.Revoked()); err == nil {
+		r.Cancel()
+		t.Fatal("GOMAXPROCS lowered to 1 with a turn held, another reservation took a second turn")
+	}
+	held[0].Cancel()
+	pool.Close()
+	if n := pool.turns.taken(); n != 0 {
+		t.Errorf("%d turns taken at the end", n)
 	}
 }
 
@@ -289,6 +323,13 @@ func reserveBeyondTheTurns(t *testing.T, pool *Parallel, part *fakePartition) (*
 		}
 		second <- r // nil when it failed
 	}()
-	waitUntil(t, func() bool { return pool.turnWaiters.Load() == 1 })
+	waitUntil(t, func() bool { return pool.turns.waiting.Load() == 1 })
 	return first, second
+}
+
+// taken is the number of turns held.
+func (t *cpuTurns) taken() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.held
 }
