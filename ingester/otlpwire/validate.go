@@ -33,6 +33,8 @@ const recursionLimit = 100
 // of spans. b refers to them in req, which must not change until Reset: a message is sent
 // where it arrived, not copied. On an error b is unchanged.
 func (b *Batch) AppendValidated(req []byte) (int, error) {
+	known := knownResourceCaches.Get().(*knownResources)
+	defer knownResourceCaches.Put(known)
 	spans, start := 0, len(b.whole)
 	refuse := func(err error) (int, error) {
 		clear(b.whole[start:])
@@ -59,7 +61,7 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 		if err != nil {
 			return refuse(err)
 		}
-		n, err := walkResourceSpans(body)
+		n, err := walkResourceSpans(body, known)
 		if err != nil {
 			return refuse(fmt.Errorf("resource spans at byte %d: %w", entry, err))
 		}
@@ -79,7 +81,7 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 // walkResourceSpans checks a ResourceSpans message and counts its spans the way pdata
 // reads them: the deprecated instrumentation_library_spans (field 1000) only when there
 // is no scope_spans.
-func walkResourceSpans(buf []byte) (int, error) {
+func walkResourceSpans(buf []byte, known *knownResources) (int, error) {
 	spans, legacySpans, scopes := 0, 0, 0
 	for pos := 0; pos < len(buf); {
 		num, typ, next, err := consumeTag(buf, pos)
@@ -88,7 +90,16 @@ func walkResourceSpans(buf []byte) (int, error) {
 		}
 		switch num {
 		case resourceSpansResource:
-			pos, err = walkMessage(buf, next, typ, "Resource", walkResource)
+			var body []byte
+			if body, pos, err = consumeLen(buf, next, typ, "Resource"); err != nil {
+				return 0, err
+			}
+			if slot, ok := known.lookup(body); !ok {
+				if err = walkResource(body); err != nil {
+					return 0, fmt.Errorf("Resource: %w", err)
+				}
+				remember(slot, body)
+			}
 		case resourceSpansScopeSpans, resourceSpansDeprecatedScopeSpans:
 			var body []byte
 			if body, pos, err = consumeLen(buf, next, typ, "ScopeSpans"); err != nil {

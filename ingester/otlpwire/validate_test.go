@@ -267,6 +267,53 @@ func TestAppendValidatedRefersToTheMessage(t *testing.T) {
 	}
 }
 
+// TestKnownResourcesAreKnownByTheirBytes: a resource walked once is not walked again, but
+// only the same bytes are the same resource — one of the same length and a wrong wire type
+// is refused after the good one was accepted, by a batch and by the cache itself.
+func TestKnownResourcesAreKnownByTheirBytes(t *testing.T) {
+	resource := func(valueTag byte) []byte {
+		kv := cat(field(KeyValueKey, protowire.BytesType, []byte("service.name")),
+			field(KeyValueValue, protowire.BytesType, []byte{valueTag, 1, 'a'}))
+		return field(ResourceAttributes, protowire.BytesType, kv)
+	}
+	good, bad := resource(0x0a), resource(0x08) // string_value as bytes; as a varint
+	message := func(resource []byte) []byte {
+		span := cat(field(SpanTraceID, protowire.BytesType, make([]byte, 16)), field(SpanName, protowire.BytesType, []byte("op")))
+		return field(requestResourceSpans, protowire.BytesType, cat(field(resourceSpansResource, protowire.BytesType, resource),
+			field(resourceSpansScopeSpans, protowire.BytesType, field(scopeSpansSpans, protowire.BytesType, span))))
+	}
+	var b Batch
+	for range 3 {
+		if _, err := b.AppendValidated(message(good)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.AppendValidated(message(bad)); err == nil {
+			t.Fatal("a resource with a string value encoded as a varint was accepted after a good one of its length")
+		}
+		assertLikePData(t, message(bad))
+	}
+	var k knownResources
+	slot, known := k.lookup(good)
+	if known {
+		t.Fatal("an empty cache knows a resource")
+	}
+	remember(slot, good)
+	if _, known := k.lookup(good); !known {
+		t.Error("a resource remembered is not known")
+	}
+	badSlot, _ := k.lookup(bad)
+	remember(badSlot, good) // as if the two shared a slot
+	if _, known := k.lookup(bad); known {
+		t.Error("a resource is known by a resource of its length in its slot")
+	}
+	large := field(ResourceAttributes, protowire.BytesType, make([]byte, knownResourceMaxBytes))
+	slot, _ = k.lookup(large)
+	remember(slot, large)
+	if _, known := k.lookup(large); known {
+		t.Errorf("a resource of %d bytes was kept (at most %d)", len(large), knownResourceMaxBytes)
+	}
+}
+
 func FuzzAppendValidated(f *testing.F) {
 	for _, data := range wireCases(f) {
 		f.Add(data)
