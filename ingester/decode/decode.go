@@ -1,6 +1,6 @@
 // Package decode turns Kafka message bytes in the formats tracing systems write into OTLP
 // wire bytes (package otlpwire), the representation every writer consumes: otlp_proto is
-// copied after a validating walk, Jaeger's formats are transcoded wire to wire, the other
+// referred to after a validating walk, Jaeger's formats are transcoded wire to wire, the other
 // formats go through their libraries' pdata decoders and are marshalled.
 package decode
 
@@ -94,7 +94,8 @@ func appendTraces(b *otlpwire.Batch, td ptrace.Traces) (int, error) {
 var marshaler ptrace.ProtoMarshaler
 
 // otlpProto is otlp_proto: an ExportTraceServiceRequest (the same message as TracesData),
-// as the Collector's Kafka exporter writes it, copied after a validating walk.
+// as the Collector's Kafka exporter writes it: its ResourceSpans are sent where they are after
+// a validating walk.
 type otlpProto struct{}
 
 func (otlpProto) Decode(b *otlpwire.Batch, data []byte) (int, error) {

@@ -81,6 +81,7 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 	idx = idx[:holding]
 	d.Decoded() // the write may wait on the backend: the CPU turn goes on
 	if holding == 0 {
+		batch.Reset() // spanless resource spans may refer to the messages
 		b.batches.Put(batch)
 		return nil
 	}

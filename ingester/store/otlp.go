@@ -93,7 +93,7 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 		}
 		// Uncompressed, gRPC's transport may still be writing the request when Export
 		// returns early (a deadline, an early error), and the caller reuses its bytes.
-		o.conn, o.codec = cc, encodedCodec{copy: cfg.Compression == config.CompressionNone}
+		o.conn, o.codec = cc, encodedCodec{copy: !o.compresses()}
 		setGRPCLevel(cfg.Compression, cfg.CompressionLevel)
 	case config.OTLPProtocolHTTP:
 		u, err := url.Parse(cfg.Endpoint)
@@ -126,6 +126,12 @@ func (o *OTLP) Write(ctx context.Context, req otlpwire.Request) error {
 	return o.writeHTTP(ctx, req)
 }
 
+// compresses reports whether requests are compressed (the codec copies them otherwise:
+// the transport may still write them after Export returns).
+func (o *OTLP) compresses() bool {
+	return o.cfg.Compression != config.CompressionNone && o.cfg.Compression != ""
+}
+
 // exportMethod is the OTLP trace service's one method.
 const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -134,7 +140,7 @@ func (o *OTLP) writeGRPC(ctx context.Context, req [][]byte) error {
 		ctx = metadata.NewOutgoingContext(ctx, metadata.New(o.headers))
 	}
 	opts := []grpc.CallOption{grpc.ForceCodecV2(o.codec)}
-	if o.cfg.Compression != config.CompressionNone {
+	if o.compresses() {
 		opts = append(opts, grpc.UseCompressor(o.cfg.Compression)) // registered in compression.go
 	}
 	resp := ptraceotlp.NewExportResponse()
@@ -224,7 +230,7 @@ func (o *OTLP) writeHTTP(ctx context.Context, req otlpwire.Request) error {
 		return fmt.Errorf("otlp/http: %w", err)
 	}
 	httpReq.Header.Set("Content-Type", "application/x-protobuf")
-	if o.cfg.Compression != config.CompressionNone {
+	if o.compresses() {
 		httpReq.Header.Set("Content-Encoding", o.cfg.Compression)
 	}
 	for k, v := range o.headers {
