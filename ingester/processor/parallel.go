@@ -261,14 +261,9 @@ func (p *Parallel) acquire(ctx context.Context, revoked <-chan struct{}, w *wait
 		return nil
 	default:
 	}
-	var err error
-	select {
-	case <-w.granted:
+	err := awaitGrant(ctx, revoked, w.granted)
+	if err == nil {
 		return nil
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-revoked:
-		err = ErrRevoked
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

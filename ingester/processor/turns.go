@@ -31,14 +31,9 @@ func (t *cpuTurns) take(ctx context.Context, revoked <-chan struct{}) error {
 	t.waiters = append(t.waiters, granted)
 	t.waiting.Add(1)
 	t.mu.Unlock()
-	var err error
-	select {
-	case <-granted:
+	err := awaitGrant(ctx, revoked, granted)
+	if err == nil {
 		return nil
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-revoked:
-		err = ErrRevoked
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -69,5 +64,18 @@ func (t *cpuTurns) grant() {
 		t.waiters[0] = nil
 		t.waiters = t.waiters[1:]
 		t.waiting.Add(-1)
+	}
+}
+
+// awaitGrant waits until granted is closed (nil), ctx ends (its error) or revoked is
+// closed (ErrRevoked). A caller that gives up may have been granted meanwhile.
+func awaitGrant(ctx context.Context, revoked <-chan struct{}, granted <-chan struct{}) error {
+	select {
+	case <-granted:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-revoked:
+		return ErrRevoked
 	}
 }
