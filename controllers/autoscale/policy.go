@@ -717,9 +717,10 @@ func drainSeconds(backlog, rate, produce float64) float64 {
 
 // pauseFits is true when r pods instead of the current ones leave the lag clearly within
 // the targets: the records waiting under half of what r pods are allowed, and their age,
-// with the rebalance pause added, under half the seconds target (60 s without one). The
+// with the rebalance pause added, under 0.8 of the seconds target (60 s without one). The
 // records a pause adds are not held against the records target: every change of members
-// adds them for a few seconds, whatever the size.
+// adds them for a few seconds, whatever the size. (Half the seconds target held a group
+// whose rebalances take more than half of it at its largest size for good.)
 func pauseFits(b scaleBounds, lag lagSnapshot, r int32, pause float64) bool {
 	if b.targetRecords > 0 && float64(lag.records) > 0.5*float64(b.targetRecords)*float64(max(r, 1)) {
 		return false
@@ -728,7 +729,7 @@ func pauseFits(b scaleBounds, lag lagSnapshot, r int32, pause float64) bool {
 	if limit == 0 {
 		limit = defaultDrainSeconds
 	}
-	return float64(lag.seconds)+pause <= 0.5*limit
+	return float64(lag.seconds)+pause <= 0.8*limit
 }
 
 // lagWithoutBusyPods says, when the reports show it, that the pods holding most of the

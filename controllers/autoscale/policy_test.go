@@ -116,11 +116,21 @@ func TestDecideScale(t *testing.T) {
 			}(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
 			replicas: 6, par: 144, reasonHas: "pods were added at"},
-		{name: "a rebalance that would take the lag over its target: no fewer pods",
+		{name: "a rebalance that would take the lag near its target: no fewer pods",
 			state: func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
-			// 1 pod would do, but 12 s of lag and a 10 s pause exceed half the 30 s target.
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 2000, 12, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			// 1 pod would do, but 16 s of lag and a 10 s pause exceed 0.8 of the 30 s target.
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 2000, 16, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
 			replicas: 6, par: 144, reasonHas: "1 pods would do, but a 10 s rebalance now would take the lag over its target"},
+		{name: "rebalances longer than half the target: pods still go while the lag is fresh",
+			// A 20 s pause with a 30 s target: a margin of half the target would hold 6 pods
+			// where 1 does for as long as the load stays — forever at a steady load.
+			state: func() scaleState {
+				s := measured()
+				s.firstSample, s.pause = t0.Add(-5*time.Minute), 20*time.Second
+				return s
+			}(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 500, 1, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
 		{name: "no scale-down before the down window was watched whole", state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
 			replicas: 6, par: 100, reasonHas: "holding at 6 × 100 within the stabilization window"},

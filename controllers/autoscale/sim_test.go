@@ -63,6 +63,7 @@ func simWorlds() []simWorld {
 		}),
 		vary("3 s in flight", func(w *simWorld) { w.delay = 3 }),
 		vary("slow rebalance and start", func(w *simWorld) { w.rebalance, w.startup = 10, 60 }),
+		vary("20 s rebalances, 90 s starts", func(w *simWorld) { w.rebalance, w.startup, w.propagation = 20, 90, 60 }),
 		vary("fast pods, slow start", func(w *simWorld) { w.workerRate, w.podCeiling, w.startup, w.delay = 30, 6000, 45, 1 }),
 		vary("hot partition", func(w *simWorld) { w.partitions, w.hotShare, w.partitionCap = 24, 0.2, 1500 }),
 		vary("records target only", func(w *simWorld) { w.targetSeconds = 0 }),
