@@ -62,7 +62,41 @@ type measurement struct {
 	cpu    time.Duration
 	allocs uint64
 	rss    int64
+	// machine is the whole machine's CPU over the run (every process: the broker, the
+	// sink), to tell a consumer waiting for them from one that has the machine to itself.
+	machine machineTicks
 }
+
+// machineTicks are clock ticks of the machine's CPUs, from /proc/stat: busy (not idle, not
+// waiting for I/O) and all.
+type machineTicks struct{ busy, all int64 }
+
+func readMachineTicks(b *testing.B) machineTicks {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	var t machineTicks
+	for i, field := range strings.Fields(line)[1:] {
+		n, _ := strconv.ParseInt(field, 10, 64)
+		if i >= 8 { // guest time, already counted in user
+			break
+		}
+		t.all += n
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += n
+		}
+	}
+	return t
+}
+
+func (t machineTicks) since(start machineTicks) machineTicks {
+	return machineTicks{busy: t.busy - start.busy, all: t.all - start.all}
+}
+
+// busyShare is the share of the machine's CPU time that was busy.
+func (t machineTicks) busyShare() float64 { return float64(t.busy) / float64(max(t.all, 1)) }
 
 // measure runs fn in this process and returns its wall and CPU time.
 func measure(run func()) measurement {
@@ -175,7 +209,7 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 	}
 	broker := kafkatest.Attach(b, addr)
 	binary := spanflowBinary(b) // built before the clock starts
-	start := time.Now()
+	start, machine := time.Now(), readMachineTicks(b)
 	cmd := exec.Command(binary, "ingest", "--config="+path, "--zap-log-level=error")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -207,11 +241,12 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 			}
 			metrics := scrape(b, cfg.AdminAddress)
 			return measurement{
-				items:  int(metrics["spanflow_ingester_spans_written_total"]),
-				wall:   time.Since(start),
-				cpu:    processCPU(b, cmd.Process.Pid),
-				allocs: uint64(metrics["go_memstats_mallocs_total"]),
-				rss:    peakRSS(b, cmd.Process.Pid),
+				items:   int(metrics["spanflow_ingester_spans_written_total"]),
+				wall:    time.Since(start),
+				cpu:     processCPU(b, cmd.Process.Pid),
+				allocs:  uint64(metrics["go_memstats_mallocs_total"]),
+				rss:     peakRSS(b, cmd.Process.Pid),
+				machine: readMachineTicks(b).since(machine),
 			}
 		}
 		if time.Since(start) > 5*time.Minute {

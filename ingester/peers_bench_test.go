@@ -29,7 +29,9 @@ const (
 // sink in this process (Jaeger through its batch processor); spanflow also with zstd and
 // with gzip at level 1. A raw kafka-go group read of
 // each topic in this process is the baseline. For each it reports spans per CPU-second of
-// the consuming process, the ratio to Jaeger's, cores used while consuming, and peak RSS.
+// the consuming process, the ratio to Jaeger's, cores used while consuming, spans per
+// second of wall time with the share of the whole machine's CPU that was busy meanwhile
+// (the broker and the sink take the rest), and peak RSS.
 func BenchmarkPeers(b *testing.B) {
 	addr := testproc.StartKfake(b, "-topic="+benchTopic, "-partitions="+strconv.Itoa(benchPartitions),
 		"-preload-jaeger="+strconv.Itoa(benchMessages), "-otlp-topic="+peersOTLPTopic,
@@ -58,6 +60,8 @@ func BenchmarkPeers(b *testing.B) {
 		r.wall += m.wall
 		r.allocs += m.allocs
 		r.rss = max(r.rss, m.rss)
+		r.machine.busy += m.machine.busy
+		r.machine.all += m.machine.all
 	}
 	for i := 0; b.Loop(); i++ {
 		for _, t := range topics {
@@ -86,6 +90,8 @@ func BenchmarkPeers(b *testing.B) {
 			name := t.name + "-spanflow-" + path
 			b.ReportMetric(r.perCPUSecond(), name+"-spans/cpu-s")
 			b.ReportMetric(r.cpu.Seconds()/r.wall.Seconds(), name+"-cores")
+			b.ReportMetric(float64(r.items)/r.wall.Seconds(), name+"-wall-spans/s")
+			b.ReportMetric(r.machine.busyShare(), name+"-machine-busy")
 			b.ReportMetric(float64(r.rss)/(1<<20), name+"-peak-rss-MB")
 			b.ReportMetric(float64(r.allocs)/float64(r.items), name+"-allocs/span")
 		}
@@ -94,6 +100,8 @@ func BenchmarkPeers(b *testing.B) {
 			name := t.name + "-jaeger-" + path
 			b.ReportMetric(r.perCPUSecond(), name+"-spans/cpu-s")
 			b.ReportMetric(r.cpu.Seconds()/r.wall.Seconds(), name+"-cores")
+			b.ReportMetric(float64(r.items)/r.wall.Seconds(), name+"-wall-spans/s")
+			b.ReportMetric(r.machine.busyShare(), name+"-machine-busy")
 			b.ReportMetric(float64(r.rss)/(1<<20), name+"-peak-rss-MB")
 		}
 		nop, blackhole := results[t.name+"/jaeger/nop"], results[t.name+"/spanflow/blackhole"]
@@ -113,7 +121,7 @@ func jaegerConsume(b *testing.B, broker *kafkatest.Broker, addr, topic, encoding
 		endpoint, before = sink.Addr, sink.Spans()
 	}
 	end := broker.EndOffsets(b, topic, benchPartitions)
-	start := time.Now()
+	start, machine := time.Now(), readMachineTicks(b)
 	cmd := jaegertest.StartKafkaConsumer(b, addr, topic, encoding, group, endpoint)
 	for {
 		committed := broker.CommittedOffsets(b, group, topic, benchPartitions)
@@ -124,7 +132,8 @@ func jaegerConsume(b *testing.B, broker *kafkatest.Broker, addr, topic, encoding
 			}
 		}
 		if done && (sink == nil || sink.Spans()-before >= spans) {
-			m := measurement{items: spans, wall: time.Since(start), cpu: processCPU(b, cmd.Process.Pid), rss: peakRSS(b, cmd.Process.Pid)}
+			m := measurement{items: spans, wall: time.Since(start), cpu: processCPU(b, cmd.Process.Pid), rss: peakRSS(b, cmd.Process.Pid),
+				machine: readMachineTicks(b).since(machine)}
 			_ = cmd.Process.Signal(syscall.SIGTERM) // idle, it would still take CPU from the next run
 			_ = cmd.Wait()
 			return m
