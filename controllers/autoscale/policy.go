@@ -719,15 +719,20 @@ func drainSeconds(backlog, rate, produce float64) float64 {
 // the targets: the records waiting under half of what r pods are allowed, and their age,
 // with the rebalance pause added, under 0.8 of the seconds target (60 s without one). The
 // records a pause adds are not held against the records target: every change of members
-// adds them for a few seconds, whatever the size. (Half the seconds target held a group
-// whose rebalances take more than half of it at its largest size for good.)
+// adds them for a few seconds, whatever the size. Nor are records in flight: a lag whose
+// oldest record is younger than a fifth of the seconds target is what the pods have
+// fetched and are writing, which any number of them carries (held against fewer pods, it
+// kept a group with seconds of records in flight at its largest size). (Half the seconds
+// target held a group whose rebalances take more than half of it at its largest size for
+// good.)
 func pauseFits(b scaleBounds, lag lagSnapshot, r int32, pause float64) bool {
-	if b.targetRecords > 0 && float64(lag.records) > 0.5*float64(b.targetRecords)*float64(max(r, 1)) {
-		return false
-	}
 	limit := b.targetSeconds
 	if limit == 0 {
 		limit = defaultDrainSeconds
+	}
+	backlog := float64(lag.seconds) > 0.2*limit
+	if b.targetRecords > 0 && backlog && float64(lag.records) > 0.5*float64(b.targetRecords)*float64(max(r, 1)) {
+		return false
 	}
 	return float64(lag.seconds)+pause <= 0.8*limit
 }

@@ -131,6 +131,16 @@ func TestDecideScale(t *testing.T) {
 			}(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 500, 1, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
 			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
+		{name: "records in flight do not hold pods: a lag 2 s old is what the pods are writing",
+			// 3,000 records, over half of what 1 pod is allowed (5,000), but the oldest is 2 s
+			// old: the records the pods have fetched and are writing, as many with 1 pod as 6.
+			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 3000, 2, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
+		{name: "a backlog holds pods: the same records 10 s old",
+			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 3000, 10, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			replicas: 6, par: 144, reasonHas: "would do, but a 10 s rebalance now would take the lag over its target"},
 		{name: "no scale-down before the down window was watched whole", state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
 			replicas: 6, par: 100, reasonHas: "holding at 6 × 100 within the stabilization window"},
