@@ -29,6 +29,14 @@ func measured() scaleState {
 	return scaleState{capacity: capacityModel{perWorker: 10, measuredParallelism: 100, highest: 400}}
 }
 
+// watchedDown is measured, with five minutes of recommendations watched before now: a
+// scale-down is not held for a window not yet watched whole.
+func watchedDown(now time.Time) scaleState {
+	s := measured()
+	s.firstSample = now.Add(-5 * time.Minute)
+	return s
+}
+
 func snapshot(at int, partitions int, records, seconds int64, produce, consume float64) lagSnapshot {
 	return lagSnapshot{partitions: partitions, records: records, seconds: seconds, produceRate: produce, consumeRate: consume,
 		at: time.Unix(int64(at), 0)}
@@ -36,6 +44,11 @@ func snapshot(at int, partitions int, records, seconds int64, produce, consume f
 
 func TestDecideScale(t *testing.T) {
 	t0 := time.Unix(1000, 0)
+	// spare is 6 pods at parallelism 144 keeping up with 1,000/s, where 1 would do, with a
+	// lag of records the oldest seconds old.
+	spare := func(records, seconds int64) scaleInput {
+		return scaleInput{now: t0, known: true, lag: snapshot(1000, 12, records, seconds, 1000, 1000), replicas: 6, parallelism: 144, settled: true}
+	}
 	cases := []struct {
 		name       string
 		bounds     func(*scaleBounds)
@@ -101,12 +114,12 @@ func TestDecideScale(t *testing.T) {
 			// 1,000/s on 6 pods of 1,000/s: one pod at parallelism 133 does 1,330/s (with
 			// headroom and the margin of a scale-down, 1.15 × 1.15). One pod at 100 would not keep up
 			// while its parallelism rises: raise the parallelism of the 6 first.
-			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			state:    watchedDown(t0),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
 			replicas: 6, par: 133, reasonHas: "fewer pods to come; raising their parallelism first from 6 × 100 to 6 × 133", changeTime: true},
 		{name: "keeping up with spare, parallelism already raised: fewer pods",
-			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			state:    watchedDown(t0),
+			in:       spare(0, 0),
 			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
 		{name: "pods added within the down window are not removed",
 			state: func() scaleState {
@@ -114,32 +127,28 @@ func TestDecideScale(t *testing.T) {
 				s.firstSample, s.lastUp, s.lastChange = t0.Add(-5*time.Minute), t0.Add(-90*time.Second), t0.Add(-90*time.Second)
 				return s
 			}(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			in:       spare(0, 0),
 			replicas: 6, par: 144, reasonHas: "pods were added at"},
 		{name: "a rebalance that would take the lag near its target: no fewer pods",
-			state: func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			state: watchedDown(t0),
 			// 1 pod would do, but 16 s of lag and a 10 s pause exceed 0.8 of the 30 s target.
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 2000, 16, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			in:       spare(2000, 16),
 			replicas: 6, par: 144, reasonHas: "1 pods would do, but a 10 s rebalance now would take the lag over its target"},
 		{name: "rebalances longer than half the target: pods still go while the lag is fresh",
 			// A 20 s pause with a 30 s target: a margin of half the target would hold 6 pods
 			// where 1 does for as long as the load stays — forever at a steady load.
-			state: func() scaleState {
-				s := measured()
-				s.firstSample, s.pause = t0.Add(-5*time.Minute), 20*time.Second
-				return s
-			}(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 500, 1, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			state:    func() scaleState { s := watchedDown(t0); s.pause = 20 * time.Second; return s }(),
+			in:       spare(500, 1),
 			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
 		{name: "records in flight do not hold pods: a lag 2 s old is what the pods are writing",
 			// 3,000 records, over half of what 1 pod is allowed (5,000), but the oldest is 2 s
 			// old: the records the pods have fetched and are writing, as many with 1 pod as 6.
-			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 3000, 2, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			state:    watchedDown(t0),
+			in:       spare(3000, 2),
 			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
 		{name: "a backlog holds pods: the same records 10 s old",
-			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 3000, 10, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			state:    watchedDown(t0),
+			in:       spare(3000, 10),
 			replicas: 6, par: 144, reasonHas: "would do, but a 10 s rebalance now would take the lag over its target"},
 		{name: "no scale-down before the down window was watched whole", state: measured(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 100, settled: true},
@@ -151,7 +160,7 @@ func TestDecideScale(t *testing.T) {
 				s.firstSample, s.lastChange, s.lastDown = t0.Add(-5*time.Minute), t0.Add(-30*time.Second), t0.Add(-30*time.Second)
 				return s
 			}(),
-			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 1000, 1000), replicas: 6, parallelism: 144, settled: true},
+			in:       spare(0, 0),
 			replicas: 6, par: 144, reasonHas: "cooling down"},
 		{name: "a recent larger recommendation holds a scale-down",
 			state: func() scaleState {
@@ -169,7 +178,7 @@ func TestDecideScale(t *testing.T) {
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 60000, 40, 3000, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 4, par: 100, changeTime: true},
 		{name: "scale to zero: nothing produced, nothing to consume", bounds: func(b *scaleBounds) { b.minReplicas = 0 },
-			state:    func() scaleState { s := measured(); s.firstSample = t0.Add(-5 * time.Minute); return s }(),
+			state:    watchedDown(t0),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 0, 0, 0, 0), replicas: 1, parallelism: 100, settled: true},
 			replicas: 0, par: 100, reasonHas: "nothing produced", changeTime: true},
 		{name: "at zero: stay below the activation lag", bounds: func(b *scaleBounds) { b.minReplicas, b.activationRecords = 0, 500 }, state: measured(),
