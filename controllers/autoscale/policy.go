@@ -671,6 +671,15 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		}
 		return explain(r, q, "")
 	}
+	// Behind, though the group should be draining, and the pod holding most of the lag has
+	// its slots full with CPU to spare: its partitions carry more than the even share the
+	// model gives them (a hot partition), and more parallelism is what helps that pod —
+	// more pods would not split its partition.
+	if ratio > 1 && p < useful {
+		if pod, ok := lagOnFullSlots(lag.pods, st.settledAt); ok {
+			return explain(in.replicas, raise(p, useful), "; "+pod+" holds most of the lag with its slots full and CPU to spare")
+		}
+	}
 	// Draining a backlog fast enough, or keeping up with the need without the headroom
 	// (the headroom is for sizing, not a reason to move): the current size stays.
 	if in.replicas >= least && (ratio > 1 || current >= need/headroom && current < need*downMargin) {
@@ -735,6 +744,31 @@ func pauseFits(b scaleBounds, lag lagSnapshot, r int32, pause float64) bool {
 		return false
 	}
 	return float64(lag.seconds)+pause <= 0.8*limit
+}
+
+// lagOnFullSlots names the pod holding most of the lag when its report, measured wholly
+// after the group settled, shows its delivery slots full (90%) and its CPU not (under
+// 80%): a pod that more parallelism would speed up.
+func lagOnFullSlots(pods []podLoad, settledAt time.Time) (string, bool) {
+	if settledAt.IsZero() || len(pods) == 0 {
+		return "", false
+	}
+	var total int64
+	top := 0
+	for i, pl := range pods {
+		if pl.At.Before(settledAt.Add(reportInterval)) {
+			return "", false
+		}
+		total += pl.lag
+		if pl.lag > pods[top].lag {
+			top = i
+		}
+	}
+	pl := pods[top]
+	if total == 0 || pl.lag*2 < total || pl.Busy < 0.9 || pl.CPU >= 0.8 {
+		return "", false
+	}
+	return fmt.Sprintf("%s (%.0f%% of its slots, %.0f%% CPU)", pl.Pod, 100*pl.Busy, 100*max(pl.CPU, 0)), true
 }
 
 // lagWithoutBusyPods says, when the reports show it, that the pods holding most of the

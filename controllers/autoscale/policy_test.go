@@ -378,6 +378,12 @@ func reporting(snap lagSnapshot, n int, p int32, rate, busy, cpu float64, lags .
 	return snap
 }
 
+// hotPod gives the first pod of snap's reports busy of its slots and cpu of its CPU.
+func hotPod(snap lagSnapshot, busy, cpu float64) lagSnapshot {
+	snap.pods[0].Busy, snap.pods[0].CPU = busy, cpu
+	return snap
+}
+
 // TestDecideScaleFromLoadReports: the pods' own reports size the group, stop it from
 // growing into a storage outage or a lag more consumers cannot help, and pace changes of
 // parallelism.
@@ -423,6 +429,19 @@ func TestDecideScaleFromLoadReports(t *testing.T) {
 			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 60000, 40, 3000, 2900), 3, 100, 960, 0.1, 0.1, 59000, 500, 500),
 				replicas: 3, parallelism: 100, settled: true},
 			replicas: 3, par: 100, reasonHas: "the pods holding the lag are not busy (pod-0: 10% of its slots, 10% CPU)"},
+		{name: "the pod holding the lag has its slots full and CPU to spare: more parallelism",
+			// A hot partition: pod-0 holds nearly all the lag with 95% of its slots busy, the
+			// others a tenth; the even share the model gives each partition says the three
+			// drain it, but only more parallelism speeds pod-0 up.
+			state: watched(),
+			in: scaleInput{now: t0, known: true, lag: hotPod(reporting(snapshot(1000, 12, 60000, 40, 3000, 2900), 3, 100, 960, 0.1, 0.1, 59000, 500, 500), 0.95, 0.4),
+				replicas: 3, parallelism: 100, settled: true},
+			replicas: 3, par: 125, reasonHas: "pod-0 (95% of its slots, 40% CPU) holds most of the lag with its slots full and CPU to spare"},
+		{name: "the pod holding the lag is short of CPU: no more parallelism",
+			state: watched(),
+			in: scaleInput{now: t0, known: true, lag: hotPod(reporting(snapshot(1000, 12, 60000, 40, 3000, 2900), 3, 100, 960, 0.1, 0.1, 59000, 500, 500), 0.95, 0.9),
+				replicas: 3, parallelism: 100, settled: true},
+			replicas: 3, par: 100},
 		{name: "a new parallelism waits for the pods to run the last one",
 			state: func() scaleState { s := watched(); s.parallelismAt = t0.Add(-20 * time.Second); return s }(),
 			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 60000, 40, 3000, 2000), 2, 100, 1000, 1, 0.3),
