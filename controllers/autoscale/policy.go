@@ -109,8 +109,9 @@ type scaleState struct {
 	lastChange, settledAt time.Time
 	// lastUp and lastDown are when the replicas last rose and fell: a replica change is
 	// never reversed within the down window. parallelismAt is when the parallelism last
-	// changed.
-	lastUp, lastDown, parallelismAt time.Time
+	// changed, parallelismSeenAt when every pod's report first showed it (a report sent
+	// a report interval after that was measured wholly at it).
+	lastUp, lastDown, parallelismAt, parallelismSeenAt time.Time
 	// lastSample is the time of the last snapshot decided on, firstSample of the first:
 	// nothing is scaled down before the down window has been watched whole (after an
 	// operator restart, too).
@@ -346,9 +347,12 @@ type scaleDecision struct {
 //     it rises first. A replica change pauses the whole group for a rebalance, so pods
 //     are added only when parallelism cannot reach the need and the drain they win is
 //     longer than the pause they cost, and removed only when the smaller group reaches
-//     the need with 15% to spare and keeps the lag, the pause's included, under half the
-//     target. A
-//     replica change is never reversed within the down window.
+//     the need with 15% to spare and keeps the lag clearly under target: its age, the
+//     pause's included, under 0.8 of the seconds target, and its records under half of
+//     what the smaller group is allowed (within it, while they are records in flight). A
+//     replica change is never reversed within the down window. Behind the target, when
+//     the pod holding most of the lag has its slots full and CPU to spare (a hot
+//     partition), parallelism rises, and it is not lowered while a pod's slots are full.
 //  5. Without capacity figures, pods grow in proportion to the lag over target and shrink
 //     one at a time only while one pod fewer would keep the lag under half the target.
 //  6. Scaling up follows the lowest recommendation of scaleUp's window, scaling down the
@@ -369,6 +373,9 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		if !st.lastUp.IsZero() && st.lastUp.Equal(st.lastChange) {
 			st.startup = ewma(st.startup, in.now.Sub(st.lastUp))
 		}
+	}
+	if parallelismApplied(in.lag.pods, in.parallelism) && !st.parallelismSeenAt.After(st.parallelismAt) {
+		st.parallelismSeenAt = in.now
 	}
 	newSample := in.lag.at.After(st.lastSample)
 	st.lastSample = in.lag.at
@@ -676,7 +683,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	// model gives them (a hot partition), and more parallelism is what helps that pod —
 	// more pods would not split its partition.
 	if ratio > 1 && p < useful {
-		if pod, ok := lagOnFullSlots(lag.pods, st.settledAt); ok {
+		if pod, ok := lagOnFullSlots(lag, c, in.parallelism, latest(st.settledAt, st.parallelismSeenAt)); ok {
 			return explain(in.replicas, raise(p, useful), "; "+pod+" holds most of the lag with its slots full and CPU to spare")
 		}
 	}
@@ -697,7 +704,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		return explain(r, max(q, min(p, useful)), "")
 	}
 	// At the fewest pods: less parallelism, when much less reaches the need.
-	if q, ok := leastFor(in.replicas, need*downMargin); ok && float64(q) < float64(p)/1.5 {
+	if q, ok := leastFor(in.replicas, need*downMargin); ok && float64(q) < float64(p)/1.5 && !slotsFull(lag.pods, p) {
 		return explain(in.replicas, q, "")
 	}
 	return explain(in.replicas, p, "")
@@ -725,50 +732,78 @@ func drainSeconds(backlog, rate, produce float64) float64 {
 }
 
 // pauseFits is true when r pods instead of the current ones leave the lag clearly within
-// the targets: the records waiting under half of what r pods are allowed, and their age,
-// with the rebalance pause added, under 0.8 of the seconds target (60 s without one). The
-// records a pause adds are not held against the records target: every change of members
-// adds them for a few seconds, whatever the size. Nor are records in flight: a lag whose
-// oldest record is younger than a fifth of the seconds target is what the pods have
-// fetched and are writing, which any number of them carries (held against fewer pods, it
-// kept a group with seconds of records in flight at its largest size). (Half the seconds
-// target held a group whose rebalances take more than half of it at its largest size for
-// good.)
+// the targets: its age, with the rebalance pause added, under 0.8 of the seconds target
+// (60 s without one), and the records waiting under half of what r pods are allowed —
+// within it when they are records in flight: a lag whose oldest record is younger than a
+// fifth of the seconds target (12 s without one) is what the pods have fetched and are
+// writing, the same with any number of pods, so it needs no hysteresis against growing
+// (held to half, it kept a group with seconds of records in flight at its largest size).
+// The records a pause adds are not held against the records target: every change of
+// members adds them for a few seconds, whatever the size. (Half the seconds target held a
+// group whose rebalances take more than half of it at its largest size for good.) The
+// age is the observer's estimate, which may be short by up to a poll interval.
 func pauseFits(b scaleBounds, lag lagSnapshot, r int32, pause float64) bool {
 	limit := b.targetSeconds
 	if limit == 0 {
 		limit = defaultDrainSeconds
 	}
-	backlog := float64(lag.seconds) > 0.2*limit
-	if b.targetRecords > 0 && backlog && float64(lag.records) > 0.5*float64(b.targetRecords)*float64(max(r, 1)) {
+	// Records in flight still count against what r pods are allowed, without the margin
+	// a backlog needs: they stay, but do not grow.
+	share := 1.0
+	if float64(lag.seconds) > 0.2*limit {
+		share = 0.5
+	}
+	if b.targetRecords > 0 && float64(lag.records) > share*float64(b.targetRecords)*float64(max(r, 1)) {
 		return false
 	}
 	return float64(lag.seconds)+pause <= 0.8*limit
 }
 
-// lagOnFullSlots names the pod holding most of the lag when its report, measured wholly
-// after the group settled, shows its delivery slots full (90%) and its CPU not (under
-// 80%): a pod that more parallelism would speed up.
-func lagOnFullSlots(pods []podLoad, settledAt time.Time) (string, bool) {
-	if settledAt.IsZero() || len(pods) == 0 {
+// lagOnFullSlots names the pod holding at least half of the lag when its report, measured
+// wholly at parallelism p after since, shows its delivery slots full (90%), each doing
+// what the model says a slot does (slots counted busy while the pod waits for bytes, not
+// slots, would do less), and CPU enough for a quarter more (under 72%, known): a pod that
+// more parallelism would speed up.
+func lagOnFullSlots(lag lagSnapshot, c capacityModel, p int32, since time.Time) (string, bool) {
+	if since.IsZero() || len(lag.pods) == 0 || lag.records == 0 {
 		return "", false
 	}
-	var total int64
 	top := 0
-	for i, pl := range pods {
-		if pl.At.Before(settledAt.Add(reportInterval)) {
+	for i, pl := range lag.pods {
+		if pl.At.Before(since.Add(reportInterval)) {
 			return "", false
 		}
-		total += pl.lag
-		if pl.lag > pods[top].lag {
+		if pl.lag > lag.pods[top].lag {
 			top = i
 		}
 	}
-	pl := pods[top]
-	if total == 0 || pl.lag*2 < total || pl.Busy < 0.9 || pl.CPU >= 0.8 {
+	pl := lag.pods[top]
+	perSlot := pl.Rate / (max(pl.Busy, 0.05) * float64(max(pl.Parallelism, 1)))
+	if pl.Parallelism != p || pl.lag*2 < lag.records || pl.Busy < 0.9 || pl.CPU < 0 || pl.CPU*1.25 >= 0.9 ||
+		perSlot < 0.7*c.perWorker {
 		return "", false
 	}
-	return fmt.Sprintf("%s (%.0f%% of its slots, %.0f%% CPU)", pl.Pod, 100*pl.Busy, 100*max(pl.CPU, 0)), true
+	return fmt.Sprintf("%s (%.0f%% of its slots, %.0f%% CPU)", pl.Pod, 100*pl.Busy, 100*pl.CPU), true
+}
+
+// latest is the later of two times.
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// slotsFull reports whether a pod running parallelism p uses nearly all of its slots
+// (90%): with less parallelism it would fall behind, whatever the even share of the
+// production the model gives its partitions says.
+func slotsFull(pods []podLoad, p int32) bool {
+	for _, pl := range pods {
+		if pl.Parallelism == p && pl.Busy >= 0.9 {
+			return true
+		}
+	}
+	return false
 }
 
 // lagWithoutBusyPods says, when the reports show it, that the pods holding most of the

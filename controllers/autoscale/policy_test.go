@@ -378,12 +378,6 @@ func reporting(snap lagSnapshot, n int, p int32, rate, busy, cpu float64, lags .
 	return snap
 }
 
-// hotPod gives the first pod of snap's reports busy of its slots and cpu of its CPU.
-func hotPod(snap lagSnapshot, busy, cpu float64) lagSnapshot {
-	snap.pods[0].Busy, snap.pods[0].CPU = busy, cpu
-	return snap
-}
-
 // TestDecideScaleFromLoadReports: the pods' own reports size the group, stop it from
 // growing into a storage outage or a lag more consumers cannot help, and pace changes of
 // parallelism.
@@ -391,6 +385,17 @@ func TestDecideScaleFromLoadReports(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	watched := func() scaleState {
 		return scaleState{firstSample: t0.Add(-5 * time.Minute), settledAt: t0.Add(-time.Minute)}
+	}
+	// seen is watched, with the pods seen running their parallelism for a minute.
+	seen := func() scaleState { s := watched(); s.parallelismSeenAt = t0.Add(-time.Minute); return s }
+	// hotGroup is 3 pods at parallelism 100 on 12 partitions, behind the seconds target
+	// (40 s) with little backlog: pod-0 finishes rate records a second with busy of its
+	// slots and cpu of its CPU and holds hotLag of the 8,000 records, the others 475/s
+	// with half their slots (10/s a slot) and 500 records each.
+	hotGroup := func(rate, busy, cpu float64, hotLag int64) scaleInput {
+		lag := reporting(snapshot(1000, 12, 8000, 40, 2000, 1900), 3, 100, 475, 0.475, 0.2, hotLag, 500, 500)
+		lag.pods[0].Rate, lag.pods[0].Busy, lag.pods[0].CPU = rate, busy, cpu
+		return scaleInput{now: t0, known: true, lag: lag, replicas: 3, parallelism: 100, settled: true}
 	}
 	cases := []struct {
 		name      string
@@ -430,18 +435,21 @@ func TestDecideScaleFromLoadReports(t *testing.T) {
 				replicas: 3, parallelism: 100, settled: true},
 			replicas: 3, par: 100, reasonHas: "the pods holding the lag are not busy (pod-0: 10% of its slots, 10% CPU)"},
 		{name: "the pod holding the lag has its slots full and CPU to spare: more parallelism",
-			// A hot partition: pod-0 holds nearly all the lag with 95% of its slots busy, the
-			// others a tenth; the even share the model gives each partition says the three
+			// A hot partition: pod-0 holds most of the lag with 95% of its slots busy, the
+			// others half; the even share the model gives each partition says the three
 			// drain it, but only more parallelism speeds pod-0 up.
-			state: watched(),
-			in: scaleInput{now: t0, known: true, lag: hotPod(reporting(snapshot(1000, 12, 60000, 40, 3000, 2900), 3, 100, 960, 0.1, 0.1, 59000, 500, 500), 0.95, 0.4),
-				replicas: 3, parallelism: 100, settled: true},
+			state: seen(), in: hotGroup(950, 0.95, 0.4, 7000),
 			replicas: 3, par: 125, reasonHas: "pod-0 (95% of its slots, 40% CPU) holds most of the lag with its slots full and CPU to spare"},
-		{name: "the pod holding the lag is short of CPU: no more parallelism",
-			state: watched(),
-			in: scaleInput{now: t0, known: true, lag: hotPod(reporting(snapshot(1000, 12, 60000, 40, 3000, 2900), 3, 100, 960, 0.1, 0.1, 59000, 500, 500), 0.95, 0.9),
-				replicas: 3, parallelism: 100, settled: true},
-			replicas: 3, par: 100},
+		{name: "the pod holding the lag has too little CPU for a quarter more: no raise",
+			state: seen(), in: hotGroup(950, 0.95, 0.75, 7000), replicas: 3, par: 100},
+		{name: "the pod holding the lag does not know its CPU: no raise",
+			state: seen(), in: hotGroup(950, 0.95, -1, 7000), replicas: 3, par: 100},
+		{name: "the pod with full slots holds less than half of the lag: no raise",
+			state: seen(), in: hotGroup(950, 0.95, 0.4, 3000), replicas: 3, par: 100},
+		{name: "the full slots do less than slots do (the pod waits for bytes): no raise",
+			state: seen(), in: hotGroup(400, 0.95, 0.4, 7000), replicas: 3, par: 100},
+		{name: "the reports do not yet show the parallelism wholly: no raise",
+			state: watched(), in: hotGroup(950, 0.95, 0.4, 7000), replicas: 3, par: 100},
 		{name: "a new parallelism waits for the pods to run the last one",
 			state: func() scaleState { s := watched(); s.parallelismAt = t0.Add(-20 * time.Second); return s }(),
 			in: scaleInput{now: t0, known: true, lag: reporting(snapshot(1000, 12, 60000, 40, 3000, 2000), 2, 100, 1000, 1, 0.3),
@@ -478,5 +486,24 @@ func TestUnmeasuredLagInFlightDoesNotFlap(t *testing.T) {
 		if d.replicas != replicas {
 			t.Fatalf("t=%d: %d pods to %d: %s", at, replicas, d.replicas, d.reason)
 		}
+	}
+}
+
+// TestNoLessParallelismWhileSlotsAreFull: a hot partition's pod at 95% of its slots keeps
+// the parallelism, though the even share of the production the model gives each partition
+// says a half would do for all three pods — the pod would fall behind, and the raise for
+// full slots would undo the cut.
+func TestNoLessParallelismWhileSlotsAreFull(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := policyBounds()
+	b.minReplicas = 3
+	st := scaleState{firstSample: t0.Add(-5 * time.Minute), settledAt: t0.Add(-time.Minute), parallelismSeenAt: t0.Add(-time.Minute)}
+	// 10 records/s a slot everywhere: pod-0 does 3,800/s at 95% of 400 slots, the others
+	// 100/s each.
+	lag := reporting(snapshot(1000, 12, 1000, 1, 4000, 4000), 3, 400, 100, 0.025, 0.05, 900, 50, 50)
+	lag.pods[0].Rate, lag.pods[0].Busy, lag.pods[0].CPU = 3800, 0.95, 0.5
+	got, _ := decideScale(b, st, scaleInput{now: t0, known: true, lag: lag, replicas: 3, parallelism: 400, settled: true})
+	if got.replicas != 3 || got.parallelism != 400 {
+		t.Errorf("got %d × %d (%s), want 3 × 400", got.replicas, got.parallelism, got.reason)
 	}
 }
