@@ -663,10 +663,20 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		// after the pause their joining costs. While nothing consumes yet (the first pods
 		// still starting), pods added now join in the same rebalance: no price to weigh.
 		if lag.consumeRate > 0 && best > lag.produceRate*1.05 {
-			backlog := float64(lag.records)
-			keep := drainSeconds(backlog, best, lag.produceRate)
+			// Pods still starting consume nothing yet: until they are ready the group does
+			// what it does now, and the backlog grows meanwhile.
+			ready := 0.0
+			if !in.settled && !st.lastUp.IsZero() {
+				ready = max(startup-in.now.Sub(st.lastUp).Seconds(), 0)
+			}
+			backlogIn := func(s float64) float64 {
+				behind := (lag.produceRate - lag.consumeRate) * min(s, ready)
+				drained := (best - lag.produceRate) * max(s-ready, 0)
+				return float64(lag.records) + behind - drained
+			}
+			keep := ready + drainSeconds(max(backlogIn(ready), 0), best, lag.produceRate)
 			if keep > startup {
-				left := backlog - (best-lag.produceRate)*startup + lag.produceRate*pause
+				left := backlogIn(startup) + lag.produceRate*pause
 				grow := startup + pause + drainSeconds(left, c.groupRate(min(r, partitions), q, partitions), lag.produceRate)
 				if keep-grow < pause {
 					return explain(in.replicas, useful, fmt.Sprintf("; %d pods would drain the backlog in %.0f s, these in %.0f s: not a %.0f s rebalance sooner",

@@ -88,6 +88,17 @@ func TestDecideScale(t *testing.T) {
 			state:    func() scaleState { s := measured(); s.startup = 100 * time.Second; return s }(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 40000, 25, 1500, 2000), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 100, reasonHas: "these drain the backlog in 80 s, before new pods would start (100 s)"},
+		{name: "behind, with the pods asked for still starting: they drain nothing until ready", bounds: fixedParallelism,
+			// 4 pods asked for 10 s ago, 1 consuming 1,000/s of the 3,000/s produced, 80k
+			// behind. The 4 would drain it in 80 s once running, but they start in 90 s, and
+			// by then 260k are behind (350 s to drain); 6 pods are done in about 140 s.
+			state: func() scaleState {
+				s := measured()
+				s.startup, s.lastUp, s.lastChange = 100*time.Second, t0.Add(-10*time.Second), t0.Add(-10*time.Second)
+				return s
+			}(),
+			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 80000, 25, 3000, 1000), replicas: 4, parallelism: 100, settled: false},
+			replicas: 6, par: 100, reasonHas: "scaling up from 4 × 100 to 6 × 100", changeTime: true},
 		{name: "behind, and more pods would drain it sooner only by less than their rebalance", bounds: fixedParallelism,
 			// As above with pods that start in 60 s: 3 pods would be done in 87 s, these in 80.
 			state:    func() scaleState { s := measured(); s.startup = 60 * time.Second; return s }(),
