@@ -73,6 +73,36 @@ func simWorlds() []simWorld {
 	}
 }
 
+// simMatrixSpec is a matrix of worlds and scenarios, and the cells of it where the policy
+// does not meet the goal of no more time over target than the reference, with the most
+// it reached there.
+type simMatrixSpec struct {
+	name             string
+	worlds           []simWorld
+	scenarios        []simScenario
+	overTargetNotMet map[string]int
+}
+
+// simMatrices are the matrices the policy is judged on: the worlds above on their own
+// partitions for half an hour, and each of them on 24 partitions for an hour (the
+// shape of the independent simulation the policy was first tried in).
+func simMatrices() []simMatrixSpec {
+	var wide []simWorld
+	for _, w := range simWorlds() {
+		w.partitions = max(w.partitions, 24)
+		wide = append(wide, w)
+	}
+	var hour []simScenario
+	for _, sc := range simScenarios() {
+		sc.seconds = 3600
+		hour = append(hour, sc)
+	}
+	return []simMatrixSpec{
+		{name: "matrix", worlds: simWorlds(), scenarios: simScenarios(), overTargetNotMet: overTargetNotMet},
+		{name: "24 partitions, an hour", worlds: wide, scenarios: hour, overTargetNotMet: map[string]int{"hot partition / step ×5": 3308}},
+	}
+}
+
 // simScenario is a production pattern.
 type simScenario struct {
 	name        string
@@ -561,12 +591,12 @@ func (c simCell) replicaShare() (policy, least float64) {
 }
 
 // simTable runs every scenario under both policies and renders the comparison.
-func simTable(w simWorld) (string, map[string]simCell) {
+func simTable(w simWorld, scenarios []simScenario) (string, map[string]simCell) {
 	var b strings.Builder
 	cells := map[string]simCell{}
 	fmt.Fprintf(&b, "| scenario | policy | peak lag | s over %ds | drain (s) | replica-s | worker-s | changes (replicas) | max pods × parallelism |\n", w.overTargetSeconds())
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---|\n")
-	for _, sc := range simScenarios() {
+	for _, sc := range scenarios {
 		sf, keda := simPolicies(w, sc)
 		var pair [2]simResult
 		for i, pol := range []simScaler{sf, keda} {
@@ -585,14 +615,14 @@ func simTable(w simWorld) (string, map[string]simCell) {
 // simMatrix renders the whole matrix in one table, a row a world: each goal summed over
 // the scenarios (spanflow / the reference), and the replica-seconds on steady and
 // diurnal load as shares of the reference's, with the lower bound's share beside them.
-func simMatrix() string {
+func simMatrix(m simMatrixSpec) string {
 	var b strings.Builder
 	b.WriteString("| world | s over target | replica changes | parallelism changes | replica-s, steady (least) | replica-s, diurnal (least) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
-	for _, w := range simWorlds() {
-		_, cells := simTable(w)
+	for _, w := range m.worlds {
+		_, cells := simTable(w, m.scenarios)
 		var over, refOver, changes, refChanges, pchanges int
-		for _, sc := range simScenarios() {
+		for _, sc := range m.scenarios {
 			sf, ref := cells[sc.name].spanflow, cells[sc.name].reference
 			over, refOver = over+sf.overTarget, refOver+ref.overTarget
 			changes, refChanges = changes+sf.replicaChanges, refChanges+ref.replicaChanges
