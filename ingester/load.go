@@ -88,6 +88,9 @@ func (m *loadMeter) Report(partitions []int) string {
 		Blocked: m.blocked() || now.retries > m.last.retries}
 	if slots := now.load.Slots - m.last.load.Slots; slots > 0 {
 		r.Busy = min(float64(now.load.Busy-m.last.load.Busy)/float64(slots), 1)
+		// The slots allowed on average: a parallelism changed within the interval makes
+		// Busy a share of a mix of the old and the new one.
+		r.Slots = float64(slots) / float64(elapsed)
 	}
 	if cpu := now.cpu - m.last.cpu; now.cpu > 0 {
 		// GOMAXPROCS follows the container's CPU limit (or the node's CPUs without one).

@@ -30,6 +30,15 @@ type podLoad struct {
 	lag        int64
 }
 
+// slots is the delivery slots the pod allowed on average over its report's interval
+// (what Busy is a share of): its parallelism when the report does not say.
+func (pl podLoad) slots() float64 {
+	if pl.Slots > 0 {
+		return pl.Slots
+	}
+	return float64(pl.Parallelism)
+}
+
 // offsetSample is one poll of a topic and group.
 type offsetSample struct {
 	at         time.Time
@@ -46,6 +55,9 @@ type lagSnapshot struct {
 	seconds int64
 	// produceRate and consumeRate are records per second over the last rateSamples polls.
 	produceRate, consumeRate float64
+	// hottest is the share of that production the busiest partition took; 0 when too
+	// little was produced to tell (fewer than skewRecords a partition).
+	hottest float64
 	// lastPoll is the interval since the previous poll, which measures the pods' capacity
 	// when they had work throughout it.
 	lastPoll pollInterval
@@ -69,6 +81,16 @@ type pollInterval struct {
 // batching, few enough to follow a change of load within a minute at the operator's
 // 10 s interval. The age of the lag uses the whole window.
 const rateSamples = 6
+
+// skewRecords is how many records a partition must have had, on average, within the rate
+// window for the shares of the partitions to say how uneven the production is: with
+// fewer, chance alone makes one look hot.
+const skewRecords = 1000
+
+// shape is the topic as the policy sizes for it.
+func (s lagSnapshot) shape() topicShape {
+	return topicShape{partitions: int32(s.partitions), hottest: s.hottest}
+}
 
 // partitionLag is a partition's uncommitted records. A group with nothing committed
 // counts from the log start when it starts at the earliest offset, and has no lag when it
@@ -94,7 +116,7 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	snap := lagSnapshot{partitions: len(cur.partitions), at: cur.at}
 	first := window[max(len(window)-rateSamples, 0)]
 	span := cur.at.Sub(first.at).Seconds()
-	var produced, consumed int64
+	var produced, consumed, hottest int64
 	if len(window) > 1 {
 		snap.lastPoll = lastPollInterval(window[len(window)-2], cur, fromEarliest)
 	}
@@ -103,6 +125,7 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 		snap.records += lag
 		if old, ok := first.partitions[id]; ok && span > 0 {
 			produced += p.end - old.end
+			hottest = max(hottest, p.end-old.end)
 			if p.committed >= 0 && old.committed >= 0 {
 				consumed += p.committed - old.committed
 			}
@@ -114,6 +137,9 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	if span > 0 {
 		snap.produceRate = float64(produced) / span
 		snap.consumeRate = float64(consumed) / span
+	}
+	if produced >= skewRecords*int64(len(cur.partitions)) {
+		snap.hottest = float64(hottest) / float64(produced)
 	}
 	snap.pods = podLoads(cur, fromEarliest)
 	return snap

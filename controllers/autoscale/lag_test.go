@@ -43,6 +43,31 @@ func TestPartitionLag(t *testing.T) {
 	}
 }
 
+// TestHottestPartition: the share of the production the busiest partition took over the
+// rate window, once enough was produced to tell.
+func TestHottestPartition(t *testing.T) {
+	// per is what partitions 1–3 produce in 60 s, hot what partition 0 does.
+	window := func(hot, per int64) []offsetSample {
+		return []offsetSample{
+			sample(0, partitionOffsets{}, partitionOffsets{}, partitionOffsets{}, partitionOffsets{}),
+			sample(60, partitionOffsets{end: hot}, partitionOffsets{end: per}, partitionOffsets{end: per}, partitionOffsets{end: per}),
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		hot, per int64
+		want     float64
+	}{
+		{"even", 30000, 30000, 0.25},
+		{"a hot partition", 60000, 20000, 0.5},
+		{"too little to tell", 600, 200, 0},
+	} {
+		if got := computeLag(window(tc.hot, tc.per), true).hottest; got != tc.want {
+			t.Errorf("%s: hottest %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestComputeLag(t *testing.T) {
 	// Partition 0: produced 100/s, the consumer stuck at offset 1000 since t=10.
 	// Partition 1: caught up.

@@ -176,16 +176,37 @@ func (c capacityModel) usefulParallelism(hi int32) int32 {
 	return hi
 }
 
-// groupRate is the estimated records per second of r pods at parallelism p on a topic of
-// partitions partitions. Kafka gives every partition to one pod, so the pods with the
-// most partitions (ceil(partitions / r)) set the pace: 5 pods on 12 partitions do no
-// more than 4, since two of them carry 3 partitions each.
-func (c capacityModel) groupRate(r, p, partitions int32) float64 {
-	if r <= 0 {
+// topicShape is what of a topic decides how its load spreads over the pods: its
+// partitions, and the share of the production its hottest partition takes (0 or an even
+// share: all alike).
+type topicShape struct {
+	partitions int32
+	hottest    float64
+}
+
+// busiestShare is the share of the production the busiest of r pods carries. Kafka gives
+// every partition to one pod, so a pod with the most partitions (ceil(partitions / r))
+// sets the pace — with the hottest partition among them, and the others at an even share
+// of the rest: exact for an even topic, and for one hot partition when its pod has the
+// most partitions (round-robin always does that; range may give it one fewer).
+func (t topicShape) busiestShare(r int32) float64 {
+	r = min(r, t.partitions)
+	most := float64((t.partitions + r - 1) / r)
+	if t.partitions < 2 || t.hottest*float64(t.partitions) <= 1 {
+		return most / float64(t.partitions)
+	}
+	return t.hottest + (most-1)*(1-t.hottest)/float64(t.partitions-1)
+}
+
+// groupRate is the estimated records per second of r pods at parallelism p on topic t:
+// the rate at which the busiest pod keeps up with its share. 5 pods on 12 even partitions
+// do no more than 4, since two of them carry 3 partitions each; with a partition taking
+// a fifth of the production, its pod sets the pace.
+func (c capacityModel) groupRate(r, p int32, t topicShape) float64 {
+	if r <= 0 || t.partitions <= 0 {
 		return 0
 	}
-	perPod := (partitions + r - 1) / r
-	return float64(partitions) / float64(perPod) * c.podRate(p)
+	return c.podRate(p) / t.busiestShare(r)
 }
 
 // status renders the model for the Ingester's status; nil before any measurement.
@@ -259,7 +280,7 @@ func fromReports(pods []podLoad) (capacityModel, bool) {
 			continue
 		}
 		rate += pl.Rate
-		slots += max(pl.Busy, measurableBusy) * float64(pl.Parallelism)
+		slots += max(pl.Busy, measurableBusy) * pl.slots()
 		highest = max(highest, pl.Parallelism)
 		cpu += max(pl.CPU, measurableCPU) // unknown (negative) counts as little used
 		slotsFloored = slotsFloored || pl.Busy < measurableBusy
@@ -422,9 +443,10 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			case !ok && in.now.Sub(st.parallelismAt) >= parallelismPropagation:
 				// Without reports, only once a new parallelism has surely reached the pods.
 				st.capacity = st.capacity.learn(in.parallelism, perPod)
-			case ok && applied && allBusy(lag.pods) && perPod < 0.8*st.capacity.podRate(running):
+			case ok && applied && ranThroughout(lag.pods) && allBusy(lag.pods) && perPod < 0.8*st.capacity.podRate(running):
 				// Busy by their own account and slower than the reports imply: believe the
-				// rate. (Work waiting is not enough: records in flight to storage wait too.)
+				// rate. (Work waiting is not enough: records in flight to storage wait too.
+				// Nor is a rate measured while the parallelism changed.)
 				scale := perPod / st.capacity.podRate(running)
 				st.capacity.perWorker *= scale
 				st.capacity.ceiling *= scale
@@ -453,7 +475,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		target = down
 	}
 	consolidating := target.replicas < current.replicas && target.parallelism > current.parallelism &&
-		st.capacity.groupRate(min(target.replicas, partitions), current.parallelism, partitions) < lag.produceRate*headroom
+		st.capacity.groupRate(min(target.replicas, partitions), current.parallelism, lag.shape()) < lag.produceRate*headroom
 	if consolidating {
 		// Fewer pods with more parallelism each, and the fewer pods would not keep up
 		// before their parallelism rises: raise it first.
@@ -587,6 +609,17 @@ func runningParallelism(pods []podLoad) (p int32, ok bool) {
 	return p, len(pods) > 0
 }
 
+// ranThroughout is true when every fresh load report's pod ran its parallelism through
+// the report's whole interval (the slots it allowed on average are that parallelism).
+func ranThroughout(pods []podLoad) bool {
+	for _, pl := range pods {
+		if math.Abs(pl.slots()-float64(pl.Parallelism)) >= 1 {
+			return false
+		}
+	}
+	return true
+}
+
 // parallelismApplied is true when every fresh load report shows parallelism p.
 func parallelismApplied(pods []podLoad, p int32) bool {
 	running, ok := runningParallelism(pods)
@@ -596,6 +629,7 @@ func parallelismApplied(pods []podLoad, p int32) bool {
 // recommend is the size the current figures call for, before stabilization and pacing.
 func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, minR, maxR, consumers int32) scaleDecision {
 	partitions := int32(lag.partitions)
+	topic := lag.shape()
 	p := min(max(in.parallelism, b.minParallelism), b.maxParallelism)
 	switch {
 	case in.replicas == 0 && lag.records <= b.activationRecords:
@@ -612,19 +646,19 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	need := neededRate(b, lag, consumers)
 	explain := func(r, p int32, why string) scaleDecision {
 		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%s/s needed, %d pods do %s/s at parallelism %d%s",
-			count(need), r, count(c.groupRate(r, p, partitions)), p, why)}
+			count(need), r, count(c.groupRate(r, p, topic)), p, why)}
 	}
-	current := c.groupRate(consumers, p, partitions)
+	current := c.groupRate(consumers, p, topic)
 	useful := max(c.usefulParallelism(b.maxParallelism), b.minParallelism)
 	// least is the least parallelism within bounds with which r pods reach rate, if any.
 	leastFor := func(r int32, rate float64) (int32, bool) {
-		q := leastParallelism(c, b.minParallelism, useful, func(q int32) bool { return c.groupRate(r, q, partitions) >= rate })
-		return q, c.groupRate(r, q, partitions) >= rate
+		q := leastParallelism(c, b.minParallelism, useful, func(q int32) bool { return c.groupRate(r, q, topic) >= rate })
+		return q, c.groupRate(r, q, topic) >= rate
 	}
 	// fewest is the fewest pods that reach rate at the most useful parallelism, if any do.
 	fewest := func(rate float64) (int32, bool) {
 		for r := least; r <= maxR; r++ {
-			if c.groupRate(r, useful, partitions) >= rate {
+			if c.groupRate(r, useful, topic) >= rate {
 				return r, true
 			}
 		}
@@ -647,7 +681,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 			}
 			return explain(in.replicas, max(q, raise(p, useful)), "")
 		}
-		best := c.groupRate(consumers, useful, partitions)
+		best := c.groupRate(consumers, useful, topic)
 		r, ok := fewest(need)
 		if r <= in.replicas {
 			return explain(in.replicas, useful, "")
@@ -677,7 +711,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 			keep := ready + drainSeconds(max(backlogIn(ready), 0), best, lag.produceRate)
 			if keep > startup {
 				left := backlogIn(startup) + lag.produceRate*pause
-				grow := startup + pause + drainSeconds(left, c.groupRate(min(r, partitions), q, partitions), lag.produceRate)
+				grow := startup + pause + drainSeconds(left, c.groupRate(min(r, partitions), q, topic), lag.produceRate)
 				if keep-grow < pause {
 					return explain(in.replicas, useful, fmt.Sprintf("; %d pods would drain the backlog in %.0f s, these in %.0f s: not a %.0f s rebalance sooner",
 						r, grow, keep, pause))
@@ -689,9 +723,10 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		return explain(r, q, "")
 	}
 	// Behind, though the group should be draining, and the pod holding most of the lag has
-	// its slots full with CPU to spare: its partitions carry more than the even share the
-	// model gives them (a hot partition), and more parallelism is what helps that pod —
-	// more pods would not split its partition.
+	// its slots full with CPU to spare: its partitions carry more than the share the model
+	// gives them (several hot partitions on one pod, or a production that shifted within
+	// the rate window), and more parallelism is what helps that pod — more pods would not
+	// split its partitions.
 	if ratio > 1 && p < useful {
 		if pod, ok := lagOnFullSlots(lag, c, in.parallelism, latest(st.settledAt, st.parallelismSeenAt)); ok {
 			return explain(in.replicas, raise(p, useful), "; "+pod+" holds most of the lag with its slots full and CPU to spare")
@@ -788,7 +823,7 @@ func lagOnFullSlots(lag lagSnapshot, c capacityModel, p int32, since time.Time) 
 		}
 	}
 	pl := lag.pods[top]
-	perSlot := pl.Rate / (max(pl.Busy, 0.05) * float64(max(pl.Parallelism, 1)))
+	perSlot := pl.Rate / (max(pl.Busy, 0.05) * max(pl.slots(), 1))
 	if pl.Parallelism != p || pl.lag*2 < lag.records || pl.Busy < 0.9 || pl.CPU < 0 || pl.CPU*1.25 >= 0.9 ||
 		perSlot < 0.7*c.perWorker {
 		return "", false
@@ -805,7 +840,7 @@ func latest(a, b time.Time) time.Time {
 }
 
 // slotsFull reports whether a pod running parallelism p uses nearly all of its slots
-// (90%): with less parallelism it would fall behind, whatever the even share of the
+// (90%): with less parallelism it would fall behind, whatever the share of the
 // production the model gives its partitions says.
 func slotsFull(pods []podLoad, p int32) bool {
 	for _, pl := range pods {

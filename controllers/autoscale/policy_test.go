@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,17 @@ func TestDecideScale(t *testing.T) {
 			}(),
 			in:       scaleInput{now: t0, known: true, lag: snapshot(1000, 12, 80000, 25, 3000, 1000), replicas: 4, parallelism: 100, settled: false},
 			replicas: 6, par: 100, reasonHas: "scaling up from 4 × 100 to 6 × 100", changeTime: true},
+		{name: "behind, with a hot partition: pods enough for the pod that holds it", bounds: fixedParallelism, state: measured(),
+			// As "behind, parallelism fixed" (5.3k/s needed), but a partition takes a quarter
+			// of the production: 6 pods would do 6k/s were the partitions even, yet the one
+			// holding the hot partition carries 32% (1,000/s of 3,140); 12 pods do the most,
+			// 4k/s.
+			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
+				s := snapshot(1000, 12, 60000, 40, 3000, 2000)
+				s.hottest = 0.25
+				return s
+			}(), replicas: 2, parallelism: 100, settled: true},
+			replicas: 12, par: 100, reasonHas: "12 pods do 4.0k/s at parallelism 100; scaling up from 2 × 100 to 12 × 100", changeTime: true},
 		{name: "behind, and more pods would drain it sooner only by less than their rebalance", bounds: fixedParallelism,
 			// As above with pods that start in 60 s: 3 pods would be done in 87 s, these in 80.
 			state:    func() scaleState { s := measured(); s.startup = 60 * time.Second; return s }(),
@@ -275,9 +287,78 @@ func TestCapacityModelLearnsTheCeiling(t *testing.T) {
 	if c.ceiling != 1100 || c.podRate(400) != 1100 {
 		t.Errorf("ceiling %v, podRate(400) %v; want 1100", c.ceiling, c.podRate(400))
 	}
-	if got := c.groupRate(5, 150, 12); got != 4*1100 {
+	if got := c.groupRate(5, 150, topicShape{partitions: 12}); got != 4*1100 {
 		t.Errorf("5 pods on 12 partitions do %v, want what 4 do (%v)", got, 4*1100)
 	}
+}
+
+// TestBusiestShare: the busiest pod's share of the production, against the share it has
+// when the partitions are dealt out as Kafka's round-robin assignor deals them (the hot
+// partition's pod has the most partitions: the same) and as the range assignor does (it
+// may give that pod one partition fewer: no more).
+func TestBusiestShare(t *testing.T) {
+	cases := []struct {
+		name     string
+		shares   []float64 // a partition's share of the production
+		replicas int32
+	}{
+		{"even, 12 partitions on 5 pods", evenShares(12), 5},
+		{"even, 24 partitions on 24 pods", evenShares(24), 24},
+		{"a fifth on one of 24 partitions, 6 pods", hotShares(24, 0.2), 6},
+		{"a fifth on one of 24 partitions, 7 pods", hotShares(24, 0.2), 7},
+		{"a fifth on one of 24 partitions, 24 pods", hotShares(24, 0.2), 24},
+		{"a third on one of 12 partitions, 1 pod", hotShares(12, 1.0/3), 1},
+		{"a third on one of 12 partitions, 5 pods", hotShares(12, 1.0/3), 5},
+		{"a third on one of 12 partitions, more pods than partitions", hotShares(12, 1.0/3), 20},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hottest := slices.Max(tc.shares)
+			got := topicShape{partitions: int32(len(tc.shares)), hottest: hottest}.busiestShare(tc.replicas)
+			for _, assign := range []struct {
+				name string
+				pod  func(partition, pods int) int
+			}{
+				{"range", func(i, n int) int { // kafka-go's RangeGroupBalancer
+					for k := range n {
+						if i < (k+1)*len(tc.shares)/n {
+							return k
+						}
+					}
+					return n - 1
+				}},
+				{"round robin", func(i, n int) int { return i % n }},
+			} {
+				n := min(int(tc.replicas), len(tc.shares))
+				load := make([]float64, n)
+				for i, share := range tc.shares {
+					load[assign.pod(i, n)] += share
+				}
+				busiest := slices.Max(load)
+				if got < busiest-1e-9 || (assign.name == "round robin" && got > busiest+1e-9) {
+					t.Errorf("busiest share %.4f, %s assignment gives %.4f", got, assign.name, busiest)
+				}
+			}
+		})
+	}
+}
+
+func evenShares(n int) []float64 {
+	s := make([]float64, n)
+	for i := range s {
+		s[i] = 1 / float64(n)
+	}
+	return s
+}
+
+// hotShares puts hot of the production on the first of n partitions, the rest evenly.
+func hotShares(n int, hot float64) []float64 {
+	s := make([]float64, n)
+	for i := range s {
+		s[i] = (1 - hot) / float64(n-1)
+	}
+	s[0] = hot
+	return s
 }
 
 // TestIdlePodsDoNotShrinkTheCapacity: after a spike, twelve nearly idle pods report
@@ -387,6 +468,37 @@ func reporting(snap lagSnapshot, n int, p int32, rate, busy, cpu float64, lags .
 		snap.pods = append(snap.pods, pl)
 	}
 	return snap
+}
+
+// TestNoCapacityFromARateAcrossAParallelismChange: pods busy throughout a poll that
+// consumed less than their reports imply lower the capacity — unless their parallelism
+// changed within their reports' interval (the rate was measured partly at the old one):
+// 3 pods raised from 100 to 200 a second before the poll, 10/s a slot, consumed 1,010/s
+// each. Taken as a pod at 200 doing 1,010/s, a slot would do 5/s.
+func TestNoCapacityFromARateAcrossAParallelismChange(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name   string
+		slots  float64
+		lowers bool
+	}{
+		{"raised within the interval", 110, false},
+		{"at 200 throughout", 200, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := scaleState{capacity: capacityModel{perWorker: 10, measuredParallelism: 100, highest: 200},
+				firstSample: t0.Add(-5 * time.Minute), settledAt: t0.Add(-time.Minute), lastSample: t0.Add(-10 * time.Second)}
+			lag := reporting(snapshot(1000, 12, 90000, 20, 4000, 3030), 3, 200, 1010*tc.slots/110, 1, 0.5)
+			for i := range lag.pods {
+				lag.pods[i].Slots = tc.slots
+			}
+			lag.lastPoll = pollInterval{since: t0.Add(-10 * time.Second), produceRate: 4000, consumeRate: 3030, leastBacklog: 5000}
+			_, got := decideScale(policyBounds(), st, scaleInput{now: t0, known: true, lag: lag, replicas: 3, parallelism: 200, settled: true})
+			if lowered := got.capacity.perWorker < 8; lowered != tc.lowers {
+				t.Errorf("a slot does %.1f/s after the poll (lowered: %t, want %t)", got.capacity.perWorker, lowered, tc.lowers)
+			}
+		})
+	}
 }
 
 // TestDecideScaleFromLoadReports: the pods' own reports size the group, stop it from

@@ -11,9 +11,9 @@ import (
 // TestAutoscalingSimulation holds the policy to its promise against the KEDA/HPA
 // reference in every cell of each matrix (world × scenario):
 //   - no more time over the lag target, within one poll interval (10 s: the reference
-//     acts on the second, the policy on its polls), except in the cells the matrix
-//     lists as not met, held where they are;
-//   - fewer replica changes (each one pauses the group);
+//     acts on the second, the policy on its polls);
+//   - fewer replica changes (each one pauses the group), except in the cells listed as
+//     not met, held where they are;
 //   - no replica change reversed within the down window, never more pods consuming
 //     than partitions, no raise of parallelism alone by less than a tenth;
 //   - on steady and diurnal load, at most half the reference's replica-seconds, or
@@ -28,7 +28,7 @@ func TestAutoscalingSimulation(t *testing.T) {
 					table, cells := simTable(w, m.scenarios)
 					t.Log("\n" + table)
 					for _, sc := range m.scenarios {
-						checkCell(t, sc.name, cells[sc.name], m.overTargetNotMet[w.name+" / "+sc.name])
+						checkCell(t, sc.name, cells[sc.name], m.notMet[w.name+" / "+sc.name])
 					}
 				})
 			}
@@ -36,20 +36,19 @@ func TestAutoscalingSimulation(t *testing.T) {
 	}
 }
 
-// checkCell asserts the goals in one cell; notMet, when not zero, is the most time over
-// target the policy reached where that goal is not met.
-func checkCell(t *testing.T, scenario string, cell simCell, notMet int) {
+// checkCell asserts the goals in one cell, those it has not met held where they are (the
+// README says so) so that they get no worse.
+func checkCell(t *testing.T, scenario string, cell simCell, short notMet) {
 	t.Helper()
 	sf, ref := cell.spanflow, cell.reference
-	if notMet > 0 {
-		// Not met (the README says so): held where it is, so that it gets no worse.
-		if sf.overTarget > notMet {
-			t.Errorf("%s: %d s over target, the reference %d s (not met; was at most %d s)", scenario, sf.overTarget, ref.overTarget, notMet)
-		}
-	} else if sf.overTarget > ref.overTarget+10 {
+	if sf.overTarget > ref.overTarget+10 {
 		t.Errorf("%s: %d s over target, the reference %d s", scenario, sf.overTarget, ref.overTarget)
 	}
-	if sf.replicaChanges >= ref.replicaChanges {
+	if short.replicaChanges > 0 {
+		if sf.replicaChanges > short.replicaChanges {
+			t.Errorf("%s: %d replica changes, the reference %d (not met; was at most %d)", scenario, sf.replicaChanges, ref.replicaChanges, short.replicaChanges)
+		}
+	} else if sf.replicaChanges >= ref.replicaChanges {
 		t.Errorf("%s: %d replica changes, the reference %d", scenario, sf.replicaChanges, ref.replicaChanges)
 	}
 	if sf.smallRaises > 0 {
@@ -74,17 +73,19 @@ func checkCell(t *testing.T, scenario string, cell simCell, notMet int) {
 	}
 }
 
-// overTargetNotMet are the cells of the matrix where the goal of no more time over target
-// than the reference is not met, with the most the policy reached there. A hot partition
-// stepping ×5: both go over target 33 s after the step and stay there (the hot partition
-// is at its cap from the step on), so the difference is the start: the first pod, short
-// of the load, gets more parallelism, which reaches it 40 s later, and its hot partition
-// is over target for 41 s (t = 35–75); the reference's pods, added at its first look at
-// the lag, bring it back in 30 (t = 35–64). Choosing pods over a parallelism that would
-// arrive after the lag passes its target was tried: it fixed this cell and cost more
-// replica changes and time over target in seven other worlds. The same cell on 24
-// partitions for an hour is the one not met there.
-var overTargetNotMet = map[string]int{"hot partition / step ×5": 1508}
+// notMet is a goal a cell does not meet, with the most the policy reached there.
+type notMet struct {
+	replicaChanges int
+}
+
+// cellsNotMet are the cells, in both matrices, where a goal is not met. A hot partition on
+// diurnal load: the policy sizes the pods so that the one holding the hot partition keeps
+// up (628 s over target against the reference's 3,003, which leaves it behind), and on 24
+// partitions the sizes at which that pod's share drops are 1, 2, 3, 4, 6, 8, 12 and 24
+// pods; following the load up through them and down again takes 22 replica changes to
+// the reference's 21. (Sized as if the partitions were even, it took 12 and was 1,964 s
+// over target.)
+var cellsNotMet = map[string]notMet{"hot partition / diurnal": {replicaChanges: 22}}
 
 // BenchmarkAutoscalingSimulation prints the comparison tables (make bench); the figures
 // are deterministic, the time per op is the cost of simulating every matrix.

@@ -24,6 +24,10 @@ type Report struct {
 	At time.Time
 	// Parallelism is the number of deliveries the pod allowed in flight.
 	Parallelism int32
+	// Slots is how many it allowed on average over the interval: the parallelism, unless
+	// that changed within the interval (what Busy is a share of). 0: not said (a report
+	// of an earlier version), the parallelism.
+	Slots float64
 	// Busy is the share of those delivery slots that were occupied, 0 to 1: how much of
 	// what the parallelism allows the pod used.
 	Busy float64
@@ -58,6 +62,9 @@ func (r Report) String() string {
 	}
 	s := fmt.Sprintf("%s pod=%s at=%d p=%d busy=%.3f cpu=%.3f rate=%.1f blocked=%d pause=%.1f",
 		prefix, r.Pod, r.At.UnixMilli(), r.Parallelism, r.Busy, r.CPU, r.Rate, blocked, r.Pause.Seconds())
+	if r.Slots > 0 {
+		s += fmt.Sprintf(" slots=%.1f", r.Slots)
+	}
 	parts := make([]string, len(r.Partitions))
 	for i, p := range r.Partitions {
 		parts[i] = strconv.Itoa(p)
@@ -95,6 +102,10 @@ func Parse(s string) (r Report, ok bool) {
 			r.Parallelism = int32(p)
 		case "busy":
 			r.Busy, err = strconv.ParseFloat(value, 64)
+		case "slots":
+			if r.Slots, err = strconv.ParseFloat(value, 64); err == nil && r.Slots < 0 {
+				err = strconv.ErrRange
+			}
 		case "cpu":
 			r.CPU, err = strconv.ParseFloat(value, 64)
 		case "rate":

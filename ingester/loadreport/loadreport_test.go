@@ -7,7 +7,7 @@ import (
 )
 
 func TestReportRoundTrip(t *testing.T) {
-	r := Report{Pod: "spans-7d9f-abcde", At: time.UnixMilli(1_780_000_000_123), Parallelism: 12, Busy: 0.425,
+	r := Report{Pod: "spans-7d9f-abcde", At: time.UnixMilli(1_780_000_000_123), Parallelism: 12, Slots: 9.5, Busy: 0.425,
 		CPU: 0.61, Rate: 1234.5, Blocked: true, Pause: 3200 * time.Millisecond, Partitions: []int{0, 4, 8, 12}}
 	s := r.String()
 	if len(s) > 200 {
@@ -41,13 +41,14 @@ func TestParseRefusesWhatIsNotAReport(t *testing.T) {
 		"",
 		"some other client's metadata",
 		"spanflow/2 pod=a at=1 p=1 busy=0 cpu=0 rate=0",
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0",          // fields missing
-		"spanflow/1 pod= at=1 p=1 busy=0 cpu=0 rate=0",    // no pod
-		"spanflow/1 pod=a at=1 p=0 busy=0 cpu=0 rate=0",   // no parallelism
-		"spanflow/1 pod=a at=1 p=1 busy=x cpu=0 rate=0",   // not a number
-		"spanflow/1 pod=a at=1 p=1 busy=7 cpu=0 rate=0",   // busy out of range
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=-5",  // negative rate
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=1 x", // a field without a value
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0",                 // fields missing
+		"spanflow/1 pod= at=1 p=1 busy=0 cpu=0 rate=0",           // no pod
+		"spanflow/1 pod=a at=1 p=0 busy=0 cpu=0 rate=0",          // no parallelism
+		"spanflow/1 pod=a at=1 p=1 busy=x cpu=0 rate=0",          // not a number
+		"spanflow/1 pod=a at=1 p=1 busy=7 cpu=0 rate=0",          // busy out of range
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=-5",         // negative rate
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=1 x",        // a field without a value
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=1 slots=-2", // negative slots
 	} {
 		if r, ok := Parse(s); ok {
 			t.Errorf("Parse(%q) = %+v, want no report", s, r)
