@@ -55,8 +55,8 @@ type lagSnapshot struct {
 	seconds int64
 	// produceRate and consumeRate are records per second over the last rateSamples polls.
 	produceRate, consumeRate float64
-	// hottest is the share of that production the busiest partition took; 0 when too
-	// little was produced to tell (fewer than skewRecords a partition).
+	// hottest is the share of the production over the window the busiest partition took,
+	// when it stands out from the others (see hottestShare); 0 when none does.
 	hottest float64
 	// lastPoll is the interval since the previous poll, which measures the pods' capacity
 	// when they had work throughout it.
@@ -82,10 +82,46 @@ type pollInterval struct {
 // 10 s interval. The age of the lag uses the whole window.
 const rateSamples = 6
 
-// skewRecords is how many records a partition must have had, on average, within the rate
-// window for the shares of the partitions to say how uneven the production is: with
-// fewer, chance alone makes one look hot.
+// skewRecords is how many records a partition must have had, on average, within the
+// window for the shares of the partitions to say how uneven the production is.
 const skewRecords = 1000
+
+// hottestShare is the share of the production the busiest partition took, given what
+// each produced, counting only what stands out from the others: its excess over their
+// mean beyond 5 standard deviations of them. Producers that fill one partition at a time
+// (Kafka's sticky partitioner, for records without a key) leave the partitions uneven by
+// chance, the more so the fewer their batches; sizing for such a partition would buy
+// pods for nothing. 0: none stands out, or too little was produced to tell.
+func hottestShare(produced []int64) float64 {
+	if len(produced) < 2 {
+		return 0
+	}
+	var total, hottest int64
+	for _, n := range produced {
+		total += n
+		hottest = max(hottest, n)
+	}
+	if total < skewRecords*int64(len(produced)) {
+		return 0
+	}
+	others := float64(len(produced) - 1)
+	mean := float64(total-hottest) / others
+	var variance float64
+	skipped := false
+	for _, n := range produced {
+		if n == hottest && !skipped {
+			skipped = true
+			continue
+		}
+		variance += (float64(n) - mean) * (float64(n) - mean)
+	}
+	sd := math.Sqrt(variance / others)
+	excess := float64(hottest) - mean - 5*sd
+	if excess <= 0 {
+		return 0
+	}
+	return (mean + excess) / (mean*others + mean + excess)
+}
 
 // shape is the topic as the policy sizes for it.
 func (s lagSnapshot) shape() topicShape {
@@ -116,16 +152,19 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	snap := lagSnapshot{partitions: len(cur.partitions), at: cur.at}
 	first := window[max(len(window)-rateSamples, 0)]
 	span := cur.at.Sub(first.at).Seconds()
-	var produced, consumed, hottest int64
+	var produced, consumed int64
 	if len(window) > 1 {
 		snap.lastPoll = lastPollInterval(window[len(window)-2], cur, fromEarliest)
 	}
+	var shares []int64 // each partition's production over the whole window
 	for id, p := range cur.partitions {
 		lag := partitionLag(p, fromEarliest)
 		snap.records += lag
+		if old, ok := window[0].partitions[id]; ok && len(window) > 1 {
+			shares = append(shares, p.end-old.end)
+		}
 		if old, ok := first.partitions[id]; ok && span > 0 {
 			produced += p.end - old.end
-			hottest = max(hottest, p.end-old.end)
 			if p.committed >= 0 && old.committed >= 0 {
 				consumed += p.committed - old.committed
 			}
@@ -138,9 +177,7 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 		snap.produceRate = float64(produced) / span
 		snap.consumeRate = float64(consumed) / span
 	}
-	if produced >= skewRecords*int64(len(cur.partitions)) {
-		snap.hottest = float64(hottest) / float64(produced)
-	}
+	snap.hottest = hottestShare(shares)
 	snap.pods = podLoads(cur, fromEarliest)
 	return snap
 }
