@@ -55,8 +55,8 @@ type lagSnapshot struct {
 	seconds int64
 	// produceRate and consumeRate are records per second over the last rateSamples polls.
 	produceRate, consumeRate float64
-	// hottest is the share of the production over the window the busiest partition took,
-	// when it stands out from the others (see hottestShare); 0 when none does.
+	// hottest is the share of that production the busiest partition took, when it stands
+	// out from the others (see hottestShare); 0 when none does.
 	hottest float64
 	// lastPoll is the interval since the previous poll, which measures the pods' capacity
 	// when they had work throughout it.
@@ -83,44 +83,49 @@ type pollInterval struct {
 const rateSamples = 6
 
 // skewRecords is how many records a partition must have had, on average, within the
-// window for the shares of the partitions to say how uneven the production is.
+// rate window for the shares of the partitions to say how uneven the production is.
 const skewRecords = 1000
 
 // hottestShare is the share of the production the busiest partition took, given what
-// each produced, counting only what stands out from the others: its excess over their
-// mean beyond 5 standard deviations of them. Producers that fill one partition at a time
-// (Kafka's sticky partitioner, for records without a key) leave the partitions uneven by
-// chance, the more so the fewer their batches; sizing for such a partition would buy
-// pods for nothing. 0: none stands out, or too little was produced to tell.
+// each produced, when it stands out: at least three times the partitions' median and
+// above it by 8 of their robust standard deviations (from the median absolute deviation, so that a
+// second hot partition does not hide the first). Producers that fill one partition at a
+// time (Kafka's sticky partitioner, for records without a key) leave the partitions
+// uneven by chance, the more so the fewer their batches; sizing for such a partition
+// would buy pods for nothing. 0: none stands out, too little was produced to tell, or
+// too few partitions (under 4) to tell a hot one from chance.
 func hottestShare(produced []int64) float64 {
-	if len(produced) < 2 {
+	n := len(produced)
+	if n < 4 {
 		return 0
 	}
 	var total, hottest int64
-	for _, n := range produced {
-		total += n
-		hottest = max(hottest, n)
+	for _, v := range produced {
+		total += v
+		hottest = max(hottest, v)
 	}
-	if total < skewRecords*int64(len(produced)) {
+	if total < skewRecords*int64(n) {
 		return 0
 	}
-	others := float64(len(produced) - 1)
-	mean := float64(total-hottest) / others
-	var variance float64
-	skipped := false
-	for _, n := range produced {
-		if n == hottest && !skipped {
-			skipped = true
-			continue
-		}
-		variance += (float64(n) - mean) * (float64(n) - mean)
-	}
-	sd := math.Sqrt(variance / others)
-	excess := float64(hottest) - mean - 5*sd
-	if excess <= 0 {
+	median := medianOf(produced, func(v int64) float64 { return float64(v) })
+	spread := 1.4826 * medianOf(produced, func(v int64) float64 { return math.Abs(float64(v) - median) })
+	if h := float64(hottest); h < 3*median || h < median+8*spread {
 		return 0
 	}
-	return (mean + excess) / (mean*others + mean + excess)
+	return float64(hottest) / float64(total)
+}
+
+// medianOf is the median of f over values.
+func medianOf(values []int64, f func(int64) float64) float64 {
+	s := make([]float64, len(values))
+	for i, v := range values {
+		s[i] = f(v)
+	}
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // shape is the topic as the policy sizes for it.
@@ -156,14 +161,17 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	if len(window) > 1 {
 		snap.lastPoll = lastPollInterval(window[len(window)-2], cur, fromEarliest)
 	}
-	var shares []int64 // each partition's production over the whole window
+	// Each partition's production over the rate window, while the partitions stay the
+	// same (added ones would make the old ones look hot).
+	var shares []int64
+	samePartitions := len(first.partitions) == len(cur.partitions)
 	for id, p := range cur.partitions {
 		lag := partitionLag(p, fromEarliest)
 		snap.records += lag
-		if old, ok := window[0].partitions[id]; ok && len(window) > 1 {
+		old, ok := first.partitions[id]
+		samePartitions = samePartitions && ok
+		if ok && span > 0 {
 			shares = append(shares, p.end-old.end)
-		}
-		if old, ok := first.partitions[id]; ok && span > 0 {
 			produced += p.end - old.end
 			if p.committed >= 0 && old.committed >= 0 {
 				consumed += p.committed - old.committed
@@ -177,7 +185,9 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 		snap.produceRate = float64(produced) / span
 		snap.consumeRate = float64(consumed) / span
 	}
-	snap.hottest = hottestShare(shares)
+	if samePartitions {
+		snap.hottest = hottestShare(shares)
+	}
 	snap.pods = podLoads(cur, fromEarliest)
 	return snap
 }

@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -45,39 +46,65 @@ func TestPartitionLag(t *testing.T) {
 }
 
 // TestHottestPartition: the share of the production the busiest partition took over the
-// window, when it stands out from the others and enough was produced to tell.
+// rate window, when it stands out from the others and enough was produced to tell.
 func TestHottestPartition(t *testing.T) {
-	// per is what partitions 1–3 produce in 60 s, hot what partition 0 does.
-	window := func(hot, per int64) []offsetSample {
-		return []offsetSample{
-			sample(0, partitionOffsets{}, partitionOffsets{}, partitionOffsets{}, partitionOffsets{}),
-			sample(60, partitionOffsets{end: hot}, partitionOffsets{end: per}, partitionOffsets{end: per}, partitionOffsets{end: per}),
+	// each is what partitions 1–n produce in 60 s, hot what partition 0 does.
+	window := func(n int, hot, each int64) []offsetSample {
+		start, end := []partitionOffsets{{}}, []partitionOffsets{{end: hot}}
+		for range n - 1 {
+			start, end = append(start, partitionOffsets{}), append(end, partitionOffsets{end: each})
 		}
+		return []offsetSample{sample(0, start...), sample(60, end...)}
 	}
 	for _, tc := range []struct {
-		name     string
-		hot, per int64
-		want     float64
+		name      string
+		n         int
+		hot, each int64
+		want      float64
 	}{
-		{"even", 30000, 30000, 0},
-		{"a hot partition", 60000, 20000, 0.5},
-		{"too little to tell", 600, 200, 0},
+		{"even", 4, 30000, 30000, 0},
+		{"a hot partition", 4, 60000, 20000, 0.5},
+		{"twice the others: not enough to tell from chance", 4, 40000, 20000, 0},
+		{"too little to tell", 4, 600, 200, 0},
+		{"too few partitions to tell", 3, 60000, 20000, 0},
 	} {
-		if got := computeLag(window(tc.hot, tc.per), true).hottest; got != tc.want {
+		if got := computeLag(window(tc.n, tc.hot, tc.each), true).hottest; got != tc.want {
 			t.Errorf("%s: hottest %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	// A producer filling one partition at a time, 100 records a batch, 40 batches a
-	// partition on average: some partition gets half as much again as the mean by chance,
-	// and none is hot (at most a trace of it is left: under a tenth over the even share).
+	// Two hot partitions: the second does not hide the first.
+	two := []int64{50000, 50000}
+	for range 22 {
+		two = append(two, 2000)
+	}
+	if got := hottestShare(two); math.Abs(got-50000.0/144000) > 1e-9 {
+		t.Errorf("two hot partitions: hottest %v, want %v", got, 50000.0/144000)
+	}
+	// Partitions added within the window: what the old ones produced is not a share of
+	// the whole (partition 0 took half of the old ones' production, not of the topic's).
+	grown := []offsetSample{
+		sample(0, partitionOffsets{}, partitionOffsets{}, partitionOffsets{}, partitionOffsets{}),
+		sample(60, partitionOffsets{end: 60000}, partitionOffsets{end: 20000}, partitionOffsets{end: 20000}, partitionOffsets{end: 20000},
+			partitionOffsets{end: 40000}, partitionOffsets{end: 40000}, partitionOffsets{end: 40000}, partitionOffsets{end: 40000}),
+	}
+	if got := computeLag(grown, true).hottest; got != 0 {
+		t.Errorf("partitions added: hottest %v, want 0", got)
+	}
+	// A producer filling one partition at a time, 1,000 records a batch, 10 or 40 batches
+	// a partition on average: some partition gets twice the mean by chance, and none is
+	// hot.
 	rng := rand.New(rand.NewPCG(7, 7))
-	for trial := range 500 {
-		produced := make([]int64, 24)
-		for range 24 * 40 {
-			produced[rng.IntN(24)] += 100
-		}
-		if got := hottestShare(produced); got > 1.1/24 {
-			t.Errorf("trial %d: batches spread by chance %v read as a hot partition taking %.3f", trial, produced, got)
+	for _, n := range []int{8, 24, 48} {
+		for _, batches := range []int{10, 40} {
+			for trial := range 300 {
+				produced := make([]int64, n)
+				for range n * batches {
+					produced[rng.IntN(n)] += 1000
+				}
+				if got := hottestShare(produced); got != 0 {
+					t.Errorf("%d partitions, %d batches each, trial %d: chance %v read as a hot partition taking %.3f", n, batches, trial, produced, got)
+				}
+			}
 		}
 	}
 }

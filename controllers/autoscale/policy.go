@@ -187,8 +187,9 @@ type topicShape struct {
 // busiestShare is the share of the production the busiest of r pods carries. Kafka gives
 // every partition to one pod, so a pod with the most partitions (ceil(partitions / r))
 // sets the pace — with the hottest partition among them, and the others at an even share
-// of the rest: exact for an even topic, and for one hot partition when its pod has the
-// most partitions (round-robin always does that; range may give it one fewer).
+// of the rest. For an even topic that is exact; for one hot partition it is an upper
+// bound, exact when the assignor gives the hot partition's pod the most partitions (it
+// may give it one fewer).
 func (t topicShape) busiestShare(r int32) float64 {
 	r = min(r, t.partitions)
 	most := float64((t.partitions + r - 1) / r)
@@ -443,10 +444,12 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			case !ok && in.now.Sub(st.parallelismAt) >= parallelismPropagation:
 				// Without reports, only once a new parallelism has surely reached the pods.
 				st.capacity = st.capacity.learn(in.parallelism, perPod)
-			case ok && applied && ranThroughout(lag.pods) && allBusy(lag.pods) && perPod < 0.8*st.capacity.podRate(running):
+			case ok && applied && !st.parallelismSeenAt.After(iv.since) && ranThroughout(lag.pods) && allBusy(lag.pods) &&
+				perPod < 0.8*st.capacity.podRate(running):
 				// Busy by their own account and slower than the reports imply: believe the
 				// rate. (Work waiting is not enough: records in flight to storage wait too.
-				// Nor is a rate measured while the parallelism changed.)
+				// Nor is a rate measured while the parallelism changed: the pods ran it, by
+				// their reports, before the poll began and through their reports' interval.)
 				scale := perPod / st.capacity.podRate(running)
 				st.capacity.perWorker *= scale
 				st.capacity.ceiling *= scale
@@ -610,10 +613,12 @@ func runningParallelism(pods []podLoad) (p int32, ok bool) {
 }
 
 // ranThroughout is true when every fresh load report's pod ran its parallelism through
-// the report's whole interval (the slots it allowed on average are that parallelism).
+// the report's whole interval: the slots it allowed on average are that parallelism,
+// within 2% (and the report's rounding to a tenth).
 func ranThroughout(pods []podLoad) bool {
 	for _, pl := range pods {
-		if math.Abs(pl.slots()-float64(pl.Parallelism)) >= 1 {
+		p := float64(pl.Parallelism)
+		if math.Abs(pl.slots()-p) > max(0.02*p, 0.06) {
 			return false
 		}
 	}
@@ -655,11 +660,19 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		q := leastParallelism(c, b.minParallelism, useful, func(q int32) bool { return c.groupRate(r, q, topic) >= rate })
 		return q, c.groupRate(r, q, topic) >= rate
 	}
-	// fewest is the fewest pods that reach rate at the most useful parallelism, if any do.
+	// fewest is the fewest pods that reach rate at the most useful parallelism, if any do;
+	// if none does, the fewest that come within 5% of what the most pods do (the pod of a
+	// hot partition sets a pace that more pods hardly raise).
 	fewest := func(rate float64) (int32, bool) {
 		for r := least; r <= maxR; r++ {
 			if c.groupRate(r, useful, topic) >= rate {
 				return r, true
+			}
+		}
+		most := c.groupRate(maxR, useful, topic)
+		for r := least; r < maxR; r++ {
+			if c.groupRate(r, useful, topic) >= 0.95*most {
+				return r, false
 			}
 		}
 		return maxR, false

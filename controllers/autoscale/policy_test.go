@@ -111,6 +111,16 @@ func TestDecideScale(t *testing.T) {
 				return s
 			}(), replicas: 2, parallelism: 100, settled: true},
 			replicas: 12, par: 100, reasonHas: "12 pods do 4.0k/s at parallelism 100; scaling up from 2 × 100 to 12 × 100", changeTime: true},
+		{name: "behind, with nearly all of the production on one partition: no pods that would not raise the pace", bounds: fixedParallelism,
+			state: measured(),
+			// A partition takes 90%: 12 pods would do 1,111/s, 2 pods 1,058/s (its pod
+			// carries 94.5%): within 5% of the most, the 2 stay.
+			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
+				s := snapshot(1000, 12, 60000, 40, 3000, 2000)
+				s.hottest = 0.9
+				return s
+			}(), replicas: 2, parallelism: 100, settled: true},
+			replicas: 2, par: 100, reasonHas: "2 pods do 1.1k/s at parallelism 100"},
 		{name: "behind, and more pods would drain it sooner only by less than their rebalance", bounds: fixedParallelism,
 			// As above with pods that start in 60 s: 3 pods would be done in 87 s, these in 80.
 			state:    func() scaleState { s := measured(); s.startup = 60 * time.Second; return s }(),
@@ -292,10 +302,10 @@ func TestCapacityModelLearnsTheCeiling(t *testing.T) {
 	}
 }
 
-// TestBusiestShare: the busiest pod's share of the production, against the share it has
-// when the partitions are dealt out as Kafka's round-robin assignor deals them (the hot
-// partition's pod has the most partitions: the same) and as the range assignor does (it
-// may give that pod one partition fewer: no more).
+// TestBusiestShare: the busiest pod's share of the production is never less than it is
+// when the partitions are dealt out as Kafka's range and round-robin assignors deal them,
+// wherever the hot partition is, and the same when the hot partition's pod has the most
+// partitions (round-robin, the hot partition first).
 func TestBusiestShare(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -310,6 +320,8 @@ func TestBusiestShare(t *testing.T) {
 		{"a third on one of 12 partitions, 1 pod", hotShares(12, 1.0/3), 1},
 		{"a third on one of 12 partitions, 5 pods", hotShares(12, 1.0/3), 5},
 		{"a third on one of 12 partitions, more pods than partitions", hotShares(12, 1.0/3), 20},
+		{"a fifth on the seventh of 24 partitions, 7 pods", moved(hotShares(24, 0.2), 6), 7},
+		{"a fifth on the last of 24 partitions, 5 pods", moved(hotShares(24, 0.2), 23), 5},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,7 +347,7 @@ func TestBusiestShare(t *testing.T) {
 					load[assign.pod(i, n)] += share
 				}
 				busiest := slices.Max(load)
-				if got < busiest-1e-9 || (assign.name == "round robin" && got > busiest+1e-9) {
+				if got < busiest-1e-9 || (assign.name == "round robin" && tc.shares[0] == hottest && got > busiest+1e-9) {
 					t.Errorf("busiest share %.4f, %s assignment gives %.4f", got, assign.name, busiest)
 				}
 			}
@@ -349,6 +361,12 @@ func evenShares(n int) []float64 {
 		s[i] = 1 / float64(n)
 	}
 	return s
+}
+
+// moved moves the first partition's share to partition i.
+func moved(shares []float64, i int) []float64 {
+	shares[0], shares[i] = shares[i], shares[0]
+	return shares
 }
 
 // hotShares puts hot of the production on the first of n partitions, the rest evenly.
@@ -470,24 +488,46 @@ func reporting(snap lagSnapshot, n int, p int32, rate, busy, cpu float64, lags .
 	return snap
 }
 
+// TestRanThroughout: a report whose average of slots is not its parallelism was measured
+// partly at another; within 2% (and the report's rounding) it was not.
+func TestRanThroughout(t *testing.T) {
+	for _, tc := range []struct {
+		p     int32
+		slots float64
+		want  bool
+	}{
+		{2, 2, true}, {2, 1.5, false}, {1, 1.5, false}, {200, 198, true}, {200, 190, false},
+		{5, 5.04, true}, {8, 0, true}, // 0: not said (an older ingester), taken as the parallelism
+	} {
+		pods := []podLoad{{Report: loadreport.Report{Parallelism: tc.p, Slots: tc.slots}}}
+		if got := ranThroughout(pods); got != tc.want {
+			t.Errorf("p=%d slots=%v: ran throughout %t, want %t", tc.p, tc.slots, got, tc.want)
+		}
+	}
+}
+
 // TestNoCapacityFromARateAcrossAParallelismChange: pods busy throughout a poll that
 // consumed less than their reports imply lower the capacity — unless their parallelism
-// changed within their reports' interval (the rate was measured partly at the old one):
-// 3 pods raised from 100 to 200 a second before the poll, 10/s a slot, consumed 1,010/s
-// each. Taken as a pod at 200 doing 1,010/s, a slot would do 5/s.
+// changed within their reports' interval or the poll's (the rate was measured partly at
+// the old one): 3 pods raised from 100 to 200 a second before the poll, 10/s a slot,
+// consumed 1,010/s each. Taken as a pod at 200 doing 1,010/s, a slot would do 5/s.
 func TestNoCapacityFromARateAcrossAParallelismChange(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	for _, tc := range []struct {
 		name   string
 		slots  float64
+		seenAt time.Time // when the reports first showed parallelism 200
 		lowers bool
 	}{
-		{"raised within the interval", 110, false},
-		{"at 200 throughout", 200, true},
+		{"raised within the reports' interval", 110, t0, false},
+		{"raised within the poll, before the reports' interval", 200, t0, false},
+		{"raised a tenth into the reports' interval", 190, t0.Add(-time.Minute), false},
+		{"at 200 throughout", 200, t0.Add(-time.Minute), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := scaleState{capacity: capacityModel{perWorker: 10, measuredParallelism: 100, highest: 200},
-				firstSample: t0.Add(-5 * time.Minute), settledAt: t0.Add(-time.Minute), lastSample: t0.Add(-10 * time.Second)}
+				firstSample: t0.Add(-5 * time.Minute), settledAt: t0.Add(-time.Minute), lastSample: t0.Add(-10 * time.Second),
+				parallelismAt: t0.Add(-2 * time.Minute), parallelismSeenAt: tc.seenAt}
 			lag := reporting(snapshot(1000, 12, 90000, 20, 4000, 3030), 3, 200, 1010*tc.slots/110, 1, 0.5)
 			for i := range lag.pods {
 				lag.pods[i].Slots = tc.slots

@@ -83,8 +83,10 @@ type simMatrixSpec struct {
 }
 
 // simMatrices are the matrices the policy is judged on: the worlds above on their own
-// partitions for half an hour, and each of them on 24 partitions for an hour (the
-// shape of the independent simulation the policy was first tried in).
+// partitions with the scenarios' own lengths (diurnal load an hour, the others half an
+// hour), and each of them on 24 partitions with every scenario an hour (the shape of the
+// independent simulation the policy was first tried in). The hot partition's world has
+// 24 partitions already: its diurnal cell is the same in both.
 func simMatrices() []simMatrixSpec {
 	var wide []simWorld
 	for _, w := range simWorlds() {

@@ -7,6 +7,7 @@ package loadreport
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -103,9 +104,11 @@ func Parse(s string) (r Report, ok bool) {
 		case "busy":
 			r.Busy, err = strconv.ParseFloat(value, 64)
 		case "slots":
-			if r.Slots, err = strconv.ParseFloat(value, 64); err == nil && r.Slots < 0 {
-				err = strconv.ErrRange
+			// Optional: what is not a number of slots (at least one, finite) is not said.
+			if v, err := strconv.ParseFloat(value, 64); err == nil && v >= 1 && !math.IsInf(v, 0) {
+				r.Slots = v
 			}
+			continue // not one of the fields every version has
 		case "cpu":
 			r.CPU, err = strconv.ParseFloat(value, 64)
 		case "rate":

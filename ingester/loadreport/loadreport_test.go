@@ -41,18 +41,32 @@ func TestParseRefusesWhatIsNotAReport(t *testing.T) {
 		"",
 		"some other client's metadata",
 		"spanflow/2 pod=a at=1 p=1 busy=0 cpu=0 rate=0",
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0",                 // fields missing
-		"spanflow/1 pod= at=1 p=1 busy=0 cpu=0 rate=0",           // no pod
-		"spanflow/1 pod=a at=1 p=0 busy=0 cpu=0 rate=0",          // no parallelism
-		"spanflow/1 pod=a at=1 p=1 busy=x cpu=0 rate=0",          // not a number
-		"spanflow/1 pod=a at=1 p=1 busy=7 cpu=0 rate=0",          // busy out of range
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=-5",         // negative rate
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=1 x",        // a field without a value
-		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=1 slots=-2", // negative slots
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0",          // fields missing
+		"spanflow/1 pod= at=1 p=1 busy=0 cpu=0 rate=0",    // no pod
+		"spanflow/1 pod=a at=1 p=0 busy=0 cpu=0 rate=0",   // no parallelism
+		"spanflow/1 pod=a at=1 p=1 busy=x cpu=0 rate=0",   // not a number
+		"spanflow/1 pod=a at=1 p=1 busy=7 cpu=0 rate=0",   // busy out of range
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=-5",  // negative rate
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 rate=1 x", // a field without a value
+		"spanflow/1 pod=a at=1 p=1 busy=0 cpu=0 slots=8",  // rate missing: slots is not one of the fields every version has
 	} {
 		if r, ok := Parse(s); ok {
 			t.Errorf("Parse(%q) = %+v, want no report", s, r)
 		}
+	}
+}
+
+// TestParseIgnoresSlotsThatAreNot: an average of slots that cannot be one (under one,
+// infinite, not a number) is not said, and the report falls back to its parallelism.
+func TestParseIgnoresSlotsThatAreNot(t *testing.T) {
+	for _, v := range []string{"-2", "0", "0.5", "1e-9", "Inf", "+Inf", "NaN", "x"} {
+		r, ok := Parse("spanflow/1 pod=a at=1000 p=4 busy=0.5 cpu=-1 rate=10 blocked=0 slots=" + v)
+		if !ok || r.Slots != 0 {
+			t.Errorf("slots=%s: parsed %t, Slots %v; want the report with no slots", v, ok, r.Slots)
+		}
+	}
+	if r, ok := Parse("spanflow/1 pod=a at=1000 p=4 busy=0.5 cpu=-1 rate=10 blocked=0 slots=3.5"); !ok || r.Slots != 3.5 {
+		t.Errorf("slots=3.5: parsed %t, Slots %v", ok, r.Slots)
 	}
 }
 
