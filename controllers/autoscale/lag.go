@@ -87,13 +87,13 @@ const rateSamples = 6
 const skewRecords = 1000
 
 // hottestShare is the share of the production the busiest partition took, given what
-// each produced, when it stands out: at least three times the partitions' median and
-// above it by 8 of their robust standard deviations (from the median absolute deviation, so that a
-// second hot partition does not hide the first). Producers that fill one partition at a
-// time (Kafka's sticky partitioner, for records without a key) leave the partitions
-// uneven by chance, the more so the fewer their batches; sizing for such a partition
-// would buy pods for nothing. 0: none stands out, too little was produced to tell, or
-// too few partitions (under 4) to tell a hot one from chance.
+// each produced, when it stands out: at least three times the partitions' median and 8
+// of their robust standard deviations above it (from the median absolute deviation, so
+// that a second hot partition does not hide the first). Producers that fill one
+// partition at a time (Kafka's sticky partitioner, for records without a key) leave the
+// partitions uneven by chance, the more so the fewer their batches; sizing for such a
+// partition would buy pods for nothing. 0: none stands out, too little was produced to
+// tell, or too few partitions (under 4) to tell a hot one from chance.
 func hottestShare(produced []int64) float64 {
 	n := len(produced)
 	if n < 4 {
