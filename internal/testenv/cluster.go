@@ -1,25 +1,56 @@
 package testenv
 
 import (
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// FreeAddr returns a loopback address with a port nobody listens on right now.
+// FreeAddr returns a loopback address with a port nobody listens on right now, for a
+// process to listen on later. The port is below the kernel's ephemeral range: one from
+// within it (what listening on port 0 gives) can be taken, before the process binds it,
+// by any connection a test makes meanwhile — an operator failed to start on one that way.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lowest := ephemeralPortsFrom()
+	for range 200 {
+		port := freePortsFrom + rand.IntN(lowest-freePortsFrom)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // taken: another
+		}
+		addr := l.Addr().String()
+		_ = l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("no free port between %d and %d", freePortsFrom, lowest)
+	return ""
+}
+
+// freePortsFrom is the lowest port FreeAddr gives: above the well-known and most
+// registered services.
+const freePortsFrom = 20000
+
+// ephemeralPortsFrom is the first port of the kernel's ephemeral range (32768 where it
+// cannot be read), over freePortsFrom.
+func ephemeralPortsFrom() int {
+	lowest := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if fields := strings.Fields(string(data)); len(fields) == 2 {
+			if n, err := strconv.Atoi(fields[0]); err == nil {
+				lowest = n
+			}
+		}
+	}
+	return max(lowest, freePortsFrom+1000)
 }
 
 // Kubeconfig adds user to the control plane and returns the path of a kubeconfig file
