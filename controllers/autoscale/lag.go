@@ -55,9 +55,9 @@ type lagSnapshot struct {
 	seconds int64
 	// produceRate and consumeRate are records per second over the last rateSamples polls.
 	produceRate, consumeRate float64
-	// hottest is the share of that production the busiest partition took, when it stands
-	// out from the others (see hottestShare); 0 when none does.
-	hottest float64
+	// shares are the partitions' shares of that production, by partition ID, when some
+	// stand out from the others (see productionShares); nil when none does: an even topic.
+	shares []float64
 	// lastPoll is the interval since the previous poll, which measures the pods' capacity
 	// when they had work throughout it.
 	lastPoll pollInterval
@@ -86,33 +86,52 @@ const rateSamples = 6
 // rate window for the shares of the partitions to say how uneven the production is.
 const skewRecords = 1000
 
-// hottestShare is the share of the production the busiest partition took, given what
-// each produced, when it stands out: at least three times the partitions' median and 8
-// of their robust standard deviations above it (from the median absolute deviation, so
-// that a second hot partition does not hide the first). Producers that fill one
-// partition at a time (Kafka's sticky partitioner, for records without a key) leave the
-// partitions uneven by chance, the more so the fewer their batches; sizing for such a
-// partition would buy pods for nothing. 0: none stands out, too little was produced to
-// tell, or too few partitions (under 4) to tell a hot one from chance.
-func hottestShare(produced []int64) float64 {
+// productionShares are the partitions' shares of the production, given what each
+// produced, by partition ID: the measured share of each partition that stands out — three
+// times the partitions' median and 8 of their robust standard deviations above it (from
+// the median absolute deviation, so that one hot partition does not hide another) — and
+// an even share of the rest for the others. Producers that fill one partition at a time
+// (Kafka's sticky partitioner, for records without a key) leave the partitions uneven by
+// chance, the more so the fewer their batches; sizing for such a partition would buy
+// pods for nothing. nil: none stands out, too little was produced to tell, or too few
+// partitions (under 4) to tell a hot one from chance.
+func productionShares(produced []int64) []float64 {
 	n := len(produced)
 	if n < 4 {
-		return 0
+		return nil
 	}
-	var total, hottest int64
+	var total int64
 	for _, v := range produced {
 		total += v
-		hottest = max(hottest, v)
 	}
 	if total < skewRecords*int64(n) {
-		return 0
+		return nil
 	}
 	median := medianOf(produced, func(v int64) float64 { return float64(v) })
 	spread := 1.4826 * medianOf(produced, func(v int64) float64 { return math.Abs(float64(v) - median) })
-	if h := float64(hottest); h < 3*median || h < median+8*spread {
-		return 0
+	hot := func(v int64) bool { return float64(v) >= 3*median && float64(v) >= median+8*spread }
+	var hotTotal int64
+	hotCount := 0
+	for _, v := range produced {
+		if hot(v) {
+			hotTotal, hotCount = hotTotal+v, hotCount+1
+		}
 	}
-	return float64(hottest) / float64(total)
+	if hotCount == 0 {
+		return nil
+	}
+	shares := make([]float64, n)
+	rest := 0.0
+	if hotCount < n {
+		rest = float64(total-hotTotal) / float64(total) / float64(n-hotCount)
+	}
+	for i, v := range produced {
+		shares[i] = rest
+		if hot(v) {
+			shares[i] = float64(v) / float64(total)
+		}
+	}
+	return shares
 }
 
 // medianOf is the median of f over values.
@@ -130,7 +149,7 @@ func medianOf(values []int64, f func(int64) float64) float64 {
 
 // shape is the topic as the policy sizes for it.
 func (s lagSnapshot) shape() topicShape {
-	return topicShape{partitions: int32(s.partitions), hottest: s.hottest}
+	return topicShape{partitions: int32(s.partitions), shares: s.shares}
 }
 
 // partitionLag is a partition's uncommitted records. A group with nothing committed
@@ -161,17 +180,19 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	if len(window) > 1 {
 		snap.lastPoll = lastPollInterval(window[len(window)-2], cur, fromEarliest)
 	}
-	// Each partition's production over the rate window, while the partitions stay the
-	// same (added ones would make the old ones look hot).
-	var shares []int64
-	samePartitions := len(first.partitions) == len(cur.partitions)
+	// Each partition's production over the rate window, by partition ID, while the
+	// partitions stay the same (added ones would make the old ones look hot).
+	byID := make([]int64, len(cur.partitions))
+	samePartitions := len(first.partitions) == len(cur.partitions) && span > 0
 	for id, p := range cur.partitions {
 		lag := partitionLag(p, fromEarliest)
 		snap.records += lag
 		old, ok := first.partitions[id]
-		samePartitions = samePartitions && ok
+		samePartitions = samePartitions && ok && id >= 0 && id < len(byID)
 		if ok && span > 0 {
-			shares = append(shares, p.end-old.end)
+			if id >= 0 && id < len(byID) {
+				byID[id] = p.end - old.end
+			}
 			produced += p.end - old.end
 			if p.committed >= 0 && old.committed >= 0 {
 				consumed += p.committed - old.committed
@@ -186,7 +207,7 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 		snap.consumeRate = float64(consumed) / span
 	}
 	if samePartitions {
-		snap.hottest = hottestShare(shares)
+		snap.shares = productionShares(byID)
 	}
 	snap.pods = podLoads(cur, fromEarliest)
 	return snap

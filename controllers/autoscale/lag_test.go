@@ -45,9 +45,9 @@ func TestPartitionLag(t *testing.T) {
 	}
 }
 
-// TestHottestPartition: the share of the production the busiest partition took over the
-// rate window, when it stands out from the others and enough was produced to tell.
-func TestHottestPartition(t *testing.T) {
+// TestProductionShares: the partitions' shares of the production over the rate window,
+// when some stand out from the others and enough was produced to tell.
+func TestProductionShares(t *testing.T) {
 	// each is what partitions 1–n produce in 60 s, hot what partition 0 does.
 	window := func(n int, hot, each int64) []offsetSample {
 		start, end := []partitionOffsets{{}}, []partitionOffsets{{end: hot}}
@@ -60,25 +60,26 @@ func TestHottestPartition(t *testing.T) {
 		name      string
 		n         int
 		hot, each int64
-		want      float64
+		want      []float64
 	}{
-		{"even", 4, 30000, 30000, 0},
-		{"a hot partition", 4, 60000, 20000, 0.5},
-		{"twice the others: not enough to tell from chance", 4, 40000, 20000, 0},
-		{"too little to tell", 4, 600, 200, 0},
-		{"too few partitions to tell", 3, 60000, 20000, 0},
+		{"even", 4, 30000, 30000, nil},
+		{"a hot partition", 4, 60000, 20000, []float64{0.5, 1.0 / 6, 1.0 / 6, 1.0 / 6}},
+		{"twice the others: not enough to tell from chance", 4, 40000, 20000, nil},
+		{"too little to tell", 4, 600, 200, nil},
+		{"too few partitions to tell", 3, 60000, 20000, nil},
 	} {
-		if got := computeLag(window(tc.n, tc.hot, tc.each), true).hottest; got != tc.want {
-			t.Errorf("%s: hottest %v, want %v", tc.name, got, tc.want)
+		if got := computeLag(window(tc.n, tc.hot, tc.each), true).shares; !sharesEqual(got, tc.want) {
+			t.Errorf("%s: shares %v, want %v", tc.name, got, tc.want)
 		}
 	}
 	// Two hot partitions: the second does not hide the first.
-	two := []int64{50000, 50000}
-	for range 22 {
+	two := []int64{50000, 2000, 2000, 50000}
+	for range 20 {
 		two = append(two, 2000)
 	}
-	if got := hottestShare(two); math.Abs(got-50000.0/144000) > 1e-9 {
-		t.Errorf("two hot partitions: hottest %v, want %v", got, 50000.0/144000)
+	got := productionShares(two)
+	if len(got) != 24 || math.Abs(got[0]-50000.0/144000) > 1e-9 || math.Abs(got[3]-50000.0/144000) > 1e-9 || math.Abs(got[1]-2000.0/144000) > 1e-9 {
+		t.Errorf("two hot partitions: shares %v", got)
 	}
 	// Partitions added within the window: what the old ones produced is not a share of
 	// the whole (partition 0 took half of the old ones' production, not of the topic's).
@@ -87,8 +88,8 @@ func TestHottestPartition(t *testing.T) {
 		sample(60, partitionOffsets{end: 60000}, partitionOffsets{end: 20000}, partitionOffsets{end: 20000}, partitionOffsets{end: 20000},
 			partitionOffsets{end: 40000}, partitionOffsets{end: 40000}, partitionOffsets{end: 40000}, partitionOffsets{end: 40000}),
 	}
-	if got := computeLag(grown, true).hottest; got != 0 {
-		t.Errorf("partitions added: hottest %v, want 0", got)
+	if got := computeLag(grown, true).shares; got != nil {
+		t.Errorf("partitions added: shares %v, want none", got)
 	}
 	// A producer filling one partition at a time, 1,000 records a batch, 10 or 40 batches
 	// a partition on average: some partition gets twice the mean by chance, and none is
@@ -101,12 +102,24 @@ func TestHottestPartition(t *testing.T) {
 				for range n * batches {
 					produced[rng.IntN(n)] += 1000
 				}
-				if got := hottestShare(produced); got != 0 {
-					t.Errorf("%d partitions, %d batches each, trial %d: chance %v read as a hot partition taking %.3f", n, batches, trial, produced, got)
+				if got := productionShares(produced); got != nil {
+					t.Errorf("%d partitions, %d batches each, trial %d: chance %v read as uneven shares %v", n, batches, trial, produced, got)
 				}
 			}
 		}
 	}
+}
+
+func sharesEqual(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Abs(a[i]-b[i]) > 1e-9 {
+			return false
+		}
+	}
+	return true
 }
 
 func TestComputeLag(t *testing.T) {

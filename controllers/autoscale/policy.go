@@ -177,26 +177,47 @@ func (c capacityModel) usefulParallelism(hi int32) int32 {
 }
 
 // topicShape is what of a topic decides how its load spreads over the pods: its
-// partitions, and the share of the production its hottest partition takes (0 or an even
-// share: all alike).
+// partitions, and each one's share of the production (nil: all alike).
 type topicShape struct {
 	partitions int32
-	hottest    float64
+	shares     []float64
 }
 
 // busiestShare is the share of the production the busiest of r pods carries. Kafka gives
-// every partition to one pod, so a pod with the most partitions (ceil(partitions / r))
-// sets the pace — with the hottest partition among them, and the others at an even share
-// of the rest. For an even topic that is exact; for one hot partition it is an upper
-// bound, exact when the assignor gives the hot partition's pod the most partitions (it
-// may give it one fewer).
+// every partition to one pod: with an even production a pod with the most partitions
+// (ceil(partitions / r)) sets the pace; with uneven shares, the heaviest pod as the
+// common assignors deal the partitions out — kafka-go's range (the ingester's), Kafka's
+// own range, round-robin — whichever of them makes it heaviest.
 func (t topicShape) busiestShare(r int32) float64 {
-	r = min(r, t.partitions)
-	most := float64((t.partitions + r - 1) / r)
-	if t.partitions < 2 || t.hottest*float64(t.partitions) <= 1 {
-		return most / float64(t.partitions)
+	n := int(t.partitions)
+	k := int(min(r, t.partitions))
+	if len(t.shares) != n {
+		return float64((n+k-1)/k) / float64(n)
 	}
-	return t.hottest + (most-1)*(1-t.hottest)/float64(t.partitions-1)
+	busiest := 0.0
+	sum := func(from, to int) float64 {
+		load := 0.0
+		for _, s := range t.shares[from:to] {
+			load += s
+		}
+		return load
+	}
+	start := 0
+	for m := range k {
+		busiest = max(busiest, sum(m*n/k, (m+1)*n/k)) // kafka-go: [m·n/k, (m+1)·n/k)
+		size := n / k                                 // Kafka: the first n mod k one more
+		if m < n%k {
+			size++
+		}
+		busiest = max(busiest, sum(start, start+size))
+		start += size
+		load := 0.0 // round-robin: m, m+k, m+2k, …
+		for i := m; i < n; i += k {
+			load += t.shares[i]
+		}
+		busiest = max(busiest, load)
+	}
+	return busiest
 }
 
 // groupRate is the estimated records per second of r pods at parallelism p on topic t:

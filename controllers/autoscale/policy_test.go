@@ -2,12 +2,13 @@ package autoscale
 
 import (
 	"fmt"
-	"slices"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -107,7 +108,7 @@ func TestDecideScale(t *testing.T) {
 			// 4k/s.
 			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
 				s := snapshot(1000, 12, 60000, 40, 3000, 2000)
-				s.hottest = 0.25
+				s.shares = hotShares(12, 0.25)
 				return s
 			}(), replicas: 2, parallelism: 100, settled: true},
 			replicas: 12, par: 100, reasonHas: "12 pods do 4.0k/s at parallelism 100; scaling up from 2 × 100 to 12 × 100", changeTime: true},
@@ -117,7 +118,7 @@ func TestDecideScale(t *testing.T) {
 			// carries 94.5%): within 5% of the most, the 2 stay.
 			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
 				s := snapshot(1000, 12, 60000, 40, 3000, 2000)
-				s.hottest = 0.9
+				s.shares = hotShares(12, 0.9)
 				return s
 			}(), replicas: 2, parallelism: 100, settled: true},
 			replicas: 2, par: 100, reasonHas: "2 pods do 1.1k/s at parallelism 100"},
@@ -302,10 +303,9 @@ func TestCapacityModelLearnsTheCeiling(t *testing.T) {
 	}
 }
 
-// TestBusiestShare: the busiest pod's share of the production is never less than it is
-// when the partitions are dealt out as Kafka's range and round-robin assignors deal them,
-// wherever the hot partition is, and the same when the hot partition's pod has the most
-// partitions (round-robin, the hot partition first).
+// TestBusiestShare: the busiest pod's share of the production is the heaviest pod's as
+// kafka-go's own range and round-robin balancers deal the partitions out (and Kafka's
+// range assignor, by hand), wherever the hot partitions are.
 func TestBusiestShare(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -322,37 +322,69 @@ func TestBusiestShare(t *testing.T) {
 		{"a third on one of 12 partitions, more pods than partitions", hotShares(12, 1.0/3), 20},
 		{"a fifth on the seventh of 24 partitions, 7 pods", moved(hotShares(24, 0.2), 6), 7},
 		{"a fifth on the last of 24 partitions, 5 pods", moved(hotShares(24, 0.2), 23), 5},
+		{"a tenth on each of 0, 8 and 16 of 24 partitions, 8 pods", hotAt(24, 0.1, 0, 8, 16), 8},
+		{"15% on each of 0 and 1 of 24 partitions, 12 pods", hotAt(24, 0.15, 0, 1), 12},
+		{"15% on each of 6 and 9 of 24 partitions, 7 pods: only kafka-go's range puts them together", hotAt(24, 0.15, 6, 9), 7},
+		{"15% on each of 0 and 3 of 24 partitions, 7 pods: only Kafka's range puts them together", hotAt(24, 0.15, 0, 3), 7},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			hottest := slices.Max(tc.shares)
-			got := topicShape{partitions: int32(len(tc.shares)), hottest: hottest}.busiestShare(tc.replicas)
-			for _, assign := range []struct {
-				name string
-				pod  func(partition, pods int) int
-			}{
-				{"range", func(i, n int) int { // kafka-go's RangeGroupBalancer
-					for k := range n {
-						if i < (k+1)*len(tc.shares)/n {
-							return k
-						}
+			got := topicShape{partitions: int32(len(tc.shares)), shares: tc.shares}.busiestShare(tc.replicas)
+			n, k := len(tc.shares), min(int(tc.replicas), len(tc.shares))
+			var members []kafka.GroupMember
+			var partitions []kafka.Partition
+			for m := range k {
+				members = append(members, kafka.GroupMember{ID: fmt.Sprintf("member-%03d", m), Topics: []string{"spans"}})
+			}
+			for i := range n {
+				partitions = append(partitions, kafka.Partition{Topic: "spans", ID: i})
+			}
+			heaviest := func(assignments kafka.GroupMemberAssignments) float64 {
+				busiest := 0.0
+				for _, topics := range assignments {
+					load := 0.0
+					for _, id := range topics["spans"] {
+						load += tc.shares[id]
 					}
-					return n - 1
-				}},
-				{"round robin", func(i, n int) int { return i % n }},
-			} {
-				n := min(int(tc.replicas), len(tc.shares))
-				load := make([]float64, n)
-				for i, share := range tc.shares {
-					load[assign.pod(i, n)] += share
+					busiest = max(busiest, load)
 				}
-				busiest := slices.Max(load)
-				if got < busiest-1e-9 || (assign.name == "round robin" && tc.shares[0] == hottest && got > busiest+1e-9) {
-					t.Errorf("busiest share %.4f, %s assignment gives %.4f", got, assign.name, busiest)
+				return busiest
+			}
+			want := 0.0
+			for _, b := range []kafka.GroupBalancer{kafka.RangeGroupBalancer{}, kafka.RoundRobinGroupBalancer{}} {
+				want = max(want, heaviest(b.AssignGroups(members, partitions)))
+			}
+			// Kafka's own range assignor: the first n mod k members take one partition more.
+			start := 0
+			for m := range k {
+				size := n / k
+				if m < n%k {
+					size++
 				}
+				load := 0.0
+				for _, s := range tc.shares[start : start+size] {
+					load += s
+				}
+				want = max(want, load)
+				start += size
+			}
+			if math.Abs(got-want) > 1e-9 {
+				t.Errorf("busiest share %.4f, the assignors' heaviest pod %.4f", got, want)
 			}
 		})
 	}
+}
+
+// hotAt puts hot of the production on each of the partitions at, the rest evenly.
+func hotAt(n int, hot float64, at ...int) []float64 {
+	s := make([]float64, n)
+	for i := range s {
+		s[i] = (1 - hot*float64(len(at))) / float64(n-len(at))
+	}
+	for _, i := range at {
+		s[i] = hot
+	}
+	return s
 }
 
 func evenShares(n int) []float64 {

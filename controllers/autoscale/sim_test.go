@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,8 +32,10 @@ type simWorld struct {
 	// flight to storage before its offset is committed; propagation how long a new
 	// parallelism takes to reach the running pods (the kubelet's ConfigMap refresh).
 	startup, rebalance, delay, propagation int
-	// hotShare is the share of production that goes to partition 0 (0: an even share).
+	// hotShare is the share of production that goes to each hot partition (0: an even
+	// share): partition 0, or those hot lists.
 	hotShare float64
+	hot      []int
 	// targetSeconds and targetRecords are the user's targets (0: not set): the oldest
 	// unconsumed record younger than targetSeconds, fewer than targetRecords a consuming pod.
 	// "Over target" is measured against targetSeconds, or against 60 s without it.
@@ -179,6 +182,21 @@ type simResult struct {
 	smallRaises int
 }
 
+// share is partition i's share of the production.
+func (w simWorld) share(i int) float64 {
+	if w.hotShare == 0 {
+		return 1 / float64(w.partitions)
+	}
+	hot := w.hot
+	if len(hot) == 0 {
+		hot = []int{0}
+	}
+	if slices.Contains(hot, i) {
+		return w.hotShare
+	}
+	return (1 - w.hotShare*float64(len(hot))) / float64(w.partitions-len(hot))
+}
+
 // overTargetSeconds is the age over which a second counts as over target.
 func (w simWorld) overTargetSeconds() int {
 	if w.targetSeconds > 0 {
@@ -221,20 +239,14 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 	noise := rand.New(rand.NewPCG(2, 0))
 	swing := 1.0
 	for t := 0; t < sc.seconds; t++ {
-		// Production: partition 0 takes hotShare, the rest an even share of what is left.
+		// Production: the hot partitions take hotShare each, the rest an even share of
+		// what is left.
 		if t%20 == 0 {
 			swing = 1 + w.jitter*(2*jitter.Float64()-1)
 		}
 		r := sc.rate(t) * swing
 		for i := range parts {
-			share := 1 / float64(parts)
-			if w.hotShare > 0 {
-				share = (1 - w.hotShare) / float64(parts-1)
-				if i == 0 {
-					share = w.hotShare
-				}
-			}
-			produced[i] += r * share
+			produced[i] += r * w.share(i)
 			history[i] = append(history[i], produced[i])
 		}
 		// A new parallelism reaches the running pods after the propagation delay.
@@ -431,13 +443,7 @@ func leastReplicaSeconds(w simWorld, sc simScenario) int {
 			for k := range n {
 				load := 0.0
 				for p := k; p < w.partitions; p += n {
-					share := 1 / float64(w.partitions)
-					if w.hotShare > 0 {
-						share = (1 - w.hotShare) / float64(w.partitions-1)
-						if p == 0 {
-							share = w.hotShare
-						}
-					}
+					share := w.share(p)
 					if w.partitionCap > 0 {
 						load += min(share*r, w.partitionCap)
 					} else {
