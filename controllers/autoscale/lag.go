@@ -23,11 +23,12 @@ type partitionOffsets struct {
 // renew theirs every 10 s; the margin covers a slow commit and clocks a little apart.
 const reportFreshness = 45 * time.Second
 
-// podLoad is one pod's latest load report, with the partitions that carry it and their lag.
+// podLoad is one pod's latest load report, with the partitions it holds (the report's
+// list, or those that carry it) and their lag.
 type podLoad struct {
 	loadreport.Report
-	partitions int
-	lag        int64
+	ids []int
+	lag int64
 }
 
 // slots is the delivery slots the pod allowed on average over its report's interval
@@ -58,12 +59,29 @@ type lagSnapshot struct {
 	// shares are the partitions' shares of that production, by partition ID, when some
 	// stand out from the others (see productionShares); nil when none does: an even topic.
 	shares []float64
+	// flows are the partitions over the rate window, by partition ID; nil when the
+	// partitions changed within it or their IDs are not 0 to partitions-1.
+	flows []partitionFlow
+	// rateSince is the start of the rate window.
+	rateSince time.Time
 	// lastPoll is the interval since the previous poll, which measures the pods' capacity
 	// when they had work throughout it.
 	lastPoll pollInterval
 	at       time.Time
 	// pods are the fresh load reports, one per pod, in the order of their names.
 	pods []podLoad
+}
+
+// partitionFlow is one partition over the rate window.
+type partitionFlow struct {
+	// produceRate and consumeRate are its records per second (consumeRate from the
+	// committed offsets, 0 when either end of the window had none).
+	produceRate, consumeRate float64
+	// leastBacklog is its smallest lag at any poll of the window; records its lag now
+	// and seconds the age of its oldest uncommitted record.
+	leastBacklog, records, seconds int64
+	// pod is the pod whose fresh load report lists it ("" when none does).
+	pod string
 }
 
 // pollInterval is the consumption between two polls.
@@ -174,32 +192,46 @@ func partitionLag(p partitionOffsets, fromEarliest bool) int64 {
 func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 	cur := window[len(window)-1]
 	snap := lagSnapshot{partitions: len(cur.partitions), at: cur.at}
-	first := window[max(len(window)-rateSamples, 0)]
+	firstIndex := max(len(window)-rateSamples, 0)
+	first := window[firstIndex]
+	snap.rateSince = first.at
 	span := cur.at.Sub(first.at).Seconds()
 	var produced, consumed int64
 	if len(window) > 1 {
 		snap.lastPoll = lastPollInterval(window[len(window)-2], cur, fromEarliest)
 	}
-	// Each partition's production over the rate window, by partition ID, while the
-	// partitions stay the same (added ones would make the old ones look hot).
-	byID := make([]int64, len(cur.partitions))
+	snap.pods = podLoads(cur, fromEarliest)
+	// Each partition over the rate window, by partition ID, while the partitions stay the
+	// same (added ones would make the old ones look hot).
+	flows := make([]partitionFlow, len(cur.partitions))
+	byID := make([]int64, len(cur.partitions)) // records produced within the window
 	samePartitions := len(first.partitions) == len(cur.partitions) && span > 0
 	for id, p := range cur.partitions {
 		lag := partitionLag(p, fromEarliest)
 		snap.records += lag
 		old, ok := first.partitions[id]
-		samePartitions = samePartitions && ok && id >= 0 && id < len(byID)
-		if ok && span > 0 {
-			if id >= 0 && id < len(byID) {
-				byID[id] = p.end - old.end
-			}
-			produced += p.end - old.end
-			if p.committed >= 0 && old.committed >= 0 {
-				consumed += p.committed - old.committed
+		samePartitions = samePartitions && ok && id >= 0 && id < len(flows)
+		var seconds int64
+		if lag > 0 {
+			seconds = int64(oldestUncommittedAge(window, id, p, fromEarliest).Seconds())
+			snap.seconds = max(snap.seconds, seconds)
+		}
+		if !ok || span <= 0 {
+			continue
+		}
+		produced += p.end - old.end
+		f := partitionFlow{produceRate: float64(p.end-old.end) / span, leastBacklog: lag, records: lag, seconds: seconds}
+		if p.committed >= 0 && old.committed >= 0 {
+			consumed += p.committed - old.committed
+			f.consumeRate = float64(p.committed-old.committed) / span
+		}
+		for _, s := range window[firstIndex:] {
+			if at, ok := s.partitions[id]; ok {
+				f.leastBacklog = min(f.leastBacklog, partitionLag(at, fromEarliest))
 			}
 		}
-		if lag > 0 {
-			snap.seconds = max(snap.seconds, int64(oldestUncommittedAge(window, id, p, fromEarliest).Seconds()))
+		if id >= 0 && id < len(flows) {
+			flows[id], byID[id] = f, p.end-old.end
 		}
 	}
 	if span > 0 {
@@ -207,9 +239,16 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 		snap.consumeRate = float64(consumed) / span
 	}
 	if samePartitions {
+		for _, pl := range snap.pods {
+			for _, id := range pl.ids {
+				if id >= 0 && id < len(flows) {
+					flows[id].pod = pl.Pod
+				}
+			}
+		}
+		snap.flows = flows
 		snap.shares = productionShares(byID)
 	}
-	snap.pods = podLoads(cur, fromEarliest)
 	return snap
 }
 
@@ -236,7 +275,7 @@ func podLoads(s offsetSample, fromEarliest bool) []podLoad {
 		if len(parts) == 0 {
 			parts = carriers[pod]
 		}
-		pl := podLoad{Report: r, partitions: len(parts)}
+		pl := podLoad{Report: r, ids: parts}
 		for _, id := range parts {
 			if p, ok := s.partitions[id]; ok {
 				pl.lag += partitionLag(p, fromEarliest)

@@ -146,6 +146,38 @@ func TestComputeLag(t *testing.T) {
 		t.Errorf("consume rate %.1f, want %.1f", snap.consumeRate, want)
 	}
 
+	// Each partition's flow over the window, and the pod whose report lists it.
+	withReport := func(s offsetSample) offsetSample {
+		p := s.partitions[1]
+		p.report = &loadreport.Report{Pod: "pod-b", At: s.at, Parallelism: 10, Partitions: []int{0, 1}}
+		s.partitions[1] = p
+		return s
+	}
+	window[3] = withReport(window[3])
+	flows := computeLag(window, true).flows
+	if len(flows) != 2 {
+		t.Fatalf("flows %+v, want 2", flows)
+	}
+	stuck, caughtUp := flows[0], flows[1]
+	if stuck.produceRate != 100 || stuck.consumeRate != 1000.0/30 || stuck.leastBacklog != 0 || stuck.records != 2000 ||
+		stuck.seconds != snap.seconds || stuck.pod != "pod-b" {
+		t.Errorf("partition 0: %+v", stuck)
+	}
+	if caughtUp.produceRate != 1 || caughtUp.consumeRate != 1 || caughtUp.records != 0 || caughtUp.seconds != 0 || caughtUp.pod != "pod-b" {
+		t.Errorf("partition 1: %+v", caughtUp)
+	}
+	if least := computeLag(window[1:], true).flows[0].leastBacklog; least != 0 {
+		t.Errorf("partition 0 caught up at t=10: least backlog %d", least)
+	}
+	if least := computeLag(window[2:], true).flows[0].leastBacklog; least != 1000 {
+		t.Errorf("partition 0 from t=20: least backlog %d, want 1000", least)
+	}
+	// Partitions added within the window: no flows (an old partition would look hot).
+	grown := []offsetSample{sample(0, partitionOffsets{end: 10}), window[3]}
+	if f := computeLag(grown, true).flows; f != nil {
+		t.Errorf("partitions added: flows %+v", f)
+	}
+
 	// The oldest uncommitted record is older than the window: extrapolated from the rate.
 	old := []offsetSample{
 		sample(100, partitionOffsets{end: 5000, committed: 1000}),
@@ -273,7 +305,7 @@ func TestLoadReportsComeWithTheCommittedOffsets(t *testing.T) {
 	}
 	a := snap.pods[0]
 	wantLag := partitionLag(s.partitions[0], true) + partitionLag(s.partitions[1], true)
-	if a.Pod != "pod-a" || a.Busy != 0.6 || a.partitions != 2 || a.lag != wantLag || a.Parallelism != 8 {
-		t.Errorf("pod-a: %+v (%d partitions, lag %d), want its newest report on 2 partitions with lag %d", a.Report, a.partitions, a.lag, wantLag)
+	if a.Pod != "pod-a" || a.Busy != 0.6 || len(a.ids) != 2 || a.lag != wantLag || a.Parallelism != 8 {
+		t.Errorf("pod-a: %+v (%d partitions, lag %d), want its newest report on 2 partitions with lag %d", a.Report, len(a.ids), a.lag, wantLag)
 	}
 }

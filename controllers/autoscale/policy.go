@@ -121,6 +121,9 @@ type scaleState struct {
 	// pause is how long a rebalance stops the group, as the pods reported it; startup how
 	// long new pods took to be ready. Zero: not seen yet (the defaults apply).
 	pause, startup time.Duration
+	// ceilings are the partitions' ceilings by partition ID (see learnCeilings); nil:
+	// none known or coming. Replaced, never changed in place: states are copied.
+	ceilings []partitionCeiling
 }
 
 type scaleRecommendation struct {
@@ -386,6 +389,9 @@ type scaleDecision struct {
 //     counts as capacity; with them, it only corrects an estimate that was too high.
 //  3. The rate needed is the production rate with headroom plus the backlog above half
 //     the allowed lag, drained within targetLagSeconds (60 s without it).
+//     A partition seen to go no faster while its pod had room (at its ceiling; see
+//     learnCeilings) counts as producing what it takes, and its lag, which no size
+//     drains sooner, is not held against the targets (see withinCeilings).
 //  4. Parallelism changes in the running pods and is the cheap lever: short of the need,
 //     it rises first. A replica change pauses the whole group for a rebalance, so pods
 //     are added only when parallelism cannot reach the need and the drain they win is
@@ -454,6 +460,12 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		if ok {
 			st.capacity = st.capacity.blend(reported)
 		}
+		if !st.settledAt.IsZero() {
+			// Quiet once the pods settled and their rebalance is over.
+			st.ceilings = learnCeilings(st.ceilings, lag, b, st.settledAt.Add(orDefault(st.pause, defaultPause)))
+		} else {
+			st.ceilings = learnCeilings(st.ceilings, lag, b, time.Time{})
+		}
 		// Between two polls with the pods settled and work waiting in every partition at
 		// both, what they consumed is what they can: the capacity without reports, a
 		// check on them with.
@@ -483,6 +495,10 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	}
 
 	figures := lagFigures(b, lag, consumers)
+	lag, capped := lag.withinCeilings(st.ceilings, b)
+	if len(capped) > 0 {
+		figures += "; " + cappedText(capped, st.ceilings)
+	}
 	rec := recommend(b, st, lag, in, minR, maxR, consumers)
 	rec.reason = figures + ": " + rec.reason
 	st.recommendations = append(st.recommendations, scaleRecommendation{at: in.now, replicas: rec.replicas, parallelism: rec.parallelism})
@@ -822,14 +838,11 @@ func drainSeconds(backlog, rate, produce float64) float64 {
 // group whose rebalances take more than half of it at its largest size for good.) The
 // age is the observer's estimate, which may be short by up to a poll interval.
 func pauseFits(b scaleBounds, lag lagSnapshot, r int32, pause float64) bool {
-	limit := b.targetSeconds
-	if limit == 0 {
-		limit = defaultDrainSeconds
-	}
+	limit := b.drainTime()
 	// Records in flight still count against what r pods are allowed, without the margin
 	// a backlog needs: they stay, but do not grow.
 	share := 1.0
-	if float64(lag.seconds) > 0.2*limit {
+	if float64(lag.seconds) > b.inFlightAge() {
 		share = 0.5
 	}
 	if b.targetRecords > 0 && float64(lag.records) > share*float64(b.targetRecords)*float64(max(r, 1)) {
@@ -953,6 +966,20 @@ func leastParallelism(c capacityModel, lo, hi int32, enough func(p int32) bool) 
 	return lo
 }
 
+// drainTime is how soon a backlog is to be drained, in seconds: the seconds target, or
+// defaultDrainSeconds without one.
+func (b scaleBounds) drainTime() float64 {
+	if b.targetSeconds > 0 {
+		return b.targetSeconds
+	}
+	return defaultDrainSeconds
+}
+
+// inFlightAge is the age up to which a lag is taken for records the pods have fetched and
+// are writing (the same with any number of pods), not for a backlog: a fifth of the
+// drain time.
+func (b scaleBounds) inFlightAge() float64 { return 0.2 * b.drainTime() }
+
 // allowedRecords is the lag the targets allow with consumers pods, at the current
 // production rate; ok is false when no target bounds it.
 func allowedRecords(b scaleBounds, lag lagSnapshot, consumers int32) (allowed float64, ok bool) {
@@ -985,10 +1012,7 @@ func neededRate(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 	if allowed, ok := allowedRecords(b, lag, consumers); ok {
 		keep = allowed / 2
 	}
-	drain := b.targetSeconds
-	if drain == 0 {
-		drain = defaultDrainSeconds
-	}
+	drain := b.drainTime()
 	// Behind, production that grew shows first in the last poll interval: follow it at
 	// once. Otherwise the window's rate, which is steadier.
 	produce := lag.produceRate

@@ -112,6 +112,33 @@ func TestDecideScale(t *testing.T) {
 				return s
 			}(), replicas: 2, parallelism: 100, settled: true},
 			replicas: 12, par: 100, reasonHas: "12 pods do 4.0k/s at parallelism 100; scaling up from 2 × 100 to 12 × 100", changeTime: true},
+		{name: "behind, with a hot partition at its ceiling: pods enough for what it takes, not for what it receives", bounds: fixedParallelism,
+			// As above, but partition 0 was seen to go no faster than 600/s with its pod's
+			// slots to spare, and holds 55k of the lag: sized for 600/s there and 2,250/s on
+			// the rest (2,850/s, 3.3k/s with the headroom; the others' 5k within the
+			// target), its pod carries 28% with 6 pods, 3.5k/s. (12 without the ceiling.)
+			state: func() scaleState { s := measured(); s.ceilings = ceilingAt(12, 0, 600); return s }(),
+			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
+				s := snapshot(1000, 12, 60000, 40, 3000, 2000)
+				s.shares = hotShares(12, 0.25)
+				s.flows = flowsOf(12, partitionFlow{produceRate: 750, consumeRate: 600, leastBacklog: 50000, records: 55000, seconds: 40},
+					partitionFlow{produceRate: 2250.0 / 11, consumeRate: 2250.0 / 11, records: 5000 / 11, seconds: 5})
+				return s
+			}(), replicas: 2, parallelism: 100, settled: true},
+			replicas: 6, par: 100, reasonHas: "partition 0 (600/s) is consumed at its ceiling", changeTime: true},
+		{name: "spare pods, the lag over target only on a partition at its ceiling: they go", bounds: fixedParallelism,
+			// 6 pods of 1,000/s; partition 0 receives 150/s and goes no faster than 100/s,
+			// 20k behind for 200 s, which no size drains sooner; the rest, 850/s, keep up.
+			// 950/s with the headroom and margins is 1.3k/s: 2 pods. (Held at 6 without the
+			// ceiling: over target.)
+			state: func() scaleState { s := watchedDown(t0); s.ceilings = ceilingAt(12, 0, 100); return s }(),
+			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
+				s := snapshot(1000, 12, 20000, 200, 1000, 950)
+				s.flows = flowsOf(12, partitionFlow{produceRate: 150, consumeRate: 100, leastBacklog: 19000, records: 20000, seconds: 200},
+					partitionFlow{produceRate: 850.0 / 11, consumeRate: 850.0 / 11})
+				return s
+			}(), replicas: 6, parallelism: 100, settled: true},
+			replicas: 2, par: 100, reasonHas: "scaling down from 6 × 100 to 2 × 100", changeTime: true},
 		{name: "behind, with nearly all of the production on one partition: no pods that would not raise the pace", bounds: fixedParallelism,
 			state: measured(),
 			// A partition takes 90%: 12 pods would do 1,111/s, 2 pods 1,058/s (its pod
@@ -402,6 +429,23 @@ func moved(shares []float64, i int) []float64 {
 }
 
 // hotShares puts hot of the production on the first of n partitions, the rest evenly.
+// ceilingAt is n partitions' ceilings with partition id's at rate.
+func ceilingAt(n, id int, rate float64) []partitionCeiling {
+	c := make([]partitionCeiling, n)
+	c[id] = partitionCeiling{rate: rate, seen: rate, polls: ceilingPolls}
+	return c
+}
+
+// flowsOf is n partitions' flows: partition 0's first, every other one's rest.
+func flowsOf(n int, first, rest partitionFlow) []partitionFlow {
+	f := make([]partitionFlow, n)
+	for i := range f {
+		f[i] = rest
+	}
+	f[0] = first
+	return f
+}
+
 func hotShares(n int, hot float64) []float64 {
 	s := make([]float64, n)
 	for i := range s {
@@ -511,7 +555,10 @@ func TestCapacityOutlivesTheOperator(t *testing.T) {
 func reporting(snap lagSnapshot, n int, p int32, rate, busy, cpu float64, lags ...int64) lagSnapshot {
 	for i := range n {
 		pl := podLoad{Report: loadreport.Report{Pod: fmt.Sprintf("pod-%d", i), At: snap.at, Parallelism: p, Busy: busy, CPU: cpu, Rate: rate,
-			Pause: 4 * time.Second}, partitions: snap.partitions / n}
+			Pause: 4 * time.Second}}
+		for id := i; id < snap.partitions; id += n {
+			pl.ids = append(pl.ids, id)
+		}
 		if i < len(lags) {
 			pl.lag = lags[i]
 		}

@@ -1,0 +1,181 @@
+package autoscale
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Partition ceilings. A partition can be slower to consume than the pod that holds it —
+// the fetches that bring one partition's records, a broker slow for that partition — and
+// then neither more pods nor more parallelism make it go faster. A partition that fell
+// behind over the rate window while its pod had room to spare shows its ceiling: what it
+// was consumed at. Sized for such a partition's production, the group buys pods that
+// cannot help it; and its lag, which no size drains sooner, would keep the group from
+// ever shrinking while it lasts.
+
+// Thresholds of the ceilings.
+const (
+	// ceilingRoom: a pod with less than this share of its delivery slots and of its CPU in
+	// use had room for a quarter more.
+	ceilingRoom = 0.8
+	// ceilingBehind: a partition that received this much more than it was consumed at fell
+	// behind (records in flight to storage delay its commits, not this much).
+	ceilingBehind = 1.05
+	// ceilingExceeded: a partition consumed this much faster than its ceiling has none
+	// there (the pod holding it is sized to let it go faster by the headroom, so that it
+	// can show this).
+	ceilingExceeded = 1.1
+)
+
+// ceilingWindow is the least length of a rate window that can show a ceiling: several
+// load reports, so that one does not decide.
+const ceilingWindow = 3 * reportInterval
+
+// ceilingPolls is how many polls in a row must show a partition at a ceiling before it
+// counts: a ceiling stays, a pod's report that reads it idler than it is does not.
+const ceilingPolls = 3
+
+// partitionCeiling is what is known of one partition's ceiling.
+type partitionCeiling struct {
+	// rate is the ceiling, records per second (0: none known); polls how many polls in a
+	// row showed the partition at one, the latest at rate seen.
+	rate, seen float64
+	polls      int
+}
+
+// learnCeilings updates the partitions' ceilings, by partition ID, with the rate window
+// of lag. A poll shows a partition at its ceiling, seen, when all of this holds: the
+// window is at least ceilingWindow long and began after quiet (the pods settled, and
+// their rebalance over); the partition had work waiting at every poll of it and fell
+// behind (it received more than ceilingBehind times what it was consumed at), while
+// every other partition of its pod kept up; its oldest uncommitted record is older than
+// records in flight are; and its pod, by a report measured wholly after quiet, had room
+// (slots and CPU under ceilingRoom, its writes not failing). After ceilingPolls such
+// polls in a row, the latest rate is the partition's ceiling. A ceiling goes when its
+// partition is consumed faster than ceilingExceeded times it, all of them when the
+// partition count changes. nil: none known or coming.
+func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, quiet time.Time) []partitionCeiling {
+	if len(ceilings) != lag.partitions {
+		ceilings = nil
+	}
+	if len(lag.flows) != lag.partitions || lag.partitions == 0 {
+		return ceilings // nothing to learn from this poll
+	}
+	out := slices.Clone(ceilings)
+	if out == nil {
+		out = make([]partitionCeiling, lag.partitions)
+	}
+	measured := !quiet.IsZero() && !lag.rateSince.Before(quiet) && lag.at.Sub(lag.rateSince) >= ceilingWindow
+	behind := func(f partitionFlow) bool {
+		return f.produceRate > ceilingBehind*f.consumeRate && float64(f.leastBacklog) >= f.consumeRate*saturatedSeconds
+	}
+	for id, f := range lag.flows {
+		c := &out[id]
+		if c.rate > 0 && f.consumeRate > ceilingExceeded*c.rate {
+			*c = partitionCeiling{}
+			continue
+		}
+		others := false // another partition of its pod behind: the pod is what limits
+		for k, g := range lag.flows {
+			others = others || (k != id && g.pod == f.pod && behind(g))
+		}
+		if !measured || f.consumeRate <= 0 || !behind(f) || others || float64(f.seconds) <= b.inFlightAge() ||
+			!podHasRoom(lag.pods, f.pod, quiet) {
+			c.polls = 0
+			continue
+		}
+		c.polls++
+		c.seen = f.consumeRate
+		if c.polls >= ceilingPolls {
+			c.rate = c.seen
+		}
+	}
+	if !slices.ContainsFunc(out, func(c partitionCeiling) bool { return c.rate > 0 || c.polls > 0 }) {
+		return nil
+	}
+	return out
+}
+
+// podHasRoom is true when the named pod's fresh report, measured wholly after quiet, shows
+// it using under ceilingRoom of its slots and of its CPU (or its CPU unknown), with its
+// writes going through.
+func podHasRoom(pods []podLoad, pod string, quiet time.Time) bool {
+	for _, pl := range pods {
+		if pl.Pod == pod && pod != "" {
+			return !pl.At.Before(quiet.Add(reportInterval)) && !pl.Blocked && pl.Busy < ceilingRoom && pl.CPU < ceilingRoom
+		}
+	}
+	return false
+}
+
+// withinCeilings is the lag as sizing sees it when some partitions are at their
+// ceilings: a partition whose production and backlog (drained within the drain time)
+// ask for more than its ceiling counts as producing its ceiling, and its lag, which no
+// size drains sooner, is left out of the lag held against the targets. The pod holding
+// it is still sized, with the headroom, for what it can take. capped lists those
+// partitions; none: the lag as it is.
+func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds) (out lagSnapshot, capped []int) {
+	n := s.partitions
+	if len(ceilings) != n || len(s.flows) != n {
+		return s, nil
+	}
+	for id, f := range s.flows {
+		if c := ceilings[id].rate; c > 0 && f.produceRate+float64(f.records)/b.drainTime() > c {
+			capped = append(capped, id)
+		}
+	}
+	if len(capped) == 0 {
+		return s, nil
+	}
+	// What each partition is sized for: its share of the production (the model's, even
+	// when none stands out), or its ceiling.
+	sized := make([]float64, n)
+	out = s
+	out.records, out.seconds, out.produceRate = 0, 0, 0
+	for id, f := range s.flows {
+		switch {
+		case slices.Contains(capped, id):
+			sized[id] = ceilings[id].rate
+		case s.shares != nil:
+			sized[id] = s.shares[id] * s.produceRate
+		default:
+			sized[id] = s.produceRate / float64(n)
+		}
+		if !slices.Contains(capped, id) {
+			out.records += f.records
+			out.seconds = max(out.seconds, f.seconds)
+		}
+		out.produceRate += sized[id]
+	}
+	out.shares = make([]float64, n)
+	for id := range sized {
+		out.shares[id] = sized[id] / out.produceRate
+	}
+	if s.produceRate > 0 {
+		out.lastPoll.produceRate *= out.produceRate / s.produceRate
+	}
+	out.pods = slices.Clone(s.pods)
+	for i, pl := range out.pods {
+		out.pods[i].lag = 0
+		for _, id := range pl.ids {
+			if id >= 0 && id < n && !slices.Contains(capped, id) {
+				out.pods[i].lag += s.flows[id].records
+			}
+		}
+	}
+	return out, capped
+}
+
+// cappedText describes the partitions at their ceilings for a decision's reason.
+func cappedText(capped []int, ceilings []partitionCeiling) string {
+	parts := make([]string, len(capped))
+	for i, id := range capped {
+		parts[i] = fmt.Sprintf("%d (%s/s)", id, count(ceilings[id].rate))
+	}
+	if len(capped) == 1 {
+		return "partition " + parts[0] + " is consumed at its ceiling (its pod had room): sized for what it takes, its lag not held against the targets"
+	}
+	return "partitions " + strings.Join(parts, ", ") + " are consumed at their ceilings (their pods had room): sized for what they take, their lag not held against the targets"
+}

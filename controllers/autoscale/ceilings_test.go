@@ -1,0 +1,207 @@
+package autoscale
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/ingester/loadreport"
+)
+
+// ceilingSnapshot is a poll at second at of 4 partitions, two pods holding two each: pod-a
+// partitions 0 and 2, pod-b 1 and 3. Partition 0 receives 500/s and is consumed at 300/s
+// with 20k records behind, 40 s old; the others keep up at 100/s. The window began 60 s
+// earlier; pod-a uses busy of its slots, and 30% of its CPU.
+func ceilingSnapshot(at int, busy float64) lagSnapshot {
+	now := time.Unix(int64(at), 0)
+	s := lagSnapshot{partitions: 4, at: now, rateSince: now.Add(-60 * time.Second), produceRate: 800, consumeRate: 600,
+		records: 20000, seconds: 40}
+	s.flows = []partitionFlow{
+		{produceRate: 500, consumeRate: 300, leastBacklog: 8000, records: 20000, seconds: 40, pod: "pod-a"},
+		{produceRate: 100, consumeRate: 100, pod: "pod-b"},
+		{produceRate: 100, consumeRate: 100, pod: "pod-a"},
+		{produceRate: 100, consumeRate: 100, pod: "pod-b"},
+	}
+	s.pods = []podLoad{
+		{Report: loadreport.Report{Pod: "pod-a", At: now, Parallelism: 100, Busy: busy, CPU: 0.3, Rate: 400}, ids: []int{0, 2}, lag: 20000},
+		{Report: loadreport.Report{Pod: "pod-b", At: now, Parallelism: 100, Busy: 0.2, CPU: 0.2, Rate: 200}, ids: []int{1, 3}},
+	}
+	return s
+}
+
+// learnFor feeds polls 10 s apart to learnCeilings, the pods quiet since quiet.
+func learnFor(polls int, quiet time.Time, poll func(at int) lagSnapshot) []partitionCeiling {
+	var c []partitionCeiling
+	for i := range polls {
+		c = learnCeilings(c, poll(1000+10*i), policyBounds(), quiet)
+	}
+	return c
+}
+
+func ceilingRates(c []partitionCeiling) []float64 {
+	out := make([]float64, len(c))
+	for i, pc := range c {
+		out[i] = pc.rate
+	}
+	return out
+}
+
+func TestLearnCeilings(t *testing.T) {
+	quiet := time.Unix(900, 0)
+	with := func(f func(*lagSnapshot)) func(int) lagSnapshot {
+		return func(at int) lagSnapshot {
+			s := ceilingSnapshot(at, 0.5)
+			f(&s)
+			return s
+		}
+	}
+	cases := []struct {
+		name  string
+		polls int
+		quiet time.Time
+		poll  func(int) lagSnapshot
+		want  []float64 // nil: none
+	}{
+		{name: "behind while its pod has room, three polls in a row: its ceiling", polls: 3, quiet: quiet,
+			poll: with(func(*lagSnapshot) {}), want: []float64{300, 0, 0, 0}},
+		{name: "two polls: not yet", polls: 2, quiet: quiet, poll: with(func(*lagSnapshot) {})},
+		{name: "its pod's slots nearly full: the pod is what limits", polls: 5, quiet: quiet,
+			poll: func(at int) lagSnapshot { return ceilingSnapshot(at, 0.85) }},
+		{name: "its pod short of CPU", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.pods[0].CPU = 0.85 })},
+		{name: "its pod's writes failing", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.pods[0].Blocked = true })},
+		{name: "another partition of its pod behind too: the pod is what limits", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) {
+				s.flows[2] = partitionFlow{produceRate: 200, consumeRate: 100, leastBacklog: 3000, records: 6000, seconds: 30, pod: "pod-a"}
+			})},
+		{name: "a partition of each pod behind, each pod with room: each its own ceiling", polls: 3, quiet: quiet,
+			poll: with(func(s *lagSnapshot) {
+				s.flows[1] = partitionFlow{produceRate: 200, consumeRate: 100, leastBacklog: 3000, records: 6000, seconds: 30, pod: "pod-b"}
+			}), want: []float64{300, 100, 0, 0}},
+		{name: "keeping up (records in flight, not a backlog)", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.flows[0].produceRate = 310 })},
+		{name: "a lag as young as records in flight", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.flows[0].seconds = 5 })},
+		{name: "caught up within the window", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.flows[0].leastBacklog = 0 })},
+		{name: "the window began before the pods were quiet", polls: 5, quiet: time.Unix(1000, 0),
+			poll: with(func(*lagSnapshot) {})},
+		{name: "the window too short to tell", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.rateSince = s.at.Add(-20 * time.Second) })},
+		{name: "the pods never settled", polls: 5, poll: with(func(*lagSnapshot) {})},
+		{name: "the pod's report older than quiet and an interval", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.pods[0].At = quiet.Add(5 * time.Second) })},
+		{name: "no report names the partition's pod", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.flows[0].pod = "" })},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := learnFor(tc.polls, tc.quiet, tc.poll)
+			var rates []float64
+			if got != nil {
+				rates = ceilingRates(got)
+			}
+			if tc.want == nil {
+				if slices.ContainsFunc(rates, func(r float64) bool { return r > 0 }) {
+					t.Errorf("ceilings %v, want none", rates)
+				}
+				return
+			}
+			if !slices.Equal(rates, tc.want) {
+				t.Errorf("ceilings %v, want %v", rates, tc.want)
+			}
+		})
+	}
+}
+
+func TestCeilingsGo(t *testing.T) {
+	quiet := time.Unix(900, 0)
+	known := learnFor(3, quiet, func(at int) lagSnapshot { return ceilingSnapshot(at, 0.5) })
+	if known[0].rate != 300 {
+		t.Fatalf("ceilings %v", ceilingRates(known))
+	}
+	// A poll that does not show it again keeps it (a ceiling stays) ...
+	busy := learnCeilings(known, ceilingSnapshot(1100, 0.9), policyBounds(), quiet)
+	if busy[0].rate != 300 || busy[0].polls != 0 {
+		t.Errorf("after a busy poll: %+v", busy[0])
+	}
+	// ... until the partition goes faster than it by more than a tenth.
+	faster := ceilingSnapshot(1110, 0.5)
+	faster.flows[0].consumeRate = 340
+	if got := learnCeilings(known, faster, policyBounds(), quiet); got != nil {
+		t.Errorf("consumed at 340/s, over its ceiling of 300: %v", ceilingRates(got))
+	}
+	faster.flows[0].consumeRate = 320
+	if got := learnCeilings(known, faster, policyBounds(), quiet); got == nil || got[0].rate != 320 {
+		t.Errorf("consumed at 320/s, still behind with room: the ceiling measured again, got %v", got)
+	}
+	// Partitions added: every ceiling goes.
+	grown := ceilingSnapshot(1110, 0.9)
+	grown.partitions, grown.flows = 6, nil
+	if got := learnCeilings(known, grown, policyBounds(), quiet); got != nil {
+		t.Errorf("partitions added: %v", ceilingRates(got))
+	}
+	// A poll without flows (the partitions changing within the window) keeps them.
+	blind := ceilingSnapshot(1110, 0.5)
+	blind.flows = nil
+	if got := learnCeilings(known, blind, policyBounds(), quiet); got == nil || got[0].rate != 300 {
+		t.Errorf("a poll without flows: %v", got)
+	}
+	// Learning never changes the state it was given (states are copied by value).
+	if known[0].polls != 3 {
+		t.Errorf("the earlier state changed: %+v", known[0])
+	}
+}
+
+func TestWithinCeilings(t *testing.T) {
+	b := policyBounds() // drained within 30 s
+	s := ceilingSnapshot(1000, 0.5)
+	s.flows[2].records, s.flows[2].seconds = 500, 3 // in flight on pod-a's other partition
+	ceilings := []partitionCeiling{{rate: 300}, {}, {}, {}}
+
+	// Partition 0 asks for 500/s and 20k within 30 s, more than its 300/s: sized at 300/s,
+	// its lag left out.
+	got, capped := s.withinCeilings(ceilings, b)
+	if !slices.Equal(capped, []int{0}) {
+		t.Fatalf("capped %v, want [0]", capped)
+	}
+	if got.records != 500 || got.seconds != 3 || got.produceRate != 300+3*200 {
+		t.Errorf("records %d seconds %d produce %.0f, want 500, 3, 900 (300 + the model's even share of the rest)", got.records, got.seconds, got.produceRate)
+	}
+	wantShares := []float64{300.0 / 900, 200.0 / 900, 200.0 / 900, 200.0 / 900}
+	for i := range wantShares {
+		if d := got.shares[i] - wantShares[i]; d > 1e-9 || d < -1e-9 {
+			t.Errorf("shares %v, want %v", got.shares, wantShares)
+			break
+		}
+	}
+	if got.pods[0].lag != 500 || s.pods[0].lag != 20000 {
+		t.Errorf("pod-a's lag %d (the snapshot's %d), want 500 (20000 untouched)", got.pods[0].lag, s.pods[0].lag)
+	}
+
+	// Where the model knows the shares, the rest keep theirs.
+	hot := s
+	hot.shares = []float64{0.625, 0.125, 0.125, 0.125}
+	if got, _ := hot.withinCeilings(ceilings, b); got.produceRate != 300+3*100 {
+		t.Errorf("with the model's shares: produce %.0f, want 600", got.produceRate)
+	}
+
+	// Its lag on top of its production still within its ceiling: as it is.
+	light := s
+	light.flows = slices.Clone(s.flows)
+	light.flows[0] = partitionFlow{produceRate: 200, consumeRate: 200, records: 2000, seconds: 10, pod: "pod-a"}
+	if got, capped := light.withinCeilings(ceilings, b); capped != nil || got.produceRate != s.produceRate {
+		t.Errorf("200/s and 2k behind against a ceiling of 300/s: capped %v", capped)
+	}
+	// No ceilings, or ceilings for another partition count: as it is.
+	for _, c := range [][]partitionCeiling{nil, {{rate: 300}}} {
+		if _, capped := s.withinCeilings(c, b); capped != nil {
+			t.Errorf("ceilings %v: capped %v", c, capped)
+		}
+	}
+	if text := cappedText([]int{0}, ceilings); !strings.Contains(text, "partition 0 (300/s) is consumed at its ceiling") {
+		t.Errorf("reason %q", text)
+	}
+}
