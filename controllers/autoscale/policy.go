@@ -537,6 +537,16 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			waits = append(waits, fmt.Sprintf("%d pods may go at %s, in one step instead of two", rec.replicas, until.UTC().Format(time.TimeOnly)))
 		}
 	}
+	// A step down by less than a quarter of the pods while the latest recommendation is
+	// lower still (the load still falling) would be followed by another soon: it saves
+	// little and costs a rebalance. Wait for one that matters. (At a steady load the
+	// window comes down to the latest recommendation, and the small step is taken.)
+	if target.replicas < current.replicas && rec.replicas < target.replicas && target.replicas > minR &&
+		float64(current.replicas-target.replicas) < smallestStepDown*float64(current.replicas) {
+		waits = append(waits, fmt.Sprintf("%d pods could go, but with the load still falling (%d pods called for now) a step of less than a quarter would be followed by another",
+			current.replicas-target.replicas, rec.replicas))
+		target.replicas = current.replicas
+	}
 	// A replica change is not reversed within the down window.
 	if target.replicas < current.replicas && target.replicas > 0 && in.now.Sub(st.lastUp) < b.down.window {
 		target.replicas = current.replicas
@@ -808,6 +818,10 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 // downMargin is the spare capacity a smaller size must keep, on top of the headroom, for
 // a scale-down: without it, ordinary jitter turns a scale-down into a scale-up.
 const downMargin = 1.15
+
+// smallestStepDown is the least share of the pods a scale-down removes while the load is
+// still falling.
+const smallestStepDown = 0.25
 
 // raiseMargin is the spare capacity a raise of parallelism aims for.
 const raiseMargin = 1.2

@@ -505,6 +505,29 @@ func TestPodsGoInOneStep(t *testing.T) {
 	}
 }
 
+// TestSmallStepsDownWaitWhileTheLoadFalls: the load falling, the stabilized size would take
+// 8 pods to 7 and the latest recommendation is 3 already: one pod now and more soon would be
+// two rebalances, the first for little; the 8 wait. At a steady load, 7 pods going to 6 (the
+// window agreeing) is a step worth taking.
+func TestSmallStepsDownWaitWhileTheLoadFalls(t *testing.T) {
+	t0 := time.Unix(10_000, 0)
+	b := policyBounds()
+	fixedParallelism(&b)
+	st := watchedDown(t0)
+	st.recommendations = []scaleRecommendation{{at: t0.Add(-30 * time.Second), replicas: 7, parallelism: 100}}
+	falling := scaleInput{now: t0, known: true, lag: snapshot(10_000, 12, 0, 0, 2000, 2000), replicas: 8, parallelism: 100, settled: true}
+	if d, _ := decideScale(b, st, falling); d.replicas != 8 || !strings.Contains(d.reason, "the load still falling (3 pods called for now)") {
+		t.Errorf("falling: %d pods (%s); want the 8 held", d.replicas, d.reason)
+	}
+	st.recommendations = []scaleRecommendation{{at: t0.Add(-30 * time.Second), replicas: 6, parallelism: 100}}
+	// 3,500/s: 4,025/s with headroom, 4,629/s with the down margin: 6 pods of 1,000/s (4 do
+	// 4,000/s, 3 partitions on the busiest).
+	steady := scaleInput{now: t0, known: true, lag: snapshot(10_000, 12, 0, 0, 3500, 3500), replicas: 7, parallelism: 100, settled: true}
+	if d, _ := decideScale(b, st, steady); d.replicas != 6 {
+		t.Errorf("steady: %d pods (%s); want 6", d.replicas, d.reason)
+	}
+}
+
 func TestBoundsOfDefaults(t *testing.T) {
 	b := boundsOf(nil, 8)
 	if b.minReplicas != 1 || b.maxReplicas != 0 || b.minParallelism != 8 || b.maxParallelism != 8 || b.cooldown != defaultCooldown ||
