@@ -49,9 +49,11 @@ type partitionCeiling struct {
 // of lag. A poll shows a partition at its ceiling, seen, when all of this holds: the
 // window is at least ceilingWindow long and began after quiet (the pods settled, and
 // their rebalance over); the partition had work waiting at every poll of it and fell
-// behind (it received more than ceilingBehind times what it was consumed at), while
-// every other partition of its pod kept up; its oldest uncommitted record is older than
-// records in flight are; and its pod, by a report measured wholly after quiet, had room
+// behind (it received more than ceilingBehind times what it was consumed at), alone on
+// its pod (with others, a limit of the pod that its report does not show — a link it
+// shares with them — would look the same, and more pods would help); its oldest
+// uncommitted record is older than records in flight are; and its pod, by a report
+// measured wholly after quiet, had room
 // (slots and CPU under ceilingRoom, its writes not failing). After ceilingPolls such
 // polls in a row, the latest rate is the partition's ceiling. A ceiling goes when its
 // partition is consumed faster than ceilingExceeded times it, all of them when the
@@ -77,11 +79,11 @@ func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, 
 			*c = partitionCeiling{}
 			continue
 		}
-		others := false // another partition of its pod behind: the pod is what limits
+		alone := true // its pod's only partition: nothing the autoscaler has speeds it
 		for k, g := range lag.flows {
-			others = others || (k != id && g.pod == f.pod && behind(g))
+			alone = alone && (k == id || g.pod != f.pod)
 		}
-		if !measured || f.consumeRate <= 0 || !behind(f) || others || float64(f.seconds) <= b.inFlightAge() ||
+		if !measured || f.consumeRate <= 0 || !behind(f) || !alone || float64(f.seconds) <= b.inFlightAge() ||
 			!podHasRoom(lag.pods, f.pod, quiet) {
 			c.polls = 0
 			continue
