@@ -27,6 +27,10 @@ const (
 	// there (the pod holding it is sized to let it go faster by the headroom, so that it
 	// can show this).
 	ceilingExceeded = 1.1
+	// ceilingReached: a partition consumed at this share of its ceiling or more is at it;
+	// below, something else holds it back (a full pod, a rebalance, no pod at all), and
+	// sizing treats it as any other.
+	ceilingReached = 0.75
 )
 
 // ceilingWindow is the least length of a rate window that can show a ceiling: several
@@ -113,9 +117,10 @@ func podHasRoom(pods []podLoad, pod string, quiet time.Time) bool {
 }
 
 // withinCeilings is the lag as sizing sees it when some partitions are at their
-// ceilings: a partition whose production and backlog (drained within the drain time)
-// ask for more than its ceiling counts as producing its ceiling, and its lag, which no
-// size drains sooner, is left out of the lag held against the targets. The pod holding
+// ceilings: a partition consumed at its ceiling (ceilingReached) whose production and
+// backlog (drained within the drain time) ask for more counts as producing its ceiling,
+// and its lag, which no size drains sooner, is left out of the lag held against the
+// targets. The pod holding
 // it is still sized, with the headroom, for what it can take. capped lists those
 // partitions; none: the lag as it is.
 func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds) (out lagSnapshot, capped []int) {
@@ -123,16 +128,22 @@ func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds) 
 	if len(ceilings) != n || len(s.flows) != n {
 		return s, nil
 	}
+	cappedProduce := 0.0
 	for id, f := range s.flows {
-		if c := ceilings[id].rate; c > 0 && f.produceRate+float64(f.records)/b.drainTime() > c {
+		if c := ceilings[id].rate; c > 0 && f.consumeRate >= ceilingReached*c && f.produceRate+float64(f.records)/b.drainTime() > c {
 			capped = append(capped, id)
+			cappedProduce += f.produceRate
 		}
 	}
 	if len(capped) == 0 {
 		return s, nil
 	}
-	// What each partition is sized for: its share of the production (the model's, even
-	// when none stands out), or its ceiling.
+	// What each partition is sized for: its ceiling, or its share of the production — the
+	// model's where some stand out, else an even share of what the others receive.
+	even := 0.0
+	if len(capped) < n {
+		even = max(s.produceRate-cappedProduce, 0) / float64(n-len(capped))
+	}
 	sized := make([]float64, n)
 	out = s
 	out.records, out.seconds, out.produceRate = 0, 0, 0
@@ -143,7 +154,7 @@ func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds) 
 		case s.shares != nil:
 			sized[id] = s.shares[id] * s.produceRate
 		default:
-			sized[id] = s.produceRate / float64(n)
+			sized[id] = even
 		}
 		if !slices.Contains(capped, id) {
 			out.records += f.records

@@ -157,6 +157,7 @@ func TestWithinCeilings(t *testing.T) {
 	b := policyBounds() // drained within 30 s
 	s := ceilingSnapshot(1000, 0.5)
 	s.flows[2].records, s.flows[2].seconds = 500, 3 // in flight on one of pod-b's
+	s.lastPoll.produceRate = 1000
 	ceilings := []partitionCeiling{{rate: 300}, {}, {}, {}}
 
 	// Partition 0 asks for 500/s and 20k within 30 s, more than its 300/s: sized at 300/s,
@@ -165,10 +166,13 @@ func TestWithinCeilings(t *testing.T) {
 	if !slices.Equal(capped, []int{0}) {
 		t.Fatalf("capped %v, want [0]", capped)
 	}
-	if got.records != 500 || got.seconds != 3 || got.produceRate != 300+3*200 {
-		t.Errorf("records %d seconds %d produce %.0f, want 500, 3, 900 (300 + the model's even share of the rest)", got.records, got.seconds, got.produceRate)
+	if got.records != 500 || got.seconds != 3 || got.produceRate != 300+3*100 {
+		t.Errorf("records %d seconds %d produce %.0f, want 500, 3, 600 (300 + what the others receive)", got.records, got.seconds, got.produceRate)
 	}
-	wantShares := []float64{300.0 / 900, 200.0 / 900, 200.0 / 900, 200.0 / 900}
+	if got.lastPoll.produceRate != s.lastPoll.produceRate*600/800 {
+		t.Errorf("the last poll's production %.0f, want %.0f as the window's", got.lastPoll.produceRate, s.lastPoll.produceRate*600/800)
+	}
+	wantShares := []float64{0.5, 1.0 / 6, 1.0 / 6, 1.0 / 6}
 	for i := range wantShares {
 		if d := got.shares[i] - wantShares[i]; d > 1e-9 || d < -1e-9 {
 			t.Errorf("shares %v, want %v", got.shares, wantShares)
@@ -181,9 +185,19 @@ func TestWithinCeilings(t *testing.T) {
 
 	// Where the model knows the shares, the rest keep theirs.
 	hot := s
-	hot.shares = []float64{0.625, 0.125, 0.125, 0.125}
-	if got, _ := hot.withinCeilings(ceilings, b); got.produceRate != 300+3*100 {
+	hot.shares = []float64{0.625, 0.075, 0.15, 0.15}
+	if got, _ := hot.withinCeilings(ceilings, b); got.produceRate != 300+60+120+120 {
 		t.Errorf("with the model's shares: produce %.0f, want 600", got.produceRate)
+	}
+	// Consumed well below its ceiling, something else holds it back (its pod full, no pod
+	// at all): sized as any other, its lag held against the targets.
+	for _, consumed := range []float64{100, 0} {
+		starved := s
+		starved.flows = slices.Clone(s.flows)
+		starved.flows[0].consumeRate = consumed
+		if _, capped := starved.withinCeilings(ceilings, b); capped != nil {
+			t.Errorf("consumed at %.0f/s of its 300: capped %v", consumed, capped)
+		}
 	}
 
 	// Its lag on top of its production still within its ceiling: as it is.
@@ -201,5 +215,26 @@ func TestWithinCeilings(t *testing.T) {
 	}
 	if text := cappedText([]int{0}, ceilings); !strings.Contains(text, "partition 0 (300/s) is consumed at its ceiling") {
 		t.Errorf("reason %q", text)
+	}
+}
+
+func TestQuietSince(t *testing.T) {
+	t0 := time.Unix(10_000, 0)
+	cases := []struct {
+		name string
+		st   scaleState
+		want time.Time
+	}{
+		{name: "not settled", st: scaleState{pause: 5 * time.Second}},
+		{name: "settled: after the rebalance", st: scaleState{settledAt: t0, pause: 5 * time.Second}, want: t0.Add(5 * time.Second)},
+		{name: "settled, no rebalance seen yet: the default pause", st: scaleState{settledAt: t0}, want: t0.Add(defaultPause)},
+		{name: "a new parallelism on its way", st: scaleState{settledAt: t0, parallelismAt: t0.Add(time.Minute), parallelismSeenAt: t0.Add(-time.Minute)}},
+		{name: "a new parallelism running since", st: scaleState{settledAt: t0, parallelismAt: t0.Add(time.Minute), parallelismSeenAt: t0.Add(2 * time.Minute)},
+			want: t0.Add(2 * time.Minute)},
+	}
+	for _, tc := range cases {
+		if got := tc.st.quietSince(); !got.Equal(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -460,12 +460,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		if ok {
 			st.capacity = st.capacity.blend(reported)
 		}
-		if !st.settledAt.IsZero() {
-			// Quiet once the pods settled and their rebalance is over.
-			st.ceilings = learnCeilings(st.ceilings, lag, b, st.settledAt.Add(orDefault(st.pause, defaultPause)))
-		} else {
-			st.ceilings = learnCeilings(st.ceilings, lag, b, time.Time{})
-		}
+		st.ceilings = learnCeilings(st.ceilings, lag, b, st.quietSince())
 		// Between two polls with the pods settled and work waiting in every partition at
 		// both, what they consumed is what they can: the capacity without reports, a
 		// check on them with.
@@ -521,6 +516,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		// before their parallelism rises: raise it first.
 		target.replicas = current.replicas
 	}
+	stabilized := target.replicas
 	target.replicas = stepBounded(b, st.changes, in.now, current.replicas, target.replicas)
 	target.parallelism = min(max(target.parallelism, b.minParallelism), b.maxParallelism)
 	target.replicas = min(max(target.replicas, minR), maxR)
@@ -540,8 +536,9 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	// A step down by less than a quarter of the pods while the latest recommendation is
 	// lower still (the load still falling) would be followed by another soon: it saves
 	// little and costs a rebalance. Wait for one that matters. (At a steady load the
-	// window comes down to the latest recommendation, and the small step is taken.)
-	if target.replicas < current.replicas && rec.replicas < target.replicas && target.replicas > minR &&
+	// window comes down to the latest recommendation, and the small step is taken; a step
+	// the user's maxReplicaStep or bounds made small is taken as it is.)
+	if target.replicas < current.replicas && target.replicas == stabilized && rec.replicas < stabilized &&
 		float64(current.replicas-target.replicas) < smallestStepDown*float64(current.replicas) {
 		waits = append(waits, fmt.Sprintf("%d pods could go, but with the load still falling (%d pods called for now) a step of less than a quarter would be followed by another",
 			current.replicas-target.replicas, rec.replicas))
@@ -635,6 +632,16 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	}
 	target.reason = fmt.Sprintf("%s; %s from %s to %s", rec.reason, verb, sizeText(current), sizeText(target))
 	return target, st
+}
+
+// quietSince is when the pods last settled, their rebalance over and the parallelism asked
+// for running in all of them; zero while they are not (a rollout, a new parallelism on its
+// way).
+func (st scaleState) quietSince() time.Time {
+	if st.settledAt.IsZero() || st.parallelismAt.After(st.parallelismSeenAt) {
+		return time.Time{}
+	}
+	return latest(st.settledAt.Add(orDefault(st.pause, defaultPause)), st.parallelismSeenAt)
 }
 
 // allBusy is true when every pod reports nearly all of its delivery slots or its CPU in use.

@@ -139,6 +139,15 @@ func TestDecideScale(t *testing.T) {
 				return s
 			}(), replicas: 6, parallelism: 100, settled: true},
 			replicas: 2, par: 100, reasonHas: "scaling down from 6 × 100 to 2 × 100", changeTime: true},
+		{name: "at zero pods, a lag on a partition with a ceiling wakes them", bounds: func(b *scaleBounds) { b.minReplicas, b.activationRecords = 0, 500 },
+			// Nothing consumes it: the ceiling does not hide its lag.
+			state: func() scaleState { s := watchedDown(t0); s.ceilings = ceilingAt(12, 0, 300); return s }(),
+			in: scaleInput{now: t0, known: true, lag: func() lagSnapshot {
+				s := snapshot(1000, 12, 50000, 250, 200, 0)
+				s.flows = flowsOf(12, partitionFlow{produceRate: 200, leastBacklog: 48000, records: 50000, seconds: 250}, partitionFlow{})
+				return s
+			}(), replicas: 0, parallelism: 100, settled: true},
+			replicas: 1, par: 182, reasonHas: "scaling up from 0 × 100", changeTime: true},
 		{name: "behind, with nearly all of the production on one partition: no pods that would not raise the pace", bounds: fixedParallelism,
 			state: measured(),
 			// A partition takes 90%: 12 pods would do 1,111/s, 2 pods 1,058/s (its pod
@@ -525,6 +534,15 @@ func TestSmallStepsDownWaitWhileTheLoadFalls(t *testing.T) {
 	steady := scaleInput{now: t0, known: true, lag: snapshot(10_000, 12, 0, 0, 3500, 3500), replicas: 7, parallelism: 100, settled: true}
 	if d, _ := decideScale(b, st, steady); d.replicas != 6 {
 		t.Errorf("steady: %d pods (%s); want 6", d.replicas, d.reason)
+	}
+	// A step the user bounded (scaleDown.maxReplicaStep 1) is taken, however small: held,
+	// 10 pods would never go down while the latest recommendation stays lower.
+	stepped := b
+	stepped.down.step = 1
+	st = watchedDown(t0)
+	bounded := scaleInput{now: t0, known: true, lag: snapshot(10_000, 12, 0, 0, 1000, 1000), replicas: 10, parallelism: 100, settled: true}
+	if d, _ := decideScale(stepped, st, bounded); d.replicas != 9 {
+		t.Errorf("down by at most 1 a period: %d pods (%s); want 9", d.replicas, d.reason)
 	}
 }
 
