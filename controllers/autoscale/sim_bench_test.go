@@ -89,7 +89,8 @@ func BenchmarkAutoscalingSimulation(b *testing.B) {
 
 // TestSimulationTrace prints the decisions of one cell, to see why the policy did what it
 // did: SIM_WORLD="3 s in flight" SIM_SCENARIO=diurnal go test -run TestSimulationTrace -v
-// ./controllers/autoscale/ (SIM_MATRIX="24 partitions, an hour" for that matrix).
+// ./controllers/autoscale/ (SIM_MATRIX names another matrix: "24 partitions, an hour",
+// "dealt as kafka-go's range balancer").
 // Skipped without them.
 func TestSimulationTrace(t *testing.T) {
 	world, scenario := os.Getenv("SIM_WORLD"), os.Getenv("SIM_SCENARIO")

@@ -36,6 +36,9 @@ type simWorld struct {
 	// share): partition 0, or those hot lists.
 	hotShare float64
 	hot      []int
+	// rangeDealt deals the partitions to the pods as kafka-go's range balancer does (the
+	// ingester's): contiguous runs. Otherwise round-robin.
+	rangeDealt bool
 	// targetSeconds and targetRecords are the user's targets (0: not set): the oldest
 	// unconsumed record younger than targetSeconds, fewer than targetRecords a consuming pod.
 	// "Over target" is measured against targetSeconds, or against 60 s without it.
@@ -86,8 +89,11 @@ type simMatrixSpec struct {
 // simMatrices are the matrices the policy is judged on: the worlds above on their own
 // partitions with the scenarios' own lengths (diurnal load an hour, the others half an
 // hour), and each of them on 24 partitions with every scenario an hour (the shape of the
-// independent simulation the policy was first tried in). The hot partition's world has
-// 24 partitions already: its diurnal cell is the same in both.
+// independent simulation the policy was first tried in), all dealt round-robin; and the
+// worlds again with the partitions dealt as the ingester's balancer deals them (the
+// policy sizes for whichever of the common dealings makes the busiest pod). The hot
+// partition's world has 24 partitions already: its diurnal cell is the same in the first
+// two.
 func simMatrices() []simMatrixSpec {
 	var wide []simWorld
 	for _, w := range simWorlds() {
@@ -99,9 +105,15 @@ func simMatrices() []simMatrixSpec {
 		sc.seconds = 3600
 		hour = append(hour, sc)
 	}
+	var ranged []simWorld
+	for _, w := range simWorlds() {
+		w.rangeDealt = true
+		ranged = append(ranged, w)
+	}
 	return []simMatrixSpec{
 		{name: "matrix", worlds: simWorlds(), scenarios: simScenarios()},
 		{name: "24 partitions, an hour", worlds: wide, scenarios: hour},
+		{name: "dealt as kafka-go's range balancer", worlds: ranged, scenarios: simScenarios()},
 	}
 }
 
@@ -195,6 +207,22 @@ func (w simWorld) share(i int) float64 {
 	return (1 - w.hotShare*float64(len(hot))) / float64(w.partitions-len(hot))
 }
 
+// partitionsOf is the partitions the k-th of n ready pods consumes: dealt round-robin, or
+// as kafka-go's range balancer (the ingester's) deals them when rangeDealt.
+func (w simWorld) partitionsOf(k, n int) []int {
+	var mine []int
+	if w.rangeDealt {
+		for p := k * w.partitions / n; p < (k+1)*w.partitions/n; p++ {
+			mine = append(mine, p)
+		}
+		return mine
+	}
+	for p := k; p < w.partitions; p += n {
+		mine = append(mine, p)
+	}
+	return mine
+}
+
 // overTargetSeconds is the age over which a second counts as over target.
 func (w simWorld) overTargetSeconds() int {
 	if w.targetSeconds > 0 {
@@ -275,8 +303,8 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		if len(ready) > parts {
 			res.consumersOverPartitions++
 		}
-		// Consumption: partition i goes to ready pod i mod n; a pod shares its capacity
-		// among its partitions, giving what one cannot use to the others.
+		// Consumption: the partitions dealt to the ready pods (partitionsOf); a pod shares
+		// its capacity among its partitions, giving what one cannot use to the others.
 		capacity := min(float64(runningP)*w.workerRate, w.podCeiling)
 		for _, i := range ready {
 			pods[i].consumed = append(pods[i].consumed, 0)
@@ -285,9 +313,8 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		}
 		if t >= pausedUntil && len(ready) > 0 {
 			for k, i := range ready {
-				var mine []int
-				for p := k; p < parts; p += len(ready) {
-					mine = append(mine, p)
+				mine := w.partitionsOf(k, len(ready))
+				for _, p := range mine {
 					owner[p] = pods[i].name
 				}
 				pods[i].consumed[len(pods[i].consumed)-1] = fill(mine, produced, consumed, capacity, w.partitionCap)
@@ -440,7 +467,7 @@ func leastReplicaSeconds(w simWorld, sc simScenario) int {
 			busiest := 0.0
 			for k := range n {
 				load := 0.0
-				for p := k; p < w.partitions; p += n {
+				for _, p := range w.partitionsOf(k, n) {
 					share := w.share(p)
 					if w.partitionCap > 0 {
 						load += min(share*r, w.partitionCap)
