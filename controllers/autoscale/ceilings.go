@@ -117,20 +117,25 @@ func podHasRoom(pods []podLoad, pod string, quiet time.Time) bool {
 }
 
 // withinCeilings is the lag as sizing sees it when some partitions are at their
-// ceilings: a partition consumed at its ceiling (ceilingReached) whose production and
-// backlog (drained within the drain time) ask for more counts as producing its ceiling,
-// and its lag, which no size drains sooner, is left out of the lag held against the
-// targets. The pod holding
+// ceilings: a partition at its ceiling whose production and backlog (drained within the
+// drain time) ask for more counts as producing its ceiling, and its lag, which no size
+// drains sooner, is left out of the lag held against the targets. At its ceiling means
+// consumed at ceilingReached of it or more over a rate window that began after quiet; a
+// window that did not (a rebalance in it reads as a slower partition) leaves it at its
+// ceiling, unless no pod runs. The pod holding
 // it is still sized, with the headroom, for what it can take. capped lists those
 // partitions; none: the lag as it is.
-func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds) (out lagSnapshot, capped []int) {
+func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds, quiet time.Time, running bool) (out lagSnapshot, capped []int) {
 	n := s.partitions
 	if len(ceilings) != n || len(s.flows) != n {
 		return s, nil
 	}
 	cappedProduce := 0.0
 	for id, f := range s.flows {
-		if c := ceilings[id].rate; c > 0 && f.consumeRate >= ceilingReached*c && f.produceRate+float64(f.records)/b.drainTime() > c {
+		c := ceilings[id].rate
+		judged := !quiet.IsZero() && !s.rateSince.Before(quiet)
+		atIt := running && (!judged || f.consumeRate >= ceilingReached*c)
+		if c > 0 && atIt && f.produceRate+float64(f.records)/b.drainTime() > c {
 			capped = append(capped, id)
 			cappedProduce += f.produceRate
 		}

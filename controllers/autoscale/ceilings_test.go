@@ -1,10 +1,13 @@
 package autoscale
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/spanflow/spanflow/ingester/loadreport"
 )
@@ -162,7 +165,8 @@ func TestWithinCeilings(t *testing.T) {
 
 	// Partition 0 asks for 500/s and 20k within 30 s, more than its 300/s: sized at 300/s,
 	// its lag left out.
-	got, capped := s.withinCeilings(ceilings, b)
+	quiet := time.Unix(900, 0) // before the window began (at 940)
+	got, capped := s.withinCeilings(ceilings, b, quiet, true)
 	if !slices.Equal(capped, []int{0}) {
 		t.Fatalf("capped %v, want [0]", capped)
 	}
@@ -186,17 +190,26 @@ func TestWithinCeilings(t *testing.T) {
 	// Where the model knows the shares, the rest keep theirs.
 	hot := s
 	hot.shares = []float64{0.625, 0.075, 0.15, 0.15}
-	if got, _ := hot.withinCeilings(ceilings, b); got.produceRate != 300+60+120+120 {
+	if got, _ := hot.withinCeilings(ceilings, b, quiet, true); got.produceRate != 300+60+120+120 {
 		t.Errorf("with the model's shares: produce %.0f, want 600", got.produceRate)
 	}
-	// Consumed well below its ceiling, something else holds it back (its pod full, no pod
-	// at all): sized as any other, its lag held against the targets.
-	for _, consumed := range []float64{100, 0} {
-		starved := s
-		starved.flows = slices.Clone(s.flows)
-		starved.flows[0].consumeRate = consumed
-		if _, capped := starved.withinCeilings(ceilings, b); capped != nil {
-			t.Errorf("consumed at %.0f/s of its 300: capped %v", consumed, capped)
+	// Consumed well below its ceiling over a window of quiet, something else holds it back
+	// (its pod full): sized as any other, its lag held against the targets. So with no pod
+	// at all.
+	starved := s
+	starved.flows = slices.Clone(s.flows)
+	starved.flows[0].consumeRate = 100
+	if _, capped := starved.withinCeilings(ceilings, b, quiet, true); capped != nil {
+		t.Errorf("consumed at 100/s of its 300 since the pods were quiet: capped %v", capped)
+	}
+	if _, capped := s.withinCeilings(ceilings, b, quiet, false); capped != nil {
+		t.Errorf("no pod runs: capped %v", capped)
+	}
+	// A window that began before the pods were quiet (a rebalance in it) says nothing of
+	// the partition: still at its ceiling. Nor does one while they are not quiet.
+	for _, notYet := range []time.Time{time.Unix(950, 0), {}} {
+		if _, capped := starved.withinCeilings(ceilings, b, notYet, true); !slices.Equal(capped, []int{0}) {
+			t.Errorf("quiet since %v, the window from 940: capped %v, want [0]", notYet, capped)
 		}
 	}
 
@@ -204,12 +217,12 @@ func TestWithinCeilings(t *testing.T) {
 	light := s
 	light.flows = slices.Clone(s.flows)
 	light.flows[0] = partitionFlow{produceRate: 200, consumeRate: 200, records: 2000, seconds: 10, pod: "pod-a"}
-	if got, capped := light.withinCeilings(ceilings, b); capped != nil || got.produceRate != s.produceRate {
+	if got, capped := light.withinCeilings(ceilings, b, quiet, true); capped != nil || got.produceRate != s.produceRate {
 		t.Errorf("200/s and 2k behind against a ceiling of 300/s: capped %v", capped)
 	}
 	// No ceilings, or ceilings for another partition count: as it is.
 	for _, c := range [][]partitionCeiling{nil, {{rate: 300}}} {
-		if _, capped := s.withinCeilings(c, b); capped != nil {
+		if _, capped := s.withinCeilings(c, b, quiet, true); capped != nil {
 			t.Errorf("ceilings %v: capped %v", c, capped)
 		}
 	}
@@ -231,10 +244,63 @@ func TestQuietSince(t *testing.T) {
 		{name: "a new parallelism on its way", st: scaleState{settledAt: t0, parallelismAt: t0.Add(time.Minute), parallelismSeenAt: t0.Add(-time.Minute)}},
 		{name: "a new parallelism running since", st: scaleState{settledAt: t0, parallelismAt: t0.Add(time.Minute), parallelismSeenAt: t0.Add(2 * time.Minute)},
 			want: t0.Add(2 * time.Minute)},
+		{name: "the last one seen at the poll a new one was asked for: on its way",
+			st: scaleState{settledAt: t0, parallelismAt: t0.Add(time.Minute), parallelismSeenAt: t0.Add(time.Minute)}},
 	}
 	for _, tc := range cases {
 		if got := tc.st.quietSince(); !got.Equal(tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestNoCeilingWhileAParallelismIsOnItsWay: three polls that show partition 0 at its
+// ceiling teach it — unless a new parallelism asked for has not reached the pods, whose
+// reports then measure another one.
+func TestNoCeilingWhileAParallelismIsOnItsWay(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := policyBounds()
+	b.minReplicas, b.maxReplicas = 2, 2
+	learnt := func(asked int32, changedAt, seenAt time.Time) []partitionCeiling {
+		st := measured()
+		st.settledAt, st.pause = t0.Add(-10*time.Minute), 5*time.Second
+		st.parallelismAt, st.parallelismSeenAt = changedAt, seenAt
+		for i := range 3 {
+			lag := ceilingSnapshot(1000+10*i, 0.5)
+			_, st = decideScale(b, st, scaleInput{now: lag.at, known: true, lag: lag, replicas: 2, parallelism: asked, settled: true})
+		}
+		return st.ceilings
+	}
+	if got := learnt(100, t0.Add(-10*time.Minute), t0.Add(-9*time.Minute)); got == nil || got[0].rate != 300 {
+		t.Errorf("the pods run what was asked: ceilings %v, want 300/s on partition 0", got)
+	}
+	if got := learnt(150, t0.Add(-30*time.Second), t0.Add(-9*time.Minute)); got != nil {
+		t.Errorf("150 asked, the pods still at 100: ceilings %v, want none", ceilingRates(got))
+	}
+}
+
+// TestPartitionsAreDealtAsKafkaGoDoes: the simulation's range dealing is kafka-go's range
+// balancer's, members in the order of their IDs, more members than partitions included.
+func TestPartitionsAreDealtAsKafkaGoDoes(t *testing.T) {
+	for _, n := range []int{1, 5, 12, 24} {
+		for k := 1; k <= 30; k++ {
+			var members []kafka.GroupMember
+			var partitions []kafka.Partition
+			for m := range k {
+				members = append(members, kafka.GroupMember{ID: fmt.Sprintf("member-%03d", m), Topics: []string{"spans"}})
+			}
+			for i := range n {
+				partitions = append(partitions, kafka.Partition{Topic: "spans", ID: i})
+			}
+			assigned := kafka.RangeGroupBalancer{}.AssignGroups(members, partitions)
+			w := simWorld{partitions: n, rangeDealt: true}
+			for m := range k {
+				want := assigned[fmt.Sprintf("member-%03d", m)]["spans"]
+				slices.Sort(want)
+				if got := w.partitionsOf(m, k); !slices.Equal(got, want) && len(got)+len(want) > 0 {
+					t.Errorf("%d partitions, %d members: member %d gets %v, kafka-go deals %v", n, k, m, got, want)
+				}
+			}
 		}
 	}
 }

@@ -490,7 +490,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	}
 
 	figures := lagFigures(b, lag, consumers)
-	lag, capped := lag.withinCeilings(st.ceilings, b)
+	lag, capped := lag.withinCeilings(st.ceilings, b, st.quietSince(), in.replicas > 0)
 	if len(capped) > 0 {
 		figures += "; " + cappedText(capped, st.ceilings)
 	}
@@ -527,7 +527,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	// Pods that go in two steps cost two rebalances: when only older recommendations keep
 	// the stabilized size above the latest one, and they leave the window before the
 	// cooldown would allow the second step, wait for them and go in one.
-	if target.replicas < current.replicas && rec.replicas < target.replicas && b.cooldown > 0 {
+	if target.replicas < current.replicas && rec.replicas < target.replicas && b.cooldown > 0 && current.replicas <= maxR {
 		if until, ok := aboveUntil(st.recommendations, rec.replicas, b.down.window); ok && until.Sub(in.now) <= b.cooldown {
 			target.replicas = current.replicas
 			waits = append(waits, fmt.Sprintf("%d pods may go at %s, in one step instead of two", rec.replicas, until.UTC().Format(time.TimeOnly)))
@@ -537,8 +537,9 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	// lower still (the load still falling) would be followed by another soon: it saves
 	// little and costs a rebalance. Wait for one that matters. (At a steady load the
 	// window comes down to the latest recommendation, and the small step is taken; a step
-	// the user's maxReplicaStep or bounds made small is taken as it is.)
-	if target.replicas < current.replicas && target.replicas == stabilized && rec.replicas < stabilized &&
+	// the user's maxReplicaStep made small is taken as it is, and so is one to a lowered
+	// maxReplicas.)
+	if target.replicas < current.replicas && target.replicas == stabilized && rec.replicas < stabilized && current.replicas <= maxR &&
 		float64(current.replicas-target.replicas) < smallestStepDown*float64(current.replicas) {
 		waits = append(waits, fmt.Sprintf("%d pods could go, but with the load still falling (%d pods called for now) a step of less than a quarter would be followed by another",
 			current.replicas-target.replicas, rec.replicas))
@@ -638,7 +639,10 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 // for running in all of them; zero while they are not (a rollout, a new parallelism on its
 // way).
 func (st scaleState) quietSince() time.Time {
-	if st.settledAt.IsZero() || st.parallelismAt.After(st.parallelismSeenAt) {
+	// Seen at the poll it was changed again (the hold lifts as the reports show the last
+	// one): the new one is on its way.
+	pending := !st.parallelismAt.IsZero() && !st.parallelismSeenAt.After(st.parallelismAt)
+	if st.settledAt.IsZero() || pending {
 		return time.Time{}
 	}
 	return latest(st.settledAt.Add(orDefault(st.pause, defaultPause)), st.parallelismSeenAt)

@@ -544,6 +544,20 @@ func TestSmallStepsDownWaitWhileTheLoadFalls(t *testing.T) {
 	if d, _ := decideScale(stepped, st, bounded); d.replicas != 9 {
 		t.Errorf("down by at most 1 a period: %d pods (%s); want 9", d.replicas, d.reason)
 	}
+	// Nor is a group above a lowered maxReplicas held there.
+	lowered := b
+	lowered.maxReplicas, lowered.cooldown = 8, 0
+	st = watchedDown(t0)
+	st.recommendations = []scaleRecommendation{{at: t0.Add(-30 * time.Second), replicas: 8, parallelism: 100}}
+	if d, _ := decideScale(lowered, st, bounded); d.replicas != 8 {
+		t.Errorf("maxReplicas lowered to 8 under 10 pods: %d pods (%s); want 8", d.replicas, d.reason)
+	}
+	// Nor held for the one step instead of two, within the cooldown.
+	lowered.cooldown = time.Minute
+	st.recommendations = []scaleRecommendation{{at: t0.Add(-100 * time.Second), replicas: 8, parallelism: 100}}
+	if d, _ := decideScale(lowered, st, bounded); d.replicas != 8 {
+		t.Errorf("maxReplicas lowered to 8 under 10 pods, an older recommendation of 8: %d pods (%s); want 8", d.replicas, d.reason)
+	}
 }
 
 func TestBoundsOfDefaults(t *testing.T) {
