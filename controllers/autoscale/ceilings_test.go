@@ -284,15 +284,7 @@ func TestNoCeilingWhileAParallelismIsOnItsWay(t *testing.T) {
 func TestPartitionsAreDealtAsKafkaGoDoes(t *testing.T) {
 	for _, n := range []int{1, 5, 12, 24} {
 		for k := 1; k <= 30; k++ {
-			var members []kafka.GroupMember
-			var partitions []kafka.Partition
-			for m := range k {
-				members = append(members, kafka.GroupMember{ID: fmt.Sprintf("member-%03d", m), Topics: []string{"spans"}})
-			}
-			for i := range n {
-				partitions = append(partitions, kafka.Partition{Topic: "spans", ID: i})
-			}
-			assigned := kafka.RangeGroupBalancer{}.AssignGroups(members, partitions)
+			assigned := kafka.RangeGroupBalancer{}.AssignGroups(kafkaGroup(n, k))
 			w := simWorld{partitions: n, rangeDealt: true}
 			for m := range k {
 				want := assigned[fmt.Sprintf("member-%03d", m)]["spans"]

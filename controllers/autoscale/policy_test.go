@@ -367,14 +367,7 @@ func TestBusiestShare(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := topicShape{partitions: int32(len(tc.shares)), shares: tc.shares}.busiestShare(tc.replicas)
 			n, k := len(tc.shares), min(int(tc.replicas), len(tc.shares))
-			var members []kafka.GroupMember
-			var partitions []kafka.Partition
-			for m := range k {
-				members = append(members, kafka.GroupMember{ID: fmt.Sprintf("member-%03d", m), Topics: []string{"spans"}})
-			}
-			for i := range n {
-				partitions = append(partitions, kafka.Partition{Topic: "spans", ID: i})
-			}
+			members, partitions := kafkaGroup(n, k)
 			heaviest := func(assignments kafka.GroupMemberAssignments) float64 {
 				busiest := 0.0
 				for _, topics := range assignments {
@@ -453,6 +446,20 @@ func flowsOf(n int, first, rest partitionFlow) []partitionFlow {
 	}
 	f[0] = first
 	return f
+}
+
+// kafkaGroup is k members of a group ("member-000" on, in the order of their IDs) on a
+// topic "spans" of n partitions, for kafka-go's balancers.
+func kafkaGroup(n, k int) ([]kafka.GroupMember, []kafka.Partition) {
+	var members []kafka.GroupMember
+	var partitions []kafka.Partition
+	for m := range k {
+		members = append(members, kafka.GroupMember{ID: fmt.Sprintf("member-%03d", m), Topics: []string{"spans"}})
+	}
+	for i := range n {
+		partitions = append(partitions, kafka.Partition{Topic: "spans", ID: i})
+	}
+	return members, partitions
 }
 
 func hotShares(n int, hot float64) []float64 {
