@@ -228,8 +228,9 @@ func walkSchema(buf []byte, s schema) error {
 
 // plainField checks the field at pos without a call a field when it is of the shape
 // producers write — a one-byte tag of the declared wire type, a length of one or two bytes
-// — and returns where the next field starts. It accepts only what the walk accepts; ok
-// false (anything else, a malformed field included) leaves the field to the walk.
+// — and returns where the next field starts; a run of plain attributes it takes whole.
+// It accepts only what the walk accepts; ok false (anything else, a malformed field
+// included) leaves the field to the walk.
 func plainField(buf []byte, pos int, s schema) (int, bool) {
 	tag := buf[pos]
 	if tag >= 0x80 || int(tag>>3) >= len(s) {
@@ -260,8 +261,23 @@ func plainField(buf []byte, pos int, s schema) (int, bool) {
 		n, next, ok := shortLength(buf, pos)
 		return next + n, ok && typ == protowire.BytesType
 	case kindKeyValue:
-		n, next, ok := shortLength(buf, pos)
-		return next + n, ok && typ == protowire.BytesType && plainKeyValue(buf[next:next+n])
+		// Attributes come in runs, one KeyValue field after another: the run is taken
+		// here, up to its end or the first one that is not plain (left to the walk).
+		if typ != protowire.BytesType {
+			return 0, false
+		}
+		end := -1
+		for {
+			n, next, ok := shortLength(buf, pos)
+			if !ok || !plainKeyValue(buf[next:next+n]) {
+				return end, end >= 0
+			}
+			end = next + n
+			if end >= len(buf) || buf[end] != tag {
+				return end, true
+			}
+			pos = end + 1
+		}
 	}
 	return 0, false
 }

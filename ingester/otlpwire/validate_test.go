@@ -210,8 +210,28 @@ func wireCases(t testing.TB) map[string][]byte {
 		"entity ref":                field(1, protowire.BytesType, field(1, protowire.BytesType, field(3, protowire.BytesType, field(2, protowire.BytesType, []byte("host"))))),
 		"entity ref type as varint": field(1, protowire.BytesType, field(1, protowire.BytesType, field(3, protowire.BytesType, field(2, protowire.VarintType, []byte{1})))),
 		"invalid UTF-8 name":        wrap(field(5, protowire.BytesType, []byte{0xff, 0xfe})),
+		// Runs of attributes, which plainField takes in one go, and where they stop.
+		"a run of plain attributes": wrap(cat(plainKV("a"), plainKV("b"), plainKV("c"))),
+		"a run, one nested in it": wrap(cat(plainKV("a"), field(9, protowire.BytesType, cat(field(1, protowire.BytesType, []byte("n")),
+			field(2, protowire.BytesType, nested(2)))), plainKV("c"))),
+		"a run, one malformed in it": wrap(cat(plainKV("a"), field(9, protowire.BytesType, cat(field(1, protowire.BytesType, []byte("d")),
+			field(2, protowire.BytesType, field(anyDouble, protowire.VarintType, []byte{1})))), plainKV("c"))),
+		"a run, the last cut short":             wrap(cat(plainKV("a"), plainKV("b"), []byte{0x4a, 10, 0x0a, 1, 'k'})),
+		"a run, the last a varint":              wrap(cat(plainKV("a"), field(9, protowire.VarintType, []byte{1}))),
+		"two runs, a field between":             wrap(cat(plainKV("a"), field(10, protowire.VarintType, []byte{2}), plainKV("b"))),
+		"after a run, a trace ID shaped as one": wrap(cat(plainKV("a"), field(1, protowire.BytesType, plainKVBody("x")))),
+		"a run of event attributes":             wrap(field(11, protowire.BytesType, cat(field(3, protowire.BytesType, plainKVBody("e")), field(3, protowire.BytesType, plainKVBody("f"))))),
+		"a run of event attributes, short":      wrap(field(11, protowire.BytesType, cat(field(3, protowire.BytesType, plainKVBody("e")), []byte{0x1a, 9, 0x0a}))),
 	}
 }
+
+// plainKVBody is a KeyValue of the shape producers write: a key and a string value.
+func plainKVBody(key string) []byte {
+	return cat(field(1, protowire.BytesType, []byte(key)), field(2, protowire.BytesType, field(anyString, protowire.BytesType, []byte("v"))))
+}
+
+// plainKV is a span attribute (field 9) holding plainKVBody.
+func plainKV(key string) []byte { return field(9, protowire.BytesType, plainKVBody(key)) }
 
 func TestAppendValidatedIsPData(t *testing.T) {
 	for name, data := range wireCases(t) {
