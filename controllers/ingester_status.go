@@ -72,7 +72,7 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 	case obs.scale != nil:
 		status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{DesiredReplicas: obs.scale.Replicas,
 			DesiredParallelism: obs.scale.Parallelism, Reason: obs.scale.Reason, IgnoredReplicas: obs.ignoredReplicas,
-			PodCapacity: obs.scale.PodCapacity}
+			PodCapacity: obs.scale.PodCapacity, PartitionCeilings: obs.scale.PartitionCeilings}
 	case !autoscale.Enabled(ing):
 		status.Autoscaling = nil
 	}

@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -311,5 +312,36 @@ func TestMalformedDurationsAreRefused(t *testing.T) {
 	}
 	if err := create("good-durations", `"processing":{"batchLinger":"1m30.5s","retry":{"min":"1us","max":"2h"}},"autoscaling":{"cooldown":"0"}`); err != nil {
 		t.Errorf("valid durations refused: %v", err)
+	}
+}
+
+// TestPartitionCeilingsInTheStatus: the API server keeps the autoscaler's partition
+// ceilings in the status, one a partition, and refuses what cannot be one. Dry runs: the
+// reconciler writes the status of its own.
+func TestPartitionCeilingsInTheStatus(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing := minimalIngester(newNamespace(t), "ceilings")
+	ing.Spec.Autoscaling = autoscaled(func(*spanflowv1alpha1.AutoscalingSpec) {})
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	dryRun := func(ceilings ...spanflowv1alpha1.PartitionCeiling) error {
+		var err error
+		g.Eventually(func() bool {
+			cur := &spanflowv1alpha1.Ingester{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), cur)).To(Succeed())
+			cur.Status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{DesiredReplicas: 1, DesiredParallelism: 8, PartitionCeilings: ceilings}
+			err = k8sClient.Status().Update(ctx, cur, client.DryRunAll)
+			return !apierrors.IsConflict(err)
+		}).Should(BeTrue())
+		return err
+	}
+	g.Expect(dryRun(spanflowv1alpha1.PartitionCeiling{Partition: 0, RecordsPerSecond: 1500},
+		spanflowv1alpha1.PartitionCeiling{Partition: 7, RecordsPerSecond: 300})).To(Succeed())
+	for name, bad := range map[string][]spanflowv1alpha1.PartitionCeiling{
+		"a partition twice":    {{Partition: 3, RecordsPerSecond: 10}, {Partition: 3, RecordsPerSecond: 20}},
+		"a negative partition": {{Partition: -1, RecordsPerSecond: 10}},
+		"no rate":              {{Partition: 1, RecordsPerSecond: 0}},
+	} {
+		g.Expect(dryRun(bad...)).To(HaveOccurred(), name)
 	}
 }

@@ -110,6 +110,27 @@ type AutoscalingStatus struct {
 	// operator restart or failover does not have to measure it again.
 	// +optional
 	PodCapacity *PodCapacity `json:"podCapacity,omitempty"`
+	// partitionCeilings are the partitions the autoscaler found slower to consume than
+	// their pods: each, alone on a pod with room to spare, fell behind at the rate given.
+	// While one is consumed at that rate, sizing counts it as producing that much, and its
+	// lag, which no number of pods drains sooner, is not held against the targets. Kept
+	// here so that an operator restart does not have to find them again.
+	// +optional
+	// +listType=map
+	// +listMapKey=partition
+	// +kubebuilder:validation:MaxItems=10000
+	PartitionCeilings []PartitionCeiling `json:"partitionCeilings,omitempty"`
+}
+
+// PartitionCeiling is the most a partition was consumed at while the pod holding it
+// alone had room to spare.
+type PartitionCeiling struct {
+	// partition is the partition's ID.
+	// +kubebuilder:validation:Minimum=0
+	Partition int32 `json:"partition"`
+	// recordsPerSecond is the rate the partition was consumed at.
+	// +kubebuilder:validation:Minimum=1
+	RecordsPerSecond int64 `json:"recordsPerSecond"`
 }
 
 // PodCapacity is what an ingester pod was measured to consume while it always had work.

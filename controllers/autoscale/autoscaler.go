@@ -5,6 +5,7 @@
 package autoscale
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -78,11 +79,13 @@ type Decision struct {
 	// PodCapacity is what the pods were measured to consume, for the status (nil: nothing
 	// measured yet).
 	PodCapacity *spanflowv1alpha1.PodCapacity
+	// PartitionCeilings are the partitions found at a ceiling, for the status.
+	PartitionCeilings []spanflowv1alpha1.PartitionCeiling
 }
 
 // Decide runs the policy for an Ingester with autoscaling enabled. A policy with no
-// memory of the Ingester (the operator restarted) starts from the capacity the status
-// kept.
+// memory of the Ingester (the operator restarted) starts from the capacity and the
+// partition ceilings the status kept.
 func (a *Autoscaler) Decide(ing *spanflowv1alpha1.Ingester, in Input) Decision {
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 	b := boundsOf(ing.Spec.Autoscaling, in.SpecParallelism)
@@ -92,6 +95,7 @@ func (a *Autoscaler) Decide(ing *spanflowv1alpha1.Ingester, in Input) Decision {
 	st, ok := a.states[key]
 	if !ok && ing.Status.Autoscaling != nil {
 		st.capacity = capacityFromStatus(ing.Status.Autoscaling.PodCapacity)
+		st.keptCeilings = slices.Clone(ing.Status.Autoscaling.PartitionCeilings)
 	}
 	d, st := decideScale(b, st, si)
 	a.states[key] = st
@@ -102,7 +106,8 @@ func (a *Autoscaler) Decide(ing *spanflowv1alpha1.Ingester, in Input) Decision {
 	if changed {
 		changes.Inc()
 	}
-	return Decision{Replicas: d.replicas, Parallelism: d.parallelism, Reason: d.reason, Changed: changed, PodCapacity: st.capacity.status()}
+	return Decision{Replicas: d.replicas, Parallelism: d.parallelism, Reason: d.reason, Changed: changed, PodCapacity: st.capacity.status(),
+		PartitionCeilings: ceilingsStatus(st.ceilings)}
 }
 
 // Record publishes what the operator knows of an Ingester after a reconcile: ing is the

@@ -2,9 +2,12 @@ package autoscale
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 )
 
 // Partition ceilings. A partition can be slower to consume than the pod that holds it —
@@ -196,4 +199,33 @@ func cappedText(capped []int, ceilings []partitionCeiling) string {
 		return "partition " + parts[0] + " is consumed at its ceiling (its pod had room): sized for what it takes, its lag not held against the targets"
 	}
 	return "partitions " + strings.Join(parts, ", ") + " are consumed at their ceilings (their pods had room): sized for what they take, their lag not held against the targets"
+}
+
+// ceilingsStatus is the known ceilings for the Ingester's status, by partition; nil for
+// none.
+func ceilingsStatus(ceilings []partitionCeiling) []spanflowv1alpha1.PartitionCeiling {
+	var out []spanflowv1alpha1.PartitionCeiling
+	for id, c := range ceilings {
+		if rate := int64(math.Round(c.rate)); rate > 0 {
+			out = append(out, spanflowv1alpha1.PartitionCeiling{Partition: int32(id), RecordsPerSecond: rate})
+		}
+	}
+	return out
+}
+
+// ceilingsFromStatus is the ceilings a status kept, on a topic of n partitions (those of
+// partitions it no longer has dropped); nil for none.
+func ceilingsFromStatus(kept []spanflowv1alpha1.PartitionCeiling, n int) []partitionCeiling {
+	var out []partitionCeiling
+	for _, k := range kept {
+		if k.Partition < 0 || int(k.Partition) >= n || k.RecordsPerSecond <= 0 {
+			continue
+		}
+		if out == nil {
+			out = make([]partitionCeiling, n)
+		}
+		rate := float64(k.RecordsPerSecond)
+		out[k.Partition] = partitionCeiling{rate: rate, seen: rate, polls: ceilingPolls}
+	}
+	return out
 }

@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"k8s.io/utils/ptr"
 
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
@@ -294,5 +297,48 @@ func TestPartitionsAreDealtAsKafkaGoDoes(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestCeilingsOutliveTheOperator: the ceilings go into the status and, after a restart (an
+// Autoscaler with no memory), back into the policy at the first poll that knows the
+// partitions — those of partitions the topic no longer has dropped.
+func TestCeilingsOutliveTheOperator(t *testing.T) {
+	known := []partitionCeiling{{rate: 299.6}, {}, {rate: 1500, polls: 1}, {polls: 2, seen: 80}}
+	kept := ceilingsStatus(known)
+	want := []spanflowv1alpha1.PartitionCeiling{{Partition: 0, RecordsPerSecond: 300}, {Partition: 2, RecordsPerSecond: 1500}}
+	if !slices.Equal(kept, want) {
+		t.Fatalf("status %+v, want %+v", kept, want)
+	}
+	if back := ceilingRates(ceilingsFromStatus(kept, 4)); !slices.Equal(back, []float64{300, 0, 1500, 0}) {
+		t.Errorf("back from the status on 4 partitions: %v", back)
+	}
+	if back := ceilingRates(ceilingsFromStatus(kept, 2)); !slices.Equal(back, []float64{300, 0}) {
+		t.Errorf("back on 2 partitions: %v", back)
+	}
+	if ceilingsStatus(nil) != nil || ceilingsFromStatus(nil, 4) != nil ||
+		ceilingsFromStatus([]spanflowv1alpha1.PartitionCeiling{{Partition: 7, RecordsPerSecond: 5}}, 4) != nil {
+		t.Error("no ceilings kept is none")
+	}
+
+	ing := testIngester("ns", "restarted")
+	ing.Spec.Autoscaling = &spanflowv1alpha1.AutoscalingSpec{Enabled: true, TargetLagRecords: ptr.To[int64](5000)}
+	ing.Status.Autoscaling = &spanflowv1alpha1.AutoscalingStatus{PartitionCeilings: want[:1],
+		PodCapacity: &spanflowv1alpha1.PodCapacity{Parallelism: 100, RecordsPerSecond: 1000}}
+	a := NewAutoscaler(prometheus.NewRegistry())
+	input := Input{Now: time.Unix(1000, 0), SpecReplicas: 2, SpecParallelism: 100}
+	// The first reconcile before the first poll: nothing known of the partitions yet.
+	if d := a.Decide(ing, input); d.PartitionCeilings != nil {
+		t.Errorf("before the first poll: %+v", d.PartitionCeilings)
+	}
+	// Nor at a poll of a topic that has no partitions yet.
+	input.Lag = Observation{have: true, snapshot: lagSnapshot{at: time.Unix(990, 0)}}
+	if d := a.Decide(ing, input); d.PartitionCeilings != nil {
+		t.Errorf("a topic without partitions: %+v", d.PartitionCeilings)
+	}
+	input.Lag = Observation{have: true, snapshot: ceilingSnapshot(1000, 0.9)}
+	d := a.Decide(ing, input)
+	if !strings.Contains(d.Reason, "partition 0 (300/s) is consumed at its ceiling") || !slices.Equal(d.PartitionCeilings, want[:1]) {
+		t.Errorf("a restarted operator forgot partition 0's ceiling: %s, %+v", d.Reason, d.PartitionCeilings)
 	}
 }

@@ -124,6 +124,9 @@ type scaleState struct {
 	// ceilings are the partitions' ceilings by partition ID (see learnCeilings); nil:
 	// none known or coming. Replaced, never changed in place: states are copied.
 	ceilings []partitionCeiling
+	// keptCeilings are the ceilings an Ingester's status kept, taken into ceilings at the
+	// first poll that knows the partitions (after an operator restart).
+	keptCeilings []spanflowv1alpha1.PartitionCeiling
 }
 
 type scaleRecommendation struct {
@@ -459,6 +462,9 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		reported, ok := fromReports(lag.pods)
 		if ok {
 			st.capacity = st.capacity.blend(reported)
+		}
+		if st.keptCeilings != nil {
+			st.ceilings, st.keptCeilings = ceilingsFromStatus(st.keptCeilings, lag.partitions), nil
 		}
 		st.ceilings = learnCeilings(st.ceilings, lag, b, st.quietSince())
 		// Between two polls with the pods settled and work waiting in every partition at
