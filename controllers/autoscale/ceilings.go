@@ -12,9 +12,9 @@ import (
 
 // Partition ceilings. A partition can be slower to consume than the pod that holds it —
 // the fetches that bring one partition's records, a broker slow for that partition — and
-// then neither more pods nor more parallelism make it go faster. A partition that fell
-// behind over the rate window while its pod had room to spare shows its ceiling: what it
-// was consumed at. Sized for such a partition's production, the group buys pods that
+// then neither more pods nor more parallelism make it go faster. A partition alone on its
+// pod that fell behind over the rate window while the pod had room to spare shows its
+// ceiling: what it was consumed at. Sized for such a partition's production, the group buys pods that
 // cannot help it; and its lag, which no size drains sooner, would keep the group from
 // ever shrinking while it lasts.
 
@@ -31,8 +31,9 @@ const (
 	// can show this).
 	ceilingExceeded = 1.1
 	// ceilingReached: a partition consumed at this share of its ceiling or more is at it;
-	// below, something else holds it back (a full pod, a rebalance, no pod at all), and
-	// sizing treats it as any other.
+	// below, something else holds it back (a full pod after a scale-down), and sizing
+	// treats it as any other. (A window with a rebalance in it is not judged; see
+	// withinCeilings.)
 	ceilingReached = 0.75
 )
 
