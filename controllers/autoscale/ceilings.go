@@ -87,11 +87,7 @@ func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, 
 			*c = partitionCeiling{}
 			continue
 		}
-		alone := true // its pod's only partition: nothing the autoscaler has speeds it
-		for k, g := range lag.flows {
-			alone = alone && (k == id || g.pod != f.pod)
-		}
-		if !measured || f.consumeRate <= 0 || !behind(f) || !alone || float64(f.seconds) <= b.inFlightAge() ||
+		if !measured || f.consumeRate <= 0 || !behind(f) || !aloneOnItsPod(lag.pods, f.pod, id) || float64(f.seconds) <= b.inFlightAge() ||
 			!podHasRoom(lag.pods, f.pod, quiet) {
 			c.polls = 0
 			continue
@@ -106,6 +102,19 @@ func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, 
 		return nil
 	}
 	return out
+}
+
+// aloneOnItsPod is true when the named pod's report lists partition id as the only one it
+// holds: then nothing the autoscaler has speeds the partition. A pod whose report does not
+// list its partitions (an older ingester, a list too long for the commit metadata) is not
+// known to hold only one.
+func aloneOnItsPod(pods []podLoad, pod string, id int) bool {
+	for _, pl := range pods {
+		if pl.Pod == pod && pod != "" {
+			return pl.listed && len(pl.ids) == 1 && pl.ids[0] == id
+		}
+	}
+	return false
 }
 
 // podHasRoom is true when the named pod's fresh report, measured wholly after quiet, shows

@@ -30,8 +30,8 @@ func ceilingSnapshot(at int, busy float64) lagSnapshot {
 		{produceRate: 100, consumeRate: 100, pod: "pod-b"},
 	}
 	s.pods = []podLoad{
-		{Report: loadreport.Report{Pod: "pod-a", At: now, Parallelism: 100, Busy: busy, CPU: 0.3, Rate: 300}, ids: []int{0}, lag: 20000},
-		{Report: loadreport.Report{Pod: "pod-b", At: now, Parallelism: 100, Busy: 0.3, CPU: 0.3, Rate: 300}, ids: []int{1, 2, 3}},
+		{Report: loadreport.Report{Pod: "pod-a", At: now, Parallelism: 100, Busy: busy, CPU: 0.3, Rate: 300}, ids: []int{0}, listed: true, lag: 20000},
+		{Report: loadreport.Report{Pod: "pod-b", At: now, Parallelism: 100, Busy: 0.3, CPU: 0.3, Rate: 300}, ids: []int{1, 2, 3}, listed: true},
 	}
 	return s
 }
@@ -79,7 +79,9 @@ func TestLearnCeilings(t *testing.T) {
 		{name: "its pod's writes failing", polls: 5, quiet: quiet,
 			poll: with(func(s *lagSnapshot) { s.pods[0].Blocked = true })},
 		{name: "its pod holds another partition, keeping up: a limit of the pod its report does not show would look the same", polls: 5,
-			quiet: quiet, poll: with(func(s *lagSnapshot) { s.flows[2].pod = "pod-a" })},
+			quiet: quiet, poll: with(func(s *lagSnapshot) { s.flows[2].pod, s.pods[0].ids = "pod-a", []int{0, 2} })},
+		{name: "its pod's report does not list its partitions: not known to hold it alone", polls: 5,
+			quiet: quiet, poll: with(func(s *lagSnapshot) { s.pods[0].listed = false })},
 		{name: "behind on a pod with room that holds others: not a ceiling", polls: 5, quiet: quiet,
 			poll: with(func(s *lagSnapshot) {
 				s.flows[1] = partitionFlow{produceRate: 200, consumeRate: 100, leastBacklog: 3000, records: 6000, seconds: 30, pod: "pod-b"}

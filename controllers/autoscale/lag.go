@@ -28,7 +28,10 @@ const reportFreshness = 45 * time.Second
 type podLoad struct {
 	loadreport.Report
 	ids []int
-	lag int64
+	// listed is true when ids are the report's own list: every partition the pod holds.
+	// (Those that carry it are some: the ingester commits its report with one.)
+	listed bool
+	lag    int64
 }
 
 // slots is the delivery slots the pod allowed on average over its report's interval
@@ -275,7 +278,7 @@ func podLoads(s offsetSample, fromEarliest bool) []podLoad {
 		if len(parts) == 0 {
 			parts = carriers[pod]
 		}
-		pl := podLoad{Report: r, ids: parts}
+		pl := podLoad{Report: r, ids: parts, listed: len(r.Partitions) > 0}
 		for _, id := range parts {
 			if p, ok := s.partitions[id]; ok {
 				pl.lag += partitionLag(p, fromEarliest)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,9 @@ func TestComputeLag(t *testing.T) {
 	if caughtUp.produceRate != 1 || caughtUp.consumeRate != 1 || caughtUp.records != 0 || caughtUp.seconds != 0 || caughtUp.pod != "pod-b" {
 		t.Errorf("partition 1: %+v", caughtUp)
 	}
+	if pods := computeLag(window, true).pods; len(pods) != 1 || !pods[0].listed || !slices.Equal(pods[0].ids, []int{0, 1}) {
+		t.Errorf("pods %+v, want pod-b listing partitions 0 and 1", pods)
+	}
 	if least := computeLag(window[1:], true).flows[0].leastBacklog; least != 0 {
 		t.Errorf("partition 0 caught up at t=10: least backlog %d", least)
 	}
@@ -305,7 +309,7 @@ func TestLoadReportsComeWithTheCommittedOffsets(t *testing.T) {
 	}
 	a := snap.pods[0]
 	wantLag := partitionLag(s.partitions[0], true) + partitionLag(s.partitions[1], true)
-	if a.Pod != "pod-a" || a.Busy != 0.6 || len(a.ids) != 2 || a.lag != wantLag || a.Parallelism != 8 {
+	if a.Pod != "pod-a" || a.Busy != 0.6 || len(a.ids) != 2 || a.listed || a.lag != wantLag || a.Parallelism != 8 {
 		t.Errorf("pod-a: %+v (%d partitions, lag %d), want its newest report on 2 partitions with lag %d", a.Report, len(a.ids), a.lag, wantLag)
 	}
 }

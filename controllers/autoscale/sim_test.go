@@ -371,6 +371,11 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 				if rebalanced {
 					rep.Pause = time.Duration(w.rebalance) * time.Second
 				}
+				for id, name := range owner { // as the ingester does, the partitions it holds
+					if name == p.name {
+						rep.Partitions = append(rep.Partitions, id)
+					}
+				}
 				reports[p.name] = rep
 			}
 		}
