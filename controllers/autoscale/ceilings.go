@@ -55,17 +55,17 @@ type partitionCeiling struct {
 
 // learnCeilings updates the partitions' ceilings, by partition ID, with the rate window
 // of lag. A poll shows a partition at its ceiling, seen, when all of this holds: the
-// window is at least ceilingWindow long and began after quiet (the pods settled, and
-// their rebalance over); the partition had work waiting at every poll of it and fell
-// behind (it received more than ceilingBehind times what it was consumed at), alone on
-// its pod (with others, a limit of the pod that its report does not show — a link it
-// shares with them — would look the same, and more pods would help); its oldest
-// uncommitted record is older than records in flight are; and its pod, by a report
-// measured wholly after quiet, had room
-// (slots and CPU under ceilingRoom, its writes not failing). After ceilingPolls such
-// polls in a row, the latest rate is the partition's ceiling. A ceiling goes when its
-// partition is consumed faster than ceilingExceeded times it, all of them when the
-// partition count changes. nil: none known or coming.
+// window is at least ceilingWindow long and began after quiet (the pods settled, their
+// rebalance over, the parallelism asked for running); the partition had work waiting at
+// every poll of it and fell behind (it received more than ceilingBehind times what it was
+// consumed at); it is alone on its pod (with others, a limit of the pod that its report
+// does not show — a link it shares with them — would look the same, and more pods would
+// help); its oldest uncommitted record is older than records in flight are; and its pod,
+// by a report measured wholly after quiet, had room (slots and CPU under ceilingRoom, its
+// writes not failing). After ceilingPolls such polls in a row, the latest rate is the
+// partition's ceiling. A ceiling goes when its partition is consumed faster than
+// ceilingExceeded times it, all of them when the partition count changes. nil: none
+// known or coming.
 func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, quiet time.Time) []partitionCeiling {
 	if len(ceilings) != lag.partitions {
 		ceilings = nil
@@ -109,24 +109,26 @@ func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, 
 // list its partitions (an older ingester, a list too long for the commit metadata) is not
 // known to hold only one.
 func aloneOnItsPod(pods []podLoad, pod string, id int) bool {
-	for _, pl := range pods {
-		if pl.Pod == pod && pod != "" {
-			return pl.listed && len(pl.ids) == 1 && pl.ids[0] == id
-		}
-	}
-	return false
+	pl, ok := podNamed(pods, pod)
+	return ok && pl.listed && len(pl.ids) == 1 && pl.ids[0] == id
 }
 
 // podHasRoom is true when the named pod's fresh report, measured wholly after quiet, shows
 // it using under ceilingRoom of its slots and of its CPU (or its CPU unknown), with its
 // writes going through.
 func podHasRoom(pods []podLoad, pod string, quiet time.Time) bool {
+	pl, ok := podNamed(pods, pod)
+	return ok && !pl.At.Before(quiet.Add(reportInterval)) && !pl.Blocked && pl.Busy < ceilingRoom && pl.CPU < ceilingRoom
+}
+
+// podNamed is the fresh report of the named pod, if there is one.
+func podNamed(pods []podLoad, pod string) (podLoad, bool) {
 	for _, pl := range pods {
 		if pl.Pod == pod && pod != "" {
-			return !pl.At.Before(quiet.Add(reportInterval)) && !pl.Blocked && pl.Busy < ceilingRoom && pl.CPU < ceilingRoom
+			return pl, true
 		}
 	}
-	return false
+	return podLoad{}, false
 }
 
 // withinCeilings is the lag as sizing sees it when some partitions are at their
@@ -135,9 +137,8 @@ func podHasRoom(pods []podLoad, pod string, quiet time.Time) bool {
 // drains sooner, is left out of the lag held against the targets. At its ceiling means
 // consumed at ceilingReached of it or more over a rate window that began after quiet; a
 // window that did not (a rebalance in it reads as a slower partition) leaves it at its
-// ceiling, unless no pod runs. The pod holding
-// it is still sized, with the headroom, for what it can take. capped lists those
-// partitions; none: the lag as it is.
+// ceiling, unless no pod runs. The pod holding it is still sized, with the headroom, for
+// what it can take. capped lists those partitions; none: the lag as it is.
 func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds, quiet time.Time, running bool) (out lagSnapshot, capped []int) {
 	n := s.partitions
 	if len(ceilings) != n || len(s.flows) != n {
