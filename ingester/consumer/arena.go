@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"io"
 	"sync"
 
 	"github.com/segmentio/kafka-go"
@@ -42,22 +41,6 @@ func (a *arena) messages(n int) []kafka.Message {
 var chunkSizes = [...]int{4 << 10, 16 << 10, 64 << 10}
 
 var chunkPools [len(chunkSizes)]sync.Pool
-
-// copyOf copies b into the arena and returns the copy (nil for nil). want is how many bytes
-// are still to come, this one's included: it sizes a new chunk.
-func (a *arena) copyOf(b kafka.Bytes, want int) ([]byte, error) {
-	if b == nil {
-		return nil, nil
-	}
-	if b.Len() == 0 {
-		return []byte{}, nil // empty, not null: a dead-lettered key stays what it was
-	}
-	out := a.room(b.Len(), want)
-	if _, err := io.ReadFull(b, out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
 
 // copyBytes copies b into the arena and returns the copy (nil for nil).
 func (a *arena) copyBytes(b []byte, want int) []byte {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/eventlog"
+	"github.com/spanflow/spanflow/ingester/fetchwire"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
 )
@@ -70,9 +71,11 @@ type Consumer struct {
 	s      Settings
 	dialer *kafka.Dialer
 	client *kafka.Client
-	chain  processor.Processor
-	m      *metrics.Metrics
-	log    logr.Logger
+	// fetchDialer connects the partitions' fetches to their leaders, as dialer would.
+	fetchDialer *fetchwire.Dialer
+	chain       processor.Processor
+	m           *metrics.Metrics
+	log         logr.Logger
 
 	groupErrors  *eventlog.Repeated
 	fetchErrors  *eventlog.Repeated
@@ -94,18 +97,21 @@ type Consumer struct {
 	pause           atomic.Int64
 }
 
-// New returns a consumer; Run starts it. dialer connects the group to the brokers, client
-// fetches the partitions and asks for metadata (both with TLS and SASL as configured),
-// and commits the load reports unless s.ReportClient does. chain
+// New returns a consumer; Run starts it. dialer connects the group and the partitions'
+// fetches to the brokers, client asks for metadata and offsets (both with TLS and SASL as
+// configured), and commits the load reports unless s.ReportClient does. chain
 // must be safe for concurrent use: it is called from one goroutine per partition.
 func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor.Processor, m *metrics.Metrics, log logr.Logger) *Consumer {
 	if s.ReportClient == nil {
 		s.ReportClient = client
 	}
-	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log,
+	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log, fetchDialer: &fetchwire.Dialer{},
 		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
 		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
 		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval)}
+	if dialer != nil {
+		c.fetchDialer = &fetchwire.Dialer{TLS: dialer.TLS, SASL: dialer.SASLMechanism, Timeout: dialer.Timeout, ClientID: dialer.ClientID}
+	}
 	return c
 }
 
@@ -342,12 +348,12 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 	}()
 
 	k := c.s.Kafka
-	fetch := &fetcher{client: c.client, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: k.MaxBytes, offset: p.start,
+	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: k.MaxBytes, offset: p.start,
 		skipped: func(from, to int64) {
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
 				"from", from, "to", to, "lost", to-from)
 		}}
-	defer fetch.drop() // what was fetched and not handed over goes back to kafka-go's pool
+	defer fetch.close()
 	reserver, _ := c.chain.(processor.Reserver)
 	for {
 		// A held partition fetches nothing more: a hold cancels the fetch in progress.
@@ -448,8 +454,8 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher, slot *proc
 	bytes := int64(len(first.Value))
 	deadline := time.Now().Add(c.s.Linger)
 	for len(msgs) < limit && bytes < c.s.DeliveryBytes {
-		msg, ok, err := fetch.queued(backing)
-		if !ok && err == nil {
+		msg, ok := fetch.queued(backing)
+		if !ok {
 			// Nothing fetched is left: one more fetch, waiting no longer than the linger.
 			// It is not cancelled when the linger ends (that would drop its connection):
 			// the broker answers by then.
@@ -464,10 +470,10 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher, slot *proc
 			if fill() != nil {
 				break
 			}
-			msg, ok, err = fetch.queued(backing)
+			msg, ok = fetch.queued(backing)
 		}
 		if !ok {
-			break // err: fetched again from that message on, in the next delivery
+			break
 		}
 		msgs = append(msgs, msg)
 		bytes += int64(len(msg.Value))

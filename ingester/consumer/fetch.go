@@ -5,22 +5,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"slices"
+	"net"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/spanflow/spanflow/ingester/fetchwire"
 )
 
-// fetcher reads one partition with the client's Fetch requests. One request brings many
-// record batches; their records wait in a queue, their keys and values still in kafka-go's
-// pooled pages, until they join a delivery: then they are copied into the delivery's arena
-// and the pages go back to kafka-go's pool. kafka-go's Reader costs about three times as
-// much CPU a message: it parses the stream message by message through a buffered
-// connection.
+// fetcher reads one partition with Fetch requests on a connection of its own to the
+// partition's leader (fetchwire). One request brings many record batches; their records
+// wait in a queue, their keys and values still slices of the response, until they join a
+// delivery: then they are copied into the delivery's arena, and once the queue is empty the
+// response's buffer goes back to a pool. kafka-go's Reader costs about three times as much
+// CPU a message (it parses the stream message by message through a buffered connection),
+// and its Client's Fetch about twice (it decodes a response varint by varint through
+// io.Readers into pooled pages, from where every value was read again).
 type fetcher struct {
-	client    *kafka.Client
+	client    *kafka.Client // where the partition's leader is, its offsets
+	dialer    *fetchwire.Dialer
 	topic     string
 	partition int
 	minBytes  int
@@ -42,13 +47,18 @@ type fetcher struct {
 	// grace is how long past its wait a fetch's answer may take before the fetch is given
 	// up (a broker gone silent without closing the connection); fetchGrace when zero.
 	grace time.Duration
+
+	conn *fetchwire.Conn // to the leader; nil until needed and after any failure
+	// response holds the last response, which the queued records are slices of, and
+	// decompressed what its compressed batches held; both pooled while the queue is empty.
+	response, decompressed *[]byte
 }
 
 // pending is a fetched record not yet handed over.
 type pending struct {
 	offset, highWatermark int64
 	time                  time.Time
-	key, value            kafka.Bytes // in kafka-go's pages until copied
+	key, value            []byte // slices of the response until copied
 	headers               []kafka.Header
 	size                  int
 }
@@ -62,7 +72,7 @@ func (f *fetcher) next(ctx context.Context, maxWait time.Duration, a *arena) (ka
 	if err := f.await(ctx, maxWait); err != nil {
 		return kafka.Message{}, err
 	}
-	return f.pop(a)
+	return f.pop(a), nil
 }
 
 // await waits until a record is queued, with fetches of at most maxWait each, or ctx ends.
@@ -79,65 +89,81 @@ func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
 }
 
 // queued returns the next message already fetched, copied into a, if any.
-func (f *fetcher) queued(a *arena) (kafka.Message, bool, error) {
+func (f *fetcher) queued(a *arena) (kafka.Message, bool) {
 	if len(f.queue) == 0 {
-		return kafka.Message{}, false, nil
+		return kafka.Message{}, false
 	}
-	m, err := f.pop(a)
-	return m, err == nil, err
+	return f.pop(a), true
 }
 
-// pop copies the first queued record into a and gives its pages back. If the copy fails
-// the queue is dropped and fetching starts again from that record: none is lost.
-func (f *fetcher) pop(a *arena) (kafka.Message, error) {
+// pop copies the first queued record into a.
+func (f *fetcher) pop(a *arena) kafka.Message {
 	if a == nil {
 		a = &arena{}
 	}
 	r := &f.queue[0]
 	m := kafka.Message{Topic: f.topic, Partition: f.partition, Offset: r.offset, HighWaterMark: r.highWatermark, Time: r.time}
-	var err error
-	if m.Key, err = a.copyOf(r.key, f.queuedBytes); err == nil {
-		m.Value, err = a.copyOf(r.value, f.queuedBytes-len(m.Key))
-	}
-	if err != nil {
-		err = fmt.Errorf("copying the record at offset %d of partition %d: %w", r.offset, f.partition, err)
-		f.rewind(r.offset)
-		return kafka.Message{}, err
-	}
+	m.Key = a.copyBytes(r.key, f.queuedBytes)
+	m.Value = a.copyBytes(r.value, f.queuedBytes-len(m.Key))
 	if len(r.headers) > 0 {
 		m.Headers = make([]kafka.Header, len(r.headers))
 		for i, h := range r.headers {
 			m.Headers[i] = kafka.Header{Key: h.Key, Value: a.copyBytes(h.Value, f.queuedBytes)}
 		}
 	}
-	closeBytes(r.key, r.value)
 	f.queuedBytes -= r.size
-	f.queue[0] = pending{} // the queue's array must not keep the pages referenced
+	f.queue[0] = pending{} // the queue's array must not keep the response referenced
 	if f.queue = f.queue[1:]; len(f.queue) == 0 {
 		f.queue = f.queueArray[:0] // the next response fills the same array
+		f.releaseBuffers()
 	}
-	return m, nil
+	return m
 }
 
-// rewind drops the queue and fetches again from offset.
-func (f *fetcher) rewind(offset int64) {
-	f.drop()
-	f.offset = offset
-}
-
-// drop empties the queue, giving its records' pages back to kafka-go's pool.
+// drop empties the queue.
 func (f *fetcher) drop() {
-	for _, r := range f.queue {
-		closeBytes(r.key, r.value)
-	}
 	clear(f.queue)
 	f.queue, f.queuedBytes = nil, 0
+	f.releaseBuffers()
 }
 
-// fill fetches once, waiting at most maxWait for data, and queues what came.
+// close drops the queue and the connection: the partition is no longer read.
+func (f *fetcher) close() {
+	f.drop()
+	f.disconnect()
+}
+
+// responseBuffers pools the buffers responses are read and decompressed into: a
+// partition holds one only from its fetch until its records are copied out.
+var responseBuffers sync.Pool // of *[]byte
+
+func (f *fetcher) releaseBuffers() {
+	for _, b := range []**[]byte{&f.response, &f.decompressed} {
+		if *b != nil {
+			*(*b) = (*(*b))[:0]
+			responseBuffers.Put(*b)
+			*b = nil
+		}
+	}
+}
+
+func takeBuffer() *[]byte {
+	if b, ok := responseBuffers.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+// fill fetches once, waiting at most maxWait for data, and queues what came. It is called
+// with the queue empty.
 func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	if f.offset < 0 {
 		if err := f.resolve(ctx); err != nil {
+			return err
+		}
+	}
+	if f.conn == nil {
+		if err := f.connect(ctx); err != nil {
 			return err
 		}
 	}
@@ -146,105 +172,96 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	// hold the partition until TCP gives up.
 	ctx, cancel := context.WithTimeout(ctx, maxWait+cmp.Or(f.grace, fetchGrace))
 	defer cancel()
-	res, err := f.client.Fetch(ctx, &kafka.FetchRequest{Topic: f.topic, Partition: f.partition, Offset: f.offset,
-		MinBytes: int64(f.minBytes), MaxBytes: int64(f.maxBytes), MaxWait: maxWait})
+	if f.response == nil {
+		f.response = takeBuffer()
+	}
+	res, err := f.conn.Fetch(ctx, fetchwire.FetchRequest{Topic: f.topic, Partition: f.partition, Offset: f.offset,
+		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait}, *f.response)
+	*f.response = res.Buffer
 	if err != nil {
+		f.disconnect()
 		return err
 	}
 	if res.Error != nil {
 		if errors.Is(res.Error, kafka.OffsetOutOfRange) {
 			return f.outOfRange(ctx)
 		}
+		// Most partition errors say the leader moved or is not known yet: the next
+		// fetch asks where it is.
+		f.disconnect()
 		return res.Error
 	}
 	f.highWatermark = res.HighWatermark
 	err = f.read(res.Records)
 	f.queueArray = f.queue[:0] // filled from empty: the queue starts its array
+	if len(f.queue) == 0 {
+		f.releaseBuffers()
+	}
 	return err
 }
 
-// read queues the records of a response from the fetch offset on (a response may start
-// with a batch from before it), skipping control batches (transaction markers).
-func (f *fetcher) read(records kafka.RecordReader) error {
-	if stream, ok := records.(*protocol.RecordStream); ok {
-		for _, r := range stream.Records {
-			if _, control := r.(*protocol.ControlBatch); control {
-				if err := f.skipAll(r); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := f.read(r); err != nil {
-				return err
-			}
-		}
-		return nil
+// read queues the records of a response from the fetch offset on, moving the offset past
+// the last complete batch.
+func (f *fetcher) read(records []byte) error {
+	if f.decompressed == nil {
+		f.decompressed = takeBuffer()
 	}
-	if _, control := records.(*protocol.ControlBatch); control {
-		return f.skipAll(records)
-	}
-	for {
-		rec, err := records.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			// A batch cut short at the end of the response (MaxBytes) is fetched whole
-			// next time; the complete records before it count.
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil
-			}
-			return fmt.Errorf("reading partition %d at offset %d: %w", f.partition, f.offset, err)
-		}
-		if rec.Offset < f.offset {
-			closeBytes(rec.Key, rec.Value)
-			continue
-		}
-		r := pending{offset: rec.Offset, highWatermark: f.highWatermark, time: rec.Time, key: rec.Key, value: rec.Value}
-		r.size = bytesLen(r.key) + bytesLen(r.value)
-		if len(rec.Headers) > 0 {
-			r.headers = slices.Clone(rec.Headers) // the reader's own slice may be reused
-			for _, h := range r.headers {
-				r.size += len(h.Value)
-			}
+	next, decompressed, err := fetchwire.ParseRecords(records, f.offset, *f.decompressed, func(rec *fetchwire.Record) {
+		r := pending{offset: rec.Offset, highWatermark: f.highWatermark, time: rec.Time, key: rec.Key, value: rec.Value,
+			headers: rec.Headers, size: len(rec.Key) + len(rec.Value)}
+		for _, h := range r.headers {
+			r.size += len(h.Value)
 		}
 		f.queue = append(f.queue, r)
 		f.queuedBytes += r.size
 		f.offset = rec.Offset + 1
+	})
+	*f.decompressed = decompressed
+	if err != nil {
+		return fmt.Errorf("reading partition %d at offset %d: %w", f.partition, f.offset, err)
 	}
+	f.offset = max(f.offset, next)
+	return nil
 }
 
-// closeBytes gives keys and values read by kafka-go back: they point into its pooled
-// pages, which are reused only once nothing points into them (never closed, every
-// response allocated pages of its own: half of what the ingester allocated).
-func closeBytes(key, value kafka.Bytes) {
-	if key != nil {
-		_ = key.Close()
+// connect opens a connection to the partition's leader.
+func (f *fetcher) connect(ctx context.Context) error {
+	meta, err := f.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{f.topic}})
+	if err != nil {
+		return err
 	}
-	if value != nil {
-		_ = value.Close()
-	}
-}
-
-func bytesLen(b kafka.Bytes) int {
-	if b == nil {
-		return 0
-	}
-	return b.Len()
-}
-
-// skipAll reads a control batch to its end, moving the fetch offset past it.
-func (f *fetcher) skipAll(records kafka.RecordReader) error {
-	for {
-		rec, err := records.ReadRecord()
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil
+	for _, t := range meta.Topics {
+		if t.Name != f.topic {
+			continue
+		}
+		if t.Error != nil {
+			return t.Error
+		}
+		for _, p := range t.Partitions {
+			if p.ID != f.partition {
+				continue
 			}
+			if p.Error != nil {
+				return p.Error
+			}
+			if p.Leader.Host == "" {
+				return fmt.Errorf("partition %d of %s has no leader: %w", f.partition, f.topic, kafka.LeaderNotAvailable)
+			}
+			dialer := f.dialer
+			if dialer == nil {
+				dialer = &fetchwire.Dialer{}
+			}
+			f.conn, err = dialer.Dial(ctx, net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port)))
 			return err
 		}
-		closeBytes(rec.Key, rec.Value)
-		f.offset = max(f.offset, rec.Offset+1)
+	}
+	return fmt.Errorf("partition %d of %s: %w", f.partition, f.topic, kafka.UnknownTopicOrPartition)
+}
+
+func (f *fetcher) disconnect() {
+	if f.conn != nil {
+		_ = f.conn.Close()
+		f.conn = nil
 	}
 }
 

@@ -1,0 +1,189 @@
+package fetchwire_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/spanflow/spanflow/ingester/fetchwire"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+)
+
+// fetchAll fetches partition 0 of topic from offset 0 and returns its values.
+func fetchAll(t *testing.T, c *fetchwire.Conn, topic string) ([]string, fetchwire.FetchResult) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.Fetch(ctx, fetchwire.FetchRequest{Topic: topic, Offset: 0, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	if _, _, err := fetchwire.ParseRecords(res.Records, 0, nil, func(r *fetchwire.Record) { values = append(values, string(r.Value)) }); err != nil {
+		t.Fatal(err)
+	}
+	return values, res
+}
+
+// TestFetchOverTLSAndSASL: with a broker that speaks only TLS and requires SCRAM-SHA-256,
+// the records come as produced; a wrong password is refused at the dial, saying why.
+func TestFetchOverTLSAndSASL(t *testing.T) {
+	const topic = "secure"
+	b, sec := kafkatest.StartSecure(t, topic, 1)
+	b.Produce(t, topic, kafka.Message{Value: []byte("one")}, kafka.Message{Value: []byte("two")})
+	caPEM, err := os.ReadFile(sec.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	mechanism := func(password string) sasl.Mechanism {
+		m, err := scram.Mechanism(scram.SHA256, sec.Username, password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	d := &fetchwire.Dialer{TLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, SASL: mechanism(sec.Password)}
+	c, err := d.Dial(context.Background(), b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if values, res := fetchAll(t, c, topic); fmt.Sprint(values) != "[one two]" || res.HighWatermark != 2 || res.Error != nil {
+		t.Errorf("fetched %v, high watermark %d, error %v", values, res.HighWatermark, res.Error)
+	}
+
+	d.SASL = mechanism("not-the-password")
+	if c, err := d.Dial(context.Background(), b.Addr); err == nil || !strings.Contains(err.Error(), "SASL SCRAM-SHA-256") {
+		if c != nil {
+			_ = c.Close()
+		}
+		t.Errorf("with a wrong password: %v, want a SASL error", err)
+	}
+	d.SASL = mechanism(sec.Password)
+	d.TLS = nil
+	if c, err := d.Dial(context.Background(), b.Addr); err == nil {
+		_ = c.Close()
+		t.Error("a plain connection to a TLS listener authenticated")
+	}
+}
+
+// TestFetchWithEachSASLMechanism: PLAIN and both SCRAMs authenticate, the wrong secret
+// is refused.
+func TestFetchWithEachSASLMechanism(t *testing.T) {
+	for _, name := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(name, func(t *testing.T) {
+			b := kafkatest.Start(t, "sasl", 1, kfake.EnableSASL(), kfake.Superuser(name, "ingester", "pass-word"))
+			mechanism := func(password string) sasl.Mechanism {
+				switch name {
+				case "PLAIN":
+					return plain.Mechanism{Username: "ingester", Password: password}
+				case "SCRAM-SHA-256":
+					m, _ := scram.Mechanism(scram.SHA256, "ingester", password)
+					return m
+				}
+				m, _ := scram.Mechanism(scram.SHA512, "ingester", password)
+				return m
+			}
+			c, err := (&fetchwire.Dialer{SASL: mechanism("pass-word")}).Dial(context.Background(), b.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if values, res := fetchAll(t, c, "sasl"); len(values) != 0 || res.Error != nil {
+				t.Errorf("an empty partition fetched as %v, %v", values, res.Error)
+			}
+			if c, err := (&fetchwire.Dialer{SASL: mechanism("wrong")}).Dial(context.Background(), b.Addr); err == nil {
+				_ = c.Close()
+				t.Error("the wrong password authenticated")
+			}
+		})
+	}
+}
+
+// TestFetchReportsThePartitionsError: a partition the broker does not have, or an offset
+// past its end, is the partition's error code, and the connection goes on serving.
+func TestFetchReportsThePartitionsError(t *testing.T) {
+	const topic = "errors"
+	b := kafkatest.Start(t, topic, 1)
+	b.Produce(t, topic, kafka.Message{Value: []byte("only")})
+	c, err := (&fetchwire.Dialer{}).Dial(context.Background(), b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		req  fetchwire.FetchRequest
+		want error
+	}{
+		{fetchwire.FetchRequest{Topic: topic, Partition: 3, MaxBytes: 1 << 20}, kafka.UnknownTopicOrPartition},
+		{fetchwire.FetchRequest{Topic: topic, Offset: 5, MaxBytes: 1 << 20}, kafka.OffsetOutOfRange},
+	} {
+		res, err := c.Fetch(ctx, tc.req, nil)
+		if err != nil || !errors.Is(res.Error, tc.want) {
+			t.Errorf("fetching %+v: %v, partition error %v; want %v", tc.req, err, res.Error, tc.want)
+		}
+	}
+	if values, _ := fetchAll(t, c, topic); fmt.Sprint(values) != "[only]" {
+		t.Errorf("after the errors fetched %v", values)
+	}
+}
+
+// TestFetchEndsWithItsContext: a fetch the broker holds ends when its context does, and
+// when its deadline passes.
+func TestFetchEndsWithItsContext(t *testing.T) {
+	const topic = "held"
+	b := kafkatest.Start(t, topic, 1)
+	release := make(chan struct{})
+	defer close(release)
+	b.Cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		b.Cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	req := fetchwire.FetchRequest{Topic: topic, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 50 * time.Millisecond}
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"cancelled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(200*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+		{"past its deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 200*time.Millisecond)
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := (&fetchwire.Dialer{}).Dial(context.Background(), b.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			start := time.Now()
+			_, err = c.Fetch(ctx, req, nil)
+			if took := time.Since(start); !errors.Is(err, tc.want) || took > 5*time.Second {
+				t.Errorf("returned %v after %v; want %v after about 200 ms", err, took, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,90 @@
+package fetchwire
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// FetchRequest asks for one partition's records from Offset on.
+type FetchRequest struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	// MinBytes is how much the broker waits for, at most MaxWait; MaxBytes bounds the
+	// response (the broker still returns a first record batch larger than it whole).
+	MinBytes, MaxBytes int
+	MaxWait            time.Duration
+}
+
+// FetchResult is the partition's part of a response.
+type FetchResult struct {
+	// Error is the partition's error code, nil when none: then the connection is still
+	// good.
+	Error         error
+	HighWatermark int64
+	// Records are the record batches, raw (ParseRecords reads them), a slice of the
+	// response buffer.
+	Records []byte
+	// Buffer is the response buffer, to be given to the next Fetch (and not read while
+	// Records are in use).
+	Buffer []byte
+}
+
+// Fetch sends req and reads its response into buffer's array when it is large enough.
+// ctx's deadline bounds the round trip; a broker should answer within req.MaxWait.
+func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer []byte) (FetchResult, error) {
+	body, err := c.roundTrip(ctx, apiFetch, 4, func(b []byte) []byte {
+		b = binary.BigEndian.AppendUint32(b, ^uint32(0)) // replica id -1: a consumer
+		b = binary.BigEndian.AppendUint32(b, uint32(max(req.MaxWait.Milliseconds(), 0)))
+		b = binary.BigEndian.AppendUint32(b, uint32(req.MinBytes))
+		b = binary.BigEndian.AppendUint32(b, uint32(req.MaxBytes))
+		b = append(b, 0)                        // isolation level: read uncommitted
+		b = binary.BigEndian.AppendUint32(b, 1) // topics
+		b = appendString(b, req.Topic)
+		b = binary.BigEndian.AppendUint32(b, 1) // partitions
+		b = binary.BigEndian.AppendUint32(b, uint32(req.Partition))
+		b = binary.BigEndian.AppendUint64(b, uint64(req.Offset))
+		return binary.BigEndian.AppendUint32(b, uint32(req.MaxBytes))
+	}, buffer)
+	if err != nil {
+		return FetchResult{Buffer: buffer}, err
+	}
+	res, err := parseFetchResponse(body, req.Topic, req.Partition)
+	res.Buffer = body[:cap(body)]
+	return res, err
+}
+
+// parseFetchResponse finds topic's partition in a Fetch v4 response body.
+func parseFetchResponse(body []byte, topic string, partition int) (FetchResult, error) {
+	r := reader{b: body}
+	r.int32() // throttle time
+	for range r.int32() {
+		name := r.string()
+		for range r.int32() {
+			id, code, highWatermark := r.int32(), r.int16(), r.int64()
+			r.int64() // last stable offset
+			if aborted := r.int32(); aborted > 0 {
+				r.take(int(aborted) * 16) // producer id, first offset
+			}
+			records := r.bytes()
+			if r.err != nil {
+				break
+			}
+			if int(id) == partition && string(name) == topic {
+				res := FetchResult{HighWatermark: highWatermark, Records: records}
+				if code != 0 {
+					res.Error = kafka.Error(code)
+				}
+				return res, nil
+			}
+		}
+	}
+	if r.err != nil {
+		return FetchResult{}, fmt.Errorf("fetch response: %w", r.err)
+	}
+	return FetchResult{}, fmt.Errorf("the fetch response holds no partition %d of %s", partition, topic)
+}

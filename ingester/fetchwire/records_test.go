@@ -1,0 +1,229 @@
+package fetchwire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// testBatch describes a record batch for encodeBatch.
+type testBatch struct {
+	base          int64
+	records       []Record // Offset and Time absolute
+	codec         compress.Compression
+	control       bool
+	logAppendTime int64 // set: the batch's timestamps are the broker's
+	extraOffsets  int32 // offsets past the last record the batch still spans (compaction)
+}
+
+// encodeBatch encodes b with franz-go's kmsg — another implementation than the one tested.
+func encodeBatch(t testing.TB, b testBatch) []byte {
+	t.Helper()
+	var records []byte
+	first, last := int64(0), b.base
+	if len(b.records) > 0 {
+		first = b.records[0].Time.UnixMilli()
+	}
+	for _, r := range b.records {
+		rec := kmsg.Record{TimestampDelta64: r.Time.UnixMilli() - first, OffsetDelta: int32(r.Offset - b.base), Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			rec.Headers = append(rec.Headers, kmsg.Header{Key: h.Key, Value: h.Value})
+		}
+		rec.Length = int32(len(rec.AppendTo(nil)) - 1) // less its own length, 0: one byte
+		records = rec.AppendTo(records)
+		last = r.Offset
+	}
+	var attributes int16
+	if b.codec != compress.None {
+		var buf bytes.Buffer
+		w := b.codec.Codec().NewWriter(&buf)
+		if _, err := w.Write(records); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		records, attributes = buf.Bytes(), int16(b.codec)
+	}
+	maxTime := first
+	if n := len(b.records); n > 0 {
+		maxTime = b.records[n-1].Time.UnixMilli()
+	}
+	if b.control {
+		attributes |= controlFlag
+	}
+	if b.logAppendTime != 0 {
+		attributes |= logAppendTimeFlag
+		maxTime = b.logAppendTime
+	}
+	batch := kmsg.RecordBatch{FirstOffset: b.base, Magic: 2, Attributes: attributes,
+		LastOffsetDelta: int32(last-b.base) + b.extraOffsets, FirstTimestamp: first, MaxTimestamp: maxTime,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(b.records)), Records: records}
+	out := batch.AppendTo(nil)
+	binary.BigEndian.PutUint32(out[batchLengthAt:], uint32(len(out)-batchLengthAt-4))
+	binary.BigEndian.PutUint32(out[crcAt:], crc32.Checksum(out[attributesAt:], castagnoli))
+	return out
+}
+
+// parseAll parses set from from and returns its records, copied, and the next offset.
+func parseAll(set []byte, from int64) ([]Record, int64, error) {
+	var got []Record
+	next, _, err := ParseRecords(set, from, nil, func(r *Record) {
+		c := *r
+		c.Key, c.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
+		got = append(got, c)
+	})
+	return got, next, err
+}
+
+func recordsText(rs []Record) string {
+	var b bytes.Buffer
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%d@%d key=%q(nil %t) value=%q headers=%v; ", r.Offset, r.Time.UnixMilli(), r.Key, r.Key == nil, r.Value, r.Headers)
+	}
+	return b.String()
+}
+
+func makeRecords(from int64, n int) []Record {
+	at := time.UnixMilli(1_780_000_000_000)
+	var rs []Record
+	for i := range n {
+		r := Record{Offset: from + int64(i), Time: at.Add(time.Duration(i) * time.Millisecond), Value: fmt.Appendf(nil, "value %d", from+int64(i))}
+		switch i % 4 {
+		case 1:
+			r.Key = []byte{} // empty, not null
+		case 2:
+			r.Key = fmt.Appendf(nil, "key-%d", i)
+			r.Headers = []kafka.Header{{Key: "content-type", Value: []byte("application/x-protobuf")}, {Key: "empty", Value: []byte{}}}
+		case 3:
+			r.Value = nil
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func TestParseRecords(t *testing.T) {
+	plain := makeRecords(100, 10)
+	cases := []struct {
+		name     string
+		batches  []testBatch
+		from     int64
+		want     []Record
+		wantNext int64
+	}{
+		{"one batch", []testBatch{{base: 100, records: plain}}, 100, plain, 110},
+		{"from inside the batch", []testBatch{{base: 100, records: plain}}, 104, plain[4:], 110},
+		{"a batch wholly before from is passed over", []testBatch{{base: 100, records: plain[:5]}, {base: 105, records: plain[5:]}}, 105, plain[5:], 110},
+		{"two batches", []testBatch{{base: 100, records: plain[:3]}, {base: 103, records: plain[3:]}}, 100, plain, 110},
+		{"a control batch is no records", []testBatch{{base: 100, records: plain[:3]}, {base: 103, records: makeRecords(103, 1), control: true},
+			{base: 104, records: makeRecords(104, 2)}}, 100, append(append([]Record{}, plain[:3]...), makeRecords(104, 2)...), 106},
+		{"a compacted batch's end", []testBatch{{base: 100, records: plain[:3], extraOffsets: 7}}, 100, plain[:3], 110},
+		{"an empty batch moves the offset", []testBatch{{base: 100, records: nil, extraOffsets: 4}}, 100, nil, 105},
+		{"log append time", []testBatch{{base: 100, records: plain[:2], logAppendTime: 1_790_000_000_123}}, 100, []Record{
+			{Offset: 100, Time: time.UnixMilli(1_790_000_000_123), Value: plain[0].Value},
+			{Offset: 101, Time: time.UnixMilli(1_790_000_000_123), Key: []byte{}, Value: plain[1].Value}}, 102},
+	}
+	for _, codec := range []compress.Compression{compress.Gzip, compress.Snappy, compress.Lz4, compress.Zstd} {
+		cases = append(cases, struct {
+			name     string
+			batches  []testBatch
+			from     int64
+			want     []Record
+			wantNext int64
+		}{codec.String(), []testBatch{{base: 100, records: plain[:6], codec: codec}, {base: 106, records: plain[6:], codec: codec}}, 102, plain[2:], 110})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var set []byte
+			for _, b := range tc.batches {
+				set = append(set, encodeBatch(t, b)...)
+			}
+			got, next, err := parseAll(set, tc.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recordsText(got) != recordsText(tc.want) || next != tc.wantNext {
+				t.Errorf("got %s next %d\nwant %s next %d", recordsText(got), next, recordsText(tc.want), tc.wantNext)
+			}
+			// A response cut anywhere yields the records of its complete batches, and moves
+			// the offset no further than them.
+			for cut := range len(set) {
+				got, next, err := parseAll(set[:cut], tc.from)
+				if err != nil {
+					t.Fatalf("cut at %d: %v", cut, err)
+				}
+				if next > tc.wantNext || len(got) > len(tc.want) || recordsText(got) != recordsText(tc.want[:len(got)]) {
+					t.Fatalf("cut at %d: %s next %d", cut, recordsText(got), next)
+				}
+			}
+		})
+	}
+}
+
+func TestParseRecordsRefusesWhatIsBroken(t *testing.T) {
+	good := encodeBatch(t, testBatch{base: 7, records: makeRecords(7, 3)})
+	corrupt := bytes.Clone(good)
+	corrupt[len(corrupt)-2] ^= 0x40
+	old := bytes.Clone(good)
+	old[magicAt] = 1
+	// A record that claims more bytes than its batch holds, under a correct CRC.
+	overlong := encodeBatch(t, testBatch{base: 7, records: makeRecords(7, 1)})
+	overlong[batchHeaderSize] = 0x7e // the record's length: 63, more than the batch holds
+	binary.BigEndian.PutUint32(overlong[crcAt:], crc32.Checksum(overlong[attributesAt:], castagnoli))
+	for _, tc := range []struct {
+		name string
+		set  []byte
+		want string
+	}{
+		{"a flipped bit", corrupt, "is corrupt: CRC-32C"},
+		{"the format before Kafka 0.11", old, ErrOldMessageFormat.Error()},
+		{"a record longer than its batch", overlong, "malformed record"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, next, err := parseAll(tc.set, 7)
+			if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tc.want)) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+			if len(got) != 0 || next != 7 {
+				t.Errorf("%d records and next offset %d from a broken batch", len(got), next)
+			}
+		})
+	}
+	if _, _, err := parseAll(old, 7); !errors.Is(err, ErrOldMessageFormat) {
+		t.Errorf("an old message set: %v, want ErrOldMessageFormat", err)
+	}
+}
+
+// FuzzParseRecords: whatever a response holds, parsing neither panics nor yields a
+// record before from or out of order, nor moves the offset back or short of what it
+// yielded.
+func FuzzParseRecords(f *testing.F) {
+	for _, b := range []testBatch{{base: 0, records: makeRecords(0, 5)}, {base: 3, records: makeRecords(3, 2), codec: compress.Gzip},
+		{base: 9, records: makeRecords(9, 1), control: true}, {base: 1, records: makeRecords(1, 4), codec: compress.Snappy}} {
+		f.Add(encodeBatch(f, b), int64(1))
+	}
+	f.Fuzz(func(t *testing.T, set []byte, from int64) {
+		last, seen := int64(0), false
+		next, _, err := ParseRecords(set, from, nil, func(r *Record) {
+			if r.Offset < from || (seen && r.Offset <= last) {
+				t.Fatalf("record at offset %d after %d, from %d", r.Offset, last, from)
+			}
+			last, seen = r.Offset, true
+		})
+		if next < from {
+			t.Fatalf("next offset %d before %d (err %v)", next, from, err)
+		}
+		if seen && last >= next {
+			t.Fatalf("record at %d, next offset %d", last, next)
+		}
+	})
+}
