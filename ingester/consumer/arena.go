@@ -1,22 +1,25 @@
 package consumer
 
 import (
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/segmentio/kafka-go"
 )
 
-// arena holds the keys, values and header values of one delivery's messages in chunks
-// taken from pools, given back when the delivery is finished: nothing reads a delivery's
-// messages after its partition was told it is done. Chunks never given back (a delivery
-// left unfinished, a partition revoked) are simply collected.
+// arena holds what one delivery's messages are slices of — the fetched responses (and
+// decompressed batches) they came in — until the delivery is finished: nothing reads a
+// delivery's messages after its partition was told it is done. A response's buffer goes
+// back to its pool once every delivery with a message in it, and its fetcher, let go of
+// it. Buffers never given back (a delivery left unfinished, a partition revoked) are
+// simply collected.
 //
-// Why: copied into fresh buffers, every byte read from Kafka was a new allocation, and
-// the collector's work and the heap's size followed the topic's throughput instead of the
-// bytes in flight.
+// Why: copying each message out of its response into a buffer of the delivery's own was
+// a tenth of the CPU of reading otlp_proto (and, into fresh buffers, every byte read
+// from Kafka was a new allocation).
 type arena struct {
-	chunks []*[]byte // the pooled chunks, given back by release
-	buf    []byte    // the part of the last chunk not yet used
+	held []*sharedBuffer
 	// msgs is the delivery's slice of messages, pooled with the bytes: sized once for a
 	// delivery (growing it copies every message), it was most of what the consumer
 	// allocated.
@@ -35,71 +38,57 @@ func (a *arena) messages(n int) []kafka.Message {
 	return (*a.msgs)[:0]
 }
 
-// chunkSizes are the pooled chunk sizes: a quiet partition's single message takes a small
-// one, a delivery out of a backlog 64 KB ones. A message larger than the largest gets a
-// buffer of its own, not pooled.
-var chunkSizes = [...]int{4 << 10, 16 << 10, 64 << 10}
-
-var chunkPools [len(chunkSizes)]sync.Pool
-
-// copyBytes copies b into the arena and returns the copy (nil for nil).
-func (a *arena) copyBytes(b []byte, want int) []byte {
-	if b == nil {
-		return nil
+// hold keeps b until release. The caller holds b meanwhile.
+func (a *arena) hold(b *sharedBuffer) {
+	if n := len(a.held); n > 0 && a.held[n-1] == b || slices.Contains(a.held, b) {
+		return
 	}
-	if len(b) == 0 {
-		return []byte{}
-	}
-	out := a.room(len(b), want)
-	copy(out, b)
-	return out
+	b.refs.Add(1)
+	a.held = append(a.held, b)
 }
 
-// room returns the next n bytes of the arena.
-func (a *arena) room(n, want int) []byte {
-	if len(a.buf) < n {
-		a.buf = a.newChunk(n, max(n, want))
-	}
-	out := a.buf[:n:n]
-	a.buf = a.buf[n:]
-	return out
-}
-
-// newChunk takes the smallest pooled chunk that holds want bytes (the largest when none
-// does) or, when n fits in none, a buffer of n bytes.
-func (a *arena) newChunk(n, want int) []byte {
-	for i, size := range chunkSizes {
-		if size < want && i < len(chunkSizes)-1 {
-			continue
-		}
-		if size < n {
-			break
-		}
-		chunk, _ := chunkPools[i].Get().(*[]byte)
-		if chunk == nil {
-			b := make([]byte, size)
-			chunk = &b
-		}
-		a.chunks = append(a.chunks, chunk)
-		return *chunk
-	}
-	return make([]byte, n)
-}
-
-// release gives the arena's chunks back to their pools. Nothing may read the bytes it
-// handed out afterwards.
+// release lets go of the arena's buffers. Nothing may read the bytes of its messages
+// afterwards.
 func (a *arena) release() {
-	for _, chunk := range a.chunks {
-		for i, size := range chunkSizes {
-			if cap(*chunk) == size {
-				chunkPools[i].Put(chunk)
-			}
-		}
+	for _, b := range a.held {
+		b.release()
 	}
-	a.chunks, a.buf = nil, nil
+	a.held = nil
 	if a.msgs != nil {
 		clear((*a.msgs)[:cap(*a.msgs)]) // keeps no bytes of the delivery reachable
 		messagePool.Put(a.msgs)
 		a.msgs = nil
+	}
+}
+
+// sharedBuffer is a buffer a fetched response was read, or its compressed batches
+// decompressed, into; its fetcher and the arenas of the deliveries with messages in it
+// hold it.
+type sharedBuffer struct {
+	b    []byte
+	refs atomic.Int32
+	pool *sync.Pool // where it goes back to
+}
+
+// The buffers responses are read into, and those their batches are decompressed into,
+// are pooled apart: a response's buffer taken for an uncompressed topic's (unused)
+// decompressed batches sent the response to a new allocation.
+var responseBuffers, decompressedBuffers sync.Pool // of *sharedBuffer
+
+// takeBuffer returns a buffer from pool, held once (by the caller).
+func takeBuffer(pool *sync.Pool) *sharedBuffer {
+	b, _ := pool.Get().(*sharedBuffer)
+	if b == nil {
+		b = &sharedBuffer{pool: pool}
+	}
+	b.refs.Store(1)
+	return b
+}
+
+// release lets go of b; the last to let go gives it back to its pool.
+func (b *sharedBuffer) release() {
+	if b.refs.Add(-1) == 0 {
+		b.b = b.b[:0]
+		b.pool.Put(b)
 	}
 }

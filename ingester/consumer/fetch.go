@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -17,12 +16,12 @@ import (
 
 // fetcher reads one partition with Fetch requests on a connection of its own to the
 // partition's leader (fetchwire). One request brings many record batches; their records
-// wait in a queue, their keys and values still slices of the response, until they join a
-// delivery: then they are copied into the delivery's arena, and once the queue is empty the
-// response's buffer goes back to a pool. kafka-go's Reader costs about three times as much
-// CPU a message (it parses the stream message by message through a buffered connection),
-// and its Client's Fetch about twice (it decodes a response varint by varint through
-// io.Readers into pooled pages, from where every value was read again).
+// wait in a queue until they join a delivery, their keys and values slices of the
+// response (or of the batch decompressed) throughout: the delivery's arena holds the
+// response's buffer until the delivery is done. kafka-go's Reader costs about three times
+// as much CPU a message (it parses the stream message by message through a buffered
+// connection), and its Client's Fetch about twice (it decodes a response varint by varint
+// through io.Readers into pooled pages, from where every value was read again).
 type fetcher struct {
 	client    *kafka.Client // where the partition's leader is, its offsets
 	dialer    *fetchwire.Dialer
@@ -37,8 +36,6 @@ type fetcher struct {
 	// queueArray is the queue's array from its start, filled again once the queue is
 	// empty (a response is read only into an empty queue).
 	queueArray []pending
-	// queuedBytes is the size of the queued records' keys, values and header values.
-	queuedBytes int
 	// highWatermark is the partition's end as the last response gave it.
 	highWatermark int64
 	// skipped is told of records the broker no longer has (deleted by retention before
@@ -50,17 +47,18 @@ type fetcher struct {
 
 	conn *fetchwire.Conn // to the leader; nil until needed and after any failure
 	// response holds the last response, which the queued records are slices of, and
-	// decompressed what its compressed batches held; both pooled while the queue is empty.
-	response, decompressed *[]byte
+	// decompressed what its compressed batches held; the fetcher lets go of them once
+	// the queue is empty.
+	response, decompressed *sharedBuffer
 }
 
 // pending is a fetched record not yet handed over.
 type pending struct {
 	offset, highWatermark int64
 	time                  time.Time
-	key, value            []byte // slices of the response until copied
+	key, value            []byte // slices of in
 	headers               []kafka.Header
-	size                  int
+	in                    *sharedBuffer
 }
 
 // fetchGrace is how long past its wait a fetch may go unanswered.
@@ -96,22 +94,15 @@ func (f *fetcher) queued(a *arena) (kafka.Message, bool) {
 	return f.pop(a), true
 }
 
-// pop copies the first queued record into a.
+// pop returns the first queued record, a holding the buffer it is in.
 func (f *fetcher) pop(a *arena) kafka.Message {
 	if a == nil {
 		a = &arena{}
 	}
 	r := &f.queue[0]
-	m := kafka.Message{Topic: f.topic, Partition: f.partition, Offset: r.offset, HighWaterMark: r.highWatermark, Time: r.time}
-	m.Key = a.copyBytes(r.key, f.queuedBytes)
-	m.Value = a.copyBytes(r.value, f.queuedBytes-len(m.Key))
-	if len(r.headers) > 0 {
-		m.Headers = make([]kafka.Header, len(r.headers))
-		for i, h := range r.headers {
-			m.Headers[i] = kafka.Header{Key: h.Key, Value: a.copyBytes(h.Value, f.queuedBytes)}
-		}
-	}
-	f.queuedBytes -= r.size
+	m := kafka.Message{Topic: f.topic, Partition: f.partition, Offset: r.offset, HighWaterMark: r.highWatermark, Time: r.time,
+		Key: r.key, Value: r.value, Headers: r.headers}
+	a.hold(r.in)
 	f.queue[0] = pending{} // the queue's array must not keep the response referenced
 	if f.queue = f.queue[1:]; len(f.queue) == 0 {
 		f.queue = f.queueArray[:0] // the next response fills the same array
@@ -123,7 +114,7 @@ func (f *fetcher) pop(a *arena) kafka.Message {
 // drop empties the queue.
 func (f *fetcher) drop() {
 	clear(f.queue)
-	f.queue, f.queuedBytes = nil, 0
+	f.queue = nil
 	f.releaseBuffers()
 }
 
@@ -133,25 +124,15 @@ func (f *fetcher) close() {
 	f.disconnect()
 }
 
-// responseBuffers pools the buffers responses are read and decompressed into: a
-// partition holds one only from its fetch until its records are copied out.
-var responseBuffers sync.Pool // of *[]byte
-
+// releaseBuffers lets go of the last response: the deliveries with messages in it hold
+// it still.
 func (f *fetcher) releaseBuffers() {
-	for _, b := range []**[]byte{&f.response, &f.decompressed} {
+	for _, b := range []**sharedBuffer{&f.response, &f.decompressed} {
 		if *b != nil {
-			*(*b) = (*(*b))[:0]
-			responseBuffers.Put(*b)
+			(*b).release()
 			*b = nil
 		}
 	}
-}
-
-func takeBuffer() *[]byte {
-	if b, ok := responseBuffers.Get().(*[]byte); ok {
-		return b
-	}
-	return new([]byte)
 }
 
 // fill fetches once, waiting at most maxWait for data, and queues what came. It is called
@@ -173,11 +154,11 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, maxWait+cmp.Or(f.grace, fetchGrace))
 	defer cancel()
 	if f.response == nil {
-		f.response = takeBuffer()
+		f.response = takeBuffer(&responseBuffers)
 	}
 	res, err := f.conn.Fetch(ctx, fetchwire.FetchRequest{Topic: f.topic, Partition: f.partition, Offset: f.offset,
-		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait}, *f.response)
-	*f.response = res.Buffer
+		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait}, f.response.b)
+	f.response.b = res.Buffer
 	if err != nil {
 		f.disconnect()
 		return err
@@ -204,19 +185,18 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 // the last complete batch.
 func (f *fetcher) read(records []byte) error {
 	if f.decompressed == nil {
-		f.decompressed = takeBuffer()
+		f.decompressed = takeBuffer(&decompressedBuffers)
 	}
-	next, decompressed, err := fetchwire.ParseRecords(records, f.offset, *f.decompressed, func(rec *fetchwire.Record) {
-		r := pending{offset: rec.Offset, highWatermark: f.highWatermark, time: rec.Time, key: rec.Key, value: rec.Value,
-			headers: rec.Headers, size: len(rec.Key) + len(rec.Value)}
-		for _, h := range r.headers {
-			r.size += len(h.Value)
+	next, decompressed, err := fetchwire.ParseRecords(records, f.offset, f.decompressed.b, func(rec *fetchwire.Record) {
+		in := f.response
+		if rec.Decompressed {
+			in = f.decompressed
 		}
-		f.queue = append(f.queue, r)
-		f.queuedBytes += r.size
+		f.queue = append(f.queue, pending{offset: rec.Offset, highWatermark: f.highWatermark, time: rec.Time,
+			key: rec.Key, value: rec.Value, headers: rec.Headers, in: in})
 		f.offset = rec.Offset + 1
 	})
-	*f.decompressed = decompressed
+	f.decompressed.b = decompressed
 	if err != nil {
 		return fmt.Errorf("reading partition %d at offset %d: %w", f.partition, f.offset, err)
 	}

@@ -136,6 +136,9 @@ func (c *Conn) authenticate(ctx context.Context, mechanism sasl.Mechanism) error
 // message.max.bytes, 1 MiB by default.
 const maxResponseSize = 512 << 20
 
+// bufferRounding is what response buffers are allocated in multiples of.
+const bufferRounding = 128 << 10
+
 // roundTrip sends a request of apiKey at version, its body appended by body, and returns
 // the response's body, read into into's array when it is large enough. ctx's deadline
 // bounds it and ctx's end interrupts it.
@@ -186,7 +189,9 @@ func (c *Conn) exchange(request, into []byte) ([]byte, error) {
 	}
 	size -= 4
 	if cap(into) < size {
-		into = make([]byte, size)
+		// Rounded up, so that a pooled buffer fits most responses of its partition: they
+		// differ in size by less than a record batch.
+		into = make([]byte, size, (size+bufferRounding-1)/bufferRounding*bufferRounding)
 	}
 	into = into[:size]
 	if _, err := io.ReadFull(c.nc, into); err != nil {

@@ -22,6 +22,9 @@ type Record struct {
 	Time       time.Time // zero when the producer gave none
 	Key, Value []byte
 	Headers    []kafka.Header
+	// Decompressed says the record came in a compressed batch: its bytes are in the
+	// scratch buffer, not in the set.
+	Decompressed bool
 }
 
 // ErrOldMessageFormat is returned for a message set written before Kafka 0.11 (magic 0
@@ -96,7 +99,9 @@ func ParseRecords(set []byte, from int64, scratch []byte, yield func(*Record)) (
 		}
 		count := int(int32(binary.BigEndian.Uint32(batch[recordCountAt:])))
 		records := batch[batchHeaderSize:]
-		if codec := compress.Compression(attributes & compressionMask); codec != compress.None {
+		codec := compress.Compression(attributes & compressionMask)
+		r.Decompressed = codec != compress.None
+		if r.Decompressed {
 			start := len(scratch)
 			if scratch, err = decompress(scratch, codec, records); err != nil {
 				return next, scratch, fmt.Errorf("the record batch at offset %d: %w", baseOffset, err)
