@@ -27,6 +27,7 @@ import (
 	"github.com/spanflow/spanflow/ingester/decode"
 	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/failure"
+	"github.com/spanflow/spanflow/ingester/fetchwire"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
 	"github.com/spanflow/spanflow/ingester/store"
@@ -306,6 +307,59 @@ func TestFetcherFollowsTheLeader(t *testing.T) {
 		want++
 	}
 	t.Logf("%d fetches failed while the leadership moved", failures)
+}
+
+// TestFetcherStopsAtACorruptBatch: a record batch whose bytes changed on their way (one
+// bit flipped in a value) is refused for its CRC: nothing of it is handed over and the
+// offset stays where it was, so the next fetch, with the broker's bytes intact, reads every
+// message once.
+func TestFetcherStopsAtACorruptBatch(t *testing.T) {
+	const topic = "corrupt"
+	b := kafkatest.Start(t, topic, 1)
+	b.Produce(t, topic, kafka.Message{Value: []byte("first")}, kafka.Message{Value: []byte("second")}, kafka.Message{Value: []byte("third")})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := (&fetchwire.Dialer{}).Dial(ctx, b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := conn.Fetch(ctx, fetchwire.FetchRequest{Topic: topic, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond}, nil)
+	_ = conn.Close()
+	if err != nil || res.Error != nil {
+		t.Fatal(err, res.Error)
+	}
+	corrupt := bytes.Clone(res.Records)
+	at := bytes.LastIndex(corrupt, []byte("third"))
+	corrupt[at] ^= 0x01 // "uhird"
+	b.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.SetVersion(req.GetVersion())
+		part := kmsg.NewFetchResponseTopicPartition()
+		part.HighWatermark, part.LastStableOffset, part.LogStartOffset, part.RecordBatches = 3, 3, 0, corrupt
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic, rt.Partitions = topic, []kmsg.FetchResponseTopicPartition{part}
+		resp.Topics = []kmsg.FetchResponseTopic{rt}
+		return resp, nil, true // once: the next fetch is the broker's own
+	})
+
+	f := testFetcher(t, b, topic, 0, 0)
+	if err := f.fill(ctx, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("a corrupt batch fetched with %v; want an error saying it is corrupt", err)
+	}
+	if len(f.queue) != 0 || f.offset != 0 {
+		t.Fatalf("after a corrupt batch: %d queued, offset %d; want none queued at 0", len(f.queue), f.offset)
+	}
+	var got []string
+	for range 3 {
+		m, err := f.next(ctx, 100*time.Millisecond, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
+	}
+	if fmt.Sprint(got) != "[0:first 1:second 2:third]" {
+		t.Errorf("then read %v", got)
+	}
 }
 
 // TestFetcherGivesUpOnASilentBroker: a broker that takes a fetch and never answers (nor
