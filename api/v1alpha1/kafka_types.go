@@ -149,8 +149,9 @@ type KafkaSpec struct {
 	MaxWait *PositiveDuration `json:"maxWait,omitempty"`
 
 	// maxFetchBytes bounds the bytes one fetch returns per partition (1 MiB by default,
-	// as Kafka's own consumer). A pod holds at most one fetch a partition beside the
-	// deliveries in flight: its memory is about partitions × 2 × maxFetchBytes plus
+	// as Kafka's own consumer; a record batch larger than it still comes whole). A
+	// partition holds its last fetch and at most one more that its deliveries in flight
+	// read from: a pod's memory is about partitions × 2 × maxFetchBytes plus
 	// maxInFlightBytes (see the README).
 	// +kubebuilder:default=1048576
 	// +kubebuilder:validation:Minimum=1024

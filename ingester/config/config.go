@@ -124,8 +124,9 @@ type Kafka struct {
 	// MaxWait is how long a fetch waits for MinBytes before returning what it has.
 	MaxWait  Duration `json:"maxWait"`
 	MinBytes int      `json:"minBytes"`
-	// MaxBytes bounds one fetch a partition; a partition holds at most one fetch's
-	// messages beside the deliveries in flight.
+	// MaxBytes bounds one fetch a partition (a first record batch larger than it comes
+	// whole); a partition holds its last response and, beside the deliveries' own bytes,
+	// at most one more its deliveries in flight are slices of.
 	MaxBytes int `json:"maxBytes"`
 	// CommitInterval is the longest a finished offset waits to be committed (and how soon
 	// a failed commit is tried again); offsets are committed as soon as deliveries finish.

@@ -311,12 +311,14 @@ func TestFetcherFollowsTheLeader(t *testing.T) {
 
 // TestFetcherStopsAtACorruptBatch: a record batch whose bytes changed on their way (one
 // bit flipped in a value) is refused for its CRC: nothing of it is handed over and the
-// offset stays where it was, so the next fetch, with the broker's bytes intact, reads every
-// message once.
+// offset stays at it, so the next fetch, with the broker's bytes intact, reads every
+// message once; the whole batches before it are handed over. A response holding only part
+// of a batch is an error too, not a fetch repeated at once.
 func TestFetcherStopsAtACorruptBatch(t *testing.T) {
 	const topic = "corrupt"
 	b := kafkatest.Start(t, topic, 1)
-	b.Produce(t, topic, kafka.Message{Value: []byte("first")}, kafka.Message{Value: []byte("second")}, kafka.Message{Value: []byte("third")})
+	b.Produce(t, topic, kafka.Message{Value: []byte("first")}, kafka.Message{Value: []byte("second")})
+	b.Produce(t, topic, kafka.Message{Value: []byte("third")})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := (&fetchwire.Dialer{}).Dial(ctx, b.Addr)
@@ -328,37 +330,67 @@ func TestFetcherStopsAtACorruptBatch(t *testing.T) {
 	if err != nil || res.Error != nil {
 		t.Fatal(err, res.Error)
 	}
-	corrupt := bytes.Clone(res.Records)
-	at := bytes.LastIndex(corrupt, []byte("third"))
-	corrupt[at] ^= 0x01 // "uhird"
-	b.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		resp.SetVersion(req.GetVersion())
-		part := kmsg.NewFetchResponseTopicPartition()
-		part.HighWatermark, part.LastStableOffset, part.LogStartOffset, part.RecordBatches = 3, 3, 0, corrupt
-		rt := kmsg.NewFetchResponseTopic()
-		rt.Topic, rt.Partitions = topic, []kmsg.FetchResponseTopicPartition{part}
-		resp.Topics = []kmsg.FetchResponseTopic{rt}
-		return resp, nil, true // once: the next fetch is the broker's own
-	})
-
-	f := testFetcher(t, b, topic, 0, 0)
-	if err := f.fill(ctx, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "corrupt") {
-		t.Fatalf("a corrupt batch fetched with %v; want an error saying it is corrupt", err)
+	whole := bytes.Clone(res.Records)
+	secondBatch := bytes.LastIndex(whole, []byte("second")) + len("second")
+	corruptThird := bytes.Clone(whole)
+	corruptThird[bytes.LastIndex(corruptThird, []byte("third"))] ^= 0x01 // "uhird"
+	corruptFirst := bytes.Clone(whole)
+	corruptFirst[bytes.Index(corruptFirst, []byte("first"))] ^= 0x01
+	serve := func(records []byte) {
+		b.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			resp := req.ResponseKind().(*kmsg.FetchResponse)
+			resp.SetVersion(req.GetVersion())
+			part := kmsg.NewFetchResponseTopicPartition()
+			part.HighWatermark, part.LastStableOffset, part.LogStartOffset, part.RecordBatches = 3, 3, 0, records
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic, rt.Partitions = topic, []kmsg.FetchResponseTopicPartition{part}
+			resp.Topics = []kmsg.FetchResponseTopic{rt}
+			return resp, nil, true // once: the next fetch is the broker's own
+		})
 	}
-	if len(f.queue) != 0 || f.offset != 0 {
-		t.Fatalf("after a corrupt batch: %d queued, offset %d; want none queued at 0", len(f.queue), f.offset)
-	}
-	var got []string
-	for range 3 {
-		m, err := f.next(ctx, 100*time.Millisecond, nil)
-		if err != nil {
-			t.Fatal(err)
+	readAll := func(f *fetcher) string {
+		var got []string
+		for len(got) < 3 {
+			m, err := f.next(ctx, 100*time.Millisecond, nil)
+			if err != nil {
+				t.Fatalf("after %v: %v", got, err)
+			}
+			got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
 		}
-		got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
+		return fmt.Sprint(got)
 	}
-	if fmt.Sprint(got) != "[0:first 1:second 2:third]" {
-		t.Errorf("then read %v", got)
+	const want = "[0:first 1:second 2:third]"
+
+	for _, tc := range []struct {
+		name           string
+		served         []byte
+		queued, offset int
+		err            string
+	}{
+		{"the first batch corrupt", corruptFirst, 0, 0, "corrupt"},
+		{"the second batch corrupt", corruptThird, 2, 2, "corrupt"},
+		{"part of the first batch", whole[:secondBatch-3], 0, 0, "only part of a record batch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			serve(tc.served)
+			f := testFetcher(t, b, topic, 0, 0)
+			err := f.fill(ctx, 100*time.Millisecond)
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("fetched with %v; want an error saying %q", err, tc.err)
+			}
+			if len(f.queue) != tc.queued || f.offset != int64(tc.offset) {
+				t.Fatalf("%d queued, offset %d; want %d queued, offset %d", len(f.queue), f.offset, tc.queued, tc.offset)
+			}
+			if got := readAll(f); got != want {
+				t.Errorf("then read %v, want %s", got, want)
+			}
+		})
+	}
+	// Through next, a batch refused after whole ones holds nothing up: they are handed
+	// over at once, the failure coming back with the fetch after them.
+	serve(corruptThird)
+	if got := readAll(testFetcher(t, b, topic, 0, 0)); got != want {
+		t.Errorf("read %v, want %s", got, want)
 	}
 }
 

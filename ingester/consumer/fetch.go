@@ -79,7 +79,9 @@ func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := f.fill(ctx, maxWait); err != nil {
+		// Records queued before a failure (a broken batch after good ones) are handed
+		// over first; the failure comes back with the next fetch.
+		if err := f.fill(ctx, maxWait); err != nil && len(f.queue) == 0 {
 			return err
 		}
 	}
@@ -197,6 +199,11 @@ func (f *fetcher) read(records []byte) error {
 		f.offset = rec.Offset + 1
 	})
 	f.decompressed.b = decompressed
+	if err == nil && len(f.queue) == 0 && next == f.offset && len(records) > 0 {
+		// Bytes, yet no batch whole: brokers since Kafka 0.10.1 return the first batch
+		// whole however large; fetching again would bring the same part.
+		err = fmt.Errorf("the response holds only part of a record batch (%d bytes)", len(records))
+	}
 	if err != nil {
 		return fmt.Errorf("reading partition %d at offset %d: %w", f.partition, f.offset, err)
 	}

@@ -157,9 +157,18 @@ func (c *Conn) roundTrip(ctx context.Context, apiKey, version int16, body func([
 	if err := c.nc.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
-	// Ending ctx unblocks the read or write in progress.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Ending ctx unblocks the read or write in progress. If it ends as the exchange does,
+	// the deadline it sets is waited for, so that it cannot land on the next request.
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.nc.SetDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
+	defer func() {
+		if !stop() {
+			<-interrupted
+		}
+	}()
 	out, err := c.exchange(b, into)
 	switch {
 	case err == nil:

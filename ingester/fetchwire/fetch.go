@@ -62,9 +62,11 @@ func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer []byte) (Fetc
 func parseFetchResponse(body []byte, topic string, partition int) (FetchResult, error) {
 	r := reader{b: body}
 	r.int32() // throttle time
-	for range r.int32() {
+	// Counts are trusted only as far as the bytes go: a corrupt one ends the loop at the
+	// first read past the end.
+	for topics := r.int32(); topics > 0 && r.err == nil; topics-- {
 		name := r.string()
-		for range r.int32() {
+		for partitions := r.int32(); partitions > 0 && r.err == nil; partitions-- {
 			id, code, highWatermark := r.int32(), r.int16(), r.int64()
 			r.int64() // last stable offset
 			if aborted := r.int32(); aborted > 0 {

@@ -32,7 +32,7 @@ type Record struct {
 // removed them.
 var ErrOldMessageFormat = errors.New("a message set in the format before Kafka 0.11 (magic 0 or 1), which the ingester does not read")
 
-// maxDecompressed bounds what one compressed batch may grow to.
+// maxDecompressed bounds what the compressed batches of one response may grow to, in all.
 const maxDecompressed = 256 << 20
 
 // The batch header's fields, by their offset in it (Kafka's RecordBatch, magic 2).
@@ -167,7 +167,9 @@ func (r *Record) parse(b []byte, baseOffset, baseTime, logAppendTime int64) erro
 		return errRecord
 	}
 	headers, n := binary.Varint(b)
-	if n <= 0 || headers < 0 || headers > int64(len(b)) {
+	// A header takes at least two bytes (its key's and its value's lengths): a count
+	// beyond that is corrupt, and would allocate before failing.
+	if n <= 0 || headers < 0 || headers > int64(len(b)-n)/2 {
 		return errRecord
 	}
 	b = b[n:]
@@ -210,7 +212,8 @@ func timeOf(ms int64) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// decompress appends what data decompresses to with codec to scratch.
+// decompress appends what data decompresses to with codec to scratch, which may hold
+// at most maxDecompressed bytes in all.
 func decompress(scratch []byte, codec compress.Compression, data []byte) ([]byte, error) {
 	c := codec.Codec()
 	if c == nil {
@@ -231,7 +234,7 @@ func decompress(scratch []byte, codec compress.Compression, data []byte) ([]byte
 		if err != nil {
 			return scratch[:start], fmt.Errorf("decompressing with %s: %w", codec, err)
 		}
-		if len(scratch)-start > maxDecompressed {
+		if len(scratch) > maxDecompressed {
 			return scratch[:start], fmt.Errorf("decompressed past %d bytes", maxDecompressed)
 		}
 	}

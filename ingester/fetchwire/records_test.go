@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"runtime"
 	"testing"
 	"time"
 
@@ -212,18 +213,71 @@ func FuzzParseRecords(f *testing.F) {
 		f.Add(encodeBatch(f, b), int64(1))
 	}
 	f.Fuzz(func(t *testing.T, set []byte, from int64) {
-		last, seen := int64(0), false
-		next, _, err := ParseRecords(set, from, nil, func(r *Record) {
-			if r.Offset < from || (seen && r.Offset <= last) {
-				t.Fatalf("record at offset %d after %d, from %d", r.Offset, last, from)
+		// As the bytes came, and with every whole batch's CRC made right, so that the
+		// records' own parsing is reached.
+		for _, set := range [][]byte{set, withCRCsFixed(set)} {
+			last, seen := int64(0), false
+			next, _, err := ParseRecords(set, from, nil, func(r *Record) {
+				if r.Offset < from || (seen && r.Offset <= last) {
+					t.Fatalf("record at offset %d after %d, from %d", r.Offset, last, from)
+				}
+				last, seen = r.Offset, true
+			})
+			if next < from {
+				t.Fatalf("next offset %d before %d (err %v)", next, from, err)
 			}
-			last, seen = r.Offset, true
-		})
-		if next < from {
-			t.Fatalf("next offset %d before %d (err %v)", next, from, err)
-		}
-		if seen && last >= next {
-			t.Fatalf("record at %d, next offset %d", last, next)
+			if seen && last >= next {
+				t.Fatalf("record at %d, next offset %d", last, next)
+			}
 		}
 	})
+}
+
+// withCRCsFixed returns a copy of set with the CRC of every whole batch of the current
+// format computed anew.
+func withCRCsFixed(set []byte) []byte {
+	set = bytes.Clone(set)
+	for rest := set; len(rest) >= batchHeaderSize; {
+		length := int(int32(binary.BigEndian.Uint32(rest[batchLengthAt:])))
+		if length < batchHeaderSize-batchLengthAt-4 || length > len(rest)-batchLengthAt-4 {
+			break
+		}
+		batch := rest[:batchLengthAt+4+length]
+		binary.BigEndian.PutUint32(batch[crcAt:], crc32.Checksum(batch[attributesAt:], castagnoli))
+		rest = rest[len(batch):]
+	}
+	return set
+}
+
+// TestParseRecordsBoundsWhatItAllocates: a header count a corrupt record gives (under a
+// right CRC) is held to what its bytes can hold before anything is allocated for it: here
+// 3,000 headers claimed in 4,000 bytes, which hold at most 2,000.
+func TestParseRecordsBoundsWhatItAllocates(t *testing.T) {
+	body := []byte{0}                       // attributes
+	body = binary.AppendVarint(body, 0)     // timestamp delta
+	body = binary.AppendVarint(body, 0)     // offset delta
+	body = binary.AppendVarint(body, -1)    // null key
+	body = binary.AppendVarint(body, 1)     // value length
+	body = append(body, 'v')                //
+	body = binary.AppendVarint(body, 3_000) // header count
+	body = append(body, make([]byte, 4_000)...)
+	records := append(binary.AppendVarint(nil, int64(len(body))), body...)
+	batch := kmsg.RecordBatch{Magic: 2, NumRecords: 1, Records: records, FirstSequence: -1, ProducerID: -1, ProducerEpoch: -1}
+	set := withCRCsFixed(fixLength(batch.AppendTo(nil)))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		if _, _, err := ParseRecords(set, 0, nil, func(*Record) {}); err == nil {
+			t.Fatal("a record claiming 3,000 headers in 4,000 bytes parsed")
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if perRun := (after.TotalAlloc - before.TotalAlloc) / 10; perRun > 10<<10 {
+		t.Errorf("%d bytes allocated parsing it", perRun)
+	}
+}
+
+func fixLength(batch []byte) []byte {
+	binary.BigEndian.PutUint32(batch[batchLengthAt:], uint32(len(batch)-batchLengthAt-4))
+	return batch
 }
