@@ -400,13 +400,7 @@ func TestFetcherGivesUpOnASilentBroker(t *testing.T) {
 	const topic = "silent"
 	b := kafkatest.Start(t, topic, 1)
 	b.Produce(t, topic, kafka.Message{Value: []byte("unread")})
-	release := make(chan struct{})
-	defer close(release)
-	b.Cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
-		b.Cluster.KeepControl()
-		b.Cluster.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
+	b.SilenceFetches(t)
 	f := testFetcher(t, b, topic, 0, 0)
 	f.grace = time.Second
 	start := time.Now()

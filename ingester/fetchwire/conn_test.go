@@ -16,7 +16,6 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/spanflow/spanflow/ingester/fetchwire"
 	"github.com/spanflow/spanflow/internal/kafkatest"
@@ -149,13 +148,7 @@ func TestFetchReportsThePartitionsError(t *testing.T) {
 func TestFetchEndsWithItsContext(t *testing.T) {
 	const topic = "held"
 	b := kafkatest.Start(t, topic, 1)
-	release := make(chan struct{})
-	defer close(release)
-	b.Cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
-		b.Cluster.KeepControl()
-		b.Cluster.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
+	b.SilenceFetches(t)
 	req := fetchwire.FetchRequest{Topic: topic, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 50 * time.Millisecond}
 	for _, tc := range []struct {
 		name string

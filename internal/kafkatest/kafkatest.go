@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
@@ -69,6 +70,18 @@ func (b *Broker) start(t testing.TB, opts []kfake.Opt) {
 	}
 	b.Cluster = cluster
 	b.Addr = cluster.ListenAddrs()[0]
+}
+
+// SilenceFetches makes the broker take every fetch request and answer none, nor close the
+// connection, until the test ends: a broker gone silent.
+func (b *Broker) SilenceFetches(t testing.TB) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	b.Cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		b.Cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
 }
 
 // Stop closes the broker; clients see connection errors until Resume.
