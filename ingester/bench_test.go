@@ -23,6 +23,7 @@ import (
 
 	"github.com/spanflow/spanflow/ingester"
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/fetchwire"
 	"github.com/spanflow/spanflow/ingester/otlpwire"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
@@ -391,18 +392,34 @@ func (oneSpan) Decode(b *otlpwire.Batch, _ []byte) (int, error) {
 	return 1, nil
 }
 
-// rawPartitionRead reads every message of the topic with one kafka-go Reader per
-// partition, as the ingester's consumer does, decoding and committing nothing.
+// rawPartitionRead reads every message of the topic as the ingester's fetchers do, one
+// connection a partition, fetching and parsing the record batches (fetchwire), and does
+// nothing with them: what reading costs before any delivery is cut.
 func rawPartitionRead(b *testing.B, addr string) int {
 	var wg sync.WaitGroup
 	end := kafkatest.Attach(b, addr).EndOffsets(b, benchTopic, benchPartitions)
 	for p := range benchPartitions {
 		wg.Go(func() {
-			r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: benchTopic, Partition: p,
-				MaxWait: 500 * time.Millisecond, MaxBytes: 10 << 20})
-			defer r.Close()
-			for n := int64(0); n < end[p]; n++ {
-				if _, err := r.FetchMessage(context.Background()); err != nil {
+			ctx := context.Background()
+			conn, err := (&fetchwire.Dialer{}).Dial(ctx, addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer conn.Close()
+			var buffer, scratch []byte
+			for offset := int64(0); offset < end[p]; {
+				res, err := conn.Fetch(ctx, fetchwire.FetchRequest{Topic: benchTopic, Partition: p, Offset: offset,
+					MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 500 * time.Millisecond}, buffer)
+				if err == nil {
+					err = res.Error
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				buffer = res.Buffer
+				if offset, scratch, err = fetchwire.ParseRecords(res.Records, offset, scratch[:0], func(*fetchwire.Record) {}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -415,8 +432,8 @@ func rawPartitionRead(b *testing.B, addr string) int {
 
 // BenchmarkChainOverhead measures what the ingester costs per message beyond reading it:
 // the consumer group, cutting deliveries, the processor chain and commits. In one run and
-// one process: the raw per-partition kafka-go read of the same messages, the trivial
-// decoder alone, and the ingester (in this process, at its defaults, with that decoder and
+// one process: the raw per-partition read of the same messages (fetched and parsed as the
+// ingester's fetchers do), the trivial decoder alone, and the ingester (in this process, at its defaults, with that decoder and
 // the blackhole); the chain's own cost is the ingester's CPU less the other two.
 func BenchmarkChainOverhead(b *testing.B) {
 	addr := startBrokerProcess(b)
