@@ -438,7 +438,7 @@ func (c *Consumer) fetchFailed(genCtx, fetchCtx context.Context, p *partition, e
 	return sleep(genCtx, fetchRetryWait) != nil
 }
 
-// fetchDelivery fetches the next run of messages, copied into an arena of their own: it
+// fetchDelivery fetches the next run of messages, held by an arena of their own: it
 // waits for the first, then takes more until the run holds about DeliverySpans spans or
 // DeliveryBytes bytes, or Linger has passed since the first arrived, or — formed in a
 // reserved slot — as soon as what was fetched is taken while other partitions wait for a

@@ -64,7 +64,7 @@ type pending struct {
 // fetchGrace is how long past its wait a fetch may go unanswered.
 const fetchGrace = 30 * time.Second
 
-// next returns the next message, copied into a (a fresh buffer when nil), waiting for it
+// next returns the next message, held by a (a fresh arena when nil), waiting for it
 // with fetches of at most maxWait each until ctx ends.
 func (f *fetcher) next(ctx context.Context, maxWait time.Duration, a *arena) (kafka.Message, error) {
 	if err := f.await(ctx, maxWait); err != nil {
@@ -88,7 +88,7 @@ func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
 	return nil
 }
 
-// queued returns the next message already fetched, copied into a, if any.
+// queued returns the next message already fetched, held by a, if any.
 func (f *fetcher) queued(a *arena) (kafka.Message, bool) {
 	if len(f.queue) == 0 {
 		return kafka.Message{}, false
