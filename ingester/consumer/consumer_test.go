@@ -634,7 +634,9 @@ func (c *closeCounter) CloseIdleConnections() {
 }
 
 // TestFailedReportsLeaveTheFetchesAlone: a failed load-report commit drops the report
-// client's connections (they may know a stale cluster), never the fetches'.
+// client's connections (they may know a stale cluster), never those of the client the
+// fetchers ask for their leaders and offsets (the fetches' own connections are the
+// fetchers').
 func TestFailedReportsLeaveTheFetchesAlone(t *testing.T) {
 	const topic, group, partitions = reportTopic, "failing-reports", reportPartitions
 	fetches, reports := &closeCounter{Transport: &kafka.Transport{}}, &closeCounter{Transport: &kafka.Transport{}}
