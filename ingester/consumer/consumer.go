@@ -95,6 +95,8 @@ type Consumer struct {
 	// how long consumption stopped between it and the next (nanoseconds).
 	generationEnded time.Time
 	pause           atomic.Int64
+	// leadersForgotten is when forgetLeaders last reset the client (Unix nanoseconds).
+	leadersForgotten atomic.Int64
 }
 
 // New returns a consumer; Run starts it. dialer connects the group and the partitions'
@@ -352,7 +354,8 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		skipped: func(from, to int64) {
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
 				"from", from, "to", to, "lost", to-from)
-		}}
+		},
+		leaderStale: c.forgetLeaders}
 	defer fetch.close()
 	reserver, _ := c.chain.(processor.Reserver)
 	for {
@@ -613,6 +616,20 @@ func (k *committer) commitReport(refresh bool) bool {
 	p.committed = next
 	p.gauges.CommittedOffset.Set(float64(next))
 	return true
+}
+
+// forgetLeaders drops what the client's transport knows of the cluster, the partitions'
+// leaders among it, at most once a second: kafka-go serves metadata from a cache of up to
+// six seconds, and a fetch whose broker no longer leads its partition would be sent back
+// to it until then.
+func (c *Consumer) forgetLeaders() {
+	now, last := time.Now().UnixNano(), c.leadersForgotten.Load()
+	if now-last < int64(time.Second) || !c.leadersForgotten.CompareAndSwap(last, now) {
+		return
+	}
+	if t, ok := c.client.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -145,7 +145,7 @@ func testFetcher(t *testing.T, b *kafkatest.Broker, topic string, partition int,
 	transport := &kafka.Transport{}
 	t.Cleanup(transport.CloseIdleConnections)
 	return &fetcher{client: &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, topic: topic, partition: partition,
-		minBytes: 1, maxBytes: 10 << 20, offset: offset}
+		minBytes: 1, maxBytes: 10 << 20, offset: offset, leaderStale: transport.CloseIdleConnections}
 }
 
 // TestFetcherKeepsWhatTheMessagesCarry: keys, values, headers, times and offsets come out
@@ -392,6 +392,65 @@ func TestFetcherStopsAtACorruptBatch(t *testing.T) {
 	serve(corruptThird)
 	if got := readAll(testFetcher(t, b, topic, 0, 0)); got != want {
 		t.Errorf("read %v, want %s", got, want)
+	}
+}
+
+// TestFetcherAsksForTheLeaderAfterALeadershipError: a broker that says it no longer
+// leads the partition has the fetcher drop its connection and its client's cached idea of
+// the cluster (kafka-go keeps it for seconds), so that the next fetch goes where the
+// brokers now say; an offset out of range does not.
+func TestFetcherAsksForTheLeaderAfterALeadershipError(t *testing.T) {
+	const topic = "leadership"
+	b := kafkatest.Start(t, topic, 1)
+	b.Produce(t, topic, kafka.Message{Value: []byte("one")})
+	answer := func(code int16) {
+		b.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			resp := req.ResponseKind().(*kmsg.FetchResponse)
+			resp.SetVersion(req.GetVersion())
+			part := kmsg.NewFetchResponseTopicPartition()
+			part.ErrorCode, part.HighWatermark = code, 1
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic, rt.Partitions = topic, []kmsg.FetchResponseTopicPartition{part}
+			resp.Topics = []kmsg.FetchResponseTopic{rt}
+			return resp, nil, true
+		})
+	}
+	f := testFetcher(t, b, topic, 0, 0)
+	forgotten := 0
+	f.leaderStale = func() { forgotten++ }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	answer(kerr.NotLeaderForPartition.Code)
+	if err := f.fill(ctx, 100*time.Millisecond); !errors.Is(err, kafka.NotLeaderForPartition) || forgotten != 1 || f.conn != nil {
+		t.Fatalf("told the broker no longer leads: %v, the leader forgotten %d times, connection kept %t", err, forgotten, f.conn != nil)
+	}
+	if m, err := f.next(ctx, 100*time.Millisecond, nil); err != nil || string(m.Value) != "one" {
+		t.Fatalf("then read %q, %v", m.Value, err)
+	}
+	f.offset = 5 // past the end
+	answer(kerr.OffsetOutOfRange.Code)
+	_ = f.fill(ctx, 100*time.Millisecond)
+	if forgotten != 1 {
+		t.Errorf("an offset out of range forgot the leader")
+	}
+}
+
+// TestLeadersAreForgottenAtMostOnceASecond: when every partition of a broker fails at
+// once (it restarted), the client is reset once, not once a partition.
+func TestLeadersAreForgottenAtMostOnceASecond(t *testing.T) {
+	transport := &closeCounter{Transport: &kafka.Transport{}}
+	defer transport.Transport.CloseIdleConnections()
+	c := New(Settings{}, nil, &kafka.Client{Transport: transport}, nil, nil, logr.Discard())
+	for range 20 {
+		c.forgetLeaders()
+	}
+	if n := transport.closes.Load(); n != 1 {
+		t.Errorf("reset %d times by 20 failures at once, want 1", n)
+	}
+	c.leadersForgotten.Store(time.Now().Add(-time.Second).UnixNano())
+	c.forgetLeaders()
+	if n := transport.closes.Load(); n != 2 {
+		t.Errorf("reset %d times, want 2: a second had passed", n)
 	}
 }
 

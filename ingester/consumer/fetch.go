@@ -44,6 +44,9 @@ type fetcher struct {
 	// grace is how long past its wait a fetch's answer may take before the fetch is given
 	// up (a broker gone silent without closing the connection); fetchGrace when zero.
 	grace time.Duration
+	// leaderStale, when set, is told that the client's idea of the leader may be old (a
+	// fetch failed): the next lookup should ask the brokers.
+	leaderStale func()
 
 	conn *fetchwire.Conn // to the leader; nil until needed and after any failure
 	// response holds the last response, which the queued records are slices of, and
@@ -153,6 +156,7 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	maxWait = max(maxWait, time.Millisecond)
 	// The deadline also bounds the connection's read: without one a silent broker would
 	// hold the partition until TCP gives up.
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, maxWait+cmp.Or(f.grace, fetchGrace))
 	defer cancel()
 	if f.response == nil {
@@ -162,7 +166,11 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait}, f.response.b)
 	f.response.b = res.Buffer
 	if err != nil {
-		f.disconnect()
+		if parent.Err() != nil { // ended here (a hold, the generation's end): no fault of the leader's
+			f.disconnect()
+			return err
+		}
+		f.forgetLeader()
 		return err
 	}
 	if res.Error != nil {
@@ -171,7 +179,7 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		}
 		// Most partition errors say the leader moved or is not known yet: the next
 		// fetch asks where it is.
-		f.disconnect()
+		f.forgetLeader()
 		return res.Error
 	}
 	f.highWatermark = res.HighWatermark
@@ -243,6 +251,15 @@ func (f *fetcher) connect(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("partition %d of %s: %w", f.partition, f.topic, kafka.UnknownTopicOrPartition)
+}
+
+// forgetLeader drops the connection to the leader and has the next fetch look it up
+// afresh.
+func (f *fetcher) forgetLeader() {
+	f.disconnect()
+	if f.leaderStale != nil {
+		f.leaderStale()
+	}
 }
 
 func (f *fetcher) disconnect() {
