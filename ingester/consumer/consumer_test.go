@@ -254,16 +254,8 @@ func TestFetcherSkipsTransactionMarkers(t *testing.T) {
 	}
 	b.Produce(t, topic, kafka.Message{Value: []byte("after it")})
 
-	f := testFetcher(t, b, topic, 0, kafka.FirstOffset)
-	var got []string
-	for len(got) < 4 {
-		m, err := f.next(ctx, 100*time.Millisecond, nil)
-		if err != nil {
-			t.Fatalf("after %q: %v", got, err)
-		}
-		got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
-	}
-	if want := "[0:in a transaction 0 1:in a transaction 1 2:in a transaction 2 4:after it]"; fmt.Sprint(got) != want {
+	got := readMessages(ctx, t, testFetcher(t, b, topic, 0, kafka.FirstOffset), 4)
+	if want := "[0:in a transaction 0 1:in a transaction 1 2:in a transaction 2 4:after it]"; got != want {
 		t.Errorf("read %v, want %s (offset 3 is the commit marker)", got, want)
 	}
 }
@@ -337,29 +329,8 @@ func TestFetcherStopsAtACorruptBatch(t *testing.T) {
 	corruptThird[bytes.LastIndex(corruptThird, []byte("third"))] ^= 0x01 // "uhird"
 	corruptFirst := bytes.Clone(whole)
 	corruptFirst[bytes.Index(corruptFirst, []byte("first"))] ^= 0x01
-	serve := func(records []byte) {
-		b.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-			resp := req.ResponseKind().(*kmsg.FetchResponse)
-			resp.SetVersion(req.GetVersion())
-			part := kmsg.NewFetchResponseTopicPartition()
-			part.HighWatermark, part.LastStableOffset, part.LogStartOffset, part.RecordBatches = 3, 3, 0, records
-			rt := kmsg.NewFetchResponseTopic()
-			rt.Topic, rt.Partitions = topic, []kmsg.FetchResponseTopicPartition{part}
-			resp.Topics = []kmsg.FetchResponseTopic{rt}
-			return resp, nil, true // once: the next fetch is the broker's own
-		})
-	}
-	readAll := func(f *fetcher) string {
-		var got []string
-		for len(got) < 3 {
-			m, err := f.next(ctx, 100*time.Millisecond, nil)
-			if err != nil {
-				t.Fatalf("after %v: %v", got, err)
-			}
-			got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
-		}
-		return fmt.Sprint(got)
-	}
+	serve := func(records []byte) { answerOneFetch(b, topic, 0, 3, records) }
+	readAll := func(f *fetcher) string { return readMessages(ctx, t, f, 3) }
 	const want = "[0:first 1:second 2:third]"
 
 	for _, tc := range []struct {
@@ -403,18 +374,7 @@ func TestFetcherAsksForTheLeaderAfterALeadershipError(t *testing.T) {
 	const topic = "leadership"
 	b := kafkatest.Start(t, topic, 1)
 	b.Produce(t, topic, kafka.Message{Value: []byte("one")})
-	answer := func(code int16) {
-		b.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-			resp := req.ResponseKind().(*kmsg.FetchResponse)
-			resp.SetVersion(req.GetVersion())
-			part := kmsg.NewFetchResponseTopicPartition()
-			part.ErrorCode, part.HighWatermark = code, 1
-			rt := kmsg.NewFetchResponseTopic()
-			rt.Topic, rt.Partitions = topic, []kmsg.FetchResponseTopicPartition{part}
-			resp.Topics = []kmsg.FetchResponseTopic{rt}
-			return resp, nil, true
-		})
-	}
+	answer := func(code int16) { answerOneFetch(b, topic, code, 1, nil) }
 	f := testFetcher(t, b, topic, 0, 0)
 	forgotten := 0
 	f.leaderStale = func() { forgotten++ }
@@ -452,6 +412,36 @@ func TestLeadersAreForgottenAtMostOnceASecond(t *testing.T) {
 	if n := transport.closes.Load(); n != 2 {
 		t.Errorf("reset %d times, want 2: a second had passed", n)
 	}
+}
+
+// answerOneFetch has the broker answer the next fetch of topic's partition 0 itself, with
+// code and records (raw record batches) up to highWatermark; the fetches after it are
+// the broker's own.
+func answerOneFetch(b *kafkatest.Broker, topic string, code int16, highWatermark int64, records []byte) {
+	b.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.SetVersion(req.GetVersion())
+		part := kmsg.NewFetchResponseTopicPartition()
+		part.ErrorCode, part.HighWatermark, part.LastStableOffset, part.RecordBatches = code, highWatermark, highWatermark, records
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic, rt.Partitions = topic, []kmsg.FetchResponseTopicPartition{part}
+		resp.Topics = []kmsg.FetchResponseTopic{rt}
+		return resp, nil, true
+	})
+}
+
+// readMessages reads n messages with f and returns them as "offset:value" in a list.
+func readMessages(ctx context.Context, t *testing.T, f *fetcher, n int) string {
+	t.Helper()
+	var got []string
+	for len(got) < n {
+		m, err := f.next(ctx, 100*time.Millisecond, nil)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
+	}
+	return fmt.Sprint(got)
 }
 
 // TestFetcherGivesUpOnASilentBroker: a broker that takes a fetch and never answers (nor
