@@ -71,8 +71,10 @@ type Consumer struct {
 	s      Settings
 	dialer *kafka.Dialer
 	client *kafka.Client
-	// fetchDialer connects the partitions' fetches to their leaders, as dialer would.
+	// fetchDialer connects the partitions' fetches to their leaders, as dialer would;
+	// leaders finds them.
 	fetchDialer *fetchwire.Dialer
+	leaders     *leaders
 	chain       processor.Processor
 	m           *metrics.Metrics
 	log         logr.Logger
@@ -95,8 +97,6 @@ type Consumer struct {
 	// how long consumption stopped between it and the next (nanoseconds).
 	generationEnded time.Time
 	pause           atomic.Int64
-	// leadersForgotten is when forgetLeaders last reset the client (Unix nanoseconds).
-	leadersForgotten atomic.Int64
 }
 
 // New returns a consumer; Run starts it. dialer connects the group and the partitions'
@@ -111,8 +111,12 @@ func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor
 		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
 		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
 		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval)}
+	c.leaders = &leaders{client: client, transport: func() *kafka.Transport { return &kafka.Transport{} }}
 	if dialer != nil {
 		c.fetchDialer = &fetchwire.Dialer{TLS: dialer.TLS, SASL: dialer.SASLMechanism, Timeout: dialer.Timeout, ClientID: dialer.ClientID}
+		c.leaders.transport = func() *kafka.Transport {
+			return &kafka.Transport{DialTimeout: dialer.Timeout, TLS: dialer.TLS, SASL: dialer.SASLMechanism, ClientID: dialer.ClientID}
+		}
 	}
 	return c
 }
@@ -355,7 +359,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
 				"from", from, "to", to, "lost", to-from)
 		},
-		leaderStale: c.forgetLeaders}
+		leaders: c.leaders}
 	defer fetch.close()
 	reserver, _ := c.chain.(processor.Reserver)
 	for {
@@ -616,20 +620,6 @@ func (k *committer) commitReport(refresh bool) bool {
 	p.committed = next
 	p.gauges.CommittedOffset.Set(float64(next))
 	return true
-}
-
-// forgetLeaders drops what the client's transport knows of the cluster, the partitions'
-// leaders among it, at most once a second: kafka-go serves metadata from a cache of up to
-// six seconds, and a fetch whose broker no longer leads its partition would be sent back
-// to it until then.
-func (c *Consumer) forgetLeaders() {
-	now, last := time.Now().UnixNano(), c.leadersForgotten.Load()
-	if now-last < int64(time.Second) || !c.leadersForgotten.CompareAndSwap(last, now) {
-		return
-	}
-	if t, ok := c.client.Transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -3,6 +3,7 @@ package consumer
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -144,8 +145,9 @@ func TestFetchDeliveryCuts(t *testing.T) {
 func testFetcher(t *testing.T, b *kafkatest.Broker, topic string, partition int, offset int64) *fetcher {
 	transport := &kafka.Transport{}
 	t.Cleanup(transport.CloseIdleConnections)
-	return &fetcher{client: &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, topic: topic, partition: partition,
-		minBytes: 1, maxBytes: 10 << 20, offset: offset, leaderStale: transport.CloseIdleConnections}
+	client := &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}
+	return &fetcher{client: client, leaders: &leaders{client: client, transport: func() *kafka.Transport { return &kafka.Transport{} }},
+		topic: topic, partition: partition, minBytes: 1, maxBytes: 10 << 20, offset: offset}
 }
 
 // TestFetcherKeepsWhatTheMessagesCarry: keys, values, headers, times and offsets come out
@@ -367,50 +369,64 @@ func TestFetcherStopsAtACorruptBatch(t *testing.T) {
 }
 
 // TestFetcherAsksForTheLeaderAfterALeadershipError: a broker that says it no longer
-// leads the partition has the fetcher drop its connection and its client's cached idea of
-// the cluster (kafka-go keeps it for seconds), so that the next fetch goes where the
-// brokers now say; an offset out of range does not.
+// leads the partition, or a leader that cannot be reached, has the fetcher drop its
+// connection and ask the brokers themselves where the partition is led (kafka-go's client
+// answers from a cache of seconds); an offset out of range does not.
 func TestFetcherAsksForTheLeaderAfterALeadershipError(t *testing.T) {
 	const topic = "leadership"
 	b := kafkatest.Start(t, topic, 1)
 	b.Produce(t, topic, kafka.Message{Value: []byte("one")})
 	answer := func(code int16) { answerOneFetch(b, topic, code, 1, nil) }
 	f := testFetcher(t, b, topic, 0, 0)
-	forgotten := 0
-	f.leaderStale = func() { forgotten++ }
+	asked := 0
+	f.leaders.transport = func() *kafka.Transport { asked++; return &kafka.Transport{} }
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	answer(kerr.NotLeaderForPartition.Code)
-	if err := f.fill(ctx, 100*time.Millisecond); !errors.Is(err, kafka.NotLeaderForPartition) || forgotten != 1 || f.conn != nil {
-		t.Fatalf("told the broker no longer leads: %v, the leader forgotten %d times, connection kept %t", err, forgotten, f.conn != nil)
+	if err := f.fill(ctx, 100*time.Millisecond); !errors.Is(err, kafka.NotLeaderForPartition) || asked != 0 || f.conn != nil {
+		t.Fatalf("told the broker no longer leads: %v, the brokers asked %d times, connection kept %t", err, asked, f.conn != nil)
 	}
-	if m, err := f.next(ctx, 100*time.Millisecond, nil); err != nil || string(m.Value) != "one" {
-		t.Fatalf("then read %q, %v", m.Value, err)
+	if m, err := f.next(ctx, 100*time.Millisecond, nil); err != nil || string(m.Value) != "one" || asked != 1 {
+		t.Fatalf("then read %q, %v, the brokers asked %d times (want 1)", m.Value, err, asked)
 	}
 	f.offset = 5 // past the end
 	answer(kerr.OffsetOutOfRange.Code)
 	_ = f.fill(ctx, 100*time.Millisecond)
-	if forgotten != 1 {
-		t.Errorf("an offset out of range forgot the leader")
+	if f.staleLeader || f.conn == nil {
+		t.Errorf("an offset out of range dropped the leader")
+	}
+
+	// A leader that cannot be reached (here: spoken to in TLS, which it does not speak).
+	f = testFetcher(t, b, topic, 0, 0)
+	f.dialer = &fetchwire.Dialer{TLS: &tls.Config{MinVersion: tls.VersionTLS12}, Timeout: 300 * time.Millisecond}
+	if err := f.fill(ctx, 100*time.Millisecond); err == nil || !f.staleLeader {
+		t.Errorf("a leader that could not be reached: %v, stale %t", err, f.staleLeader)
 	}
 }
 
-// TestLeadersAreForgottenAtMostOnceASecond: when every partition of a broker fails at
-// once (it restarted), the client is reset once, not once a partition.
-func TestLeadersAreForgottenAtMostOnceASecond(t *testing.T) {
-	transport := &closeCounter{Transport: &kafka.Transport{}}
-	defer transport.Transport.CloseIdleConnections()
-	c := New(Settings{}, nil, &kafka.Client{Transport: transport}, nil, nil, logr.Discard())
-	for range 20 {
-		c.forgetLeaders()
+// TestLeadersFromTheBrokersAreShared: the partitions that fail at once (a broker
+// restarted) share one lookup from the brokers for a second, rather than each opening a
+// connection to ask; the lookups that follow no failure use the client's.
+func TestLeadersFromTheBrokersAreShared(t *testing.T) {
+	const topic = "shared"
+	b := kafkatest.Start(t, topic, 3)
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	asked := 0
+	l := &leaders{client: &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport},
+		transport: func() *kafka.Transport { asked++; return &kafka.Transport{} }}
+	ctx := context.Background()
+	for range 10 {
+		if res, err := l.metadata(ctx, topic, true); err != nil || len(res.Topics) != 1 || len(res.Topics[0].Partitions) != 3 {
+			t.Fatalf("%+v, %v", res, err)
+		}
 	}
-	if n := transport.closes.Load(); n != 1 {
-		t.Errorf("reset %d times by 20 failures at once, want 1", n)
+	if _, err := l.metadata(ctx, topic, false); err != nil || asked != 1 {
+		t.Errorf("asked the brokers %d times for 10 stale lookups and one not (err %v), want 1", asked, err)
 	}
-	c.leadersForgotten.Store(time.Now().Add(-time.Second).UnixNano())
-	c.forgetLeaders()
-	if n := transport.closes.Load(); n != 2 {
-		t.Errorf("reset %d times, want 2: a second had passed", n)
+	l.freshAt = l.freshAt.Add(-freshFor)
+	if _, err := l.metadata(ctx, topic, true); err != nil || asked != 2 {
+		t.Errorf("asked the brokers %d times once the lookup was a second old, want 2", asked)
 	}
 }
 

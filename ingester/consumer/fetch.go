@@ -23,7 +23,8 @@ import (
 // connection), and its Client's Fetch about twice (it decodes a response varint by varint
 // through io.Readers into pooled pages, from where every value was read again).
 type fetcher struct {
-	client    *kafka.Client // where the partition's leader is, its offsets
+	client    *kafka.Client // the partition's offsets
+	leaders   *leaders      // where it is led
 	dialer    *fetchwire.Dialer
 	topic     string
 	partition int
@@ -44,9 +45,9 @@ type fetcher struct {
 	// grace is how long past its wait a fetch's answer may take before the fetch is given
 	// up (a broker gone silent without closing the connection); fetchGrace when zero.
 	grace time.Duration
-	// leaderStale, when set, is told that the client's idea of the leader may be old (a
-	// fetch failed): the next lookup should ask the brokers.
-	leaderStale func()
+	// staleLeader says a fetch failed since the leader was looked up: the next lookup asks
+	// the brokers.
+	staleLeader bool
 
 	conn *fetchwire.Conn // to the leader; nil until needed and after any failure
 	// response holds the last response, which the queued records are slices of, and
@@ -150,6 +151,9 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	}
 	if f.conn == nil {
 		if err := f.connect(ctx); err != nil {
+			if ctx.Err() == nil {
+				f.staleLeader = true // a leader that cannot be reached may be a leader no more
+			}
 			return err
 		}
 	}
@@ -221,7 +225,7 @@ func (f *fetcher) read(records []byte) error {
 
 // connect opens a connection to the partition's leader.
 func (f *fetcher) connect(ctx context.Context) error {
-	meta, err := f.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{f.topic}})
+	meta, err := f.leaders.metadata(ctx, f.topic, f.staleLeader)
 	if err != nil {
 		return err
 	}
@@ -246,20 +250,20 @@ func (f *fetcher) connect(ctx context.Context) error {
 			if dialer == nil {
 				dialer = &fetchwire.Dialer{}
 			}
-			f.conn, err = dialer.Dial(ctx, net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port)))
+			if f.conn, err = dialer.Dial(ctx, net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))); err == nil {
+				f.staleLeader = false
+			}
 			return err
 		}
 	}
 	return fmt.Errorf("partition %d of %s: %w", f.partition, f.topic, kafka.UnknownTopicOrPartition)
 }
 
-// forgetLeader drops the connection to the leader and has the next fetch look it up
-// afresh.
+// forgetLeader drops the connection to the leader and has the next fetch ask the
+// brokers where the partition is led.
 func (f *fetcher) forgetLeader() {
 	f.disconnect()
-	if f.leaderStale != nil {
-		f.leaderStale()
-	}
+	f.staleLeader = true
 }
 
 func (f *fetcher) disconnect() {

@@ -32,8 +32,9 @@ type Record struct {
 // removed them.
 var ErrOldMessageFormat = errors.New("a message set in the format before Kafka 0.11 (magic 0 or 1), which the ingester does not read")
 
-// maxDecompressed bounds what the compressed batches of one response may grow to, in all.
-const maxDecompressed = 256 << 20
+// maxDecompressed bounds what the compressed batches of one response may grow to, in all
+// (a variable for the tests).
+var maxDecompressed = 256 << 20
 
 // The batch header's fields, by their offset in it (Kafka's RecordBatch, magic 2).
 const (
@@ -228,14 +229,14 @@ func decompress(scratch []byte, codec compress.Compression, data []byte) ([]byte
 		}
 		n, err := r.Read(scratch[len(scratch):cap(scratch)])
 		scratch = scratch[:len(scratch)+n]
+		if len(scratch) > maxDecompressed {
+			return scratch[:start], fmt.Errorf("decompressed past %d bytes", maxDecompressed)
+		}
 		if errors.Is(err, io.EOF) {
 			return scratch, nil
 		}
 		if err != nil {
 			return scratch[:start], fmt.Errorf("decompressing with %s: %w", codec, err)
-		}
-		if len(scratch) > maxDecompressed {
-			return scratch[:start], fmt.Errorf("decompressed past %d bytes", maxDecompressed)
 		}
 	}
 }

@@ -281,3 +281,21 @@ func fixLength(batch []byte) []byte {
 	binary.BigEndian.PutUint32(batch[batchLengthAt:], uint32(len(batch)-batchLengthAt-4))
 	return batch
 }
+
+// TestDecompressionIsBoundedAResponse: the compressed batches of one response may grow to
+// maxDecompressed in all, not each: the batch past it is an error, the whole ones before
+// it are read.
+func TestDecompressionIsBoundedAResponse(t *testing.T) {
+	defer func(limit int) { maxDecompressed = limit }(maxDecompressed)
+	records := makeRecords(0, 20)
+	for i := range records {
+		records[i].Value = bytes.Repeat([]byte{'x'}, 100)
+	}
+	set := append(encodeBatch(t, testBatch{base: 0, records: records[:10], codec: compress.Gzip}),
+		encodeBatch(t, testBatch{base: 10, records: records[10:], codec: compress.Gzip})...)
+	maxDecompressed = 1500 // a batch decompresses to about 1,300 bytes
+	got, next, err := parseAll(set, 0)
+	if err == nil || len(got) != 10 || next != 10 {
+		t.Errorf("%d records, next %d, error %v; want the first batch's 10, next 10, and an error", len(got), next, err)
+	}
+}
