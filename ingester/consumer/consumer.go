@@ -111,7 +111,7 @@ func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor
 		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
 		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
 		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval)}
-	c.leaders = &leaders{client: client, transport: func() *kafka.Transport { return &kafka.Transport{} }}
+	c.leaders = newLeaders(client, func() *kafka.Transport { return &kafka.Transport{} })
 	if dialer != nil {
 		c.fetchDialer = &fetchwire.Dialer{TLS: dialer.TLS, SASL: dialer.SASLMechanism, Timeout: dialer.Timeout, ClientID: dialer.ClientID}
 		c.leaders.transport = func() *kafka.Transport {

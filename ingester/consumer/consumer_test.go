@@ -146,7 +146,7 @@ func testFetcher(t *testing.T, b *kafkatest.Broker, topic string, partition int,
 	transport := &kafka.Transport{}
 	t.Cleanup(transport.CloseIdleConnections)
 	client := &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}
-	return &fetcher{client: client, leaders: &leaders{client: client, transport: func() *kafka.Transport { return &kafka.Transport{} }},
+	return &fetcher{client: client, leaders: newLeaders(client, func() *kafka.Transport { return &kafka.Transport{} }),
 		topic: topic, partition: partition, minBytes: 1, maxBytes: 10 << 20, offset: offset}
 }
 
@@ -413,8 +413,8 @@ func TestLeadersFromTheBrokersAreShared(t *testing.T) {
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	asked := 0
-	l := &leaders{client: &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport},
-		transport: func() *kafka.Transport { asked++; return &kafka.Transport{} }}
+	l := newLeaders(&kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport},
+		func() *kafka.Transport { asked++; return &kafka.Transport{} })
 	ctx := context.Background()
 	for range 10 {
 		if res, err := l.metadata(ctx, topic, true); err != nil || len(res.Topics) != 1 || len(res.Topics[0].Partitions) != 3 {
@@ -428,6 +428,29 @@ func TestLeadersFromTheBrokersAreShared(t *testing.T) {
 	if _, err := l.metadata(ctx, topic, true); err != nil || asked != 2 {
 		t.Errorf("asked the brokers %d times once the lookup was a second old, want 2", asked)
 	}
+
+	// Brokers out of reach: the partitions failing within a second share the failure.
+	gone := newLeaders(&kafka.Client{Addr: kafka.TCP("127.0.0.1:1"), Transport: transport},
+		func() *kafka.Transport { asked++; return &kafka.Transport{DialTimeout: time.Second} })
+	asked = 0
+	for range 3 {
+		if _, err := gone.metadata(ctx, topic, true); err == nil {
+			t.Fatal("brokers out of reach answered")
+		}
+	}
+	if asked != 1 {
+		t.Errorf("brokers out of reach asked %d times by 3 partitions failing at once, want 1", asked)
+	}
+
+	// A partition whose generation ends while another asks stops waiting.
+	l.turn <- struct{}{} // another partition is asking
+	ended, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	l.freshAt = l.freshAt.Add(-freshFor)
+	if _, err := l.metadata(ended, topic, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting for another's lookup past its end: %v", err)
+	}
+	<-l.turn
 }
 
 // answerOneFetch has the broker answer the next fetch of topic's partition 0 itself, with

@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -19,33 +18,44 @@ type leaders struct {
 	// transport returns a new transport that reaches the brokers as the client's does.
 	transport func() *kafka.Transport
 
-	mu sync.Mutex
-	// fresh is the last lookup asked of the brokers and when: the partitions failing at
-	// once (a broker restarted) share it for freshFor, rather than each asking.
-	fresh   *kafka.MetadataResponse
-	freshAt time.Time
+	// turn lets one partition at a time ask the brokers; a partition whose generation
+	// ends while it waits stops waiting.
+	turn chan struct{}
+	// fresh is the last answer of the brokers, and when it came: the partitions failing
+	// at once (a broker restarted) share it for freshFor, rather than each asking — an
+	// error too, so that brokers out of reach are not asked once a partition in turn.
+	fresh    *kafka.MetadataResponse
+	freshErr error
+	freshAt  time.Time
 }
 
-// freshFor is how long a lookup from the brokers serves the partitions that fail after it.
+// freshFor is how long an answer of the brokers serves the partitions that fail after it.
 const freshFor = time.Second
+
+func newLeaders(client *kafka.Client, transport func() *kafka.Transport) *leaders {
+	return &leaders{client: client, transport: transport, turn: make(chan struct{}, 1)}
+}
 
 // metadata returns topic's metadata: from the brokers when stale, else from the client.
 func (l *leaders) metadata(ctx context.Context, topic string, stale bool) (*kafka.MetadataResponse, error) {
 	req := &kafka.MetadataRequest{Topics: []string{topic}}
-	if !stale || l.transport == nil {
+	if !stale {
 		return l.client.Metadata(ctx, req)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fresh != nil && time.Since(l.freshAt) < freshFor {
-		return l.fresh, nil
+	select {
+	case l.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-l.turn }()
+	if !l.freshAt.IsZero() && time.Since(l.freshAt) < freshFor {
+		return l.fresh, l.freshErr
 	}
 	t := l.transport()
 	defer t.CloseIdleConnections()
 	res, err := (&kafka.Client{Addr: l.client.Addr, Transport: t}).Metadata(ctx, req)
-	if err != nil {
-		return nil, err
+	if ctx.Err() == nil { // this partition's own end is no answer of the brokers'
+		l.fresh, l.freshErr, l.freshAt = res, err, time.Now()
 	}
-	l.fresh, l.freshAt = res, time.Now()
-	return res, nil
+	return res, err
 }
