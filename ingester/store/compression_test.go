@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"cmp"
+	stdgzip "compress/gzip"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -196,7 +198,9 @@ func variedTraces(n int) ptrace.Traces {
 // otlp_proto topic (about 1,000 spans in 210 messages of one trace each, in the pieces they
 // arrive in) as the gRPC writer does, with each compression: the CPU a span costs there is
 // a ceiling on the spans per CPU-second of the whole path (1e9 ÷ ns/span), before Kafka,
-// decoding or gRPC take their share.
+// decoding or gRPC take their share. Beside ours, the compressor Jaeger v2's and the
+// Collector's OTLP gRPC exporter run for `compression: gzip` (gRPC's own, over the standard
+// library's compress/gzip at its default level), on the same request in the same run.
 func BenchmarkCompression(b *testing.B) {
 	gen := spangen.New(1)
 	start := time.Unix(1_780_000_000, 0)
@@ -211,21 +215,33 @@ func BenchmarkCompression(b *testing.B) {
 		}
 	}
 	req := batch.Request()
+	peer := func(w io.Writer) (io.WriteCloser, error) {
+		return stdgzip.NewWriterLevel(w, stdgzip.DefaultCompression)
+	}
 	for _, tc := range []struct {
+		name        string
 		compression string
 		level       int
+		compress    func(io.Writer) (io.WriteCloser, error) // ours when nil
 	}{
-		{config.CompressionGzip, 0}, {config.CompressionGzip, 1}, {config.CompressionZstd, 0}, {config.CompressionSnappy, 0},
+		{compression: config.CompressionGzip}, {compression: config.CompressionGzip, level: 1},
+		{compression: config.CompressionGzip, level: 2}, {compression: config.CompressionGzip, level: 3},
+		{compression: config.CompressionZstd}, {compression: config.CompressionSnappy},
+		{name: "peer-grpc-gzip-stdlib-default", compress: peer},
 	} {
-		b.Run(fmt.Sprintf("%s-level-%d", tc.compression, tc.level), func(b *testing.B) {
-			setGRPCLevel(tc.compression, tc.level)
-			defer setGRPCLevel(tc.compression, 0)
-			compressor := encoding.GetCompressor(tc.compression)
+		name := cmp.Or(tc.name, fmt.Sprintf("%s-level-%d", tc.compression, tc.level))
+		b.Run(name, func(b *testing.B) {
+			compress := tc.compress
+			if compress == nil {
+				setGRPCLevel(tc.compression, tc.level)
+				defer setGRPCLevel(tc.compression, 0)
+				compress = encoding.GetCompressor(tc.compression).Compress
+			}
 			var out bytes.Buffer
 			b.SetBytes(int64(req.Len()))
 			for b.Loop() {
 				out.Reset()
-				w, err := compressor.Compress(&out)
+				w, err := compress(&out)
 				if err != nil {
 					b.Fatal(err)
 				}
