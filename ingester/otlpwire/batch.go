@@ -2,23 +2,58 @@ package otlpwire
 
 import (
 	"bytes"
+	"slices"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Batch builds the ExportTraceServiceRequest of one write. Spans arrive either as whole
 // encoded ResourceSpans (AppendRequest, AppendValidated), which the batch refers to where
-// they are, or one by one under a resource and a scope (SpanBuffer), so that spans of the
-// same process share one ResourceSpans instead of repeating it per span. A Batch is reused
-// with Reset; its zero value is ready.
+// they are — those of one resource merged into one ResourceSpans, its parts still where
+// they arrived —, or one by one under a resource and a scope (SpanBuffer), so that spans
+// of the same process share one ResourceSpans instead of repeating it per span. A Batch is
+// reused with Reset; its zero value is ready.
 type Batch struct {
-	whole   [][]byte // ResourceSpans entries, as field 1 of the request, where they arrived
+	// entries are the ResourceSpans in the order they first arrived: runs of them as
+	// field 1 of the request, where they arrived, and merged ones.
+	entries []batchEntry
 	spans   int
+	merged  []mergedResourceSpans
+	// known is the cache of resources the walk found well-formed, held from the first
+	// AppendValidated to Request or Reset — the decoding of one delivery, so there are
+	// about as many as CPUs — and epoch names this use of it to its slots, which say
+	// which of merged holds their resource.
+	known   *knownResources
+	epoch   uint64
+	journal []int // the merged entries the current AppendValidated added scope spans to
 	groups  []resourceGroup
 	index   map[string]int // encoded Resource → position in groups
-	out     []byte         // the groups, encoded
-	request [][]byte       // whole and out: the pieces Request returns
+	out     []byte         // the groups, and the merged entries' tags and lengths, encoded
+	request [][]byte       // entries and out: the pieces Request returns
 }
+
+// batchEntry is a run of ResourceSpans entries sent as they came, or (piece nil) the
+// merged ResourceSpans of index merged.
+type batchEntry struct {
+	piece  []byte
+	merged int
+}
+
+// mergedResourceSpans is the ResourceSpans of one resource and schema URL: its fields as
+// they arrived, whole (tag and length too), scope spans from every message that had them.
+type mergedResourceSpans struct {
+	resource, schema []byte
+	scopes           [][]byte
+	size             int // of the message: its fields
+	header, body     int // where its tag and length are in out, once encoded
+	// sameResource is the merged entry of the same resource and another schema URL made
+	// before this one, or -1.
+	sameResource int
+}
+
+// epochs counts the uses of batches, for their epoch.
+var epochs atomic.Uint64
 
 // resourceGroup is the spans of one resource, by scope.
 type resourceGroup struct {
@@ -33,9 +68,11 @@ type scopeGroup struct {
 
 // Reset empties the batch, keeping its memory but none of the bytes it was given.
 func (b *Batch) Reset() {
-	clear(b.whole)
+	clear(b.entries)
 	clear(b.request)
-	b.whole, b.request, b.spans, b.out = b.whole[:0], b.request[:0], 0, b.out[:0]
+	b.entries, b.request, b.spans, b.out = b.entries[:0], b.request[:0], 0, b.out[:0]
+	b.unmerge(0)
+	b.releaseKnown()
 	for i := range b.groups {
 		g := &b.groups[i]
 		for j := range g.scopes {
@@ -55,7 +92,7 @@ func (b *Batch) Spans() int { return b.spans }
 // batch refers to req until Reset, which must not change meanwhile.
 func (b *Batch) AppendRequest(req []byte, spans int) {
 	if len(req) > 0 {
-		b.whole = append(b.whole, req)
+		b.entries = append(b.entries, batchEntry{piece: req})
 	}
 	b.spans += spans
 }
@@ -96,16 +133,82 @@ func (b *Batch) SpanBuffer(resource, scope []byte) *[]byte {
 	return &g.scopes[si].spans
 }
 
+// merge adds the well-formed ResourceSpans p to the merged one of its resource and schema
+// URL, or makes it one.
+func (b *Batch) merge(p *resourceSpansParts) {
+	slot, sameResource := p.slot, -1
+	if slot.epoch == b.epoch {
+		for i := slot.group; i >= 0; i = b.merged[i].sameResource {
+			if m := &b.merged[i]; bytes.Equal(m.schema, p.schema) {
+				m.scopes = append(m.scopes, p.scopes)
+				m.size += len(p.scopes)
+				b.journal = append(b.journal, i)
+				return
+			}
+		}
+		sameResource = slot.group
+	}
+	i := len(b.merged)
+	if i < cap(b.merged) {
+		b.merged = b.merged[:i+1]
+	} else {
+		b.merged = append(b.merged, mergedResourceSpans{})
+	}
+	m := &b.merged[i]
+	m.resource, m.schema, m.scopes = p.resource, p.schema, append(m.scopes[:0], p.scopes)
+	m.size = len(p.resource) + len(p.scopes) + len(p.schema)
+	m.sameResource = sameResource
+	b.entries = append(b.entries, batchEntry{merged: i})
+	slot.epoch, slot.group = b.epoch, i
+}
+
+// unmerge takes back what merge did since the journal began, keeping the first keep
+// merged entries, and gives the batch a new epoch: slots may name entries that are gone.
+func (b *Batch) unmerge(keep int) {
+	for _, i := range slices.Backward(b.journal) {
+		if i < keep {
+			m := &b.merged[i]
+			last := len(m.scopes) - 1
+			m.size -= len(m.scopes[last])
+			m.scopes[last] = nil
+			m.scopes = m.scopes[:last]
+		}
+	}
+	b.journal = b.journal[:0]
+	for i := keep; i < len(b.merged); i++ {
+		m := &b.merged[i]
+		clear(m.scopes)
+		m.resource, m.schema, m.scopes = nil, nil, m.scopes[:0]
+	}
+	b.merged = b.merged[:keep]
+	b.epoch = epochs.Add(1)
+}
+
 // AddSpans counts n spans appended to a SpanBuffer.
 func (b *Batch) AddSpans(n int) { b.spans += n }
 
-// Request returns the encoded request of everything added: the whole ResourceSpans where
-// they arrived, then the groups of spans. It stays valid until the next Reset or Request.
-func (b *Batch) Request() Request {
-	if len(b.groups) == 0 {
-		return Request{Pieces: b.whole, Spans: b.spans}
+// releaseKnown gives the resource cache back; spans added later merge only with each other.
+func (b *Batch) releaseKnown() {
+	if b.known != nil {
+		knownResourceCaches.Put(b.known)
+		b.known = nil
 	}
+}
+
+// Request returns the encoded request of everything added: the ResourceSpans in the order
+// they first arrived (one of a resource merged where the first of it was), then the groups
+// of spans. It stays valid until the next Reset or Request.
+func (b *Batch) Request() Request {
+	b.releaseKnown()
 	out := b.out[:0]
+	for i := range b.merged {
+		m := &b.merged[i]
+		m.header = len(out)
+		out = protowire.AppendTag(out, requestResourceSpans, protowire.BytesType)
+		out = protowire.AppendVarint(out, uint64(m.size))
+		m.body = len(out)
+	}
+	groups := len(out)
 	for i := range b.groups {
 		g := &b.groups[i]
 		size := protowire.SizeTag(resourceSpansResource) + protowire.SizeBytes(len(g.resource))
@@ -126,7 +229,23 @@ func (b *Batch) Request() Request {
 		}
 	}
 	b.out = out
-	b.request = append(append(b.request[:0], b.whole...), out)
+	request := b.request[:0]
+	for _, e := range b.entries {
+		if e.piece != nil {
+			request = append(request, e.piece)
+			continue
+		}
+		m := &b.merged[e.merged]
+		request = append(request, out[m.header:m.body], m.resource)
+		request = append(request, m.scopes...)
+		if m.schema != nil {
+			request = append(request, m.schema)
+		}
+	}
+	if len(out) > groups {
+		request = append(request, out[groups:])
+	}
+	b.request = request
 	return Request{Pieces: b.request, Spans: b.spans}
 }
 

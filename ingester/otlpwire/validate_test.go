@@ -2,8 +2,12 @@ package otlpwire
 
 import (
 	"bytes"
+	"encoding/binary"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -15,7 +19,8 @@ import (
 
 // assertLikePData holds AppendValidated to pdata's reading of an export request, as OTLP
 // receivers read the bytes the writer sends: the same bytes accepted and refused, and what
-// it adds decodes to exactly what pdata decodes from the input.
+// it adds decodes to exactly what pdata decodes from the input, up to the resource spans
+// of one resource merged.
 func assertLikePData(t *testing.T, data []byte) {
 	t.Helper()
 	want, wantErr := decodeRequest(data)
@@ -38,9 +43,47 @@ func assertLikePData(t *testing.T, data []byte) {
 	if err != nil {
 		t.Fatalf("pdata cannot decode what the batch holds: %v", err)
 	}
-	if w, g := jsonOf(t, want), jsonOf(t, got); !bytes.Equal(w, g) {
+	if w, g := jsonOf(t, byResource(t, want)), jsonOf(t, byResource(t, got)); !bytes.Equal(w, g) {
 		t.Fatalf("the batch decodes to\n%s\nthe input to\n%s", g, w)
 	}
+}
+
+// byResource merges the resource spans of td of the same resource and schema URL, in the
+// order each first appears, their scope spans in the order they come: what a batch may do,
+// so that the two readings compare whatever the batch merged.
+func byResource(t testing.TB, td ptrace.Traces) ptrace.Traces {
+	t.Helper()
+	out := ptrace.NewTraces()
+	merged := map[string]ptrace.ResourceSpans{}
+	for i := range td.ResourceSpans().Len() {
+		rs := td.ResourceSpans().At(i)
+		key := ptrace.NewTraces()
+		kr := key.ResourceSpans().AppendEmpty()
+		rs.Resource().CopyTo(kr.Resource())
+		kr.SetSchemaUrl(rs.SchemaUrl())
+		m, ok := merged[string(jsonOf(t, key))]
+		if !ok {
+			m = out.ResourceSpans().AppendEmpty()
+			kr.CopyTo(m)
+			merged[string(jsonOf(t, key))] = m
+		}
+		for j := range rs.ScopeSpans().Len() {
+			rs.ScopeSpans().At(j).CopyTo(m.ScopeSpans().AppendEmpty())
+		}
+	}
+	// Scope spans in no order: those of a resource sent apart (of a shape merging would
+	// change) come after those merged where the resource first came.
+	for i := range out.ResourceSpans().Len() {
+		scopes := out.ResourceSpans().At(i).ScopeSpans()
+		keys := map[ptrace.ScopeSpans]string{}
+		for j := range scopes.Len() {
+			one := ptrace.NewTraces()
+			scopes.At(j).CopyTo(one.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty())
+			keys[scopes.At(j)] = string(jsonOf(t, one))
+		}
+		scopes.Sort(func(a, b ptrace.ScopeSpans) bool { return keys[a] < keys[b] })
+	}
+	return out
 }
 
 func jsonOf(t testing.TB, td ptrace.Traces) []byte {
@@ -240,50 +283,189 @@ func TestAppendValidatedIsPData(t *testing.T) {
 }
 
 func TestAppendValidatedKeepsWhatCameBefore(t *testing.T) {
-	var b Batch
 	good := marshal(t, tracetest.Corpus())
+	var alone Batch
+	if _, err := alone.AppendValidated(good); err != nil {
+		t.Fatal(err)
+	}
+	want := alone.Request().AppendTo(nil)
+	var b Batch
 	if _, err := b.AppendValidated(good); err != nil {
 		t.Fatal(err)
 	}
-	before := b.Request().AppendTo(nil)
-	// Good resource spans first, then a broken one: nothing of this request may stay.
+	// Good resource spans first — merged with those before — then a broken one: nothing
+	// of this request may stay.
 	if _, err := b.AppendValidated(cat(good, wrap(field(1, protowire.BytesType, make([]byte, 3))))); err == nil {
 		t.Fatal("a request with a 3-byte trace ID was accepted")
 	}
-	if !bytes.Equal(b.Request().AppendTo(nil), before) || b.Spans() != tracetest.Corpus().SpanCount() {
+	if !bytes.Equal(b.Request().AppendTo(nil), want) || b.Spans() != tracetest.Corpus().SpanCount() {
 		t.Fatalf("a refused request changed the batch: %d spans", b.Spans())
 	}
+	// And what comes after it merges as before: also a resource whose first resource
+	// spans were refused, after another took its place in the batch.
+	broken := wrap(field(1, protowire.BytesType, make([]byte, 3)))
+	of := func(service string) []byte {
+		return field(requestResourceSpans, protowire.BytesType, cat(field(resourceSpansResource, protowire.BytesType, resourceOf(service)),
+			field(resourceSpansScopeSpans, protowire.BytesType, field(scopeSpansSpans, protowire.BytesType, field(SpanName, protowire.BytesType, []byte(service))))))
+	}
+	assertMessagesLikePData(t, good, cat(good, broken), good, cat(of("y"), broken), of("z"), of("y"), good)
 }
 
 // TestAppendValidatedRefersToTheMessage: the batch sends a message's ResourceSpans where
-// they are, in one piece for each run of them between fields it drops, and lets go of the
-// message on Reset.
+// they are — in one piece for each run of them it sends as they came, and those it merges
+// in pieces of their fields — and lets go of the message on Reset.
 func TestAppendValidatedRefersToTheMessage(t *testing.T) {
-	first, second := marshal(t, richTraces()), marshal(t, tracetest.Corpus())
 	unknown := func(num protowire.Number) []byte {
 		return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), 7)
 	}
-	msg := cat(unknown(99), first, second, unknown(98), first)
+	// Resource spans with a field pdata drops are sent as they came.
+	asTheyCame := func(service string) []byte {
+		return field(requestResourceSpans, protowire.BytesType, cat(field(resourceSpansResource, protowire.BytesType, resourceOf(service)),
+			field(resourceSpansScopeSpans, protowire.BytesType, field(scopeSpansSpans, protowire.BytesType, field(SpanName, protowire.BytesType, []byte("op")))),
+			unknown(50)))
+	}
+	first, second := cat(asTheyCame("a"), asTheyCame("b")), asTheyCame("c")
+	msg := cat(unknown(99), first, unknown(98), second, marshal(t, tracetest.Corpus()), marshal(t, richTraces()))
 	var b Batch
 	if _, err := b.AppendValidated(msg); err != nil {
 		t.Fatal(err)
 	}
 	pieces := b.Request().Pieces
-	at := []int{len(unknown(99)), len(unknown(99)) + len(first) + len(second) + len(unknown(98))}
-	lengths := []int{len(first) + len(second), len(first)}
-	if len(pieces) != 2 {
-		t.Fatalf("%d pieces, want 2 (the unknown fields dropped)", len(pieces))
+	for i, want := range [][]byte{first, second} {
+		if !bytes.Equal(pieces[i], want) || !inside(pieces[i], msg) {
+			t.Fatalf("piece %d is % x, not the message's run % x", i, pieces[i], want)
+		}
 	}
-	for i, p := range pieces {
-		if len(p) != lengths[i] || &p[0] != &msg[at[i]] {
-			t.Fatalf("piece %d is %d bytes, not the message's %d at byte %d", i, len(p), lengths[i], at[i])
+	// Past the runs, every piece is in the message but the tags and lengths of the merged
+	// resource spans (a few bytes each).
+	for i, p := range pieces[2:] {
+		if !inside(p, msg) && len(p) > 1+binary.MaxVarintLen64 {
+			t.Errorf("piece %d of %d bytes is not in the message", i+2, len(p))
 		}
 	}
 	b.Reset()
-	for i, p := range b.whole[:cap(b.whole)] {
-		if p != nil {
-			t.Fatalf("after Reset the batch still refers to piece %d", i)
+	for i, e := range b.entries[:cap(b.entries)] {
+		if e.piece != nil {
+			t.Fatalf("after Reset the batch still refers to entry %d", i)
 		}
+	}
+	for i, m := range b.merged[:cap(b.merged)] {
+		if m.resource != nil || m.schema != nil || slices.ContainsFunc(m.scopes[:cap(m.scopes)], func(s []byte) bool { return s != nil }) {
+			t.Fatalf("after Reset the batch still refers to merged entry %d", i)
+		}
+	}
+}
+
+// inside reports whether p is a part of msg's bytes.
+func inside(p, msg []byte) bool {
+	return len(p) > 0 && len(msg) > 0 && uintptr(unsafe.Pointer(&p[0])) >= uintptr(unsafe.Pointer(&msg[0])) &&
+		uintptr(unsafe.Pointer(&p[len(p)-1])) <= uintptr(unsafe.Pointer(&msg[len(msg)-1]))
+}
+
+// resourceOf encodes a Resource of one attribute, service.name.
+func resourceOf(service string) []byte {
+	kv := cat(field(KeyValueKey, protowire.BytesType, []byte("service.name")),
+		field(KeyValueValue, protowire.BytesType, field(ValueString, protowire.BytesType, []byte(service))))
+	return field(ResourceAttributes, protowire.BytesType, kv)
+}
+
+// TestAppendValidatedMergesResources: the resource spans of one resource and schema URL,
+// from one message or many, are sent as one, in the place the first came; those of other
+// resources, of another schema URL, or of a shape merging would change (a field pdata
+// drops, the deprecated instrumentation_library_spans, a resource repeated) are not.
+func TestAppendValidatedMergesResources(t *testing.T) {
+	span := func(name string) []byte {
+		return field(resourceSpansScopeSpans, protowire.BytesType, field(scopeSpansSpans, protowire.BytesType, field(SpanName, protowire.BytesType, []byte(name))))
+	}
+	rs := func(parts ...[]byte) []byte { return field(requestResourceSpans, protowire.BytesType, cat(parts...)) }
+	res := func(service string) []byte {
+		return field(resourceSpansResource, protowire.BytesType, resourceOf(service))
+	}
+	schema := func(url string) []byte { return field(resourceSpansSchemaURL, protowire.BytesType, []byte(url)) }
+	legacy := field(resourceSpansDeprecatedScopeSpans, protowire.BytesType, nil)
+	messages := [][]byte{
+		cat(rs(res("a"), span("a1")), rs(res("b"), span("b1"))),
+		cat(rs(res("a"), span("a2"), span("a3")), rs(schema("s2"), res("a"), span("a/s2"))),
+		rs(res("b"), span("b2")),
+		cat(rs(res("a"), span("a4"), field(60, protowire.VarintType, []byte{1})), rs(res("a"), span("a5"), legacy),
+			rs(res("a"), res("a"), span("a6")), rs(span("a7"), res("a"), span("a8"))),
+		rs(span("a9"), res("a")),
+	}
+	var b Batch
+	for round := range 2 {
+		b.Reset()
+		var want ptrace.Traces
+		for _, m := range messages {
+			if _, err := b.AppendValidated(m); err != nil {
+				t.Fatal(err)
+			}
+			td, err := decodeRequest(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want == (ptrace.Traces{}) {
+				want = td
+			} else {
+				td.ResourceSpans().MoveAndAppendTo(want.ResourceSpans())
+			}
+		}
+		got, err := b.Request().Traces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if jsonOf(t, byResource(t, got)) == nil || !bytes.Equal(jsonOf(t, byResource(t, got)), jsonOf(t, byResource(t, want))) {
+			t.Fatalf("round %d: the batch decodes to\n%s\nthe messages to\n%s", round, jsonOf(t, got), jsonOf(t, want))
+		}
+		var names []string
+		for i := range got.ResourceSpans().Len() {
+			var spans []string
+			for j := range got.ResourceSpans().At(i).ScopeSpans().Len() {
+				ss := got.ResourceSpans().At(i).ScopeSpans().At(j)
+				for k := range ss.Spans().Len() {
+					spans = append(spans, ss.Spans().At(k).Name())
+				}
+			}
+			names = append(names, strings.Join(spans, " "))
+		}
+		// a (merged, where it first came), b (merged), a of schema s2, then those sent as
+		// they came: with a field pdata drops, beside the deprecated field, with its
+		// resource twice, its scope spans apart (the resource between them); and a9, whose
+		// resource came last, merged.
+		wantNames := []string{"a1 a2 a3 a9", "b1 b2", "a/s2", "a4", "a5", "a6", "a7 a8"}
+		if !slices.Equal(names, wantNames) {
+			t.Fatalf("round %d: resource spans of %q, want %q", round, names, wantNames)
+		}
+	}
+}
+
+// TestAppendValidatedMergesLessBytes: the peers benchmark's messages, one trace of 3–7
+// spans each, make a request a quarter smaller merged, every span in it.
+func TestAppendValidatedMergesLessBytes(t *testing.T) {
+	gen := spangen.New(1)
+	start := time.Unix(1_780_000_000, 0)
+	var b Batch
+	sent, spans := 0, 0
+	for i := range 200 {
+		td, _, err := gen.OTLPTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := marshal(t, td)
+		if _, err := b.AppendValidated(msg); err != nil {
+			t.Fatal(err)
+		}
+		sent, spans = sent+len(msg), spans+td.SpanCount()
+	}
+	req := b.Request()
+	got, err := req.Traces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SpanCount() != spans || req.Spans != spans || len(tracetest.Views(got)) != spans {
+		t.Fatalf("%d spans (%d distinct) in the request, the batch counts %d, the messages hold %d", got.SpanCount(), len(tracetest.Views(got)), req.Spans, spans)
+	}
+	if ratio := float64(req.Len()) / float64(sent); ratio > 0.8 || got.ResourceSpans().Len() > 60 {
+		t.Fatalf("merged, the request is %.2f of the messages' bytes, in %d resource spans", ratio, got.ResourceSpans().Len())
 	}
 }
 
@@ -338,7 +520,45 @@ func FuzzAppendValidated(f *testing.F) {
 	for _, data := range wireCases(f) {
 		f.Add(data)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) { assertLikePData(t, data) })
+	corpus := marshal(f, tracetest.Corpus())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		assertLikePData(t, data)
+		// After messages of the same resources, and twice, to merge with them — or to be
+		// refused after merging some of its resource spans, leaving the batch as it was.
+		assertMessagesLikePData(t, corpus, data, data)
+	})
+}
+
+// assertMessagesLikePData adds messages to one batch: those pdata refuses must be refused
+// and leave the batch as it was, and the batch must decode to what pdata decodes from the
+// others, up to the resource spans of one resource merged.
+func assertMessagesLikePData(t *testing.T, messages ...[]byte) {
+	t.Helper()
+	var b Batch
+	want := ptrace.NewTraces()
+	for _, m := range messages {
+		td, wantErr := decodeRequest(m)
+		spans := b.Spans() // not Request: it would end the merging with what came before
+		if _, err := b.AppendValidated(m); (err == nil) != (wantErr == nil) {
+			t.Fatalf("AppendValidated error %v, pdata error %v, for % x", err, wantErr, m)
+		} else if err != nil {
+			if b.Spans() != spans {
+				t.Fatalf("a refused message changed the batch's spans from %d to %d", spans, b.Spans())
+			}
+			continue
+		}
+		td.ResourceSpans().MoveAndAppendTo(want.ResourceSpans())
+	}
+	got, err := b.Request().Traces()
+	if err != nil {
+		t.Fatalf("pdata cannot decode what the batch holds: %v", err)
+	}
+	if b.Spans() != want.SpanCount() || got.SpanCount() != want.SpanCount() {
+		t.Fatalf("the batch counts %d spans and holds %d, pdata decodes %d", b.Spans(), got.SpanCount(), want.SpanCount())
+	}
+	if w, g := jsonOf(t, byResource(t, want)), jsonOf(t, byResource(t, got)); !bytes.Equal(w, g) {
+		t.Fatalf("the batch decodes to\n%s\nthe messages to\n%s", g, w)
+	}
 }
 
 func BenchmarkAppendValidated(b *testing.B) {
