@@ -27,7 +27,7 @@ func init() {
 	encoding.RegisterCompressor(grpcZstd)
 	encoding.RegisterCompressor(&grpcCompressor{name: config.CompressionSnappy,
 		newWriter: func(w io.Writer, _ int) resettableWriter { return snappy.NewBufferedWriter(w) },
-		newReader: func(r io.Reader) (io.Reader, error) { return snappy.NewReader(r), nil }})
+		newReader: func(r io.Reader) (resettableReader, error) { return snappyReader{snappy.NewReader(r)}, nil }})
 }
 
 var (
@@ -36,20 +36,30 @@ var (
 			z, _ := gzip.NewWriterLevel(w, gzipLevel(level))
 			return z
 		},
-		newReader: func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) }}
+		newReader: func(r io.Reader) (resettableReader, error) { return gzip.NewReader(r) }}
 	grpcZstd = &grpcCompressor{name: config.CompressionZstd,
 		newWriter: func(w io.Writer, level int) resettableWriter {
 			z, _ := zstd.NewWriter(w, append(zstdOptions(level), zstd.WithEncoderConcurrency(1))...)
 			return z
 		},
-		newReader: func(r io.Reader) (io.Reader, error) {
-			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-			if err != nil {
-				return nil, err
-			}
-			return d.IOReadCloser(), nil
+		newReader: func(r io.Reader) (resettableReader, error) {
+			return zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		}}
 )
+
+// resettableReader is a decompressing reader that can be used again for another stream.
+type resettableReader interface {
+	io.Reader
+	Reset(io.Reader) error
+}
+
+// snappyReader is snappy's reader, whose Reset cannot fail.
+type snappyReader struct{ *snappy.Reader }
+
+func (r snappyReader) Reset(from io.Reader) error {
+	r.Reader.Reset(from)
+	return nil
+}
 
 // gzipLevel is the gzip level of a compressionLevel: gzip's default when unset.
 func gzipLevel(level int) int {
@@ -102,9 +112,10 @@ type resettableWriter interface {
 type grpcCompressor struct {
 	name      string
 	newWriter func(w io.Writer, level int) resettableWriter
-	newReader func(io.Reader) (io.Reader, error)
+	newReader func(io.Reader) (resettableReader, error)
 	level     atomic.Int64
-	writers   sync.Map // level → *sync.Pool
+	writers   sync.Map  // level → *sync.Pool
+	readers   sync.Pool // of *pooledReader
 }
 
 func (c *grpcCompressor) Name() string { return c.name }
@@ -131,7 +142,37 @@ func (c *grpcCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
 // buffer of its own (800,000 allocations over 500,000 spans before this buffer).
 const compressedChunk = 32 << 10
 
-func (c *grpcCompressor) Decompress(r io.Reader) (io.Reader, error) { return c.newReader(r) }
+// Decompress reads a response. Its reader goes back to the pool once it has read the
+// response to the end: a new one each time was a 32 KB window (gzip) or a decoder (zstd)
+// a request.
+func (c *grpcCompressor) Decompress(r io.Reader) (io.Reader, error) {
+	if pr, ok := c.readers.Get().(*pooledReader); ok {
+		if err := pr.resettableReader.Reset(r); err != nil {
+			return nil, err
+		}
+		return pr, nil
+	}
+	d, err := c.newReader(r)
+	if err != nil {
+		return nil, err
+	}
+	return &pooledReader{resettableReader: d, pool: &c.readers}, nil
+}
+
+// pooledReader is a decompressor that puts itself back in its pool at the end of its
+// stream: gRPC reads a message to the end and never closes it.
+type pooledReader struct {
+	resettableReader
+	pool *sync.Pool
+}
+
+func (r *pooledReader) Read(p []byte) (int, error) {
+	n, err := r.resettableReader.Read(p)
+	if err == io.EOF {
+		r.pool.Put(r)
+	}
+	return n, err
+}
 
 // pooledWriter is a compressor writing through out; Close flushes both and puts it back
 // in its pool.

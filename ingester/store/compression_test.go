@@ -262,3 +262,43 @@ func BenchmarkCompression(b *testing.B) {
 		})
 	}
 }
+
+// TestDecompressorsGoBackToTheirPool reads many responses at once with each gRPC
+// compressor: a decompressor is used again only once its stream was read to the end, so
+// each reads its own stream whole (the race detector watches the sharing).
+func TestDecompressorsGoBackToTheirPool(t *testing.T) {
+	for _, name := range []string{config.CompressionGzip, config.CompressionZstd, config.CompressionSnappy} {
+		t.Run(name, func(t *testing.T) {
+			c := encoding.GetCompressor(name)
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Go(func() {
+					for i := range 50 {
+						want := bytes.Repeat([]byte(fmt.Sprintf("stream %d of reader %d; ", i, g)), 1+i*10)
+						var compressed bytes.Buffer
+						w, err := c.Compress(&compressed)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if _, err := w.Write(want); err != nil || w.Close() != nil {
+							t.Errorf("compressing: %v", err)
+							return
+						}
+						r, err := c.Decompress(&compressed)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						got, err := io.ReadAll(r)
+						if err != nil || !bytes.Equal(got, want) {
+							t.Errorf("stream %d of reader %d: %d bytes (%v), want %d", i, g, len(got), err, len(want))
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -143,15 +145,39 @@ func (o *OTLP) writeGRPC(ctx context.Context, req [][]byte) error {
 	if o.compresses() {
 		opts = append(opts, grpc.UseCompressor(o.cfg.Compression)) // registered in compression.go
 	}
+	scratch := marshalScratches.Get().(*marshalScratch)
+	defer marshalScratches.Put(scratch)
 	resp := ptraceotlp.NewExportResponse()
-	if err := o.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, opts...); err != nil {
+	err := o.conn.Invoke(ctx, exportMethod, encodedRequest{pieces: req, scratch: scratch}, &resp, opts...)
+	scratch.clear() // gRPC read the pieces while it sent them: it holds none now
+	if err != nil {
 		return grpcFailure(err)
 	}
 	return partialSuccess(resp)
 }
 
-// encodedRequest is an ExportTraceServiceRequest already encoded, in pieces.
-type encodedRequest [][]byte
+// encodedRequest is an ExportTraceServiceRequest already encoded, in pieces, and the
+// room to hand them to gRPC in.
+type encodedRequest struct {
+	pieces  [][]byte
+	scratch *marshalScratch
+}
+
+// marshalScratch is where the codec makes the pieces gRPC's buffers, kept from request to
+// request: a request merged by resource is a thousand pieces or more, and two arrays that
+// large a request were most of what the writer allocated.
+type marshalScratch struct {
+	buffers []mem.SliceBuffer
+	pieces  mem.BufferSlice
+}
+
+var marshalScratches = sync.Pool{New: func() any { return new(marshalScratch) }}
+
+// clear lets go of the pieces.
+func (s *marshalScratch) clear() {
+	clear(s.buffers)
+	clear(s.pieces)
+}
 
 // encodedCodec sends an encodedRequest as it is, and reads the response with pdata.
 type encodedCodec struct {
@@ -167,18 +193,22 @@ func (c encodedCodec) Marshal(v any) (mem.BufferSlice, error) {
 	}
 	if c.copy {
 		pool := mem.DefaultBufferPool()
-		buf := pool.Get(otlpwire.Request{Pieces: req}.Len())
-		*buf = otlpwire.Request{Pieces: req}.AppendTo((*buf)[:0])
+		buf := pool.Get(otlpwire.Request{Pieces: req.pieces}.Len())
+		*buf = otlpwire.Request{Pieces: req.pieces}.AppendTo((*buf)[:0])
 		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 	}
 	// Pointers into one array: a SliceBuffer put in an interface by value would be an
 	// allocation a piece.
-	buffers, pieces := make([]mem.SliceBuffer, len(req)), make(mem.BufferSlice, len(req))
-	for i, p := range req {
-		buffers[i] = p
-		pieces[i] = &buffers[i]
+	s := req.scratch
+	if s == nil {
+		s = new(marshalScratch)
 	}
-	return pieces, nil
+	s.buffers, s.pieces = slices.Grow(s.buffers[:0], len(req.pieces))[:len(req.pieces)], slices.Grow(s.pieces[:0], len(req.pieces))[:len(req.pieces)]
+	for i, p := range req.pieces {
+		s.buffers[i] = p
+		s.pieces[i] = &s.buffers[i]
+	}
+	return s.pieces, nil
 }
 
 func (encodedCodec) Unmarshal(data mem.BufferSlice, v any) error {
