@@ -196,25 +196,28 @@ func variedTraces(n int) ptrace.Traces {
 
 // BenchmarkCompression compresses the request of one delivery of the peers benchmark's
 // otlp_proto topic (about 1,000 spans in 210 messages of one trace each, in the pieces they
-// arrive in) as the gRPC writer does, with each compression: the CPU a span costs there is
-// a ceiling on the spans per CPU-second of the whole path (1e9 ÷ ns/span), before Kafka,
-// decoding or gRPC take their share. Beside ours, the compressor Jaeger v2's and the
-// Collector's OTLP gRPC exporter run for `compression: gzip` (gRPC's own, over the standard
-// library's compress/gzip at its default level), on the same request in the same run.
+// arrive in, merged by resource) as the gRPC writer does, with each compression: the CPU a
+// span costs there is a ceiling on the spans per CPU-second of the whole path (1e9 ÷
+// ns/span), before Kafka, decoding or gRPC take their share. Beside ours, in the same run:
+// the same messages as they came, unmerged (as the Collector's batch processor joins them),
+// at gzip's default level, and what Jaeger v2's and the Collector's OTLP gRPC exporter do
+// for `compression: gzip` (gRPC's own gzip, the standard library's compress/gzip at its
+// default level) on them.
 func BenchmarkCompression(b *testing.B) {
 	gen := spangen.New(1)
 	start := time.Unix(1_780_000_000, 0)
-	var batch otlpwire.Batch
+	var merged, asTheyCame otlpwire.Batch
 	for i := range 210 {
 		td, _, err := gen.OTLPTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := batch.AppendValidated(otlpwire.RequestOf(td).AppendTo(nil)); err != nil {
+		msg := otlpwire.RequestOf(td).AppendTo(nil)
+		if _, err := merged.AppendValidated(msg); err != nil {
 			b.Fatal(err)
 		}
+		asTheyCame.AppendRequest(msg, td.SpanCount())
 	}
-	req := batch.Request()
 	peer := func(w io.Writer) (io.WriteCloser, error) {
 		return stdgzip.NewWriterLevel(w, stdgzip.DefaultCompression)
 	}
@@ -223,12 +226,18 @@ func BenchmarkCompression(b *testing.B) {
 		compression string
 		level       int
 		compress    func(io.Writer) (io.WriteCloser, error) // ours when nil
+		unmerged    bool
 	}{
 		{compression: config.CompressionGzip}, {compression: config.CompressionGzip, level: 1},
 		{compression: config.CompressionGzip, level: 2}, {compression: config.CompressionGzip, level: 3},
 		{compression: config.CompressionZstd}, {compression: config.CompressionSnappy},
-		{name: "peer-grpc-gzip-stdlib-default", compress: peer},
+		{name: "gzip-level-0-unmerged", compression: config.CompressionGzip, unmerged: true},
+		{name: "peer-grpc-gzip-stdlib-default-unmerged", compress: peer, unmerged: true},
 	} {
+		req := merged.Request()
+		if tc.unmerged {
+			req = asTheyCame.Request()
+		}
 		name := cmp.Or(tc.name, fmt.Sprintf("%s-level-%d", tc.compression, tc.level))
 		b.Run(name, func(b *testing.B) {
 			compress := tc.compress
