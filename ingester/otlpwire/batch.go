@@ -26,7 +26,8 @@ type Batch struct {
 	// which of merged holds their resource.
 	known   *knownResources
 	epoch   uint64
-	journal []int // the merged entries the current AppendValidated added scope spans to
+	journal []int              // the merged entries the current AppendValidated added scope spans to
+	parts   resourceSpansParts // of the ResourceSpans being walked
 	groups  []resourceGroup
 	index   map[string]int // encoded Resource → position in groups
 	out     []byte         // the groups, and the merged entries' tags and lengths, encoded
@@ -139,7 +140,7 @@ func (b *Batch) merge(p *resourceSpansParts) {
 	slot, sameResource := p.slot, -1
 	if slot.epoch == b.epoch {
 		for i := slot.group; i >= 0; i = b.merged[i].sameResource {
-			if m := &b.merged[i]; bytes.Equal(m.schema, p.schema) {
+			if m := &b.merged[i]; len(m.schema) == len(p.schema) && (len(p.schema) == 0 || bytes.Equal(m.schema, p.schema)) {
 				m.scopes = append(m.scopes, p.scopes)
 				m.size += len(p.scopes)
 				b.journal = append(b.journal, i)
@@ -189,6 +190,7 @@ func (b *Batch) AddSpans(n int) { b.spans += n }
 
 // releaseKnown gives the resource cache back; spans added later merge only with each other.
 func (b *Batch) releaseKnown() {
+	b.parts = resourceSpansParts{} // nor the last message's bytes, nor a slot of the cache
 	if b.known != nil {
 		knownResourceCaches.Put(b.known)
 		b.known = nil

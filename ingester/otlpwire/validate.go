@@ -67,14 +67,13 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 		if err != nil {
 			return refuse(err)
 		}
-		parts, err := walkResourceSpans(body, known)
-		if err != nil {
+		if err := walkResourceSpans(body, known, &b.parts); err != nil {
 			return refuse(fmt.Errorf("resource spans at byte %d: %w", entry, err))
 		}
-		spans += parts.spans
+		spans += b.parts.spans
 		pos = end
-		if parts.mergeable {
-			b.merge(&parts)
+		if b.parts.mergeable {
+			b.merge(&b.parts)
 			continue
 		}
 		// Consecutive entries sent as they came go in one piece.
@@ -107,8 +106,9 @@ type resourceSpansParts struct {
 // walkResourceSpans checks a ResourceSpans message and counts its spans the way pdata
 // reads them: the deprecated instrumentation_library_spans (field 1000) only when there
 // is no scope_spans.
-func walkResourceSpans(buf []byte, known *knownResources) (resourceSpansParts, error) {
-	var p resourceSpansParts
+// It fills p (the caller's, so that it is not copied out on every return).
+func walkResourceSpans(buf []byte, known *knownResources, p *resourceSpansParts) error {
+	*p = resourceSpansParts{}
 	spans, legacySpans, scopes, resources, schemas := 0, 0, 0, 0, 0
 	scopesStart, scopesEnd := -1, -1
 	oneRun, other := true, false
@@ -116,18 +116,18 @@ func walkResourceSpans(buf []byte, known *knownResources) (resourceSpansParts, e
 		field := pos
 		num, typ, next, err := consumeTag(buf, pos)
 		if err != nil {
-			return p, err
+			return err
 		}
 		switch num {
 		case resourceSpansResource:
 			var body []byte
 			if body, pos, err = consumeLen(buf, next, typ, "Resource"); err != nil {
-				return p, err
+				return err
 			}
 			slot, ok := known.lookup(body)
 			if !ok {
 				if err = walkResource(body); err != nil {
-					return p, fmt.Errorf("Resource: %w", err)
+					return fmt.Errorf("Resource: %w", err)
 				}
 				remember(slot, body)
 			}
@@ -136,11 +136,11 @@ func walkResourceSpans(buf []byte, known *knownResources) (resourceSpansParts, e
 		case resourceSpansScopeSpans, resourceSpansDeprecatedScopeSpans:
 			var body []byte
 			if body, pos, err = consumeLen(buf, next, typ, "ScopeSpans"); err != nil {
-				return p, err
+				return err
 			}
 			n, err := walkScopeSpans(body)
 			if err != nil {
-				return p, err
+				return err
 			}
 			if num == resourceSpansDeprecatedScopeSpans {
 				legacySpans += n
@@ -157,24 +157,24 @@ func walkResourceSpans(buf []byte, known *knownResources) (resourceSpansParts, e
 			scopesEnd = pos
 		case resourceSpansSchemaURL:
 			if _, pos, err = consumeLen(buf, next, typ, "SchemaUrl"); err != nil {
-				return p, err
+				return err
 			}
 			p.schema = buf[field:pos]
 			schemas++
 		default:
 			if pos, err = skipUnknown(buf, next, typ); err != nil {
-				return p, err
+				return err
 			}
 			other = true
 		}
 	}
 	if scopes == 0 {
 		p.spans = legacySpans
-		return p, nil
+		return nil
 	}
 	p.spans, p.scopes = spans, buf[scopesStart:scopesEnd]
 	p.mergeable = resources == 1 && p.slot != nil && schemas <= 1 && oneRun && !other
-	return p, nil
+	return nil
 }
 
 func walkScopeSpans(buf []byte) (int, error) {

@@ -349,6 +349,9 @@ func TestAppendValidatedRefersToTheMessage(t *testing.T) {
 			t.Fatalf("after Reset the batch still refers to entry %d", i)
 		}
 	}
+	if p := b.parts; p.resource != nil || p.scopes != nil || p.schema != nil || p.slot != nil || b.known != nil {
+		t.Fatal("after Reset the batch still refers to the last resource spans walked, or to its resource cache")
+	}
 	for i, m := range b.merged[:cap(b.merged)] {
 		if m.resource != nil || m.schema != nil || slices.ContainsFunc(m.scopes[:cap(m.scopes)], func(s []byte) bool { return s != nil }) {
 			t.Fatalf("after Reset the batch still refers to merged entry %d", i)
