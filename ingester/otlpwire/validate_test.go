@@ -3,6 +3,8 @@ package otlpwire
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"testing"
@@ -309,6 +311,50 @@ func TestAppendValidatedKeepsWhatCameBefore(t *testing.T) {
 			field(resourceSpansScopeSpans, protowire.BytesType, field(scopeSpansSpans, protowire.BytesType, field(SpanName, protowire.BytesType, []byte(service))))))
 	}
 	assertMessagesLikePData(t, good, cat(good, broken), good, cat(of("y"), broken), of("z"), of("y"), good)
+
+	// Nor does a refused message stay behind the batch's slices after Reset: neither its
+	// resource spans sent as they came nor those merged into what came before.
+	var c Batch
+	if _, err := c.AppendValidated(of("a")); err != nil {
+		t.Fatal(err)
+	}
+	asTheyCame := field(requestResourceSpans, protowire.BytesType, cat(field(resourceSpansResource, protowire.BytesType, resourceOf("b")),
+		field(resourceSpansScopeSpans, protowire.BytesType, nil), field(70, protowire.VarintType, []byte{1})))
+	if _, err := c.AppendValidated(cat(of("a"), asTheyCame, broken)); err == nil {
+		t.Fatal("a request with a 3-byte trace ID was accepted")
+	}
+	c.Reset()
+	for i, e := range c.entries[:cap(c.entries)] {
+		if e.piece != nil {
+			t.Errorf("after Reset the batch still refers to entry %d: % x", i, e.piece)
+		}
+	}
+	for i, m := range c.merged[:cap(c.merged)] {
+		for j, scopes := range m.scopes[:cap(m.scopes)] {
+			if scopes != nil {
+				t.Errorf("after Reset merged entry %d still refers to scope spans %d: % x", i, j, scopes)
+			}
+		}
+	}
+}
+
+// TestAppendValidatedForgetsAnEvictedResource: three resources of one set of the resource
+// cache, in turn in one batch — the third takes the first one's slot, which must no longer
+// name the first one's merged entry (its spans would go under another resource).
+func TestAppendValidatedForgetsAnEvictedResource(t *testing.T) {
+	bySet := map[uint64][]string{}
+	var same []string
+	for i := 0; len(same) < 3; i++ {
+		service := fmt.Sprintf("service-%d", i)
+		set := maphash.Bytes(knownResourceSeed, resourceOf(service)) % knownResourceSets
+		bySet[set] = append(bySet[set], service)
+		same = bySet[set]
+	}
+	of := func(service, span string) []byte {
+		return field(requestResourceSpans, protowire.BytesType, cat(field(resourceSpansResource, protowire.BytesType, resourceOf(service)),
+			field(resourceSpansScopeSpans, protowire.BytesType, field(scopeSpansSpans, protowire.BytesType, field(SpanName, protowire.BytesType, []byte(span))))))
+	}
+	assertMessagesLikePData(t, of(same[0], "1"), of(same[1], "2"), of(same[2], "3"), of(same[0], "4"), of(same[1], "5"), of(same[2], "6"))
 }
 
 // TestAppendValidatedRefersToTheMessage: the batch sends a message's ResourceSpans where

@@ -279,6 +279,31 @@ func TestDecompressorsGoBackToTheirPool(t *testing.T) {
 	for _, name := range []string{config.CompressionGzip, config.CompressionZstd, config.CompressionSnappy} {
 		t.Run(name, func(t *testing.T) {
 			c := encoding.GetCompressor(name)
+			// One after the other, a stream read to its end lets the next use its reader.
+			seen, reused := map[io.Reader]bool{}, 0
+			for i := range 20 {
+				var compressed bytes.Buffer
+				w, _ := c.Compress(&compressed)
+				_, _ = fmt.Fprintf(w, "stream %d", i)
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				r, err := c.Decompress(&compressed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if seen[r] {
+					reused++
+				}
+				seen[r] = true
+				if got, err := io.ReadAll(r); err != nil || string(got) != fmt.Sprintf("stream %d", i) {
+					t.Fatalf("stream %d read as %q (%v)", i, got, err)
+				}
+			}
+			if reused == 0 {
+				t.Error("no decompressor was used twice in 20 streams read one after the other")
+			}
+			// At once: each reads its own stream whole.
 			var wg sync.WaitGroup
 			for g := range 4 {
 				wg.Go(func() {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -127,6 +129,15 @@ func TestOTLPGRPC(t *testing.T) {
 	}
 	if r := failure.AsRejected(w.Write(ctx, otlpwire.RequestOf(someTraces(1)))); r == nil || r.Spans != 2 || r.Message == "" {
 		t.Errorf("partial success reported as %+v", r)
+	}
+	// The room the codec handed the pieces to gRPC in is kept for the next request, not the
+	// pieces: they are the messages' bytes, given back once the write returns.
+	for range 4 {
+		scratch := marshalScratches.Get().(*marshalScratch)
+		if slices.ContainsFunc(scratch.buffers[:cap(scratch.buffers)], func(b mem.SliceBuffer) bool { return b != nil }) ||
+			slices.ContainsFunc(scratch.pieces[:cap(scratch.pieces)], func(b mem.Buffer) bool { return b != nil }) {
+			t.Fatal("a pooled scratch of the gRPC codec still holds the pieces of a request sent")
+		}
 	}
 }
 
