@@ -3,10 +3,12 @@ package decode
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gogo/protobuf/jsonpb"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
@@ -119,4 +121,96 @@ func TestJaegerSpansShareTheirProcess(t *testing.T) {
 				req.Spans, len(processes), req.Len(), ungrouped, float64(req.Len())/float64(ungrouped))
 		})
 	}
+}
+
+// TestTracesShareTheirResource decodes a delivery's worth of messages of one trace each,
+// as the Collector's Kafka exporter writes them, in every encoding of that shape, into one
+// batch: the spans of one resource share one ResourceSpans whatever message they came in,
+// and each span is what decoding its message alone makes of it.
+func TestTracesShareTheirResource(t *testing.T) {
+	for _, encoding := range []string{config.EncodingOTLPProto, config.EncodingOTLPJSON, config.EncodingZipkinJSON, config.EncodingZipkinProto} {
+		t.Run(encoding, func(t *testing.T) {
+			d, err := New(encoding)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gen := spangen.New(22)
+			start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+			var batch otlpwire.Batch
+			want := ptrace.NewTraces()
+			for i := range 100 {
+				td, _, err := gen.OTLPTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, data := range encodeAs(t, encoding, td) {
+					if _, err := d.Decode(&batch, data); err != nil {
+						t.Fatal(err)
+					}
+					one, err := decodeOne(t, d, data)
+					if err != nil {
+						t.Fatal(err)
+					}
+					one.ResourceSpans().MoveAndAppendTo(want.ResourceSpans())
+				}
+			}
+			resources := map[string]bool{}
+			for _, rs := range want.ResourceSpans().All() {
+				key := ptrace.NewTraces()
+				rs.Resource().CopyTo(key.ResourceSpans().AppendEmpty().Resource())
+				key.ResourceSpans().At(0).SetSchemaUrl(rs.SchemaUrl())
+				resources[string(jsonOf(t, key))] = true
+			}
+			req := batch.Request()
+			got, err := req.Traces()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Zipkin's translator writes a resource's attributes in a new order on each
+			// decode, so that the same one has other bytes in another message: fewer merge.
+			exact := !strings.HasPrefix(encoding, "zipkin")
+			if exact && got.ResourceSpans().Len() != len(resources) || got.ResourceSpans().Len() >= want.ResourceSpans().Len() {
+				t.Errorf("%d resource spans for %d distinct resources (%d one message at a time)",
+					got.ResourceSpans().Len(), len(resources), want.ResourceSpans().Len())
+			}
+			if req.Spans != want.SpanCount() {
+				t.Errorf("the batch counts %d spans, the messages hold %d", req.Spans, want.SpanCount())
+			}
+			if !slices.Equal(perSpan(t, sortedAttributes(got)), perSpan(t, sortedAttributes(want))) {
+				t.Error("the merged spans differ from the spans decoded one message at a time")
+			}
+		})
+	}
+}
+
+// sortedAttributes puts the attributes of td's resources, spans and events in the order of
+// their keys: Zipkin's translator writes them in a Go map's order, new on each decode.
+func sortedAttributes(td ptrace.Traces) ptrace.Traces {
+	sortMap := func(m pcommon.Map) {
+		sorted := pcommon.NewMap()
+		keys := slices.Sorted(func(yield func(string) bool) {
+			for k := range m.All() {
+				if !yield(k) {
+					return
+				}
+			}
+		})
+		for _, k := range keys {
+			v, _ := m.Get(k)
+			v.CopyTo(sorted.PutEmpty(k))
+		}
+		sorted.CopyTo(m)
+	}
+	for _, rs := range td.ResourceSpans().All() {
+		sortMap(rs.Resource().Attributes())
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, span := range ss.Spans().All() {
+				sortMap(span.Attributes())
+				for _, event := range span.Events().All() {
+					sortMap(event.Attributes())
+				}
+			}
+		}
+	}
+	return td
 }

@@ -28,6 +28,9 @@ type Batch struct {
 	epoch   uint64
 	journal []int              // the merged entries the current AppendValidated added scope spans to
 	parts   resourceSpansParts // of the ResourceSpans being walked
+	// byHash finds a resource's merged entry (the last made) by its hash when its slot in
+	// the cache no longer names it; checked against the bytes.
+	byHash  map[uint64]int
 	groups  []resourceGroup
 	index   map[string]int // encoded Resource → position in groups
 	out     []byte         // the groups, and the merged entries' tags and lengths, encoded
@@ -44,10 +47,10 @@ type batchEntry struct {
 // mergedResourceSpans is the ResourceSpans of one resource and schema URL: its fields as
 // they arrived, whole (tag and length too), scope spans from every message that had them.
 type mergedResourceSpans struct {
-	resource, schema []byte
-	scopes           [][]byte
-	size             int // of the message: its fields
-	header, body     int // where its tag and length are in out, once encoded
+	resource, resourceBody, schema []byte // resourceBody: the resource's message, inside resource
+	scopes                         [][]byte
+	size                           int // of the message: its fields
+	header, body                   int // where its tag and length are in out, once encoded
 	// sameResource is the merged entry of the same resource and another schema URL made
 	// before this one, or -1.
 	sameResource int
@@ -74,6 +77,7 @@ func (b *Batch) Reset() {
 	b.entries, b.request, b.spans, b.out = b.entries[:0], b.request[:0], 0, b.out[:0]
 	b.unmerge(0)
 	b.releaseKnown()
+	clear(b.byHash)
 	for i := range b.groups {
 		g := &b.groups[i]
 		for j := range g.scopes {
@@ -138,6 +142,13 @@ func (b *Batch) SpanBuffer(resource, scope []byte) *[]byte {
 // URL, or makes it one.
 func (b *Batch) merge(p *resourceSpansParts) {
 	slot, sameResource := p.slot, -1
+	if slot.epoch != b.epoch {
+		// Not linked in this batch: new to it, or its slot was taken by another resource
+		// of its set since (three of a fleet of 40 share a set about once in seven).
+		if i, ok := b.byHash[p.hash]; ok && i < len(b.merged) && bytes.Equal(b.merged[i].resourceBody, p.body) {
+			slot.epoch, slot.group = b.epoch, i
+		}
+	}
 	if slot.epoch == b.epoch {
 		for i := slot.group; i >= 0; i = b.merged[i].sameResource {
 			if m := &b.merged[i]; len(m.schema) == len(p.schema) && (len(p.schema) == 0 || bytes.Equal(m.schema, p.schema)) {
@@ -156,11 +167,15 @@ func (b *Batch) merge(p *resourceSpansParts) {
 		b.merged = append(b.merged, mergedResourceSpans{})
 	}
 	m := &b.merged[i]
-	m.resource, m.schema, m.scopes = p.resource, p.schema, append(m.scopes[:0], p.scopes)
+	m.resource, m.resourceBody, m.schema, m.scopes = p.resource, p.body, p.schema, append(m.scopes[:0], p.scopes)
 	m.size = len(p.resource) + len(p.scopes) + len(p.schema)
 	m.sameResource = sameResource
 	b.entries = append(b.entries, batchEntry{merged: i})
 	slot.epoch, slot.group = b.epoch, i
+	if b.byHash == nil {
+		b.byHash = map[uint64]int{}
+	}
+	b.byHash[p.hash] = i
 }
 
 // unmerge takes back what merge did since the journal began, keeping the first keep
@@ -179,7 +194,7 @@ func (b *Batch) unmerge(keep int) {
 	for i := keep; i < len(b.merged); i++ {
 		m := &b.merged[i]
 		clear(m.scopes)
-		m.resource, m.schema, m.scopes = nil, nil, m.scopes[:0]
+		m.resource, m.resourceBody, m.schema, m.scopes = nil, nil, nil, m.scopes[:0]
 	}
 	b.merged = b.merged[:keep]
 	b.epoch = epochs.Add(1)

@@ -45,18 +45,19 @@ var knownResourceSeed = maphash.MakeSeed()
 // a batch, there would be one for every write in flight, hundreds with a high parallelism.
 var knownResourceCaches = sync.Pool{New: func() any { return new(knownResources) }}
 
-// lookup returns body's slot, and whether it holds body: the slot used last of its set if
-// body is there, else the other, which becomes the one used last.
-func (k *knownResources) lookup(body []byte) (slot *knownResource, known bool) {
+// lookup returns body's slot, whether it holds body, and body's hash: the slot used last of
+// its set if body is there, else the other, which becomes the one used last.
+func (k *knownResources) lookup(body []byte) (slot *knownResource, known bool, hash uint64) {
 	if len(body) == 0 || len(body) > knownResourceMaxBytes {
-		return nil, false
+		return nil, false, 0
 	}
-	set := &k.sets[maphash.Bytes(knownResourceSeed, body)%knownResourceSets]
+	hash = maphash.Bytes(knownResourceSeed, body)
+	set := &k.sets[hash%knownResourceSets]
 	if bytes.Equal(set[0].body, body) {
-		return &set[0], true
+		return &set[0], true, hash
 	}
 	set[0], set[1] = set[1], set[0]
-	return &set[0], bytes.Equal(set[0].body, body)
+	return &set[0], bytes.Equal(set[0].body, body), hash
 }
 
 // remember puts a resource found well-formed in its slot, from lookup; it is in no group.

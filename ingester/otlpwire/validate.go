@@ -92,11 +92,13 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 // resourceSpansParts is where the fields of one well-formed ResourceSpans are.
 type resourceSpansParts struct {
 	spans int
-	// resource is the resource field whole (tag and length too), scopes the run of
-	// scope_spans fields, schema the schema_url field whole, or nil.
-	resource, scopes, schema []byte
-	// slot is the resource's in the known resources; nil when it is not kept there.
+	// resource is the resource field whole (tag and length too), body its message, scopes
+	// the run of scope_spans fields, schema the schema_url field whole, or nil.
+	resource, body, scopes, schema []byte
+	// slot is the resource's in the known resources, nil when it is not kept there; hash
+	// is the body's, as the cache hashes it.
 	slot *knownResource
+	hash uint64
 	// mergeable: the message is one resource kept in the cache, one run of scope spans
 	// and at most one schema URL. Anything else — a field pdata drops, the deprecated
 	// instrumentation_library_spans, a field repeated — is sent as it came.
@@ -124,14 +126,14 @@ func walkResourceSpans(buf []byte, known *knownResources, p *resourceSpansParts)
 			if body, pos, err = consumeLen(buf, next, typ, "Resource"); err != nil {
 				return err
 			}
-			slot, ok := known.lookup(body)
+			slot, ok, hash := known.lookup(body)
 			if !ok {
 				if err = walkResource(body); err != nil {
 					return fmt.Errorf("Resource: %w", err)
 				}
 				remember(slot, body)
 			}
-			p.resource, p.slot = buf[field:pos], slot
+			p.resource, p.body, p.slot, p.hash = buf[field:pos], body, slot, hash
 			resources++
 		case resourceSpansScopeSpans, resourceSpansDeprecatedScopeSpans:
 			var body []byte

@@ -340,7 +340,8 @@ func TestAppendValidatedKeepsWhatCameBefore(t *testing.T) {
 
 // TestAppendValidatedForgetsAnEvictedResource: three resources of one set of the resource
 // cache, in turn in one batch — the third takes the first one's slot, which must no longer
-// name the first one's merged entry (its spans would go under another resource).
+// name the first one's merged entry (its spans would go under another resource), and the
+// first, back, finds its entry by its hash.
 func TestAppendValidatedForgetsAnEvictedResource(t *testing.T) {
 	bySet := map[uint64][]string{}
 	var same []string
@@ -354,7 +355,18 @@ func TestAppendValidatedForgetsAnEvictedResource(t *testing.T) {
 		return field(requestResourceSpans, protowire.BytesType, cat(field(resourceSpansResource, protowire.BytesType, resourceOf(service)),
 			field(resourceSpansScopeSpans, protowire.BytesType, field(scopeSpansSpans, protowire.BytesType, field(SpanName, protowire.BytesType, []byte(span))))))
 	}
-	assertMessagesLikePData(t, of(same[0], "1"), of(same[1], "2"), of(same[2], "3"), of(same[0], "4"), of(same[1], "5"), of(same[2], "6"))
+	messages := [][]byte{of(same[0], "1"), of(same[1], "2"), of(same[2], "3"), of(same[0], "4"), of(same[1], "5"), of(same[2], "6")}
+	assertMessagesLikePData(t, messages...)
+	// And each finds its merged entry again: three resource spans, not one a return.
+	var b Batch
+	for _, m := range messages {
+		if _, err := b.AppendValidated(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if td, err := b.Request().Traces(); err != nil || td.ResourceSpans().Len() != 3 {
+		t.Fatalf("%d resource spans (%v) for 3 resources of one set", td.ResourceSpans().Len(), err)
+	}
 }
 
 // TestAppendValidatedRefersToTheMessage: the batch sends a message's ResourceSpans where
@@ -544,23 +556,23 @@ func TestKnownResourcesAreKnownByTheirBytes(t *testing.T) {
 		assertLikePData(t, message(bad))
 	}
 	var k knownResources
-	slot, known := k.lookup(good)
+	slot, known, _ := k.lookup(good)
 	if known {
 		t.Fatal("an empty cache knows a resource")
 	}
 	remember(slot, good)
-	if _, known := k.lookup(good); !known {
+	if _, known, _ := k.lookup(good); !known {
 		t.Error("a resource remembered is not known")
 	}
-	badSlot, _ := k.lookup(bad)
+	badSlot, _, _ := k.lookup(bad)
 	remember(badSlot, good) // as if the two shared a slot
-	if _, known := k.lookup(bad); known {
+	if _, known, _ := k.lookup(bad); known {
 		t.Error("a resource is known by a resource of its length in its slot")
 	}
 	large := field(ResourceAttributes, protowire.BytesType, make([]byte, knownResourceMaxBytes))
-	slot, _ = k.lookup(large)
+	slot, _, _ = k.lookup(large)
 	remember(slot, large)
-	if _, known := k.lookup(large); known {
+	if _, known, _ := k.lookup(large); known {
 		t.Errorf("a resource of %d bytes was kept (at most %d)", len(large), knownResourceMaxBytes)
 	}
 }
