@@ -42,6 +42,9 @@ const (
 	StorageOTLP      = "otlp"
 )
 
+// StorageTypes lists every storage type.
+var StorageTypes = []string{StorageBlackhole, StorageFile, StorageOTLP}
+
 // What to do with a message that cannot be decoded.
 const (
 	// OnDecodeErrorFail pauses the partition: nothing is skipped without being told to.
@@ -168,7 +171,7 @@ const (
 
 // Storage selects and configures the writer.
 type Storage struct {
-	// Type is blackhole or file.
+	// Type is blackhole, file or otlp.
 	Type string `json:"type"`
 	// File configures the file store.
 	File FileStorage `json:"file,omitempty"`
@@ -413,7 +416,7 @@ func (c Config) Validate() error {
 			bad("storage.otlp.insecure", "insecure (no TLS) excludes the TLS settings")
 		}
 	default:
-		bad("storage.type", "%q is not supported (supported: %s, %s, %s)", c.Storage.Type, StorageBlackhole, StorageFile, StorageOTLP)
+		bad("storage.type", "%q is not supported (supported: %s)", c.Storage.Type, strings.Join(StorageTypes, ", "))
 	}
 	if c.Parallelism < 1 || c.Parallelism > MaxParallelism {
 		bad("parallelism", "must be between 1 and %d, got %d", MaxParallelism, c.Parallelism)

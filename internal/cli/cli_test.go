@@ -2,12 +2,22 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+	"github.com/spanflow/spanflow/internal/otlptest"
 )
 
 func run(args ...string) (code int, stdout, stderr string) {
@@ -28,7 +38,7 @@ func TestHelpListsCommandsAndFlags(t *testing.T) {
 	}
 	flags := map[string][]string{
 		"manager": {"-leader-elect", "-metrics-bind-address", "-health-probe-bind-address", "-ingester-image", "-zap-devel"},
-		"ingest":  {"-config", "-brokers", "-topic", "-group", "-encoding", "-parallelism", "-admin-address", "-zap-log-level"},
+		"ingest":  {"-config", "-brokers", "-topic", "-group", "-encoding", "-parallelism", "-otlp-endpoint", "-admin-address", "-zap-log-level"},
 		"demo":    {"-duration", "-rate", "-broker", "-dir"},
 		"inspect": {"Usage: spanflow inspect"},
 		"version": {"Usage: spanflow version"},
@@ -122,5 +132,101 @@ func TestIngestLoggerKeepsEveryLine(t *testing.T) {
 	}
 	if trace, ok := last["stacktrace"]; ok {
 		t.Errorf("the error line carries a stack trace:\n%v", trace)
+	}
+}
+
+// TestIngestFlagsOverrideTheFile: each flag of ingest that stands for a configuration
+// field sets that field over the file's value, and so does its SPANFLOW_* variable; the
+// command line wins over the variable.
+func TestIngestFlagsOverrideTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ingester.yaml")
+	file := config.Default()
+	file.Kafka.Topic, file.Parallelism = "from-file", 2
+	data, err := file.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ingestOverrides {
+		t.Run(o.name, func(t *testing.T) {
+			value := map[flagKind]string{stringFlag: "x", intFlag: "3", boolFlag: "true"}[o.kind]
+			fs, _ := ingestFlags(io.Discard)
+			if err := parse(fs, []string{"--" + o.name + "=" + value}); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadIngestConfig(path, fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reflect.DeepEqual(cfg, file) {
+				t.Errorf("--%s=%s left the file's configuration as it was", o.name, value)
+			}
+			// Set again by the flag's variable alone, the configuration is the same.
+			t.Setenv(envPrefix+strings.ToUpper(strings.ReplaceAll(o.name, "-", "_")), value)
+			fs, _ = ingestFlags(io.Discard)
+			if err := parse(fs, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := applyEnv(fs); err != nil {
+				t.Fatal(err)
+			}
+			fromEnv, err := loadIngestConfig(path, fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(fromEnv, cfg) {
+				t.Errorf("SPANFLOW_ variable of --%s: %+v, the flag: %+v", o.name, fromEnv, cfg)
+			}
+		})
+	}
+
+	t.Setenv("SPANFLOW_TOPIC", "from-env")
+	fs, _ := ingestFlags(io.Discard)
+	if err := parse(fs, []string{"--topic=from-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := loadIngestConfig(path, fs); err != nil || cfg.Kafka.Topic != "from-flag" || cfg.Parallelism != 2 {
+		t.Errorf("flag, variable and file: topic %q, parallelism %d, %v", cfg.Kafka.Topic, cfg.Parallelism, err)
+	}
+}
+
+// TestIngestToOTLPFromFlagsAlone: with no configuration file, the flags send a topic's
+// spans to an OTLP receiver in plaintext (what a user trying spanflow against a local
+// Jaeger v2 types), every span arriving.
+func TestIngestToOTLPFromFlagsAlone(t *testing.T) {
+	broker := kafkatest.Start(t, "spans", 2)
+	const messages, spansPer = 40, 3
+	broker.Produce(t, "spans", kafkatest.OTLPProtoMessages(t, 0, messages, spansPer)...)
+	sink := otlptest.Start(t)
+	t.Setenv("SPANFLOW_OTLP_COMPRESSION", "zstd")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runIngest(ctx, []string{"--brokers=" + broker.Addr, "--topic=spans", "--group=flags",
+			"--encoding=otlp_proto", "--initial-offset=earliest", "--storage=otlp",
+			"--otlp-endpoint=" + sink.Addr, "--otlp-insecure", "--admin-address=127.0.0.1:0",
+			"--zap-log-level=error"}, io.Discard, io.Discard)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for sink.Spans() < messages*spansPer && time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("ingest ended: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("ingest: %v", err)
+	}
+	if got := sink.Spans(); got != messages*spansPer {
+		t.Errorf("the receiver has %d distinct spans of %d", got, messages*spansPer)
 	}
 }

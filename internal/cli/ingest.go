@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spanflow/spanflow/ingester"
@@ -17,23 +18,103 @@ import (
 // either wins over the config file.
 const envPrefix = "SPANFLOW_"
 
-func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := newFlagSet("ingest", "Consume spans from a Kafka topic in a consumer group and write them to trace\n"+
+// ingestOverrides are the flags of ingest that override a field of the configuration
+// file, each with the field it sets; a flag's SPANFLOW_* variable sets the same.
+var ingestOverrides = []struct {
+	name, usage string
+	kind        flagKind
+	set         func(c *config.Config, value string) error
+}{
+	{"brokers", "comma-separated Kafka bootstrap addresses (kafka.brokers)", stringFlag,
+		func(c *config.Config, v string) error { c.Kafka.Brokers = strings.Split(v, ","); return nil }},
+	{"topic", "Kafka topic to consume (kafka.topic)", stringFlag,
+		func(c *config.Config, v string) error { c.Kafka.Topic = v; return nil }},
+	{"group", "Kafka consumer group (kafka.consumerGroup)", stringFlag,
+		func(c *config.Config, v string) error { c.Kafka.ConsumerGroup = v; return nil }},
+	{"initial-offset", "where a group with no commits starts: earliest or latest (kafka.initialOffset)", stringFlag,
+		func(c *config.Config, v string) error { c.Kafka.InitialOffset = v; return nil }},
+	{"encoding", "message format: " + strings.Join(config.Encodings, ", ") + " (encoding)", stringFlag,
+		func(c *config.Config, v string) error { c.Encoding = v; return nil }},
+	{"storage", "storage type: " + strings.Join(config.StorageTypes, ", ") + " (storage.type)", stringFlag,
+		func(c *config.Config, v string) error { c.Storage.Type = v; return nil }},
+	{"file-path", "directory of the file store (storage.file.path)", stringFlag,
+		func(c *config.Config, v string) error { c.Storage.File.Path = v; return nil }},
+	{"otlp-endpoint", "host:port of an OTLP gRPC receiver, or the URL of an OTLP/HTTP one (storage.otlp.endpoint)", stringFlag,
+		func(c *config.Config, v string) error { c.Storage.OTLP.Endpoint = v; return nil }},
+	{"otlp-protocol", "grpc or http (storage.otlp.protocol)", stringFlag,
+		func(c *config.Config, v string) error { c.Storage.OTLP.Protocol = v; return nil }},
+	{"otlp-compression", "compression of the OTLP requests: " + strings.Join(config.Compressions, ", ") + " (storage.otlp.compression)", stringFlag,
+		func(c *config.Config, v string) error { c.Storage.OTLP.Compression = v; return nil }},
+	{"otlp-insecure", "send to the OTLP endpoint in plaintext, without TLS (storage.otlp.insecure)", boolFlag,
+		func(c *config.Config, v string) (err error) {
+			c.Storage.OTLP.Insecure, err = strconv.ParseBool(v)
+			return err
+		}},
+	{"parallelism", "deliveries processed at once: storage writes in flight (parallelism)", intFlag,
+		func(c *config.Config, v string) (err error) { c.Parallelism, err = strconv.Atoi(v); return err }},
+	{"dead-letter-topic", "topic for messages that cannot be written (processing.deadLetterTopic)", stringFlag,
+		func(c *config.Config, v string) error { c.Processing.DeadLetterTopic = v; return nil }},
+	{"on-decode-error", "undecodable messages: fail, deadletter or skip (processing.onDecodeError)", stringFlag,
+		func(c *config.Config, v string) error { c.Processing.OnDecodeError = v; return nil }},
+	{"admin-address", "listen address of /metrics, /healthz and /readyz (adminAddress)", stringFlag,
+		func(c *config.Config, v string) error { c.AdminAddress = v; return nil }},
+}
+
+// flagKind is what a flag parses its value as: a value of the wrong kind is a usage error.
+type flagKind int
+
+const (
+	stringFlag flagKind = iota
+	intFlag
+	boolFlag
+)
+
+// ingestFlags defines the flags of ingest: --config and the overrides. Their values are
+// kept as given and checked with the whole configuration, so that an error names the field.
+func ingestFlags(stderr io.Writer) (fs *flag.FlagSet, configPath *string) {
+	fs = newFlagSet("ingest", "Consume spans from a Kafka topic in a consumer group and write them to trace\n"+
 		"storage, committing offsets only after the spans are stored. Settings come from\n"+
 		"--config (YAML); each flag below, or its SPANFLOW_* environment variable\n"+
 		"(--dead-letter-topic is SPANFLOW_DEAD_LETTER_TOPIC), overrides the file.", stderr)
-	configPath := fs.String("config", "", "path of the YAML configuration file (the operator mounts it from a ConfigMap)")
-	brokers := fs.String("brokers", "", "comma-separated Kafka bootstrap addresses (kafka.brokers)")
-	topic := fs.String("topic", "", "Kafka topic to consume (kafka.topic)")
-	group := fs.String("group", "", "Kafka consumer group (kafka.consumerGroup)")
-	initialOffset := fs.String("initial-offset", "", "where a group with no commits starts: earliest or latest (kafka.initialOffset)")
-	encoding := fs.String("encoding", "", "message format: otlp_proto, otlp_json, jaeger_proto, jaeger_json, zipkin_json, zipkin_proto or zipkin_thrift (encoding)")
-	storage := fs.String("storage", "", "storage type: blackhole or file (storage.type)")
-	filePath := fs.String("file-path", "", "directory of the file store (storage.file.path)")
-	parallelism := fs.Int("parallelism", 0, "messages processed at once (parallelism)")
-	deadLetterTopic := fs.String("dead-letter-topic", "", "topic for messages that cannot be written (processing.deadLetterTopic)")
-	onDecodeError := fs.String("on-decode-error", "", "undecodable messages: fail, deadletter or skip (processing.onDecodeError)")
-	adminAddress := fs.String("admin-address", "", "listen address of /metrics, /healthz and /readyz (adminAddress)")
+	configPath = fs.String("config", "", "path of the YAML configuration file (the operator mounts it from a ConfigMap)")
+	for _, o := range ingestOverrides {
+		switch o.kind {
+		case boolFlag:
+			fs.Bool(o.name, false, o.usage)
+		case intFlag:
+			fs.Int(o.name, 0, o.usage)
+		default:
+			fs.String(o.name, "", o.usage)
+		}
+	}
+	return fs, configPath
+}
+
+// loadIngestConfig reads the configuration as it is now: the file at path (the defaults
+// without one), then the flags set on fs (from the command line or their variables).
+func loadIngestConfig(path string, fs *flag.FlagSet) (config.Config, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return cfg, err
+		}
+	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		for _, o := range ingestOverrides {
+			if o.name == f.Name && err == nil {
+				if serr := o.set(&cfg, f.Value.String()); serr != nil {
+					err = fmt.Errorf("--%s: %w", f.Name, serr)
+				}
+			}
+		}
+	})
+	return cfg, err
+}
+
+func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs, configPath := ingestFlags(stderr)
 	logOpts := logFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -44,44 +125,8 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log := newIngestLogger(logOpts, stderr).WithName("ingest")
 	tuneGC(log)
 
-	// load reads the configuration as it is now: the file, then the flags and variables.
-	// The ingester calls it again while running to follow a new parallelism.
-	load := func() (config.Config, error) {
-		cfg := config.Default()
-		if *configPath != "" {
-			var err error
-			if cfg, err = config.Load(*configPath); err != nil {
-				return cfg, err
-			}
-		}
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "brokers":
-				cfg.Kafka.Brokers = strings.Split(*brokers, ",")
-			case "topic":
-				cfg.Kafka.Topic = *topic
-			case "group":
-				cfg.Kafka.ConsumerGroup = *group
-			case "initial-offset":
-				cfg.Kafka.InitialOffset = *initialOffset
-			case "encoding":
-				cfg.Encoding = *encoding
-			case "storage":
-				cfg.Storage.Type = *storage
-			case "file-path":
-				cfg.Storage.File.Path = *filePath
-			case "parallelism":
-				cfg.Parallelism = *parallelism
-			case "dead-letter-topic":
-				cfg.Processing.DeadLetterTopic = *deadLetterTopic
-			case "on-decode-error":
-				cfg.Processing.OnDecodeError = *onDecodeError
-			case "admin-address":
-				cfg.AdminAddress = *adminAddress
-			}
-		})
-		return cfg, nil
-	}
+	// The ingester loads the configuration again while running to follow a new parallelism.
+	load := func() (config.Config, error) { return loadIngestConfig(*configPath, fs) }
 	cfg, err := load()
 	if err != nil {
 		return err
