@@ -135,6 +135,63 @@ func TestIngestsWhatKcatProduced(t *testing.T) {
 	}
 }
 
+// TestIngestsWhatKcatCompressed: librdkafka batches many messages at once and compresses
+// them with each codec a producer may choose (gzip, snappy, lz4, zstd), each message with a
+// key and a header; the ingester reads every span of every codec once, its fetches
+// decompressing what another client's compressor wrote.
+func TestIngestsWhatKcatCompressed(t *testing.T) {
+	kcat := lookKcat(t)
+	const topic, group, perCodec, spansPer = "compressed_spans", "kcat-compressed", 60, 3
+	codecs := []string{"gzip", "snappy", "lz4", "zstd"}
+	b := kafkatest.Start(t, topic, partitions)
+
+	var m ptrace.JSONMarshaler
+	for c, codec := range codecs {
+		var lines []string
+		for i := range perCodec {
+			data, err := m.MarshalTraces(kafkatest.Traces(uint64(c*perCodec+i), spansPer))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, fmt.Sprintf("trace-%d|%s", c*perCodec+i, data))
+		}
+		input := filepath.Join(t.TempDir(), codec+".jsonl")
+		if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// linger.ms holds the messages so that they go in batches of many, compressed whole.
+		out, err := exec.Command(kcat, "-P", "-b", b.Addr, "-t", topic, "-z", codec, "-K", "|",
+			"-H", "producer=kcat", "-X", "acks=all", "-X", "linger.ms=200", "-l", input).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kcat produce with %s: %v\n%s", codec, err, out)
+		}
+	}
+
+	cfg := testConfig(b.Addr, topic, group)
+	cfg.Encoding = config.EncodingOTLPJSON
+	memory := store.NewMemory()
+	r := startIngester(t, cfg, memory)
+	want := len(codecs) * perCodec * spansPer
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d distinct spans", want), func() bool {
+		distinct, _ := memory.Counts()
+		return distinct >= want
+	})
+	r.stop(t)
+	if distinct, duplicates := memory.Counts(); distinct != want || duplicates != 0 {
+		t.Errorf("stored %d distinct spans (%d again), want %d once each", distinct, duplicates, want)
+	}
+	for c := range codecs {
+		for _, i := range []int{0, perCodec - 1} {
+			for key := range store.SpanKeys(kafkatest.Traces(uint64(c*perCodec+i), spansPer)) {
+				if !memory.Has(key) {
+					t.Errorf("%s: span %v of message %d is missing", codecs[c], key, i)
+				}
+			}
+		}
+	}
+	assertCommittedToEnd(t, b, group, topic)
+}
+
 // lookKcat finds kcat (Debian's kafkacat). CI installs it, so there its absence fails the
 // test; elsewhere the test is skipped with the reason.
 func lookKcat(t *testing.T) string {
