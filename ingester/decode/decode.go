@@ -31,7 +31,7 @@ func New(encoding string) (Decoder, error) {
 	case config.EncodingOTLPProto:
 		return otlpProto{}, nil
 	case config.EncodingOTLPJSON:
-		return library{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}, nil
+		return otlpJSONFast{library: library{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}}, nil
 	case config.EncodingJaegerProto:
 		return newJaegerFast(), nil
 	case config.EncodingJaegerJSON:

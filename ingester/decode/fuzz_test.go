@@ -36,12 +36,8 @@ func FuzzOTLPProto(f *testing.F) {
 	fuzzDecoder(f, config.EncodingOTLPProto, data)
 }
 
-func FuzzOTLPJSON(f *testing.F) {
-	data, _ := (&ptrace.JSONMarshaler{}).MarshalTraces(twoServiceTrace())
-	fuzzDecoder(f, config.EncodingOTLPJSON, data)
-}
-
-// FuzzJaegerJSON is in jaegerfast_test.go: it also holds the fast path to the library.
+// FuzzOTLPJSON is in otlpjson_test.go and FuzzJaegerJSON in jaegerfast_test.go: they also
+// hold the fast paths to the library.
 
 func FuzzZipkinJSON(f *testing.F) {
 	data, _ := zipkinv2.NewJSONTracesMarshaler().MarshalTraces(twoServiceTrace())

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -53,6 +54,8 @@ type jsonTranscoder struct {
 	in  []byte
 	pos int
 	out []byte
+	// depth is how deep values nest where the transcoder is (OTLP's arrays and maps).
+	depth int
 }
 
 func (t *jsonTranscoder) span() ([]byte, bool) {
@@ -361,59 +364,95 @@ func (t *jsonTranscoder) number() []byte {
 
 // stringValue reads a JSON string and returns its value, escapes resolved.
 func (t *jsonTranscoder) stringValue() ([]byte, bool) {
-	raw, ok := t.rawString()
+	raw, escaped, ok := t.scanString()
 	if !ok {
 		return nil, false
 	}
 	if !utf8.Valid(raw) {
 		return nil, false // encoding/json would replace the bad bytes: the library decides
 	}
-	for _, c := range raw {
-		if c == '\\' {
-			var s string
-			if err := json.Unmarshal(t.in[t.pos-len(raw)-2:t.pos], &s); err != nil {
-				return nil, false
-			}
-			return []byte(s), true
+	if escaped {
+		var s string
+		if err := json.Unmarshal(t.in[t.pos-len(raw)-2:t.pos], &s); err != nil {
+			return nil, false
 		}
+		return []byte(s), true
 	}
 	return raw, true
 }
 
 // plainString reads a JSON string without escapes (IDs, enums, times, numbers).
 func (t *jsonTranscoder) plainString() ([]byte, bool) {
-	raw, ok := t.rawString()
-	if !ok {
-		return nil, false
-	}
-	for _, c := range raw {
-		if c == '\\' {
-			return nil, false
-		}
-	}
-	return raw, true
+	raw, escaped, ok := t.scanString()
+	return raw, ok && !escaped
 }
 
 // rawString reads a JSON string and returns what is between the quotes, unresolved.
 func (t *jsonTranscoder) rawString() ([]byte, bool) {
+	raw, _, ok := t.scanString()
+	return raw, ok
+}
+
+// scanString reads a JSON string and returns what is between the quotes, unresolved, and
+// whether it holds an escape. A control character (which JSON must escape) fails it.
+func (t *jsonTranscoder) scanString() (raw []byte, escaped, ok bool) {
 	t.skipSpace()
 	if t.pos >= len(t.in) || t.in[t.pos] != '"' {
-		return nil, false
+		return nil, false, false
 	}
 	start := t.pos + 1
-	for i := start; i < len(t.in); i++ {
-		switch c := t.in[i]; {
-		case c == '\\':
-			i++
-		case c == '"':
-			t.pos = i + 1
-			return t.in[start:i], true
-		case c < 0x20:
-			return nil, false
-		}
+	end, escaped := stringEnd(t.in, start)
+	if end < 0 {
+		return nil, false, false
 	}
-	return nil, false
+	t.pos = end + 1
+	return t.in[start:end], escaped, true
 }
+
+// stringEnd returns where the string whose bytes start at in[i] ends (its closing quote)
+// and whether it holds an escape; -1 if it holds a control character or does not end.
+func stringEnd(in []byte, i int) (end int, escaped bool) {
+	for {
+		// Eight bytes at a time while none is a quote, a backslash or a control
+		// character: most of a message is strings.
+		for ; i+8 <= len(in); i += 8 {
+			w := binary.LittleEndian.Uint64(in[i:])
+			if hasZeroByte(w^quotes)|hasZeroByte(w^backslashes)|((w-controls)&^w&highBits) != 0 {
+				break
+			}
+		}
+		for ; i < len(in); i++ {
+			switch c := in[i]; {
+			case c == '"':
+				return i, escaped
+			case c == '\\':
+				escaped = true
+				i++
+			case c < 0x20:
+				return -1, false
+			default:
+				continue
+			}
+			break // past an escape: eight at a time again
+		}
+		if i >= len(in) {
+			return -1, false
+		}
+		i++
+	}
+}
+
+// Masks of the eight-byte scan: each byte of a word the same.
+const (
+	quotes      = 0x2222222222222222 // '"'
+	backslashes = 0x5c5c5c5c5c5c5c5c // '\\'
+	controls    = 0x2020202020202020 // below: a control character
+	lowBits     = 0x0101010101010101
+	highBits    = 0x8080808080808080
+)
+
+// hasZeroByte is non-zero when a byte of w is zero.
+func hasZeroByte(w uint64) uint64 { return (w - lowBits) &^ w & highBits }
 
 func (t *jsonTranscoder) literal(word string) bool {
 	t.skipSpace()

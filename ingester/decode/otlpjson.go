@@ -1,0 +1,807 @@
+package decode
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"math"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/spanflow/spanflow/ingester/otlpwire"
+)
+
+// otlpJSONFast reads otlp_json by transcoding the JSON into the protobuf of the same
+// TracesData, which the batch then takes as it takes otlp_proto: the validating walk, the
+// resource spans merged by resource. The library path (pdata's JSON unmarshaler, then its
+// marshaler) spends most of its time building and then serializing pdata objects, a
+// hundred allocations a span. JSON the transcoder does not read exactly as pdata does —
+// nulls, keys unknown, repeated or escaped, string escapes beyond the usual ones, quoted
+// doubles, the deprecated and dictionary fields — goes to the library path, and so does
+// every error, so that errors are the library's. TestOTLPJSONFastMatchesLibrary and
+// FuzzOTLPJSON hold the two paths to the same spans under the same resources and scopes.
+type otlpJSONFast struct{ library library }
+
+func (d otlpJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+	if len(data) == 0 {
+		return 0, ErrEmpty
+	}
+	// The batch keeps slices of what it is given: the transcoded bytes are this message's.
+	t := jsonTranscoder{in: data, out: make([]byte, 0, len(data)*2/3)}
+	if t.tracesData() {
+		if n, err := b.AppendValidated(t.out); err == nil {
+			return n, nil
+		}
+	}
+	return d.library.Decode(b, data)
+}
+
+// maxValueDepth is how deep the transcoder nests values: half of pdata's limit on
+// KeyValues, AnyValues and the lists between them, which a level takes two of.
+const maxValueDepth = 50
+
+// OTLP's field numbers the transcoder writes beyond those otlpwire names.
+const (
+	otlpResourceDropped                                = 2
+	otlpScopeAttributes, otlpScopeDropped              = 3, 4
+	otlpSpanDroppedAttributes, otlpSpanDroppedEvts     = 10, 12
+	otlpSpanDroppedLinks                               = 14
+	otlpEventDropped                                   = 4
+	otlpLinkTraceState, otlpLinkDropped, otlpLinkFlags = 3, 5, 6
+	otlpValueArray, otlpValueKvlist                    = 5, 6
+	otlpListValues                                     = 1
+)
+
+// The names of SpanKind and StatusCode, which pdata reads besides their numbers.
+var (
+	spanKinds = map[string]uint64{"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,
+		"SPAN_KIND_CLIENT": 3, "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5}
+	statusCodes = map[string]uint64{"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+)
+
+// fields reads an object whose keys number maps to field numbers (0 for a key pdata does
+// not read as a field of this message, which goes to the library), each at most once:
+// pdata keeps the last of a repeated key, even a zero value the transcoder leaves out.
+func (t *jsonTranscoder) fields(number func(key string) protowire.Number, read func(protowire.Number) bool) bool {
+	var seen uint64
+	return t.object(func(key []byte) bool {
+		field := number(string(key))
+		if field == 0 || seen&(1<<field) != 0 {
+			return false
+		}
+		seen |= 1 << field
+		return read(field)
+	})
+}
+
+// submessage appends field as a length-delimited message whose body body writes.
+func (t *jsonTranscoder) submessage(field protowire.Number, body func() bool) bool {
+	var at int
+	t.out, at = otlpwire.OpenField(t.out, field)
+	if !body() {
+		return false
+	}
+	t.out = otlpwire.CloseField(t.out, at)
+	return true
+}
+
+// list reads an array of messages, each appended as field.
+func (t *jsonTranscoder) list(field protowire.Number, body func() bool) bool {
+	return t.array(func() bool { return t.submessage(field, body) })
+}
+
+func (t *jsonTranscoder) tracesData() bool {
+	ok := t.fields(func(key string) protowire.Number {
+		if key == "resourceSpans" || key == "resource_spans" {
+			return 1
+		}
+		return 0
+	}, func(protowire.Number) bool { return t.list(1, t.resourceSpans) })
+	t.skipSpace()
+	return ok && t.pos == len(t.in)
+}
+
+func (t *jsonTranscoder) resourceSpans() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "resource":
+			return 1
+		case "scopeSpans", "scope_spans":
+			return 2
+		case "schemaUrl", "schema_url":
+			return 3
+		}
+		return 0
+	}, func(field protowire.Number) bool {
+		switch field {
+		case 1:
+			return t.submessage(1, t.resource)
+		case 2:
+			return t.list(2, t.scopeSpans)
+		default:
+			return t.otlpString(3, false)
+		}
+	})
+}
+
+func (t *jsonTranscoder) resource() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "attributes":
+			return 1
+		case "droppedAttributesCount", "dropped_attributes_count":
+			return otlpResourceDropped
+		}
+		return 0 // entityRefs among them
+	}, func(field protowire.Number) bool {
+		if field == 1 {
+			return t.attributes(1)
+		}
+		return t.unsigned(field, 32)
+	})
+}
+
+func (t *jsonTranscoder) scopeSpans() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "scope":
+			return 1
+		case "spans":
+			return 2
+		case "schemaUrl", "schema_url":
+			return 3
+		}
+		return 0
+	}, func(field protowire.Number) bool {
+		switch field {
+		case 1:
+			return t.submessage(1, t.scope)
+		case 2:
+			return t.list(2, t.otlpSpan)
+		default:
+			return t.otlpString(3, false)
+		}
+	})
+}
+
+func (t *jsonTranscoder) scope() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "name":
+			return 1
+		case "version":
+			return 2
+		case "attributes":
+			return otlpScopeAttributes
+		case "droppedAttributesCount", "dropped_attributes_count":
+			return otlpScopeDropped
+		}
+		return 0
+	}, func(field protowire.Number) bool {
+		switch field {
+		case otlpScopeAttributes:
+			return t.attributes(field)
+		case otlpScopeDropped:
+			return t.unsigned(field, 32)
+		default:
+			return t.otlpString(field, false)
+		}
+	})
+}
+
+func spanField(key string) protowire.Number {
+	switch key {
+	case "traceId", "trace_id":
+		return otlpwire.SpanTraceID
+	case "spanId", "span_id":
+		return otlpwire.SpanSpanID
+	case "traceState", "trace_state":
+		return otlpwire.SpanTraceState
+	case "parentSpanId", "parent_span_id":
+		return otlpwire.SpanParentSpanID
+	case "flags":
+		return otlpwire.SpanFlags
+	case "name":
+		return otlpwire.SpanName
+	case "kind":
+		return otlpwire.SpanKind
+	case "startTimeUnixNano", "start_time_unix_nano":
+		return otlpwire.SpanStartTime
+	case "endTimeUnixNano", "end_time_unix_nano":
+		return otlpwire.SpanEndTime
+	case "attributes":
+		return otlpwire.SpanAttributes
+	case "droppedAttributesCount", "dropped_attributes_count":
+		return otlpSpanDroppedAttributes
+	case "events":
+		return otlpwire.SpanEvents
+	case "droppedEventsCount", "dropped_events_count":
+		return otlpSpanDroppedEvts
+	case "links":
+		return otlpwire.SpanLinks
+	case "droppedLinksCount", "dropped_links_count":
+		return otlpSpanDroppedLinks
+	case "status":
+		return otlpwire.SpanStatus
+	}
+	return 0
+}
+
+func (t *jsonTranscoder) otlpSpan() bool {
+	return t.fields(spanField, func(field protowire.Number) bool {
+		switch field {
+		case otlpwire.SpanTraceID:
+			return t.hexID(field, 16)
+		case otlpwire.SpanSpanID, otlpwire.SpanParentSpanID:
+			return t.hexID(field, 8)
+		case otlpwire.SpanTraceState, otlpwire.SpanName:
+			return t.otlpString(field, false)
+		case otlpwire.SpanFlags:
+			return t.fixed32(field)
+		case otlpwire.SpanKind:
+			return t.otlpEnum(field, spanKinds)
+		case otlpwire.SpanStartTime, otlpwire.SpanEndTime:
+			return t.fixed64(field)
+		case otlpwire.SpanAttributes:
+			return t.attributes(field)
+		case otlpwire.SpanEvents:
+			return t.list(field, t.event)
+		case otlpwire.SpanLinks:
+			return t.list(field, t.link)
+		case otlpwire.SpanStatus:
+			return t.submessage(field, t.status)
+		default: // the dropped counts
+			return t.unsigned(field, 32)
+		}
+	})
+}
+
+func (t *jsonTranscoder) event() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "timeUnixNano", "time_unix_nano":
+			return otlpwire.EventTime
+		case "name":
+			return otlpwire.EventName
+		case "attributes":
+			return otlpwire.EventAttributes
+		case "droppedAttributesCount", "dropped_attributes_count":
+			return otlpEventDropped
+		}
+		return 0
+	}, func(field protowire.Number) bool {
+		switch field {
+		case otlpwire.EventTime:
+			return t.fixed64(field)
+		case otlpwire.EventName:
+			return t.otlpString(field, false)
+		case otlpwire.EventAttributes:
+			return t.attributes(field)
+		default:
+			return t.unsigned(field, 32)
+		}
+	})
+}
+
+func (t *jsonTranscoder) link() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "traceId", "trace_id":
+			return otlpwire.LinkTraceID
+		case "spanId", "span_id":
+			return otlpwire.LinkSpanID
+		case "traceState", "trace_state":
+			return otlpLinkTraceState
+		case "attributes":
+			return otlpwire.LinkAttributes
+		case "droppedAttributesCount", "dropped_attributes_count":
+			return otlpLinkDropped
+		case "flags":
+			return otlpLinkFlags
+		}
+		return 0
+	}, func(field protowire.Number) bool {
+		switch field {
+		case otlpwire.LinkTraceID:
+			return t.hexID(field, 16)
+		case otlpwire.LinkSpanID:
+			return t.hexID(field, 8)
+		case otlpLinkTraceState:
+			return t.otlpString(field, false)
+		case otlpwire.LinkAttributes:
+			return t.attributes(field)
+		case otlpLinkFlags:
+			return t.fixed32(field)
+		default:
+			return t.unsigned(field, 32)
+		}
+	})
+}
+
+func (t *jsonTranscoder) status() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "message":
+			return otlpwire.StatusMessage
+		case "code":
+			return otlpwire.StatusCode
+		}
+		return 0
+	}, func(field protowire.Number) bool {
+		if field == otlpwire.StatusMessage {
+			return t.otlpString(field, false)
+		}
+		return t.otlpEnum(field, statusCodes)
+	})
+}
+
+// attributes reads a list of KeyValues as field. One in the shape pdata writes,
+// {"key":"k","value":{"stringValue":"v"}} (or an int, bool or double value), is read in
+// one pass, without the general reader's calls a token: attributes are most of a span.
+func (t *jsonTranscoder) attributes(field protowire.Number) bool {
+	return t.array(func() bool {
+		pos, out := t.pos, len(t.out)
+		if t.plainKeyValue(field) {
+			return true
+		}
+		t.pos, t.out = pos, t.out[:out]
+		return t.submessage(field, t.otlpKeyValue)
+	})
+}
+
+// plainKeyValue appends a KeyValue in the shape pdata writes as field, or reports false
+// (leaving t.pos where it was) for any other.
+func (t *jsonTranscoder) plainKeyValue(field protowire.Number) bool {
+	t.skipSpace()
+	in := t.in[t.pos:]
+	const keyStart, valueStart = `{"key":"`, `","value":{"`
+	if len(in) < len(keyStart) || string(in[:len(keyStart)]) != keyStart {
+		return false
+	}
+	i := len(keyStart)
+	keyEnd := plainStringEnd(in, i)
+	if keyEnd < 0 || len(in)-keyEnd < len(valueStart) || string(in[keyEnd:keyEnd+len(valueStart)]) != valueStart {
+		return false
+	}
+	key := in[i:keyEnd]
+	i = keyEnd + len(valueStart)
+	var (
+		valueField protowire.Number
+		text       []byte // a string's bytes
+		number     uint64 // an int's, a bool's or a double's bits
+	)
+	rest := in[i:]
+	switch {
+	case hasPrefix(rest, `stringValue":"`):
+		i += len(`stringValue":"`)
+		end := plainStringEnd(in, i)
+		if end < 0 {
+			return false
+		}
+		valueField, text, i = otlpwire.ValueString, in[i:end], end+1
+	case hasPrefix(rest, `intValue":"`):
+		i += len(`intValue":"`)
+		end := plainStringEnd(in, i)
+		if end < 0 {
+			return false
+		}
+		v, err := strconv.ParseInt(string(in[i:end]), 10, 64)
+		if err != nil {
+			return false
+		}
+		valueField, number, i = otlpwire.ValueInt, uint64(v), end+1
+	case hasPrefix(rest, `boolValue":true`):
+		valueField, number, i = otlpwire.ValueBool, 1, i+len(`boolValue":true`)
+	case hasPrefix(rest, `boolValue":false`):
+		valueField, i = otlpwire.ValueBool, i+len(`boolValue":false`)
+	case hasPrefix(rest, `doubleValue":`):
+		i += len(`doubleValue":`)
+		end := jsonNumberEnd(in, i)
+		if end < 0 {
+			return false
+		}
+		v, err := strconv.ParseFloat(string(in[i:end]), 64)
+		if err != nil {
+			return false
+		}
+		valueField, number, i = otlpwire.ValueDouble, math.Float64bits(v), end
+	default:
+		return false
+	}
+	if !hasPrefix(in[i:], "}}") {
+		return false
+	}
+	t.pos += i + 2
+
+	var valueSize int
+	switch valueField {
+	case otlpwire.ValueString:
+		valueSize = 1 + protowire.SizeBytes(len(text))
+	case otlpwire.ValueDouble:
+		valueSize = 9
+	default:
+		valueSize = 1 + protowire.SizeVarint(number)
+	}
+	size := 1 + protowire.SizeBytes(valueSize)
+	if len(key) > 0 { // pdata writes no empty key
+		size += 1 + protowire.SizeBytes(len(key))
+	}
+	t.out = appendTag(t.out, field, protowire.BytesType)
+	t.out = appendVarint(t.out, uint64(size))
+	if len(key) > 0 {
+		t.out = appendTag(t.out, otlpwire.KeyValueKey, protowire.BytesType)
+		t.out = appendLenBytes(t.out, key)
+	}
+	t.out = appendTag(t.out, otlpwire.KeyValueValue, protowire.BytesType)
+	t.out = appendVarint(t.out, uint64(valueSize))
+	switch valueField {
+	case otlpwire.ValueString:
+		t.out = appendTag(t.out, valueField, protowire.BytesType)
+		t.out = appendLenBytes(t.out, text)
+	case otlpwire.ValueDouble:
+		t.out = appendTag(t.out, valueField, protowire.Fixed64Type)
+		t.out = protowire.AppendFixed64(t.out, number)
+	default:
+		t.out = appendTag(t.out, valueField, protowire.VarintType)
+		t.out = appendVarint(t.out, number)
+	}
+	return true
+}
+
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
+}
+
+// plainStringEnd returns where the string whose bytes start at in[i] ends (its closing
+// quote), or -1 if it holds an escape or a control character or does not end.
+func plainStringEnd(in []byte, i int) int {
+	end, escaped := stringEnd(in, i)
+	if escaped {
+		return -1
+	}
+	return end
+}
+
+// jsonNumberEnd returns where the JSON number starting at in[i] ends, or -1 if what is
+// there is not one (JSON's grammar: no plus sign, no leading zero, digits around a point).
+func jsonNumberEnd(in []byte, i int) int {
+	digits := func() bool {
+		start := i
+		for i < len(in) && in[i] >= '0' && in[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	if i < len(in) && in[i] == '-' {
+		i++
+	}
+	if i < len(in) && in[i] == '0' {
+		i++
+	} else if !digits() {
+		return -1
+	}
+	if i < len(in) && in[i] == '.' {
+		i++
+		if !digits() {
+			return -1
+		}
+	}
+	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
+		i++
+		if i < len(in) && (in[i] == '+' || in[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return -1
+		}
+	}
+	return i
+}
+
+func (t *jsonTranscoder) otlpKeyValue() bool {
+	return t.fields(func(key string) protowire.Number {
+		switch key {
+		case "key":
+			return otlpwire.KeyValueKey
+		case "value":
+			return otlpwire.KeyValueValue
+		}
+		return 0 // keyStrindex among them
+	}, func(field protowire.Number) bool {
+		if field == otlpwire.KeyValueKey {
+			return t.otlpString(field, false)
+		}
+		return t.submessage(field, t.anyValue)
+	})
+}
+
+func anyValueField(key string) protowire.Number {
+	switch key {
+	case "stringValue", "string_value":
+		return otlpwire.ValueString
+	case "boolValue", "bool_value":
+		return otlpwire.ValueBool
+	case "intValue", "int_value":
+		return otlpwire.ValueInt
+	case "doubleValue", "double_value":
+		return otlpwire.ValueDouble
+	case "arrayValue", "array_value":
+		return otlpValueArray
+	case "kvlistValue", "kvlist_value":
+		return otlpValueKvlist
+	case "bytesValue", "bytes_value":
+		return otlpwire.ValueBytes
+	}
+	return 0 // stringValueStrindex among them
+}
+
+// anyValue reads an AnyValue. Its member is written even when it holds its type's zero
+// value, which still says the type; of several members, pdata keeps the last, as a reader
+// of the protobuf does.
+func (t *jsonTranscoder) anyValue() bool {
+	// Deeper values than pdata's protobuf reader takes go to the library (whose reader
+	// refuses them too): each level moves what it holds once more.
+	if t.depth++; t.depth > maxValueDepth {
+		return false
+	}
+	defer func() { t.depth-- }()
+	return t.fields(anyValueField, func(field protowire.Number) bool {
+		switch field {
+		case otlpwire.ValueString:
+			return t.otlpString(field, true)
+		case otlpwire.ValueBool:
+			return t.boolField(field)
+		case otlpwire.ValueInt:
+			return t.signed(field, 64)
+		case otlpwire.ValueDouble:
+			return t.double(field)
+		case otlpValueArray:
+			return t.submessage(field, func() bool { return t.values(t.anyValue) })
+		case otlpValueKvlist:
+			return t.submessage(field, func() bool { return t.values(t.otlpKeyValue) })
+		default:
+			return t.base64Bytes(field)
+		}
+	})
+}
+
+// values reads ArrayValue or KeyValueList: {"values": [...]}, each element read by element.
+func (t *jsonTranscoder) values(element func() bool) bool {
+	return t.fields(func(key string) protowire.Number {
+		if key == "values" {
+			return otlpListValues
+		}
+		return 0
+	}, func(field protowire.Number) bool { return t.list(field, element) })
+}
+
+// otlpString appends a string field, read as jsoniter reads it; an empty one only when
+// always, as pdata leaves out empty strings but not an AnyValue's.
+func (t *jsonTranscoder) otlpString(field protowire.Number, always bool) bool {
+	s, ok := t.jsoniterString()
+	if !ok {
+		return false
+	}
+	if len(s) > 0 || always {
+		t.out = appendTag(t.out, field, protowire.BytesType)
+		t.out = appendLenBytes(t.out, s)
+	}
+	return true
+}
+
+// jsoniterString reads a string as jsoniter's ReadString does: the bytes between the
+// quotes as they are (UTF-8 or not), escapes resolved. An escaped surrogate (jsoniter has
+// rules of its own for pairs and strays) goes to the library.
+func (t *jsonTranscoder) jsoniterString() ([]byte, bool) {
+	raw, escaped, ok := t.scanString()
+	if !ok || !escaped {
+		return raw, ok
+	}
+	escape := bytes.IndexByte(raw, '\\')
+	out := make([]byte, 0, len(raw))
+	out = append(out, raw[:escape]...)
+	for i := escape; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++ // rawString ends no string on a backslash: an escaped character follows
+		switch raw[i] {
+		case '"', '\\', '/':
+			out = append(out, raw[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if i+4 >= len(raw) {
+				return nil, false
+			}
+			r, err := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
+			if err != nil || utf16.IsSurrogate(rune(r)) {
+				return nil, false
+			}
+			out = utf8.AppendRune(out, rune(r))
+			i += 4
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// hexID appends an ID of size bytes written in hex, as pdata reads it; "" is the zero ID,
+// which pdata writes as no ID.
+func (t *jsonTranscoder) hexID(field protowire.Number, size int) bool {
+	s, ok := t.plainString()
+	if !ok || (len(s) != 0 && len(s) != 2*size) {
+		return false
+	}
+	if len(s) == 0 {
+		return true
+	}
+	var id [16]byte
+	if _, err := hex.Decode(id[:size], s); err != nil {
+		return false
+	}
+	t.out = appendTag(t.out, field, protowire.BytesType)
+	t.out = appendLenBytes(t.out, id[:size])
+	return true
+}
+
+// integer reads an integer as pdata does: a quoted decimal (strconv's syntax) or a bare JSON
+// integer; signed allows a minus sign. It returns the digits to parse.
+func (t *jsonTranscoder) integer(signed bool) ([]byte, bool) {
+	t.skipSpace()
+	if t.pos < len(t.in) && t.in[t.pos] == '"' {
+		return t.plainString()
+	}
+	start := t.pos
+	if signed && t.pos < len(t.in) && t.in[t.pos] == '-' {
+		t.pos++
+	}
+	digits := t.pos
+	for t.pos < len(t.in) && t.in[t.pos] >= '0' && t.in[t.pos] <= '9' {
+		t.pos++
+	}
+	// jsoniter refuses a leading zero. A fraction or an exponent is not followed by what
+	// closes a value: the caller leaves the message to the library.
+	if n := t.pos - digits; n == 0 || (n > 1 && t.in[digits] == '0') {
+		return nil, false
+	}
+	return t.in[start:t.pos], true
+}
+
+// unsigned appends an unsigned varint field of bits bits, left out when zero.
+func (t *jsonTranscoder) unsigned(field protowire.Number, bits int) bool {
+	s, ok := t.integer(false)
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseUint(string(s), 10, bits)
+	if err != nil {
+		return false
+	}
+	if v != 0 {
+		t.out = appendTag(t.out, field, protowire.VarintType)
+		t.out = appendVarint(t.out, v)
+	}
+	return true
+}
+
+// signed appends an int64 varint field, zero included (an AnyValue's).
+func (t *jsonTranscoder) signed(field protowire.Number, bits int) bool {
+	s, ok := t.integer(true)
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseInt(string(s), 10, bits)
+	if err != nil {
+		return false
+	}
+	t.out = appendTag(t.out, field, protowire.VarintType)
+	t.out = appendVarint(t.out, uint64(v))
+	return true
+}
+
+func (t *jsonTranscoder) fixed64(field protowire.Number) bool {
+	s, ok := t.integer(false)
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseUint(string(s), 10, 64)
+	if err != nil {
+		return false
+	}
+	if v != 0 {
+		t.out = appendTag(t.out, field, protowire.Fixed64Type)
+		t.out = protowire.AppendFixed64(t.out, v)
+	}
+	return true
+}
+
+func (t *jsonTranscoder) fixed32(field protowire.Number) bool {
+	s, ok := t.integer(false)
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseUint(string(s), 10, 32)
+	if err != nil {
+		return false
+	}
+	if v != 0 {
+		t.out = appendTag(t.out, field, protowire.Fixed32Type)
+		t.out = protowire.AppendFixed32(t.out, uint32(v))
+	}
+	return true
+}
+
+// otlpEnum reads an enum by its number (bare) or its name (quoted), as pdata does.
+func (t *jsonTranscoder) otlpEnum(field protowire.Number, names map[string]uint64) bool {
+	t.skipSpace()
+	var v int64
+	if t.pos < len(t.in) && t.in[t.pos] == '"' {
+		s, ok := t.plainString()
+		if !ok {
+			return false
+		}
+		n, ok := names[string(s)]
+		if !ok {
+			return false
+		}
+		v = int64(n)
+	} else {
+		s, ok := t.integer(true)
+		if !ok {
+			return false
+		}
+		var err error
+		if v, err = strconv.ParseInt(string(s), 10, 32); err != nil {
+			return false
+		}
+	}
+	if v != 0 {
+		t.out = appendTag(t.out, field, protowire.VarintType)
+		t.out = appendVarint(t.out, uint64(v))
+	}
+	return true
+}
+
+// double reads a bare JSON number: for those jsoniter gives what strconv does (its fast
+// path divides exact operands, and its slow path is strconv). Quoted ones ("NaN", …) go to
+// the library.
+func (t *jsonTranscoder) double(field protowire.Number) bool {
+	v, err := strconv.ParseFloat(string(t.number()), 64)
+	if err != nil || math.IsInf(v, 0) {
+		return false
+	}
+	t.out = appendTag(t.out, field, protowire.Fixed64Type)
+	t.out = protowire.AppendFixed64(t.out, math.Float64bits(v))
+	return true
+}
+
+// base64Bytes reads bytes as pdata does: standard base64 without escapes; "" is no bytes.
+func (t *jsonTranscoder) base64Bytes(field protowire.Number) bool {
+	s, ok := t.plainString()
+	if !ok {
+		return false
+	}
+	b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(b, s)
+	if err != nil {
+		return false
+	}
+	t.out = appendTag(t.out, field, protowire.BytesType)
+	t.out = appendLenBytes(t.out, b[:n])
+	return true
+}
