@@ -395,7 +395,8 @@ func walkKeyValue(buf []byte, depth int) error {
 	if depth >= recursionLimit {
 		return errTooDeep
 	}
-	if plainKeyValue(buf) {
+	// A plain KeyValue's value is one level deeper, which the limit may not allow.
+	if depth+1 < recursionLimit && plainKeyValue(buf) {
 		return nil
 	}
 	depth++

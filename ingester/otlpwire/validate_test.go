@@ -185,6 +185,17 @@ func nested(n int) []byte {
 	return v
 }
 
+// nestedKvlist returns an AnyValue nested n key-value lists deep, each a plain KeyValue:
+// three levels of pdata's depth each.
+func nestedKvlist(n int) []byte {
+	v := field(anyString, protowire.BytesType, []byte("leaf"))
+	for range n {
+		kv := cat(field(keyValueKey, protowire.BytesType, []byte("k")), field(keyValueValue, protowire.BytesType, v))
+		v = field(anyKvlist, protowire.BytesType, field(listValues, protowire.BytesType, kv))
+	}
+	return v
+}
+
 func wireCases(t testing.TB) map[string][]byte {
 	rich := marshal(t, richTraces())
 	span := marshal(t, tracetest.Corpus())
@@ -223,6 +234,9 @@ func wireCases(t testing.TB) map[string][]byte {
 		"value nested 97 deep":      kv(nested(97)),
 		"value nested 98 deep":      kv(nested(98)),
 		"value nested 99 deep":      kv(nested(99)),
+		"kvlists nested 32 deep":    kv(nestedKvlist(32)),
+		"kvlists nested 33 deep":    kv(nestedKvlist(33)),
+		"kvlists nested 34 deep":    kv(nestedKvlist(34)),
 		"key value list in a value": kv(field(anyKvlist, protowire.BytesType, field(1, protowire.BytesType, field(2, protowire.BytesType, nested(3))))),
 		"unknown value field":       kv(field(12, protowire.VarintType, []byte{3})),
 		// The fields plainField takes without a walk, cut short.
