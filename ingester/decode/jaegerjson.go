@@ -2,7 +2,6 @@ package decode
 
 import (
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -48,16 +47,6 @@ const (
 	wktSeconds, wktNanos        = 1, 2
 )
 
-// jsonTranscoder reads one JSON value at a time from in, appending protobuf to out. Every
-// method reports false for input it does not transcode exactly.
-type jsonTranscoder struct {
-	in  []byte
-	pos int
-	out []byte
-	// depth is how deep values nest where the transcoder is (OTLP's arrays and maps).
-	depth int
-}
-
 func (t *jsonTranscoder) span() ([]byte, bool) {
 	ok := t.members(spanFields, func(field protowire.Number) bool {
 		switch field {
@@ -66,19 +55,19 @@ func (t *jsonTranscoder) span() ([]byte, bool) {
 		case spanOperation, spanProcessID:
 			return t.stringField(field)
 		case spanReferences:
-			return t.array(func() bool { return t.message(spanReferences, t.ref) })
+			return t.array(func() bool { return t.submessage(spanReferences, t.ref) })
 		case spanFlags:
 			return t.uint32Field(field)
 		case spanStartTime:
-			return t.message(field, t.timestamp)
+			return t.submessage(field, t.timestamp)
 		case spanDuration:
-			return t.message(field, t.duration)
+			return t.submessage(field, t.duration)
 		case spanTags:
-			return t.array(func() bool { return t.message(spanTags, t.keyValue) })
+			return t.array(func() bool { return t.submessage(spanTags, t.keyValue) })
 		case spanLogs:
-			return t.array(func() bool { return t.message(spanLogs, t.log) })
+			return t.array(func() bool { return t.submessage(spanLogs, t.log) })
 		case spanProcess:
-			return t.message(field, t.process)
+			return t.submessage(field, t.process)
 		default: // spanWarnings
 			return t.array(func() bool { return t.stringField(spanWarnings) })
 		}
@@ -88,19 +77,11 @@ func (t *jsonTranscoder) span() ([]byte, bool) {
 }
 
 // members reads an object whose keys are all among names (the exact spellings jsonpb
-// writes), each at most once, calling read with the key's field number for its value.
-// Another spelling, an unknown key or a repeated one is left to the library: jsonpb would
-// read the first two its own way, and keep only the last of a repeated key.
+// writes), each at most once: another spelling, an unknown key or a repeated one is left
+// to the library, as jsonpb would read the first two its own way, and keep only the last
+// of a repeated key.
 func (t *jsonTranscoder) members(names map[string]protowire.Number, read func(protowire.Number) bool) bool {
-	var seen uint64
-	return t.object(func(key []byte) bool {
-		field, ok := names[string(key)]
-		if !ok || seen&(1<<field) != 0 {
-			return false
-		}
-		seen |= 1 << field
-		return read(field)
-	})
+	return t.fields(func(key string) protowire.Number { return names[key] }, read)
 }
 
 // The names jsonpb writes for the enums; it also reads their numbers, which go to the
@@ -123,25 +104,6 @@ var (
 	logFieldNames     = map[string]protowire.Number{"timestamp": logTimestamp, "fields": logFields}
 	processFieldNames = map[string]protowire.Number{"serviceName": processServiceName, "tags": processTags}
 )
-
-// message appends field as a length-delimited message whose body body writes.
-func (t *jsonTranscoder) message(field protowire.Number, body func() bool) bool {
-	t.out = appendTag(t.out, field, protowire.BytesType)
-	// A one-byte length placeholder; moved when the body is longer.
-	at := len(t.out)
-	t.out = append(t.out, 0)
-	if !body() {
-		return false
-	}
-	n := len(t.out) - at - 1
-	size := protowire.SizeVarint(uint64(n))
-	if size > 1 {
-		t.out = append(t.out, make([]byte, size-1)...)
-		copy(t.out[at+size:], t.out[at+1:at+1+n])
-	}
-	appendVarint(t.out[at:at], uint64(n))
-	return true
-}
 
 func (t *jsonTranscoder) ref() bool {
 	return t.members(refFields, func(field protowire.Number) bool {
@@ -174,9 +136,9 @@ func (t *jsonTranscoder) keyValue() bool {
 func (t *jsonTranscoder) log() bool {
 	return t.members(logFieldNames, func(field protowire.Number) bool {
 		if field == logTimestamp {
-			return t.message(field, t.timestamp)
+			return t.submessage(field, t.timestamp)
 		}
-		return t.array(func() bool { return t.message(logFields, t.keyValue) })
+		return t.array(func() bool { return t.submessage(logFields, t.keyValue) })
 	})
 }
 
@@ -185,7 +147,7 @@ func (t *jsonTranscoder) process() bool {
 		if field == processServiceName {
 			return t.stringField(field)
 		}
-		return t.array(func() bool { return t.message(processTags, t.keyValue) })
+		return t.array(func() bool { return t.submessage(processTags, t.keyValue) })
 	})
 }
 
@@ -288,20 +250,6 @@ func (t *jsonTranscoder) enum(field protowire.Number, names map[string]uint64) b
 	return true
 }
 
-func (t *jsonTranscoder) boolField(field protowire.Number) bool {
-	var v uint64
-	switch {
-	case t.literal("true"):
-		v = 1
-	case t.literal("false"):
-	default:
-		return false
-	}
-	t.out = appendTag(t.out, field, protowire.VarintType)
-	t.out = appendVarint(t.out, v)
-	return true
-}
-
 // int64Field reads an int64 as a quoted decimal (how jsonpb writes it) or a bare integer.
 func (t *jsonTranscoder) int64Field(field protowire.Number) bool {
 	t.skipSpace()
@@ -336,30 +284,12 @@ func (t *jsonTranscoder) uint32Field(field protowire.Number) bool {
 
 func (t *jsonTranscoder) float64Field(field protowire.Number) bool {
 	v, err := strconv.ParseFloat(string(t.number()), 64)
-	if err != nil || math.IsInf(v, 0) {
+	if err != nil { // out of range too
 		return false
 	}
 	t.out = appendTag(t.out, field, protowire.Fixed64Type)
 	t.out = protowire.AppendFixed64(t.out, math.Float64bits(v))
 	return true
-}
-
-// number returns a JSON number's text ("" when there is none).
-func (t *jsonTranscoder) number() []byte {
-	t.skipSpace()
-	start := t.pos
-	for t.pos < len(t.in) {
-		c := t.in[t.pos]
-		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
-			break
-		}
-		t.pos++
-	}
-	s := t.in[start:t.pos]
-	if !json.Valid(s) {
-		return nil
-	}
-	return s
 }
 
 // stringValue reads a JSON string and returns its value, escapes resolved.
@@ -379,140 +309,4 @@ func (t *jsonTranscoder) stringValue() ([]byte, bool) {
 		return []byte(s), true
 	}
 	return raw, true
-}
-
-// plainString reads a JSON string without escapes (IDs, enums, times, numbers).
-func (t *jsonTranscoder) plainString() ([]byte, bool) {
-	raw, escaped, ok := t.scanString()
-	return raw, ok && !escaped
-}
-
-// rawString reads a JSON string and returns what is between the quotes, unresolved.
-func (t *jsonTranscoder) rawString() ([]byte, bool) {
-	raw, _, ok := t.scanString()
-	return raw, ok
-}
-
-// scanString reads a JSON string and returns what is between the quotes, unresolved, and
-// whether it holds an escape. A control character (which JSON must escape) fails it.
-func (t *jsonTranscoder) scanString() (raw []byte, escaped, ok bool) {
-	t.skipSpace()
-	if t.pos >= len(t.in) || t.in[t.pos] != '"' {
-		return nil, false, false
-	}
-	start := t.pos + 1
-	end, escaped := stringEnd(t.in, start)
-	if end < 0 {
-		return nil, false, false
-	}
-	t.pos = end + 1
-	return t.in[start:end], escaped, true
-}
-
-// stringEnd returns where the string whose bytes start at in[i] ends (its closing quote)
-// and whether it holds an escape; -1 if it holds a control character or does not end.
-func stringEnd(in []byte, i int) (end int, escaped bool) {
-	for {
-		// Eight bytes at a time while none is a quote, a backslash or a control
-		// character: most of a message is strings.
-		for ; i+8 <= len(in); i += 8 {
-			w := binary.LittleEndian.Uint64(in[i:])
-			if hasZeroByte(w^quotes)|hasZeroByte(w^backslashes)|((w-controls)&^w&highBits) != 0 {
-				break
-			}
-		}
-		for ; i < len(in); i++ {
-			switch c := in[i]; {
-			case c == '"':
-				return i, escaped
-			case c == '\\':
-				escaped = true
-				i++
-			case c < 0x20:
-				return -1, false
-			default:
-				continue
-			}
-			break // past an escape: eight at a time again
-		}
-		if i >= len(in) {
-			return -1, false
-		}
-		i++
-	}
-}
-
-// Masks of the eight-byte scan: each byte of a word the same.
-const (
-	quotes      = 0x2222222222222222 // '"'
-	backslashes = 0x5c5c5c5c5c5c5c5c // '\\'
-	controls    = 0x2020202020202020 // below: a control character
-	lowBits     = 0x0101010101010101
-	highBits    = 0x8080808080808080
-)
-
-// hasZeroByte is non-zero when a byte of w is zero.
-func hasZeroByte(w uint64) uint64 { return (w - lowBits) &^ w & highBits }
-
-func (t *jsonTranscoder) literal(word string) bool {
-	t.skipSpace()
-	if len(t.in)-t.pos >= len(word) && string(t.in[t.pos:t.pos+len(word)]) == word {
-		t.pos += len(word)
-		return true
-	}
-	return false
-}
-
-// object reads {"key": value, ...}, calling member for each key to read its value.
-func (t *jsonTranscoder) object(member func(key []byte) bool) bool {
-	if !t.literal("{") {
-		return false
-	}
-	if t.literal("}") {
-		return true
-	}
-	for {
-		key, ok := t.plainString()
-		if !ok || !t.literal(":") || !member(key) {
-			return false
-		}
-		if t.literal("}") {
-			return true
-		}
-		if !t.literal(",") {
-			return false
-		}
-	}
-}
-
-// array reads [value, ...], calling element for each.
-func (t *jsonTranscoder) array(element func() bool) bool {
-	if !t.literal("[") {
-		return false
-	}
-	if t.literal("]") {
-		return true
-	}
-	for {
-		if !element() {
-			return false
-		}
-		if t.literal("]") {
-			return true
-		}
-		if !t.literal(",") {
-			return false
-		}
-	}
-}
-
-func (t *jsonTranscoder) skipSpace() {
-	for t.pos < len(t.in) {
-		switch t.in[t.pos] {
-		case ' ', '\t', '\n', '\r':
-			t.pos++
-		default:
-			return
-		}
-	}
 }

@@ -39,15 +39,16 @@ func (d otlpJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	return d.library.Decode(b, data)
 }
 
-// maxValueDepth is how deep the transcoder nests values: half of pdata's limit on
-// KeyValues, AnyValues and the lists between them, which a level takes two of.
-const maxValueDepth = 50
+// maxValueDepth is how deep the transcoder nests values: a third of pdata's limit on
+// KeyValues, AnyValues and the lists between them, which a level of key-value lists takes
+// three of (an array two).
+const maxValueDepth = 32
 
 // OTLP's field numbers the transcoder writes beyond those otlpwire names.
 const (
 	otlpResourceDropped                                = 2
 	otlpScopeAttributes, otlpScopeDropped              = 3, 4
-	otlpSpanDroppedAttributes, otlpSpanDroppedEvts     = 10, 12
+	otlpSpanDroppedAttributes, otlpSpanDroppedEvents   = 10, 12
 	otlpSpanDroppedLinks                               = 14
 	otlpEventDropped                                   = 4
 	otlpLinkTraceState, otlpLinkDropped, otlpLinkFlags = 3, 5, 6
@@ -61,37 +62,6 @@ var (
 		"SPAN_KIND_CLIENT": 3, "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5}
 	statusCodes = map[string]uint64{"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 )
-
-// fields reads an object whose keys number maps to field numbers (0 for a key pdata does
-// not read as a field of this message, which goes to the library), each at most once:
-// pdata keeps the last of a repeated key, even a zero value the transcoder leaves out.
-func (t *jsonTranscoder) fields(number func(key string) protowire.Number, read func(protowire.Number) bool) bool {
-	var seen uint64
-	return t.object(func(key []byte) bool {
-		field := number(string(key))
-		if field == 0 || seen&(1<<field) != 0 {
-			return false
-		}
-		seen |= 1 << field
-		return read(field)
-	})
-}
-
-// submessage appends field as a length-delimited message whose body body writes.
-func (t *jsonTranscoder) submessage(field protowire.Number, body func() bool) bool {
-	var at int
-	t.out, at = otlpwire.OpenField(t.out, field)
-	if !body() {
-		return false
-	}
-	t.out = otlpwire.CloseField(t.out, at)
-	return true
-}
-
-// list reads an array of messages, each appended as field.
-func (t *jsonTranscoder) list(field protowire.Number, body func() bool) bool {
-	return t.array(func() bool { return t.submessage(field, body) })
-}
 
 func (t *jsonTranscoder) tracesData() bool {
 	ok := t.fields(func(key string) protowire.Number {
@@ -140,7 +110,7 @@ func (t *jsonTranscoder) resource() bool {
 		if field == 1 {
 			return t.attributes(1)
 		}
-		return t.unsigned(field, 32)
+		return t.uint32Varint(field)
 	})
 }
 
@@ -185,7 +155,7 @@ func (t *jsonTranscoder) scope() bool {
 		case otlpScopeAttributes:
 			return t.attributes(field)
 		case otlpScopeDropped:
-			return t.unsigned(field, 32)
+			return t.uint32Varint(field)
 		default:
 			return t.otlpString(field, false)
 		}
@@ -219,7 +189,7 @@ func spanField(key string) protowire.Number {
 	case "events":
 		return otlpwire.SpanEvents
 	case "droppedEventsCount", "dropped_events_count":
-		return otlpSpanDroppedEvts
+		return otlpSpanDroppedEvents
 	case "links":
 		return otlpwire.SpanLinks
 	case "droppedLinksCount", "dropped_links_count":
@@ -254,7 +224,7 @@ func (t *jsonTranscoder) otlpSpan() bool {
 		case otlpwire.SpanStatus:
 			return t.submessage(field, t.status)
 		default: // the dropped counts
-			return t.unsigned(field, 32)
+			return t.uint32Varint(field)
 		}
 	})
 }
@@ -281,7 +251,7 @@ func (t *jsonTranscoder) event() bool {
 		case otlpwire.EventAttributes:
 			return t.attributes(field)
 		default:
-			return t.unsigned(field, 32)
+			return t.uint32Varint(field)
 		}
 	})
 }
@@ -316,7 +286,7 @@ func (t *jsonTranscoder) link() bool {
 		case otlpLinkFlags:
 			return t.fixed32(field)
 		default:
-			return t.unsigned(field, 32)
+			return t.uint32Varint(field)
 		}
 	})
 }
@@ -353,7 +323,7 @@ func (t *jsonTranscoder) attributes(field protowire.Number) bool {
 }
 
 // plainKeyValue appends a KeyValue in the shape pdata writes as field, or reports false
-// (leaving t.pos where it was) for any other.
+// for any other (having read some of it: the caller goes back).
 func (t *jsonTranscoder) plainKeyValue(field protowire.Number) bool {
 	t.skipSpace()
 	in := t.in[t.pos:]
@@ -451,56 +421,6 @@ func (t *jsonTranscoder) plainKeyValue(field protowire.Number) bool {
 	return true
 }
 
-func hasPrefix(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
-}
-
-// plainStringEnd returns where the string whose bytes start at in[i] ends (its closing
-// quote), or -1 if it holds an escape or a control character or does not end.
-func plainStringEnd(in []byte, i int) int {
-	end, escaped := stringEnd(in, i)
-	if escaped {
-		return -1
-	}
-	return end
-}
-
-// jsonNumberEnd returns where the JSON number starting at in[i] ends, or -1 if what is
-// there is not one (JSON's grammar: no plus sign, no leading zero, digits around a point).
-func jsonNumberEnd(in []byte, i int) int {
-	digits := func() bool {
-		start := i
-		for i < len(in) && in[i] >= '0' && in[i] <= '9' {
-			i++
-		}
-		return i > start
-	}
-	if i < len(in) && in[i] == '-' {
-		i++
-	}
-	if i < len(in) && in[i] == '0' {
-		i++
-	} else if !digits() {
-		return -1
-	}
-	if i < len(in) && in[i] == '.' {
-		i++
-		if !digits() {
-			return -1
-		}
-	}
-	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
-		i++
-		if i < len(in) && (in[i] == '+' || in[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return -1
-		}
-	}
-	return i
-}
-
 func (t *jsonTranscoder) otlpKeyValue() bool {
 	return t.fields(func(key string) protowire.Number {
 		switch key {
@@ -555,7 +475,7 @@ func (t *jsonTranscoder) anyValue() bool {
 		case otlpwire.ValueBool:
 			return t.boolField(field)
 		case otlpwire.ValueInt:
-			return t.signed(field, 64)
+			return t.int64Varint(field)
 		case otlpwire.ValueDouble:
 			return t.double(field)
 		case otlpValueArray:
@@ -682,13 +602,13 @@ func (t *jsonTranscoder) integer(signed bool) ([]byte, bool) {
 	return t.in[start:t.pos], true
 }
 
-// unsigned appends an unsigned varint field of bits bits, left out when zero.
-func (t *jsonTranscoder) unsigned(field protowire.Number, bits int) bool {
+// uint32Varint appends a uint32 field (the dropped counts), left out when zero.
+func (t *jsonTranscoder) uint32Varint(field protowire.Number) bool {
 	s, ok := t.integer(false)
 	if !ok {
 		return false
 	}
-	v, err := strconv.ParseUint(string(s), 10, bits)
+	v, err := strconv.ParseUint(string(s), 10, 32)
 	if err != nil {
 		return false
 	}
@@ -699,13 +619,13 @@ func (t *jsonTranscoder) unsigned(field protowire.Number, bits int) bool {
 	return true
 }
 
-// signed appends an int64 varint field, zero included (an AnyValue's).
-func (t *jsonTranscoder) signed(field protowire.Number, bits int) bool {
+// int64Varint appends an int64 field, zero included (an AnyValue's).
+func (t *jsonTranscoder) int64Varint(field protowire.Number) bool {
 	s, ok := t.integer(true)
 	if !ok {
 		return false
 	}
-	v, err := strconv.ParseInt(string(s), 10, bits)
+	v, err := strconv.ParseInt(string(s), 10, 64)
 	if err != nil {
 		return false
 	}
@@ -782,7 +702,7 @@ func (t *jsonTranscoder) otlpEnum(field protowire.Number, names map[string]uint6
 // the library.
 func (t *jsonTranscoder) double(field protowire.Number) bool {
 	v, err := strconv.ParseFloat(string(t.number()), 64)
-	if err != nil || math.IsInf(v, 0) {
+	if err != nil { // out of range too
 		return false
 	}
 	t.out = appendTag(t.out, field, protowire.Fixed64Type)

@@ -288,11 +288,14 @@ func TestOTLPJSONFastMatchesLibrary(t *testing.T) {
 
 	// Values nested deeper than the transcoder goes, and deeper than pdata reads.
 	for _, depth := range []int{maxValueDepth - 1, maxValueDepth + 1, 20000} {
-		value := strings.Repeat(`{"arrayValue":{"values":[`, depth) + `{"stringValue":"x"}` + strings.Repeat(`]}}`, depth)
-		data := `{"resourceSpans":[{"scopeSpans":[{"spans":[{` + span + `,"attributes":[{"key":"deep","value":` + value + `}]}]}]}]}`
-		assertOTLPJSONSameAsLibrary(t, []byte(data))
-		if got := transcodes([]byte(data)); got != (depth < maxValueDepth) {
-			t.Errorf("values %d deep: transcoded %v", depth, got)
+		arrays := strings.Repeat(`{"arrayValue":{"values":[`, depth) + `{"stringValue":"x"}` + strings.Repeat(`]}}`, depth)
+		kvlists := strings.Repeat(`{"kvlistValue":{"values":[{"key":"k","value":`, depth) + `{"stringValue":"x"}` + strings.Repeat(`}]}}`, depth)
+		for _, value := range []string{arrays, kvlists} {
+			data := `{"resourceSpans":[{"scopeSpans":[{"spans":[{` + span + `,"attributes":[{"key":"deep","value":` + value + `}]}]}]}]}`
+			assertOTLPJSONSameAsLibrary(t, []byte(data))
+			if got := transcodes([]byte(data)); got != (depth < maxValueDepth) {
+				t.Errorf("values %d deep: transcoded %v", depth, got)
+			}
 		}
 	}
 }
