@@ -157,3 +157,36 @@ func processCPU(b *testing.B, pid int) time.Duration {
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
+
+// BenchmarkPeersJSON is BenchmarkPeers' otlp_proto topic written in OTLP/JSON instead, the
+// Collector's Kafka exporter's other encoding, read into nothing: spanflow transcodes it,
+// Jaeger v2 reads it with pdata's JSON unmarshaler. It reports spans per CPU-second of
+// each, their ratio, peak RSS, and a raw group read of the topic as the baseline.
+func BenchmarkPeersJSON(b *testing.B) {
+	const topic = "otlp_json_spans"
+	addr := testproc.StartKfake(b, "-partitions="+strconv.Itoa(benchPartitions), "-otlp-json-topic="+topic,
+		"-preload-otlp-json="+strconv.Itoa(peersOTLPMessages))
+	broker := kafkatest.Attach(b, addr)
+	rawGroupReadTopic(b, addr, topic, peersOTLPMessages, "warmup")
+	var raw, spanflow, jaeger measurement
+	sum := func(into *measurement, m measurement) {
+		into.items += m.items
+		into.cpu += m.cpu
+		into.rss = max(into.rss, m.rss)
+	}
+	onTopic := func(c *config.Config) { c.Kafka.Topic, c.Encoding = topic, config.EncodingOTLPJSON }
+	for i := 0; b.Loop(); i++ {
+		r := measure(func() { rawGroupReadTopic(b, addr, topic, peersOTLPMessages, fmt.Sprintf("raw-%d", i)) })
+		r.items = peersOTLPMessages
+		sum(&raw, r)
+		s := ingestMessages(b, addr, fmt.Sprintf("spanflow-%d", i), peersOTLPMessages, onTopic)
+		sum(&spanflow, s)
+		sum(&jaeger, jaegerConsume(b, broker, addr, topic, config.EncodingOTLPJSON, fmt.Sprintf("jaeger-%d", i), s.items, nil))
+	}
+	b.ReportMetric(raw.perCPUSecond(), "otlp_json-raw-msgs/cpu-s")
+	b.ReportMetric(spanflow.perCPUSecond(), "otlp_json-spanflow-blackhole-spans/cpu-s")
+	b.ReportMetric(jaeger.perCPUSecond(), "otlp_json-jaeger-nop-spans/cpu-s")
+	b.ReportMetric(spanflow.perCPUSecond()/jaeger.perCPUSecond(), "otlp_json-blackhole-x-jaeger")
+	b.ReportMetric(float64(spanflow.rss)/(1<<20), "otlp_json-spanflow-peak-rss-MB")
+	b.ReportMetric(float64(jaeger.rss)/(1<<20), "otlp_json-jaeger-peak-rss-MB")
+}

@@ -138,20 +138,33 @@ func TestTracesShareTheirResource(t *testing.T) {
 			start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 			var batch otlpwire.Batch
 			want := ptrace.NewTraces()
+			var messages [][]byte
 			for i := range 100 {
 				td, _, err := gen.OTLPTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
 				if err != nil {
 					t.Fatal(err)
 				}
 				for _, data := range encodeAs(t, encoding, td) {
-					if _, err := d.Decode(&batch, data); err != nil {
-						t.Fatal(err)
-					}
+					messages = append(messages, data)
 					one, err := decodeOne(t, d, data)
 					if err != nil {
 						t.Fatal(err)
 					}
 					one.ResourceSpans().MoveAndAppendTo(want.ResourceSpans())
+				}
+			}
+			// Twice: the second time in the memory the batch kept from the first.
+			for round := range 2 {
+				batch.Reset()
+				for _, data := range messages {
+					if _, err := d.Decode(&batch, data); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if round == 0 {
+					if got, err := batch.Request().Traces(); err != nil || got.SpanCount() != want.SpanCount() {
+						t.Fatalf("first round: %d spans, %v", got.SpanCount(), err)
+					}
 				}
 			}
 			resources := map[string]bool{}

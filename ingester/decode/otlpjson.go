@@ -29,10 +29,13 @@ func (d otlpJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	if len(data) == 0 {
 		return 0, ErrEmpty
 	}
-	// The batch keeps slices of what it is given: the transcoded bytes are this message's.
-	t := jsonTranscoder{in: data, out: make([]byte, 0, len(data)*2/3)}
+	// The batch keeps slices of what it is given: the transcoded bytes go where it keeps
+	// them. They take less room than the JSON (its keys, quotes and hex, its numbers in
+	// decimal); were they ever more, the transcoder's appends would move them elsewhere.
+	t := jsonTranscoder{in: data, out: b.Scratch(len(data))}
 	if t.tracesData() {
 		if n, err := b.AppendValidated(t.out); err == nil {
+			b.Keep(len(t.out))
 			return n, nil
 		}
 	}

@@ -35,7 +35,14 @@ type Batch struct {
 	index   map[string]int // encoded Resource → position in groups
 	out     []byte         // the groups, and the merged entries' tags and lengths, encoded
 	request [][]byte       // entries and out: the pieces Request returns
+	// scratch is memory the batch lends for messages its caller encodes (Scratch), in
+	// chunks reused after Reset; the current chunk is scratch[chunk], used bytes of it kept.
+	scratch     [][]byte
+	chunk, used int
 }
+
+// scratchChunk is the size of the chunks Scratch lends from: a few dozen messages.
+const scratchChunk = 256 << 10
 
 // batchEntry is a run of ResourceSpans entries sent as they came, or (piece nil) the
 // merged ResourceSpans of index merged.
@@ -87,7 +94,28 @@ func (b *Batch) Reset() {
 	}
 	b.groups = b.groups[:0]
 	clear(b.index)
+	b.chunk, b.used = 0, 0
 }
+
+// Scratch returns room for a message of at most n bytes that the caller encodes and then
+// appends (AppendValidated, AppendRequest): an empty slice of capacity n that the batch
+// keeps until Reset, from memory it reuses after that, so that a decoder that encodes
+// each message anew does not allocate for it. Keep says how much of it the message took;
+// without it the room is lent again.
+func (b *Batch) Scratch(n int) []byte {
+	for ; b.chunk < len(b.scratch); b.chunk, b.used = b.chunk+1, 0 {
+		if c := b.scratch[b.chunk]; len(c)-b.used >= n {
+			return c[b.used : b.used : b.used+n]
+		}
+	}
+	b.scratch = append(b.scratch, make([]byte, max(scratchChunk, n)))
+	b.chunk, b.used = len(b.scratch)-1, 0
+	return b.scratch[b.chunk][:0:n]
+}
+
+// Keep keeps the first n bytes of what the last Scratch lent, which a message appended
+// to the batch now holds.
+func (b *Batch) Keep(n int) { b.used += n }
 
 // Spans is the number of spans added so far.
 func (b *Batch) Spans() int { return b.spans }

@@ -30,6 +30,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	preload := fs.Int("preload-jaeger", 0, "produce this many realistic jaeger_proto spans to the topic before reporting ready")
 	otlpTopic := fs.String("otlp-topic", "otlp_spans", "topic to create for -preload-otlp")
 	preloadOTLP := fs.Int("preload-otlp", 0, "produce this many otlp_proto messages, each one realistic trace of 3–7 spans as the Collector's Kafka exporter writes it, to -otlp-topic")
+	otlpJSONTopic := fs.String("otlp-json-topic", "otlp_json_spans", "topic to create for -preload-otlp-json")
+	preloadOTLPJSON := fs.Int("preload-otlp-json", 0, "produce this many otlp_json messages (the traces of -preload-otlp, in OTLP/JSON) to -otlp-json-topic")
 	seed := fs.Uint64("seed", 1, "seed of the preloaded spans")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -37,7 +39,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(*port),
-		kfake.SeedTopics(int32(*partitions), *topic, *otlpTopic),
+		kfake.SeedTopics(int32(*partitions), *topic, *otlpTopic, *otlpJSONTopic),
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
 		kfake.AllowAutoTopicCreation(),
 	}
@@ -58,7 +60,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *preloadOTLP > 0 {
-		if err := preloadOTLPTraces(addr, *otlpTopic, *preloadOTLP, *seed); err != nil {
+		if err := preloadOTLPTraces(addr, *otlpTopic, *preloadOTLP, *seed, &ptrace.ProtoMarshaler{}); err != nil {
+			fmt.Fprintln(stderr, "kfake: preloading:", err)
+			return 1
+		}
+	}
+	if *preloadOTLPJSON > 0 {
+		if err := preloadOTLPTraces(addr, *otlpJSONTopic, *preloadOTLPJSON, *seed, &ptrace.JSONMarshaler{}); err != nil {
 			fmt.Fprintln(stderr, "kfake: preloading:", err)
 			return 1
 		}
@@ -80,11 +88,11 @@ func preloadJaeger(addr, topic string, n int, seed uint64) error {
 }
 
 // preloadOTLPTraces writes n messages of one trace each, as the Collector's Kafka
-// exporter writes otlp_proto: the spans of each service under their own resource.
-func preloadOTLPTraces(addr, topic string, n int, seed uint64) error {
+// exporter writes otlp_proto or otlp_json (m): the spans of each service under their own
+// resource.
+func preloadOTLPTraces(addr, topic string, n int, seed uint64, m ptrace.Marshaler) error {
 	gen := spangen.New(seed)
 	start := time.Unix(1_780_000_000, 0)
-	var m ptrace.ProtoMarshaler
 	return preload(addr, topic, n, func(i int) (kafka.Message, error) {
 		td, key, err := gen.OTLPTrace(uint64(i), start.Add(time.Duration(i)*time.Millisecond))
 		if err != nil {
