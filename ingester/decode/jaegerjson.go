@@ -31,7 +31,9 @@ func (d *jaegerJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	if len(data) == 0 {
 		return 0, ErrEmpty
 	}
-	t := jsonTranscoder{in: data, out: make([]byte, 0, len(data))}
+	// The protobuf is read and left at once (the jaeger_proto transcoder copies what it
+	// keeps): room the batch lends again for the next message.
+	t := jsonTranscoder{in: data, out: b.Scratch(len(data))}
 	if wire, ok := t.span(); ok {
 		if n, err := d.proto.Decode(b, wire); err == nil {
 			return n, nil
