@@ -284,6 +284,22 @@ func TestJaegerJSONFastMatchesLibrary(t *testing.T) {
 		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","logs":[{"timestamp":"2026-11-20T09:30:00Z","fields":[{"key":"event","vStr":"e"}]}]}`),
 		[]byte(`{}`), []byte(`[]`), []byte(`{"traceId":`), []byte(`null`),
 	}...)
+	// Tags in the shapes the one-pass reader takes, next to shapes it leaves to the general
+	// reader, and shapes jsonpb refuses.
+	const ids = `"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM="`
+	for _, tags := range []string{
+		`{"key":"s","vStr":"é ü"},{"key":"t","vType":"STRING","vStr":"x"},{"key":"e"},{"key":"b","vType":"BOOL"},{"key":"c","vType":"BOOL","vBool":true},{"key":"d","vType":"BOOL","vBool":false}`,
+		`{"key":"i","vType":"INT64","vInt64":"-12"},{"key":"z","vType":"INT64","vInt64":"-0"},{"key":"n","vType":"INT64"}`,
+		`{"key":"i","vType":"INT64","vInt64":"007"}`, `{"key":"i","vType":"INT64","vInt64":"1e3"}`, `{"key":"i","vType":"INT64","vInt64":"+1"}`,
+		`{"key":"i","vType":"INT64","vInt64":"9223372036854775808"}`, `{"key":"i","vType":"INT64","vInt64":12}`,
+		`{"key":"f","vType":"FLOAT64","vFloat64":1E5},{"key":"g","vType":"FLOAT64","vFloat64":-0},{"key":"h","vType":"FLOAT64","vFloat64":6.048500221317232}`,
+		`{"key":"f","vType":"FLOAT64","vFloat64":1e400}`, `{"key":"f","vType":"FLOAT64","vFloat64":01}`,
+		`{"key":"s","vStr":"bad ` + "\xff" + ` utf-8"}`, `{"key":"s","vStr":"esc\"aped"}`, `{"key":"s` + "\xff" + `","vStr":"x"}`,
+		`{"key":"x","vType":"BINARY","vBinary":"AAEC"}`, `{"key":"x","vType":"WHAT","vStr":"x"}`, `{"vStr":"x","key":"k"}`,
+		`{"key":"k","vStr":"x","vStr":"y"}`, `{"key":"k","vStr":"x"`, `{"key":"k","vStr":"x"x,{"key":"l"}`, `{"key":"b","vType":"BINARY"}`, `{"key":"k","vType":"BOOL","vBool":"true"}`,
+	} {
+		inputs = append(inputs, []byte(`{`+ids+`,"tags":[`+tags+`],"process":{"serviceName":"p","tags":[`+tags+`]}}`))
+	}
 	for _, data := range inputs {
 		assertJSONSameAsLibrary(t, fast, data)
 	}

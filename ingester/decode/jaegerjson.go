@@ -65,7 +65,7 @@ func (t *jsonTranscoder) span() ([]byte, bool) {
 		case spanDuration:
 			return t.submessage(field, t.duration)
 		case spanTags:
-			return t.array(func() bool { return t.submessage(spanTags, t.keyValue) })
+			return t.tags(spanTags)
 		case spanLogs:
 			return t.array(func() bool { return t.submessage(spanLogs, t.log) })
 		case spanProcess:
@@ -116,6 +116,120 @@ func (t *jsonTranscoder) ref() bool {
 	})
 }
 
+// tags reads a list of tags as field. A tag in the shape jsonpb writes — its key, its type
+// unless a string, its value unless the type's zero, in that order, without escapes — is
+// read in one pass; any other through the general reader.
+func (t *jsonTranscoder) tags(field protowire.Number) bool {
+	return t.array(func() bool {
+		pos, out := t.pos, len(t.out)
+		if t.plainTag(field) {
+			return true
+		}
+		t.pos, t.out = pos, t.out[:out]
+		return t.submessage(field, t.keyValue)
+	})
+}
+
+// plainTag appends a tag in the shape jsonpb writes as field, writing what the general
+// reader would, or reports false for any other (having read some of it: the caller goes
+// back).
+func (t *jsonTranscoder) plainTag(field protowire.Number) bool {
+	t.skipSpace()
+	in := t.in[t.pos:]
+	const keyStart, typeStart = `{"key":"`, `,"vType":"`
+	if !hasPrefix(in, keyStart) {
+		return false
+	}
+	i := len(keyStart)
+	end := plainStringEnd(in, i)
+	if end < 0 || !utf8.Valid(in[i:end]) {
+		return false
+	}
+	key := in[i:end]
+	i = end + 1
+	vtype, typed := uint64(0), false
+	if hasPrefix(in[i:], typeStart) {
+		i += len(typeStart)
+		end := plainStringEnd(in, i)
+		if end < 0 {
+			return false
+		}
+		v, ok := valueTypes[string(in[i:end])]
+		if !ok {
+			return false
+		}
+		vtype, typed, i = v, true, end+1
+	}
+	var (
+		valueField protowire.Number
+		text       []byte // a string's bytes
+		number     uint64 // a bool's, an int's or a double's bits
+	)
+	rest := in[i:]
+	switch {
+	case hasPrefix(rest, `,"vStr":"`):
+		i += len(`,"vStr":"`)
+		end := plainStringEnd(in, i)
+		if end < 0 || !utf8.Valid(in[i:end]) {
+			return false
+		}
+		valueField, text, i = kvStr, in[i:end], end+1
+	case hasPrefix(rest, `,"vBool":true`):
+		valueField, number, i = kvBool, 1, i+len(`,"vBool":true`)
+	case hasPrefix(rest, `,"vBool":false`):
+		valueField, i = kvBool, i+len(`,"vBool":false`)
+	case hasPrefix(rest, `,"vInt64":"`):
+		i += len(`,"vInt64":"`)
+		end := plainStringEnd(in, i)
+		// jsonpb reads the quoted text as a JSON number, then as an int64.
+		if end < 0 || jsonNumberEnd(in[:end], i) != end {
+			return false
+		}
+		v, err := strconv.ParseInt(string(in[i:end]), 10, 64)
+		if err != nil {
+			return false
+		}
+		valueField, number, i = kvInt64, uint64(v), end+1
+	case hasPrefix(rest, `,"vFloat64":`):
+		i += len(`,"vFloat64":`)
+		end := jsonNumberEnd(in, i)
+		if end < 0 {
+			return false
+		}
+		v, err := strconv.ParseFloat(string(in[i:end]), 64)
+		if err != nil {
+			return false
+		}
+		valueField, number, i = kvFloat64, math.Float64bits(v), end
+	}
+	if !hasPrefix(in[i:], "}") {
+		return false
+	}
+	t.pos += i + 1
+
+	var body int
+	t.out, body = otlpwire.OpenField(t.out, field)
+	t.out = appendTag(t.out, kvKey, protowire.BytesType)
+	t.out = appendLenBytes(t.out, key)
+	if typed {
+		t.out = appendTag(t.out, kvType, protowire.VarintType)
+		t.out = appendVarint(t.out, vtype)
+	}
+	switch valueField {
+	case kvStr:
+		t.out = appendTag(t.out, kvStr, protowire.BytesType)
+		t.out = appendLenBytes(t.out, text)
+	case kvFloat64:
+		t.out = appendTag(t.out, kvFloat64, protowire.Fixed64Type)
+		t.out = protowire.AppendFixed64(t.out, number)
+	case kvBool, kvInt64:
+		t.out = appendTag(t.out, valueField, protowire.VarintType)
+		t.out = appendVarint(t.out, number)
+	}
+	t.out = otlpwire.CloseField(t.out, body)
+	return true
+}
+
 func (t *jsonTranscoder) keyValue() bool {
 	return t.members(kvFields, func(field protowire.Number) bool {
 		switch field {
@@ -140,7 +254,7 @@ func (t *jsonTranscoder) log() bool {
 		if field == logTimestamp {
 			return t.submessage(field, t.timestamp)
 		}
-		return t.array(func() bool { return t.submessage(logFields, t.keyValue) })
+		return t.tags(logFields)
 	})
 }
 
@@ -149,7 +263,7 @@ func (t *jsonTranscoder) process() bool {
 		if field == processServiceName {
 			return t.stringField(field)
 		}
-		return t.array(func() bool { return t.submessage(processTags, t.keyValue) })
+		return t.tags(processTags)
 	})
 }
 
