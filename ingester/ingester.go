@@ -146,6 +146,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	m := metrics.New(registry)
+	if fast, ok := decoder.(decode.FastPath); ok {
+		metrics.RegisterLibraryDecodes(registry, fast.LibraryDecodes)
+	}
 
 	conn, err := kafkaclient.New(cfg.Kafka)
 	if err != nil {

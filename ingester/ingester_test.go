@@ -1,6 +1,7 @@
 package ingester
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -205,6 +206,41 @@ func lookKcat(t *testing.T) string {
 	}
 	t.Skip("kcat is not installed (apt-get install kafkacat); skipping the independent-client test")
 	return ""
+}
+
+// TestMetricsCountLibraryDecodes: the otlp_json messages the fast path leaves to pdata (here,
+// those with a field it does not know) are counted on /metrics, the others not, and every
+// span is written either way.
+func TestMetricsCountLibraryDecodes(t *testing.T) {
+	const topic, group = "otlp_json_spans", "library"
+	b := kafkatest.Start(t, topic, partitions)
+	var m ptrace.JSONMarshaler
+	var msgs []kafka.Message
+	for i := range 20 {
+		data, err := m.MarshalTraces(kafkatest.Traces(uint64(i), 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 { // a field of a newer OTLP than pdata's
+			data = bytes.Replace(data, []byte(`{"resourceSpans":[`), []byte(`{"newerField":1,"resourceSpans":[`), 1)
+		}
+		msgs = append(msgs, kafka.Message{Value: data})
+	}
+	b.Produce(t, topic, msgs...)
+	cfg := testConfig(b.Addr, topic, group)
+	cfg.Encoding = config.EncodingOTLPJSON
+	writer := &store.Blackhole{}
+	r := startIngester(t, cfg, writer)
+	waitFor(t, 30*time.Second, "60 spans", func() bool { return writer.Spans() == 60 })
+	resp, err := http.Get("http://" + r.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if want := "spanflow_ingester_decode_library_total 5\n"; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
 }
 
 // TestMetricsEndpoint checks that /metrics reports what was consumed, written and committed.

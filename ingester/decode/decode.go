@@ -22,6 +22,16 @@ type Decoder interface {
 	Decode(b *otlpwire.Batch, data []byte) (spans int, err error)
 }
 
+// FastPath is a decoder that reads the usual shapes of its encoding itself and leaves the
+// rest to the encoding's library (jaeger_proto, jaeger_json, otlp_json).
+type FastPath interface {
+	// LibraryDecodes is how many messages it left to the library: shapes it does not
+	// read exactly as the library would, and malformed ones (whose error is the
+	// library's). Many more than decode errors mean a producer writes a shape the fast
+	// path does not take, at several times its cost.
+	LibraryDecodes() uint64
+}
+
 // ErrEmpty is returned for a message with no bytes: no format encodes a span in zero bytes.
 var ErrEmpty = errors.New("empty message")
 
@@ -31,7 +41,7 @@ func New(encoding string) (Decoder, error) {
 	case config.EncodingOTLPProto:
 		return otlpProto{}, nil
 	case config.EncodingOTLPJSON:
-		return otlpJSONFast{library: library{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}}, nil
+		return &otlpJSONFast{library: library{unmarshaler: &ptrace.JSONUnmarshaler{}, name: encoding}}, nil
 	case config.EncodingJaegerProto:
 		return newJaegerFast(), nil
 	case config.EncodingJaegerJSON:

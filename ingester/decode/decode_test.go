@@ -1,12 +1,16 @@
 package decode
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
+	"github.com/gogo/protobuf/jsonpb"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/otlpwire"
+	"github.com/spanflow/spanflow/internal/spangen"
 )
 
 func sample() ptrace.Traces {
@@ -55,5 +59,41 @@ func TestDecodeOTLP(t *testing.T) {
 	}
 	if _, err := New("avro"); err == nil {
 		t.Error("an unknown encoding has a decoder")
+	}
+}
+
+// TestFastPathsCountWhatTheyLeave: a decoder with a fast path counts the messages it leaves
+// to the library — a shape it does not take, a malformed message — and not the others.
+func TestFastPathsCountWhatTheyLeave(t *testing.T) {
+	plainJaeger, _ := spangen.New(1).JaegerSpan(1).Marshal()
+	var jsonpbSpan bytes.Buffer
+	if err := (&jsonpb.Marshaler{}).Marshal(&jsonpbSpan, spangen.New(1).JaegerSpan(1)); err != nil {
+		t.Fatal(err)
+	}
+	otlpJSON, err := (&ptrace.JSONMarshaler{}).MarshalTraces(twoServiceTrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		encoding                string
+		plain, other, malformed []byte
+	}{
+		{config.EncodingJaegerProto, plainJaeger, []byte{0x0a, 0x00}, []byte{0xff}},
+		{config.EncodingJaegerJSON, jsonpbSpan.Bytes(),
+			[]byte(`{"trace_id":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM="}`), []byte(`{"traceId":`)},
+		{config.EncodingOTLPJSON, otlpJSON, bytes.Replace(otlpJSON, []byte(`{"resourceSpans"`), []byte(`{"x":1,"resourceSpans"`), 1), []byte(`[`)},
+	} {
+		d, err := New(tc.encoding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast := d.(FastPath)
+		var b otlpwire.Batch
+		for i, data := range [][]byte{tc.plain, tc.other, tc.malformed} {
+			_, _ = d.Decode(&b, data)
+			if got, want := fast.LibraryDecodes(), uint64(i); got != want {
+				t.Errorf("%s: %d messages left to the library after %d, want %d", tc.encoding, got, i+1, want)
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"sync"
+	"sync/atomic"
 
 	model "github.com/jaegertracing/jaeger-idl/model/v1"
 	"go.opentelemetry.io/collector/featuregate"
@@ -20,7 +21,11 @@ type jaegerFast struct {
 	// http.response.status_code tag becomes, as the translator's feature gates decide.
 	statusCodeKeys []string
 	scratch        sync.Pool
+	fallbacks      atomic.Uint64
 }
+
+// LibraryDecodes implements FastPath.
+func (d *jaegerFast) LibraryDecodes() uint64 { return d.fallbacks.Load() }
 
 // Tags the translator turns into span fields rather than attributes.
 const (

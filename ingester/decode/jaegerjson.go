@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -21,8 +22,15 @@ import (
 // every error, so that errors are the library's. A differential test and a fuzz target
 // hold the two paths to the same output.
 type jaegerJSONFast struct {
-	proto   *jaegerFast
-	library jaegerJSON
+	proto     *jaegerFast
+	library   jaegerJSON
+	fallbacks atomic.Uint64
+}
+
+// LibraryDecodes implements FastPath: the messages left to jsonpb, and those whose
+// transcoded protobuf the jaeger_proto transcoder left to jaeger-idl.
+func (d *jaegerJSONFast) LibraryDecodes() uint64 {
+	return d.fallbacks.Load() + d.proto.LibraryDecodes()
 }
 
 func newJaegerJSONFast() *jaegerJSONFast { return &jaegerJSONFast{proto: newJaegerFast()} }
@@ -39,6 +47,7 @@ func (d *jaegerJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 			return n, nil
 		}
 	}
+	d.fallbacks.Add(1)
 	return d.library.Decode(b, data)
 }
 

@@ -27,6 +27,7 @@ func (d *jaegerFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	// Every string field is a substring of the message viewed as one string, without a
 	// copy: the message is not modified while it is transcoded.
 	if !s.parse(data, unsafe.String(&data[0], len(data))) || !d.handles(s) {
+		d.fallbacks.Add(1)
 		return d.library.Decode(b, data)
 	}
 	d.transcode(b, s)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"math"
 	"strconv"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -23,9 +24,15 @@ import (
 // doubles, the deprecated and dictionary fields — goes to the library path, and so does
 // every error, so that errors are the library's. TestOTLPJSONFastMatchesLibrary and
 // FuzzOTLPJSON hold the two paths to the same spans under the same resources and scopes.
-type otlpJSONFast struct{ library library }
+type otlpJSONFast struct {
+	library   library
+	fallbacks atomic.Uint64
+}
 
-func (d otlpJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+// LibraryDecodes implements FastPath.
+func (d *otlpJSONFast) LibraryDecodes() uint64 { return d.fallbacks.Load() }
+
+func (d *otlpJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	if len(data) == 0 {
 		return 0, ErrEmpty
 	}
@@ -39,6 +46,7 @@ func (d otlpJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 			return n, nil
 		}
 	}
+	d.fallbacks.Add(1)
 	return d.library.Decode(b, data)
 }
 

@@ -26,7 +26,7 @@ func assertOTLPJSONSameAsLibrary(t *testing.T, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast := d.(otlpJSONFast)
+	fast := d.(*otlpJSONFast)
 	want, wantErr := decodeOne(t, fast.library, data)
 	got, gotErr := decodeOne(t, fast, data)
 	if (wantErr == nil) != (gotErr == nil) {
