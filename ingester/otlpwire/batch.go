@@ -94,6 +94,9 @@ func (b *Batch) Reset() {
 	}
 	b.groups = b.groups[:0]
 	clear(b.index)
+	// A chunk lent for one large message is let go: kept, it would hold its size for as
+	// long as the batch is reused.
+	b.scratch = slices.DeleteFunc(b.scratch, func(c []byte) bool { return len(c) > scratchChunk })
 	b.chunk, b.used = 0, 0
 }
 

@@ -70,3 +70,38 @@ func TestBatchGroupsByResourceAndScope(t *testing.T) {
 		}
 	}
 }
+
+// TestScratchLendsWhatItKeeps: what Keep kept is never lent again before Reset, what it did
+// not is, a Reset lends the same memory again, and a chunk made for one large message is
+// let go at Reset.
+func TestScratchLendsWhatItKeeps(t *testing.T) {
+	var b Batch
+	first := b.Scratch(100)
+	first = append(first, "kept"...)
+	b.Keep(len(first))
+	second := b.Scratch(100)
+	if &second[:1][0] == &first[:1][0] {
+		t.Fatal("kept bytes lent again")
+	}
+	second = append(second, "left"...)
+	if again := b.Scratch(100); &again[:1][0] != &second[:1][0] {
+		t.Error("bytes not kept were not lent again")
+	}
+	if string(first) != "kept" {
+		t.Errorf("kept bytes changed: %q", first)
+	}
+	large := b.Scratch(scratchChunk + 1)
+	if cap(large) != scratchChunk+1 {
+		t.Errorf("room for %d bytes has capacity %d", scratchChunk+1, cap(large))
+	}
+	b.Keep(len(large))
+	b.Reset()
+	if again := b.Scratch(100); &again[:1][0] != &first[:1][0] {
+		t.Error("a Reset batch did not lend its memory again")
+	}
+	for _, c := range b.scratch {
+		if len(c) > scratchChunk {
+			t.Error("the chunk of a large message outlived Reset")
+		}
+	}
+}
