@@ -129,14 +129,7 @@ func (t *jsonTranscoder) ref() bool {
 // unless a string, its value unless the type's zero, in that order, without escapes — is
 // read in one pass; any other through the general reader.
 func (t *jsonTranscoder) tags(field protowire.Number) bool {
-	return t.array(func() bool {
-		pos, out := t.pos, len(t.out)
-		if t.plainTag(field) {
-			return true
-		}
-		t.pos, t.out = pos, t.out[:out]
-		return t.submessage(field, t.keyValue)
-	})
+	return t.listPlainFirst(field, t.plainTag, t.keyValue)
 }
 
 // plainTag appends a tag in the shape jsonpb writes as field, writing what the general
@@ -404,16 +397,6 @@ func (t *jsonTranscoder) uint32Field(field protowire.Number) bool {
 	}
 	t.out = appendTag(t.out, field, protowire.VarintType)
 	t.out = appendVarint(t.out, v)
-	return true
-}
-
-func (t *jsonTranscoder) float64Field(field protowire.Number) bool {
-	v, err := strconv.ParseFloat(string(t.number()), 64)
-	if err != nil { // out of range too
-		return false
-	}
-	t.out = appendTag(t.out, field, protowire.Fixed64Type)
-	t.out = protowire.AppendFixed64(t.out, math.Float64bits(v))
 	return true
 }
 

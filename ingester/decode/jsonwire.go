@@ -2,6 +2,8 @@ package decode
 
 import (
 	"encoding/binary"
+	"math"
+	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -213,6 +215,20 @@ func (t *jsonTranscoder) list(field protowire.Number, body func() bool) bool {
 	return t.array(func() bool { return t.submessage(field, body) })
 }
 
+// listPlainFirst reads a list of messages as field: each in the shape plain takes in one
+// pass by plain (which reports false for any other, having read some of it: the reading
+// goes back), any other by general.
+func (t *jsonTranscoder) listPlainFirst(field protowire.Number, plain func(protowire.Number) bool, general func() bool) bool {
+	return t.array(func() bool {
+		pos, out := t.pos, len(t.out)
+		if plain(field) {
+			return true
+		}
+		t.pos, t.out = pos, t.out[:out]
+		return t.submessage(field, general)
+	})
+}
+
 func hasPrefix(b []byte, prefix string) bool {
 	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
 }
@@ -261,4 +277,17 @@ func jsonNumberEnd(in []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// float64Field appends a double read from a bare JSON number, as jsonpb and pdata read one:
+// strconv's value (jsoniter's fast path divides exact operands, and its slow path is
+// strconv). Quoted ones ("NaN", …) are each library's to read.
+func (t *jsonTranscoder) float64Field(field protowire.Number) bool {
+	v, err := strconv.ParseFloat(string(t.number()), 64)
+	if err != nil { // out of range too
+		return false
+	}
+	t.out = appendTag(t.out, field, protowire.Fixed64Type)
+	t.out = protowire.AppendFixed64(t.out, math.Float64bits(v))
+	return true
 }

@@ -86,26 +86,7 @@ func (t *jsonTranscoder) tracesData() bool {
 }
 
 func (t *jsonTranscoder) resourceSpans() bool {
-	return t.fields(func(key string) protowire.Number {
-		switch key {
-		case "resource":
-			return 1
-		case "scopeSpans", "scope_spans":
-			return 2
-		case "schemaUrl", "schema_url":
-			return 3
-		}
-		return 0
-	}, func(field protowire.Number) bool {
-		switch field {
-		case 1:
-			return t.submessage(1, t.resource)
-		case 2:
-			return t.list(2, t.scopeSpans)
-		default:
-			return t.otlpString(3, false)
-		}
-	})
+	return t.schemaScoped("resource", t.resource, "scopeSpans", "scope_spans", t.scopeSpans)
 }
 
 func (t *jsonTranscoder) resource() bool {
@@ -121,16 +102,23 @@ func (t *jsonTranscoder) resource() bool {
 		if field == 1 {
 			return t.attributes(1)
 		}
-		return t.uint32Varint(field)
+		return t.unsignedField(field, 32, protowire.VarintType)
 	})
 }
 
 func (t *jsonTranscoder) scopeSpans() bool {
+	return t.schemaScoped("scope", t.scope, "spans", "spans", t.otlpSpan)
+}
+
+// schemaScoped reads ResourceSpans or ScopeSpans, which have one shape: field 1 a message
+// (key one, written by first), field 2 a list (key list, also spelt listSnake, each
+// element written by element), field 3 the schema URL.
+func (t *jsonTranscoder) schemaScoped(one string, first func() bool, list, listSnake string, element func() bool) bool {
 	return t.fields(func(key string) protowire.Number {
 		switch key {
-		case "scope":
+		case one:
 			return 1
-		case "spans":
+		case list, listSnake:
 			return 2
 		case "schemaUrl", "schema_url":
 			return 3
@@ -139,9 +127,9 @@ func (t *jsonTranscoder) scopeSpans() bool {
 	}, func(field protowire.Number) bool {
 		switch field {
 		case 1:
-			return t.submessage(1, t.scope)
+			return t.submessage(1, first)
 		case 2:
-			return t.list(2, t.otlpSpan)
+			return t.list(2, element)
 		default:
 			return t.otlpString(3, false)
 		}
@@ -166,7 +154,7 @@ func (t *jsonTranscoder) scope() bool {
 		case otlpScopeAttributes:
 			return t.attributes(field)
 		case otlpScopeDropped:
-			return t.uint32Varint(field)
+			return t.unsignedField(field, 32, protowire.VarintType)
 		default:
 			return t.otlpString(field, false)
 		}
@@ -221,11 +209,11 @@ func (t *jsonTranscoder) otlpSpan() bool {
 		case otlpwire.SpanTraceState, otlpwire.SpanName:
 			return t.otlpString(field, false)
 		case otlpwire.SpanFlags:
-			return t.fixed32(field)
+			return t.unsignedField(field, 32, protowire.Fixed32Type)
 		case otlpwire.SpanKind:
 			return t.otlpEnum(field, spanKinds)
 		case otlpwire.SpanStartTime, otlpwire.SpanEndTime:
-			return t.fixed64(field)
+			return t.unsignedField(field, 64, protowire.Fixed64Type)
 		case otlpwire.SpanAttributes:
 			return t.attributes(field)
 		case otlpwire.SpanEvents:
@@ -235,7 +223,7 @@ func (t *jsonTranscoder) otlpSpan() bool {
 		case otlpwire.SpanStatus:
 			return t.submessage(field, t.status)
 		default: // the dropped counts
-			return t.uint32Varint(field)
+			return t.unsignedField(field, 32, protowire.VarintType)
 		}
 	})
 }
@@ -256,13 +244,13 @@ func (t *jsonTranscoder) event() bool {
 	}, func(field protowire.Number) bool {
 		switch field {
 		case otlpwire.EventTime:
-			return t.fixed64(field)
+			return t.unsignedField(field, 64, protowire.Fixed64Type)
 		case otlpwire.EventName:
 			return t.otlpString(field, false)
 		case otlpwire.EventAttributes:
 			return t.attributes(field)
 		default:
-			return t.uint32Varint(field)
+			return t.unsignedField(field, 32, protowire.VarintType)
 		}
 	})
 }
@@ -295,9 +283,9 @@ func (t *jsonTranscoder) link() bool {
 		case otlpwire.LinkAttributes:
 			return t.attributes(field)
 		case otlpLinkFlags:
-			return t.fixed32(field)
+			return t.unsignedField(field, 32, protowire.Fixed32Type)
 		default:
-			return t.uint32Varint(field)
+			return t.unsignedField(field, 32, protowire.VarintType)
 		}
 	})
 }
@@ -323,14 +311,7 @@ func (t *jsonTranscoder) status() bool {
 // {"key":"k","value":{"stringValue":"v"}} (or an int, bool or double value), is read in
 // one pass, without the general reader's calls a token: attributes are most of a span.
 func (t *jsonTranscoder) attributes(field protowire.Number) bool {
-	return t.array(func() bool {
-		pos, out := t.pos, len(t.out)
-		if t.plainKeyValue(field) {
-			return true
-		}
-		t.pos, t.out = pos, t.out[:out]
-		return t.submessage(field, t.otlpKeyValue)
-	})
+	return t.listPlainFirst(field, t.plainKeyValue, t.otlpKeyValue)
 }
 
 // plainKeyValue appends a KeyValue in the shape pdata writes as field, or reports false
@@ -488,7 +469,7 @@ func (t *jsonTranscoder) anyValue() bool {
 		case otlpwire.ValueInt:
 			return t.int64Varint(field)
 		case otlpwire.ValueDouble:
-			return t.double(field)
+			return t.float64Field(field)
 		case otlpValueArray:
 			return t.submessage(field, func() bool { return t.values(t.anyValue) })
 		case otlpValueKvlist:
@@ -613,18 +594,28 @@ func (t *jsonTranscoder) integer(signed bool) ([]byte, bool) {
 	return t.in[start:t.pos], true
 }
 
-// uint32Varint appends a uint32 field (the dropped counts), left out when zero.
-func (t *jsonTranscoder) uint32Varint(field protowire.Number) bool {
+// unsignedField appends an unsigned integer of bits bits read as pdata reads one, as a
+// field of wire type typ (the dropped counts a varint, times fixed64, flags fixed32); left
+// out when zero, as pdata writes it.
+func (t *jsonTranscoder) unsignedField(field protowire.Number, bits int, typ protowire.Type) bool {
 	s, ok := t.integer(false)
 	if !ok {
 		return false
 	}
-	v, err := strconv.ParseUint(string(s), 10, 32)
+	v, err := strconv.ParseUint(string(s), 10, bits)
 	if err != nil {
 		return false
 	}
-	if v != 0 {
-		t.out = appendTag(t.out, field, protowire.VarintType)
+	if v == 0 {
+		return true
+	}
+	t.out = appendTag(t.out, field, typ)
+	switch typ {
+	case protowire.Fixed64Type:
+		t.out = protowire.AppendFixed64(t.out, v)
+	case protowire.Fixed32Type:
+		t.out = protowire.AppendFixed32(t.out, uint32(v))
+	default:
 		t.out = appendVarint(t.out, v)
 	}
 	return true
@@ -642,38 +633,6 @@ func (t *jsonTranscoder) int64Varint(field protowire.Number) bool {
 	}
 	t.out = appendTag(t.out, field, protowire.VarintType)
 	t.out = appendVarint(t.out, uint64(v))
-	return true
-}
-
-func (t *jsonTranscoder) fixed64(field protowire.Number) bool {
-	s, ok := t.integer(false)
-	if !ok {
-		return false
-	}
-	v, err := strconv.ParseUint(string(s), 10, 64)
-	if err != nil {
-		return false
-	}
-	if v != 0 {
-		t.out = appendTag(t.out, field, protowire.Fixed64Type)
-		t.out = protowire.AppendFixed64(t.out, v)
-	}
-	return true
-}
-
-func (t *jsonTranscoder) fixed32(field protowire.Number) bool {
-	s, ok := t.integer(false)
-	if !ok {
-		return false
-	}
-	v, err := strconv.ParseUint(string(s), 10, 32)
-	if err != nil {
-		return false
-	}
-	if v != 0 {
-		t.out = appendTag(t.out, field, protowire.Fixed32Type)
-		t.out = protowire.AppendFixed32(t.out, uint32(v))
-	}
 	return true
 }
 
@@ -705,19 +664,6 @@ func (t *jsonTranscoder) otlpEnum(field protowire.Number, names map[string]uint6
 		t.out = appendTag(t.out, field, protowire.VarintType)
 		t.out = appendVarint(t.out, uint64(v))
 	}
-	return true
-}
-
-// double reads a bare JSON number: for those jsoniter gives what strconv does (its fast
-// path divides exact operands, and its slow path is strconv). Quoted ones ("NaN", …) go to
-// the library.
-func (t *jsonTranscoder) double(field protowire.Number) bool {
-	v, err := strconv.ParseFloat(string(t.number()), 64)
-	if err != nil { // out of range too
-		return false
-	}
-	t.out = appendTag(t.out, field, protowire.Fixed64Type)
-	t.out = protowire.AppendFixed64(t.out, math.Float64bits(v))
 	return true
 }
 
