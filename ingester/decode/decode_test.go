@@ -81,6 +81,10 @@ func TestFastPathsCountWhatTheyLeave(t *testing.T) {
 		{config.EncodingJaegerProto, plainJaeger, []byte{0x0a, 0x00}, []byte{0xff}},
 		{config.EncodingJaegerJSON, jsonpbSpan.Bytes(),
 			[]byte(`{"trace_id":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM="}`), []byte(`{"traceId":`)},
+		// Transcoded, then left by the protobuf reader to jaeger-idl, which refuses it, and
+		// then to jsonpb: one message left to the libraries.
+		{config.EncodingJaegerJSON, jsonpbSpan.Bytes(),
+			[]byte(`{"trace_id":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM="}`), []byte(`{"traceId":"AAAA","spanId":"AAAAAAAAAAM="}`)},
 		{config.EncodingOTLPJSON, otlpJSON, bytes.Replace(otlpJSON, []byte(`{"resourceSpans"`), []byte(`{"x":1,"resourceSpans"`), 1), []byte(`[`)},
 	} {
 		d, err := New(tc.encoding)

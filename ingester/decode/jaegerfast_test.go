@@ -284,6 +284,13 @@ func TestJaegerJSONFastMatchesLibrary(t *testing.T) {
 		[]byte(`{"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM=","logs":[{"timestamp":"2026-11-20T09:30:00Z","fields":[{"key":"event","vStr":"e"}]}]}`),
 		[]byte(`{}`), []byte(`[]`), []byte(`{"traceId":`), []byte(`null`),
 	}...)
+	// Tags as jsonpb writes them are read in one pass, not by the general reader.
+	for _, tag := range []string{`{"key":"s","vStr":"v"}`, `{"key":"e"}`, `{"key":"b","vType":"BOOL","vBool":true}`,
+		`{"key":"i","vType":"INT64","vInt64":"-5"}`, `{"key":"d","vType":"FLOAT64","vFloat64":1.5e-7}`, `{"key":"n","vType":"INT64"}`} {
+		if tr := (jsonTranscoder{in: []byte(tag)}); !tr.plainTag(spanTags) || tr.pos != len(tag) {
+			t.Errorf("%s is not read in one pass", tag)
+		}
+	}
 	// Tags in the shapes the one-pass reader takes, next to shapes it leaves to the general
 	// reader, and shapes jsonpb refuses.
 	const ids = `"traceId":"AAAAAAAAAAEAAAAAAAAAAg==","spanId":"AAAAAAAAAAM="`

@@ -27,11 +27,9 @@ type jaegerJSONFast struct {
 	fallbacks atomic.Uint64
 }
 
-// LibraryDecodes implements FastPath: the messages left to jsonpb, and those whose
-// transcoded protobuf the jaeger_proto transcoder left to jaeger-idl.
-func (d *jaegerJSONFast) LibraryDecodes() uint64 {
-	return d.fallbacks.Load() + d.proto.LibraryDecodes()
-}
+// LibraryDecodes implements FastPath: the messages left to jsonpb, or whose transcoded
+// protobuf the jaeger_proto transcoder left to jaeger-idl.
+func (d *jaegerJSONFast) LibraryDecodes() uint64 { return d.fallbacks.Load() }
 
 func newJaegerJSONFast() *jaegerJSONFast { return &jaegerJSONFast{proto: newJaegerFast()} }
 
@@ -43,7 +41,11 @@ func (d *jaegerJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	// keeps): room the batch lends again for the next message.
 	t := jsonTranscoder{in: data, out: b.Scratch(len(data))}
 	if wire, ok := t.span(); ok {
-		if n, err := d.proto.Decode(b, wire); err == nil {
+		n, library, err := d.proto.decode(b, wire)
+		if err == nil {
+			if library {
+				d.fallbacks.Add(1)
+			}
 			return n, nil
 		}
 	}

@@ -18,8 +18,18 @@ import (
 // Decode transcodes a jaeger_proto span into OTLP wire bytes in b, under its process's
 // resource, so the spans of one process in a delivery share one ResourceSpans.
 func (d *jaegerFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+	n, library, err := d.decode(b, data)
+	if library {
+		d.fallbacks.Add(1)
+	}
+	return n, err
+}
+
+// decode is Decode, reporting whether the message went to the library rather than
+// counting it: jaeger_json counts its messages once.
+func (d *jaegerFast) decode(b *otlpwire.Batch, data []byte) (n int, library bool, err error) {
 	if len(data) == 0 {
-		return 0, ErrEmpty
+		return 0, false, ErrEmpty
 	}
 	s := d.scratch.Get().(*wireSpan)
 	defer d.scratch.Put(s)
@@ -27,11 +37,11 @@ func (d *jaegerFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	// Every string field is a substring of the message viewed as one string, without a
 	// copy: the message is not modified while it is transcoded.
 	if !s.parse(data, unsafe.String(&data[0], len(data))) || !d.handles(s) {
-		d.fallbacks.Add(1)
-		return d.library.Decode(b, data)
+		n, err := d.library.Decode(b, data)
+		return n, true, err
 	}
 	d.transcode(b, s)
-	return 1, nil
+	return 1, false, nil
 }
 
 // attrList is a span's, a process's or a log's attributes, changed with the operations

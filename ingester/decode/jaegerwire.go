@@ -84,8 +84,17 @@ type wireLog struct {
 	fields []wireKV
 }
 
-// reset empties s for reuse, keeping its slices' storage.
+// reset empties s for reuse, keeping its slices' storage but nothing they referred to:
+// their strings are views of the last message, which may be room a batch lends and lets go.
 func (s *wireSpan) reset() {
+	for i := range s.logs {
+		clear(s.logs[i].fields)
+	}
+	clear(s.refs)
+	clear(s.tags)
+	clear(s.logs)
+	clear(s.procTags)
+	clear(s.attrs)
 	refs, tags, logs, procTags := s.refs[:0], s.tags[:0], s.logs[:0], s.procTags[:0]
 	attrs, resource, scope := s.attrs[:0], s.resource[:0], s.scope[:0]
 	*s = wireSpan{refs: refs, tags: tags, logs: logs, procTags: procTags, attrs: attrs, resource: resource, scope: scope,

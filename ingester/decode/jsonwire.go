@@ -62,7 +62,8 @@ func (t *jsonTranscoder) scanString() (raw []byte, escaped, ok bool) {
 }
 
 // stringEnd returns where the string whose bytes start at in[i] ends (its closing quote)
-// and whether it holds an escape; -1 if it holds a control character or does not end.
+// and whether it holds an escape; -1 if it holds a control character (other than one
+// escaped, which the reader of the escapes refuses) or does not end.
 func stringEnd(in []byte, i int) (end int, escaped bool) {
 	for {
 		// Eight bytes at a time while none is a quote, a backslash or a control

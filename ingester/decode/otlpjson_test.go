@@ -19,7 +19,8 @@ import (
 // assertOTLPJSONSameAsLibrary holds the otlp_json transcoder to pdata's JSON path: both
 // refuse the message, or both give the same spans under the same resources and scopes.
 // (How they are grouped may differ: the batch merges resource spans by the bytes of their
-// resource, which pdata writes in its order and the transcoder in the message's.)
+// resource, which pdata writes in its order and the transcoder in the message's. Resource
+// and scope spans that hold no span are not compared.)
 func assertOTLPJSONSameAsLibrary(t *testing.T, data []byte) {
 	t.Helper()
 	d, err := New(config.EncodingOTLPJSON)
@@ -232,6 +233,14 @@ func TestOTLPJSONFastMatchesLibrary(t *testing.T) {
 			t.Errorf("goes to the library: %s", data)
 		}
 		assertOTLPJSONSameAsLibrary(t, []byte(data))
+	}
+
+	// Attributes as pdata writes them are read in one pass, not by the general reader.
+	for _, kv := range []string{`{"key":"s","value":{"stringValue":"v"}}`, `{"key":"i","value":{"intValue":"-5"}}`,
+		`{"key":"b","value":{"boolValue":false}}`, `{"key":"d","value":{"doubleValue":1.5e-7}}`, `{"key":"","value":{"stringValue":""}}`} {
+		if tr := (jsonTranscoder{in: []byte(kv)}); !tr.plainKeyValue(9) || tr.pos != len(kv) {
+			t.Errorf("%s is not read in one pass", kv)
+		}
 	}
 
 	// Shapes pdata reads that the transcoder leaves to it or reads as well, and shapes

@@ -94,7 +94,11 @@ func TestScratchLendsWhatItKeeps(t *testing.T) {
 	if cap(large) != scratchChunk+1 {
 		t.Errorf("room for %d bytes has capacity %d", scratchChunk+1, cap(large))
 	}
+	large = append(large, make([]byte, scratchChunk+1)...)
 	b.Keep(len(large))
+	if next := b.Scratch(100); &next[:1][0] == &large[:1][0] {
+		t.Error("a large message's kept bytes lent again")
+	}
 	b.Reset()
 	if again := b.Scratch(100); &again[:1][0] != &first[:1][0] {
 		t.Error("a Reset batch did not lend its memory again")

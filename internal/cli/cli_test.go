@@ -136,8 +136,8 @@ func TestIngestLoggerKeepsEveryLine(t *testing.T) {
 }
 
 // TestIngestFlagsOverrideTheFile: each flag of ingest that stands for a configuration
-// field sets that field over the file's value, and so does its SPANFLOW_* variable; the
-// command line wins over the variable.
+// field sets that field, and only it, over the file's value, and so does its SPANFLOW_*
+// variable; the command line wins over the variable.
 func TestIngestFlagsOverrideTheFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ingester.yaml")
 	file := config.Default()
@@ -160,8 +160,18 @@ func TestIngestFlagsOverrideTheFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if reflect.DeepEqual(cfg, file) {
-				t.Errorf("--%s=%s left the file's configuration as it was", o.name, value)
+			field, ok := overriddenField[o.name]
+			if !ok {
+				t.Fatalf("the test does not know the field of --%s", o.name)
+			}
+			if got := fmt.Sprint(field(cfg)); got != value {
+				t.Errorf("--%s=%s: its field holds %s", o.name, value, got)
+			}
+			// Nothing else changed.
+			want := file
+			o.set(&want, map[flagKind]any{stringFlag: value, intFlag: 3, boolFlag: true}[o.kind])
+			if !reflect.DeepEqual(cfg, want) {
+				t.Errorf("--%s=%s changed more than its field", o.name, value)
 			}
 			// Set again by the flag's variable alone, the configuration is the same.
 			t.Setenv(envPrefix+strings.ToUpper(strings.ReplaceAll(o.name, "-", "_")), value)
@@ -193,6 +203,25 @@ func TestIngestFlagsOverrideTheFile(t *testing.T) {
 	if cfg, err := loadIngestConfig(path, fs); err != nil || cfg.Kafka.Topic != "from-flag" || cfg.Parallelism != 2 {
 		t.Errorf("flag, variable and file: topic %q, parallelism %d, %v", cfg.Kafka.Topic, cfg.Parallelism, err)
 	}
+}
+
+// overriddenField reads the field each of ingest's flags sets, as the flag would print it.
+var overriddenField = map[string]func(config.Config) any{
+	"brokers":           func(c config.Config) any { return strings.Join(c.Kafka.Brokers, ",") },
+	"topic":             func(c config.Config) any { return c.Kafka.Topic },
+	"group":             func(c config.Config) any { return c.Kafka.ConsumerGroup },
+	"initial-offset":    func(c config.Config) any { return c.Kafka.InitialOffset },
+	"encoding":          func(c config.Config) any { return c.Encoding },
+	"storage":           func(c config.Config) any { return c.Storage.Type },
+	"file-path":         func(c config.Config) any { return c.Storage.File.Path },
+	"otlp-endpoint":     func(c config.Config) any { return c.Storage.OTLP.Endpoint },
+	"otlp-protocol":     func(c config.Config) any { return c.Storage.OTLP.Protocol },
+	"otlp-compression":  func(c config.Config) any { return c.Storage.OTLP.Compression },
+	"otlp-insecure":     func(c config.Config) any { return c.Storage.OTLP.Insecure },
+	"parallelism":       func(c config.Config) any { return c.Parallelism },
+	"dead-letter-topic": func(c config.Config) any { return c.Processing.DeadLetterTopic },
+	"on-decode-error":   func(c config.Config) any { return c.Processing.OnDecodeError },
+	"admin-address":     func(c config.Config) any { return c.AdminAddress },
 }
 
 // TestIngestToOTLPFromFlagsAlone: with no configuration file, the flags send a topic's

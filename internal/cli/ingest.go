@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spanflow/spanflow/ingester"
@@ -19,48 +18,48 @@ import (
 const envPrefix = "SPANFLOW_"
 
 // ingestOverrides are the flags of ingest that override a field of the configuration
-// file, each with the field it sets; a flag's SPANFLOW_* variable sets the same.
+// file, each with the field it sets; a flag's SPANFLOW_* variable sets the same. set
+// takes the flag's parsed value: a string, or an int or bool for those kinds.
 var ingestOverrides = []struct {
 	name, usage string
 	kind        flagKind
-	set         func(c *config.Config, value string) error
+	set         func(c *config.Config, value any)
 }{
 	{"brokers", "comma-separated Kafka bootstrap addresses (kafka.brokers)", stringFlag,
-		func(c *config.Config, v string) error { c.Kafka.Brokers = strings.Split(v, ","); return nil }},
+		func(c *config.Config, v any) { c.Kafka.Brokers = strings.Split(v.(string), ",") }},
 	{"topic", "Kafka topic to consume (kafka.topic)", stringFlag,
-		func(c *config.Config, v string) error { c.Kafka.Topic = v; return nil }},
+		func(c *config.Config, v any) { c.Kafka.Topic = v.(string) }},
 	{"group", "Kafka consumer group (kafka.consumerGroup)", stringFlag,
-		func(c *config.Config, v string) error { c.Kafka.ConsumerGroup = v; return nil }},
+		func(c *config.Config, v any) { c.Kafka.ConsumerGroup = v.(string) }},
 	{"initial-offset", "where a group with no commits starts: earliest or latest (kafka.initialOffset)", stringFlag,
-		func(c *config.Config, v string) error { c.Kafka.InitialOffset = v; return nil }},
+		func(c *config.Config, v any) { c.Kafka.InitialOffset = v.(string) }},
 	{"encoding", "message format: " + strings.Join(config.Encodings, ", ") + " (encoding)", stringFlag,
-		func(c *config.Config, v string) error { c.Encoding = v; return nil }},
+		func(c *config.Config, v any) { c.Encoding = v.(string) }},
 	{"storage", "storage type: " + strings.Join(config.StorageTypes, ", ") + " (storage.type)", stringFlag,
-		func(c *config.Config, v string) error { c.Storage.Type = v; return nil }},
+		func(c *config.Config, v any) { c.Storage.Type = v.(string) }},
 	{"file-path", "directory of the file store (storage.file.path)", stringFlag,
-		func(c *config.Config, v string) error { c.Storage.File.Path = v; return nil }},
+		func(c *config.Config, v any) { c.Storage.File.Path = v.(string) }},
 	{"otlp-endpoint", "host:port of an OTLP gRPC receiver, or the URL of an OTLP/HTTP one (storage.otlp.endpoint)", stringFlag,
-		func(c *config.Config, v string) error { c.Storage.OTLP.Endpoint = v; return nil }},
+		func(c *config.Config, v any) { c.Storage.OTLP.Endpoint = v.(string) }},
 	{"otlp-protocol", "grpc or http (storage.otlp.protocol)", stringFlag,
-		func(c *config.Config, v string) error { c.Storage.OTLP.Protocol = v; return nil }},
+		func(c *config.Config, v any) { c.Storage.OTLP.Protocol = v.(string) }},
 	{"otlp-compression", "compression of the OTLP requests: " + strings.Join(config.Compressions, ", ") + " (storage.otlp.compression)", stringFlag,
-		func(c *config.Config, v string) error { c.Storage.OTLP.Compression = v; return nil }},
+		func(c *config.Config, v any) { c.Storage.OTLP.Compression = v.(string) }},
 	{"otlp-insecure", "send to the OTLP endpoint in plaintext, without TLS (storage.otlp.insecure)", boolFlag,
-		func(c *config.Config, v string) (err error) {
-			c.Storage.OTLP.Insecure, err = strconv.ParseBool(v)
-			return err
-		}},
+		func(c *config.Config, v any) { c.Storage.OTLP.Insecure = v.(bool) }},
 	{"parallelism", "deliveries processed at once: storage writes in flight (parallelism)", intFlag,
-		func(c *config.Config, v string) (err error) { c.Parallelism, err = strconv.Atoi(v); return err }},
+		func(c *config.Config, v any) { c.Parallelism = v.(int) }},
 	{"dead-letter-topic", "topic for messages that cannot be written (processing.deadLetterTopic)", stringFlag,
-		func(c *config.Config, v string) error { c.Processing.DeadLetterTopic = v; return nil }},
+		func(c *config.Config, v any) { c.Processing.DeadLetterTopic = v.(string) }},
 	{"on-decode-error", "undecodable messages: fail, deadletter or skip (processing.onDecodeError)", stringFlag,
-		func(c *config.Config, v string) error { c.Processing.OnDecodeError = v; return nil }},
+		func(c *config.Config, v any) { c.Processing.OnDecodeError = v.(string) }},
 	{"admin-address", "listen address of /metrics, /healthz and /readyz (adminAddress)", stringFlag,
-		func(c *config.Config, v string) error { c.AdminAddress = v; return nil }},
+		func(c *config.Config, v any) { c.AdminAddress = v.(string) }},
 }
 
 // flagKind is what a flag parses its value as: a value of the wrong kind is a usage error.
+// A value of the right kind is checked with the whole configuration, whose error names
+// the field.
 type flagKind int
 
 const (
@@ -69,8 +68,7 @@ const (
 	boolFlag
 )
 
-// ingestFlags defines the flags of ingest: --config and the overrides. Their values are
-// kept as given and checked with the whole configuration, so that an error names the field.
+// ingestFlags defines the flags of ingest: --config and the overrides.
 func ingestFlags(stderr io.Writer) (fs *flag.FlagSet, configPath *string) {
 	fs = newFlagSet("ingest", "Consume spans from a Kafka topic in a consumer group and write them to trace\n"+
 		"storage, committing offsets only after the spans are stored. Settings come from\n"+
@@ -100,17 +98,14 @@ func loadIngestConfig(path string, fs *flag.FlagSet) (config.Config, error) {
 			return cfg, err
 		}
 	}
-	var err error
 	fs.Visit(func(f *flag.Flag) {
 		for _, o := range ingestOverrides {
-			if o.name == f.Name && err == nil {
-				if serr := o.set(&cfg, f.Value.String()); serr != nil {
-					err = fmt.Errorf("--%s: %w", f.Name, serr)
-				}
+			if o.name == f.Name {
+				o.set(&cfg, f.Value.(flag.Getter).Get())
 			}
 		}
 	})
-	return cfg, err
+	return cfg, nil
 }
 
 func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
