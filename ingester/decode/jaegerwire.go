@@ -88,11 +88,10 @@ type wireLog struct {
 // their strings are views of the last message, which may be room a batch lends and lets go.
 func (s *wireSpan) reset() {
 	for i := range s.logs {
-		clear(s.logs[i].fields)
+		clear(s.logs[i].fields) // the logs keep their fields' storage
 	}
 	clear(s.refs)
 	clear(s.tags)
-	clear(s.logs)
 	clear(s.procTags)
 	clear(s.attrs)
 	refs, tags, logs, procTags := s.refs[:0], s.tags[:0], s.logs[:0], s.procTags[:0]
