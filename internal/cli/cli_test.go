@@ -259,3 +259,18 @@ func TestIngestToOTLPFromFlagsAlone(t *testing.T) {
 		t.Errorf("the receiver has %d distinct spans of %d", got, messages*spansPer)
 	}
 }
+
+// TestIngestVariableOfTheWrongKind: a SPANFLOW_ variable whose value its flag does not take
+// stops ingest with an error naming the variable, its value and the flag.
+func TestIngestVariableOfTheWrongKind(t *testing.T) {
+	t.Setenv("SPANFLOW_PARALLELISM", "many")
+	code, _, stderr := run("ingest")
+	if code == 0 {
+		t.Fatal("ingest ran with SPANFLOW_PARALLELISM=many")
+	}
+	for _, want := range []string{"SPANFLOW_PARALLELISM", `"many"`, "--parallelism"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the error does not name %s:\n%s", want, stderr)
+		}
+	}
+}

@@ -145,7 +145,7 @@ func applyEnv(fs *flag.FlagSet) error {
 		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(name); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("%s: %w", name, serr)
+				err = fmt.Errorf("%s=%q is not a value --%s takes: %w", name, v, f.Name, serr)
 			}
 		}
 	})
