@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -22,6 +23,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&opts.Rate, "rate", 3000, "spans per second (three times as many in the middle third)")
 	fs.IntVar(&opts.Partitions, "partitions", 6, "partitions of the embedded broker's topic")
 	fs.StringVar(&opts.Broker, "broker", "", "host:port of an existing Kafka to use instead of the embedded broker (topic jaeger-spans)")
+	fs.StringVar(&opts.Encoding, "encoding", config.EncodingJaegerProto, "what the generator writes and the ingester reads: "+strings.Join(demo.Encodings, ", "))
 	fs.StringVar(&opts.Storage, "storage", "file", "where the spans go: file (in --dir) or otlp (to --endpoint)")
 	opts.OTLP = config.Default().Storage.OTLP
 	fs.StringVar(&opts.OTLP.Endpoint, "endpoint", "127.0.0.1:4317", "OTLP endpoint with --storage otlp: host:port for grpc, a URL for http")

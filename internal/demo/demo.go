@@ -5,6 +5,8 @@
 package demo
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,8 +20,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/gogo/protobuf/jsonpb"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
@@ -43,6 +47,9 @@ type Options struct {
 	Rate       int           // spans per second, tripled in the middle third (the burst)
 	Partitions int
 	Broker     string // an existing Kafka; empty: the embedded one
+	// Encoding is what the generator writes and the ingester reads: one of Encodings
+	// (jaeger_proto when empty).
+	Encoding string
 	// Storage is "file" (default, in Dir) or "otlp", configured by OTLP.
 	Storage     string
 	OTLP        config.OTLPStorage
@@ -57,8 +64,16 @@ type Summary struct {
 	Throughput                   float64
 }
 
+// Encodings are those the demo's generator writes: as Jaeger's collector and the
+// Collector's Kafka exporter write them, a span or a trace a message.
+var Encodings = []string{config.EncodingJaegerProto, config.EncodingJaegerJSON, config.EncodingOTLPProto, config.EncodingOTLPJSON}
+
 // Run runs the demo until ctx is cancelled or the duration is over, then drains and checks.
 func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
+	opts.Encoding = cmp.Or(opts.Encoding, config.EncodingJaegerProto)
+	if !slices.Contains(Encodings, opts.Encoding) {
+		return Summary{}, fmt.Errorf("the demo writes %s, not %q", strings.Join(Encodings, ", "), opts.Encoding)
+	}
 	spansDir := filepath.Join(opts.Dir, "spans")
 	if err := os.RemoveAll(spansDir); err != nil {
 		return Summary{}, err
@@ -77,8 +92,8 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	if opts.Storage == config.StorageOTLP {
 		destination = opts.OTLP.Protocol + "://" + opts.OTLP.Endpoint
 	}
-	fmt.Fprintf(opts.Out, "spanflow demo: broker %s, topic %q (%d partitions), %d spans/s for %s, storing in %s\n",
-		broker, topic, opts.Partitions, opts.Rate, opts.Duration, destination)
+	fmt.Fprintf(opts.Out, "spanflow demo: broker %s, topic %q (%d partitions), %d spans/s in %s for %s, storing in %s\n",
+		broker, topic, opts.Partitions, opts.Rate, opts.Encoding, opts.Duration, destination)
 
 	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{broker}
@@ -88,7 +103,7 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	cfg.Kafka.HeartbeatInterval = config.Duration(500 * time.Millisecond)
 	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
 	cfg.Kafka.CommitInterval = config.Duration(200 * time.Millisecond)
-	cfg.Encoding = config.EncodingJaegerProto
+	cfg.Encoding = opts.Encoding
 	cfg.AdminAddress = "127.0.0.1:0"
 	var storage store.Writer
 	var err error
@@ -241,16 +256,15 @@ func produce(ctx context.Context, broker string, opts Options, produced *atomic.
 		}
 		budget += rate * tick.Seconds()
 		var msgs []kafka.Message
+		spans := 0
 		for budget >= 1 {
 			seq++
-			for _, span := range gen.JaegerTrace(seq, time.Now()) {
-				data, err := span.Marshal()
-				if err != nil {
-					return err
-				}
-				msgs = append(msgs, kafka.Message{Key: spangen.TraceKey(span.TraceID), Value: data})
-				budget--
+			traceMsgs, n, err := encodeTrace(gen, seq, opts.Encoding)
+			if err != nil {
+				return err
 			}
+			msgs, spans = append(msgs, traceMsgs...), spans+n
+			budget -= float64(n)
 		}
 		// Produce with a context of its own: what is handed over is counted only once
 		// acknowledged, and is not abandoned half-way when the duration ends.
@@ -260,8 +274,45 @@ func produce(ctx context.Context, broker string, opts Options, produced *atomic.
 		if err != nil {
 			return fmt.Errorf("producing: %w", err)
 		}
-		produced.Add(int64(len(msgs)))
+		produced.Add(int64(spans))
 	}
+}
+
+// encodeTrace makes the messages of trace seq in encoding, as its producers write them:
+// Jaeger's a span a message, the Collector's a trace a message (each service's spans under
+// its own resource). It returns the messages and the spans they hold.
+func encodeTrace(gen *spangen.Generator, seq uint64, encoding string) ([]kafka.Message, int, error) {
+	now := time.Now()
+	switch encoding {
+	case config.EncodingOTLPProto, config.EncodingOTLPJSON:
+		td, key, err := gen.OTLPTrace(seq, now)
+		if err != nil {
+			return nil, 0, err
+		}
+		var m ptrace.Marshaler = &ptrace.ProtoMarshaler{}
+		if encoding == config.EncodingOTLPJSON {
+			m = &ptrace.JSONMarshaler{}
+		}
+		data, err := m.MarshalTraces(td)
+		return []kafka.Message{{Key: key, Value: data}}, td.SpanCount(), err
+	}
+	var msgs []kafka.Message
+	for _, span := range gen.JaegerTrace(seq, now) {
+		var data []byte
+		var err error
+		if encoding == config.EncodingJaegerJSON {
+			var buf bytes.Buffer
+			err = (&jsonpb.Marshaler{}).Marshal(&buf, span)
+			data = buf.Bytes()
+		} else {
+			data, err = span.Marshal()
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		msgs = append(msgs, kafka.Message{Key: spangen.TraceKey(span.TraceID), Value: data})
+	}
+	return msgs, len(msgs), nil
 }
 
 // latencyWriter counts the spans written and records each one's end-to-end latency: from

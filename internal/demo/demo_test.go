@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,26 @@ func TestDemoToOTLP(t *testing.T) {
 	}
 	if got := backend.Spans(); got != s.Produced || s.Stored != s.Produced {
 		t.Errorf("backend has %d spans, %d produced, summary %+v", got, s.Produced, s)
+	}
+}
+
+// TestDemoEncodings runs the demo briefly in each other encoding its generator writes:
+// every span produced is stored once, read as the encoding says.
+func TestDemoEncodings(t *testing.T) {
+	for _, encoding := range Encodings[1:] {
+		t.Run(encoding, func(t *testing.T) {
+			var out bytes.Buffer
+			s, err := Run(context.Background(), Options{Dir: t.TempDir(), Duration: 1500 * time.Millisecond, Rate: 500,
+				Partitions: 2, Encoding: encoding, Out: &out}, logr.Discard())
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out.String())
+			}
+			if s.Produced == 0 || s.Stored != s.Produced || s.Duplicates != 0 || !strings.Contains(out.String(), encoding) {
+				t.Errorf("summary %+v\n%s", s, out.String())
+			}
+		})
+	}
+	if _, err := Run(context.Background(), Options{Dir: t.TempDir(), Encoding: "zipkin_thrift", Out: io.Discard}, logr.Discard()); err == nil {
+		t.Error("the demo ran in an encoding its generator does not write")
 	}
 }
