@@ -107,6 +107,16 @@ const (
 // hasZeroByte is non-zero when a byte of w is zero.
 func hasZeroByte(w uint64) uint64 { return (w - lowBits) &^ w & highBits }
 
+// char reads the one-byte token c (a bracket, a colon, a comma), after any whitespace.
+func (t *jsonTranscoder) char(c byte) bool {
+	t.skipSpace()
+	if t.pos < len(t.in) && t.in[t.pos] == c {
+		t.pos++
+		return true
+	}
+	return false
+}
+
 func (t *jsonTranscoder) literal(word string) bool {
 	t.skipSpace()
 	if len(t.in)-t.pos >= len(word) && string(t.in[t.pos:t.pos+len(word)]) == word {
@@ -118,21 +128,21 @@ func (t *jsonTranscoder) literal(word string) bool {
 
 // object reads {"key": value, ...}, calling member for each key to read its value.
 func (t *jsonTranscoder) object(member func(key []byte) bool) bool {
-	if !t.literal("{") {
+	if !t.char('{') {
 		return false
 	}
-	if t.literal("}") {
+	if t.char('}') {
 		return true
 	}
 	for {
 		key, ok := t.plainString()
-		if !ok || !t.literal(":") || !member(key) {
+		if !ok || !t.char(':') || !member(key) {
 			return false
 		}
-		if t.literal("}") {
+		if t.char('}') {
 			return true
 		}
-		if !t.literal(",") {
+		if !t.char(',') {
 			return false
 		}
 	}
@@ -140,20 +150,20 @@ func (t *jsonTranscoder) object(member func(key []byte) bool) bool {
 
 // array reads [value, ...], calling element for each.
 func (t *jsonTranscoder) array(element func() bool) bool {
-	if !t.literal("[") {
+	if !t.char('[') {
 		return false
 	}
-	if t.literal("]") {
+	if t.char(']') {
 		return true
 	}
 	for {
 		if !element() {
 			return false
 		}
-		if t.literal("]") {
+		if t.char(']') {
 			return true
 		}
-		if !t.literal(",") {
+		if !t.char(',') {
 			return false
 		}
 	}
