@@ -150,6 +150,9 @@ var builtBinary struct {
 // per benchmark process and returns its path: the ingester is measured as users run it,
 // not as the test binary, which carries the tests' dependencies (5 MB more resident).
 func spanflowBinary(b *testing.B) string {
+	if p := os.Getenv("SPANFLOW_BENCH_BINARY"); p != "" { // another build, to compare with (copy both fresh)
+		return p
+	}
 	builtBinary.once.Do(func() {
 		dir, err := os.MkdirTemp("", "spanflow-bench-")
 		if err != nil {
@@ -410,7 +413,7 @@ func rawPartitionRead(b *testing.B, addr string) int {
 			var buffer, scratch []byte
 			for offset := int64(0); offset < end[p]; {
 				res, err := conn.Fetch(ctx, fetchwire.FetchRequest{Topic: benchTopic, Partition: p, Offset: offset,
-					MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 500 * time.Millisecond}, buffer)
+					MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 500 * time.Millisecond}, func() []byte { return buffer })
 				if err == nil {
 					err = res.Error
 				}

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"bytes"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,10 @@ type arena struct {
 	// delivery (growing it copies every message), it was most of what the consumer
 	// allocated.
 	msgs *[]kafka.Message
+	// copied is how many of the first messages detach moved into the arena's own
+	// chunks; chunk is the last of those, filled to its length.
+	copied int
+	chunk  *sharedBuffer
 }
 
 var messagePool sync.Pool // of *[]kafka.Message
@@ -47,6 +52,82 @@ func (a *arena) hold(b *sharedBuffer) {
 	a.held = append(a.held, b)
 }
 
+// detach moves the bytes of msgs (the delivery's messages so far; those before the
+// last detach already moved) out of the fetched buffers they are slices of, into chunks
+// of the arena's own, and lets go of those buffers — when the bytes are at most half of
+// what the buffers hold. It reports whether the arena holds no fetched buffer now.
+func (a *arena) detach(msgs []kafka.Message) bool {
+	fresh := msgs[a.copied:]
+	size := 0
+	for i := range fresh {
+		size += len(fresh[i].Key) + len(fresh[i].Value)
+		for _, h := range fresh[i].Headers {
+			size += len(h.Value)
+		}
+	}
+	fetched := 0
+	for _, b := range a.held {
+		if b.pool != &copyChunks {
+			fetched += cap(b.b)
+		}
+	}
+	if fetched == 0 {
+		return true
+	}
+	if size > fetched/2 {
+		return false
+	}
+	for i := range fresh {
+		m := &fresh[i]
+		m.Key, m.Value = a.copy(m.Key), a.copy(m.Value)
+		for j := range m.Headers { // the record's own headers, made as it was read
+			m.Headers[j].Value = a.copy(m.Headers[j].Value)
+		}
+	}
+	a.copied = len(msgs)
+	kept := a.held[:0]
+	for _, b := range a.held {
+		if b.pool == &copyChunks {
+			kept = append(kept, b)
+		} else {
+			b.release()
+		}
+	}
+	clear(a.held[len(kept):])
+	a.held = kept
+	return true
+}
+
+// copyChunkSize is the size of the chunks detach copies messages into; a larger message
+// gets an array of its own.
+const copyChunkSize = 256 << 10
+
+// copyChunks pools the chunks, apart from the fetched buffers: all of one size, a chunk
+// taken always fits.
+var copyChunks bufferPool
+
+// copy returns b's bytes in the arena's own memory (nil stays nil).
+func (a *arena) copy(b []byte) []byte {
+	switch {
+	case b == nil:
+		return nil
+	case len(b) == 0:
+		return []byte{}
+	case len(b) > copyChunkSize:
+		return bytes.Clone(b)
+	}
+	if a.chunk == nil || cap(a.chunk.b)-len(a.chunk.b) < len(b) {
+		a.chunk = copyChunks.get() // held once: by the arena
+		if cap(a.chunk.b) < copyChunkSize {
+			a.chunk.b = make([]byte, 0, copyChunkSize)
+		}
+		a.held = append(a.held, a.chunk)
+	}
+	start := len(a.chunk.b)
+	a.chunk.b = append(a.chunk.b, b...)
+	return a.chunk.b[start:len(a.chunk.b):len(a.chunk.b)]
+}
+
 // release lets go of the arena's buffers. Nothing may read the bytes of its messages
 // afterwards.
 func (a *arena) release() {
@@ -54,6 +135,7 @@ func (a *arena) release() {
 		b.release()
 	}
 	a.held = nil
+	a.chunk, a.copied = nil, 0
 	if a.msgs != nil {
 		clear((*a.msgs)[:cap(*a.msgs)]) // keeps no bytes of the delivery reachable
 		messagePool.Put(a.msgs)
@@ -67,28 +149,17 @@ func (a *arena) release() {
 type sharedBuffer struct {
 	b    []byte
 	refs atomic.Int32
-	pool *sync.Pool // where it goes back to
+	pool *bufferPool // where it goes back to
 }
 
 // The buffers responses are read into, and those their batches are decompressed into,
 // are pooled apart: a response's buffer taken for an uncompressed topic's (unused)
 // decompressed batches sent the response to a new allocation.
-var responseBuffers, decompressedBuffers sync.Pool // of *sharedBuffer
-
-// takeBuffer returns a buffer from pool, held once (by the caller).
-func takeBuffer(pool *sync.Pool) *sharedBuffer {
-	b, _ := pool.Get().(*sharedBuffer)
-	if b == nil {
-		b = &sharedBuffer{pool: pool}
-	}
-	b.refs.Store(1)
-	return b
-}
+var responseBuffers, decompressedBuffers bufferPool
 
 // release lets go of b; the last to let go gives it back to its pool.
 func (b *sharedBuffer) release() {
 	if b.refs.Add(-1) == 0 {
-		b.b = b.b[:0]
-		b.pool.Put(b)
+		b.pool.put(b)
 	}
 }

@@ -2,7 +2,10 @@ package consumer
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -24,7 +27,7 @@ func TestSharedBuffersStayUntilEveryHolderLetsGo(t *testing.T) {
 	current := &delivery{a: &arena{}}
 	for round := range 200 {
 		// A response: its fetcher holds it while its records are queued.
-		response := takeBuffer(&responseBuffers)
+		response := responseBuffers.get()
 		response.b = append(response.b[:0], bytes.Repeat([]byte{byte(round)}, 1000+round)...)
 		for i := range 1 + round%5 {
 			value := response.b[i*100 : i*100+100]
@@ -72,5 +75,114 @@ func TestArenaMessagesAreClearedOnRelease(t *testing.T) {
 			t.Errorf("messages(%d): len %d, cap %d", n, len(got), cap(got))
 		}
 		b.release()
+	}
+}
+
+// TestDetachKeepsTheMessagesAndLetsTheResponseGo: a delivery's messages moved out of a
+// fetched response read as they did — keys (none stays none), values (empty stays
+// empty), headers' values, one larger than a chunk — and keep reading so once the
+// response's buffer is back in its pool and filled again; a second detach moves only the
+// messages taken since. Messages that are most of what their buffers hold stay there.
+func TestDetachKeepsTheMessagesAndLetsTheResponseGo(t *testing.T) {
+	fill := func(n int) *sharedBuffer { // a response, held by its fetcher
+		r := responseBuffers.get()
+		r.b = append(make([]byte, 0, n), bytes.Repeat([]byte("response"), n/8)...)
+		return r
+	}
+	a := &arena{}
+	msgs := a.messages(4)
+	take := func(r *sharedBuffer, m kafka.Message) { // as the fetcher's pop does
+		a.hold(r)
+		msgs = append(msgs, m)
+	}
+	first := fill(copyChunkSize * 4)
+	big := first.b[:copyChunkSize+1]
+	take(first, kafka.Message{Key: first.b[0:3], Value: first.b[3:10],
+		Headers: []kafka.Header{{Key: "h", Value: first.b[10:12]}, {Key: "empty", Value: first.b[12:12]}}})
+	take(first, kafka.Message{Value: first.b[20:20]}) // no key, an empty value
+	take(first, kafka.Message{Key: []byte{}, Value: big})
+	want := []string{fmt.Sprint(msgs[0]), fmt.Sprint(msgs[1]), fmt.Sprint(msgs[2])}
+	first.release() // the fetcher's queue is empty
+
+	if !a.detach(msgs) {
+		t.Fatal("three messages of a fourth of their response were not moved")
+	}
+	if first.refs.Load() != 0 || slices.Contains(a.held, first) {
+		t.Fatalf("the response is still held (%d holders)", first.refs.Load())
+	}
+	reused := responseBuffers.get() // the pool gives the response's buffer to the next fetch
+	clear(reused.b[:cap(reused.b)])
+	for i := range 3 {
+		if got := fmt.Sprint(msgs[i]); got != want[i] {
+			t.Errorf("message %d reads %.80s, want %.80s", i, got, want[i])
+		}
+	}
+	if msgs[1].Key != nil || msgs[1].Value == nil || msgs[2].Key == nil {
+		t.Errorf("a missing key or an empty value changed kind: %v %v %v", msgs[1].Key == nil, msgs[1].Value == nil, msgs[2].Key == nil)
+	}
+	reused.release()
+
+	// The next response: one message of it is taken, then moved alone.
+	second := fill(1024)
+	take(second, kafka.Message{Value: second.b[8:40]})
+	second.release()
+	moved := &msgs[0].Value[0]
+	if !a.detach(msgs) || &msgs[0].Value[0] != moved || string(msgs[3].Value) != string(bytes.Repeat([]byte("response"), 4)) {
+		t.Errorf("a second detach moved the moved messages again, or lost the new one: %q", msgs[3].Value)
+	}
+	if second.refs.Load() != 0 {
+		t.Errorf("the second response is still held")
+	}
+
+	// Messages that are most of their buffer stay in it.
+	third := fill(1024)
+	take(third, kafka.Message{Value: third.b[:len(third.b)*3/4]})
+	third.release()
+	if a.detach(msgs) || third.refs.Load() != 1 {
+		t.Errorf("three quarters of a response were copied out of it (held by %d)", third.refs.Load())
+	}
+	a.release()
+	if third.refs.Load() != 0 {
+		t.Errorf("released, the arena still holds its response")
+	}
+}
+
+// TestBufferPoolLetsGoOfWhatStaysFree: buffers given back are taken again, the last
+// given back first; each trim interval the buffers never taken during it are let go,
+// and those taken are kept.
+func TestBufferPoolLetsGoOfWhatStaysFree(t *testing.T) {
+	now := time.Unix(1_780_000_000, 0)
+	p := &bufferPool{now: func() time.Time { return now }}
+	var bufs []*sharedBuffer
+	for range 5 {
+		b := p.get()
+		b.b = make([]byte, 10, 100)
+		bufs = append(bufs, b)
+	}
+	for _, b := range bufs {
+		b.release()
+	}
+	if got := p.get(); got != bufs[4] || len(got.b) != 0 || cap(got.b) != 100 || got.refs.Load() != 1 {
+		t.Fatalf("took %p (len %d, cap %d, %d holders), want the last given back, emptied, held once", got, len(got.b), cap(got.b), got.refs.Load())
+	}
+	bufs[4].release()
+	now = now.Add(trimInterval) // the first trim: nothing was known to be idle before
+	p.get().release()
+	if len(p.free) != 5 {
+		t.Fatalf("%d free after the first trim, want 5", len(p.free))
+	}
+	// Two at a time are taken during the next interval: three were never needed.
+	a, b := p.get(), p.get()
+	a.release()
+	b.release()
+	now = now.Add(trimInterval)
+	p.get().release()
+	if len(p.free) != 2 || !slices.Contains(p.free, a) || !slices.Contains(p.free, b) {
+		t.Fatalf("after an interval needing two: %d free, want the two taken", len(p.free))
+	}
+	now = now.Add(trimInterval / 2)
+	p.get().release()
+	if len(p.free) != 2 {
+		t.Errorf("trimmed again before the interval passed: %d free", len(p.free))
 	}
 }

@@ -141,6 +141,76 @@ func TestFetchDeliveryCuts(t *testing.T) {
 	}
 }
 
+// TestADeliveryWaitingForMoreHoldsNoResponse: a delivery that has taken all its
+// partition's last response held and waits for the next fetch keeps none of that
+// response. Most of a response and at least half full, it is handed over at once
+// (batches of 8 messages of 30 KB, one a response, 10 a delivery: 8 each, none waiting
+// for the linger, where it took 2 of the next); smaller, it moves its messages into its
+// own memory as it waits and still fills (batches of 4 messages of 1 KB: 10, 10),
+// holding only the response it is taking from.
+func TestADeliveryWaitingForMoreHoldsNoResponse(t *testing.T) {
+	const topic = "waiting"
+	b := kafkatest.Start(t, topic, 1)
+	batch := func(n, size, from int) []kafka.Message {
+		msgs := make([]kafka.Message, n)
+		for i := range msgs {
+			msgs[i] = kafka.Message{Value: fmt.Appendf(bytes.Repeat([]byte{'.'}, size), "%d", from+i)}
+		}
+		return msgs
+	}
+	for i := range 3 {
+		b.Produce(t, topic, batch(8, 30<<10, i*8)...)
+	}
+	for i := range 6 {
+		b.Produce(t, topic, batch(4, 1<<10, 24+i*4)...)
+	}
+	const linger = 2 * time.Second
+	c := New(Settings{DeliverySpans: 10, DeliveryBytes: 10 << 20, Linger: linger},
+		nil, nil, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	c.learn(&processor.Delivery{Messages: make([]kafka.Message, 1), Spans: 1}) // one span a message
+	fetch := testFetcher(t, b, topic, 0, 0)
+	fetch.maxBytes = 1 // a response is one batch
+	ctx := context.Background()
+	fetched := func(a *arena) (n int) {
+		for _, h := range a.held {
+			if h.pool != &copyChunks {
+				n++
+			}
+		}
+		return n
+	}
+	var next int
+	deliver := func() (int, *arena) {
+		start := time.Now()
+		d, backing, err := c.fetchDelivery(ctx, fetch, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) > linger/2 {
+			t.Errorf("the delivery of %d messages from %d waited for the linger", len(d), next)
+		}
+		for _, m := range d {
+			if m.Offset != int64(next) || !bytes.HasSuffix(m.Value, fmt.Appendf(nil, ".%d", next)) || len(m.Value) < 1<<10 {
+				t.Fatalf("offset %d read as offset %d, %d bytes ending %q", next, m.Offset, len(m.Value), m.Value[max(len(m.Value)-8, 0):])
+			}
+			next++
+		}
+		return len(d), backing
+	}
+	for range 3 {
+		if n, backing := deliver(); n != 8 || fetched(backing) != 1 {
+			t.Errorf("a delivery of %d messages holding %d responses, want 8 messages of one", n, fetched(backing))
+		}
+	}
+	for range 2 {
+		n, backing := deliver()
+		if n != 10 || fetched(backing) > 1 {
+			t.Errorf("a delivery of %d messages holding %d responses, want 10 holding at most the one it took its last from", n, fetched(backing))
+		}
+		backing.release()
+	}
+}
+
 // testFetcher reads a partition of the broker from offset on.
 func testFetcher(t *testing.T, b *kafkatest.Broker, topic string, partition int, offset int64) *fetcher {
 	transport := &kafka.Transport{}

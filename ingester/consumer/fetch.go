@@ -163,13 +163,15 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, maxWait+cmp.Or(f.grace, fetchGrace))
 	defer cancel()
-	if f.response == nil {
-		f.response = takeBuffer(&responseBuffers)
-	}
 	res, err := f.conn.Fetch(ctx, fetchwire.FetchRequest{Topic: f.topic, Partition: f.partition, Offset: f.offset,
-		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait}, f.response.b)
-	f.response.b = res.Buffer
+		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait}, func() []byte {
+		if f.response == nil {
+			f.response = responseBuffers.get()
+		}
+		return f.response.b
+	})
 	if err != nil {
+		f.releaseBuffers() // a failed fetch keeps no buffer: the queue is empty
 		if parent.Err() != nil { // ended here (a hold, the generation's end): no fault of the leader's
 			f.disconnect()
 			return err
@@ -177,6 +179,7 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		f.forgetLeader()
 		return err
 	}
+	f.response.b = res.Buffer
 	if res.Error != nil {
 		if errors.Is(res.Error, kafka.OffsetOutOfRange) {
 			return f.outOfRange(ctx)
@@ -199,7 +202,7 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 // the last complete batch.
 func (f *fetcher) read(records []byte) error {
 	if f.decompressed == nil {
-		f.decompressed = takeBuffer(&decompressedBuffers)
+		f.decompressed = decompressedBuffers.get()
 	}
 	next, decompressed, err := fetchwire.ParseRecords(records, f.offset, f.decompressed.b, func(rec *fetchwire.Record) {
 		in := f.response

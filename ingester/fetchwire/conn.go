@@ -93,7 +93,7 @@ const (
 func (c *Conn) authenticate(ctx context.Context, mechanism sasl.Mechanism) error {
 	body, err := c.roundTrip(ctx, apiSASLHandshake, 1, func(b []byte) []byte {
 		return appendString(b, mechanism.Name())
-	}, nil)
+	}, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (c *Conn) authenticate(ctx context.Context, mechanism sasl.Mechanism) error
 	for done := false; !done; {
 		body, err := c.roundTrip(ctx, apiSASLAuthenticate, 0, func(b []byte) []byte {
 			return appendBytes(b, message)
-		}, nil)
+		}, nil, 0)
 		if errors.Is(err, io.EOF) {
 			return kafka.SASLAuthenticationFailed // brokers may say so by closing the connection
 		}
@@ -140,9 +140,11 @@ const maxResponseSize = 512 << 20
 const bufferRounding = 128 << 10
 
 // roundTrip sends a request of apiKey at version, its body appended by body, and returns
-// the response's body, read into into's array when it is large enough. ctx's deadline
-// bounds it and ctx's end interrupts it.
-func (c *Conn) roundTrip(ctx context.Context, apiKey, version int16, body func([]byte) []byte, into []byte) ([]byte, error) {
+// the response's body, read into the array buffer returns when it is large enough
+// (buffer is called once the response's size is known: no buffer is held while the
+// broker is waited for; nil: a new array); a new array for a response of at least half
+// of full bytes holds full. ctx's deadline bounds it and ctx's end interrupts it.
+func (c *Conn) roundTrip(ctx context.Context, apiKey, version int16, body func([]byte) []byte, buffer func() []byte, full int) ([]byte, error) {
 	c.correlation++
 	b := append(c.request[:0], 0, 0, 0, 0) // the size, set below
 	b = binary.BigEndian.AppendUint16(b, uint16(apiKey))
@@ -169,7 +171,7 @@ func (c *Conn) roundTrip(ctx context.Context, apiKey, version int16, body func([
 			<-interrupted
 		}
 	}()
-	out, err := c.exchange(b, into)
+	out, err := c.exchange(b, buffer, full)
 	switch {
 	case err == nil:
 		return out, nil
@@ -181,7 +183,7 @@ func (c *Conn) roundTrip(ctx context.Context, apiKey, version int16, body func([
 	return nil, err
 }
 
-func (c *Conn) exchange(request, into []byte) ([]byte, error) {
+func (c *Conn) exchange(request []byte, buffer func() []byte, full int) ([]byte, error) {
 	if _, err := c.nc.Write(request); err != nil {
 		return nil, err
 	}
@@ -197,10 +199,21 @@ func (c *Conn) exchange(request, into []byte) ([]byte, error) {
 		return nil, fmt.Errorf("the response to request %d came for request %d", c.correlation, id)
 	}
 	size -= 4
+	var into []byte
+	if buffer != nil {
+		into = buffer()
+	}
 	if cap(into) < size {
-		// Rounded up, so that a pooled buffer fits most responses of its partition: they
-		// differ in size by less than a record batch.
-		into = make([]byte, size, (size+bufferRounding-1)/bufferRounding*bufferRounding)
+		// A buffer for a response of at least half the fetch's max bytes (a backlog) is made
+		// to hold any response up to them: buffers are pooled across partitions, and one a
+		// little short for the next response was garbage at once (under a backlog of
+		// otlp_proto, half the bytes allocated while reading). Smaller ones (a partition
+		// read at its end) are rounded up, and grow when the partition's traffic does.
+		capacity := (size + bufferRounding - 1) / bufferRounding * bufferRounding
+		if size >= full/2 {
+			capacity = max(capacity, full)
+		}
+		into = make([]byte, size, capacity)
 	}
 	into = into[:size]
 	if _, err := io.ReadFull(c.nc, into); err != nil {

@@ -1,6 +1,7 @@
 package fetchwire_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +180,55 @@ func TestFetchEndsWithItsContext(t *testing.T) {
 				t.Errorf("returned %v after %v; want %v after about 200 ms", err, took, tc.want)
 			}
 		})
+	}
+}
+
+// TestFetchTakesItsBufferAsTheResponseComes: a fetch waiting for records asks for no
+// buffer until the broker answers (a partition at its end holds none while it waits);
+// the buffer given is read into when large enough, and a new one made for a response of
+// at least half the max bytes holds the max bytes, so that it fits the next response of
+// a backlog; a smaller response gets a smaller one.
+func TestFetchTakesItsBufferAsTheResponseComes(t *testing.T) {
+	const topic = "buffers"
+	b := kafkatest.Start(t, topic, 1)
+	c, err := (&fetchwire.Dialer{}).Dial(context.Background(), b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var produced atomic.Bool
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		produced.Store(true)
+		if err := b.TryProduce(topic, kafka.Message{Value: bytes.Repeat([]byte{'x'}, 100<<10)}); err != nil {
+			t.Error(err)
+		}
+	}()
+	given := make([]byte, 0, 300<<10)
+	asked := 0
+	res, err := c.Fetch(ctx, fetchwire.FetchRequest{Topic: topic, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 5 * time.Second}, func() []byte {
+		asked++
+		if !produced.Load() {
+			t.Error("a buffer was asked for before the broker had records to answer with")
+		}
+		return given
+	})
+	if err != nil || res.Error != nil || asked != 1 || &res.Buffer[0] != &given[:1][0] {
+		t.Fatalf("fetched with %v, %v; a buffer asked for %d times, the one given used: %t", err, res.Error, asked, &res.Buffer[0] == &given[:1][0])
+	}
+	for _, tc := range []struct {
+		maxBytes int
+		fits     bool // a new buffer holds maxBytes
+	}{{150 << 10, true}, {1 << 20, false}} {
+		res, err := c.Fetch(ctx, fetchwire.FetchRequest{Topic: topic, MinBytes: 1, MaxBytes: tc.maxBytes, MaxWait: time.Second},
+			func() []byte { return make([]byte, 0, 10) })
+		if err != nil || res.Error != nil {
+			t.Fatal(err, res.Error)
+		}
+		if got := cap(res.Buffer) >= tc.maxBytes; got != tc.fits || cap(res.Buffer) < len(res.Records) {
+			t.Errorf("with max bytes %d: a response of %d bytes got a buffer of %d", tc.maxBytes, len(res.Records), cap(res.Buffer))
+		}
 	}
 }

@@ -29,14 +29,20 @@ type FetchResult struct {
 	// Records are the record batches, raw (ParseRecords reads them), a slice of the
 	// response buffer.
 	Records []byte
-	// Buffer is the response buffer, to be given to the next Fetch (and not read while
-	// Records are in use).
+	// Buffer is the array the response was read into, buffer's or a larger new one, to
+	// be given to a later Fetch (and not read while Records are in use).
 	Buffer []byte
 }
 
-// Fetch sends req and reads its response into buffer's array when it is large enough.
-// ctx's deadline bounds the round trip; a broker should answer within req.MaxWait.
-func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer []byte) (FetchResult, error) {
+// fetchResponseOverhead bounds a one-partition response's bytes besides its records and
+// topic name (read uncommitted: no aborted transactions listed).
+const fetchResponseOverhead = 64
+
+// Fetch sends req and reads its response into the array buffer returns, when it is
+// large enough; buffer (nil: a new array) is called only once the response begins to
+// arrive, so that a partition waiting for records holds no buffer meanwhile. ctx's
+// deadline bounds the round trip; a broker should answer within req.MaxWait.
+func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer func() []byte) (FetchResult, error) {
 	body, err := c.roundTrip(ctx, apiFetch, 4, func(b []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, ^uint32(0)) // replica id -1: a consumer
 		b = binary.BigEndian.AppendUint32(b, uint32(max(req.MaxWait.Milliseconds(), 0)))
@@ -49,9 +55,9 @@ func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer []byte) (Fetc
 		b = binary.BigEndian.AppendUint32(b, uint32(req.Partition))
 		b = binary.BigEndian.AppendUint64(b, uint64(req.Offset))
 		return binary.BigEndian.AppendUint32(b, uint32(req.MaxBytes))
-	}, buffer)
+	}, buffer, req.MaxBytes+fetchResponseOverhead+len(req.Topic))
 	if err != nil {
-		return FetchResult{Buffer: buffer}, err
+		return FetchResult{}, err
 	}
 	res, err := parseFetchResponse(body, req.Topic, req.Partition)
 	res.Buffer = body[:cap(body)]

@@ -1,0 +1,72 @@
+package consumer
+
+import (
+	"sync"
+	"time"
+)
+
+// bufferPool keeps the buffers responses are read and batches decompressed into for
+// reuse. A sync.Pool let go of what it held at every second collection, and the
+// collections come every few milliseconds as a pod starts (the heap is small): under a
+// backlog, half the response buffers a pod ever made were made again to replace ones
+// dropped while its partitions' first responses were read, and the peak memory was set
+// there. Buffers no taker needed for a while are let go instead: each trimInterval, as
+// many as were never taken in it (the fewest free at any moment).
+type bufferPool struct {
+	mu   sync.Mutex
+	free []*sharedBuffer // the most recently given back last
+	// idle is the fewest buffers free since trimmed; trimmed is when that was.
+	idle    int
+	trimmed time.Time
+	now     func() time.Time // time.Now; tests set it
+}
+
+// trimInterval is how long a free buffer may go untaken before it is let go.
+const trimInterval = 10 * time.Second
+
+// get returns a free buffer, held once (by the caller), or a new one without an array.
+func (p *bufferPool) get() *sharedBuffer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.trim()
+	var b *sharedBuffer
+	if n := len(p.free); n > 0 {
+		b = p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		p.idle = min(p.idle, len(p.free))
+	} else {
+		b = &sharedBuffer{pool: p}
+	}
+	b.refs.Store(1)
+	return b
+}
+
+// put gives b back.
+func (p *bufferPool) put(b *sharedBuffer) {
+	b.b = b.b[:0]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free = append(p.free, b)
+	p.trim()
+}
+
+// trim lets go of the buffers that stayed free throughout the last trimInterval: the
+// oldest ones, at the bottom of the stack.
+func (p *bufferPool) trim() {
+	now := p.clock()
+	if now.Sub(p.trimmed) < trimInterval {
+		return
+	}
+	drop := min(p.idle, len(p.free))
+	clear(p.free[:drop])
+	p.free = append(p.free[:0], p.free[drop:]...)
+	p.idle, p.trimmed = len(p.free), now
+}
+
+func (p *bufferPool) clock() time.Time {
+	if p.now != nil {
+		return p.now()
+	}
+	return time.Now()
+}
