@@ -171,7 +171,8 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		return f.response.b
 	})
 	if err != nil {
-		f.releaseBuffers() // a failed fetch keeps no buffer: the queue is empty
+		// A failed fetch keeps no buffer (its queue is empty).
+		f.releaseBuffers()
 		if parent.Err() != nil { // ended here (a hold, the generation's end): no fault of the leader's
 			f.disconnect()
 			return err
