@@ -146,9 +146,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	m := metrics.New(registry)
-	if fast, ok := decoder.(decode.FastPath); ok {
-		metrics.RegisterLibraryDecodes(registry, fast.LibraryDecodes)
-	}
+	metrics.RegisterLibraryDecodes(registry, decode.LibraryDecodes(decoder))
 
 	conn, err := kafkaclient.New(cfg.Kafka)
 	if err != nil {

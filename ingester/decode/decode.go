@@ -7,6 +7,7 @@ package decode
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/zipkin/zipkinv1"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/translator/zipkin/zipkinv2"
@@ -22,14 +23,24 @@ type Decoder interface {
 	Decode(b *otlpwire.Batch, data []byte) (spans int, err error)
 }
 
-// FastPath is a decoder that reads the usual shapes of its encoding itself and leaves the
-// rest to the encoding's library (jaeger_proto, jaeger_json, otlp_json).
-type FastPath interface {
-	// LibraryDecodes is how many messages it left to the library: shapes it does not
-	// read exactly as the library would, and malformed ones (whose error is the
-	// library's). Many more than decode errors mean a producer writes a shape the fast
-	// path does not take, at several times its cost.
+// LibraryCounter is a decoder that counts the messages it decoded through its encoding's
+// library (pdata, the OpenTelemetry translators) rather than reading them itself.
+type LibraryCounter interface {
+	// LibraryDecodes is how many messages went to the library: every one of the Zipkin
+	// encodings; of those with a fast path (jaeger_proto, jaeger_json, otlp_json), the
+	// shapes it does not read exactly as the library would and malformed ones (whose
+	// error is the library's). Many more than decode errors there mean a producer writes
+	// a shape the fast path does not take, at several times its cost.
 	LibraryDecodes() uint64
+}
+
+// LibraryDecodes returns what counts d's messages decoded through its encoding's library:
+// none for a decoder that never uses one (otlp_proto).
+func LibraryDecodes(d Decoder) func() uint64 {
+	if c, ok := d.(LibraryCounter); ok {
+		return c.LibraryDecodes
+	}
+	return func() uint64 { return 0 }
 }
 
 // ErrEmpty is returned for a message with no bytes: no format encodes a span in zero bytes.
@@ -47,11 +58,11 @@ func New(encoding string) (Decoder, error) {
 	case config.EncodingJaegerJSON:
 		return newJaegerJSONFast(), nil
 	case config.EncodingZipkinJSON:
-		return library{unmarshaler: zipkinv2.NewJSONTracesUnmarshaler(false), name: encoding}, nil
+		return &libraryOnly{library: library{unmarshaler: zipkinv2.NewJSONTracesUnmarshaler(false), name: encoding}}, nil
 	case config.EncodingZipkinProto:
-		return library{unmarshaler: zipkinv2.NewProtobufTracesUnmarshaler(false, false), name: encoding}, nil
+		return &libraryOnly{library: library{unmarshaler: zipkinv2.NewProtobufTracesUnmarshaler(false, false), name: encoding}}, nil
 	case config.EncodingZipkinThrift:
-		return library{unmarshaler: zipkinv1.NewThriftTracesUnmarshaler(), name: encoding}, nil
+		return &libraryOnly{library: library{unmarshaler: zipkinv1.NewThriftTracesUnmarshaler(), name: encoding}}, nil
 	default:
 		return nil, fmt.Errorf("unsupported encoding %q", encoding)
 	}
@@ -64,6 +75,21 @@ type library struct {
 	unmarshaler ptrace.Unmarshaler
 	name        string
 }
+
+// libraryOnly is an encoding read only through its library (the Zipkin encodings), which
+// counts its messages as LibraryCounter says.
+type libraryOnly struct {
+	library
+	decodes atomic.Uint64
+}
+
+func (d *libraryOnly) Decode(b *otlpwire.Batch, data []byte) (int, error) {
+	d.decodes.Add(1)
+	return d.library.Decode(b, data)
+}
+
+// LibraryDecodes implements LibraryCounter.
+func (d *libraryOnly) LibraryDecodes() uint64 { return d.decodes.Load() }
 
 func (d library) Decode(b *otlpwire.Batch, data []byte) (int, error) {
 	td, err := d.traces(data)

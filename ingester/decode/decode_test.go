@@ -62,9 +62,10 @@ func TestDecodeOTLP(t *testing.T) {
 	}
 }
 
-// TestFastPathsCountWhatTheyLeave: a decoder with a fast path counts the messages it leaves
-// to the library — a shape it does not take, a malformed message — and not the others.
-func TestFastPathsCountWhatTheyLeave(t *testing.T) {
+// TestDecodersCountWhatGoesToTheLibrary: a decoder with a fast path counts the messages
+// it leaves to the library — a shape it does not take, a malformed message — and not the
+// others; the Zipkin decoders count every message, otlp_proto's none.
+func TestDecodersCountWhatGoesToTheLibrary(t *testing.T) {
 	plainJaeger, _ := spangen.New(1).JaegerSpan(1).Marshal()
 	var jsonpbSpan bytes.Buffer
 	if err := (&jsonpb.Marshaler{}).Marshal(&jsonpbSpan, spangen.New(1).JaegerSpan(1)); err != nil {
@@ -91,13 +92,38 @@ func TestFastPathsCountWhatTheyLeave(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fast := d.(FastPath)
+		count := LibraryDecodes(d)
 		var b otlpwire.Batch
 		for i, data := range [][]byte{tc.plain, tc.other, tc.malformed} {
 			_, _ = d.Decode(&b, data)
-			if got, want := fast.LibraryDecodes(), uint64(i); got != want {
+			if got, want := count(), uint64(i); got != want {
 				t.Errorf("%s: %d messages left to the library after %d, want %d", tc.encoding, got, i+1, want)
 			}
+		}
+	}
+	otlpProto, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(twoServiceTrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		encoding string
+		messages [][]byte
+		want     uint64
+	}{
+		{config.EncodingZipkinJSON, [][]byte{[]byte(`[{"traceId":"0000000000000001","id":"0000000000000002","name":"a"}]`), []byte(`[`)}, 2},
+		{config.EncodingZipkinThrift, [][]byte{{0xff}}, 1},
+		{config.EncodingOTLPProto, [][]byte{otlpProto, {0xff}}, 0},
+	} {
+		d, err := New(tc.encoding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b otlpwire.Batch
+		for _, data := range tc.messages {
+			_, _ = d.Decode(&b, data)
+		}
+		if got := LibraryDecodes(d)(); got != tc.want {
+			t.Errorf("%s: %d of %d messages counted as the library's, want %d", tc.encoding, got, len(tc.messages), tc.want)
 		}
 	}
 }

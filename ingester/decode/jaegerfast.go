@@ -24,7 +24,7 @@ type jaegerFast struct {
 	fallbacks      atomic.Uint64
 }
 
-// LibraryDecodes implements FastPath.
+// LibraryDecodes implements LibraryCounter.
 func (d *jaegerFast) LibraryDecodes() uint64 { return d.fallbacks.Load() }
 
 // Tags the translator turns into span fields rather than attributes.

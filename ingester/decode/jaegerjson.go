@@ -27,7 +27,7 @@ type jaegerJSONFast struct {
 	fallbacks atomic.Uint64
 }
 
-// LibraryDecodes implements FastPath: the messages left to jsonpb, or whose transcoded
+// LibraryDecodes implements LibraryCounter: the messages left to jsonpb, or whose transcoded
 // protobuf the jaeger_proto transcoder left to jaeger-idl.
 func (d *jaegerJSONFast) LibraryDecodes() uint64 { return d.fallbacks.Load() }
 

@@ -29,7 +29,7 @@ type otlpJSONFast struct {
 	fallbacks atomic.Uint64
 }
 
-// LibraryDecodes implements FastPath.
+// LibraryDecodes implements LibraryCounter.
 func (d *otlpJSONFast) LibraryDecodes() uint64 { return d.fallbacks.Load() }
 
 func (d *otlpJSONFast) Decode(b *otlpwire.Batch, data []byte) (int, error) {

@@ -87,11 +87,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// RegisterLibraryDecodes registers the count of messages a decoder with a fast path left
-// to its encoding's library, which count reads.
+// RegisterLibraryDecodes registers the count of messages decoded through the encoding's
+// library rather than spanflow's own reading, which count reads.
 func RegisterLibraryDecodes(reg prometheus.Registerer, count func() uint64) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "decode_library_total",
-		Help: "Messages the decoder's fast path (jaeger_proto, jaeger_json, otlp_json) left to the encoding's library: shapes it does not read exactly as the library would, and malformed ones. Far more than decode_errors_total means producers write a shape the fast path does not take, at several times its CPU."},
+		Help: "Messages decoded through the encoding's library (pdata, the OpenTelemetry translators) rather than spanflow's own reading: none on otlp_proto, every one on the Zipkin encodings; on jaeger_proto, jaeger_json and otlp_json, the shapes their fast path does not read exactly as the library would, and malformed ones. Far more than decode_errors_total there means producers write a shape the fast path does not take, at several times its CPU."},
 		func() float64 { return float64(count()) }))
 }
 
