@@ -148,8 +148,8 @@ func TestDetachKeepsTheMessagesAndLetsTheResponseGo(t *testing.T) {
 }
 
 // TestBufferPoolLetsGoOfWhatStaysFree: buffers given back are taken again, the last
-// given back first; each trim interval the buffers never taken during it are let go,
-// and those taken are kept.
+// given back first; each trim interval the buffers never taken during it are let go —
+// unreachable from the pool — and those taken are kept.
 func TestBufferPoolLetsGoOfWhatStaysFree(t *testing.T) {
 	now := time.Unix(1_780_000_000, 0)
 	p := &bufferPool{now: func() time.Time { return now }}
@@ -184,5 +184,23 @@ func TestBufferPoolLetsGoOfWhatStaysFree(t *testing.T) {
 	p.get().release()
 	if len(p.free) != 2 {
 		t.Errorf("trimmed again before the interval passed: %d free", len(p.free))
+	}
+	// Trimmed without a taker (as the consumer's ticker does): one was taken in the
+	// half interval, so one stays; after an interval with none taken, none does, and the
+	// pool's array keeps neither reachable.
+	now = now.Add(trimInterval)
+	p.trimIdle()
+	if len(p.free) != 1 {
+		t.Errorf("%d free after an interval needing one, want 1", len(p.free))
+	}
+	now = now.Add(trimInterval)
+	p.trimIdle()
+	if len(p.free) != 0 {
+		t.Errorf("%d free after an interval needing none, want 0", len(p.free))
+	}
+	for i, b := range p.free[:cap(p.free)] {
+		if b != nil {
+			t.Errorf("slot %d of the pool's array still holds a buffer it let go", i)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -51,16 +52,32 @@ func (p *bufferPool) put(b *sharedBuffer) {
 	p.trim()
 }
 
+// trimIdle lets go of what stayed free throughout the last trimInterval, if it has
+// passed: the pools are trimmed as they are used, and by the consumer's commit ticker
+// (a pod with nothing to fetch uses them not at all).
+func (p *bufferPool) trimIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.trim()
+}
+
+// trimBufferPools trims every pool of the consumer's buffers.
+func trimBufferPools() {
+	for _, p := range []*bufferPool{&responseBuffers, &decompressedBuffers, &copyChunks} {
+		p.trimIdle()
+	}
+}
+
 // trim lets go of the buffers that stayed free throughout the last trimInterval: the
-// oldest ones, at the bottom of the stack.
+// oldest ones, at the bottom of the stack. The caller holds mu.
 func (p *bufferPool) trim() {
 	now := p.clock()
 	if now.Sub(p.trimmed) < trimInterval {
 		return
 	}
-	drop := min(p.idle, len(p.free))
-	clear(p.free[:drop])
-	p.free = append(p.free[:0], p.free[drop:]...)
+	// Delete zeroes the slots it empties: a copy of a kept buffer left past the new length
+	// would keep it reachable after a later trim let it go.
+	p.free = slices.Delete(p.free, 0, min(p.idle, len(p.free)))
 	p.idle, p.trimmed = len(p.free), now
 }
 

@@ -143,11 +143,13 @@ func TestFetchDeliveryCuts(t *testing.T) {
 
 // TestADeliveryWaitingForMoreHoldsNoResponse: a delivery that has taken all its
 // partition's last response held and waits for the next fetch keeps none of that
-// response. Most of a response and at least half full, it is handed over at once
-// (batches of 8 messages of 30 KB, one a response, 10 a delivery: 8 each, none waiting
-// for the linger, where it took 2 of the next); smaller, it moves its messages into its
-// own memory as it waits and still fills (batches of 4 messages of 1 KB: 10, 10),
-// holding only the response it is taking from.
+// response. Most of a response and at least three quarters full, it is handed over at
+// once (batches of 8 messages of 30 KB, one a response, 10 a delivery: 8 each, none
+// waiting for the linger, where it took 2 of the next); less full, it waits for the next
+// response holding this one and fills (batches of 6: 10, then 2 + 6 = 8 handed over);
+// a small part of its response, it moves its messages into its own memory as it waits
+// and still fills (batches of 4 messages of 1 KB: 10, 10), holding only the response it
+// is taking from.
 func TestADeliveryWaitingForMoreHoldsNoResponse(t *testing.T) {
 	const topic = "waiting"
 	b := kafkatest.Start(t, topic, 1)
@@ -161,8 +163,11 @@ func TestADeliveryWaitingForMoreHoldsNoResponse(t *testing.T) {
 	for i := range 3 {
 		b.Produce(t, topic, batch(8, 30<<10, i*8)...)
 	}
+	for i := range 3 {
+		b.Produce(t, topic, batch(6, 30<<10, 24+i*6)...)
+	}
 	for i := range 6 {
-		b.Produce(t, topic, batch(4, 1<<10, 24+i*4)...)
+		b.Produce(t, topic, batch(4, 1<<10, 42+i*4)...)
 	}
 	const linger = 2 * time.Second
 	c := New(Settings{DeliverySpans: 10, DeliveryBytes: 10 << 20, Linger: linger},
@@ -200,6 +205,11 @@ func TestADeliveryWaitingForMoreHoldsNoResponse(t *testing.T) {
 	for range 3 {
 		if n, backing := deliver(); n != 8 || fetched(backing) != 1 {
 			t.Errorf("a delivery of %d messages holding %d responses, want 8 messages of one", n, fetched(backing))
+		}
+	}
+	for _, want := range []int{10, 8} {
+		if n, _ := deliver(); n != want {
+			t.Errorf("a delivery of %d messages from responses of 6, want %d", n, want)
 		}
 	}
 	for range 2 {
