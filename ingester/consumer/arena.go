@@ -77,11 +77,19 @@ func (a *arena) detach(msgs []kafka.Message) bool {
 	if size > fetched/2 {
 		return false
 	}
+	// A small copy that does not fit the arena's chunk (a live topic's tail: a few
+	// messages waiting out the linger, on each partition) gets an array of its own size,
+	// left to the collector, rather than a chunk of 256 KB a partition.
+	var small *[]byte
+	if size < smallCopy && (a.chunk == nil || cap(a.chunk.b)-len(a.chunk.b) < size) {
+		block := make([]byte, 0, size)
+		small = &block
+	}
 	for i := range fresh {
 		m := &fresh[i]
-		m.Key, m.Value = a.copy(m.Key), a.copy(m.Value)
+		m.Key, m.Value = a.copy(m.Key, small), a.copy(m.Value, small)
 		for j := range m.Headers { // the record's own headers, made as it was read
-			m.Headers[j].Value = a.copy(m.Headers[j].Value)
+			m.Headers[j].Value = a.copy(m.Headers[j].Value, small)
 		}
 	}
 	a.copied = len(msgs)
@@ -99,20 +107,29 @@ func (a *arena) detach(msgs []kafka.Message) bool {
 }
 
 // copyChunkSize is the size of the chunks detach copies messages into; a larger message
-// gets an array of its own.
-const copyChunkSize = 256 << 10
+// gets an array of its own. smallCopy is what detach copies into an array of its own
+// size instead.
+const (
+	copyChunkSize = 256 << 10
+	smallCopy     = 32 << 10
+)
 
 // copyChunks pools the chunks, apart from the fetched buffers: all of one size, a chunk
 // taken always fits.
 var copyChunks bufferPool
 
-// copy returns b's bytes in the arena's own memory (nil stays nil).
-func (a *arena) copy(b []byte) []byte {
+// copy returns b's bytes in the arena's own memory (nil stays nil): appended to small
+// when it is not nil, which has room for them.
+func (a *arena) copy(b []byte, small *[]byte) []byte {
 	switch {
 	case b == nil:
 		return nil
 	case len(b) == 0:
 		return []byte{}
+	case small != nil:
+		start := len(*small)
+		*small = append(*small, b...)
+		return (*small)[start:len(*small):len(*small)]
 	case len(b) > copyChunkSize:
 		return bytes.Clone(b)
 	}

@@ -145,6 +145,22 @@ func TestDetachKeepsTheMessagesAndLetsTheResponseGo(t *testing.T) {
 	if third.refs.Load() != 0 {
 		t.Errorf("released, the arena still holds its response")
 	}
+
+	// A few small messages (a live topic's tail) take no chunk of 256 KB: they are moved
+	// into an array of their size.
+	tail := &arena{}
+	fourth := fill(4096)
+	tail.hold(fourth)
+	small := []kafka.Message{{Key: fourth.b[:3], Value: fourth.b[8:100]}, {Value: fourth.b[200:210]}}
+	want = []string{fmt.Sprint(small[0]), fmt.Sprint(small[1])}
+	fourth.release()
+	if !tail.detach(small) || len(tail.held) != 0 || fourth.refs.Load() != 0 {
+		t.Errorf("a small delivery moved: %t, holding %d buffers (the response held by %d)", tail.copied == 2, len(tail.held), fourth.refs.Load())
+	}
+	clear(fourth.b[:cap(fourth.b)]) // back in the pool, emptied: the array as the next fetch finds it
+	if got := []string{fmt.Sprint(small[0]), fmt.Sprint(small[1])}; !slices.Equal(got, want) {
+		t.Errorf("small messages read %q, want %q", got, want)
+	}
 }
 
 // TestBufferPoolLetsGoOfWhatStaysFree: buffers given back are taken again, the last
