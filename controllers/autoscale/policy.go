@@ -32,6 +32,16 @@ type scaleRules struct {
 	period time.Duration
 }
 
+// The down window's stretch after pods removed were soon needed back (see downWindow).
+const (
+	// burstGap: pods added within this many down windows of a removal.
+	burstGap = 3
+	// burstStretch: the window is this many times as long...
+	burstStretch = 4
+	// burstMemory: ...for this long after the pods came back.
+	burstMemory = 30 * time.Minute
+)
+
 // Defaults of the pacing fields (the CRD defaults the others).
 const (
 	defaultScaleDownWindow = 120 * time.Second
@@ -127,6 +137,21 @@ type scaleState struct {
 	// keptCeilings are the ceilings an Ingester's status kept, taken into ceilings at the
 	// first poll that knows the partitions (after an operator restart).
 	keptCeilings []spanflowv1alpha1.PartitionCeiling
+}
+
+// downWindow is the scale-down window in effect, and whether it is stretched. Pods
+// removed and needed back within a few windows show a load that comes in bursts farther
+// apart than the window sees: each burst would cost two replica changes, each a rebalance
+// that pauses the whole group, and the first minutes of each burst would find too few
+// pods. So until the next removal, or for burstMemory after the return, the window is
+// burstStretch times the user's. A window of zero (scale down at once) stays zero.
+func (st *scaleState) downWindow(b scaleBounds, now time.Time) (time.Duration, bool) {
+	w := b.down.window
+	if w > 0 && !st.lastDown.IsZero() && st.lastUp.After(st.lastDown) && st.lastUp.Sub(st.lastDown) < burstGap*w &&
+		now.Sub(st.lastUp) < burstMemory {
+		return burstStretch * w, true
+	}
+	return w, false
 }
 
 type scaleRecommendation struct {
@@ -409,8 +434,9 @@ type scaleDecision struct {
 //     one at a time only while one pod fewer would keep the lag under half the target.
 //  6. Scaling up follows the lowest recommendation of scaleUp's window, scaling down the
 //     highest of scaleDown's once a whole window was watched, each by at most the step
-//     per period. With minReplicas 0, no production and no lag mean zero pods; lag above
-//     activationLagRecords wakes them.
+//     per period. Pods removed and soon needed back mean bursts farther apart than that
+//     window: it is stretched for a while (see downWindow). With minReplicas 0, no
+//     production and no lag mean zero pods; lag above activationLagRecords wakes them.
 func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, scaleState) {
 	current := scaleDecision{replicas: in.replicas, parallelism: in.parallelism}
 	hold := func(format string, args ...any) (scaleDecision, scaleState) {
@@ -503,7 +529,8 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	rec := recommend(b, st, lag, in, minR, maxR, consumers)
 	rec.reason = figures + ": " + rec.reason
 	st.recommendations = append(st.recommendations, scaleRecommendation{at: in.now, replicas: rec.replicas, parallelism: rec.parallelism})
-	st.recommendations = since(st.recommendations, in.now.Add(-max(b.up.window, b.down.window)), func(r scaleRecommendation) time.Time { return r.at })
+	downWindow, stretched := st.downWindow(b, in.now)
+	st.recommendations = since(st.recommendations, in.now.Add(-max(b.up.window, burstStretch*b.down.window)), func(r scaleRecommendation) time.Time { return r.at })
 	st.changes = since(st.changes, in.now.Add(-max(b.up.period, b.down.period)), func(c scaleChange) time.Time { return c.at })
 
 	// Stabilize: up to the least of the up window, down to the most of the down window,
@@ -511,7 +538,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	target := current
 	if up, ok := extreme(st.recommendations, in.now.Add(-b.up.window), false); ok && larger(up, current) {
 		target = up
-	} else if down, ok := extreme(st.recommendations, in.now.Add(-b.down.window), true); ok && larger(current, down) &&
+	} else if down, ok := extreme(st.recommendations, in.now.Add(-downWindow), true); ok && larger(current, down) &&
 		!st.firstSample.After(lag.at.Add(-b.down.window)) {
 		target = down
 	}
@@ -534,7 +561,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	// the stabilized size above the latest one, and they leave the window before the
 	// cooldown would allow the second step, wait for them and go in one.
 	if target.replicas < current.replicas && rec.replicas < target.replicas && b.cooldown > 0 && current.replicas <= maxR {
-		if until, ok := aboveUntil(st.recommendations, rec.replicas, b.down.window); ok && until.Sub(in.now) <= b.cooldown {
+		if until, ok := aboveUntil(st.recommendations, rec.replicas, downWindow); ok && until.Sub(in.now) <= b.cooldown {
 			target.replicas = current.replicas
 			waits = append(waits, fmt.Sprintf("%d pods may go at %s, in one step instead of two", rec.replicas, until.UTC().Format(time.TimeOnly)))
 		}
@@ -546,8 +573,8 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	// the user's maxReplicaStep made small is taken as it is, and so is one to a lowered
 	// maxReplicas.)
 	if target.replicas < current.replicas && target.replicas == stabilized && rec.replicas < stabilized && current.replicas <= maxR &&
-		float64(current.replicas-target.replicas) < smallestStepDown*float64(current.replicas) {
-		waits = append(waits, fmt.Sprintf("%d pods could go, but with the load still falling (%d pods called for now) a step of less than a quarter would be followed by another",
+		float64(current.replicas-target.replicas) <= smallestStepDown*float64(current.replicas) {
+		waits = append(waits, fmt.Sprintf("%d pods could go, but with the load still falling (%d pods called for now) a step of a quarter or less would be followed by another",
 			current.replicas-target.replicas, rec.replicas))
 		target.replicas = current.replicas
 	}
@@ -588,10 +615,15 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		// The pods that stay keep at least their parallelism: the group loses capacity
 		// once, not twice.
 		target.parallelism = max(target.parallelism, current.parallelism)
+	case target.replicas > current.replicas && overTarget(b, lag, consumers) >= 1:
+		// Behind the targets, the pods that run keep their parallelism while the new ones
+		// start: a cut would take capacity away before any comes.
+		target.parallelism = max(target.parallelism, current.parallelism)
 	case target.replicas == current.replicas && target.parallelism < current.parallelism &&
-		(float64(target.parallelism) > float64(current.parallelism)/1.5 || rec.replicas < current.replicas):
-		// Less parallelism is worth a change only when it is much less, and not while
-		// pods are about to go (those that stay would need it back).
+		(float64(target.parallelism) > float64(current.parallelism)/1.5 || rec.replicas < current.replicas || stabilized > current.replicas):
+		// Less parallelism is worth a change only when it is much less, not while pods
+		// are about to go (those that stay would need it back), and not when it was sized
+		// for more pods than a step limit, the cooldown or a guard lets come.
 		target.parallelism = current.parallelism
 	case target.replicas == current.replicas && target.parallelism > current.parallelism &&
 		float64(target.parallelism) < float64(current.parallelism)*1.1:
@@ -611,6 +643,10 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			return hold("%s; holding at %s: %s", rec.reason, sizeText(current), strings.Join(waits, "; "))
 		}
 		if rec.replicas != current.replicas || rec.parallelism != current.parallelism {
+			if stretched && rec.replicas < current.replicas {
+				return hold("%s; holding at %s within the stabilization window, %s long since pods removed at %s were needed back at %s",
+					rec.reason, sizeText(current), downWindow, st.lastDown.UTC().Format(time.TimeOnly), st.lastUp.UTC().Format(time.TimeOnly))
+			}
 			return hold("%s; holding at %s within the stabilization window", rec.reason, sizeText(current))
 		}
 		return hold("%s", rec.reason)

@@ -48,6 +48,9 @@ func checkCell(t *testing.T, scenario string, cell simCell) {
 	if sf.smallRaises > 0 {
 		t.Errorf("%s: %d raises of parallelism alone by less than a tenth", scenario, sf.smallRaises)
 	}
+	if sf.cutsBehind > 0 {
+		t.Errorf("%s: parallelism cut %d times with the lag over target", scenario, sf.cutsBehind)
+	}
 	if sf.reversals > 0 || sf.consumersOverPartitions > 0 {
 		t.Errorf("%s: %d replica changes reversed within the down window, %d s with more consumers than partitions",
 			scenario, sf.reversals, sf.consumersOverPartitions)
@@ -111,4 +114,40 @@ func TestSimulationTrace(t *testing.T) {
 		}
 	}
 	t.Fatalf("no cell %q × %q in %q", world, scenario, matrix)
+}
+
+// TestPeriodicBurstsDoNotFlap: load that comes in bursts farther apart than the down
+// window (a batch job every few minutes) must not make the group follow every burst,
+// each time with two rebalances and too few pods when the burst comes; nor may the
+// parallelism be cut while the burst's lag is over target. The reference, whose
+// down window (the HPA's 300 s) outlasts the quiet, keeps its pods throughout.
+func TestPeriodicBurstsDoNotFlap(t *testing.T) {
+	w := simWorlds()[0]
+	for _, sc := range []simScenario{
+		{name: "10× for 30 s every 3 min", seconds: 3600, minReplicas: 1, rate: func(t int) float64 {
+			if t%180 < 30 {
+				return 20000
+			}
+			return 2000
+		}},
+		{name: "a batch of 600k every 5 min", seconds: 3600, minReplicas: 1, rate: func(t int) float64 {
+			if t%300 < 20 {
+				return 30000
+			}
+			return 100
+		}},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			table, cells := simTable(w, []simScenario{sc})
+			t.Log("\n" + table)
+			sf, ref := cells[sc.name].spanflow, cells[sc.name].reference
+			if sf.replicaChanges > 8 {
+				t.Errorf("%d replica changes in an hour of bursts", sf.replicaChanges)
+			}
+			if sf.overTarget > ref.overTarget+10 || sf.reversals > 0 || sf.cutsBehind > 0 {
+				t.Errorf("%d s over target (the reference %d), %d reversals, %d parallelism cuts behind the target",
+					sf.overTarget, ref.overTarget, sf.reversals, sf.cutsBehind)
+			}
+		})
+	}
 }

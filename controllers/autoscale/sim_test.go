@@ -190,6 +190,9 @@ type simResult struct {
 	consumersOverPartitions int
 	// smallRaises are parallelism changes alone by less than a tenth: noise.
 	smallRaises int
+	// cutsBehind are parallelism cuts in running pods with the oldest record over the
+	// target: capacity taken away when it is needed most.
+	cutsBehind int
 }
 
 // share is partition i's share of the production.
@@ -396,6 +399,9 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		}
 		if nr == wantR && np > wantP && float64(np) < 1.1*float64(wantP) {
 			res.smallRaises++
+		}
+		if np < wantP && wantR > 0 && age > w.overTargetSeconds() {
+			res.cutsBehind++
 		}
 		if nr != wantR {
 			res.replicaChanges++
