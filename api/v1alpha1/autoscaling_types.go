@@ -81,6 +81,9 @@ type AutoscalingSpec struct {
 	// +optional
 	ScaleUp *ScalingRules `json:"scaleUp,omitempty"`
 	// scaleDown paces shrinking. Defaults: a 120s stabilization window, no step bound.
+	// When pods removed are needed back within three windows (bursts farther apart than
+	// the window), the window is four times as long until the next scale-down or for 30
+	// minutes; a window of 0s is never stretched.
 	// +optional
 	ScaleDown *ScalingRules `json:"scaleDown,omitempty"`
 	// cooldown is the least time between two changes, so that the effect of one (pods
