@@ -20,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -69,6 +68,9 @@ type IngesterReconciler struct {
 
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters,verbs=get;list;watch
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters/status,verbs=get;update;patch
+// Owner references block their owner's deletion; where the OwnerReferencesPermissionEnforcement
+// admission plugin runs (OpenShift), setting that needs update on the owner's finalizers.
+// +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
@@ -260,14 +262,17 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 // conflicts names the objects the Ingester would apply that exist but are not controlled
 // by it (nil when there are none). The operator never takes such an object over: applying
 // it with an owner reference would make it the Ingester's, and deleting the Ingester
-// would delete it.
+// would delete it. A PodDisruptionBudget counts only when the Ingester may run more than
+// one pod: with one, the operator makes none, and a user's own is not in its way.
 func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha1.Ingester) (conflict, err error) {
-	kinds := []struct {
-		kind string
+	type kind struct {
+		name string
 		obj  client.Object
-	}{
-		{"ServiceAccount", &corev1.ServiceAccount{}}, {"ConfigMap", &corev1.ConfigMap{}}, {"Service", &corev1.Service{}},
-		{"Deployment", &appsv1.Deployment{}}, {"PodDisruptionBudget", &policyv1.PodDisruptionBudget{}},
+	}
+	kinds := []kind{{"ServiceAccount", &corev1.ServiceAccount{}}, {"ConfigMap", &corev1.ConfigMap{}}, {"Service", &corev1.Service{}},
+		{"Deployment", &appsv1.Deployment{}}}
+	if desiredReplicas(ing) > 1 || autoscale.Enabled(ing) {
+		kinds = append(kinds, kind{"PodDisruptionBudget", &policyv1.PodDisruptionBudget{}})
 	}
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}
 	var taken []string
@@ -280,7 +285,7 @@ func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha
 			return nil, err
 		}
 		if !metav1.IsControlledBy(k.obj, ing) {
-			taken = append(taken, fmt.Sprintf("%s %q", k.kind, key.Name))
+			taken = append(taken, fmt.Sprintf("%s %q", k.name, key.Name))
 		}
 	}
 	if len(taken) == 0 {
@@ -294,74 +299,56 @@ func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha
 // An object whose fields owned by the operator already equal the desired ones is left
 // alone, so a resync of an unchanged Ingester costs the API server nothing; a field
 // someone else took over (kubectl edit, kubectl scale) is no longer the operator's, so
-// the object differs and is applied, which takes the field back.
+// the object differs and is applied, which takes the field back. It is all or nothing:
+// the Deployment is checked (a dry run) before anything changes, so that a spec the API
+// server refuses there (a pod template field no schema of ours checks) cannot change the
+// ConfigMap under running pods, which would read it at their next restart.
 func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.Ingester, secrets []secretDigest) (*appsv1.Deployment, error) {
 	cm, err := desiredConfigMap(ing)
 	if err != nil {
-		return nil, err
-	}
-	key := types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}
-	if err := applyIfChanged(ctx, r.Client, key, desiredServiceAccount(ing), corev1ac.ExtractServiceAccount); err != nil {
-		return nil, err
-	}
-	if err := applyIfChanged(ctx, r.Client, key, cm, corev1ac.ExtractConfigMap); err != nil {
-		return nil, err
-	}
-	if err := applyIfChanged(ctx, r.Client, key, desiredService(ing), corev1ac.ExtractService); err != nil {
 		return nil, err
 	}
 	hash, err := podTemplateHash(ing, secrets)
 	if err != nil {
 		return nil, err
 	}
-	depAC := desiredDeployment(ing, r.IngesterImage, cm, hash)
-	if err := applyIfChanged(ctx, r.Client, key, depAC, appsv1ac.ExtractDeployment); err != nil {
-		return nil, err
+	key := types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}
+	deployment := applyStepOf(desiredDeployment(ing, r.IngesterImage, cm, hash), appsv1ac.ExtractDeployment)
+	steps := []applyStep{
+		applyStepOf(desiredServiceAccount(ing), corev1ac.ExtractServiceAccount),
+		applyStepOf(cm, corev1ac.ExtractConfigMap),
+		applyStepOf(desiredService(ing), corev1ac.ExtractService),
+		deployment,
 	}
 	if pdb := desiredPodDisruptionBudget(ing); pdb != nil {
-		if err := applyIfChanged(ctx, r.Client, key, pdb, policyv1ac.ExtractPodDisruptionBudget); err != nil {
+		steps = append(steps, applyStepOf(pdb, policyv1ac.ExtractPodDisruptionBudget))
+	}
+	changed := steps[:0]
+	for _, s := range steps {
+		same, err := s.unchanged(ctx, r.Client, key)
+		if err != nil {
 			return nil, err
 		}
-	} else if err := deleteIfExists(ctx, r.Client, key, &policyv1.PodDisruptionBudget{}, ing); err != nil {
-		return nil, err
+		if !same {
+			changed = append(changed, s)
+		}
+	}
+	if slices.ContainsFunc(changed, func(s applyStep) bool { return s.obj == deployment.obj }) {
+		if err := checkDeployment(ctx, r.Client, key, deployment); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range changed {
+		if err := s.apply(ctx, r.Client, key, ing); err != nil {
+			return nil, err
+		}
+	}
+	if desiredPodDisruptionBudget(ing) == nil {
+		if err := deleteIfExists(ctx, r.Client, key, &policyv1.PodDisruptionBudget{}, ing); err != nil {
+			return nil, err
+		}
 	}
 	return r.currentDeployment(ctx, ing)
-}
-
-// applyIfChanged server-side applies desired unless the object in the cache, reduced to
-// the fields the operator owns (extract), already equals it.
-func applyIfChanged[T any, PT interface {
-	*T
-	client.Object
-}, AC runtime.ApplyConfiguration](ctx context.Context, c client.Client, key types.NamespacedName, desired AC, extract func(PT, string) (AC, error)) error {
-	current := PT(new(T))
-	err := c.Get(ctx, key, current)
-	switch {
-	case err == nil:
-		if owned, err := extract(current, string(FieldOwner)); err == nil && equality.Semantic.DeepEqual(owned, desired) {
-			return nil
-		}
-	case !apierrors.IsNotFound(err):
-		return err
-	}
-	if err := c.Apply(ctx, desired, FieldOwner, client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %T %s: %w", current, key.Name, err)
-	}
-	return nil
-}
-
-// deleteIfExists deletes the object if the cache has it and owner controls it.
-func deleteIfExists(ctx context.Context, c client.Client, key types.NamespacedName, obj client.Object, owner metav1.Object) error {
-	if err := c.Get(ctx, key, obj); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	if !metav1.IsControlledBy(obj, owner) {
-		return nil
-	}
-	if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting %T %s: %w", obj, key.Name, err)
-	}
-	return nil
 }
 
 // writeStatus writes the status in one request when it differs from the stored one, and
@@ -394,6 +381,10 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 		}
 		if t == spanflowv1alpha1.ConditionDegraded && old == nil && now.Status == metav1.ConditionFalse {
 			continue // "nothing is wrong" from the start is not news
+		}
+		if d := meta.FindStatusCondition(status.Conditions, spanflowv1alpha1.ConditionDegraded); t == spanflowv1alpha1.ConditionReady &&
+			now.Status == metav1.ConditionFalse && d != nil && d.Status == metav1.ConditionTrue && d.Reason == now.Reason {
+			continue // Degraded's warning tells the same, once
 		}
 		r.Recorder.Eventf(ing, nil, eventType, now.Reason, "Reconcile", "%s", now.Message)
 	}

@@ -38,9 +38,14 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"env overriding the rendered config", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Template.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1GiB"}, {Name: "SPANFLOW_PARALLELISM", Value: "1"}}
 		}, "must not set SPANFLOW_* variables"},
+		{"an env name twice", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Template.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1GiB"}, {Name: "GOMEMLIMIT", Value: "2GiB"}}
+		}, "spec.template.env[1]"},
 		{"zero parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](0) }, "spec.parallelism"},
 		{"huge parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](20000) }, "spec.parallelism"},
 		{"name too long", func(i *spanflowv1alpha1.Ingester) { i.Name = strings.Repeat("a", 55) }, "metadata.name must be at most 54 characters"},
+		{"name with a dot", func(i *spanflowv1alpha1.Ingester) { i.Name = "my.traces" }, "metadata.name must be a DNS label"},
+		{"name starting with a digit", func(i *spanflowv1alpha1.Ingester) { i.Name = "1traces" }, "metadata.name must be a DNS label"},
 		{"broker without port", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Brokers = []string{"kafka"} }, "spec.kafka.brokers[0]"},
 		{"sasl without secret", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "PLAIN"}

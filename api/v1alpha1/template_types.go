@@ -45,8 +45,9 @@ type PodTemplate struct {
 	PodLabels map[string]string `json:"podLabels,omitempty"`
 	// env adds environment variables to the ingester container, for example GOMEMLIMIT.
 	// Names starting with SPANFLOW_ are refused: they would override the configuration the
-	// operator renders (topic, group, parallelism) behind its back.
-	// +listType=atomic
+	// operator renders (topic, group, parallelism) behind its back. Each name at most once.
+	// +listType=map
+	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:XValidation:rule="self.all(e, !e.name.startsWith('SPANFLOW_'))",message="template.env must not set SPANFLOW_* variables: they override the configuration the operator renders; set the Ingester's fields instead"
 	// +optional

@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// applyStep is one desired object of an Ingester: its apply configuration, and an empty
+// object of its kind to read the live one into.
+type applyStep struct {
+	obj     client.Object
+	desired runtime.ApplyConfiguration
+	// owned is true when the live object's fields owned by the operator equal desired.
+	owned func(live client.Object) bool
+}
+
+func applyStepOf[T any, PT interface {
+	*T
+	client.Object
+}, AC runtime.ApplyConfiguration](desired AC, extract func(PT, string) (AC, error)) applyStep {
+	return applyStep{obj: PT(new(T)), desired: desired, owned: func(live client.Object) bool {
+		owned, err := extract(live.(PT), string(FieldOwner))
+		return err == nil && equality.Semantic.DeepEqual(owned, desired)
+	}}
+}
+
+// kind names the step's object in errors: "Deployment".
+func (s applyStep) kind() string { return reflect.TypeOf(s.obj).Elem().Name() }
+
+// unchanged reads the live object (from the cache) into s.obj and reports whether it
+// already is as desired; s.obj's name is empty when there is none.
+func (s applyStep) unchanged(ctx context.Context, c client.Client, key types.NamespacedName) (bool, error) {
+	err := c.Get(ctx, key, s.obj)
+	switch {
+	case err == nil:
+		return s.owned(s.obj), nil
+	case apierrors.IsNotFound(err):
+		s.obj.SetName("")
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// apply server-side applies the step's object. When the API server refuses the result as
+// invalid and the object is the Ingester's, someone's edit left fields the operator's
+// cannot merge with — a Service port or container port changed by hand keeps its name,
+// which the operator's port then repeats — and the object is put back whole: the
+// Deployment by replacing its spec (its pods roll, as the edit's own change did), the
+// others, which hold no state, by deleting and applying them afresh.
+func (s applyStep) apply(ctx context.Context, c client.Client, key types.NamespacedName, ing metav1.Object) error {
+	err := c.Apply(ctx, s.desired, FieldOwner, client.ForceOwnership)
+	if apierrors.IsInvalid(err) && s.obj.GetName() != "" && metav1.IsControlledBy(s.obj, ing) {
+		log.FromContext(ctx).Info("Putting back an object edited into one the operator's fields cannot merge with", "kind", s.kind(), "name", key.Name, "refused", err.Error())
+		if err = s.putBack(ctx, c); err == nil {
+			err = c.Apply(ctx, s.desired, FieldOwner, client.ForceOwnership)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("applying %s %s: %w", s.kind(), key.Name, err)
+	}
+	return nil
+}
+
+func (s applyStep) putBack(ctx context.Context, c client.Client) error {
+	live, ok := s.obj.(*appsv1.Deployment)
+	if !ok {
+		uid := s.obj.GetUID()
+		return client.IgnoreNotFound(c.Delete(ctx, s.obj, client.Preconditions{UID: &uid}))
+	}
+	desired, err := deploymentOf(s.desired.(*appsv1ac.DeploymentApplyConfiguration))
+	if err != nil {
+		return err
+	}
+	replaced := live.DeepCopy()
+	replaced.Spec = desired.Spec
+	return c.Update(ctx, replaced, FieldOwner)
+}
+
+// checkDeployment asks the API server, in a dry run, whether the desired Deployment is
+// valid on its own: applied over a live one, its spec replaces the live spec, so that a
+// field someone else set there (which apply would put right) is not taken for a fault
+// of the Ingester's spec.
+func checkDeployment(ctx context.Context, c client.Client, key types.NamespacedName, s applyStep) error {
+	var err error
+	if live := s.obj.(*appsv1.Deployment); live.Name == "" {
+		// Apply writes the answer into the configuration: a copy, so that the real apply
+		// does not send the dry run's UID.
+		var check appsv1ac.DeploymentApplyConfiguration
+		if err = jsonCopy(s.desired, &check); err == nil {
+			err = c.Apply(ctx, &check, FieldOwner, client.ForceOwnership, client.DryRunAll)
+		}
+	} else {
+		var desired *appsv1.Deployment
+		if desired, err = deploymentOf(s.desired.(*appsv1ac.DeploymentApplyConfiguration)); err == nil {
+			check := live.DeepCopy()
+			check.Spec = desired.Spec
+			err = c.Update(ctx, check, FieldOwner, client.DryRunAll)
+		}
+	}
+	if apierrors.IsInvalid(err) {
+		return fmt.Errorf("the Deployment %s would be refused, so nothing was changed: %w", key.Name, err)
+	}
+	return err // a stale read (conflict) or an API failure: tried again
+}
+
+// deploymentOf is the Deployment an apply configuration describes.
+func deploymentOf(ac *appsv1ac.DeploymentApplyConfiguration) (*appsv1.Deployment, error) {
+	var d appsv1.Deployment
+	if err := jsonCopy(ac, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// jsonCopy copies from into to through their JSON: between an apply configuration and
+// its type, or into a new apply configuration.
+func jsonCopy(from, to any) error {
+	raw, err := json.Marshal(from)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, to)
+}
+
+// deleteIfExists deletes the object if the cache has it and owner controls it.
+func deleteIfExists(ctx context.Context, c client.Client, key types.NamespacedName, obj client.Object, owner metav1.Object) error {
+	if err := c.Get(ctx, key, obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(obj, owner) {
+		return nil
+	}
+	if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting %T %s: %w", obj, key.Name, err)
+	}
+	return nil
+}

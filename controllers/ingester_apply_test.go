@@ -1,0 +1,146 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+)
+
+// TestARefusedSpecChangesNothing: an edit the Deployment cannot take (a pod template
+// field no schema of ours checks: a CPU limit under its request) together with a config
+// change leaves the running pods' ConfigMap as it was — a pod restarting meanwhile must not
+// start on half the new spec — and says why; once the template is fixed, all of it goes.
+func TestARefusedSpecChangesNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "half")
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ns, Name: "half-ingester"}
+	var before corev1.ConfigMap
+	g.Eventually(func(g Gomega) {
+		getDeployment(g, ns, key.Name)
+		g.Expect(k8sClient.Get(ctx, key, &before)).To(Succeed())
+	}, eventually, poll).Should(Succeed())
+
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Processing.BatchSize = 77
+		i.Spec.Template.Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}
+	})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonApplyFailed))
+		g.Expect(c.Message).To(ContainSubstring("would be refused, so nothing was changed"))
+		g.Expect(c.Message).To(ContainSubstring("must be less than or equal to cpu limit"))
+	}, eventually, poll).Should(Succeed())
+	var after corev1.ConfigMap
+	g.Expect(k8sClient.Get(ctx, key, &after)).To(Succeed())
+	g.Expect(after.Data).To(Equal(before.Data))
+	// One warning says it; Ready turning False for the same reason adds no second event.
+	g.Eventually(func(g Gomega) {
+		var events corev1.EventList
+		g.Expect(k8sClient.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+		var types []string
+		for _, e := range events.Items {
+			if e.Reason == spanflowv1alpha1.ReasonApplyFailed {
+				types = append(types, e.Type)
+			}
+		}
+		g.Expect(types).To(ConsistOf(corev1.EventTypeWarning))
+	}, eventually, poll).Should(Succeed())
+
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.Resources = corev1.ResourceRequirements{} })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, key, &after)).To(Succeed())
+		g.Expect(loadConfig(t, after.Data[configFileName]).Processing.BatchSize).To(Equal(77))
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	}, eventually, poll).Should(Succeed())
+}
+
+// TestHandEditedPortsArePutBack: a port changed by hand keeps its name, which the
+// operator's port would repeat, so applying over it is refused as invalid. The operator
+// puts the object back whole instead of failing every reconcile from then on, and later
+// spec changes still reach the Deployment.
+func TestHandEditedPortsArePutBack(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "ports")
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ns, Name: "ports-ingester"}
+	var svc corev1.Service
+	g.Eventually(func(g Gomega) {
+		getDeployment(g, ns, key.Name)
+		g.Expect(k8sClient.Get(ctx, key, &svc)).To(Succeed())
+	}, eventually, poll).Should(Succeed())
+
+	svc.Spec.Ports[0].Port = 9999
+	g.Expect(k8sClient.Update(ctx, &svc)).To(Succeed())
+	dep := getDeployment(g, ns, key.Name)
+	dep.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 9090
+	g.Expect(k8sClient.Update(ctx, dep)).To(Succeed())
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](2) })).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, key, &svc)).To(Succeed())
+		g.Expect(svc.Spec.Ports).To(HaveLen(1))
+		g.Expect(svc.Spec.Ports[0].Port).To(Equal(int32(adminPort)))
+		dep := getDeployment(g, ns, key.Name)
+		g.Expect(dep.Spec.Replicas).To(Equal(ptr.To[int32](2)))
+		ports := dep.Spec.Template.Spec.Containers[0].Ports
+		g.Expect(ports).To(HaveLen(1))
+		g.Expect(ports[0].ContainerPort).To(Equal(int32(adminPort)))
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	}, eventually, poll).Should(Succeed())
+}
+
+// TestAUsersBudgetBesideOnePod: with one pod the operator makes no PodDisruptionBudget, so
+// a user's own named like the one it would make is not in its way; once the Ingester asks
+// for more pods it would be, and the operator says so rather than take it over.
+func TestAUsersBudgetBesideOnePod(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	theirs := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "single-ingester"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromInt32(1)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "b"}}}}
+	g.Expect(k8sClient.Create(ctx, theirs)).To(Succeed())
+	ing := minimalIngester(ns, "single")
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		getDeployment(g, ns, "single-ingester")
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	}, eventually, poll).Should(Succeed())
+
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](2) })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonResourceConflict))
+		g.Expect(c.Message).To(ContainSubstring(`PodDisruptionBudget "single-ingester"`))
+	}, eventually, poll).Should(Succeed())
+	var after policyv1.PodDisruptionBudget
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(theirs), &after)).To(Succeed())
+	g.Expect(after.OwnerReferences).To(BeEmpty())
+	g.Expect(after.Spec.Selector.MatchLabels).To(Equal(map[string]string{"team": "b"}))
+	g.Expect(getDeployment(g, ns, "single-ingester").Spec.Replicas).To(Equal(ptr.To[int32](1)))
+	err := k8sClient.Delete(ctx, theirs)
+	g.Expect(client.IgnoreNotFound(err)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var pdb policyv1.PodDisruptionBudget
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(theirs), &pdb)).To(Succeed())
+		g.Expect(metav1.IsControlledBy(&pdb, ing)).To(BeTrue())
+	}, eventually, poll).Should(Succeed())
+}
