@@ -144,3 +144,28 @@ func TestAUsersBudgetBesideOnePod(t *testing.T) {
 		g.Expect(metav1.IsControlledBy(&pdb, ing)).To(BeTrue())
 	}, eventually, poll).Should(Succeed())
 }
+
+// TestEnvFromAMissingSecret: the template's env from a Secret is checked like the
+// Secrets the spec names: a missing one holds the spec back with SecretMissing (not pods
+// that fail to start), and its creation lets the Ingester run.
+func TestEnvFromAMissingSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "envsecret")
+	ing.Spec.Template.Env = []corev1.EnvVar{{Name: "TOKEN", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "api-token"}, Key: "token"}}}}
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonSecretMissing))
+		g.Expect(c.Message).To(ContainSubstring(`Secret "api-token" does not exist`))
+	}, eventually, poll).Should(Succeed())
+
+	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"},
+		Data: map[string][]byte{"token": []byte("t")}})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		getDeployment(g, ns, "envsecret-ingester")
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	}, eventually, poll).Should(Succeed())
+}

@@ -139,6 +139,13 @@ func referencedSecrets(ing *spanflowv1alpha1.Ingester) []secretRef {
 			}
 		}
 	}
+	// The template's env from Secrets too: a missing one would only show as pods that do
+	// not start, and a changed one reaches the pods only when they roll.
+	for _, e := range ing.Spec.Template.Env {
+		if from := e.ValueFrom; from != nil && from.SecretKeyRef != nil && !ptr.Deref(from.SecretKeyRef.Optional, false) {
+			refs = append(refs, secretRef{name: from.SecretKeyRef.Name, keys: []string{from.SecretKeyRef.Key}})
+		}
+	}
 	return refs
 }
 
