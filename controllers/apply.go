@@ -107,6 +107,9 @@ func checkDeployment(ctx context.Context, c client.Client, key types.NamespacedN
 		if desired, err = deploymentOf(s.desired.(*appsv1ac.DeploymentApplyConfiguration)); err == nil {
 			check := live.DeepCopy()
 			check.Spec = desired.Spec
+			// Unconditional: the cached copy is often behind the Deployment's status
+			// updates, and a conflict would read as a refusal.
+			check.ResourceVersion = ""
 			err = c.Update(ctx, check, FieldOwner, client.DryRunAll)
 		}
 	}

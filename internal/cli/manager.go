@@ -38,6 +38,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one of several operator replicas reconciles")
 	leaderElectionNamespace := fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
+	leaderElectionID := fs.String("leader-election-id", "manager.spanflow.dev", "name of the leader-election Lease: one per operator installation sharing a namespace")
 	ingesterImage := fs.String("ingester-image", version.DefaultImage, "image of the ingester pods, unless an Ingester names another")
 	kafkaInterval := fs.Duration("kafka-poll-interval", 10*time.Second, "how often the operator reads each Ingester's log-end and committed offsets (the lag, and the autoscaler's input) and looks at the Ingester again")
 	allowPrivileged := fs.Bool("allow-privileged-pods", false, "let Ingesters' pod templates ask for privileged containers, privilege escalation, added capabilities, root, unconfined seccomp or AppArmor, and sysctls (refused by default: whoever may create an Ingester would get such pods through the operator)")
@@ -46,6 +47,9 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	logOpts := logFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *kafkaInterval <= 0 {
+		return fmt.Errorf("--kafka-poll-interval must be positive, not %s", *kafkaInterval)
 	}
 	logger := newLogger(logOpts, stderr)
 	ctrl.SetLogger(logger)
@@ -69,7 +73,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Metrics:                       metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:        *probeAddr,
 		LeaderElection:                *leaderElect,
-		LeaderElectionID:              "manager.spanflow.dev",
+		LeaderElectionID:              *leaderElectionID,
 		LeaderElectionNamespace:       *leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 	})

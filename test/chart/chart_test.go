@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,11 +182,22 @@ func TestRenderedChart(t *testing.T) {
 	if err := sigsyaml.Unmarshal(data, &generated); err != nil {
 		t.Fatal(err)
 	}
-	roles := find(objs, "ClusterRole", "*")
-	if len(roles) != 1 {
-		t.Fatalf("%d ClusterRoles", len(roles))
+	roles := map[string]*rbacv1.ClusterRole{}
+	for _, o := range find(objs, "ClusterRole", "*") {
+		roles[o.GetName()] = convert[rbacv1.ClusterRole](t, o)
 	}
-	rendered := convert[rbacv1.ClusterRole](t, roles[0])
+	rendered, ok := roles[release+"-spanflow"]
+	if !ok || len(roles) != 3 {
+		t.Fatalf("ClusterRoles %v: want the manager's and the two for users", slices.Sorted(maps.Keys(roles)))
+	}
+	// Users of the built-in edit and admin roles manage and scale Ingesters; view reads them.
+	if editor := roles[release+"-spanflow-ingester-editor"]; editor == nil || editor.Labels["rbac.authorization.k8s.io/aggregate-to-edit"] != "true" ||
+		editor.Labels["rbac.authorization.k8s.io/aggregate-to-admin"] != "true" || !strings.Contains(fmt.Sprint(editor.Rules), "ingesters/scale") {
+		t.Errorf("no editor role aggregated to edit and admin: %v", editor)
+	}
+	if viewer := roles[release+"-spanflow-ingester-viewer"]; viewer == nil || viewer.Labels["rbac.authorization.k8s.io/aggregate-to-view"] != "true" {
+		t.Errorf("no viewer role aggregated to view: %v", viewer)
+	}
 	if fmt.Sprint(rendered.Rules) != fmt.Sprint(generated.Rules) {
 		t.Errorf("chart rules differ from config/rbac/role.yaml:\n%v\n%v", rendered.Rules, generated.Rules)
 	}
@@ -210,6 +223,10 @@ func TestRenderedChart(t *testing.T) {
 	if args := strings.Join(c.Args, " "); !strings.Contains(args, "--leader-elect") || !strings.Contains(args, "--leader-election-namespace="+namespace) {
 		t.Errorf("no leader election with one replica: %s", args)
 	}
+	// A Lease of the release's own: a second release in the namespace must not wait on it.
+	if args := strings.Join(c.Args, " "); !strings.Contains(args, "--leader-election-id="+release+"-spanflow.spanflow.dev") {
+		t.Errorf("the Lease is not the release's: %s", args)
+	}
 	// Ingesters get restricted pods in their own ServiceAccount unless the values allow more.
 	if args := strings.Join(c.Args, " "); strings.Contains(args, "--allow-") {
 		t.Errorf("the operator allows more than restricted pods by default: %s", args)
@@ -226,7 +243,7 @@ func TestRenderedChart(t *testing.T) {
 	// watchNamespaces: Roles in those namespaces, nothing cluster-wide for the manager.
 	_, objs = render(t, "values-namespaced.yaml")
 	if n := len(find(objs, "ClusterRole", "*")) + len(find(objs, "ClusterRoleBinding", "*")); n != 0 {
-		t.Errorf("%d cluster-wide RBAC objects with watchNamespaces", n)
+		t.Errorf("%d cluster-wide RBAC objects with watchNamespaces (and rbac.aggregateToDefaultRoles false)", n)
 	}
 	for _, ns := range []string{"team-a", "team-b"} {
 		if len(find(objs, "Role", ns)) != 1 || len(find(objs, "RoleBinding", ns)) != 1 {
@@ -253,6 +270,35 @@ func TestRenderedChart(t *testing.T) {
 	}
 	if len(find(objs, "ServiceMonitor", namespace)) != 1 || len(find(objs, "PodDisruptionBudget", namespace)) != 1 {
 		t.Error("optional objects missing")
+	}
+}
+
+// TestValuesAsUsersMeanThem: a parent chart's global values, an image by digest, pod
+// labels that name a selector key, and the longest release name Helm allows render a chart
+// the API server takes, with the operator's selector intact.
+func TestValuesAsUsersMeanThem(t *testing.T) {
+	name := strings.Repeat("r", 53)
+	out, objs := renderRelease(t, name, "values-edge.yaml")
+	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
+	const image = "ghcr.io/spanflow/spanflow@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	if c := dep.Spec.Template.Spec.Containers[0]; c.Image != image || !slices.Contains(c.Args, "--ingester-image="+image) {
+		t.Errorf("image %s, args %v: want %s", c.Image, c.Args, image)
+	}
+	labels := dep.Spec.Template.Labels
+	if labels["app.kubernetes.io/name"] != "spanflow" || labels["team"] != "observability" {
+		t.Errorf("pod labels %v: the selector's must win, the others be added", labels)
+	}
+	for _, svc := range find(objs, "Service", namespace) {
+		if len(svc.GetName()) > 63 {
+			t.Errorf("Service name %q is longer than a DNS label", svc.GetName())
+		}
+	}
+	path := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := kubectlAdmin("apply", "--dry-run=server", "-f", path); err != nil {
+		t.Errorf("server-side dry-run: %v\n%s", err, res)
 	}
 }
 
@@ -398,5 +444,9 @@ spec:
 	}
 	if strings.Contains(logs.String(), password) {
 		t.Error("the Secret's password appears in the manager's logs")
+	}
+	// The chart's RBAC covers everything the manager did, leader election's events included.
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Error("the manager was refused something by the chart's RBAC")
 	}
 }

@@ -12,6 +12,11 @@
 {{- end }}
 {{- end }}
 
+{{/* The metrics Service's name: a DNS label, so at most 63 characters with its suffix. */}}
+{{- define "spanflow.metricsService" -}}
+{{- printf "%s-metrics" (include "spanflow.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "spanflow.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "spanflow.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -26,7 +31,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "spanflow.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
 
 {{- define "spanflow.ingesterImage" -}}
