@@ -271,6 +271,9 @@ func TestRenderedChart(t *testing.T) {
 	if len(find(objs, "ServiceMonitor", namespace)) != 1 || len(find(objs, "PodDisruptionBudget", namespace)) != 1 {
 		t.Error("optional objects missing")
 	}
+	if _, objs = render(t, "values-pdb-one-replica.yaml"); len(find(objs, "PodDisruptionBudget", "*")) != 0 {
+		t.Error("a PodDisruptionBudget of minAvailable 1 for the only operator pod: node drains would block")
+	}
 }
 
 // TestValuesAsUsersMeanThem: a parent chart's global values, an image by digest, pod
