@@ -169,3 +169,32 @@ func TestEnvFromAMissingSecret(t *testing.T) {
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
 	}, eventually, poll).Should(Succeed())
 }
+
+// TestASharedConsumerGroupIsReported: two Ingesters (a copied spec) consuming with the same
+// consumer group on the same brokers would split the partitions between their pods and
+// size each for the other's lag. Both say so, naming the other; once one is gone, the
+// other is clear again.
+func TestASharedConsumerGroupIsReported(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	first, second := newNamespace(t), newNamespace(t)
+	a, b := minimalIngester(first, "copy"), minimalIngester(second, "copy")
+	for _, ing := range []*spanflowv1alpha1.Ingester{a, b} {
+		ing.Spec.Kafka.ConsumerGroup = "jaeger-ingester"
+		g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	}
+	for ing, other := range map[*spanflowv1alpha1.Ingester]string{a: second + "/copy", b: first + "/copy"} {
+		g.Eventually(func(g Gomega) {
+			c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+			g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonConsumerGroupShared))
+			g.Expect(c.Message).To(ContainSubstring(`Consumer group "jaeger-ingester" is also consumed by Ingester ` + other))
+		}, eventually, poll).Should(Succeed())
+	}
+	// Reported, not held back: the spec runs.
+	getDeployment(g, first, "copy-ingester")
+
+	g.Expect(k8sClient.Delete(ctx, b)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, a, spanflowv1alpha1.ConditionDegraded).Reason).NotTo(Equal(spanflowv1alpha1.ReasonConsumerGroupShared))
+	}, eventually, poll).Should(Succeed())
+}

@@ -43,6 +43,9 @@ const FieldOwner = client.FieldOwner("spanflow")
 // secretIndex indexes Ingesters by the Secrets they reference.
 const secretIndex = "spec.secretNames"
 
+// groupIndex indexes Ingesters by the consumer group they consume with.
+const groupIndex = "status.consumerGroup"
+
 // IngesterReconciler reconciles Ingester resources into the objects that run them.
 type IngesterReconciler struct {
 	Client client.Client
@@ -114,6 +117,9 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	if secretErr == nil {
 		obs.lag = r.Lag.Observe(kafkaTargetOf(&ing, secrets))
+	}
+	if obs.sharedGroup, err = r.groupSharedWith(ctx, &ing); err != nil {
+		return ctrl.Result{}, err
 	}
 	// Paused by the user, or the new spec cannot run: the running pods are better left on
 	// their last good config.
@@ -241,6 +247,28 @@ func kafkaTargetOf(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) autos
 		t.Material.Username, t.Material.Password = string(s.Data[saslUsernameKey]), string(s.Data[saslPasswordKey])
 	}
 	return t
+}
+
+// groupSharedWith names the other Ingesters (namespace/name) consuming with this one's
+// consumer group on a broker it lists too. A group is the Ingester's own unless
+// spec.kafka.consumerGroup names one, so sharing is a copied spec's mistake.
+func (r *IngesterReconciler) groupSharedWith(ctx context.Context, ing *spanflowv1alpha1.Ingester) ([]string, error) {
+	group := groupInUse(ing)
+	var same spanflowv1alpha1.IngesterList
+	if err := r.Client.List(ctx, &same, client.MatchingFields{groupIndex: group}); err != nil {
+		return nil, err
+	}
+	var shared []string
+	for i := range same.Items {
+		other := &same.Items[i]
+		if other.UID == ing.UID || other.DeletionTimestamp != nil ||
+			!slices.ContainsFunc(other.Spec.Kafka.Brokers, func(b string) bool { return slices.Contains(ing.Spec.Kafka.Brokers, b) }) {
+			continue
+		}
+		shared = append(shared, other.Namespace+"/"+other.Name)
+	}
+	slices.Sort(shared)
+	return shared, nil
 }
 
 // currentDeployment is the Ingester's Deployment, nil when there is none that it controls.
@@ -427,6 +455,10 @@ func countsWritten(base client.Patch, ing *spanflowv1alpha1.Ingester) (client.Pa
 func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spanflowv1alpha1.Ingester{}, secretIndex,
 		func(obj client.Object) []string { return referencedSecretNames(obj.(*spanflowv1alpha1.Ingester)) }); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spanflowv1alpha1.Ingester{}, groupIndex,
+		func(obj client.Object) []string { return []string{groupInUse(obj.(*spanflowv1alpha1.Ingester))} }); err != nil {
 		return err
 	}
 	r.secrets = newSecretCache(r.Client, r.SecretReader)

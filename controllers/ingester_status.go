@@ -3,6 +3,7 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -38,6 +39,9 @@ type observation struct {
 	// ignoredReplicas is spec.replicas when it differs from that decision.
 	scale           *autoscale.Decision
 	ignoredReplicas *int32
+	// sharedGroup names the other Ingesters consuming with the same group on the same
+	// Kafka cluster, if any.
+	sharedGroup []string
 }
 
 // desiredStatus computes the Ingester's status. Condition transition times are kept when
@@ -177,6 +181,10 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	case stuck:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
 			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))
+	case len(obs.sharedGroup) > 0:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonConsumerGroupShared,
+			fmt.Sprintf("Consumer group %q is also consumed by Ingester %s on the same brokers: the pods of both split the partitions, and each autoscaler sizes for the other's lag; give one of them another spec.kafka.consumerGroup (a new Ingester)",
+				groupInUse(ing), strings.Join(obs.sharedGroup, ", ")))
 	case errors.Is(obs.lag.Err(), autoscale.ErrTopicNotFound):
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.lag.Err().Error())
 	case obs.lag.Err() != nil:

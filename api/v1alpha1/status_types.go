@@ -47,6 +47,10 @@ const (
 	// ReasonConsumerGroupChanged: the spec names a consumer group other than the one in
 	// use; the group cannot change.
 	ReasonConsumerGroupChanged = "ConsumerGroupChanged"
+	// ReasonConsumerGroupShared: another Ingester consumes with the same consumer group
+	// on the same Kafka cluster: their pods split the partitions between them, and each
+	// one's autoscaler sizes for the other's lag too. Reported; the spec is applied.
+	ReasonConsumerGroupShared = "ConsumerGroupShared"
 	// ReasonPodCreationFailed: the Deployment cannot create pods (admission refused them,
 	// a quota is exhausted, …); the message is the Deployment's.
 	ReasonPodCreationFailed = "PodCreationFailed"
