@@ -48,7 +48,8 @@ type AutoscalingSpec struct {
 	// +optional
 	MaxReplicas *int32 `json:"maxReplicas,omitempty"`
 	// activationLagRecords: with minReplicas 0 and no pods, the lag (records) above which
-	// pods start again.
+	// pods start again (default 0: any record). Fewer records wait, however old: the
+	// seconds target does not wake the pods.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	ActivationLagRecords *int64 `json:"activationLagRecords,omitempty"`
