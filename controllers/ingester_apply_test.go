@@ -49,7 +49,7 @@ func TestARefusedSpecChangesNothing(t *testing.T) {
 	var after corev1.ConfigMap
 	g.Expect(k8sClient.Get(ctx, key, &after)).To(Succeed())
 	g.Expect(after.Data).To(Equal(before.Data))
-	// One warning says it; Ready turning False for the same reason adds no second event.
+	// A warning says it; Ready turning False for the same reason adds no Normal event.
 	g.Eventually(func(g Gomega) {
 		var events corev1.EventList
 		g.Expect(k8sClient.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
@@ -59,7 +59,9 @@ func TestARefusedSpecChangesNothing(t *testing.T) {
 				types = append(types, e.Type)
 			}
 		}
-		g.Expect(types).To(ConsistOf(corev1.EventTypeWarning))
+		// (Two reconciles that both read the status from before the first one's write
+		// may each warn: the cache is behind. What must not come is a Normal event.)
+		g.Expect(types).To(And(ContainElement(corev1.EventTypeWarning), Not(ContainElement(corev1.EventTypeNormal))))
 	}, eventually, poll).Should(Succeed())
 
 	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.Resources = corev1.ResourceRequirements{} })).To(Succeed())
