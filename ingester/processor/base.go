@@ -70,8 +70,12 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 			continue
 		}
 		if n == 0 {
-			d.Set(i, Empty, nil)
-			b.m.Empty.Inc()
+			// Bytes that hold no span are not a trace: most likely the topic is read with
+			// the wrong encoding (an OTLP decoder takes `{"a":1}` or a Jaeger span for an
+			// empty request), and committing past them would lose whatever they are.
+			b.m.DecodeErrors.Inc()
+			d.Set(i, Undecodable, failure.Decode(fmt.Errorf("decoding partition %d offset %d: %d bytes and no span in them: is the topic's encoding the one configured?",
+				msg.Partition, msg.Offset, len(msg.Value))))
 			continue
 		}
 		spans += n
