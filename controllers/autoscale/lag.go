@@ -189,10 +189,28 @@ func partitionLag(p partitionOffsets, fromEarliest bool) int64 {
 	return max(p.end-from, 0)
 }
 
+// oldestRecords remembers, by partition ID, when the oldest uncommitted record was
+// produced, so that its age keeps growing after the window no longer holds the sample
+// that dates it: with no production since (a quiet topic, a stuck consumer) the window
+// alone can say no more than its own length, and an alert on the lag's age would wait
+// for good.
+type oldestRecords map[int]oldestRecord
+
+type oldestRecord struct {
+	position   int64 // the record's offset
+	producedAt time.Time
+}
+
 // computeLag derives the snapshot from the samples of a window, oldest first; the last is
 // the current one. Transaction markers take offsets too: they count as records here, as
 // they do in Kafka's own lag figures.
 func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
+	return computeLagRemembering(window, fromEarliest, nil)
+}
+
+// computeLagRemembering is computeLag dating the oldest records with what oldest (updated
+// here; nil: nothing) remembers of them from earlier windows.
+func computeLagRemembering(window []offsetSample, fromEarliest bool, oldest oldestRecords) lagSnapshot {
 	cur := window[len(window)-1]
 	snap := lagSnapshot{partitions: len(cur.partitions), at: cur.at}
 	firstIndex := max(len(window)-rateSamples, 0)
@@ -216,8 +234,20 @@ func computeLag(window []offsetSample, fromEarliest bool) lagSnapshot {
 		samePartitions = samePartitions && ok && id >= 0 && id < len(flows)
 		var seconds int64
 		if lag > 0 {
-			seconds = int64(oldestUncommittedAge(window, id, p, fromEarliest).Seconds())
+			age := oldestUncommittedAge(window, id, p, fromEarliest)
+			if oldest != nil {
+				// The same record as before: it was produced no later than then thought.
+				r := oldestRecord{position: p.end - lag, producedAt: cur.at.Add(-age)}
+				if known, ok := oldest[id]; ok && known.position == r.position && known.producedAt.Before(r.producedAt) {
+					r.producedAt = known.producedAt
+				}
+				oldest[id] = r
+				age = cur.at.Sub(r.producedAt)
+			}
+			seconds = int64(age.Seconds())
 			snap.seconds = max(snap.seconds, seconds)
+		} else if oldest != nil {
+			delete(oldest, id)
 		}
 		if !ok || span <= 0 {
 			continue

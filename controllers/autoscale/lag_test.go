@@ -313,3 +313,34 @@ func TestLoadReportsComeWithTheCommittedOffsets(t *testing.T) {
 		t.Errorf("pod-a: %+v (%d partitions, lag %d), want its newest report on 2 partitions with lag %d", a.Report, len(a.ids), a.lag, wantLag)
 	}
 }
+
+// TestTheOldestRecordKeepsAging: a consumer stuck on a quiet topic (nothing produced
+// since) leaves samples that no longer date its oldest record once they leave the window;
+// its age must still grow with the clock — an alert on the lag's age would otherwise
+// wait for good at about the window's length — and start over once it is consumed.
+func TestTheOldestRecordKeepsAging(t *testing.T) {
+	oldest := oldestRecords{}
+	var window []offsetSample
+	var seconds int64
+	for at := 0; at <= 600; at += 10 {
+		end := int64(1000)
+		if at == 0 {
+			end = 0 // the record at offset 0 was produced between the first two polls
+		}
+		window = append(window, sample(at, partitionOffsets{end: end, committed: 0}))
+		if len(window) > 30 {
+			window = window[1:]
+		}
+		seconds = computeLagRemembering(window, true, oldest).seconds
+	}
+	if seconds != 590 {
+		t.Errorf("after 600 s of a stuck consumer, the oldest record is %d s old by the lag, want 590", seconds)
+	}
+	if without := computeLag(window, true).seconds; without >= 300 {
+		t.Errorf("the window alone says %d s: this test would not show the memory at work", without)
+	}
+	window = append(window[1:], sample(610, partitionOffsets{end: 1000, committed: 1000}))
+	if s := computeLagRemembering(window, true, oldest); s.seconds != 0 || len(oldest) != 0 {
+		t.Errorf("consumed: %d s, remembered %v", s.seconds, oldest)
+	}
+}

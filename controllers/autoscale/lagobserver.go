@@ -59,6 +59,7 @@ type poller struct {
 
 	mu        sync.Mutex
 	samples   []offsetSample
+	oldest    oldestRecords
 	obs       Observation
 	lastAsked time.Time
 }
@@ -152,7 +153,10 @@ func (o *LagObserver) pollOnce(ctx context.Context, client *kafka.Client, p *pol
 	if len(p.samples) > o.window {
 		p.samples = p.samples[len(p.samples)-o.window:]
 	}
-	p.obs = Observation{snapshot: computeLag(p.samples, p.target.FromEarliest), have: true}
+	if p.oldest == nil {
+		p.oldest = oldestRecords{}
+	}
+	p.obs = Observation{snapshot: computeLagRemembering(p.samples, p.target.FromEarliest, p.oldest), have: true}
 }
 
 // ErrTopicNotFound is the verdict on a reachable cluster without the topic.

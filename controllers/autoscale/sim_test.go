@@ -515,6 +515,7 @@ type spanflowSim struct {
 	bounds   scaleBounds
 	interval int
 	window   []offsetSample
+	oldest   oldestRecords // as the lag observer remembers them
 	state    scaleState
 	// log, if set, is told every decision that changes the size.
 	log func(t int, reason string)
@@ -530,7 +531,10 @@ func (s *spanflowSim) tick(t int, sample offsetSample, dep simDeploymentView) (i
 	if len(s.window) > 30 {
 		s.window = s.window[1:]
 	}
-	snap := computeLag(s.window, true)
+	if s.oldest == nil {
+		s.oldest = oldestRecords{}
+	}
+	snap := computeLagRemembering(s.window, true, s.oldest)
 	d, st := decideScale(s.bounds, s.state, scaleInput{now: sample.at, lag: snap, known: true,
 		replicas: dep.replicas, parallelism: dep.parallelism, settled: dep.settled})
 	s.state = st
