@@ -86,8 +86,9 @@ type OTLPTLS struct {
 // +kubebuilder:validation:XValidation:rule="!(has(self.insecure) && self.insecure && has(self.tls))",message="storage.otlp.insecure excludes storage.otlp.tls"
 // +kubebuilder:validation:XValidation:rule="!has(self.compressionLevel) || (has(self.compression) && self.compression == 'zstd' ? self.compressionLevel >= 1 : ((!has(self.compression) || self.compression == 'gzip') && self.compressionLevel != 0 && self.compressionLevel <= 9))",message="storage.otlp.compressionLevel: gzip takes 1 (fastest) to 9 (smallest) or -1, zstd 1 to 22, snappy and none no level"
 type OTLPStorage struct {
-	// endpoint is host:port for grpc, or a URL for http (/v1/traces is added when the URL
-	// has no path).
+	// endpoint is host:port for grpc (http://host:port with insecure, https://host:port
+	// without, are taken too, as the Collector takes them), or an http:// or https:// URL
+	// for http (/v1/traces is added when the URL has no path).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +required

@@ -182,7 +182,8 @@ type Storage struct {
 // OTLPStorage sends batches to an OTLP backend (Jaeger v2, Tempo, an OpenTelemetry
 // Collector) over gRPC or HTTP/protobuf.
 type OTLPStorage struct {
-	// Endpoint is host:port for gRPC, or a URL for HTTP (/v1/traces is added when the
+	// Endpoint is host:port for gRPC (or http://host:port with insecure, https://host:port
+	// without, as the Collector takes it), or a URL for HTTP (/v1/traces is added when the
 	// URL has no path).
 	Endpoint string `json:"endpoint,omitempty"`
 	// Protocol is grpc or http.
@@ -399,6 +400,16 @@ func (c Config) Validate() error {
 		}
 		if o.Protocol != OTLPProtocolGRPC && o.Protocol != OTLPProtocolHTTP {
 			bad("storage.otlp.protocol", "%q is neither %s nor %s", o.Protocol, OTLPProtocolGRPC, OTLPProtocolHTTP)
+		}
+		if o.Endpoint != "" {
+			if msg := o.endpointProblem(); msg != "" {
+				bad("storage.otlp.endpoint", "%s", msg)
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(o.Headers)) {
+			if !validHeaderName(name) {
+				bad("storage.otlp.headers", "%q is not a header name", name)
+			}
 		}
 		if !slices.Contains(Compressions, o.Compression) {
 			bad("storage.otlp.compression", "%q is none of %s", o.Compression, strings.Join(Compressions, ", "))

@@ -179,3 +179,53 @@ func TestCompressionLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestOTLPEndpoints: an endpoint gRPC or HTTP cannot use is refused at start-up, naming
+// the field and never a password in it, instead of failing every write as if the backend
+// were down; the Collector's http(s):// in front of a gRPC host:port is taken.
+func TestOTLPEndpoints(t *testing.T) {
+	otlp := func(protocol, endpoint string, insecure bool) Config {
+		c := valid()
+		c.Storage = Storage{Type: StorageOTLP, OTLP: OTLPStorage{Endpoint: endpoint, Protocol: protocol, Insecure: insecure,
+			Compression: CompressionGzip, Timeout: Duration(time.Second), Headers: map[string]string{"authorization": "Bearer x"}}}
+		return c
+	}
+	for _, tc := range []struct {
+		protocol, endpoint string
+		insecure           bool
+		want               string // "" when valid
+	}{
+		{OTLPProtocolGRPC, "jaeger:4317", true, ""},
+		{OTLPProtocolGRPC, "http://jaeger:4317", true, ""},
+		{OTLPProtocolGRPC, "https://jaeger:4317", false, ""},
+		{OTLPProtocolGRPC, "[::1]:4317", false, ""},
+		{OTLPProtocolGRPC, "http://jaeger:4317", false, "http:// goes with insecure: true"},
+		{OTLPProtocolGRPC, "https://jaeger:4317", true, "http:// goes with insecure: true"},
+		{OTLPProtocolGRPC, "jaeger", true, "is not host:port"},
+		{OTLPProtocolGRPC, "jaeger:4317/v1/traces", true, "is not host:port"},
+		{OTLPProtocolGRPC, "dns://jaeger:4317", true, "is not host:port"},
+		{OTLPProtocolGRPC, "bob:s3cret-pw@jaeger:4317", true, "is not host:port"},
+		{OTLPProtocolHTTP, "http://jaeger:4318", false, ""},
+		{OTLPProtocolHTTP, "https://jaeger/otlp/v1/traces", false, ""},
+		{OTLPProtocolHTTP, "jaeger:4318", true, "is not an http:// or https:// URL"},
+		{OTLPProtocolHTTP, "bob:s3cret-pw@jaeger:4318", true, "is not an http:// or https:// URL"},
+	} {
+		err := otlp(tc.protocol, tc.endpoint, tc.insecure).Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %s: %v", tc.protocol, tc.endpoint, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "storage.otlp.endpoint") || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s %s: error %v, want storage.otlp.endpoint and %q", tc.protocol, tc.endpoint, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "s3cret-pw"):
+			t.Errorf("%s %s: the password is in the error: %v", tc.protocol, tc.endpoint, err)
+		}
+	}
+	c := otlp(OTLPProtocolGRPC, "jaeger:4317", true)
+	c.Storage.OTLP.Headers = map[string]string{"x api key": "v"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "storage.otlp.headers") {
+		t.Errorf("a header name with spaces: %v", err)
+	}
+	if got := (OTLPStorage{Endpoint: "https://jaeger:4317"}).GRPCTarget(); got != "jaeger:4317" {
+		t.Errorf("gRPC target %q", got)
+	}
+}

@@ -60,6 +60,10 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 			}
 			v = value
 		}
+		if !config.ValidHeaderValue(v) {
+			// Never shown: it may be a credential.
+			return nil, fmt.Errorf("storage.otlp.headers[%s]: the value holds a control character or a non-ASCII byte, which no header may carry", k)
+		}
 		o.headers[k] = v
 	}
 	var tlsMaterial kafkaclient.Material
@@ -89,7 +93,7 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 		if !cfg.Insecure {
 			creds = credentials.NewTLS(conn.TLS)
 		}
-		cc, err := grpc.NewClient(cfg.Endpoint, grpc.WithTransportCredentials(creds))
+		cc, err := grpc.NewClient(cfg.GRPCTarget(), grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return nil, fmt.Errorf("storage.otlp.endpoint: %w", err)
 		}
@@ -100,7 +104,7 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 	case config.OTLPProtocolHTTP:
 		u, err := url.Parse(cfg.Endpoint)
 		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("storage.otlp.endpoint: %q is not a URL", cfg.Endpoint)
+			return nil, fmt.Errorf("storage.otlp.endpoint: %q is not a URL", config.RedactEndpoint(cfg.Endpoint))
 		}
 		if u.Path == "" || u.Path == "/" {
 			u.Path = "/v1/traces"

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -221,5 +222,12 @@ func TestOTLPConfigErrors(t *testing.T) {
 	}
 	if _, err := NewOTLP(otlpConfig("not a url", config.OTLPProtocolHTTP)); err == nil {
 		t.Error("an HTTP endpoint that is not a URL was accepted")
+	}
+	// A value no header can carry is refused at start-up (not every write failing for
+	// good), and not shown: it may be a credential.
+	t.Setenv("SPANFLOW_TEST_TOKEN", "Bearer s3cret\x01")
+	cfg.Headers = map[string]string{"authorization": "${env:SPANFLOW_TEST_TOKEN}"}
+	if _, err := NewOTLP(cfg); err == nil || !strings.Contains(err.Error(), "storage.otlp.headers[authorization]") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("a header value with a control character: %v", err)
 	}
 }
