@@ -63,9 +63,14 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 			b.m.Empty.Inc()
 			continue
 		}
+		// A message held for its decode error (onDecodeError: fail) is decoded again at
+		// every attempt: it is counted once.
+		retried := failure.IsDecode(d.Cause(i))
 		n, err := b.decoder.Decode(batch, msg.Value)
 		if err != nil {
-			b.m.DecodeErrors.Inc()
+			if !retried {
+				b.m.DecodeErrors.Inc()
+			}
 			d.Set(i, Undecodable, failure.Decode(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err)))
 			continue
 		}
@@ -73,7 +78,9 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 			// Bytes that hold no span are not a trace: most likely the topic is read with
 			// the wrong encoding (an OTLP decoder takes `{"a":1}` or a Jaeger span for an
 			// empty request), and committing past them would lose whatever they are.
-			b.m.DecodeErrors.Inc()
+			if !retried {
+				b.m.DecodeErrors.Inc()
+			}
 			d.Set(i, Undecodable, failure.Decode(fmt.Errorf("decoding partition %d offset %d: %d bytes and no span in them: is the topic's encoding the one configured?",
 				msg.Partition, msg.Offset, len(msg.Value))))
 			continue

@@ -679,3 +679,24 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestADecodeErrorIsCountedOnce: a message held for its decode error (onDecodeError: fail)
+// is decoded again at every attempt; decode_errors_total counts messages, not attempts.
+func TestADecodeErrorIsCountedOnce(t *testing.T) {
+	m := newMetrics()
+	b := NewBase(textDecoder{}, &scriptedWriter{}, m, quiet())
+	d := delivery(newFakePartition(), "!garbage", "-", "a")
+	for range 3 {
+		if err := b.Process(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range verdicts(d) {
+			if v == Undecodable {
+				d.reopen(i)
+			}
+		}
+	}
+	if got := testutil.ToFloat64(m.DecodeErrors); got != 2 {
+		t.Errorf("decode errors counted %v after three attempts at two messages, want 2", got)
+	}
+}

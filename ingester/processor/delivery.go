@@ -121,6 +121,10 @@ func (d *Delivery) Set(i int, v Verdict, cause error) {
 	}
 }
 
+// reopen makes message i pending again, for another attempt; its cause stays, as what the
+// last attempt met.
+func (d *Delivery) reopen(i int) { d.verdicts[i] = Pending }
+
 // Count returns how many messages have verdict v.
 func (d *Delivery) Count(v Verdict) int {
 	n := 0

@@ -157,7 +157,7 @@ func (f *failurePolicy) dispose(ctx context.Context, d *Delivery) error {
 func (f *failurePolicy) reopen(d *Delivery) {
 	for i, v := range d.verdicts {
 		if (v == Undecodable || v == Refused) && f.remedy(v) == remedyRetry {
-			d.Set(i, Pending, nil)
+			d.reopen(i)
 		}
 	}
 }
