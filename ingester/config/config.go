@@ -296,6 +296,9 @@ func Load(path string) (Config, error) {
 		return cfg, fmt.Errorf("reading config: %w", err)
 	}
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		if where := locate(data); where != "" {
+			return cfg, fmt.Errorf("parsing config %s: %s", path, where)
+		}
 		return cfg, fmt.Errorf("parsing config %s: %w", path, err)
 	}
 	return cfg, nil

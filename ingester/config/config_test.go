@@ -116,6 +116,21 @@ func TestLoadKeepsDefaultsAndRefusesUnknownFields(t *testing.T) {
 	if _, err := Load(badDuration); err == nil {
 		t.Error("an unparsable duration is accepted")
 	}
+	// Parse errors name the field, as validation does.
+	for doc, want := range map[string]string{
+		"kafka:\n  maxWait: soon\n":                          `kafka.maxWait: time: invalid duration "soon"`,
+		"kafka:\n  sessionTimeout: 30\n":                     "kafka.sessionTimeout: a duration must be a string",
+		"storage:\n  otlp:\n    compresion: gzip\n":          "storage.otlp.compresion: unknown field",
+		"kafka:\n  topic: spans\n  brokers: [a:1]\n  x: 1\n": "kafka.x: unknown field",
+	} {
+		path := filepath.Join(dir, "located.yaml")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", doc, err, want)
+		}
+	}
 }
 
 func TestValidateTLSAndSASL(t *testing.T) {
