@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -438,9 +437,11 @@ func TestEmptyValuesAndTombstones(t *testing.T) {
 
 // TestMissingTopic: a topic that does not exist is reported — /readyz, the metric — and
 // the group is not rejoined in a tight loop; once the topic is created, it is consumed.
+// The broker creates topics asked for (Kafka's default auto.create.topics.enable): the
+// ingester must not be what creates a misspelt one (CreateTopic fails if it did).
 func TestMissingTopic(t *testing.T) {
 	const topic, group = "not-yet", "missing"
-	b := kafkatest.Start(t, "other", 1)
+	b := kafkatest.Start(t, "other", 1, kfake.AllowAutoTopicCreation())
 	mem := store.NewMemory()
 	cfg := testConfig(b.Addr, topic, group)
 	r := startIngester(t, cfg, mem)

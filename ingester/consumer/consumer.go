@@ -169,6 +169,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if k.InitialOffset == config.OffsetLatest {
 		start = kafka.LastOffset
 	}
+	// kafka-go's group asks for the topic's partitions in a way that lets a broker with
+	// auto.create.topics.enable (Kafka's default) create it: a misspelt topic would become
+	// an empty one, consumed without a word. So the group is joined only once the topic
+	// is seen to exist (asking without creating), or the brokers cannot tell.
+	for wait := topicWaitMin; c.topicIsMissing(ctx); wait = min(2*wait, topicWaitMax) {
+		if sleep(ctx, wait) != nil {
+			return nil
+		}
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                k.ConsumerGroup,
 		Brokers:           k.Brokers,
