@@ -110,7 +110,9 @@ func (p *partition) Hold(reason error) func() {
 			p.fetchCtx, p.stopFetch = nil, nil
 		}
 		p.gauges.Paused.Set(1)
-		p.log.Info("Partition paused: it is fetched again once storage takes what it holds", "reason", reason.Error())
+		// An error line: a hold lasts until a person or the backend ends it (storage down,
+		// a message undecodable under onDecodeError fail, a dead-letter topic missing).
+		p.log.Error(reason, "Partition paused: it is fetched again once what it holds is written or set aside")
 	}
 	p.holds[id] = reason
 	p.mu.Unlock()

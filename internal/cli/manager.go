@@ -100,7 +100,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := mgr.AddReadyzCheck("informers", cachesSynced(mgr.GetCache())); err != nil {
 		return err
 	}
-	logger.Info("Starting the spanflow operator", "version", version.Version, "ingesterImage", *ingesterImage, "watchNamespaces", *watchNamespaces,
+	logger.Info("Starting the spanflow operator", "version", version.Describe(), "ingesterImage", *ingesterImage, "watchNamespaces", *watchNamespaces,
 		"allowPrivilegedPods", *allowPrivileged, "allowServiceAccount", *allowServiceAccount)
 	return mgr.Start(ctx)
 }

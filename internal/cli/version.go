@@ -13,6 +13,6 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(stdout, "spanflow %s\n", version.Version)
+	_, err := fmt.Fprintf(stdout, "spanflow %s\n", version.Describe())
 	return err
 }
