@@ -105,6 +105,13 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// usageError prints why the flags cannot run, as the flag package does for its own
+// errors, and returns errUsage (exit code 2).
+func usageError(fs *flag.FlagSet, format string, args ...any) error {
+	fmt.Fprintf(fs.Output(), format+"\n", args...)
+	return errUsage
+}
+
 // logFlags binds the --zap-* logging flags (--zap-devel, --zap-log-level, --zap-encoder, …).
 func logFlags(fs *flag.FlagSet) *zap.Options {
 	opts := &zap.Options{}

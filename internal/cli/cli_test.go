@@ -66,6 +66,9 @@ func TestUsageErrors(t *testing.T) {
 	if code, _, _ := run("ingest", "--no-such-flag"); code != 2 {
 		t.Errorf("bad flag: exit %d", code)
 	}
+	if code, _, stderr := run("demo", "--duration=-1s"); code != 2 || !strings.Contains(stderr, "--duration must be positive") {
+		t.Errorf("negative demo duration: exit %d, %s", code, stderr)
+	}
 	// Zero would stop the lag from ever being read again.
 	if code, _, stderr := run("manager", "--kafka-poll-interval=0s"); code == 0 || !strings.Contains(stderr, "--kafka-poll-interval must be positive") {
 		t.Errorf("zero poll interval: exit %d, %s", code, stderr)

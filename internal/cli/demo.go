@@ -33,6 +33,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	switch {
+	case opts.Duration <= 0:
+		return usageError(fs, "--duration must be positive, not %s", opts.Duration)
+	case opts.Rate <= 0:
+		return usageError(fs, "--rate must be positive, not %d", opts.Rate)
+	case opts.Partitions <= 0:
+		return usageError(fs, "--partitions must be positive, not %d", opts.Partitions)
+	}
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		opts.Interactive = true
 	}

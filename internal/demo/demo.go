@@ -92,8 +92,12 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	if opts.Storage == config.StorageOTLP {
 		destination = opts.OTLP.Protocol + "://" + opts.OTLP.Endpoint
 	}
-	fmt.Fprintf(opts.Out, "spanflow demo: broker %s, topic %q (%d partitions), %d spans/s in %s for %s, storing in %s\n",
-		broker, topic, opts.Partitions, opts.Rate, opts.Encoding, opts.Duration, destination)
+	partitions := fmt.Sprintf("%d partitions", opts.Partitions)
+	if opts.Broker != "" {
+		partitions = "as it is there"
+	}
+	fmt.Fprintf(opts.Out, "spanflow demo: broker %s, topic %q (%s), %d spans/s in %s for %s, storing in %s\n",
+		broker, topic, partitions, opts.Rate, opts.Encoding, opts.Duration, destination)
 
 	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{broker}
@@ -209,7 +213,7 @@ waitProducer:
 		// The backend is not ours to read back: count what it acknowledged.
 		s.Stored = int(min(writer.spans.Load(), produced.Load()))
 		s.Duplicates = int(max(writer.spans.Load()-produced.Load(), 0))
-		fmt.Fprintf(opts.Out, "\nspans produced %d, acknowledged by %s %d (lost %d, at least %d written twice)\nend-to-end latency p50 %s, p99 %s; %.0f spans/s\n",
+		fmt.Fprintf(opts.Out, "\nspans produced %d, acknowledged by %s %d (not acknowledged %d, at least %d written twice)\nend-to-end latency p50 %s, p99 %s; %.0f spans/s\n",
 			s.Produced, opts.OTLP.Endpoint, s.Stored, s.Produced-s.Stored, s.Duplicates, s.P50.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Throughput)
 		if s.Stored < s.Produced {
 			return s, fmt.Errorf("%d spans were not acknowledged", s.Produced-s.Stored)
