@@ -98,9 +98,18 @@ func TestInspect(t *testing.T) {
 	if code, _, _ := run("inspect"); code != 2 {
 		t.Errorf("inspect without a directory: exit %d", code)
 	}
-	code, stdout, _ := run("inspect", t.TempDir())
+	dir := t.TempDir()
+	code, stdout, _ := run("inspect", dir)
 	if code != 0 || !strings.Contains(stdout, "spans     0") {
 		t.Errorf("inspect of an empty store: exit %d\n%s", code, stdout)
+	}
+	// A file is not a store: not summarized as the directory it sits in.
+	file := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run("inspect", file); code == 0 || !strings.Contains(stderr, "is a file") {
+		t.Errorf("inspect of a file: exit %d, %s", code, stderr)
 	}
 }
 

@@ -32,7 +32,7 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if info, err := os.Stat(dir); err != nil {
 		return err
 	} else if !info.IsDir() {
-		dir = filepath.Dir(dir)
+		return fmt.Errorf("%s is a file: inspect reads a store's directory (storage.file.path), such as %s", dir, filepath.Dir(dir))
 	}
 	s, err := summarize(dir)
 	if err != nil {
