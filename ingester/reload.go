@@ -1,6 +1,7 @@
 package ingester
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -29,6 +30,8 @@ func followParallelism(ctx context.Context, reload func() (config.Config, error)
 	failed := eventlog.Error(log, "Reading the configuration again failed; the parallelism in effect stays", time.Minute)
 	defer failed.Close()
 	current := running.Parallelism
+	started, _ := running.Marshal()
+	noted := started // the other settings last logged as changed
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
@@ -44,6 +47,14 @@ func followParallelism(ctx context.Context, reload func() (config.Config, error)
 		if err != nil {
 			failed.Event(err, "parallelism", current)
 			continue
+		}
+		others := cfg
+		others.Parallelism = running.Parallelism
+		if now, err := others.Marshal(); err == nil && !bytes.Equal(now, noted) {
+			if !bytes.Equal(now, started) {
+				log.Info("The configuration changed beyond parallelism: this process keeps the settings it started with until it restarts")
+			}
+			noted = now
 		}
 		if cfg.Parallelism != current {
 			log.Info("Parallelism changed", "from", current, "to", cfg.Parallelism)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/go-logr/logr/testr"
 
 	"github.com/spanflow/spanflow/ingester/config"
@@ -124,5 +126,37 @@ func TestParallelismFollowsTheConfigFile(t *testing.T) {
 	writer.mu.Unlock()
 	if most != 6 {
 		t.Errorf("at most %d writes at once, want 6", most)
+	}
+}
+
+// TestOtherChangesAreLoggedOnce: a change the running process cannot apply (the topic)
+// is said once, not at every look at the file, and not at all for an unchanged file.
+func TestOtherChangesAreLoggedOnce(t *testing.T) {
+	running := config.Default()
+	running.Kafka.Brokers, running.Kafka.Topic, running.Kafka.ConsumerGroup = []string{"127.0.0.1:9092"}, "spans", "g"
+	changed := running
+	changed.Kafka.Topic = "other"
+	var mu sync.Mutex
+	var lines []string
+	log := funcr.New(func(_, args string) { mu.Lock(); lines = append(lines, args); mu.Unlock() }, funcr.Options{})
+	var reads atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	reload := func() (config.Config, error) {
+		n := reads.Add(1)
+		if n >= 8 {
+			cancel()
+		}
+		if n <= 3 {
+			return running, nil
+		}
+		return changed, nil
+	}
+	if err := followParallelism(ctx, reload, time.Millisecond, running, nil, nil, log); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != 1 || !strings.Contains(lines[0], "changed beyond parallelism") {
+		t.Errorf("logged %q, want one line saying the configuration changed", lines)
 	}
 }
