@@ -134,6 +134,22 @@ func TestKafkaProblemsDegrade(t *testing.T) {
 	}, eventually, poll).Should(Succeed())
 	// The operator still runs them: the pods may see a network the operator does not.
 	g.Eventually(func(g Gomega) { getDeployment(g, ns, "unreachable-ingester") }, eventually, poll).Should(Succeed())
+
+	// A topic renamed to one that does not exist: the old topic's partitions and lag go,
+	// they describe nothing now.
+	renamed := minimalIngester(ns, "renamed")
+	g.Expect(k8sClient.Create(ctx, renamed)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(renamed), renamed)).To(Succeed())
+		g.Expect(renamed.Status.Partitions).To(BeNumerically(">", 0))
+		g.Expect(renamed.Status.Lag).NotTo(BeNil())
+	}, eventually, poll).Should(Succeed())
+	g.Expect(updateSpec(renamed, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Topic = "no-such-topic-either" })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, renamed, spanflowv1alpha1.ConditionDegraded).Reason).To(Equal(spanflowv1alpha1.ReasonTopicNotFound))
+		g.Expect(renamed.Status.Partitions).To(BeZero())
+		g.Expect(renamed.Status.Lag).To(BeNil())
+	}, eventually, poll).Should(Succeed())
 }
 
 // TestOwnedObjects: the ServiceAccount and Service exist; the PodDisruptionBudget exists

@@ -69,6 +69,9 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 			lag.ObservedTime = old.ObservedTime
 		}
 		status.Lag = lag
+	} else if errors.Is(obs.lag.Err(), autoscale.ErrTopicNotFound) {
+		// No such topic (a new name, say): the figures of the one before describe nothing.
+		status.Partitions, status.Lag = 0, nil
 	} else if status.Lag != nil && obs.lag.Err() != nil {
 		status.Lag.Stale = true
 	}
