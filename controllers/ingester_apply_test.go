@@ -17,6 +17,19 @@ import (
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 )
 
+// startedIngester creates a minimal Ingester in a namespace of its own and waits until
+// its objects are applied; it returns the Ingester and the key they share.
+func startedIngester(t *testing.T, g Gomega, name string) (*spanflowv1alpha1.Ingester, types.NamespacedName) {
+	ing := minimalIngester(newNamespace(t), name)
+	g.Expect(k8sClient.Create(context.Background(), ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ing.Namespace, Name: name + "-ingester"}
+	g.Eventually(func(g Gomega) {
+		getDeployment(g, key.Namespace, key.Name)
+		g.Expect(k8sClient.Get(context.Background(), key, &corev1.Service{})).To(Succeed())
+	}, eventually, poll).Should(Succeed())
+	return ing, key
+}
+
 // TestARefusedSpecChangesNothing: an edit the Deployment cannot take (a pod template
 // field no schema of ours checks: a CPU limit under its request) together with a config
 // change leaves the running pods' ConfigMap as it was — a pod restarting meanwhile must not
@@ -24,15 +37,10 @@ import (
 func TestARefusedSpecChangesNothing(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	ing := minimalIngester(ns, "half")
-	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
-	key := types.NamespacedName{Namespace: ns, Name: "half-ingester"}
+	ing, key := startedIngester(t, g, "half")
+	ns := key.Namespace
 	var before corev1.ConfigMap
-	g.Eventually(func(g Gomega) {
-		getDeployment(g, ns, key.Name)
-		g.Expect(k8sClient.Get(ctx, key, &before)).To(Succeed())
-	}, eventually, poll).Should(Succeed())
+	g.Expect(k8sClient.Get(ctx, key, &before)).To(Succeed())
 
 	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
 		i.Spec.Processing.BatchSize = 77
@@ -79,15 +87,10 @@ func TestARefusedSpecChangesNothing(t *testing.T) {
 func TestHandEditedPortsArePutBack(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	ing := minimalIngester(ns, "ports")
-	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
-	key := types.NamespacedName{Namespace: ns, Name: "ports-ingester"}
+	ing, key := startedIngester(t, g, "ports")
+	ns := key.Namespace
 	var svc corev1.Service
-	g.Eventually(func(g Gomega) {
-		getDeployment(g, ns, key.Name)
-		g.Expect(k8sClient.Get(ctx, key, &svc)).To(Succeed())
-	}, eventually, poll).Should(Succeed())
+	g.Expect(k8sClient.Get(ctx, key, &svc)).To(Succeed())
 
 	svc.Spec.Ports[0].Port = 9999
 	g.Expect(k8sClient.Update(ctx, &svc)).To(Succeed())
