@@ -540,3 +540,15 @@ func TestUnauthenticatedThenUnavailableOverOTLP(t *testing.T) {
 	t.Logf("Unauthenticated 2 s, Unavailable 2 s over OTLP/gRPC with a DLQ: %d spans produced, %d stored, %d lost, %d duplicates, 0 dead-lettered",
 		total, distinct, total-distinct, dups)
 }
+
+// TestUnreachableBrokersAreNamedInReadyz: while the group cannot be joined, /readyz says
+// why (the broker's address and the dial's error), not only that the member is not in it.
+func TestUnreachableBrokersAreNamedInReadyz(t *testing.T) {
+	r := startIngester(t, testConfig("127.0.0.1:1", "spans", "unreachable"), store.NewMemory())
+	waitFor(t, 30*time.Second, "/readyz to say why the group cannot be joined", func() bool {
+		code, body := r.readyz(t)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "not a member of the consumer group yet: ") &&
+			strings.Contains(body, "127.0.0.1:1")
+	})
+	r.stop(t)
+}

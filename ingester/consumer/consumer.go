@@ -93,6 +93,9 @@ type Consumer struct {
 	partitions map[int]*partition
 	// missingTopic says why the topic cannot be read, while it does not exist.
 	missingTopic error
+	// joinErr is why the last attempt to join the group failed (nil once one succeeded),
+	// for readiness: "not a member yet" alone does not say what to fix.
+	joinErr error
 	// generationEnded is when the last generation ended (zero before one did); pause is
 	// how long consumption stopped between it and the next (nanoseconds).
 	generationEnded time.Time
@@ -130,6 +133,9 @@ func (c *Consumer) Ready() error {
 		return c.missingTopic
 	}
 	if !c.joined.Load() {
+		if c.joinErr != nil {
+			return fmt.Errorf("not a member of the consumer group yet: %w", c.joinErr)
+		}
 		return errors.New("not a member of the consumer group yet")
 	}
 	var errs []error
@@ -208,8 +214,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if err != nil {
 			// kafka-go has already backed off before reporting the failed join.
 			c.groupErrors.Event(err, "group", k.ConsumerGroup, "brokers", strings.Join(k.Brokers, ","))
+			c.mu.Lock()
+			c.joinErr = err
+			c.mu.Unlock()
 			continue
 		}
+		c.mu.Lock()
+		c.joinErr = nil
+		c.mu.Unlock()
 		c.m.GroupJoins.Inc()
 		if len(gen.Assignments[k.Topic]) == 0 && c.topicIsMissing(ctx) {
 			// A group over a missing topic ends each generation at once; do not rejoin in a
