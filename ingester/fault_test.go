@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"google.golang.org/grpc/codes"
@@ -551,4 +553,29 @@ func TestUnreachableBrokersAreNamedInReadyz(t *testing.T) {
 			strings.Contains(body, "127.0.0.1:1")
 	})
 	r.stop(t)
+}
+
+// TestAMissingDeadLetterTopicIsSaidAtStart: a dead-letter topic that does not exist is
+// reported when the ingester starts, not first by a partition held at the first dead
+// letter; and it is not created by asking.
+func TestAMissingDeadLetterTopicIsSaidAtStart(t *testing.T) {
+	const topic = "spans"
+	b := kafkatest.Start(t, topic, 1, kfake.AllowAutoTopicCreation())
+	cfg := testConfig(b.Addr, topic, "dlq-check")
+	cfg.Processing.DeadLetterTopic = "spans-dlq"
+	var mu sync.Mutex
+	var lines []string
+	log := funcr.New(func(_, args string) { mu.Lock(); lines = append(lines, args); mu.Unlock() }, funcr.Options{})
+	r := startIngesterLogging(t, cfg, store.NewMemory(), log)
+	waitFor(t, 10*time.Second, "the missing dead-letter topic to be said", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.ContainsFunc(lines, func(l string) bool {
+			return strings.Contains(l, "The dead-letter topic does not exist") && strings.Contains(l, "spans-dlq")
+		})
+	})
+	r.stop(t)
+	if err := b.CreateTopic("spans-dlq", 1); err != nil {
+		t.Errorf("the check created the dead-letter topic: %v", err)
+	}
 }

@@ -157,6 +157,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		dl := deadletter.New(cfg.Kafka.Brokers, topic, conn.Transport())
 		defer func() { err = errors.Join(err, dl.Close(closeTimeout)) }()
 		deadLetter = dl
+		check := conn.Transport()
+		warnIfMissing(ctx, &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: check}, topic, log)
+		check.CloseIdleConnections()
 	}
 	chain := NewChain(cfg, decoder, writer, deadLetter, m, log)
 	metadata := conn.Transport() // the consumer's fetches and metadata requests (is the topic there?)
@@ -205,4 +208,22 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 	}
 	log.Info("Stopped")
 	return err
+}
+
+// warnIfMissing says at start-up when the dead-letter topic does not exist: the first
+// message sent there would otherwise be how one learns it, holding its partition. Asked
+// without creating the topic, and briefly: brokers that do not answer are the consumer's
+// to report.
+func warnIfMissing(ctx context.Context, client *kafka.Client, topic string, log logr.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return
+	}
+	for _, t := range meta.Topics {
+		if t.Name == topic && (t.Error != nil || len(t.Partitions) == 0) {
+			log.Error(t.Error, "The dead-letter topic does not exist: a message sent there will hold its partition until the topic is created", "topic", topic)
+		}
+	}
 }
