@@ -371,6 +371,9 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 		drainCtx, cancel := context.WithTimeout(work, c.s.DrainTimeout)
 		defer cancel()
 		if err := p.tracker.Wait(drainCtx); err != nil {
+			p.mu.Lock()
+			p.released = true
+			p.mu.Unlock()
 			p.log.Info("Partition released with deliveries still in flight; they will be read again", "inFlight", p.tracker.InFlight())
 		}
 	}()

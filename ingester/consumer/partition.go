@@ -40,6 +40,9 @@ type partition struct {
 	mu       sync.Mutex
 	holds    map[int]error // open holds and their reasons
 	nextHold int
+	// released is set once the partition was handed away: holds that end then do not
+	// resume it, and are not logged as if they did.
+	released bool
 	resumed  chan struct{} // closed when the last hold is released
 	// stopFetch cancels fetchCtx, the context of the fetches since the partition last
 	// resumed, when it is held again.
@@ -123,7 +126,9 @@ func (p *partition) Hold(reason error) func() {
 		if len(p.holds) == 0 {
 			close(p.resumed)
 			p.gauges.Paused.Set(0)
-			p.log.Info("Partition resumed")
+			if !p.released {
+				p.log.Info("Partition resumed")
+			}
 		}
 	})
 }
