@@ -197,7 +197,8 @@ func TestCompressionLevels(t *testing.T) {
 
 // TestOTLPEndpoints: an endpoint gRPC or HTTP cannot use is refused at start-up, naming
 // the field and never a password in it, instead of failing every write as if the backend
-// were down; the Collector's http(s):// in front of a gRPC host:port is taken.
+// were down; the Collector's http(s):// in front of a gRPC host:port is taken, and every
+// target gRPC resolves itself (a resolver scheme, a host without a port) stays valid.
 func TestOTLPEndpoints(t *testing.T) {
 	otlp := func(protocol, endpoint string, insecure bool) Config {
 		c := valid()
@@ -216,10 +217,14 @@ func TestOTLPEndpoints(t *testing.T) {
 		{OTLPProtocolGRPC, "[::1]:4317", false, ""},
 		{OTLPProtocolGRPC, "http://jaeger:4317", false, "http:// goes with insecure: true"},
 		{OTLPProtocolGRPC, "https://jaeger:4317", true, "http:// goes with insecure: true"},
-		{OTLPProtocolGRPC, "jaeger", true, "is not host:port"},
-		{OTLPProtocolGRPC, "jaeger:4317/v1/traces", true, "is not host:port"},
-		{OTLPProtocolGRPC, "dns://jaeger:4317", true, "is not host:port"},
-		{OTLPProtocolGRPC, "bob:s3cret-pw@jaeger:4317", true, "is not host:port"},
+		// What gRPC resolves itself stays as it was.
+		{OTLPProtocolGRPC, "collector.example.com", false, ""},
+		{OTLPProtocolGRPC, "dns:///jaeger:4317", true, ""},
+		{OTLPProtocolGRPC, "unix:///var/run/otel.sock", true, ""},
+		{OTLPProtocolGRPC, "::1", true, ""},
+		{OTLPProtocolGRPC, "http://jaeger:4317/v1/traces", true, "without a path or credentials"},
+		{OTLPProtocolGRPC, "https://bob:s3cret-pw@jaeger:4317", false, "without a path or credentials"},
+		{OTLPProtocolGRPC, "bob:s3cret-pw@jaeger:4317", true, "carries no credentials"},
 		{OTLPProtocolHTTP, "http://jaeger:4318", false, ""},
 		{OTLPProtocolHTTP, "https://jaeger/otlp/v1/traces", false, ""},
 		{OTLPProtocolHTTP, "jaeger:4318", true, "is not an http:// or https:// URL"},

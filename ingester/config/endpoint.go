@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 )
@@ -34,14 +33,19 @@ func (o OTLPStorage) endpointProblem() string {
 	// A scheme says whether the connection is plaintext: it must not contradict insecure
 	// (plaintext against a TLS port, or the reverse, fails every write).
 	target := o.GRPCTarget()
-	if target != o.Endpoint && strings.HasPrefix(o.Endpoint, "http://") != o.Insecure {
-		return fmt.Sprintf("%q: for gRPC, http:// goes with insecure: true, https:// without it", shown)
+	if target != o.Endpoint {
+		if strings.HasPrefix(o.Endpoint, "http://") != o.Insecure {
+			return fmt.Sprintf("%q: for gRPC, http:// goes with insecure: true, https:// without it", shown)
+		}
+		if strings.ContainsAny(target, "/@?#") {
+			return fmt.Sprintf("%q: a gRPC endpoint is host:port, without a path or credentials", shown)
+		}
+		return ""
 	}
-	if strings.Contains(target, "://") || strings.ContainsAny(target, "/@?#") {
-		return fmt.Sprintf("%q is not host:port (a gRPC endpoint has no other scheme, path or credentials)", shown)
-	}
-	if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
-		return fmt.Sprintf("%q is not host:port", shown)
+	// Anything else gRPC resolves as it is: host:port, a host (port 443), or a target with
+	// a resolver scheme (dns:///host:port, unix:///path). Only credentials have no place.
+	if strings.Contains(target, "@") && !strings.HasPrefix(target, "unix") {
+		return fmt.Sprintf("%q: a gRPC endpoint carries no credentials (headers do)", shown)
 	}
 	return ""
 }
@@ -75,12 +79,13 @@ func validHeaderName(name string) bool {
 	return true
 }
 
-// ValidHeaderValue is true for a value both HTTP and gRPC metadata carry as text:
-// printable ASCII and tabs. Checked on the value read from the environment too, so that
-// a stray control character is a refusal at start-up, not a write that fails for good.
-func ValidHeaderValue(value string) bool {
+// ValidHeaderValue is true for a value the protocol carries as text: no control
+// characters, and for gRPC's metadata printable ASCII only (HTTP takes other bytes too).
+// Checked on the value read from the environment too, so that a stray control character
+// is a refusal at start-up, not a write that fails for good.
+func ValidHeaderValue(value, protocol string) bool {
 	for _, c := range []byte(value) {
-		if (c < 0x20 && c != '\t') || c > 0x7e {
+		if (c < 0x20 && c != '\t') || c == 0x7f || (c > 0x7f && protocol == OTLPProtocolGRPC) {
 			return false
 		}
 	}

@@ -60,9 +60,9 @@ func NewOTLP(cfg config.OTLPStorage) (*OTLP, error) {
 			}
 			v = value
 		}
-		if !config.ValidHeaderValue(v) {
+		if !config.ValidHeaderValue(v, cfg.Protocol) {
 			// Never shown: it may be a credential.
-			return nil, fmt.Errorf("storage.otlp.headers[%s]: the value holds a control character or a non-ASCII byte, which no header may carry", k)
+			return nil, fmt.Errorf("storage.otlp.headers[%s]: the value holds a control character (or, for gRPC, a non-ASCII byte), which the header cannot carry", k)
 		}
 		o.headers[k] = v
 	}
