@@ -234,15 +234,26 @@ func computeLagRemembering(window []offsetSample, fromEarliest bool, oldest olde
 		samePartitions = samePartitions && ok && id >= 0 && id < len(flows)
 		var seconds int64
 		if lag > 0 {
-			age := oldestUncommittedAge(window, id, p, fromEarliest)
+			age, bound := oldestUncommittedAge(window, id, p, fromEarliest)
 			if oldest != nil {
-				// The same record as before: it was produced no later than then thought.
+				// The same record as before was produced no later than then thought. Only
+				// an age that cannot be too old is remembered: one the window brackets, or
+				// the window's own length; an extrapolation from the rate (too old after a
+				// lull in production) counts for this poll only.
 				r := oldestRecord{position: p.end - lag, producedAt: cur.at.Add(-age)}
-				if known, ok := oldest[id]; ok && known.position == r.position && known.producedAt.Before(r.producedAt) {
-					r.producedAt = known.producedAt
+				known, ok := oldest[id]
+				if ok && known.position != r.position {
+					ok = false
 				}
-				oldest[id] = r
-				age = cur.at.Sub(r.producedAt)
+				switch {
+				case bound && (!ok || r.producedAt.Before(known.producedAt)):
+					oldest[id] = r
+				case !ok:
+					delete(oldest, id)
+				}
+				if ok && known.producedAt.Before(r.producedAt) {
+					age = cur.at.Sub(known.producedAt)
+				}
 			}
 			seconds = int64(age.Seconds())
 			snap.seconds = max(snap.seconds, seconds)
@@ -323,28 +334,30 @@ func podLoads(s offsetSample, fromEarliest bool) []podLoad {
 // oldestUncommittedAge estimates how long ago the first uncommitted record of partition
 // id was produced: the latest sample whose log end had not yet passed it was taken
 // before it, the next one after. Older than the window, it extrapolates with the rate.
-func oldestUncommittedAge(window []offsetSample, id int, cur partitionOffsets, fromEarliest bool) time.Duration {
+// bound is true when the age is no older than the record's: bracketed by the window, or
+// the window's length.
+func oldestUncommittedAge(window []offsetSample, id int, cur partitionOffsets, fromEarliest bool) (age time.Duration, bound bool) {
 	now := window[len(window)-1].at
 	position := cur.end - partitionLag(cur, fromEarliest) // offset of the oldest uncommitted record
 	for i := len(window) - 1; i >= 0; i-- {
 		p, ok := window[i].partitions[id]
 		if ok && p.end <= position {
 			if i == len(window)-1 {
-				return 0
+				return 0, true
 			}
-			return now.Sub(window[i+1].at)
+			return now.Sub(window[i+1].at), true
 		}
 	}
 	// Produced before the window began: extrapolate from the window's production rate.
 	first := window[0]
-	age := now.Sub(first.at)
-	if p, ok := first.partitions[id]; ok && age > 0 {
-		rate := float64(cur.end-p.end) / age.Seconds()
+	span := now.Sub(first.at)
+	if p, ok := first.partitions[id]; ok && span > 0 {
+		rate := float64(cur.end-p.end) / span.Seconds()
 		if rate > 0 {
-			return time.Duration(float64(cur.end-position) / rate * float64(time.Second))
+			return max(time.Duration(float64(cur.end-position)/rate*float64(time.Second)), span), false
 		}
 	}
-	return age
+	return span, true
 }
 
 func lastPollInterval(prev, cur offsetSample, fromEarliest bool) pollInterval {

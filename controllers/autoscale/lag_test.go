@@ -344,3 +344,30 @@ func TestTheOldestRecordKeepsAging(t *testing.T) {
 		t.Errorf("consumed: %d s, remembered %v", s.seconds, oldest)
 	}
 }
+
+// TestALullDoesNotAgeTheOldestRecord: the rate extrapolation for a record older than the
+// window reads a lull in production as a much older record; remembered, that would stay
+// until the consumer moves (a stuck group reported hours older than it is). Only datings
+// that cannot be too old are remembered.
+func TestALullDoesNotAgeTheOldestRecord(t *testing.T) {
+	oldest := oldestRecords{}
+	var window []offsetSample
+	end := 0.0
+	var seconds int64
+	for at := 0; at <= 6000; at += 10 {
+		window = append(window, sample(at, partitionOffsets{end: int64(end), committed: 0}))
+		if len(window) > 30 {
+			window = window[1:]
+		}
+		seconds = computeLagRemembering(window, true, oldest).seconds
+		rate := 100.0
+		if at >= 2000 && at < 2600 {
+			rate = 10 // a lull of ten minutes
+		}
+		end += rate * 10
+	}
+	// The first record came between the polls at 0 and 10 s.
+	if seconds < 5990 || seconds > 6000 {
+		t.Errorf("the oldest record of a consumer stuck since the start is %d s old at 6,000 s", seconds)
+	}
+}
