@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -62,7 +63,7 @@ func (s applyStep) unchanged(ctx context.Context, c client.Client, key types.Nam
 // others, which hold no state, by deleting and applying them afresh.
 func (s applyStep) apply(ctx context.Context, c client.Client, key types.NamespacedName, ing metav1.Object) error {
 	err := c.Apply(ctx, s.desired, FieldOwner, client.ForceOwnership)
-	if apierrors.IsInvalid(err) && s.obj.GetName() != "" && metav1.IsControlledBy(s.obj, ing) {
+	if unmergeable(err) && s.obj.GetName() != "" && metav1.IsControlledBy(s.obj, ing) {
 		log.FromContext(ctx).Info("Putting back an object edited into one the operator's fields cannot merge with", "kind", s.kind(), "name", key.Name, "refused", err.Error())
 		if err = s.putBack(ctx, c); err == nil {
 			err = c.Apply(ctx, s.desired, FieldOwner, client.ForceOwnership)
@@ -72,6 +73,25 @@ func (s applyStep) apply(ctx context.Context, c client.Client, key types.Namespa
 		return fmt.Errorf("applying %s %s: %w", s.kind(), key.Name, err)
 	}
 	return nil
+}
+
+// unmergeable is true for the refusal a merge with someone's edit brings: a list entry
+// whose name repeats another's. Other refusals (an admission policy, say) are left to the
+// status: putting an object back is for what the operator's own fields cannot fix.
+func unmergeable(err error) bool {
+	if !apierrors.IsInvalid(err) {
+		return false
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Details == nil {
+		return false
+	}
+	for _, cause := range status.Status().Details.Causes {
+		if cause.Type == metav1.CauseTypeFieldValueDuplicate {
+			return true
+		}
+	}
+	return false
 }
 
 func (s applyStep) putBack(ctx context.Context, c client.Client) error {
@@ -86,7 +106,14 @@ func (s applyStep) putBack(ctx context.Context, c client.Client) error {
 	}
 	replaced := live.DeepCopy()
 	replaced.Spec = desired.Spec
-	return c.Update(ctx, replaced, FieldOwner)
+	replaced.ResourceVersion = "" // a repair: whatever the cache is behind on is replaced too
+	if err := c.Update(ctx, replaced, FieldOwner); err != nil {
+		return err
+	}
+	// An update owns every field it set under an entry of its own, which would keep a
+	// field the Ingester later drops: the apply that follows could not remove it. Clear
+	// the ownership records; that apply takes back what is the operator's.
+	return c.Patch(ctx, replaced, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"managedFields":[{}]}}`)))
 }
 
 // checkDeployment asks the API server, in a dry run, whether the desired Deployment is

@@ -97,7 +97,11 @@ func TestHandEditedPortsArePutBack(t *testing.T) {
 	dep := getDeployment(g, ns, key.Name)
 	dep.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 9090
 	g.Expect(k8sClient.Update(ctx, dep)).To(Succeed())
-	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](2) })).To(Succeed())
+	toleration := corev1.Toleration{Key: "dedicated", Operator: corev1.TolerationOpExists}
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Replicas = ptr.To[int32](2)
+		i.Spec.Template.Tolerations = []corev1.Toleration{toleration}
+	})).To(Succeed())
 
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, key, &svc)).To(Succeed())
@@ -109,6 +113,18 @@ func TestHandEditedPortsArePutBack(t *testing.T) {
 		g.Expect(ports).To(HaveLen(1))
 		g.Expect(ports[0].ContainerPort).To(Equal(int32(adminPort)))
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+		// What the repair set is not left owned by an update of the operator's: a field
+		// the Ingester drops later must go with the next apply.
+		for _, m := range dep.ManagedFields {
+			g.Expect(m.Manager == string(FieldOwner) && m.Operation == metav1.ManagedFieldsOperationUpdate).To(BeFalse(), "%+v", m)
+		}
+	}, eventually, poll).Should(Succeed())
+
+	// And one does: the toleration the repair put in place goes when the Ingester drops it.
+	g.Expect(getDeployment(g, ns, key.Name).Spec.Template.Spec.Tolerations).To(ContainElement(toleration))
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.Tolerations = nil })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, ns, key.Name).Spec.Template.Spec.Tolerations).NotTo(ContainElement(toleration))
 	}, eventually, poll).Should(Succeed())
 }
 
@@ -202,4 +218,28 @@ func TestASharedConsumerGroupIsReported(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(condition(g, a, spanflowv1alpha1.ConditionDegraded).Reason).NotTo(Equal(spanflowv1alpha1.ReasonConsumerGroupShared))
 	}, eventually, poll).Should(Succeed())
+}
+
+// TestSameCluster: brokers in common make a cluster in common; a short Service name is
+// the namespace's own (Strimzi's bootstrap Service in each team's namespace).
+func TestSameCluster(t *testing.T) {
+	at := func(ns string, brokers ...string) *spanflowv1alpha1.Ingester {
+		ing := minimalIngester(ns, "x")
+		ing.Spec.Kafka.Brokers = brokers
+		return ing
+	}
+	for _, tc := range []struct {
+		a, b *spanflowv1alpha1.Ingester
+		same bool
+	}{
+		{at("team-a", "my-cluster-kafka-bootstrap:9092"), at("team-b", "my-cluster-kafka-bootstrap:9092"), false},
+		{at("team-a", "my-cluster-kafka-bootstrap:9092"), at("team-a", "my-cluster-kafka-bootstrap:9092"), true},
+		{at("team-a", "kafka.shared.svc:9092"), at("team-b", "b0:9092", "kafka.shared.svc:9092"), true},
+		{at("team-a", "10.0.0.7:9092"), at("team-b", "10.0.0.7:9092"), true},
+		{at("team-a", "kafka.shared.svc:9092"), at("team-b", "kafka.shared.svc:9093"), false},
+	} {
+		if got := sameCluster(tc.a, tc.b); got != tc.same {
+			t.Errorf("%s %v and %s %v: same cluster %v, want %v", tc.a.Namespace, tc.a.Spec.Kafka.Brokers, tc.b.Namespace, tc.b.Spec.Kafka.Brokers, got, tc.same)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -261,14 +262,34 @@ func (r *IngesterReconciler) groupSharedWith(ctx context.Context, ing *spanflowv
 	var shared []string
 	for i := range same.Items {
 		other := &same.Items[i]
-		if other.UID == ing.UID || other.DeletionTimestamp != nil ||
-			!slices.ContainsFunc(other.Spec.Kafka.Brokers, func(b string) bool { return slices.Contains(ing.Spec.Kafka.Brokers, b) }) {
+		if other.UID == ing.UID || other.DeletionTimestamp != nil || !sameCluster(ing, other) {
 			continue
 		}
 		shared = append(shared, other.Namespace+"/"+other.Name)
 	}
 	slices.Sort(shared)
 	return shared, nil
+}
+
+// sameCluster is true when two Ingesters list a broker in common. A short host name is a
+// Service of the Ingester's own namespace (Strimzi's my-cluster-kafka-bootstrap in each
+// team's), so it is read with the namespace.
+func sameCluster(a, b *spanflowv1alpha1.Ingester) bool {
+	qualified := func(ing *spanflowv1alpha1.Ingester, broker string) string {
+		host, port, err := net.SplitHostPort(broker)
+		if err != nil || strings.Contains(host, ".") || strings.Contains(host, ":") || host == "localhost" {
+			return broker
+		}
+		return net.JoinHostPort(host+"."+ing.Namespace, port)
+	}
+	for _, x := range a.Spec.Kafka.Brokers {
+		for _, y := range b.Spec.Kafka.Brokers {
+			if qualified(a, x) == qualified(b, y) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // currentDeployment is the Ingester's Deployment, nil when there is none that it controls.
