@@ -19,6 +19,10 @@ type Batch struct {
 	// field 1 of the request, where they arrived, and merged ones.
 	entries []batchEntry
 	spans   int
+	// resources counts the ResourceSpans given (AppendValidated, AppendRequest), spanless
+	// ones too: a request of resources without spans is empty, bytes without any are not
+	// a request.
+	resources int
 	merged  []mergedResourceSpans
 	// known is the cache of resources the walk found well-formed, held from the first
 	// AppendValidated to Request or Reset — the decoding of one delivery, so there are
@@ -81,7 +85,7 @@ type scopeGroup struct {
 func (b *Batch) Reset() {
 	clear(b.entries)
 	clear(b.request)
-	b.entries, b.request, b.spans, b.out = b.entries[:0], b.request[:0], 0, b.out[:0]
+	b.entries, b.request, b.spans, b.resources, b.out = b.entries[:0], b.request[:0], 0, 0, b.out[:0]
 	b.unmerge(0)
 	b.releaseKnown()
 	clear(b.byHash)
@@ -123,12 +127,17 @@ func (b *Batch) Keep(n int) { b.used += n }
 // Spans is the number of spans added so far.
 func (b *Batch) Spans() int { return b.spans }
 
+// Resources is the number of ResourceSpans given so far, spanless ones included (pdata's
+// marshalled requests count as one).
+func (b *Batch) Resources() int { return b.resources }
+
 // AppendRequest adds an encoded ExportTraceServiceRequest (or TracesData) holding spans
 // spans. Its bytes must be a sequence of ResourceSpans entries: what pdata marshals. The
 // batch refers to req until Reset, which must not change meanwhile.
 func (b *Batch) AppendRequest(req []byte, spans int) {
 	if len(req) > 0 {
 		b.entries = append(b.entries, batchEntry{piece: req})
+		b.resources++
 	}
 	b.spans += spans
 }

@@ -42,7 +42,7 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 		b.epoch = epochs.Add(1)
 	}
 	known := b.known
-	spans, entries, merged := 0, len(b.entries), len(b.merged)
+	spans, resources, entries, merged := 0, 0, len(b.entries), len(b.merged)
 	b.journal = b.journal[:0]
 	refuse := func(err error) (int, error) {
 		clear(b.entries[entries:])
@@ -71,6 +71,7 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 			return refuse(fmt.Errorf("resource spans at byte %d: %w", entry, err))
 		}
 		spans += b.parts.spans
+		resources++
 		pos = end
 		if b.parts.mergeable {
 			b.merge(&b.parts)
@@ -86,6 +87,7 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 		runEnd = end
 	}
 	b.spans += spans
+	b.resources += resources
 	return spans, nil
 }
 

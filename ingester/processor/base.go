@@ -66,6 +66,7 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 		// A message held for its decode error (onDecodeError: fail) is decoded again at
 		// every attempt: it is counted once.
 		retried := failure.IsDecode(d.Cause(i))
+		resources := batch.Resources()
 		n, err := b.decoder.Decode(batch, msg.Value)
 		if err != nil {
 			if !retried {
@@ -74,10 +75,17 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 			d.Set(i, Undecodable, failure.Decode(fmt.Errorf("decoding partition %d offset %d: %w", msg.Partition, msg.Offset, err)))
 			continue
 		}
+		if n == 0 && batch.Resources() > resources {
+			// A request of resources without spans: nothing to write.
+			d.Set(i, Empty, nil)
+			b.m.Empty.Inc()
+			continue
+		}
 		if n == 0 {
-			// Bytes that hold no span are not a trace: most likely the topic is read with
-			// the wrong encoding (an OTLP decoder takes `{"a":1}` or a Jaeger span for an
-			// empty request), and committing past them would lose whatever they are.
+			// Bytes that hold not even a resource are not a trace: most likely the topic is
+			// read with the wrong encoding (an OTLP decoder takes `{"a":1}` or a Jaeger
+			// span for an empty request), and committing past them would lose whatever
+			// they are.
 			if !retried {
 				b.m.DecodeErrors.Inc()
 			}

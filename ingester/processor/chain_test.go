@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/decode"
 	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/metrics"
@@ -698,5 +699,34 @@ func TestADecodeErrorIsCountedOnce(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.DecodeErrors); got != 2 {
 		t.Errorf("decode errors counted %v after three attempts at two messages, want 2", got)
+	}
+}
+
+// TestResourcesWithoutSpansAreEmpty: with the OTLP decoders, a request of resources
+// without spans is empty (committed past), while bytes that hold not even a resource —
+// JSON of another shape, as a topic read with the wrong encoding gives — are undecodable.
+func TestResourcesWithoutSpansAreEmpty(t *testing.T) {
+	empty := ptrace.NewTraces()
+	empty.ResourceSpans().AppendEmpty().Resource().Attributes().PutStr("service.name", "idle")
+	wire, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for encoding, values := range map[string][]string{
+		config.EncodingOTLPProto: {string(wire)},
+		config.EncodingOTLPJSON:  {`{"resourceSpans":[{"resource":{"attributes":[]}}]}`, `{"hello":"world"}`, `{}`},
+	} {
+		decoder, err := decode.New(encoding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := delivery(newFakePartition(), values...)
+		if err := NewBase(decoder, &scriptedWriter{}, newMetrics(), quiet()).Process(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		want := []Verdict{Empty, Undecodable, Undecodable}[:len(values)]
+		if got := verdicts(d); !slices.Equal(got, want) {
+			t.Errorf("%s: verdicts %v, want %v", encoding, got, want)
+		}
 	}
 }
