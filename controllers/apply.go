@@ -46,7 +46,7 @@ func (s applyStep) unchanged(ctx context.Context, c client.Client, key types.Nam
 	err := c.Get(ctx, key, s.obj)
 	switch {
 	case err == nil:
-		return s.owned(s.obj), nil
+		return s.owned(s.obj) && ownUpdates(s.obj) == nil, nil
 	case apierrors.IsNotFound(err):
 		s.obj.SetName("")
 		return false, nil
@@ -63,16 +63,48 @@ func (s applyStep) unchanged(ctx context.Context, c client.Client, key types.Nam
 // others, which hold no state, by deleting and applying them afresh.
 func (s applyStep) apply(ctx context.Context, c client.Client, key types.NamespacedName, ing metav1.Object) error {
 	err := c.Apply(ctx, s.desired, FieldOwner, client.ForceOwnership)
+	live := s.obj
 	if unmergeable(err) && s.obj.GetName() != "" && metav1.IsControlledBy(s.obj, ing) {
 		log.FromContext(ctx).Info("Putting back an object edited into one the operator's fields cannot merge with", "kind", s.kind(), "name", key.Name, "refused", err.Error())
-		if err = s.putBack(ctx, c); err == nil {
+		if live, err = s.putBack(ctx, c); err == nil {
 			err = c.Apply(ctx, s.desired, FieldOwner, client.ForceOwnership)
 		}
+	}
+	// A put-back's update owns the fields it set under an entry of its own, which would
+	// keep a field the Ingester drops later (an apply removes only what no one else
+	// owns). The entry goes once the apply owns those fields again; if the object moved
+	// meanwhile, the next reconcile sees the entry and tries again.
+	if patch := ownUpdates(live); err == nil && live != nil && patch != nil {
+		err = c.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch))
 	}
 	if err != nil {
 		return fmt.Errorf("applying %s %s: %w", s.kind(), key.Name, err)
 	}
 	return nil
+}
+
+// ownUpdates is the JSON patch that removes the managedFields entries of the operator's
+// own updates from obj, each guarded by a test of what it removes; nil when there are none.
+func ownUpdates(obj client.Object) []byte {
+	if obj == nil {
+		return nil
+	}
+	var ops []map[string]any
+	fields := obj.GetManagedFields()
+	for i := len(fields) - 1; i >= 0; i-- { // from the end: removals keep earlier indexes
+		if f := fields[i]; f.Manager == string(FieldOwner) && f.Operation == metav1.ManagedFieldsOperationUpdate {
+			path := fmt.Sprintf("/metadata/managedFields/%d", i)
+			ops = append(ops,
+				map[string]any{"op": "test", "path": path + "/manager", "value": f.Manager},
+				map[string]any{"op": "test", "path": path + "/operation", "value": string(f.Operation)},
+				map[string]any{"op": "remove", "path": path})
+		}
+	}
+	if ops == nil {
+		return nil
+	}
+	patch, _ := json.Marshal(ops)
+	return patch
 }
 
 // unmergeable is true for the refusal a merge with someone's edit brings: a list entry
@@ -94,26 +126,22 @@ func unmergeable(err error) bool {
 	return false
 }
 
-func (s applyStep) putBack(ctx context.Context, c client.Client) error {
+// putBack replaces the object and returns it as the API server stored it (nil when it
+// was deleted, to be applied afresh).
+func (s applyStep) putBack(ctx context.Context, c client.Client) (client.Object, error) {
 	live, ok := s.obj.(*appsv1.Deployment)
 	if !ok {
 		uid := s.obj.GetUID()
-		return client.IgnoreNotFound(c.Delete(ctx, s.obj, client.Preconditions{UID: &uid}))
+		return nil, client.IgnoreNotFound(c.Delete(ctx, s.obj, client.Preconditions{UID: &uid}))
 	}
 	desired, err := deploymentOf(s.desired.(*appsv1ac.DeploymentApplyConfiguration))
 	if err != nil {
-		return err
+		return s.obj, err
 	}
 	replaced := live.DeepCopy()
 	replaced.Spec = desired.Spec
 	replaced.ResourceVersion = "" // a repair: whatever the cache is behind on is replaced too
-	if err := c.Update(ctx, replaced, FieldOwner); err != nil {
-		return err
-	}
-	// An update owns every field it set under an entry of its own, which would keep a
-	// field the Ingester later drops: the apply that follows could not remove it. Clear
-	// the ownership records; that apply takes back what is the operator's.
-	return c.Patch(ctx, replaced, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"managedFields":[{}]}}`)))
+	return replaced, c.Update(ctx, replaced, FieldOwner)
 }
 
 // checkDeployment asks the API server, in a dry run, whether the desired Deployment is

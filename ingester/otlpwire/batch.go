@@ -23,7 +23,7 @@ type Batch struct {
 	// ones too: a request of resources without spans is empty, bytes without any are not
 	// a request.
 	resources int
-	merged  []mergedResourceSpans
+	merged    []mergedResourceSpans
 	// known is the cache of resources the walk found well-formed, held from the first
 	// AppendValidated to Request or Reset — the decoding of one delivery, so there are
 	// about as many as CPUs — and epoch names this use of it to its slots, which say
