@@ -173,7 +173,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 func rewrittenAfterKill(t *testing.T, b *kafkatest.Broker, dir, group, topic string, partitions int, before map[store.SpanKey]int) (int, map[store.SpanKey]int) {
 	t.Helper()
 	copies := map[store.SpanKey]int{}
-	if err := store.ReadFiles(dir, func(td ptrace.Traces) error {
+	if _, err := store.ReadFiles(dir, func(td ptrace.Traces) error {
 		for k := range store.SpanKeys(td) {
 			copies[k]++
 		}

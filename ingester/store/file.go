@@ -167,42 +167,58 @@ func (s *File) Close(context.Context) error {
 }
 
 // ReadFiles calls fn with the traces of every complete line of every file in dir, in
-// write order. A line cut short by a crash is skipped: its batch was never acknowledged,
-// so its messages were not committed and were written again.
-func ReadFiles(dir string, fn func(ptrace.Traces) error) error {
+// write order, and returns the files read. A line cut short by a crash is skipped: its
+// batch was never acknowledged, so its messages were not committed and were written
+// again. The files that end so are named in ReadStats.Torn.
+func ReadFiles(dir string, fn func(ptrace.Traces) error) (ReadStats, error) {
+	var stats ReadStats
 	names, err := filepath.Glob(filepath.Join(dir, "*"+fileExt))
 	if err != nil {
-		return err
+		return stats, err
 	}
 	gzipped, err := filepath.Glob(filepath.Join(dir, "*"+fileExt+gzipExt))
 	if err != nil {
-		return err
+		return stats, err
 	}
 	names = append(names, gzipped...)
 	sort.Strings(names)
 	var unmarshal ptrace.JSONUnmarshaler
 	for _, name := range names {
-		if err := readFile(name, &unmarshal, fn); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+		torn, err := readFile(name, &unmarshal, fn)
+		if err != nil {
+			return stats, fmt.Errorf("%s: %w", name, err)
+		}
+		stats.Files++
+		if torn {
+			stats.Torn = append(stats.Torn, name)
 		}
 	}
-	return nil
+	return stats, nil
 }
 
-func readFile(name string, unmarshal *ptrace.JSONUnmarshaler, fn func(ptrace.Traces) error) error {
+// ReadStats says what ReadFiles read.
+type ReadStats struct {
+	Files int
+	// Torn are the files whose end a crash cut short (a line, or a gzip stream, without
+	// its end): what is there was never acknowledged, and was written again.
+	Torn []string
+}
+
+// readFile reads one file; torn is true when it ends in an unfinished write.
+func readFile(name string, unmarshal *ptrace.JSONUnmarshaler, fn func(ptrace.Traces) error) (torn bool, err error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer f.Close()
 	var src io.Reader = f
 	if strings.HasSuffix(name, gzipExt) {
 		zr, err := gzip.NewReader(f)
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil // created, then the process died before the first flush
+			return true, nil // created, then the process died before the first flush
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		src = zr
 	}
@@ -212,20 +228,20 @@ func readFile(name string, unmarshal *ptrace.JSONUnmarshaler, fn func(ptrace.Tra
 		// A gzip file cut short by a crash ends in ErrUnexpectedEOF after its last flush:
 		// like a torn last line, what follows was never acknowledged.
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil // a last line without newline is torn
+			return line != "" || errors.Is(err, io.ErrUnexpectedEOF), nil // a last line without newline is torn
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
 		td, err := unmarshal.UnmarshalTraces([]byte(line))
 		if err != nil {
-			return fmt.Errorf("corrupt line: %w", err)
+			return false, fmt.Errorf("corrupt line: %w", err)
 		}
 		if err := fn(td); err != nil {
-			return err
+			return false, err
 		}
 	}
 }
@@ -234,7 +250,7 @@ func readFile(name string, unmarshal *ptrace.JSONUnmarshaler, fn func(ptrace.Tra
 // repeated an earlier one (at-least-once delivery writes a span again after a crash).
 func CountFiles(dir string) (distinct, duplicates int, err error) {
 	seen := map[SpanKey]int{}
-	err = ReadFiles(dir, func(td ptrace.Traces) error {
+	_, err = ReadFiles(dir, func(td ptrace.Traces) error {
 		for key := range SpanKeys(td) {
 			seen[key]++
 		}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 	"github.com/spanflow/spanflow/internal/otlptest"
@@ -110,6 +112,32 @@ func TestInspect(t *testing.T) {
 	}
 	if code, _, stderr := run("inspect", file); code == 0 || !strings.Contains(stderr, "is a file") {
 		t.Errorf("inspect of a file: exit %d, %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "no span files here") {
+		t.Errorf("inspect of a directory without span files does not say so:\n%s", stdout)
+	}
+
+	// A crash mid-write leaves a torn last line: skipped, and said.
+	td := ptrace.NewTraces()
+	span := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	span.SetTraceID([16]byte{1})
+	span.SetSpanID([8]byte{2})
+	line, err := (&ptrace.JSONMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := t.TempDir()
+	whole := append(append([]byte{}, line...), '\n')
+	if err := os.WriteFile(filepath.Join(store, "spans-1.jsonl"), whole, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(store, "spans-2.jsonl"), append(whole, line[:len(line)/2]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = run("inspect", store)
+	if code != 0 || !strings.Contains(stdout, "spans     2 (distinct 1)") || !strings.Contains(stdout, "files     2") ||
+		!strings.Contains(stdout, "torn      1 file(s)") || !strings.Contains(stdout, "spans-2.jsonl") || strings.Contains(stdout, "spans-1.jsonl") {
+		t.Errorf("inspect of a store with a torn line: exit %d\n%s", code, stdout)
 	}
 }
 

@@ -38,17 +38,26 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s\n  traces    %d\n  spans     %d (distinct %d)\n  services  %d: %v\n", dir, s.traces, s.spans, s.distinct, len(s.services), s.services)
+	fmt.Fprintf(stdout, "%s\n  files     %d\n  traces    %d\n  spans     %d (distinct %d)\n  services  %d: %v\n", dir, s.files, s.traces, s.spans, s.distinct, len(s.services), s.services)
 	if s.spans > 0 {
 		fmt.Fprintf(stdout, "  time      %s … %s\n", s.first.UTC().Format(time.RFC3339), s.last.UTC().Format(time.RFC3339))
+	}
+	if s.files == 0 {
+		fmt.Fprintln(stdout, "  (no span files here: a store's directory, storage.file.path, holds *.jsonl or *.jsonl.gz)")
+	}
+	if len(s.torn) > 0 {
+		// Not an error: a crash mid-write leaves one, and what it cut was written again.
+		fmt.Fprintf(stdout, "  torn      %d file(s) end in a write a crash cut short, skipped (never acknowledged, so written again): %v\n",
+			len(s.torn), s.torn)
 	}
 	return nil
 }
 
 type storeSummary struct {
-	traces, spans, distinct int
-	services                []string
-	first, last             time.Time
+	files, traces, spans, distinct int
+	torn                           []string
+	services                       []string
+	first, last                    time.Time
 }
 
 // summarize reads every file of a file store.
@@ -57,7 +66,7 @@ func summarize(dir string) (storeSummary, error) {
 	traces := map[[16]byte]bool{}
 	seen := map[store.SpanKey]bool{}
 	services := map[string]bool{}
-	err := store.ReadFiles(dir, func(td ptrace.Traces) error {
+	stats, err := store.ReadFiles(dir, func(td ptrace.Traces) error {
 		rss := td.ResourceSpans()
 		for i := range rss.Len() {
 			if svc, ok := rss.At(i).Resource().Attributes().Get("service.name"); ok {
@@ -88,5 +97,6 @@ func summarize(dir string) (storeSummary, error) {
 	}
 	slices.Sort(s.services)
 	s.traces, s.distinct = len(traces), len(seen)
+	s.files, s.torn = stats.Files, stats.Torn
 	return s, err
 }
