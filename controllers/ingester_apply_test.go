@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -218,6 +219,50 @@ func TestASharedConsumerGroupIsReported(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(condition(g, a, spanflowv1alpha1.ConditionDegraded).Reason).NotTo(Equal(spanflowv1alpha1.ReasonConsumerGroupShared))
 	}, eventually, poll).Should(Succeed())
+}
+
+// TestAForgedGroupInStatusIsCorrected: the consumer group in use is what the Deployment's
+// pods consume as. A status written by hand with another group (or lost in a restore) does
+// not hold the Ingester at ConsumerGroupChanged: it is corrected, and spec changes still go.
+func TestAForgedGroupInStatusIsCorrected(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "forged")
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.ConsumerGroup).To(Equal(key.Namespace + "/forged"))
+	}, eventually, poll).Should(Succeed())
+	forged := client.MergeFrom(ing.DeepCopy())
+	ing.Status.ConsumerGroup = "someone-elses"
+	g.Expect(k8sClient.Status().Patch(ctx, ing, forged)).To(Succeed())
+
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.BatchSize = 77 })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.ConsumerGroup).To(Equal(key.Namespace + "/forged"))
+		g.Expect(ing.Status.ObservedGeneration).To(Equal(ing.Generation))
+		var cm corev1.ConfigMap
+		g.Expect(k8sClient.Get(ctx, key, &cm)).To(Succeed())
+		g.Expect(loadConfig(t, cm.Data[configFileName]).Processing.BatchSize).To(Equal(77))
+	}, eventually, poll).Should(Succeed())
+	g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Reason).NotTo(Equal(spanflowv1alpha1.ReasonConsumerGroupChanged))
+}
+
+// TestANamespaceBeingDeletedIsNotAFailure: while its namespace is deleted, an Ingester's
+// objects go before it does; the API server refuses to make them again, and that is not
+// ApplyFailed (nor a warning event), only the end.
+func TestANamespaceBeingDeletedIsNotAFailure(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "leaving")
+	g.Expect(k8sClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: key.Namespace}})).To(Succeed())
+	// envtest runs no namespace controller: delete the Deployment as it would.
+	g.Expect(k8sClient.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, key, &appsv1.Deployment{})).To(MatchError(ContainSubstring("not found")))
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).NotTo(Equal(spanflowv1alpha1.ReasonApplyFailed), c.Message)
+	}, "4s", "250ms").Should(Succeed())
 }
 
 // TestSameCluster: brokers in common make a cluster in common; a short Service name is

@@ -99,6 +99,15 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, secretErr // the API server failed us, not the user
 	}
 	obs.secretErr = secretErr
+	current, err := r.currentDeployment(ctx, &ing)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if current != nil {
+		obs.previousReplicas = current.Spec.Replicas
+	}
+	stored := ing.DeepCopy() // the status as the API server has it, for the write below
+	recordGroupInUse(&ing, current)
 	obs.problem = checkSpec(&ing, r.PodPolicy)
 	if obs.problem == nil {
 		conflict, err := r.conflicts(ctx, &ing)
@@ -109,13 +118,6 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			obs.problem = &specProblem{reason: spanflowv1alpha1.ReasonResourceConflict, err: conflict}
 		}
 	}
-	current, err := r.currentDeployment(ctx, &ing)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if current != nil {
-		obs.previousReplicas = current.Spec.Replicas
-	}
 	if secretErr == nil {
 		obs.lag = r.Lag.Observe(kafkaTargetOf(&ing, secrets))
 	}
@@ -124,7 +126,9 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	// Paused by the user, or the new spec cannot run: the running pods are better left on
 	// their last good config.
-	changeNothing := ing.Spec.Paused || secretErr != nil || obs.problem != nil
+	// Being deleted (with the foreground propagation, or its namespace going): what is
+	// gone is not made again.
+	changeNothing := ing.Spec.Paused || secretErr != nil || obs.problem != nil || ing.DeletionTimestamp != nil
 
 	// target is the Ingester as the builders and the status see it: with autoscaling, its
 	// replicas and parallelism are the autoscaler's.
@@ -151,6 +155,11 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		obs.deployment = current
 	} else {
 		obs.deployment, obs.applyErr = r.apply(ctx, target, secrets.digests(referencedSecrets(target)))
+		if apierrors.HasStatusCause(obs.applyErr, corev1.NamespaceTerminatingCause) {
+			// The namespace is being deleted, the Ingester with it: not a failure to report.
+			logger.V(1).Info("Not applying: the namespace is being deleted")
+			return ctrl.Result{}, nil
+		}
 		obs.applied = obs.applyErr == nil
 	}
 	if obs.problem != nil {
@@ -158,7 +167,7 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	status := desiredStatus(target, obs)
-	if err := r.writeStatus(ctx, &ing, status); err != nil {
+	if err := r.writeStatus(ctx, stored, status); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.Autoscaler.Record(target, status)
@@ -306,6 +315,19 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 		return nil, nil
 	}
 	return &dep, nil
+}
+
+// recordGroupInUse corrects, in memory, the consumer group the Ingester's status records
+// to the one its Deployment's pods consume as, when the Deployment says. A status written
+// by hand, or lost, would otherwise hold the Ingester at ConsumerGroupChanged for good, or
+// let a changed spec move the running pods to a new group. The next status write keeps it.
+func recordGroupInUse(ing *spanflowv1alpha1.Ingester, current *appsv1.Deployment) {
+	if current == nil {
+		return
+	}
+	if group := current.Annotations[consumerGroupAnnotation]; group != "" {
+		ing.Status.ConsumerGroup = group
+	}
 }
 
 // conflicts names the objects the Ingester would apply that exist but are not controlled

@@ -33,7 +33,12 @@ const (
 	// podTemplateHashAnnotation on the pod template changes with the config and with the
 	// referenced Secrets, so that a change of either rolls the pods.
 	podTemplateHashAnnotation = "spanflow.dev/config-hash"
-	containerName             = "ingester"
+	// consumerGroupAnnotation on the Deployment names the consumer group its pods consume
+	// as: what the operator knows of the group in use without trusting the Ingester's
+	// status, which anyone with access to the status subresource can write and a restore
+	// from backup drops.
+	consumerGroupAnnotation = "spanflow.dev/consumer-group"
+	containerName           = "ingester"
 )
 
 // Volumes the operator mounts into the ingester pods.
@@ -97,7 +102,8 @@ func consumerGroup(ing *spanflowv1alpha1.Ingester) string {
 }
 
 // groupInUse is the consumer group the Ingester's pods run in: the one recorded in its
-// status when it was first applied, or the one its spec names before that.
+// status when it was first applied (see recordGroupInUse), or the one its spec names
+// before that.
 func groupInUse(ing *spanflowv1alpha1.Ingester) string {
 	if ing.Status.ConsumerGroup != "" {
 		return ing.Status.ConsumerGroup
@@ -532,6 +538,7 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 
 	return appsv1ac.Deployment(ingesterObjectName(ing), ing.Namespace).
 		WithLabels(objectLabels(ing)).
+		WithAnnotations(map[string]string{consumerGroupAnnotation: consumerGroup(ing)}).
 		WithOwnerReferences(ownerReference(ing)).
 		WithSpec(appsv1ac.DeploymentSpec().
 			WithReplicas(desiredReplicas(ing)).
