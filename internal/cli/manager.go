@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/controllers"
 	"github.com/spanflow/spanflow/controllers/autoscale"
+	"github.com/spanflow/spanflow/internal/metricsauth"
 	"github.com/spanflow/spanflow/internal/version"
 )
 
@@ -35,6 +37,8 @@ func Scheme() *runtime.Scheme {
 func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("manager", "Run the operator: reconcile Ingester resources into the Deployments that run\n'spanflow ingest'. Uses the in-cluster config or $KUBECONFIG.", stderr)
 	metricsAddr := fs.String("metrics-bind-address", ":8080", "address of the operator's /metrics endpoint; \"0\" disables it")
+	metricsSecure := fs.Bool("metrics-secure", false, "serve /metrics over HTTPS to callers with a bearer token the API server accepts whose user may get the non-resource URL /metrics (needs create on tokenreviews and subjectaccessreviews)")
+	metricsCertDir := fs.String("metrics-cert-dir", "", "with --metrics-secure: directory of the serving certificate, tls.crt and tls.key, reloaded when they change (default: a self-signed one)")
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one of several operator replicas reconciles")
 	leaderElectionNamespace := fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
@@ -47,6 +51,9 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	logOpts := logFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *metricsCertDir != "" && !*metricsSecure {
+		return errors.New("--metrics-cert-dir is for --metrics-secure")
 	}
 	if *kafkaInterval <= 0 {
 		return fmt.Errorf("--kafka-poll-interval must be positive, not %s", *kafkaInterval)
@@ -67,10 +74,19 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 			}
 		}
 	}
+	metricsOptions := metricsserver.Options{BindAddress: *metricsAddr}
+	if *metricsSecure {
+		metricsOptions.SecureServing = true
+		metricsOptions.CertDir = *metricsCertDir
+		metricsOptions.FilterProvider = metricsauth.FilterProvider
+		// HTTP/1.1 only: HTTP/2's stream resets let a client make the server work for
+		// nothing (CVE-2023-44487), and a scrape gains nothing from HTTP/2.
+		metricsOptions.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        Scheme(),
 		Cache:                         cacheOptions,
-		Metrics:                       metricsserver.Options{BindAddress: *metricsAddr},
+		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        *probeAddr,
 		LeaderElection:                *leaderElect,
 		LeaderElectionID:              *leaderElectionID,
@@ -101,7 +117,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	logger.Info("Starting the spanflow operator", "version", version.Describe(), "ingesterImage", *ingesterImage, "watchNamespaces", *watchNamespaces,
-		"allowPrivilegedPods", *allowPrivileged, "allowServiceAccount", *allowServiceAccount)
+		"allowPrivilegedPods", *allowPrivileged, "allowServiceAccount", *allowServiceAccount, "metricsSecure", *metricsSecure)
 	return mgr.Start(ctx)
 }
 

@@ -5,10 +5,12 @@ package chart
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -449,6 +451,114 @@ spec:
 		t.Error("the Secret's password appears in the manager's logs")
 	}
 	// The chart's RBAC covers everything the manager did, leader election's events included.
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Error("the manager was refused something by the chart's RBAC")
+	}
+}
+
+// TestSecureMetrics installs the chart with metrics.secure and runs the manager under its
+// ServiceAccount: /metrics is HTTPS, refused without a token and to a ServiceAccount
+// without the chart's metrics-reader ClusterRole, and served to one bound to it (so the
+// chart grants the manager the token and access reviews it needs).
+func TestSecureMetrics(t *testing.T) {
+	const name = "secm"
+	out, objs := renderRelease(t, name, "values-secure-metrics.yaml")
+	path := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := kubectlAdmin("apply", "--server-side", "-f", path); err != nil {
+		t.Fatalf("installing the rendered chart: %v\n%s", err, res)
+	}
+	sa := find(objs, "ServiceAccount", namespace)[0].GetName()
+	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{
+		Name:   "system:serviceaccount:" + namespace + ":" + sa,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	})
+	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
+	metricsAddr := testenv.FreeAddr(t)
+	var args []string
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		switch {
+		case strings.HasPrefix(a, "--metrics-bind-address="):
+			a = "--metrics-bind-address=" + metricsAddr
+		case strings.HasPrefix(a, "--health-probe-bind-address="):
+			a = "--health-probe-bind-address=" + testenv.FreeAddr(t)
+		}
+		args = append(args, a)
+	}
+	if !slices.Contains(args, "--metrics-secure") {
+		t.Fatalf("metrics.secure does not reach the manager: %v", args)
+	}
+	logs := &lockedBuffer{}
+	testproc.Start(t, testproc.Spanflow, logs, []string{"KUBECONFIG=" + kubeconfigPath, "POD_NAMESPACE=" + namespace}, args...)
+	defer func() {
+		if t.Failed() {
+			t.Logf("manager output:\n%s", logs.String())
+		}
+	}()
+
+	token := func(sa string) string {
+		if res, err := kubectlAdmin("create", "serviceaccount", "-n", namespace, sa); err != nil {
+			t.Fatalf("%v\n%s", err, res)
+		}
+		res, err := kubectlAdmin("create", "token", "-n", namespace, sa)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, res)
+		}
+		return strings.TrimSpace(res)
+	}
+	prometheus, stranger := token("prometheus"), token("stranger")
+	if res, err := kubectlAdmin("create", "clusterrolebinding", "prometheus-reads-spanflow",
+		"--clusterrole="+name+"-spanflow-metrics-reader", "--serviceaccount="+namespace+":prometheus"); err != nil {
+		t.Fatalf("%v\n%s", err, res)
+	}
+
+	// The certificate is self-signed (no metrics.certSecretName): not verified, as the
+	// chart's ServiceMonitor does not.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	get := func(token string) (int, string, error) {
+		req, err := http.NewRequest(http.MethodGet, "https://"+metricsAddr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body, err := get(prometheus)
+		if err == nil && code == http.StatusOK {
+			if !strings.Contains(body, "# TYPE controller_runtime_") {
+				t.Errorf("the metrics served are not the operator's:\n%.500s", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reader never got the metrics: %d %q %v", code, body, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for who, tok := range map[string]string{"no token": "", "a ServiceAccount not bound to the reader role": stranger} {
+		code, body, err := get(tok)
+		if err != nil || (code != http.StatusUnauthorized && code != http.StatusForbidden) || strings.Contains(body, "controller_runtime") {
+			t.Errorf("%s: %d %v\n%.300s", who, code, err, body)
+		}
+	}
+	if resp, err := client.Get("http://" + metricsAddr + "/metrics"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the metrics are served over plain HTTP too")
+		}
+	}
 	if strings.Contains(logs.String(), "forbidden") {
 		t.Error("the manager was refused something by the chart's RBAC")
 	}
