@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -75,7 +76,7 @@ func checkCell(t *testing.T, scenario string, cell simCell) {
 func BenchmarkAutoscalingSimulation(b *testing.B) {
 	var out strings.Builder
 	for i := range b.N {
-		for _, m := range simMatrices() {
+		for _, m := range slices.Concat(simMatrices(), simSlowPodMatrices()) {
 			if i == 0 {
 				out.WriteString("\n" + m.name + ":\n" + simMatrix(m))
 			}
@@ -93,7 +94,8 @@ func BenchmarkAutoscalingSimulation(b *testing.B) {
 // TestSimulationTrace prints the decisions of one cell, to see why the policy did what it
 // did: SIM_WORLD="3 s in flight" SIM_SCENARIO=diurnal go test -run TestSimulationTrace -v
 // ./controllers/autoscale/ (SIM_MATRIX names another matrix: "24 partitions, an hour",
-// "dealt as kafka-go's range balancer").
+// "dealt as kafka-go's range balancer", "one slow pod", "one slow pod, 24 partitions, an
+// hour").
 // Skipped without them.
 func TestSimulationTrace(t *testing.T) {
 	world, scenario := os.Getenv("SIM_WORLD"), os.Getenv("SIM_SCENARIO")
@@ -101,7 +103,7 @@ func TestSimulationTrace(t *testing.T) {
 		t.Skip("SIM_WORLD and SIM_SCENARIO name the cell to trace")
 	}
 	matrix := cmp.Or(os.Getenv("SIM_MATRIX"), "matrix")
-	for _, m := range simMatrices() {
+	for _, m := range slices.Concat(simMatrices(), simSlowPodMatrices()) {
 		for _, w := range m.worlds {
 			for _, sc := range m.scenarios {
 				if m.name == matrix && w.name == world && sc.name == scenario {
