@@ -490,10 +490,12 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 				st.pause = ewma(st.pause, pl.Pause)
 			}
 		}
-		st.speeds = learnSpeeds(st.speeds, lag.pods, in.now)
-		reported, ok := fromReports(withoutSlowPods(lag.pods, st.speeds))
-		if ok {
-			st.capacity = st.capacity.blend(reported)
+		st.speeds = learnSpeeds(st.speeds, lag.pods, st.capacity, in.now)
+		_, ok := fromReports(lag.pods)
+		if typical, reported := fromReports(withoutSlowPods(lag.pods, st.speeds)); reported {
+			// The typical pod: only the slow ones reporting (the group down to them) say
+			// nothing of it.
+			st.capacity = st.capacity.blend(typical)
 		}
 		if st.keptCeilings != nil {
 			st.ceilings, st.keptCeilings = ceilingsFromStatus(st.keptCeilings, lag.partitions), nil
@@ -516,9 +518,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 				// rate. (Work waiting is not enough: records in flight to storage wait too.
 				// Nor is a rate measured while the parallelism changed: the pods ran it, by
 				// their reports, before the poll began and through their reports' interval.)
-				scale := perPod / st.meanPodRate(running, consumers)
-				st.capacity.perWorker *= scale
-				st.capacity.ceiling *= scale
+				st = st.slowerBy(perPod / st.meanPodRate(running, consumers))
 			}
 		}
 	} else {

@@ -73,9 +73,11 @@ func reportedCapacity(pl podLoad) (capacity float64, exact bool) {
 // slowMemory. A poll measures when every report shows the same parallelism, run through
 // its whole interval (pods at different parallelisms do different amounts for the same
 // speed); then each pod whose report is exact is compared with the median of the others
-// whose reports are exact (none: nothing to compare with). The result is replaced, never
-// changed in place: states are copied.
-func learnSpeeds(speeds []podSpeed, pods []podLoad, now time.Time) []podSpeed {
+// whose reports are exact, or, when none is (the others nearly idle: a group grown for a
+// slow pod), with typical, the typical pod's model (which leaves out the pods known to be
+// slow, and which idle reports do not lower). The result is replaced, never changed in
+// place: states are copied.
+func learnSpeeds(speeds []podSpeed, pods []podLoad, typical capacityModel, now time.Time) []podSpeed {
 	var out []podSpeed
 	for _, s := range speeds {
 		if _, ok := podNamed(pods, s.pod); ok && now.Sub(s.at) < slowMemory {
@@ -100,13 +102,18 @@ func learnSpeeds(speeds []podSpeed, pods []podLoad, now time.Time) []podSpeed {
 				others = append(others, capacities[j])
 			}
 		}
-		if len(others) == 0 {
+		var median float64
+		switch {
+		case len(others) > 0:
+			slices.Sort(others)
+			median = others[len(others)/2]
+			if len(others)%2 == 0 {
+				median = (others[len(others)/2-1] + median) / 2
+			}
+		case typical.known():
+			median = typical.podRate(pl.Parallelism)
+		default:
 			continue
-		}
-		slices.Sort(others)
-		median := others[len(others)/2]
-		if len(others)%2 == 0 {
-			median = (others[len(others)/2-1] + median) / 2
 		}
 		share := min(capacities[i]/median, 1)
 		own, _ := fromReports([]podLoad{pl})
@@ -133,15 +140,11 @@ func slowest(speeds []podSpeed) (podSpeed, bool) {
 }
 
 // withoutSlowPods is the reports of the pods not known to be slow: what a typical pod
-// does. All of them when every pod is (no typical pod to tell).
+// does. None when only slow pods report (the group down to them).
 func withoutSlowPods(pods []podLoad, speeds []podSpeed) []podLoad {
-	typical := slices.DeleteFunc(slices.Clone(pods), func(pl podLoad) bool {
+	return slices.DeleteFunc(slices.Clone(pods), func(pl podLoad) bool {
 		return slices.ContainsFunc(speeds, func(s podSpeed) bool { return s.pod == pl.Pod && s.slow() })
 	})
-	if len(typical) == 0 {
-		return pods
-	}
-	return typical
 }
 
 // pacedBy is the capacity of the pod that sets the group's pace when a slow pod s may
@@ -184,16 +187,31 @@ func slowText(speeds []podSpeed) string {
 	return fmt.Sprintf("%s does %.0f%% of what the other pods do: sized as if it held the busiest pod's partitions", s.pod, 100*s.share)
 }
 
-// meanPodRate is what consumers pods at parallelism p do on average by the model: the
-// typical pod's rate, the slow pods' their own.
+// meanPodRate is what consumers pods at parallelism p do on average by the models: the
+// slow pods (those that report) their own, the others the typical pod's.
 func (st scaleState) meanPodRate(p, consumers int32) float64 {
-	n := float64(max(consumers, 1))
-	total := n * st.capacity.podRate(p)
+	n := max(consumers, 1)
+	total, counted := 0.0, int32(0)
 	for _, s := range st.speeds {
-		if s.slow() && n > 1 {
-			total += s.model.podRate(p) - st.capacity.podRate(p)
-			n--
+		if s.slow() && counted < n {
+			total += s.model.podRate(p)
+			counted++
 		}
 	}
-	return total / float64(max(consumers, 1))
+	return (total + float64(n-counted)*st.capacity.podRate(p)) / float64(n)
+}
+
+// slowerBy is the state with every pod's model — the typical pod's and the slow pods' —
+// scaled by scale: the group was measured doing less than they say, and the measurement,
+// of the whole group, does not say which pod.
+func (st scaleState) slowerBy(scale float64) scaleState {
+	st.capacity.perWorker *= scale
+	st.capacity.ceiling *= scale
+	speeds := slices.Clone(st.speeds)
+	for i := range speeds {
+		speeds[i].model.perWorker *= scale
+		speeds[i].model.ceiling *= scale
+	}
+	st.speeds = speeds
+	return st
 }

@@ -108,11 +108,11 @@ func TestLearnSpeeds(t *testing.T) {
 	}
 	// reports runs n reports of the pods as change leaves them, and says how many it took
 	// for pod-0 to be slow (0: never), and what is known of it at the end.
-	reports := func(n int, pods func(i int) []podLoad) (int, []podSpeed) {
+	reports := func(n int, pods func(i int) []podLoad, typical capacityModel) (int, []podSpeed) {
 		var speeds []podSpeed
 		first := 0
 		for i := range n {
-			speeds = learnSpeeds(speeds, pods(i), t0.Add(time.Duration(i)*reportInterval))
+			speeds = learnSpeeds(speeds, pods(i), typical, t0.Add(time.Duration(i)*reportInterval))
 			if s, ok := slowest(speeds); ok && s.pod == "pod-0" && first == 0 {
 				first = i + 1
 			}
@@ -129,11 +129,26 @@ func TestLearnSpeeds(t *testing.T) {
 			return pods
 		}
 	}
+	// typical is what the pods above do: 10/s a slot, 1,125/s at most.
+	typical := capacityModel{perWorker: 10, ceiling: 1125, ceilingParallelism: 113, measuredParallelism: 100, highest: 100}
+	// othersIdle is pod-0 finishing rate with busy of its slots and cpu of its CPU, the
+	// others 10/s with 1% of their slots: too idle to say what they can do.
+	othersIdle := func(rate, busy, cpu float64) func(int) []podLoad {
+		return func(int) []podLoad {
+			pods := group(4)
+			for i := 1; i < 4; i++ {
+				pods[i].Busy, pods[i].CPU, pods[i].Rate = 0.01, 0.05, 10
+			}
+			pods[0].Busy, pods[0].CPU, pods[0].Rate = busy, cpu, rate
+			return pods
+		}
+	}
 	cases := []struct {
 		name     string
 		n        int
 		pods     func(i int) []podLoad
-		slowAt   int // 0: never slow
+		typical  capacityModel // zero: nothing known of a typical pod
+		slowAt   int           // 0: never slow
 		checkOut func(t *testing.T, speeds []podSpeed)
 	}{
 		{name: "5× slower: slow at its second report", n: 10, pods: slowBy(4, 0.2), slowAt: 2},
@@ -157,14 +172,10 @@ func TestLearnSpeeds(t *testing.T) {
 			pods[1].Busy, pods[1].CPU = 0.5*off[(i+1)%2], 0.4*off[(i+1)%2]
 			return pods
 		}},
-		{name: "the others too idle to measure: not judged", n: 10, pods: func(int) []podLoad {
-			pods := group(4)
-			for i := 1; i < 4; i++ {
-				pods[i].Busy, pods[i].CPU, pods[i].Rate = 0.01, 0.05, 10
-			}
-			pods[0].Busy, pods[0].CPU, pods[0].Rate = 0.5, 0.4, 100
-			return pods
-		}},
+		{name: "the others too idle to measure, nothing known of a typical pod: not judged", n: 10, pods: othersIdle(100, 0.5, 0.4)},
+		{name: "the others too idle to measure: 5× slower than the typical pod", n: 10, pods: othersIdle(100, 0.5, 0.4), typical: typical, slowAt: 2},
+		{name: "the others too idle to measure: a hot partition's pod is as fast as the typical pod", n: 30,
+			pods: othersIdle(950, 0.95, 0.76), typical: typical},
 		{name: "itself too idle to measure: not judged", n: 10, pods: func(int) []podLoad {
 			pods := group(4)
 			pods[0].Busy, pods[0].CPU, pods[0].Rate = 0.04, 0.04, 4
@@ -219,7 +230,7 @@ func TestLearnSpeeds(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			at, speeds := reports(tc.n, tc.pods)
+			at, speeds := reports(tc.n, tc.pods, tc.typical)
 			if at != tc.slowAt {
 				t.Errorf("slow at report %d, want %d (0: never): %+v", at, tc.slowAt, speeds)
 			}
@@ -281,5 +292,50 @@ func TestPacedBy(t *testing.T) {
 				t.Errorf("%+v at %d: %.1f/s, want %.1f/s", s, p, got, want)
 			}
 		}
+	}
+}
+
+// TestTheSlowPodAloneSaysNothingOfTheOthers: a group down to its slow pod (2/s a slot,
+// 450/s at most), all of its slots busy catching up after a rebalance, consumes 450/s.
+// That is what its own model says: the typical pod's (10/s a slot) stays as it was —
+// neither blended with the slow pod's report nor scaled down by a rate measured of the
+// slow pod alone. Two pods, the typical one and the slow one, each busy at what its
+// model says by its report, but consuming a third less than that between two polls: the
+// measurement is of the group, and both models are scaled alike.
+func TestTheSlowPodAloneSaysNothingOfTheOthers(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	slowModel := capacityModel{perWorker: 2, ceiling: 450, ceilingParallelism: 225, measuredParallelism: 225, highest: 225}
+	state := func() scaleState {
+		return scaleState{firstSample: t0.Add(-5 * time.Minute), settledAt: t0.Add(-time.Minute), parallelismSeenAt: t0.Add(-time.Minute),
+			capacity: capacityModel{perWorker: 10, ceiling: 2250, ceilingParallelism: 225, measuredParallelism: 225, highest: 225},
+			speeds:   []podSpeed{{pod: "pod-0", share: 0.2, model: slowModel, at: t0.Add(-10 * time.Second)}}}
+	}
+	// poll is n pods reporting rates with every slot busy and 90% of their CPU, the group
+	// consuming consumed between the last two polls.
+	poll := func(n int, consumed float64, rates ...float64) scaleInput {
+		lag := reporting(snapshot(int(t0.Unix()), 12, 20000, 20, 3000, 0), n, 225, 0, 1, 0.9, 20000)
+		for i, r := range rates {
+			lag.pods[i].Rate = r
+		}
+		total := consumed
+		lag.lastPoll = pollInterval{since: t0.Add(-10 * time.Second), produceRate: 3000, consumeRate: total, leastBacklog: 1000}
+		lag.consumeRate = total
+		return scaleInput{now: t0, known: true, lag: lag, replicas: int32(n), parallelism: 225, settled: true}
+	}
+	_, st := decideScale(policyBounds(), state(), poll(1, 450, 450))
+	if math.Abs(st.capacity.perWorker-10) > 0.01 || math.Abs(st.capacity.ceiling-2250) > 1 {
+		t.Errorf("the slow pod alone: typical pod %+v, want 10/s a slot and 2,250/s at most", st.capacity)
+	}
+	if s, ok := slowest(st.speeds); !ok || math.Abs(s.model.perWorker-2) > 0.01 {
+		t.Errorf("the slow pod alone: %+v, want it slow at 2/s a slot", st.speeds)
+	}
+	// Both busy: the typical pod's model says 2,250/s, the slow one's 450/s, and so do
+	// their reports; they consume 1,800/s together, 0.67 of it.
+	_, st = decideScale(policyBounds(), state(), poll(2, 1800, 450, 2250))
+	if math.Abs(st.capacity.perWorker-6.67) > 0.05 {
+		t.Errorf("both slower: typical pod %+v, want 6.67/s a slot", st.capacity)
+	}
+	if s, ok := slowest(st.speeds); !ok || math.Abs(s.model.perWorker-1.33) > 0.05 {
+		t.Errorf("both slower: %+v, want the slow pod at 1.33/s a slot", st.speeds)
 	}
 }
