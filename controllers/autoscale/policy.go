@@ -126,8 +126,11 @@ type scaleState struct {
 	// nothing is scaled down before the down window has been watched whole (after an
 	// operator restart, too).
 	lastSample, firstSample time.Time
-	// capacity is what the pods were measured to consume.
+	// capacity is what a typical pod was measured to consume; speeds what is known of
+	// each pod's speed against the others' (see learnSpeeds). Replaced, never changed in
+	// place: states are copied.
 	capacity capacityModel
+	speeds   []podSpeed
 	// pause is how long a rebalance stops the group, as the pods reported it; startup how
 	// long new pods took to be ready. Zero: not seen yet (the defaults apply).
 	pause, startup time.Duration
@@ -414,7 +417,9 @@ type scaleDecision struct {
 //  2. Capacity comes from the pods' load reports (in their commit metadata): the rate each
 //     achieved over the share of its delivery slots and of its CPU it used. Without
 //     reports, the consumption between two polls with work waiting in every partition
-//     counts as capacity; with them, it only corrects an estimate that was too high.
+//     counts as capacity; with them, it only corrects an estimate that was too high. A
+//     pod that does clearly less than the others (a bad node; see learnSpeeds) has a
+//     model of its own, and the group is sized as if it held the busiest pod's partitions.
 //  3. The rate needed is the production rate with headroom plus the backlog above half
 //     the allowed lag, drained within targetLagSeconds (60 s without it).
 //     A partition seen to go no faster while its pod had room (at its ceiling; see
@@ -485,9 +490,12 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 				st.pause = ewma(st.pause, pl.Pause)
 			}
 		}
-		reported, ok := fromReports(lag.pods)
-		if ok {
-			st.capacity = st.capacity.blend(reported)
+		st.speeds = learnSpeeds(st.speeds, lag.pods, st.capacity, in.now)
+		_, ok := fromReports(lag.pods)
+		if typical, reported := fromReports(withoutSlowPods(lag.pods, st.speeds)); reported {
+			// The typical pod: only the slow ones reporting (the group down to them) say
+			// nothing of it.
+			st.capacity = st.capacity.blend(typical)
 		}
 		if st.keptCeilings != nil {
 			st.ceilings, st.keptCeilings = ceilingsFromStatus(st.keptCeilings, lag.partitions), nil
@@ -505,14 +513,12 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 				// Without reports, only once a new parallelism has surely reached the pods.
 				st.capacity = st.capacity.learn(in.parallelism, perPod)
 			case ok && applied && !st.parallelismSeenAt.After(iv.since) && ranThroughout(lag.pods) && allBusy(lag.pods) &&
-				perPod < 0.8*st.capacity.podRate(running):
+				perPod < 0.8*st.meanPodRate(running, consumers):
 				// Busy by their own account and slower than the reports imply: believe the
 				// rate. (Work waiting is not enough: records in flight to storage wait too.
 				// Nor is a rate measured while the parallelism changed: the pods ran it, by
 				// their reports, before the poll began and through their reports' interval.)
-				scale := perPod / st.capacity.podRate(running)
-				st.capacity.perWorker *= scale
-				st.capacity.ceiling *= scale
+				st = st.slowerBy(perPod / st.meanPodRate(running, consumers))
 			}
 		}
 	} else {
@@ -522,6 +528,9 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	}
 
 	figures := lagFigures(b, lag, consumers)
+	if slow := slowText(st.speeds); slow != "" {
+		figures += "; " + slow
+	}
 	lag, capped := lag.withinCeilings(st.ceilings, b, st.quietSince(), in.replicas > 0)
 	if len(capped) > 0 {
 		figures += "; " + cappedText(capped, st.ceilings)
@@ -543,7 +552,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		target = down
 	}
 	consolidating := target.replicas < current.replicas && target.parallelism > current.parallelism &&
-		st.capacity.groupRate(min(target.replicas, partitions), current.parallelism, lag.shape()) < lag.produceRate*headroom
+		st.sizingCapacity().groupRate(min(target.replicas, partitions), current.parallelism, lag.shape()) < lag.produceRate*headroom
 	if consolidating {
 		// Fewer pods with more parallelism each, and the fewer pods would not keep up
 		// before their parallelism rises: raise it first.
@@ -744,7 +753,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	}
 	least := max(minR, 1)
 	ratio := overTarget(b, lag, consumers)
-	c := st.capacity
+	c := st.sizingCapacity()
 	if !c.known() {
 		return unmeasured(b, lag, in, p, least, maxR, consumers, ratio)
 	}

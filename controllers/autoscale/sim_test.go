@@ -49,6 +49,21 @@ type simWorld struct {
 	// reportNoise each load report's busy and CPU shares: what a real topic and a real
 	// pod's measurement do, which a policy must not take for a change of load.
 	jitter, reportNoise float64
+	// slowPod is the speed of the Deployment's first pod against the others', in slots and
+	// CPU alike — a bad node, a noisy neighbour — until slowUntil (0: for good); 0 or 1:
+	// every pod alike. The first pod is the oldest (a scale-down never removes it; after a
+	// scale to zero, the first to start again, as on the same node). Its load reports say
+	// so as the ingester's would: its own busy and CPU shares and its rate.
+	slowPod   float64
+	slowUntil int
+}
+
+// speedOf is the speed of the i-th pod of the Deployment (0: the first) at second t.
+func (w simWorld) speedOf(i, t int) float64 {
+	if i == 0 && w.slowPod > 0 && (w.slowUntil == 0 || t < w.slowUntil) {
+		return w.slowPod
+	}
+	return 1
 }
 
 // simWorlds are the worlds every policy is judged in.
@@ -117,6 +132,38 @@ func simMatrices() []simMatrixSpec {
 	}
 }
 
+// simSlowPodMatrices are the worlds of one pod slower than the others (a bad node, a noisy
+// neighbour), judged apart from the matrices: there the reference never catches up (at its
+// fixed parallelism the slow pod falls behind even on a partition of its own), so fewer
+// changes and half its replica-seconds say little; their goals are in TestSlowPod. A pod
+// 5× slower on 24 partitions, for good or for the first 10 minutes (then as fast as the
+// others; on 12 partitions a pod 5× slower cannot keep up with one partition at the
+// step's or the diurnal peak's production, whatever the size), and 2× slower on 12, also
+// with the noisy world's production and reports.
+func simSlowPodMatrices() []simMatrixSpec {
+	worlds := simWorlds()
+	vary := func(w simWorld, name string, f func(*simWorld)) simWorld {
+		w.name = name
+		f(&w)
+		return w
+	}
+	var hour []simScenario
+	for _, sc := range simScenarios() {
+		sc.seconds = 3600
+		hour = append(hour, sc)
+	}
+	return []simMatrixSpec{
+		{name: "one slow pod, 24 partitions, an hour", scenarios: hour, worlds: []simWorld{
+			vary(worlds[0], "one pod 5× slower", func(w *simWorld) { w.partitions, w.slowPod = 24, 0.2 }),
+			vary(worlds[0], "one pod 5× slower for 10 minutes", func(w *simWorld) { w.partitions, w.slowPod, w.slowUntil = 24, 0.2, 600 }),
+		}},
+		{name: "one slow pod", scenarios: simScenarios(), worlds: []simWorld{
+			vary(worlds[0], "one pod 2× slower", func(w *simWorld) { w.slowPod = 0.5 }),
+			vary(worlds[11], "one pod 2× slower, noisy production and reports", func(w *simWorld) { w.slowPod = 0.5 }),
+		}},
+	}
+}
+
 // simScenario is a production pattern.
 type simScenario struct {
 	name        string
@@ -168,9 +215,10 @@ type simPod struct {
 	name    string
 	readyAt int
 	// consumed is what the pod consumed in each of the last seconds, slots what it could
-	// have at the parallelism it ran then, and parallelism that parallelism, for its
-	// report (which, as the ingester does, counts slot-time at the parallelism in effect).
-	consumed, slots, parallelism []float64
+	// have at the parallelism it ran then, ceiling what its CPU allowed, and parallelism
+	// that parallelism, for its report (which, as the ingester does, counts slot-time at
+	// the parallelism in effect).
+	consumed, slots, ceiling, parallelism []float64
 }
 
 // simResult is what the table reports.
@@ -311,7 +359,8 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		capacity := min(float64(runningP)*w.workerRate, w.podCeiling)
 		for _, i := range ready {
 			pods[i].consumed = append(pods[i].consumed, 0)
-			pods[i].slots = append(pods[i].slots, capacity)
+			pods[i].slots = append(pods[i].slots, capacity*w.speedOf(i, t))
+			pods[i].ceiling = append(pods[i].ceiling, w.podCeiling*w.speedOf(i, t))
 			pods[i].parallelism = append(pods[i].parallelism, float64(runningP))
 		}
 		if t >= pausedUntil && len(ready) > 0 {
@@ -320,7 +369,7 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 				for _, p := range mine {
 					owner[p] = pods[i].name
 				}
-				pods[i].consumed[len(pods[i].consumed)-1] = fill(mine, produced, consumed, capacity, w.partitionCap)
+				pods[i].consumed[len(pods[i].consumed)-1] = fill(mine, produced, consumed, capacity*w.speedOf(i, t), w.partitionCap)
 			}
 		}
 		for i := range parts {
@@ -362,15 +411,15 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 				if from == len(p.consumed) {
 					continue
 				}
-				total, slots, parallelism := 0.0, 0.0, 0.0
+				total, slots, parallelism, ceiling := 0.0, 0.0, 0.0, 0.0
 				for k := from; k < len(p.consumed); k++ {
-					total, slots, parallelism = total+p.consumed[k], slots+p.slots[k], parallelism+p.parallelism[k]
+					total, slots, parallelism, ceiling = total+p.consumed[k], slots+p.slots[k], parallelism+p.parallelism[k], ceiling+p.ceiling[k]
 				}
 				seconds := float64(len(p.consumed) - from)
 				rate := total / seconds
 				off := 1 + w.reportNoise*(2*noise.Float64()-1)
 				rep := &loadreport.Report{Pod: p.name, At: time.Unix(int64(t), 0), Parallelism: runningP, Slots: parallelism / seconds,
-					Busy: min(total/slots*off, 1), CPU: min(rate/w.podCeiling*off, 1), Rate: rate}
+					Busy: min(total/slots*off, 1), CPU: min(rate/(ceiling/seconds)*off, 1), Rate: rate}
 				if rebalanced {
 					rep.Pause = time.Duration(w.rebalance) * time.Second
 				}
@@ -460,9 +509,9 @@ func fill(mine []int, produced, consumed []float64, capacity, partitionCap float
 }
 
 // leastReplicaSeconds is a lower bound of the replica-seconds of any policy that keeps
-// up: every second, the fewest pods whose busiest one (partitions assigned as the
+// up: every second, the fewest pods each of which (partitions assigned as the
 // simulation assigns them, each capped) consumes its share of that second's production
-// at the most the world lets a pod do — no headroom, no backlog, no start or rebalance.
+// at the most the world lets that pod do — no headroom, no backlog, no start or rebalance.
 // Where it is over half the reference's, no policy uses half of the reference's pods and
 // keeps up.
 func leastReplicaSeconds(w simWorld, sc simScenario) int {
@@ -475,7 +524,7 @@ func leastReplicaSeconds(w simWorld, sc simScenario) int {
 		}
 		n := 1
 		for ; n < w.partitions; n++ {
-			busiest := 0.0
+			keeps := true
 			for k := range n {
 				load := 0.0
 				for _, p := range w.partitionsOf(k, n) {
@@ -486,9 +535,9 @@ func leastReplicaSeconds(w simWorld, sc simScenario) int {
 						load += share * r
 					}
 				}
-				busiest = max(busiest, load)
+				keeps = keeps && load <= podMost*w.speedOf(k, t)
 			}
-			if busiest <= podMost {
+			if keeps {
 				break
 			}
 		}
@@ -519,6 +568,8 @@ type spanflowSim struct {
 	state    scaleState
 	// log, if set, is told every decision that changes the size.
 	log func(t int, reason string)
+	// slowPolls counts the polls after which the policy took a pod for slow.
+	slowPolls int
 }
 
 func (s *spanflowSim) name() string { return "spanflow" }
@@ -538,6 +589,9 @@ func (s *spanflowSim) tick(t int, sample offsetSample, dep simDeploymentView) (i
 	d, st := decideScale(s.bounds, s.state, scaleInput{now: sample.at, lag: snap, known: true,
 		replicas: dep.replicas, parallelism: dep.parallelism, settled: dep.settled})
 	s.state = st
+	if _, ok := slowest(st.speeds); ok {
+		s.slowPolls++
+	}
 	if s.log != nil && (d.replicas != dep.replicas || d.parallelism != dep.parallelism || strings.Contains(d.reason, "holding")) {
 		s.log(t, d.reason)
 	}
@@ -629,6 +683,8 @@ func simPolicies(w simWorld, sc simScenario) (*spanflowSim, *kedaSim) {
 type simCell struct {
 	spanflow, reference simResult
 	leastReplicaSeconds int
+	// slowPolls is the polls after which the policy took a pod for slow.
+	slowPolls int
 }
 
 // replicaShare is the policy's replica-seconds as a share of the reference's, and the
@@ -655,7 +711,7 @@ func simTable(w simWorld, scenarios []simScenario) (string, map[string]simCell) 
 		}
 		least := leastReplicaSeconds(w, sc)
 		fmt.Fprintf(&b, "| %s | fewest pods keeping up | | | | %d | | | |\n", sc.name, least)
-		cells[sc.name] = simCell{spanflow: pair[0], reference: pair[1], leastReplicaSeconds: least}
+		cells[sc.name] = simCell{spanflow: pair[0], reference: pair[1], leastReplicaSeconds: least, slowPolls: sf.slowPolls}
 	}
 	return b.String(), cells
 }
