@@ -50,12 +50,12 @@ const groupIndex = "status.consumerGroup"
 // IngesterReconciler reconciles Ingester resources into the objects that run them.
 type IngesterReconciler struct {
 	Client client.Client
-	// SecretReader reads Secrets straight from the API server, so the operator does not
-	// cache every Secret of the cluster; only those Ingesters reference are kept, and read
-	// again only when their resourceVersion changes.
-	SecretReader client.Reader
-	secrets      *secretCache
-	Recorder     recorder.EventRecorder
+	// APIReader reads straight from the API server what the operator does not cache:
+	// Secrets (only those Ingesters reference are kept, and read again only when their
+	// resourceVersion changes), and an Ingester's pods while some are not ready (to say why).
+	APIReader client.Reader
+	secrets   *secretCache
+	Recorder  recorder.EventRecorder
 	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
 	// Lag observes each Ingester's topic and consumer group.
@@ -79,6 +79,7 @@ type IngesterReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile applies the desired objects of one Ingester and records the outcome in its status.
@@ -117,6 +118,9 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		if conflict != nil {
 			obs.problem = &specProblem{reason: spanflowv1alpha1.ReasonResourceConflict, err: conflict}
 		}
+	}
+	if obs.podFailure, err = r.podFailure(ctx, &ing, current); err != nil {
+		return ctrl.Result{}, err
 	}
 	if secretErr == nil {
 		obs.lag = r.Lag.Observe(kafkaTargetOf(&ing, secrets))
@@ -317,6 +321,20 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 	return &dep, nil
 }
 
+// podFailure says why pods of the Ingester's Deployment cannot run, "" when none is
+// failing. The pods are read from the API server, not cached, and only while some are not
+// ready: a healthy Ingester costs nothing.
+func (r *IngesterReconciler) podFailure(ctx context.Context, ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment) (string, error) {
+	if dep == nil || dep.Status.Replicas == 0 || dep.Status.ReadyReplicas >= dep.Status.Replicas {
+		return "", nil
+	}
+	var pods corev1.PodList
+	if err := r.APIReader.List(ctx, &pods, client.InNamespace(ing.Namespace), client.MatchingLabels(selectorLabels(ing))); err != nil {
+		return "", fmt.Errorf("listing the ingester pods: %w", err)
+	}
+	return podFailures(pods.Items), nil
+}
+
 // recordGroupInUse corrects, in memory, the consumer group the Ingester's status records
 // to the one its Deployment's pods consume as, when the Deployment says. A status written
 // by hand, or lost, would otherwise hold the Ingester at ConsumerGroupChanged for good, or
@@ -504,7 +522,7 @@ func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		func(obj client.Object) []string { return []string{groupInUse(obj.(*spanflowv1alpha1.Ingester))} }); err != nil {
 		return err
 	}
-	r.secrets = newSecretCache(r.Client, r.SecretReader)
+	r.secrets = newSecretCache(r.Client, r.APIReader)
 	if err := mgr.Add(r.Lag); err != nil {
 		return err
 	}

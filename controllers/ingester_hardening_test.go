@@ -119,6 +119,45 @@ func TestPodCreationFailureIsReported(t *testing.T) {
 	}, "5s", poll).Should(Succeed())
 }
 
+// TestFailingPodsAreReported: pods that exist but cannot run (here a crash loop, the
+// ingester's last log line kept as its termination message) make the Ingester Degraded
+// with the ingester's own words, at once rather than after the progress deadline; once the
+// pods run, it is clear again.
+func TestFailingPodsAreReported(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "crashing")
+	dep := getDeployment(g, key.Namespace, key.Name)
+	g.Expect(dep.Spec.Template.Spec.Containers[0].TerminationMessagePolicy).To(Equal(corev1.TerminationMessageFallbackToLogsOnError))
+
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name + "-7d9f-x2x", Labels: dep.Spec.Template.Labels},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: containerName, Image: "spanflow"}}}}
+	g.Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: containerName, RestartCount: 4,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 1m20s"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error",
+			Message: "spanflow ingest: kafka: SASL authentication failed: invalid credentials\n"}}}}
+	g.Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, UnavailableReplicas: 1}
+	g.Expect(k8sClient.Status().Update(ctx, dep)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonPodsFailing))
+		g.Expect(c.Message).To(ContainSubstring("0 of 1 ingester pods are ready; pod crashing-ingester-7d9f-x2x: container ingester: CrashLoopBackOff, exited with 1 (4 restarts): spanflow ingest: kafka: SASL authentication failed"))
+		g.Expect(ing.Status.State).To(Equal(spanflowv1alpha1.ReasonPodsFailing))
+	}, eventually, poll).Should(Succeed())
+
+	pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	pod.Status.ContainerStatuses[0].Ready = true
+	g.Expect(k8sClient.Status().Update(ctx, pod)).To(Succeed())
+	dep = getDeployment(g, key.Namespace, key.Name)
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	g.Expect(k8sClient.Status().Update(ctx, dep)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	}, eventually, poll).Should(Succeed())
+}
+
 // TestStoredMistakesStopNothing: an Ingester stored with a malformed duration (written
 // before the schema refused it: here the schema is loosened to let it in, as an older CRD
 // would) neither stops the operator from reconciling every other Ingester nor goes

@@ -441,6 +441,9 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 		WithPorts(corev1ac.ContainerPort().WithName("admin").WithContainerPort(adminPort).WithProtocol(corev1.ProtocolTCP)).
 		WithLivenessProbe(httpProbe("/healthz", 10)).
 		WithReadinessProbe(httpProbe("/readyz", 5)).
+		// An ingester that exits on an error says why as its last log line: kept as the
+		// termination message, which the Ingester's status quotes (PodsFailing).
+		WithTerminationMessagePolicy(corev1.TerminationMessageFallbackToLogsOnError).
 		WithSecurityContext(containerSecurityContext(tmpl.SecurityContext))
 	if tmpl.ImagePullPolicy != "" {
 		container.WithImagePullPolicy(tmpl.ImagePullPolicy)

@@ -39,6 +39,8 @@ type observation struct {
 	// ignoredReplicas is spec.replicas when it differs from that decision.
 	scale           *autoscale.Decision
 	ignoredReplicas *int32
+	// podFailure says why pods of the Deployment cannot run ("" when none is failing).
+	podFailure string
 	// sharedGroup names the other Ingesters consuming with the same group on the same
 	// Kafka cluster, if any.
 	sharedGroup []string
@@ -181,6 +183,9 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	case dep != nil && podCreationFailure(dep) != "":
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonPodCreationFailed,
 			"The ingester Deployment cannot create pods: "+podCreationFailure(dep))
+	case dep != nil && obs.podFailure != "":
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonPodsFailing,
+			fmt.Sprintf("%d of %d ingester pods are ready; %s", dep.Status.ReadyReplicas, want, obs.podFailure))
 	case stuck:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
 			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))

@@ -159,7 +159,7 @@ func runSuite(m *testing.M) int {
 	}
 	if err := (&IngesterReconciler{
 		Client:         mgr.GetClient(),
-		SecretReader:   mgr.GetAPIReader(),
+		APIReader:      mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  testImage,
 		Lag:            autoscale.NewLagObserver(500*time.Millisecond, 20),

@@ -54,6 +54,10 @@ const (
 	// ReasonPodCreationFailed: the Deployment cannot create pods (admission refused them,
 	// a quota is exhausted, …); the message is the Deployment's.
 	ReasonPodCreationFailed = "PodCreationFailed"
+	// ReasonPodsFailing: ingester pods exist but cannot run: they crash (the message gives
+	// the ingester's last words), are killed for exceeding their memory limit, their image
+	// cannot be pulled, or no node can take them.
+	ReasonPodsFailing = "PodsFailing"
 	// ReasonAutoscaled (event): the autoscaler changed replicas or parallelism.
 	ReasonAutoscaled = "Autoscaled"
 	// ReasonReplicasIgnored (event): spec.replicas changed while autoscaling owns the replicas.

@@ -98,7 +98,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if err := (&controllers.IngesterReconciler{
 		Client:         mgr.GetClient(),
-		SecretReader:   mgr.GetAPIReader(),
+		APIReader:      mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("spanflow"),
 		IngesterImage:  *ingesterImage,
 		Lag:            autoscale.NewLagObserver(*kafkaInterval, 30),
