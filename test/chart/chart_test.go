@@ -359,41 +359,7 @@ func (b *lockedBuffer) String() string {
 // and its Deployment appearing. Then every object in the namespace is searched for the
 // value of a Secret the Ingester uses: it must appear in none.
 func TestInstallAndRun(t *testing.T) {
-	out, objs := render(t)
-	path := filepath.Join(t.TempDir(), "rendered.yaml")
-	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := kubectlAdmin("apply", "--server-side", "-f", path); err != nil {
-		t.Fatalf("installing the rendered chart: %v\n%s", err, res)
-	}
-
-	// The manager's identity: the chart's ServiceAccount.
-	sa := find(objs, "ServiceAccount", namespace)[0].GetName()
-	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{
-		Name:   "system:serviceaccount:" + namespace + ":" + sa,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	})
-
-	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
-	var args []string
-	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
-		// The chart's ports are the pod's; on this machine pick free ones.
-		switch {
-		case strings.HasPrefix(a, "--metrics-bind-address="):
-			a = "--metrics-bind-address=" + testenv.FreeAddr(t)
-		case strings.HasPrefix(a, "--health-probe-bind-address="):
-			a = "--health-probe-bind-address=" + testenv.FreeAddr(t)
-		}
-		args = append(args, a)
-	}
-	logs := &lockedBuffer{}
-	testproc.Start(t, testproc.Spanflow, logs, []string{"KUBECONFIG=" + kubeconfigPath, "POD_NAMESPACE=" + namespace}, args...)
-	defer func() {
-		if t.Failed() {
-			t.Logf("manager output:\n%s", logs.String())
-		}
-	}()
+	_, logs := installAndRunManager(t, release)
 
 	const password = "p4ss-that-must-not-leak-7c1e"
 	secret := filepath.Join(t.TempDir(), "secret.yaml")
@@ -456,13 +422,13 @@ spec:
 	}
 }
 
-// TestSecureMetrics installs the chart with metrics.secure and runs the manager under its
-// ServiceAccount: /metrics is HTTPS, refused without a token and to a ServiceAccount
-// without the chart's metrics-reader ClusterRole, and served to one bound to it (so the
-// chart grants the manager the token and access reviews it needs).
-func TestSecureMetrics(t *testing.T) {
-	const name = "secm"
-	out, objs := renderRelease(t, name, "values-secure-metrics.yaml")
+// installAndRunManager installs the chart rendered for release with the values files
+// (kubectl apply as the administrator) and runs the manager as a process with the chart's
+// args, under the chart's ServiceAccount (so its RBAC is what is tested), on free ports of
+// this machine. It returns the args and the manager's output, logged if the test fails.
+func installAndRunManager(t *testing.T, release string, valuesFiles ...string) ([]string, *lockedBuffer) {
+	t.Helper()
+	out, objs := renderRelease(t, release, valuesFiles...)
 	path := filepath.Join(t.TempDir(), "rendered.yaml")
 	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 		t.Fatal(err)
@@ -470,33 +436,52 @@ func TestSecureMetrics(t *testing.T) {
 	if res, err := kubectlAdmin("apply", "--server-side", "-f", path); err != nil {
 		t.Fatalf("installing the rendered chart: %v\n%s", err, res)
 	}
+
+	// The manager's identity: the chart's ServiceAccount.
 	sa := find(objs, "ServiceAccount", namespace)[0].GetName()
 	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{
 		Name:   "system:serviceaccount:" + namespace + ":" + sa,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
 	})
+
 	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", namespace)[0])
-	metricsAddr := testenv.FreeAddr(t)
 	var args []string
 	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		// The chart's ports are the pod's; on this machine pick free ones.
 		switch {
 		case strings.HasPrefix(a, "--metrics-bind-address="):
-			a = "--metrics-bind-address=" + metricsAddr
+			a = "--metrics-bind-address=" + testenv.FreeAddr(t)
 		case strings.HasPrefix(a, "--health-probe-bind-address="):
 			a = "--health-probe-bind-address=" + testenv.FreeAddr(t)
 		}
 		args = append(args, a)
 	}
-	if !slices.Contains(args, "--metrics-secure") {
-		t.Fatalf("metrics.secure does not reach the manager: %v", args)
-	}
 	logs := &lockedBuffer{}
 	testproc.Start(t, testproc.Spanflow, logs, []string{"KUBECONFIG=" + kubeconfigPath, "POD_NAMESPACE=" + namespace}, args...)
-	defer func() {
+	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("manager output:\n%s", logs.String())
 		}
-	}()
+	})
+	return args, logs
+}
+
+// TestSecureMetrics installs the chart with metrics.secure and runs the manager under its
+// ServiceAccount: /metrics is HTTPS, refused without a token and to a ServiceAccount
+// without the chart's metrics-reader ClusterRole, and served to one bound to it (so the
+// chart grants the manager the token and access reviews it needs).
+func TestSecureMetrics(t *testing.T) {
+	const name = "secm"
+	args, logs := installAndRunManager(t, name, "values-secure-metrics.yaml")
+	if !slices.Contains(args, "--metrics-secure") {
+		t.Fatalf("metrics.secure does not reach the manager: %v", args)
+	}
+	var metricsAddr string
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--metrics-bind-address="); ok {
+			metricsAddr = v
+		}
+	}
 
 	token := func(sa string) string {
 		if res, err := kubectlAdmin("create", "serviceaccount", "-n", namespace, sa); err != nil {
