@@ -1,0 +1,204 @@
+package ingester
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/spanflow/spanflow/ingester/store"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+)
+
+// The Kafka side as users meet it: a topic that grows partitions, retention that deletes
+// what was not read, producers that compress or write in transactions, messages larger than
+// a fetch, and a new group on a topic with a backlog. Spans are counted by their IDs.
+
+// franz returns a franz-go client of the broker, closed when the test ends; opts add to it.
+func franz(t *testing.T, b *kafkatest.Broker, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	c, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(b.Addr)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// produceTo writes the OTLP messages of traces first… (spansPer spans each) to partition p
+// of topic, n of them, with the manual partitioner of c, and waits for every ack.
+func produceTo(t *testing.T, c *kgo.Client, topic string, p int32, first uint64, n, spansPer int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var records []*kgo.Record
+	for _, m := range kafkatest.OTLPProtoMessages(t, first, n, spansPer) {
+		records = append(records, &kgo.Record{Topic: topic, Partition: p, Key: m.Key, Value: m.Value})
+	}
+	if err := c.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteRecords has the broker delete partition p of topic below offset, as retention does.
+func deleteRecords(t *testing.T, c *kgo.Client, topic string, p int32, offset int64) {
+	t.Helper()
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition, rp.Offset = p, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10_000
+	resp, err := req.RequestWith(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if rp.ErrorCode != 0 || rp.LowWatermark != offset {
+				t.Fatalf("deleting records of partition %d below %d: error %d, log start %d", rp.Partition, offset, rp.ErrorCode, rp.LowWatermark)
+			}
+		}
+	}
+}
+
+// wantSpans waits until mem holds every span of traces first…first+n-1 (spansPer spans
+// each).
+func wantSpans(t *testing.T, mem *store.Memory, first uint64, n, spansPer int, timeout time.Duration, what string) {
+	t.Helper()
+	waitFor(t, timeout, what, func() bool {
+		for i := range n {
+			for key := range store.SpanKeys(kafkatest.Traces(first+uint64(i), spansPer)) {
+				if !mem.Has(key) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// TestPartitionsAddedWhileRunning: the topic grows from 2 partitions to 4 while the
+// ingester runs; spans produced to the new partitions at once, before the group has seen
+// them, are stored from their first offset on, and the new partitions are committed to
+// their end.
+func TestPartitionsAddedWhileRunning(t *testing.T) {
+	const topic, group = "growing", "growing"
+	b := kafkatest.Start(t, topic, 2)
+	producer := franz(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produceTo(t, producer, topic, 0, 0, 50, 2)
+	produceTo(t, producer, topic, 1, 50, 50, 2)
+	mem := store.NewMemory()
+	r := startIngester(t, testConfig(b.Addr, topic, group), mem)
+	wantSpans(t, mem, 0, 100, 2, 30*time.Second, "the spans of the first two partitions")
+
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic, rt.Count = topic, 4
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10_000
+	resp, err := req.RequestWith(context.Background(), franz(t, b))
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("adding partitions: %v %+v", err, resp)
+	}
+	producer = franz(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner())) // one that knows the new partitions
+	for p := range int32(4) {
+		produceTo(t, producer, topic, p, 100+uint64(p)*50, 50, 2)
+	}
+	wantSpans(t, mem, 0, 300, 2, 60*time.Second, "the spans of all four partitions")
+	waitFor(t, 30*time.Second, "every partition committed to its end", func() bool {
+		end, committed := b.EndOffsets(t, topic, 4), b.CommittedOffsets(t, group, topic, 4)
+		for p := range 4 {
+			if committed[p] != end[p] {
+				return false
+			}
+		}
+		return true
+	})
+	r.stop(t)
+	distinct, dups := mem.Counts()
+	t.Logf("partitions added: %d distinct spans stored, %d again", distinct, dups)
+}
+
+// TestCommittedOffsetBeforeTheLogStart: the group committed offset 10 of a partition, and
+// retention then deleted the records below 60 before the ingester came back. It goes on
+// from the first record the broker has — it does not wedge, nor jump to the end — says
+// what was lost in an error line.
+func TestCommittedOffsetBeforeTheLogStart(t *testing.T) {
+	const topic, group = "retained", "retained"
+	b := kafkatest.Start(t, topic, 1)
+	admin := franz(t, b)
+	produceTo(t, admin, topic, 0, 0, 100, 2)
+	if err := b.Commit(group, topic, map[int]int64{0: 10}); err != nil {
+		t.Fatal(err)
+	}
+	deleteRecords(t, admin, topic, 0, 60)
+	mem := store.NewMemory()
+	logs := &logRecorder{}
+	r := startIngesterLogging(t, testConfig(b.Addr, topic, group), mem, logs.Logger(t))
+	wantSpans(t, mem, 60, 40, 2, 30*time.Second, "the spans the broker still has")
+	waitFor(t, 30*time.Second, "the offset committed to the end", func() bool { return b.CommittedOffsets(t, group, topic, 1)[0] == 100 })
+	lost := logs.find(func(e logEntry) bool { return e.error && strings.Contains(e.String(), "lost=50") })
+	if len(lost) != 1 {
+		t.Errorf("%d error lines saying 50 records were lost, want 1", len(lost))
+	}
+	r.stop(t)
+	if distinct, _ := mem.Counts(); distinct != 80 {
+		t.Errorf("%d distinct spans stored, want the 80 of offsets 60 to 99", distinct)
+	}
+}
+
+// TestIngestsWhatFranzGoCompressed: franz-go (the Collector's Kafka exporter's client)
+// compresses batches of many records with each codec; every span is stored once.
+func TestIngestsWhatFranzGoCompressed(t *testing.T) {
+	const topic, group, perCodec, spansPer = "franz_compressed", "franz-compressed", 200, 3
+	b := kafkatest.Start(t, topic, partitions)
+	codecs := map[string]kgo.CompressionCodec{"gzip": kgo.GzipCompression(), "snappy": kgo.SnappyCompression(),
+		"lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression()}
+	seq := uint64(0)
+	for name, codec := range codecs {
+		producer := franz(t, b, kgo.ProducerBatchCompression(codec), kgo.ProducerLinger(50*time.Millisecond),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		for p := range int32(partitions) {
+			produceTo(t, producer, topic, p, seq, perCodec/partitions, spansPer)
+			seq += perCodec / partitions
+		}
+		t.Logf("%s: produced", name)
+	}
+	mem := store.NewMemory()
+	r := startIngester(t, testConfig(b.Addr, topic, group), mem)
+	wantSpans(t, mem, 0, int(seq), spansPer, 60*time.Second, "every span of every codec")
+	waitFor(t, 30*time.Second, "the offsets to reach the end", func() bool { return committedToEnd(t, b, group, topic) })
+	r.stop(t)
+	if distinct, dups := mem.Counts(); distinct != int(seq)*spansPer || dups != 0 {
+		t.Errorf("stored %d distinct spans (%d again), want %d once each", distinct, dups, int(seq)*spansPer)
+	}
+}
+
+// TestMessagesLargerThanAFetch: messages of about 400 KiB, each larger than the fetch's
+// maxBytes (here 1 KiB), in batches of several, are read whole — Kafka returns a first
+// batch however large — and none is split or skipped.
+func TestMessagesLargerThanAFetch(t *testing.T) {
+	const topic, group, spansPer = "large", "large", 4000
+	b := kafkatest.Start(t, topic, 1, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	producer := franz(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(8<<20),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(50*time.Millisecond))
+	produceTo(t, producer, topic, 0, 0, 12, spansPer)
+	cfg := testConfig(b.Addr, topic, group)
+	cfg.Kafka.MaxBytes = 1024
+	mem := store.NewMemory()
+	r := startIngester(t, cfg, mem)
+	wantSpans(t, mem, 0, 12, spansPer, 60*time.Second, "every span of the large messages")
+	waitFor(t, 30*time.Second, "the offset committed to the end", func() bool { return b.CommittedOffsets(t, group, topic, 1)[0] == 12 })
+	r.stop(t)
+}
+
+//END
+
+//END
