@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
@@ -129,7 +130,8 @@ func TestPartitionsAddedWhileRunning(t *testing.T) {
 // TestCommittedOffsetBeforeTheLogStart: the group committed offset 10 of a partition, and
 // retention then deleted the records below 60 before the ingester came back. It goes on
 // from the first record the broker has — it does not wedge, nor jump to the end — says
-// what was lost in an error line.
+// what was lost in an error line, and commits past it, so that the loss is not reported
+// again by the next member.
 func TestCommittedOffsetBeforeTheLogStart(t *testing.T) {
 	const topic, group = "retained", "retained"
 	b := kafkatest.Start(t, topic, 1)
@@ -151,6 +153,34 @@ func TestCommittedOffsetBeforeTheLogStart(t *testing.T) {
 	r.stop(t)
 	if distinct, _ := mem.Counts(); distinct != 80 {
 		t.Errorf("%d distinct spans stored, want the 80 of offsets 60 to 99", distinct)
+	}
+}
+
+// TestLossToRetentionIsReportedOnce: retention deleted every record past the group's
+// committed offset, and nothing new came: the ingester reports the loss, and commits past
+// it, so that a restarted member does not report it again.
+func TestLossToRetentionIsReportedOnce(t *testing.T) {
+	const topic, group = "emptied", "emptied"
+	b := kafkatest.Start(t, topic, 1)
+	admin := franz(t, b)
+	produceTo(t, admin, topic, 0, 0, 30, 2)
+	if err := b.Commit(group, topic, map[int]int64{0: 10}); err != nil {
+		t.Fatal(err)
+	}
+	deleteRecords(t, admin, topic, 0, 30)
+	for run := range 2 {
+		logs := &logRecorder{}
+		r := startIngesterLogging(t, testConfig(b.Addr, topic, group), store.NewMemory(), logs.Logger(t))
+		waitFor(t, 10*time.Second, "the partition assigned", func() bool { return scrapeValue(t, r.admin, "spanflow_ingester_partitions_assigned") == 1 })
+		time.Sleep(time.Second) // fetches at the log start, commits on the interval
+		r.stop(t)
+		lost := len(logs.find(func(e logEntry) bool { return e.error && strings.Contains(e.String(), "lost=20") }))
+		if want := 1 - run; lost != want {
+			t.Errorf("run %d: %d error lines saying 20 records were lost, want %d", run, lost, want)
+		}
+	}
+	if committed := b.CommittedOffsets(t, group, topic, 1)[0]; committed != 30 {
+		t.Errorf("committed %d, want the log start 30", committed)
 	}
 }
 
@@ -181,6 +211,55 @@ func TestIngestsWhatFranzGoCompressed(t *testing.T) {
 	}
 }
 
+// TestTransactions: a transactional producer (as Kafka Streams, Connect or MirrorMaker 2
+// with exactly-once write) commits one transaction and aborts another, each ending in a
+// control record. The markers are no messages: nothing is dead-lettered or counted
+// undecodable, and the committed offset reaches the log's end, past the last marker, so
+// that the lag comes back to zero. The ingester reads uncommitted (as kafka-go's Reader,
+// sarama and franz-go do by default): the aborted transaction's spans are stored too.
+func TestTransactions(t *testing.T) {
+	const topic, dlq, group = "txn", "txn-dlq", "txn"
+	b := kafkatest.Start(t, topic, 1, kfake.SeedTopics(1, dlq))
+	producer := franz(t, b, kgo.TransactionalID("spanflow-test"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	transaction := func(first uint64, commit kgo.TransactionEndTry) {
+		if err := producer.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		produceTo(t, producer, topic, 0, first, 10, 2)
+		if err := producer.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	transaction(0, kgo.TryCommit)
+	transaction(10, kgo.TryAbort)
+	transaction(20, kgo.TryCommit)
+
+	mem := store.NewMemory()
+	cfg := testConfig(b.Addr, topic, group)
+	cfg.Processing.DeadLetterTopic = dlq
+	cfg.Processing.OnDecodeError = config.OnDecodeErrorDeadletter
+	r := startIngester(t, cfg, mem)
+	wantSpans(t, mem, 0, 10, 2, 30*time.Second, "the first committed transaction")
+	wantSpans(t, mem, 20, 10, 2, 30*time.Second, "the second committed transaction")
+	end := b.EndOffsets(t, topic, 1)[0]
+	if end != 33 {
+		t.Fatalf("log end %d, want 33: 30 records and 3 markers", end)
+	}
+	waitFor(t, 10*time.Second, "the offset committed past the last marker", func() bool { return b.CommittedOffsets(t, group, topic, 1)[0] == end })
+	if v := scrapeValue(t, r.admin, "spanflow_ingester_decode_errors_total"); v > 0 {
+		t.Errorf("%v decode errors: a marker was read as a message", v)
+	}
+	r.stop(t)
+	if dead := b.ReadAll(t, dlq, 1); len(dead) != 0 {
+		t.Errorf("%d messages dead-lettered", len(dead))
+	}
+	if distinct, _ := mem.Counts(); distinct != 60 {
+		t.Errorf("%d distinct spans stored, want 60: read uncommitted, the aborted transaction's 20 too", distinct)
+	}
+}
+
 // TestMessagesLargerThanAFetch: messages of about 400 KiB, each larger than the fetch's
 // maxBytes (here 1 KiB), in batches of several, are read whole — Kafka returns a first
 // batch however large — and none is split or skipped.
@@ -199,6 +278,42 @@ func TestMessagesLargerThanAFetch(t *testing.T) {
 	r.stop(t)
 }
 
-//END
+// TestANewGroupStartsAtItsInitialOffset: a new group on a topic with a backlog reads it
+// whole with initialOffset earliest (the default: nothing is missed, unlike Jaeger's
+// ingester, whose Kafka clients start at the newest), and with latest only what is produced
+// once it has joined — and a member that stops before anything arrived has committed
+// where it started, so that what is produced meanwhile is read by the next.
+func TestANewGroupStartsAtItsInitialOffset(t *testing.T) {
+	const topic = "backlog"
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 40, 2)...)
+
+	mem := store.NewMemory()
+	r := startIngester(t, testConfig(b.Addr, topic, "earliest"), mem)
+	wantSpans(t, mem, 0, 40, 2, 30*time.Second, "the backlog")
+	r.stop(t)
+
+	cfg := testConfig(b.Addr, topic, "latest")
+	cfg.Kafka.InitialOffset = config.OffsetLatest
+	mem = store.NewMemory()
+	r = startIngester(t, cfg, mem)
+	waitFor(t, 10*time.Second, "the offsets of the new group committed at the end", func() bool {
+		committed := b.CommittedOffsets(t, "latest", topic, partitions)
+		for p, end := range b.EndOffsets(t, topic, partitions) {
+			if committed[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	r.stop(t)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 40, 40, 2)...)
+	r = startIngester(t, cfg, mem)
+	wantSpans(t, mem, 40, 40, 2, 30*time.Second, "what was produced between the two members")
+	r.stop(t)
+	if distinct, _ := mem.Counts(); distinct != 80 {
+		t.Errorf("the group starting at the latest stored %d distinct spans, want only the 80 produced after it started", distinct)
+	}
+}
 
 //END

@@ -384,6 +384,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
 				"from", from, "to", to, "lost", to-from)
 		},
+		passed:  p.pass,
 		leaders: c.leaders}
 	defer fetch.close()
 	reserver, _ := c.chain.(processor.Reserver)

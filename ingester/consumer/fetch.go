@@ -42,6 +42,11 @@ type fetcher struct {
 	// skipped is told of records the broker no longer has (deleted by retention before
 	// they were read): from, to.
 	skipped func(from, to int64)
+	// passed, unless nil, is told of the offset to fetch next when a fetch left nothing
+	// queued, every message before it handed over (see await): the offsets between hold
+	// no message (transaction markers, records deleted), or the partition was read from
+	// nothing.
+	passed func(next, highWatermark int64)
 	// grace is how long past its wait a fetch's answer may take before the fetch is given
 	// up (a broker gone silent without closing the connection); fetchGrace when zero.
 	grace time.Duration
@@ -78,6 +83,8 @@ func (f *fetcher) next(ctx context.Context, maxWait time.Duration, a *arena) (ka
 }
 
 // await waits until a record is queued, with fetches of at most maxWait each, or ctx ends.
+// It is called with every message popped before handed over (in a delivery begun), so
+// that where a fetch leaves nothing queued, passed may be told of the offset reached.
 func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
 	for len(f.queue) == 0 {
 		if err := ctx.Err(); err != nil {
@@ -85,8 +92,15 @@ func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
 		}
 		// Records queued before a failure (a broken batch after good ones) are handed
 		// over first; the failure comes back with the next fetch.
-		if err := f.fill(ctx, maxWait); err != nil && len(f.queue) == 0 {
+		err := f.fill(ctx, maxWait)
+		if len(f.queue) > 0 {
+			break
+		}
+		if err != nil {
 			return err
+		}
+		if f.passed != nil && f.offset >= 0 {
+			f.passed(f.offset, f.highWatermark)
 		}
 	}
 	return nil
@@ -288,6 +302,7 @@ func (f *fetcher) resolve(ctx context.Context) error {
 	} else {
 		f.offset = last
 	}
+	f.highWatermark = last
 	return nil
 }
 
@@ -295,7 +310,7 @@ func (f *fetcher) resolve(ctx context.Context) error {
 // retention deleted before it was read cannot be read); one past the end is fetched again
 // later.
 func (f *fetcher) outOfRange(ctx context.Context) error {
-	first, _, err := f.bounds(ctx)
+	first, last, err := f.bounds(ctx)
 	if err != nil {
 		return err
 	}
@@ -303,7 +318,7 @@ func (f *fetcher) outOfRange(ctx context.Context) error {
 		if f.skipped != nil {
 			f.skipped(f.offset, first)
 		}
-		f.offset = first
+		f.offset, f.highWatermark = first, last
 		return nil
 	}
 	return fmt.Errorf("partition %d: offset %d is past the end of the log: %w", f.partition, f.offset, kafka.OffsetOutOfRange)

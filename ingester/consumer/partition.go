@@ -78,6 +78,17 @@ func (p *partition) abandon(d *processor.Delivery) {
 	p.arenasMu.Unlock()
 }
 
+// pass records that the partition holds no message from the deliveries begun to next
+// (transaction markers, records deleted, or nothing read yet): next is committed once
+// they are finished. At the log's end (highWatermark) nothing is waiting to be read.
+func (p *partition) pass(next, highWatermark int64) {
+	p.tracker.Pass(next)
+	if next >= highWatermark {
+		p.gauges.LagRecords.Set(0)
+		p.gauges.LagSeconds.Set(0)
+	}
+}
+
 func (p *partition) ID() int { return p.id }
 
 func (p *partition) Revoked() <-chan struct{} { return p.revoked }
