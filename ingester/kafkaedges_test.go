@@ -184,6 +184,32 @@ func TestLossToRetentionIsReportedOnce(t *testing.T) {
 	}
 }
 
+// TestCommittedOffsetPastTheLogEnd: the group's committed offset is beyond the log's end
+// (an unclean leader election truncated the log, or it was lost and recreated). The
+// partition is read again from the first record the broker has, with an error line: it
+// does not wait for the log to grow past the offset, which would pass over, unread,
+// every record produced until then.
+func TestCommittedOffsetPastTheLogEnd(t *testing.T) {
+	const topic, group = "truncated", "truncated"
+	b := kafkatest.Start(t, topic, 1)
+	admin := franz(t, b)
+	produceTo(t, admin, topic, 0, 0, 20, 2)
+	if err := b.Commit(group, topic, map[int]int64{0: 50}); err != nil {
+		t.Fatal(err)
+	}
+	mem := store.NewMemory()
+	logs := &logRecorder{}
+	r := startIngesterLogging(t, testConfig(b.Addr, topic, group), mem, logs.Logger(t))
+	wantSpans(t, mem, 0, 20, 2, 30*time.Second, "the spans the log holds, below the committed offset")
+	produceTo(t, admin, topic, 0, 20, 40, 2) // offsets 20 to 59: the log passes 50
+	wantSpans(t, mem, 20, 40, 2, 30*time.Second, "the spans produced since, below the committed offset and past it")
+	waitFor(t, 30*time.Second, "the offset committed to the end", func() bool { return b.CommittedOffsets(t, group, topic, 1)[0] == 60 })
+	if said := logs.find(func(e logEntry) bool { return e.error && strings.Contains(e.String(), "past the end") }); len(said) == 0 {
+		t.Error("no error line says the committed offset was past the log's end")
+	}
+	r.stop(t)
+}
+
 // TestIngestsWhatFranzGoCompressed: franz-go (the Collector's Kafka exporter's client)
 // compresses batches of many records with each codec; every span is stored once.
 func TestIngestsWhatFranzGoCompressed(t *testing.T) {

@@ -384,6 +384,10 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
 				"from", from, "to", to, "lost", to-from)
 		},
+		truncated: func(offset, first, last int64) {
+			p.log.Error(nil, "The offset to read is past the end of the partition's log, which lost records read before (an unclean leader election?); reading it again from the first record the broker has",
+				"offset", offset, "logStart", first, "logEnd", last)
+		},
 		passed:  p.pass,
 		leaders: c.leaders}
 	defer fetch.close()

@@ -604,6 +604,29 @@ func TestFetcherSkipsWhatRetentionDeleted(t *testing.T) {
 	}
 }
 
+// TestFetcherReadsATruncatedLogAgain: an offset past the end of the log (the log lost
+// records read before, in an unclean leader election) is read again from the first record
+// the broker has, and said; it is not waited at until the log grows past it, which would
+// pass over every record produced until then.
+func TestFetcherReadsATruncatedLogAgain(t *testing.T) {
+	const topic = "truncated"
+	b := kafkatest.Start(t, topic, 1)
+	for i := range 5 {
+		b.Produce(t, topic, kafka.Message{Value: fmt.Appendf(nil, "%d", i)})
+	}
+	f := testFetcher(t, b, topic, 0, 50)
+	var said [3]int64
+	f.truncated = func(offset, first, last int64) { said = [3]int64{offset, first, last} }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got := readMessages(ctx, t, f, 5); got != "[0:0 1:1 2:2 3:3 4:4]" {
+		t.Errorf("read %s from a log that ends before the offset", got)
+	}
+	if said != [3]int64{50, 0, 5} {
+		t.Errorf("said %v, want offset 50, log start 0, end 5", said)
+	}
+}
+
 // TestConsumerHandsOverDeliveriesAndCommits runs the consumer against the broker with a
 // chain that finishes every delivery: every message arrives once, in order per partition,
 // and the offsets are committed to the end soon after.
