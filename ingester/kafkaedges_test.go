@@ -150,6 +150,9 @@ func TestCommittedOffsetBeforeTheLogStart(t *testing.T) {
 	if len(lost) != 1 {
 		t.Errorf("%d error lines saying 50 records were lost, want 1", len(lost))
 	}
+	if v := scrapeValue(t, r.admin, "spanflow_ingester_records_lost_total"); v != 50 {
+		t.Errorf("spanflow_ingester_records_lost_total %v, want 50", v)
+	}
 	r.stop(t)
 	if distinct, _ := mem.Counts(); distinct != 80 {
 		t.Errorf("%d distinct spans stored, want the 80 of offsets 60 to 99", distinct)
