@@ -3,6 +3,7 @@ package ingester
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -345,4 +346,39 @@ func TestANewGroupStartsAtItsInitialOffset(t *testing.T) {
 	}
 }
 
-//END
+// TestPartitionsAddedAsTheGroupJoins: partitions are added as the group rebalances,
+// after the leader read the topic's partitions to assign them and before the generation
+// starts, where kafka-go's watcher of partition changes takes its first look: it sees no
+// change, and without a check of its own the ingester would leave the new partitions to no
+// one until the next rebalance.
+func TestPartitionsAddedAsTheGroupJoins(t *testing.T) {
+	const topic, group = "growing", "growing-race"
+	b := kafkatest.Start(t, topic, 2)
+	admin := franz(t, b)
+	var added atomic.Bool
+	b.Cluster.ControlKey(int16(kmsg.SyncGroup), func(kmsg.Request) (kmsg.Response, error, bool) {
+		// The leader's SyncGroup carries the assignment it made of 2 partitions.
+		b.Cluster.DropControl()
+		b.Cluster.SleepControl(func() {
+			req := kmsg.NewPtrCreatePartitionsRequest()
+			rt := kmsg.NewCreatePartitionsRequestTopic()
+			rt.Topic, rt.Count = topic, 4
+			req.Topics = append(req.Topics, rt)
+			req.TimeoutMillis = 10_000
+			if resp, err := req.RequestWith(context.Background(), admin); err != nil || resp.Topics[0].ErrorCode != 0 {
+				t.Errorf("adding partitions: %v %+v", err, resp)
+			}
+			added.Store(true)
+		})
+		return nil, nil, false
+	})
+	mem := store.NewMemory()
+	r := startIngester(t, testConfig(b.Addr, topic, group), mem)
+	waitFor(t, 10*time.Second, "the partitions added", added.Load)
+	producer := franz(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := range int32(4) {
+		produceTo(t, producer, topic, p, uint64(p)*50, 50, 2)
+	}
+	wantSpans(t, mem, 0, 200, 2, 60*time.Second, "the spans of all four partitions")
+	r.stop(t)
+}
