@@ -2,6 +2,10 @@ package ingester
 
 import (
 	"context"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -10,8 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/ingester/fetchwire"
 	"github.com/spanflow/spanflow/ingester/store"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
@@ -68,6 +74,33 @@ func deleteRecords(t *testing.T, c *kgo.Client, topic string, p int32, offset in
 			}
 		}
 	}
+}
+
+// batch is what a record batch's header says.
+type batch struct{ bytes, records, codec int }
+
+// recordBatches returns the record batches of partition p of topic as the broker stores
+// them: whether a producer compressed, and how, shows only there.
+func recordBatches(t *testing.T, b *kafkatest.Broker, topic string, p int) []batch {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := (&fetchwire.Dialer{}).Dial(ctx, b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := conn.Fetch(ctx, fetchwire.FetchRequest{Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 64 << 20, MaxWait: 100 * time.Millisecond}, nil)
+	if err != nil || res.Error != nil {
+		t.Fatal(err, res.Error)
+	}
+	var batches []batch
+	for set := res.Records; len(set) >= 61; { // a batch's header: its length at 8, attributes at 21, records at 57
+		n := 12 + int(binary.BigEndian.Uint32(set[8:]))
+		batches = append(batches, batch{bytes: n, records: int(binary.BigEndian.Uint32(set[57:])), codec: int(set[22] & 7)})
+		set = set[min(n, len(set)):]
+	}
+	return batches
 }
 
 // wantSpans waits until mem holds every span of traces first…first+n-1 (spansPer spans
@@ -222,14 +255,23 @@ func TestIngestsWhatFranzGoCompressed(t *testing.T) {
 	codecs := map[string]kgo.CompressionCodec{"gzip": kgo.GzipCompression(), "snappy": kgo.SnappyCompression(),
 		"lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression()}
 	seq := uint64(0)
-	for name, codec := range codecs {
+	for _, codec := range codecs {
 		producer := franz(t, b, kgo.ProducerBatchCompression(codec), kgo.ProducerLinger(50*time.Millisecond),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		for p := range int32(partitions) {
 			produceTo(t, producer, topic, p, seq, perCodec/partitions, spansPer)
 			seq += perCodec / partitions
 		}
-		t.Logf("%s: produced", name)
+	}
+	// Each partition holds one batch of each codec (in the order the map gave them).
+	for p := range partitions {
+		codecsSeen := map[int]bool{}
+		for _, batch := range recordBatches(t, b, topic, p) {
+			codecsSeen[batch.codec] = true
+		}
+		if len(codecsSeen) != 4 || codecsSeen[0] {
+			t.Fatalf("partition %d holds batches of codecs %v; want gzip, snappy, lz4 and zstd (1 to 4)", p, codecsSeen)
+		}
 	}
 	mem := store.NewMemory()
 	r := startIngester(t, testConfig(b.Addr, topic, group), mem)
@@ -381,4 +423,51 @@ func TestPartitionsAddedAsTheGroupJoins(t *testing.T) {
 	}
 	wantSpans(t, mem, 0, 200, 2, 60*time.Second, "the spans of all four partitions")
 	r.stop(t)
+}
+
+// TestBatchesLargerThanAFetchCutIntoDeliveries: kcat (librdkafka) writes batches of many
+// records, compressed; with a fetch's maxBytes far below a batch each fetch brings one
+// batch whole, and deliveries of a few spans cut each batch into many: every span is
+// stored once, and the offset reaches the end.
+func TestBatchesLargerThanAFetchCutIntoDeliveries(t *testing.T) {
+	kcat := lookKcat(t)
+	const topic, group, messages, spansPer = "batched", "batched", 600, 3
+	b := kafkatest.Start(t, topic, 1)
+	var m ptrace.JSONMarshaler
+	var lines []string
+	for i := range messages {
+		data, err := m.MarshalTraces(kafkatest.Traces(uint64(i), spansPer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(data))
+	}
+	input := filepath.Join(t.TempDir(), "spans.jsonl")
+	if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(kcat, "-P", "-b", b.Addr, "-t", topic, "-p", "0", "-z", "zstd",
+		"-X", "acks=all", "-X", "linger.ms=500", "-l", input).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat produce: %v\n%s", err, out)
+	}
+
+	cfg := testConfig(b.Addr, topic, group)
+	cfg.Encoding = config.EncodingOTLPJSON
+	cfg.Kafka.MaxBytes = 4096
+	if batches := recordBatches(t, b, topic, 0); len(batches) == 0 || batches[0].codec != 4 || batches[0].bytes <= cfg.Kafka.MaxBytes || batches[0].records < 100 {
+		t.Fatalf("kcat wrote batches %+v; want zstd (4) ones of many records, larger than a fetch", batches)
+	}
+	cfg.Processing.BatchSize = 10
+	mem := store.NewMemory()
+	r := startIngester(t, cfg, mem)
+	wantSpans(t, mem, 0, messages, spansPer, 60*time.Second, "every span")
+	waitFor(t, 30*time.Second, "the offset committed to the end", func() bool { return b.CommittedOffsets(t, group, topic, 1)[0] == messages })
+	perDelivery := scrapeValue(t, r.admin, "spanflow_ingester_delivery_messages_sum") / scrapeValue(t, r.admin, "spanflow_ingester_delivery_messages_count")
+	r.stop(t)
+	distinct, dups := mem.Counts()
+	if distinct != messages*spansPer || dups != 0 {
+		t.Errorf("stored %d distinct spans (%d again), want %d once each", distinct, dups, messages*spansPer)
+	}
+	t.Logf("deliveries of %.1f messages on average", perDelivery)
 }
