@@ -518,6 +518,15 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 			p.gauges.LagSeconds.Set(time.Since(last.Time).Seconds())
 		}
 		d := processor.NewDelivery(p, msgs)
+		if d.First() < p.begun {
+			// The log is read again from an earlier offset (it was truncated). A partition's
+			// deliveries are tracked, and their bytes held, by their first offsets, in order:
+			// those in flight are finished first.
+			giveBack()
+			if p.tracker.Wait(genCtx) != nil {
+				return
+			}
+		}
 		p.begin(d, backing)
 		if slot != nil {
 			err = slot.Start(procCtx, d)
