@@ -280,6 +280,7 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 	c.setMissingTopic(nil)
 	assignments := gen.Assignments[c.s.Kafka.Topic]
 	finished := make(chan struct{}, 1)
+	gen.Start(func(ctx context.Context) { c.checkAssignment(ctx, gen.GroupID) })
 	gen.Start(func(ctx context.Context) {
 		parts := make(map[int]*partition, len(assignments))
 		for _, a := range assignments {
@@ -327,6 +328,75 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 			}
 		}
 	})
+}
+
+// assignmentCheckDelay is how long after a generation starts its assignment is checked
+// against the topic's partitions: past kafka-go's first look at them (see checkAssignment).
+const assignmentCheckDelay = 5 * time.Second
+
+// checkAssignment returns, ending the generation so that the group rebalances, if
+// assignmentCheckDelay after it started some partition of the topic is assigned to no
+// member of the group; otherwise when the generation ends. kafka-go's watcher of partition
+// changes compares the topic with what it saw as the generation started, not with what the
+// leader assigned before: partitions added in between (as the group rebalances) would be
+// read by no one until the next rebalance, for days maybe.
+func (c *Consumer) checkAssignment(ctx context.Context, group string) {
+	for sleep(ctx, assignmentCheckDelay) == nil {
+		missing, err := c.unassigned(ctx, group)
+		switch {
+		case err != nil:
+			c.log.V(1).Info("Could not check the group's assignment; checking again", "error", err.Error())
+			continue
+		case len(missing) > 0:
+			c.log.Info("Partitions of the topic are assigned to no member of the group (added as it rebalanced); rebalancing",
+				"partitions", missing)
+			return
+		}
+		<-ctx.Done()
+	}
+}
+
+// unassigned returns the partitions of the topic that no member of the group is assigned.
+func (c *Consumer) unassigned(ctx context.Context, group string) ([]int, error) {
+	topic := c.s.Kafka.Topic
+	meta, err := c.leaders.metadata(ctx, topic, true) // the client's may be seconds old
+	if err != nil {
+		return nil, err
+	}
+	desc, err := c.client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return nil, err
+	}
+	assigned := map[int]bool{}
+	for _, g := range desc.Groups {
+		if g.Error != nil {
+			return nil, g.Error
+		}
+		if g.GroupState != "Stable" {
+			return nil, fmt.Errorf("the group is %s", g.GroupState)
+		}
+		for _, m := range g.Members {
+			for _, t := range m.MemberAssignments.Topics {
+				if t.Topic == topic {
+					for _, id := range t.Partitions {
+						assigned[id] = true
+					}
+				}
+			}
+		}
+	}
+	var missing []int
+	for _, t := range meta.Topics {
+		if t.Name == topic && t.Error == nil {
+			for _, p := range t.Partitions {
+				if !assigned[p.ID] {
+					missing = append(missing, p.ID)
+				}
+			}
+		}
+	}
+	slices.Sort(missing)
+	return missing, nil
 }
 
 // learn keeps the running average of spans per message from a finished delivery.
@@ -381,9 +451,15 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 	k := c.s.Kafka
 	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: k.MaxBytes, offset: p.start,
 		skipped: func(from, to int64) {
+			c.m.RecordsLost.Add(float64(to - from))
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",
 				"from", from, "to", to, "lost", to-from)
 		},
+		truncated: func(offset, first, last int64) {
+			p.log.Error(nil, "The offset to read is past the end of the partition's log, which lost records read before (an unclean leader election?); reading it again from the first record the broker has",
+				"offset", offset, "logStart", first, "logEnd", last)
+		},
+		passed:  p.pass,
 		leaders: c.leaders}
 	defer fetch.close()
 	reserver, _ := c.chain.(processor.Reserver)
@@ -442,6 +518,15 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 			p.gauges.LagSeconds.Set(time.Since(last.Time).Seconds())
 		}
 		d := processor.NewDelivery(p, msgs)
+		if d.First() < p.begun {
+			// The log is read again from an earlier offset (it was truncated). A partition's
+			// deliveries are tracked, and their bytes held, by their first offsets, in order:
+			// those in flight are finished first.
+			giveBack()
+			if p.tracker.Wait(genCtx) != nil {
+				return
+			}
+		}
 		p.begin(d, backing)
 		if slot != nil {
 			err = slot.Start(procCtx, d)

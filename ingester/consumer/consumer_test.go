@@ -604,6 +604,130 @@ func TestFetcherSkipsWhatRetentionDeleted(t *testing.T) {
 	}
 }
 
+// TestFetcherReadsATruncatedLogAgain: an offset past the end of the log (the log lost
+// records read before, in an unclean leader election) is read again from the first record
+// the broker has, and said; it is not waited at until the log grows past it, which would
+// pass over every record produced until then.
+func TestFetcherReadsATruncatedLogAgain(t *testing.T) {
+	const topic = "truncated"
+	b := kafkatest.Start(t, topic, 1)
+	for i := range 5 {
+		b.Produce(t, topic, kafka.Message{Value: fmt.Appendf(nil, "%d", i)})
+	}
+	f := testFetcher(t, b, topic, 0, 50)
+	var said [3]int64
+	f.truncated = func(offset, first, last int64) { said = [3]int64{offset, first, last} }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got := readMessages(ctx, t, f, 5); got != "[0:0 1:1 2:2 3:3 4:4]" {
+		t.Errorf("read %s from a log that ends before the offset", got)
+	}
+	if said != [3]int64{50, 0, 5} {
+		t.Errorf("said %v, want offset 50, log start 0, end 5", said)
+	}
+}
+
+// TestATruncatedLogIsReadAgainOnceTheDeliveriesBeforeAreDone: the log is found to end
+// before the fetch offset (truncated) while the deliveries of the offsets it lost are in
+// flight. The deliveries of the log read again, from its start, repeat their offsets:
+// they are handed over only once those before are finished (a partition's deliveries are
+// tracked, and their bytes held, by their first offset), and the offset is then committed
+// to the log's end.
+func TestATruncatedLogIsReadAgainOnceTheDeliveriesBeforeAreDone(t *testing.T) {
+	const topic, group = "truncated-in-flight", "truncated-in-flight"
+	b := kafkatest.Start(t, topic, 1)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 6, 1)...)
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k.CommitInterval = config.Duration(50 * time.Millisecond)
+	held := make(chan *processor.Delivery, 100)
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		d.Spans = len(d.Messages)
+		held <- d // finished by the test
+		return nil
+	})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := New(Settings{Kafka: k, DeliverySpans: 100, DeliveryBytes: 1 << 20, Linger: 10 * time.Millisecond, DrainTimeout: time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	// Deliveries of two messages each, none finished.
+	var before []*processor.Delivery
+	for n := 0; n < 6; {
+		select {
+		case d := <-held:
+			before = append(before, d)
+			n += len(d.Messages)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first deliveries were not handed over")
+		}
+	}
+	// The next fetch, at 6, is out of range, and the log ends at 4.
+	var listed atomic.Int32
+	b.Cluster.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		if listed.Add(1) > 2 { // kafka-go asks for the first offset, then for the end
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		resp.SetVersion(req.GetVersion())
+		for _, rt := range req.(*kmsg.ListOffsetsRequest).Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition, sp.Offset, sp.Timestamp = rp.Partition, 4, -1
+				if rp.Timestamp == -2 {
+					sp.Offset = 0
+				}
+				sp.OldStyleOffsets = []int64{sp.Offset}
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	answerOneFetch(b, topic, kerr.OffsetOutOfRange.Code, 4, nil)
+	select {
+	case d := <-held:
+		t.Fatalf("offsets %d to %d handed over again while those read before are in flight", d.First(), d.Last())
+	case <-time.After(2 * time.Second):
+	}
+	if listed.Load() == 0 {
+		t.Fatal("the fetch out of range did not happen")
+	}
+	for i := len(before) - 1; i >= 0; i-- {
+		before[i].Partition.Done(before[i])
+	}
+	var again []*processor.Delivery
+	for n := 0; n < 6; {
+		select {
+		case d := <-held:
+			again = append(again, d)
+			n += len(d.Messages)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the log was not read again")
+		}
+	}
+	if again[0].First() != 0 {
+		t.Errorf("read again from %d, want 0", again[0].First())
+	}
+	for i := len(again) - 1; i >= 0; i-- {
+		again[i].Partition.Done(again[i])
+	}
+	waitAllCommitted(t, b, topic, group, 1, 10*time.Second, "the deliveries of the log read again were not committed")
+}
+
 // TestConsumerHandsOverDeliveriesAndCommits runs the consumer against the broker with a
 // chain that finishes every delivery: every message arrives once, in order per partition,
 // and the offsets are committed to the end soon after.

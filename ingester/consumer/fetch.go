@@ -42,6 +42,14 @@ type fetcher struct {
 	// skipped is told of records the broker no longer has (deleted by retention before
 	// they were read): from, to.
 	skipped func(from, to int64)
+	// truncated is told of an offset past the end of the log (the log lost records read
+	// before: an unclean leader election), and of the log's first offset and end.
+	truncated func(offset, first, last int64)
+	// passed, unless nil, is told of the offset to fetch next when a fetch left nothing
+	// queued, every message before it handed over (see await): the offsets between hold
+	// no message (transaction markers, records deleted), or the partition was read from
+	// nothing.
+	passed func(next, highWatermark int64)
 	// grace is how long past its wait a fetch's answer may take before the fetch is given
 	// up (a broker gone silent without closing the connection); fetchGrace when zero.
 	grace time.Duration
@@ -78,6 +86,8 @@ func (f *fetcher) next(ctx context.Context, maxWait time.Duration, a *arena) (ka
 }
 
 // await waits until a record is queued, with fetches of at most maxWait each, or ctx ends.
+// It is called with every message popped before handed over (in a delivery begun), so
+// that where a fetch leaves nothing queued, passed may be told of the offset reached.
 func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
 	for len(f.queue) == 0 {
 		if err := ctx.Err(); err != nil {
@@ -85,8 +95,15 @@ func (f *fetcher) await(ctx context.Context, maxWait time.Duration) error {
 		}
 		// Records queued before a failure (a broken batch after good ones) are handed
 		// over first; the failure comes back with the next fetch.
-		if err := f.fill(ctx, maxWait); err != nil && len(f.queue) == 0 {
+		err := f.fill(ctx, maxWait)
+		if len(f.queue) > 0 {
+			break
+		}
+		if err != nil {
 			return err
+		}
+		if f.passed != nil && f.offset >= 0 {
+			f.passed(f.offset, f.highWatermark)
 		}
 	}
 	return nil
@@ -288,25 +305,34 @@ func (f *fetcher) resolve(ctx context.Context) error {
 	} else {
 		f.offset = last
 	}
+	f.highWatermark = last
 	return nil
 }
 
-// outOfRange moves a fetch offset the broker no longer has to the first it has (what
-// retention deleted before it was read cannot be read); one past the end is fetched again
-// later.
+// outOfRange moves a fetch offset the broker no longer has to the first it has: what
+// retention deleted before it was read cannot be read, and an offset past the end of the
+// log means that the log lost records read before (an unclean leader election truncated
+// it): whatever it holds now may never have been read, and waiting for it to grow past
+// the offset would pass over, unread, every record produced until then.
 func (f *fetcher) outOfRange(ctx context.Context) error {
-	first, _, err := f.bounds(ctx)
+	first, last, err := f.bounds(ctx)
 	if err != nil {
 		return err
 	}
-	if f.offset < first {
+	switch {
+	case f.offset < first:
 		if f.skipped != nil {
 			f.skipped(f.offset, first)
 		}
-		f.offset = first
-		return nil
+	case f.offset > last:
+		if f.truncated != nil {
+			f.truncated(f.offset, first, last)
+		}
+	default: // the log grew or moved since the fetch: fetched again
+		return fmt.Errorf("partition %d: offset %d: %w", f.partition, f.offset, kafka.OffsetOutOfRange)
 	}
-	return fmt.Errorf("partition %d: offset %d is past the end of the log: %w", f.partition, f.offset, kafka.OffsetOutOfRange)
+	f.offset, f.highWatermark = first, last
+	return nil
 }
 
 // bounds returns the partition's first offset and its end.

@@ -25,6 +25,9 @@ type partition struct {
 	log     logr.Logger
 	// committed is the offset last committed; only the committer touches it.
 	committed int64
+	// begun is one past the last offset of the deliveries begun, or passed; only the
+	// partition's loop touches it.
+	begun int64
 	// revoked is closed when the generation that assigned the partition ends.
 	revoked <-chan struct{}
 	// finished wakes the committer (buffered; a full channel means a commit is due anyway).
@@ -63,6 +66,7 @@ func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log log
 
 // begin records a delivery about to be handed over, and the arena its messages are in.
 func (p *partition) begin(d *processor.Delivery, backing *arena) {
+	p.begun = d.Last() + 1
 	p.tracker.Begin(d.First(), d.Last())
 	p.arenasMu.Lock()
 	p.arenas[d.First()] = backing
@@ -76,6 +80,18 @@ func (p *partition) abandon(d *processor.Delivery) {
 	p.arenasMu.Lock()
 	delete(p.arenas, d.First())
 	p.arenasMu.Unlock()
+}
+
+// pass records that the partition holds no message from the deliveries begun to next
+// (transaction markers, records deleted, or nothing read yet): next is committed once
+// they are finished. At the log's end (highWatermark) nothing is waiting to be read.
+func (p *partition) pass(next, highWatermark int64) {
+	p.begun = max(p.begun, next)
+	p.tracker.Pass(next)
+	if next >= highWatermark {
+		p.gauges.LagRecords.Set(0)
+		p.gauges.LagSeconds.Set(0)
+	}
 }
 
 func (p *partition) ID() int { return p.id }

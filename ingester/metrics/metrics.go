@@ -25,6 +25,7 @@ type Metrics struct {
 	RejectedSpans prometheus.Counter
 	Splits        prometheus.Counter
 	Abandoned     prometheus.Counter
+	RecordsLost   prometheus.Counter
 	Processing    prometheus.Histogram
 	InFlightMsgs  prometheus.Gauge
 	InFlightBytes prometheus.Gauge
@@ -65,6 +66,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		RejectedSpans: counter("rejected_spans_total", "Spans the backend refused in a partial success; the rest of the request is stored, and they are not sent again."),
 		Splits:        counter("write_splits_total", "Writes refused for good (or for their size) that were split in halves to isolate the refused messages."),
 		Abandoned:     counter("abandoned_total", "Messages left unfinished at shutdown or rebalance; they are read again, not lost."),
+		RecordsLost:   counter("records_lost_total", "Records the broker deleted (retention) before they were read: they cannot be read."),
 		Processing:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "processing_duration_seconds", Help: "Time from handing a delivery (a run of a partition's messages) over to finishing it: written, dead-lettered or skipped.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		Deliveries:    prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "delivery_messages", Help: "Messages per delivery: the runs of a partition's messages written in one storage request.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
 		GroupJoins:    counter("group_joins_total", "Generations of the consumer group this member joined: one per rebalance."),
@@ -81,7 +83,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		paused:          partitionGauge("partition_paused", "1 while the partition is held: storage keeps failing, or a message can be neither written nor dead-lettered."),
 	}
 	reg.MustRegister(m.Messages, m.Bytes, m.Spans, m.DecodeErrors, m.WriteErrors, m.Retries, m.DeadLettered,
-		m.Skipped, m.Empty, m.RejectedSpans, m.Splits, m.Abandoned, m.Processing, m.Deliveries, m.TopicMissing, m.GroupJoins, m.Parallelism,
+		m.Skipped, m.Empty, m.RejectedSpans, m.Splits, m.Abandoned, m.RecordsLost, m.Processing, m.Deliveries, m.TopicMissing, m.GroupJoins, m.Parallelism,
 		m.InFlightMsgs, m.InFlightBytes, m.Commits, m.Partitions,
 		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused)
 	return m

@@ -93,6 +93,23 @@ func (t *Tracker) Done(first int64) bool {
 	return true
 }
 
+// Pass records that no message lies between the deliveries begun and next, the offset the
+// partition is read on from (transaction markers, records deleted, or nothing read yet):
+// once those deliveries are finished, next is committable. Without it a partition whose
+// log ends in a marker would commit the marker's offset, and show a lag of one record,
+// for ever. It must not be called while messages fetched are not yet begun.
+func (t *Tracker) Pass(next int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := len(t.inflight); n > 0 {
+		if from := t.inflight[n-1].last + 1; next > from {
+			t.inflight = append(t.inflight, entry{first: from, last: next - 1, done: true})
+		}
+		return
+	}
+	t.next = max(t.next, next)
+}
+
 // Committable returns the offset to commit (the next one to read), or -1 when no message
 // has finished and no start was known.
 func (t *Tracker) Committable() int64 {

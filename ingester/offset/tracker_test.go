@@ -189,3 +189,37 @@ func TestTrackerRanges(t *testing.T) {
 		t.Errorf("after all: committable %d, want 401", tr.Committable())
 	}
 }
+
+// TestTrackerPassesWhatHoldsNoMessage: offsets with no message after the deliveries begun
+// (a transaction's marker at the log's end, records deleted, a start read from nothing)
+// become committable once the deliveries before them are finished, never before.
+func TestTrackerPassesWhatHoldsNoMessage(t *testing.T) {
+	tr := NewTracker(-1)
+	tr.Pass(40) // started at 40 (latest, or the log start): nothing before it to read
+	if got := tr.Committable(); got != 40 {
+		t.Fatalf("passed to 40 with nothing in flight: committable %d", got)
+	}
+	tr.Begin(40, 49)
+	tr.Begin(50, 52)
+	tr.Pass(54) // offset 53: the commit marker after 50 to 52
+	tr.Pass(54) // an empty fetch at the end again
+	tr.Pass(30) // never back
+	if !tr.Done(50) || tr.Committable() != 40 {
+		t.Fatalf("the delivery at 40 unfinished: committable %d, want 40", tr.Committable())
+	}
+	if got := tr.InFlight(); got != 1 {
+		t.Errorf("InFlight() = %d, want 1: what was passed is not waited for", got)
+	}
+	if !tr.Done(40) || tr.Committable() != 54 {
+		t.Errorf("every delivery finished: committable %d, want 54, past the marker", tr.Committable())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := tr.Wait(ctx); err != nil {
+		t.Errorf("Wait with only what was passed left: %v", err)
+	}
+	tr.Begin(54, 60)
+	if !tr.Done(54) || tr.Committable() != 61 {
+		t.Errorf("a delivery after the marker: committable %d, want 61", tr.Committable())
+	}
+}
