@@ -43,6 +43,7 @@ var alerts = []string{
 	"SpanflowMessagesDeadLettered",
 	"SpanflowOperatorKafkaUnreachable",
 	"SpanflowPartitionPaused",
+	"SpanflowRecordsLostToRetention",
 	"SpanflowSpansRejected",
 }
 
