@@ -1,0 +1,303 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+)
+
+// The tests of this file play the other actors of a real cluster that touch an Ingester's
+// objects: kubectl scale, an HPA or KEDA through the scale subresource, kubectl rollout
+// restart, hand edits, GitOps tools applying the Ingester again and again.
+
+// ownedObjects are the kinds the operator applies for an Ingester with more than one pod.
+func ownedObjects() []client.Object {
+	return []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{}}
+}
+
+// resourceVersions are the resourceVersions of objects named key, in order.
+func resourceVersions(g Gomega, key types.NamespacedName, objects ...client.Object) []string {
+	var rvs []string
+	for _, obj := range objects {
+		g.Expect(k8sClient.Get(context.Background(), key, obj)).To(Succeed())
+		rvs = append(rvs, fmt.Sprintf("%T %s", obj, obj.GetResourceVersion()))
+	}
+	return rvs
+}
+
+// quiet checks, over a few of the suite's 2 s resyncs, that neither the objects nor the
+// Ingester (spec or status) change any more: whatever happened before settled, with no
+// reconcile loop.
+func quiet(g Gomega, ing *spanflowv1alpha1.Ingester, key types.NamespacedName, objects ...client.Object) {
+	var settled []string
+	var ingRV string
+	g.Eventually(func(g Gomega) {
+		a := resourceVersions(g, key, objects...)
+		var cur spanflowv1alpha1.Ingester
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(ing), &cur)).To(Succeed())
+		b := resourceVersions(g, key, objects...)
+		g.Expect(b).To(Equal(a))
+		settled, ingRV = b, cur.ResourceVersion
+	}, eventually, "1s").Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(resourceVersions(g, key, objects...)).To(Equal(settled))
+		var cur spanflowv1alpha1.Ingester
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(ing), &cur)).To(Succeed())
+		g.Expect(cur.ResourceVersion).To(Equal(ingRV), "the Ingester keeps being written")
+	}, "6s", "500ms").Should(Succeed())
+}
+
+// playDeploymentController reports the Deployment's pods as all there and ready.
+func playDeploymentController(g Gomega, key types.NamespacedName) {
+	dep := getDeployment(g, key.Namespace, key.Name)
+	n := ptr.Deref(dep.Spec.Replicas, 1)
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+	g.Expect(k8sClient.Status().Update(context.Background(), dep)).To(Succeed())
+}
+
+// TestScaleSubresourceDrivesReplicas: with the built-in autoscaler off, kubectl scale, an
+// HPA and KEDA (which scales through an HPA, and to zero itself) all write spec.replicas
+// through the scale subresource, as they do a Deployment's; the Deployment follows, the
+// scale's status reports what runs and the selector, and the operator never writes the
+// spec back (which would fight them).
+func TestScaleSubresourceDrivesReplicas(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "hpa")
+
+	_, err := kubectl(t, "scale", "ingester/hpa", "--replicas=3", "-n", key.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](3)))
+		g.Expect(k8sClient.Get(ctx, key, &policyv1.PodDisruptionBudget{})).To(Succeed())
+	}, eventually, poll).Should(Succeed())
+
+	// The HPA: reads the scale, writes spec.replicas on it.
+	hpaScale := func(n int32) {
+		var scale autoscalingv1.Scale
+		g.Expect(k8sClient.SubResource("scale").Get(ctx, ing, &scale)).To(Succeed())
+		scale.Spec.Replicas = n
+		g.Expect(k8sClient.SubResource("scale").Update(ctx, ing, client.WithSubResourceBody(&scale),
+			client.FieldOwner("horizontal-pod-autoscaler"))).To(Succeed())
+	}
+	hpaScale(5)
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](5)))
+	}, eventually, poll).Should(Succeed())
+	playDeploymentController(g, key)
+	g.Eventually(func(g Gomega) {
+		var scale autoscalingv1.Scale
+		g.Expect(k8sClient.SubResource("scale").Get(ctx, ing, &scale)).To(Succeed())
+		g.Expect(scale.Spec.Replicas).To(Equal(int32(5)))
+		g.Expect(scale.Status.Replicas).To(Equal(int32(5)))
+		g.Expect(scale.Status.Selector).To(Equal("app.kubernetes.io/instance=hpa,app.kubernetes.io/name=spanflow-ingester"))
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).Reason).To(Equal(spanflowv1alpha1.ReasonAvailable))
+		g.Expect(ing.Status.Autoscaling).To(BeNil())
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, ownedObjects()...)
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+	g.Expect(ing.Spec.Replicas).To(Equal(ptr.To[int32](5)))
+
+	// KEDA at no activity: zero, and a budget for no pods would only block drains.
+	hpaScale(0)
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](0)))
+		g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, key, &policyv1.PodDisruptionBudget{}))).To(BeTrue())
+	}, eventually, poll).Should(Succeed())
+	playDeploymentController(g, key)
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).Reason).To(Equal(spanflowv1alpha1.ReasonScaledToZero))
+	}, eventually, poll).Should(Succeed())
+}
+
+// autoscaledIngester starts an Ingester with the built-in autoscaler on and waits for its
+// first decision.
+func autoscaledIngester(t *testing.T, g Gomega, name string) (*spanflowv1alpha1.Ingester, types.NamespacedName) {
+	ing := minimalIngester(newNamespace(t), name)
+	ing.Spec.Autoscaling = &spanflowv1alpha1.AutoscalingSpec{Enabled: true, MaxReplicas: ptr.To[int32](3), TargetLagRecords: ptr.To[int64](1000)}
+	g.Expect(k8sClient.Create(context.Background(), ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ing.Namespace, Name: name + "-ingester"}
+	g.Eventually(func(g Gomega) {
+		getDeployment(g, key.Namespace, key.Name)
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Autoscaling).NotTo(BeNil())
+		g.Expect(ing.Status.Lag).NotTo(BeNil())
+	}, eventually, poll).Should(Succeed())
+	return ing, key
+}
+
+// TestScalingAnAutoscaledIngester: with the built-in autoscaler on, kubectl scale and an
+// HPA (or KEDA) write spec.replicas, which the operator ignores: the Deployment keeps the
+// autoscaler's size, the status names the ignored value and a warning event says who owns
+// the replicas. The operator does not write spec.replicas back, so the two do not fight
+// over the Ingester (each write of theirs is only a new ignored value).
+func TestScalingAnAutoscaledIngester(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := autoscaledIngester(t, g, "both")
+	decided := ing.Status.Autoscaling.DesiredReplicas
+	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To(decided)))
+	other := decided%3 + 1 // another size within the bounds
+
+	_, err := kubectl(t, "scale", "ingester/both", fmt.Sprintf("--replicas=%d", other), "-n", key.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Autoscaling.IgnoredReplicas).To(Equal(ptr.To(other)))
+		g.Expect(ing.Status.ObservedGeneration).To(Equal(ing.Generation))
+		var events corev1.EventList
+		g.Expect(k8sClient.List(ctx, &events, client.InNamespace(key.Namespace))).To(Succeed())
+		var messages []string
+		for _, e := range events.Items {
+			if e.Reason == spanflowv1alpha1.ReasonReplicasIgnored && e.Type == corev1.EventTypeWarning {
+				messages = append(messages, e.Message)
+			}
+		}
+		g.Expect(messages).To(ContainElement(ContainSubstring("spec.autoscaling is enabled")))
+	}, eventually, poll).Should(Succeed())
+	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To(decided)))
+	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{})
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+	g.Expect(ing.Spec.Replicas).To(Equal(ptr.To(other)), "the operator wrote spec.replicas")
+	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To(decided)))
+}
+
+// TestRolloutRestartStands: kubectl rollout restart stamps the pod template with an
+// annotation of its own. The operator neither removes it nor writes the Deployment again
+// (it owns only its own fields), and a later spec change keeps it.
+func TestRolloutRestartStands(t *testing.T) {
+	g := NewWithT(t)
+	ing, key := startedIngester(t, g, "restarted")
+	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{})
+
+	_, err := kubectl(t, "rollout", "restart", "deployment/"+key.Name, "-n", key.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	restartedAt := getDeployment(g, key.Namespace, key.Name).Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"]
+	g.Expect(restartedAt).NotTo(BeEmpty())
+	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{})
+	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Template.Annotations).To(HaveKeyWithValue("kubectl.kubernetes.io/restartedAt", restartedAt))
+
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.BatchSize = 300 })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cm corev1.ConfigMap
+		g.Expect(k8sClient.Get(context.Background(), key, &cm)).To(Succeed())
+		g.Expect(loadConfig(t, cm.Data[configFileName]).Processing.BatchSize).To(Equal(300))
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{})
+	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Template.Annotations).To(HaveKeyWithValue("kubectl.kubernetes.io/restartedAt", restartedAt))
+}
+
+// TestHandEditsArePutBackOnce: kubectl edit of the ConfigMap and of the Deployment's
+// fields the operator sets are put back, once — no reconcile loop follows; what the
+// operator does not set (container resources a VPA or a person adds, an extra
+// annotation) stays, and is not fought over either.
+func TestHandEditsArePutBackOnce(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "edited")
+	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{})
+	var cm corev1.ConfigMap
+	g.Expect(k8sClient.Get(ctx, key, &cm)).To(Succeed())
+	rendered := cm.Data[configFileName]
+
+	// kubectl edit: an update under a manager of its own.
+	cm.Data[configFileName] = "kafka: {}\n"
+	g.Expect(k8sClient.Update(ctx, &cm, client.FieldOwner("kubectl-edit"))).To(Succeed())
+	dep := getDeployment(g, key.Namespace, key.Name)
+	dep.Spec.Template.Spec.Containers[0].Image = "someone/else:latest"
+	dep.Spec.Template.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("300Mi")}}
+	dep.Annotations["team"] = "b"
+	g.Expect(k8sClient.Update(ctx, dep, client.FieldOwner("kubectl-edit"))).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, key, &cm)).To(Succeed())
+		g.Expect(cm.Data[configFileName]).To(Equal(rendered))
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Template.Spec.Containers[0].Image).To(Equal(testImage))
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{})
+	dep = getDeployment(g, key.Namespace, key.Name)
+	g.Expect(dep.Spec.Template.Spec.Containers[0].Resources.Requests).To(HaveKey(corev1.ResourceCPU))
+	g.Expect(dep.Annotations).To(HaveKeyWithValue("team", "b"))
+}
+
+// TestClientSideApplyIsPutBack: kubectl apply (client-side) of a changed copy of the
+// Deployment is put back like an edit, once.
+func TestClientSideApplyIsPutBack(t *testing.T) {
+	g := NewWithT(t)
+	ing, key := startedIngester(t, g, "csa")
+	quiet(g, ing, key, &appsv1.Deployment{})
+	out, err := kubectl(t, "get", "deployment", key.Name, "-n", key.Namespace, "-o", "yaml")
+	g.Expect(err).NotTo(HaveOccurred())
+	path := filepath.Join(t.TempDir(), "dep.yaml")
+	g.Expect(os.WriteFile(path, []byte(replaceOnce(t, out, "image: "+testImage, "image: someone/else:1")), 0o600)).To(Succeed())
+	_, err = kubectl(t, "apply", "-f", path)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Template.Spec.Containers[0].Image).To(Equal(testImage))
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, &appsv1.Deployment{})
+}
+
+// TestDeletedObjectsComeBack: each object the operator makes, deleted by hand, is made
+// again at once (the watch of owned objects, not the resync).
+func TestDeletedObjectsComeBack(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing := minimalIngester(newNamespace(t), "deleted")
+	ing.Spec.Replicas = ptr.To[int32](2)
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ing.Namespace, Name: "deleted-ingester"}
+	quiet(g, ing, key, ownedObjects()...)
+	for _, obj := range ownedObjects() {
+		g.Expect(k8sClient.Get(ctx, key, obj)).To(Succeed())
+		uid := obj.GetUID()
+		g.Expect(k8sClient.Delete(ctx, obj)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, key, obj)).To(Succeed())
+			g.Expect(obj.GetUID()).NotTo(Equal(uid))
+			g.Expect(metav1.IsControlledBy(obj, ing)).To(BeTrue())
+		}, "1500ms", poll).Should(Succeed(), "%T", obj)
+	}
+	quiet(g, ing, key, ownedObjects()...)
+	g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+}
+
+func replaceOnce(t *testing.T, s, old, new string) string {
+	t.Helper()
+	i := indexOnce(t, s, old)
+	return s[:i] + new + s[i+len(old):]
+}
+
+func indexOnce(t *testing.T, s, sub string) int {
+	t.Helper()
+	first, n := -1, 0
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			if first < 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%q occurs %d times", sub, n)
+	}
+	return first
+}
