@@ -301,3 +301,26 @@ func indexOnce(t *testing.T, s, sub string) int {
 	}
 	return first
 }
+
+// TestDeploymentScaledByHandWhileAutoscaled: with the built-in autoscaler on, the
+// Deployment's replicas are the autoscaler's, as they are spec.replicas' with it off.
+// kubectl scale deployment (or an HPA or KEDA aimed at the Deployment instead of the
+// Ingester) is put back to the autoscaler's size — not taken as the size to start from,
+// which kept 7 pods on 3 partitions with maxReplicas 3 and a status saying 7 was wanted.
+func TestDeploymentScaledByHandWhileAutoscaled(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := autoscaledIngester(t, g, "handscaled")
+	decided := ing.Status.Autoscaling.DesiredReplicas
+	g.Expect(decided).To(BeNumerically("<=", 3))
+
+	_, err := kubectl(t, "scale", "deployment/"+key.Name, "--replicas=7", "-n", key.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To(decided)))
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{})
+	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To(decided)))
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+	g.Expect(ing.Status.Autoscaling.DesiredReplicas).To(Equal(decided), ing.Status.Autoscaling.Reason)
+}

@@ -143,10 +143,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.Autoscaler.Forget(req.NamespacedName, false)
 	case !changeNothing:
 		in := autoscale.Input{Now: obs.now.Time, Lag: obs.lag, Parallelism: ing.Status.Parallelism,
-			SpecReplicas: desiredReplicas(&ing), SpecParallelism: desiredParallelism(&ing), Settled: settled(current)}
-		if current != nil {
-			in.Deployed = current.Spec.Replicas
-		}
+			SpecReplicas: desiredReplicas(&ing), SpecParallelism: desiredParallelism(&ing), Settled: settled(current),
+			Deployed: replicasGiven(&ing, current)}
 		d := r.Autoscaler.Decide(&ing, in)
 		scaled, obs.scale = d.Changed, &d
 		if spec := desiredReplicas(&ing); spec != d.Replicas {
@@ -333,6 +331,26 @@ func (r *IngesterReconciler) podFailure(ctx context.Context, ing *spanflowv1alph
 		return "", fmt.Errorf("listing the ingester pods: %w", err)
 	}
 	return podFailures(pods.Items), nil
+}
+
+// replicasGiven is the size the autoscaler last gave the Deployment: its spec.replicas
+// while the operator's apply owns them (after an operator restart, too), or else —
+// someone scaled the Deployment itself: kubectl scale deployment, an HPA or KEDA aimed at
+// it — the last decision the status recorded. Someone else's size is drift to put back,
+// not a size to start from (it may exceed maxReplicas or the partitions). Nil before
+// there is a Deployment.
+func replicasGiven(ing *spanflowv1alpha1.Ingester, current *appsv1.Deployment) *int32 {
+	if current == nil {
+		return nil
+	}
+	owned, err := appsv1ac.ExtractDeployment(current, string(FieldOwner))
+	if err == nil && owned.Spec != nil && owned.Spec.Replicas != nil && *owned.Spec.Replicas == ptr.Deref(current.Spec.Replicas, 1) {
+		return current.Spec.Replicas
+	}
+	if a := ing.Status.Autoscaling; a != nil {
+		return ptr.To(a.DesiredReplicas)
+	}
+	return nil
 }
 
 // recordGroupInUse corrects, in memory, the consumer group the Ingester's status records
