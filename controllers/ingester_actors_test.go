@@ -324,3 +324,70 @@ func TestDeploymentScaledByHandWhileAutoscaled(t *testing.T) {
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
 	g.Expect(ing.Status.Autoscaling.DesiredReplicas).To(Equal(decided), ing.Status.Autoscaling.Reason)
 }
+
+// TestGitOpsApplyIsQuiet: a GitOps tool (Argo CD, Flux) applies the Ingester again and
+// again with server-side apply under its own field manager, with or without the fields
+// the API server defaults. Nothing the operator does makes the applied object differ: the
+// generation does not move, the owned objects and the status are not rewritten. A scale
+// subresource write (an HPA) is not undone by an apply that leaves replicas out.
+func TestGitOpsApplyIsQuiet(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	manifests := map[string]string{
+		"bare": fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: bare, namespace: %s}
+spec:
+  kafka: {brokers: [%q], topic: %s}
+`, ns, testBroker, testTopic),
+		"defaulted": fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: defaulted, namespace: %s}
+spec:
+  kafka: {brokers: [%q], topic: %s, initialOffset: earliest}
+  encoding: otlp_proto
+  storage: {type: blackhole}
+  replicas: 2
+  parallelism: 8
+status:
+  replicas: 9
+`, ns, testBroker, testTopic),
+	}
+	apply := func(name string) {
+		path := filepath.Join(t.TempDir(), name+".yaml")
+		g.Expect(os.WriteFile(path, []byte(manifests[name]), 0o600)).To(Succeed())
+		_, err := kubectl(t, "apply", "--server-side", "--field-manager=argocd", "-f", path)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	for _, name := range []string{"bare", "defaulted"} {
+		apply(name)
+		ing := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		key := types.NamespacedName{Namespace: ns, Name: name + "-ingester"}
+		g.Eventually(func(g Gomega) { getDeployment(g, ns, key.Name) }, eventually, poll).Should(Succeed())
+		quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{})
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		generation, rv := ing.Generation, ing.ResourceVersion
+		before := resourceVersions(g, key, &appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{})
+		for range 3 {
+			apply(name)
+		}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Generation).To(Equal(generation))
+		g.Expect(ing.ResourceVersion).To(Equal(rv), "an apply of the same manifest wrote the Ingester")
+		quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{})
+		g.Expect(resourceVersions(g, key, &appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{})).To(Equal(before))
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Replicas).To(BeZero(), "the manifest's status reached the Ingester")
+	}
+
+	// The HPA's replicas stand when the manifest leaves them out.
+	_, err := kubectl(t, "scale", "ingester/bare", "--replicas=3", "-n", ns)
+	g.Expect(err).NotTo(HaveOccurred())
+	apply("bare")
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, ns, "bare-ingester").Spec.Replicas).To(Equal(ptr.To[int32](3)))
+	}, eventually, poll).Should(Succeed())
+	quiet(g, &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bare"}},
+		types.NamespacedName{Namespace: ns, Name: "bare-ingester"}, &appsv1.Deployment{})
+}

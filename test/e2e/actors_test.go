@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/internal/cli"
+	"github.com/spanflow/spanflow/internal/testenv"
+	"github.com/spanflow/spanflow/internal/testproc"
+)
+
+// kubectl runs kubectl against env and fails the test on an error.
+func kubectl(t *testing.T, env *envtest.Environment, args ...string) string {
+	t.Helper()
+	out, stderr, err := env.ControlPlane.KubeCtl().Run(args...)
+	data, _ := io.ReadAll(out)
+	if err != nil {
+		errData, _ := io.ReadAll(stderr)
+		t.Fatalf("kubectl %s: %v %s %s", strings.Join(args, " "), err, data, errData)
+	}
+	return string(data)
+}
+
+// reconciles is the operator's count of Ingester reconciles that did not fail.
+func reconciles(metricsAddr string) int {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	total := 0.0
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, `controller_runtime_reconcile_total{controller="ingester",result="`); ok && !strings.HasPrefix(rest, "error") {
+			_, v, _ := strings.Cut(rest, " ")
+			n, _ := strconv.ParseFloat(v, 64)
+			total += n
+		}
+	}
+	return int(total)
+}
+
+// TestOperatorRestartRollsNothing: a new operator process (an upgrade, a node drain, a
+// crash) renders every Ingester's objects as its predecessor did — the same pod template,
+// the same hash of the configuration and Secrets, the autoscaler starting from the size
+// it left — so no Deployment changes and no pod is replaced, for Ingesters at rest and one
+// in the middle of a rollout.
+func TestOperatorRestartRollsNothing(t *testing.T) {
+	g := NewWithT(t)
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	testenv.StartControllerManager(t, env)
+	c, err := client.New(cfg, client.Options{Scheme: cli.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}})
+	start := func() (*exec.Cmd, string) {
+		metrics := testenv.FreeAddr(t)
+		return testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, "manager", "--ingester-image=spanflow:e2e",
+			"--metrics-bind-address="+metrics, "--health-probe-bind-address=0", "--kafka-poll-interval=1s"), metrics
+	}
+	operator, _ := start()
+	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
+
+	kubectl(t, env, "create", "secret", "generic", "kafka-user", "--from-literal=username=u", "--from-literal=password=p")
+	kubectl(t, env, "create", "secret", "generic", "tempo-token", "--from-literal=token=t")
+	const n = 6
+	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: plain, namespace: default}
+spec:
+  kafka: {brokers: [%[1]q], topic: %[2]s}
+---
+apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: sasl, namespace: default}
+spec:
+  kafka:
+    brokers: [%[1]q]
+    topic: %[2]s
+    sasl: {mechanism: SCRAM-SHA-512, credentialsSecretName: kafka-user}
+  replicas: 2
+---
+apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: otlp, namespace: default}
+spec:
+  kafka: {brokers: [%[1]q], topic: %[2]s}
+  storage:
+    type: otlp
+    otlp:
+      endpoint: tempo:4317
+      headers:
+      - {name: x-scope-orgid, value: shop}
+      - {name: authorization, valueFrom: {name: tempo-token, key: token}}
+      - {name: a-first, value: "1"}
+---
+apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: template, namespace: default}
+spec:
+  kafka: {brokers: [%[1]q], topic: %[2]s}
+  template:
+    resources:
+      requests: {cpu: "0.5", memory: 1Gi}
+      limits: {cpu: 1000m, memory: "2147483648"}
+    env: [{name: GOGC, value: "200"}]
+    podAnnotations: {b: "2", a: "1"}
+    nodeSelector: {disk: ssd, zone: a}
+    tolerations: [{key: dedicated, operator: Exists}]
+---
+apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: auto, namespace: default}
+spec:
+  kafka: {brokers: [%[1]q], topic: %[2]s}
+  autoscaling: {enabled: true, minReplicas: 2, maxReplicas: 4, targetLagRecords: 1000}
+---
+apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: rolling, namespace: default}
+spec:
+  kafka: {brokers: [%[1]q], topic: %[2]s}
+  replicas: 2
+`, broker, topic))
+	// No kubelet: the pods stay pending, every Deployment mid-rollout, and "rolling" in a
+	// second one.
+	g.Eventually(func(g Gomega) {
+		var list spanflowv1alpha1.IngesterList
+		g.Expect(c.List(context.Background(), &list, client.InNamespace("default"))).To(Succeed())
+		g.Expect(list.Items).To(HaveLen(n))
+		for _, ing := range list.Items {
+			g.Expect(ing.Status.ObservedGeneration).To(Equal(ing.Generation), ing.Name)
+			if ing.Name == "auto" { // the autoscaler has figures to decide on
+				g.Expect(ing.Status.Lag).NotTo(BeNil(), ing.Name)
+			}
+		}
+	}, "60s", "200ms").Should(Succeed())
+	g.Expect(updateIngester(c, types.NamespacedName{Namespace: "default", Name: "rolling"}, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Processing.BatchSize = 700
+	})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var list appsv1.ReplicaSetList
+		g.Expect(c.List(context.Background(), &list, client.InNamespace("default"), client.MatchingLabels{"app.kubernetes.io/instance": "rolling"})).To(Succeed())
+		g.Expect(list.Items).To(HaveLen(2))
+	}, "60s", "200ms").Should(Succeed())
+
+	type seen struct {
+		generation int64
+		template   string
+		replicas   int32
+	}
+	snapshot := func(g Gomega) (map[string]seen, int) {
+		var deps appsv1.DeploymentList
+		g.Expect(c.List(context.Background(), &deps, client.InNamespace("default"))).To(Succeed())
+		out := map[string]seen{}
+		for _, d := range deps.Items {
+			template, err := json.Marshal(d.Spec.Template)
+			g.Expect(err).NotTo(HaveOccurred())
+			out[d.Name] = seen{d.Generation, string(template), *d.Spec.Replicas}
+		}
+		var sets appsv1.ReplicaSetList
+		g.Expect(c.List(context.Background(), &sets, client.InNamespace("default"))).To(Succeed())
+		return out, len(sets.Items)
+	}
+	var before map[string]seen
+	var sets int
+	g.Eventually(func(g Gomega) {
+		before, sets = snapshot(g)
+		g.Expect(before).To(HaveLen(n))
+		time.Sleep(3 * time.Second) // a few polls of Kafka and resyncs: nothing moves
+		after, afterSets := snapshot(g)
+		g.Expect(after).To(Equal(before))
+		g.Expect(afterSets).To(Equal(sets))
+	}, "60s", "1s").Should(Succeed())
+
+	_ = operator.Process.Signal(syscall.SIGTERM)
+	_ = operator.Wait()
+	_, metrics := start()
+	g.Eventually(func() int { return reconciles(metrics) }, "60s", "200ms").Should(BeNumerically(">=", 2*n),
+		"the new operator has not reconciled every Ingester")
+	g.Consistently(func(g Gomega) {
+		after, afterSets := snapshot(g)
+		g.Expect(after).To(Equal(before))
+		g.Expect(afterSets).To(Equal(sets))
+	}, "8s", "500ms").Should(Succeed())
+}
