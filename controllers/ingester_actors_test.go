@@ -391,3 +391,40 @@ status:
 	quiet(g, &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bare"}},
 		types.NamespacedName{Namespace: ns, Name: "bare-ingester"}, &appsv1.Deployment{})
 }
+
+// TestARestoredIngesterNamesWhatItsPredecessorLeft: an Ingester restored from a backup
+// (a new UID) beside the objects its predecessor left, still owned by the old UID (envtest
+// has no garbage collector; a cluster's would delete them soon after, and the operator
+// then makes them anew). The operator takes nothing over and says what is in the way,
+// whose it was and what to do — not to rename the Ingester, which would consume the
+// topic again in a new group while the old pods go on.
+func TestARestoredIngesterNamesWhatItsPredecessorLeft(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "restored")
+	old := getDeployment(g, key.Namespace, key.Name)
+	g.Expect(k8sClient.Delete(ctx, ing)).To(Succeed())
+	g.Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)) }, eventually, poll).Should(BeTrue())
+	// Someone's own object of the name, too: that one is not the predecessor's.
+	svc := &corev1.Service{}
+	g.Expect(k8sClient.Get(ctx, key, svc)).To(Succeed())
+	g.Expect(k8sClient.Delete(ctx, svc)).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}})).To(Succeed())
+
+	again := minimalIngester(key.Namespace, "restored")
+	g.Expect(k8sClient.Create(ctx, again)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, again, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonResourceConflict))
+		g.Expect(c.Message).To(ContainSubstring(`ServiceAccount "restored-ingester", ConfigMap "restored-ingester", Deployment "restored-ingester" left by an earlier Ingester named "restored"`))
+		g.Expect(c.Message).To(ContainSubstring("kubectl delete -n %s serviceaccount/restored-ingester configmap/restored-ingester deployment/restored-ingester)", key.Namespace))
+		g.Expect(c.Message).To(ContainSubstring(`not controlled by this Ingester, so the operator leaves them alone: Service "restored-ingester"; rename or delete them`))
+		g.Expect(c.Message).NotTo(ContainSubstring("no ingester pods run"))
+		ready := condition(g, again, spanflowv1alpha1.ConditionReady)
+		g.Expect(ready.Message).NotTo(ContainSubstring("No ingester pods run"))
+	}, eventually, poll).Should(Succeed())
+	dep := getDeployment(g, key.Namespace, key.Name)
+	g.Expect(dep.OwnerReferences).To(Equal(old.OwnerReferences))
+	g.Expect(dep.Generation).To(Equal(old.Generation))
+}

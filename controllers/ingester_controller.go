@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -111,12 +112,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	recordGroupInUse(&ing, current)
 	obs.problem = checkSpec(&ing, r.PodPolicy)
 	if obs.problem == nil {
-		conflict, err := r.conflicts(ctx, &ing)
-		if err != nil {
+		if obs.problem, err = r.conflicts(ctx, &ing); err != nil {
 			return ctrl.Result{}, err
-		}
-		if conflict != nil {
-			obs.problem = &specProblem{reason: spanflowv1alpha1.ReasonResourceConflict, err: conflict}
 		}
 	}
 	if obs.podFailure, err = r.podFailure(ctx, &ing, current); err != nil {
@@ -371,7 +368,7 @@ func recordGroupInUse(ing *spanflowv1alpha1.Ingester, current *appsv1.Deployment
 // it with an owner reference would make it the Ingester's, and deleting the Ingester
 // would delete it. A PodDisruptionBudget counts only when the Ingester may run more than
 // one pod: with one, the operator makes none, and a user's own is not in its way.
-func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha1.Ingester) (conflict, err error) {
+func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha1.Ingester) (*specProblem, error) {
 	type kind struct {
 		name string
 		obj  client.Object
@@ -382,7 +379,8 @@ func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha
 		kinds = append(kinds, kind{"PodDisruptionBudget", &policyv1.PodDisruptionBudget{}})
 	}
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}
-	var taken []string
+	var taken, left, leftRefs []string
+	leftPods := false
 	for _, k := range kinds {
 		err := r.Client.Get(ctx, key, k.obj)
 		if apierrors.IsNotFound(err) {
@@ -391,15 +389,51 @@ func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha
 		if err != nil {
 			return nil, err
 		}
-		if !metav1.IsControlledBy(k.obj, ing) {
+		switch {
+		case metav1.IsControlledBy(k.obj, ing):
+		case leftover(k.obj, ing):
+			left = append(left, fmt.Sprintf("%s %q", k.name, key.Name))
+			leftRefs = append(leftRefs, strings.ToLower(k.name)+"/"+key.Name)
+			leftPods = leftPods || k.name == "Deployment"
+		default:
 			taken = append(taken, fmt.Sprintf("%s %q", k.name, key.Name))
 		}
 	}
-	if len(taken) == 0 {
+	var problems []string
+	if len(left) > 0 {
+		// Renaming the Ingester is no way out here: a new name is a new consumer group
+		// (re-reading the topic) beside the old pods, which go on consuming.
+		problems = append(problems, fmt.Sprintf("%s left by an earlier Ingester named %q (deleted with --cascade=orphan, or restored from a backup) and not controlled by this one: the operator does not take objects over, and the pods of such a Deployment go on consuming, unmanaged; delete them (kubectl delete -n %s %s) and the operator makes them again",
+			strings.Join(left, ", "), ing.Name, ing.Namespace, strings.Join(leftRefs, " ")))
+	}
+	if len(taken) > 0 {
+		problems = append(problems, fmt.Sprintf("not controlled by this Ingester, so the operator leaves them alone: %s; rename or delete them, or give the Ingester another name",
+			strings.Join(taken, ", ")))
+	}
+	if problems == nil {
 		return nil, nil
 	}
-	return fmt.Errorf("not controlled by this Ingester, so the operator leaves them alone: %s; rename or delete them, or give the Ingester another name",
-		strings.Join(taken, ", ")), nil
+	return &specProblem{reason: spanflowv1alpha1.ReasonResourceConflict, err: errors.New(strings.Join(problems, "; ")), unmanagedPods: leftPods}, nil
+}
+
+// leftover is true when obj looks made by the operator for an earlier Ingester of this
+// name: its controller is an Ingester of that name (restored from a backup: the UID is
+// new), or it has none and carries the labels the operator gives such objects (deleted
+// with --cascade=orphan, to which the garbage collector answers by removing the owner
+// references). Labels can be copied: this changes what the status says, never what the
+// operator does.
+func leftover(obj client.Object, ing *spanflowv1alpha1.Ingester) bool {
+	if ref := metav1.GetControllerOf(obj); ref != nil {
+		gv, err := schema.ParseGroupVersion(ref.APIVersion)
+		return err == nil && gv.Group == spanflowv1alpha1.GroupVersion.Group && ref.Kind == "Ingester" && ref.Name == ing.Name
+	}
+	labels := obj.GetLabels()
+	for k, v := range objectLabels(ing) {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // apply server-side applies the desired objects and returns the Deployment as stored.

@@ -15,6 +15,11 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -35,6 +40,105 @@ func kubectl(t *testing.T, env *envtest.Environment, args ...string) string {
 		t.Fatalf("kubectl %s: %v %s %s", strings.Join(args, " "), err, data, errData)
 	}
 	return string(data)
+}
+
+// ingesterCondition is a condition of Ingester default/name, nil when it has none (or no
+// Ingester).
+func ingesterCondition(c client.Client, name, conditionType string) *metav1.Condition {
+	var ing spanflowv1alpha1.Ingester
+	if c.Get(context.Background(), types.NamespacedName{Namespace: "default", Name: name}, &ing) != nil {
+		return nil
+	}
+	return meta.FindStatusCondition(ing.Status.Conditions, conditionType)
+}
+
+// TestARecreatedIngesterAndWhatItsPredecessorLeft: an Ingester deleted with
+// --cascade=orphan (a backup and restore, a move between tools) leaves its Deployment, its
+// pods and the other objects behind, which the garbage collector frees of their owner
+// reference. Created again, the Ingester does not take them over — the operator never
+// adopts what it does not control, and cannot tell its own leftovers from someone's
+// objects with the same name — and says so: they are its predecessor's, their pods still
+// consume unmanaged, and deleting them (not renaming the Ingester, which would consume
+// the topic a second time in a new group) lets it make them again.
+func TestARecreatedIngesterAndWhatItsPredecessorLeft(t *testing.T) {
+	c, env, _, _ := startOperator(t)
+	const manifest = `apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: kept, namespace: default}
+spec:
+  kafka: {brokers: ["127.0.0.1:1"], topic: spans}
+  replicas: 2
+`
+	kubectlApply(t, env, manifest)
+	key := types.NamespacedName{Namespace: "default", Name: "kept-ingester"}
+	var dep appsv1.Deployment
+	eventually(t, 60*time.Second, "the Deployment's two pods", func() bool {
+		return c.Get(context.Background(), key, &dep) == nil && len(ingesterPods(t, c)) == 2
+	})
+	pods := ingesterPods(t, c)
+
+	kubectl(t, env, "delete", "ingester", "kept", "--cascade=orphan")
+	kinds := []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{}}
+	// (The garbage collector answers once it has discovered the CRD's resource.)
+	eventually(t, 120*time.Second, "the Ingester gone and its objects freed of their owner", func() bool {
+		var gone spanflowv1alpha1.Ingester
+		if err := c.Get(context.Background(), types.NamespacedName{Namespace: "default", Name: "kept"}, &gone); !apierrors.IsNotFound(err) {
+			t.Logf("the Ingester is still there: finalizers %v, %v", gone.Finalizers, err)
+			return false
+		}
+		for _, obj := range kinds {
+			if err := c.Get(context.Background(), key, obj); err != nil || len(obj.GetOwnerReferences()) > 0 {
+				t.Logf("%T: %v, owners %v", obj, err, obj.GetOwnerReferences())
+				return false
+			}
+		}
+		return true
+	})
+
+	kubectlApply(t, env, manifest)
+	var degraded *metav1.Condition
+	eventually(t, 60*time.Second, "the new Ingester to report what is in its way", func() bool {
+		degraded = ingesterCondition(c, "kept", spanflowv1alpha1.ConditionDegraded)
+		return degraded != nil && degraded.Reason == spanflowv1alpha1.ReasonResourceConflict
+	})
+	t.Logf("Degraded: %s", degraded.Message)
+	for _, want := range []string{`left by an earlier Ingester named "kept"`, "--cascade=orphan", "go on consuming, unmanaged",
+		"kubectl delete -n default serviceaccount/kept-ingester configmap/kept-ingester service/kept-ingester deployment/kept-ingester poddisruptionbudget/kept-ingester)"} {
+		if !strings.Contains(degraded.Message, want) {
+			t.Errorf("Degraded's message does not say %q: %s", want, degraded.Message)
+		}
+	}
+	if strings.Contains(degraded.Message, "another name") {
+		t.Errorf("Degraded's message suggests another name, which would consume the topic again in a new group: %s", degraded.Message)
+	}
+	ready := ingesterCondition(c, "kept", spanflowv1alpha1.ConditionReady)
+	if strings.Contains(ready.Message, "No ingester pods run") {
+		t.Errorf("Ready says no pods run while the old Deployment's do: %s", ready.Message)
+	}
+	// Not taken over, not changed: the pods are the old ones.
+	var after appsv1.Deployment
+	if err := c.Get(context.Background(), key, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.UID != dep.UID || after.Generation != dep.Generation || len(after.OwnerReferences) > 0 {
+		t.Errorf("the old Deployment was changed: generation %d → %d, owners %v", dep.Generation, after.Generation, after.OwnerReferences)
+	}
+	if got := ingesterPods(t, c); strings.Join(got, ",") != strings.Join(pods, ",") {
+		t.Errorf("pods %v became %v", pods, got)
+	}
+
+	// What the message says to do.
+	_, command, _ := strings.Cut(degraded.Message, "kubectl ")
+	command, _, _ = strings.Cut(command, ")")
+	kubectl(t, env, strings.Fields(command)...)
+	eventually(t, 60*time.Second, "the Ingester's own Deployment", func() bool {
+		var d appsv1.Deployment
+		return c.Get(context.Background(), key, &d) == nil && d.UID != dep.UID && len(d.OwnerReferences) == 1
+	})
+	eventually(t, 30*time.Second, "Degraded to clear", func() bool {
+		d := ingesterCondition(c, "kept", spanflowv1alpha1.ConditionDegraded)
+		return d != nil && d.Reason != spanflowv1alpha1.ReasonResourceConflict
+	})
 }
 
 // reconciles is the operator's count of Ingester reconciles that did not fail.
