@@ -428,3 +428,50 @@ func TestARestoredIngesterNamesWhatItsPredecessorLeft(t *testing.T) {
 	g.Expect(dep.OwnerReferences).To(Equal(old.OwnerReferences))
 	g.Expect(dep.Generation).To(Equal(old.Generation))
 }
+
+// TestResyncOfAFullTemplateWritesNothing: an Ingester whose pod template uses every field
+// costs its resyncs (an operator restart's first reconcile too) no writes, as a minimal
+// one does (TestResyncWritesNothing): what the API server stores of the template — an env
+// var's fieldRef without apiVersion is stored with "v1", and is an atomic struct the apply
+// owns whole — equals what the operator applies, so the Deployment is not applied again
+// (and dry-run first) at every resync.
+func TestResyncOfAFullTemplateWritesNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ing := minimalIngester(ns, "full")
+	ing.Spec.Replicas = ptr.To[int32](2)
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/instance": "full"}}
+	ing.Spec.Template = spanflowv1alpha1.PodTemplate{
+		ImagePullPolicy:  corev1.PullAlways,
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry"}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("0.5"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1000m"), corev1.ResourceMemory: resource.MustParse("2147483648")}},
+		NodeSelector: map[string]string{"disk": "ssd", "arch": "amd64"},
+		Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+			Weight: 50, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "kubernetes.io/hostname", LabelSelector: selector}}}}},
+		Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "spans", Effect: corev1.TaintEffectNoSchedule},
+			{Key: "spot", Operator: corev1.TolerationOpExists}},
+		TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone",
+			WhenUnsatisfiable: corev1.ScheduleAnyway, LabelSelector: selector}},
+		PodAnnotations: map[string]string{"b": "2", "a": "1"},
+		PodLabels:      map[string]string{"team": "x"},
+		Env: []corev1.EnvVar{{Name: "GOGC", Value: "200"},
+			{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+			{Name: "CPUS", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.cpu"}}}},
+		PodSecurityContext: &corev1.PodSecurityContext{FSGroup: ptr.To[int64](2000)},
+		SecurityContext:    &corev1.SecurityContext{RunAsUser: ptr.To[int64](1000)},
+	}
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ns, Name: "full-ingester"}
+	g.Eventually(func(g Gomega) {
+		getDeployment(g, ns, key.Name)
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Lag).NotTo(BeNil(), "the lag observer has not reported yet")
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, ownedObjects()...)
+	writes := managerWritesIn(ns)
+	quiet(g, ing, key, ownedObjects()...)
+	g.Expect(managerWritesIn(ns)-writes).To(BeZero(), "the manager wrote during resyncs of an unchanged Ingester")
+}
