@@ -417,7 +417,7 @@ func TestARestoredIngesterNamesWhatItsPredecessorLeft(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		c := condition(g, again, spanflowv1alpha1.ConditionDegraded)
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonResourceConflict))
-		g.Expect(c.Message).To(ContainSubstring(`ServiceAccount "restored-ingester", ConfigMap "restored-ingester", Deployment "restored-ingester" left by an earlier Ingester named "restored"`))
+		g.Expect(c.Message).To(ContainSubstring(`ServiceAccount "restored-ingester", ConfigMap "restored-ingester", Deployment "restored-ingester" made for an Ingester named "restored" but not controlled by this one (left by an earlier one`))
 		g.Expect(c.Message).To(ContainSubstring("kubectl delete -n %s serviceaccount/restored-ingester configmap/restored-ingester deployment/restored-ingester)", key.Namespace))
 		g.Expect(c.Message).To(ContainSubstring(`not controlled by this Ingester, so the operator leaves them alone: Service "restored-ingester"; rename or delete them`))
 		g.Expect(c.Message).NotTo(ContainSubstring("no ingester pods run"))

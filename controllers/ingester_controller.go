@@ -403,7 +403,7 @@ func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha
 	if len(left) > 0 {
 		// Renaming the Ingester is no way out here: a new name is a new consumer group
 		// (re-reading the topic) beside the old pods, which go on consuming.
-		problems = append(problems, fmt.Sprintf("%s left by an earlier Ingester named %q (deleted with --cascade=orphan, or restored from a backup) and not controlled by this one: the operator does not take objects over, and the pods of such a Deployment go on consuming, unmanaged; delete them (kubectl delete -n %s %s) and the operator makes them again",
+		problems = append(problems, fmt.Sprintf("%s made for an Ingester named %q but not controlled by this one (left by an earlier one, deleted with --cascade=orphan or restored from a backup, or their owner reference removed): the operator does not take objects over, and the pods of such a Deployment go on consuming, unmanaged; delete them (kubectl delete -n %s %s) and the operator makes them again",
 			strings.Join(left, ", "), ing.Name, ing.Namespace, strings.Join(leftRefs, " ")))
 	}
 	if len(taken) > 0 {

@@ -102,7 +102,7 @@ spec:
 		return degraded != nil && degraded.Reason == spanflowv1alpha1.ReasonResourceConflict
 	})
 	t.Logf("Degraded: %s", degraded.Message)
-	for _, want := range []string{`left by an earlier Ingester named "kept"`, "--cascade=orphan", "go on consuming, unmanaged",
+	for _, want := range []string{`made for an Ingester named "kept" but not controlled by this one (left by an earlier one`, "--cascade=orphan", "go on consuming, unmanaged",
 		"kubectl delete -n default serviceaccount/kept-ingester configmap/kept-ingester service/kept-ingester deployment/kept-ingester poddisruptionbudget/kept-ingester)"} {
 		if !strings.Contains(degraded.Message, want) {
 			t.Errorf("Degraded's message does not say %q: %s", want, degraded.Message)
