@@ -15,12 +15,14 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -160,6 +162,29 @@ func reconciles(metricsAddr string) int {
 	return int(total)
 }
 
+// startCluster starts a control plane with the CRDs and kube-controller-manager (with
+// extra arguments); it returns a client, kubectl, and a function that starts the operator
+// as a process with extra manager flags, returning it and its /metrics address.
+func startCluster(t *testing.T, controllerManagerArgs ...string) (client.Client, *envtest.Environment, func(managerArgs ...string) (*exec.Cmd, string)) {
+	t.Helper()
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	testenv.StartControllerManager(t, env, controllerManagerArgs...)
+	c, err := client.New(cfg, client.Options{Scheme: cli.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}})
+	return c, env, func(managerArgs ...string) (*exec.Cmd, string) {
+		metrics := testenv.FreeAddr(t)
+		args := append([]string{"manager", "--ingester-image=spanflow:e2e", "--metrics-bind-address=" + metrics, "--health-probe-bind-address=0"}, managerArgs...)
+		return testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, args...), metrics
+	}
+}
+
 // TestOperatorRestartRollsNothing: a new operator process (an upgrade, a node drain, a
 // crash) renders every Ingester's objects as its predecessor did — the same pod template,
 // the same hash of the configuration and Secrets, the autoscaler starting from the size
@@ -167,23 +192,8 @@ func reconciles(metricsAddr string) int {
 // in the middle of a rollout.
 func TestOperatorRestartRollsNothing(t *testing.T) {
 	g := NewWithT(t)
-	env, cfg, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	testenv.StartControllerManager(t, env)
-	c, err := client.New(cfg, client.Options{Scheme: cli.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigPath := testenv.Kubeconfig(t, env, envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}})
-	start := func() (*exec.Cmd, string) {
-		metrics := testenv.FreeAddr(t)
-		return testproc.Start(t, testproc.Spanflow, nil, []string{"KUBECONFIG=" + kubeconfigPath}, "manager", "--ingester-image=spanflow:e2e",
-			"--metrics-bind-address="+metrics, "--health-probe-bind-address=0", "--kafka-poll-interval=1s"), metrics
-	}
-	operator, _ := start()
+	c, env, start := startCluster(t)
+	operator, _ := start("--kafka-poll-interval=1s")
 	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
 
 	kubectl(t, env, "create", "secret", "generic", "kafka-user", "--from-literal=username=u", "--from-literal=password=p")
@@ -300,7 +310,7 @@ spec:
 
 	_ = operator.Process.Signal(syscall.SIGTERM)
 	_ = operator.Wait()
-	_, metrics := start()
+	_, metrics := start("--kafka-poll-interval=1s")
 	g.Eventually(func() int { return reconciles(metrics) }, "60s", "200ms").Should(BeNumerically(">=", 2*n),
 		"the new operator has not reconciled every Ingester")
 	g.Consistently(func(g Gomega) {
@@ -308,4 +318,92 @@ spec:
 		g.Expect(after).To(Equal(before))
 		g.Expect(afterSets).To(Equal(sets))
 	}, "8s", "500ms").Should(Succeed())
+}
+
+// TestAnHPAScalesAnIngester: the real HorizontalPodAutoscaler controller drives an
+// Ingester through its scale subresource as it drives a Deployment (here by its
+// minReplicas: no metrics API runs), and the Deployment follows. With the built-in
+// autoscaler on, the HPA's write is ignored and said to be, and the two do not fight:
+// the Deployment keeps the autoscaler's size while the HPA goes on syncing.
+func TestAnHPAScalesAnIngester(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	c, env, start := startCluster(t, "--controllers=horizontal-pod-autoscaler-controller", "--horizontal-pod-autoscaler-sync-period=1s")
+	start("--kafka-poll-interval=1s")
+	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
+	hpa := func(name string) string {
+		return fmt.Sprintf(`apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: %[1]s, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: spanflow.dev/v1alpha1, kind: Ingester, name: %[1]s}
+  minReplicas: 3
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+`, name)
+	}
+	get := func(g Gomega, name string) *spanflowv1alpha1.Ingester {
+		var ing spanflowv1alpha1.Ingester
+		g.Expect(c.Get(ctx, types.NamespacedName{Namespace: "default", Name: name}, &ing)).To(Succeed())
+		return &ing
+	}
+
+	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: scaled, namespace: default}
+spec:
+  kafka: {brokers: [%q], topic: %s}
+`, broker, topic)+"---\n"+hpa("scaled"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, "scaled").Spec.Replicas).To(Equal(ptr.To[int32](3)))
+		g.Expect(getDeployment(g, c, "default", "scaled").Spec.Replicas).To(Equal(ptr.To[int32](3)))
+		var h autoscalingv2.HorizontalPodAutoscaler
+		g.Expect(c.Get(ctx, types.NamespacedName{Namespace: "default", Name: "scaled"}, &h)).To(Succeed())
+		g.Expect(h.Status.CurrentReplicas).To(Equal(int32(3)))
+		// Past the bound, it reads the pods' metrics: through the selector the scale
+		// subresource gave it, which it found (no metrics API answers here).
+		active := hpaCondition(h, autoscalingv2.ScalingActive)
+		g.Expect(active).NotTo(BeNil())
+		g.Expect(active.Reason).NotTo(Equal("InvalidSelector"), active.Message)
+	}, "60s", "200ms").Should(Succeed())
+
+	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: both, namespace: default}
+spec:
+  kafka: {brokers: [%q], topic: %s}
+  autoscaling: {enabled: true, maxReplicas: 2, targetLagRecords: 1000}
+`, broker, topic))
+	var decided int32
+	g.Eventually(func(g Gomega) {
+		a := get(g, "both").Status.Autoscaling
+		g.Expect(a).NotTo(BeNil())
+		g.Expect(a.Reason).NotTo(ContainSubstring("waiting for the first lag figures"))
+		decided = a.DesiredReplicas
+		g.Expect(getDeployment(g, c, "default", "both").Spec.Replicas).To(Equal(ptr.To(decided)))
+	}, "60s", "200ms").Should(Succeed())
+	kubectlApply(t, env, hpa("both"))
+	g.Eventually(func(g Gomega) {
+		ing := get(g, "both")
+		g.Expect(ing.Spec.Replicas).To(Equal(ptr.To[int32](3)))
+		g.Expect(ing.Status.Autoscaling.IgnoredReplicas).To(Equal(ptr.To[int32](3)))
+		g.Expect(eventReasons(g, c, "default", "both")).To(ContainElement(spanflowv1alpha1.ReasonReplicasIgnored))
+	}, "60s", "200ms").Should(Succeed())
+	dep := getDeployment(g, c, "default", "both")
+	g.Consistently(func(g Gomega) {
+		now := getDeployment(g, c, "default", "both")
+		g.Expect(now.Spec.Replicas).To(Equal(ptr.To(decided)))
+		g.Expect(now.Generation).To(Equal(dep.Generation))
+	}, "5s", "250ms").Should(Succeed())
+}
+
+func hpaCondition(h autoscalingv2.HorizontalPodAutoscaler, t autoscalingv2.HorizontalPodAutoscalerConditionType) *autoscalingv2.HorizontalPodAutoscalerCondition {
+	for i := range h.Status.Conditions {
+		if h.Status.Conditions[i].Type == t {
+			return &h.Status.Conditions[i]
+		}
+	}
+	return nil
 }
