@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -45,21 +46,21 @@ func resourceVersions(g Gomega, key types.NamespacedName, objects ...client.Obje
 // Ingester (spec or status) change any more: whatever happened before settled, with no
 // reconcile loop.
 func quiet(g Gomega, ing *spanflowv1alpha1.Ingester, key types.NamespacedName, objects ...client.Object) {
-	var settled []string
-	var ingRV string
-	g.Eventually(func(g Gomega) {
-		a := resourceVersions(g, key, objects...)
+	versions := func(g Gomega) []string {
 		var cur spanflowv1alpha1.Ingester
 		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(ing), &cur)).To(Succeed())
-		b := resourceVersions(g, key, objects...)
-		g.Expect(b).To(Equal(a))
-		settled, ingRV = b, cur.ResourceVersion
+		return append(resourceVersions(g, key, objects...), "Ingester "+cur.ResourceVersion)
+	}
+	// Settled: nothing moved for a second.
+	var settled []string
+	g.Eventually(func(g Gomega) {
+		now := versions(g)
+		same := slices.Equal(now, settled)
+		settled = now
+		g.Expect(same).To(BeTrue())
 	}, eventually, "1s").Should(Succeed())
 	g.Consistently(func(g Gomega) {
-		g.Expect(resourceVersions(g, key, objects...)).To(Equal(settled))
-		var cur spanflowv1alpha1.Ingester
-		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(ing), &cur)).To(Succeed())
-		g.Expect(cur.ResourceVersion).To(Equal(ingRV), "the Ingester keeps being written")
+		g.Expect(versions(g)).To(Equal(settled))
 	}, "6s", "500ms").Should(Succeed())
 }
 
