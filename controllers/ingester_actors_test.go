@@ -476,3 +476,82 @@ func TestResyncOfAFullTemplateWritesNothing(t *testing.T) {
 	quiet(g, ing, key, ownedObjects()...)
 	g.Expect(managerWritesIn(ns)-writes).To(BeZero(), "the manager wrote during resyncs of an unchanged Ingester")
 }
+
+// TestAnAdmissionPolicyIsNotFought: a mutating admission policy (or a webhook: Kyverno,
+// Gatekeeper) that rewrites the Deployment on its way in — the image to a registry
+// mirror, a label added — leaves fields the operator owns differing from what it
+// applies, for good. The operator neither fights it nor applies the Deployment again
+// (with its dry run) at every resync: an object still at the version its last apply
+// left is as that apply made it.
+func TestAnAdmissionPolicyIsNotFought(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	policy := fmt.Sprintf(`apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {name: mirror-%[1]s}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: >
+        Object{spec: Object.spec{template: Object.spec.template{
+          metadata: Object.spec.template.metadata{labels: {"policy.example/checked": "true"}},
+          spec: Object.spec.template.spec{containers: [Object.spec.template.spec.containers{name: "ingester", image: "mirror.example/spanflow:test"}]}}}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {name: mirror-%[1]s}
+spec:
+  policyName: mirror-%[1]s
+  matchResources:
+    namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: %[1]s}}
+`, ns)
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	g.Expect(os.WriteFile(path, []byte(policy), 0o600)).To(Succeed())
+	_, err := kubectl(t, "apply", "-f", path)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _, _ = kubectl(t, "delete", "-f", path) })
+	// The policy acts once the API server has loaded it.
+	g.Eventually(func(g Gomega) {
+		probe := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "ingester", Image: "x"}}}}}}
+		g.Expect(k8sClient.Create(ctx, probe, client.DryRunAll)).To(Succeed())
+		g.Expect(probe.Spec.Template.Spec.Containers[0].Image).To(Equal("mirror.example/spanflow:test"))
+	}, eventually, poll).Should(Succeed())
+
+	ing := minimalIngester(ns, "mirrored")
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	key := types.NamespacedName{Namespace: ns, Name: "mirrored-ingester"}
+	g.Eventually(func(g Gomega) {
+		dep := getDeployment(g, ns, key.Name)
+		g.Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal("mirror.example/spanflow:test"))
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(ing.Status.Lag).NotTo(BeNil(), "the lag observer has not reported yet")
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, ownedObjects()[:4]...)
+	writes := managerWritesIn(ns)
+	quiet(g, ing, key, ownedObjects()[:4]...)
+	g.Expect(managerWritesIn(ns)-writes).To(BeZero(), "the manager wrote during resyncs of an unchanged Ingester")
+
+	// A spec change still goes through the policy; a hand edit is still put back.
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](2) })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, ns, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](2)))
+	}, eventually, poll).Should(Succeed())
+	dep := getDeployment(g, ns, key.Name)
+	dep.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
+	g.Expect(k8sClient.Update(ctx, dep, client.FieldOwner("kubectl-edit"))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, ns, key.Name).Spec.Template.Spec.TerminationGracePeriodSeconds).NotTo(Equal(ptr.To[int64](1)))
+	}, eventually, poll).Should(Succeed())
+	quiet(g, ing, key, ownedObjects()...)
+	g.Expect(getDeployment(g, ns, key.Name).Spec.Template.Spec.Containers[0].Image).To(Equal("mirror.example/spanflow:test"))
+}

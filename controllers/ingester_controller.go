@@ -56,6 +56,7 @@ type IngesterReconciler struct {
 	// resourceVersion changes), and an Ingester's pods while some are not ready (to say why).
 	APIReader client.Reader
 	secrets   *secretCache
+	applied   appliedVersions
 	Recorder  recorder.EventRecorder
 	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
@@ -91,6 +92,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		if apierrors.IsNotFound(err) {
 			// Deleted: owner references let the garbage collector remove what it owned.
 			r.Autoscaler.Forget(req.NamespacedName, true)
+			gone := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name}}
+			r.applied.forget(types.NamespacedName{Namespace: req.Namespace, Name: ingesterObjectName(gone)})
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -470,7 +473,7 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 		if err != nil {
 			return nil, err
 		}
-		if !same {
+		if !same && !r.applied.unchanged(s, key) {
 			changed = append(changed, s)
 		}
 	}
@@ -480,7 +483,9 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 		}
 	}
 	for _, s := range changed {
-		if err := s.apply(ctx, r.Client, key, ing); err != nil {
+		resourceVersion, err := s.apply(ctx, r.Client, key, ing)
+		r.applied.record(s, key, resourceVersion)
+		if err != nil {
 			return nil, err
 		}
 	}
