@@ -534,3 +534,37 @@ spec:
 	quiet(g, ing, key, ownedObjects()...)
 	g.Expect(getDeployment(g, ns, key.Name).Spec.Template.Spec.Containers[0].Image).To(Equal("mirror.example/spanflow:test"))
 }
+
+// TestAnOrphaningDeletionIsNotUndone: kubectl delete --cascade=orphan sets the Ingester's
+// deletionTimestamp, and the garbage collector frees its objects of their owner reference
+// at once. A reconcile that still reads the Ingester from before (the cache is behind,
+// while the objects' updates are already in it) saw objects differing from its own — no
+// owner reference — and applied them, giving them back to the Ingester about to go; the
+// collector then deleted them as dangling, the Deployment and its pods with them (seen in
+// TestARecreatedIngesterAndWhatItsPredecessorLeft about once in seven). The Ingester is
+// read again from the API server before anything is written.
+func TestAnOrphaningDeletionIsNotUndone(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "orphaned")
+	quiet(g, ing, key, &appsv1.Deployment{})
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+	before := ing.DeepCopy() // what a cache behind the deletion still holds
+
+	// The deletion and, as the garbage collector would (envtest runs none), the owner
+	// reference removed from the Deployment.
+	g.Expect(k8sClient.Delete(ctx, ing, client.PropagationPolicy(metav1.DeletePropagationOrphan))).To(Succeed())
+	t.Cleanup(func() {
+		_ = k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)
+		ing.Finalizers = nil
+		_ = k8sClient.Update(ctx, ing)
+	})
+	dep := getDeployment(g, key.Namespace, key.Name)
+	dep.OwnerReferences = nil
+	g.Expect(k8sClient.Update(ctx, dep, client.FieldOwner("kube-controller-manager"))).To(Succeed())
+
+	r := &IngesterReconciler{Client: k8sClient, APIReader: k8sClient, IngesterImage: testImage}
+	_, err := r.apply(ctx, before, nil)
+	g.Expect(getDeployment(g, key.Namespace, key.Name).OwnerReferences).To(BeEmpty(), "the Deployment was given back to the Ingester being deleted")
+	g.Expect(err).To(MatchError(errBeingDeleted))
+}

@@ -162,6 +162,11 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			logger.V(1).Info("Not applying: the namespace is being deleted")
 			return ctrl.Result{}, nil
 		}
+		if errors.Is(obs.applyErr, errBeingDeleted) {
+			// Read before its deletion: the event of the deletion brings it again.
+			logger.V(1).Info("Not applying: the Ingester is being deleted")
+			return ctrl.Result{}, nil
+		}
 		obs.applied = obs.applyErr == nil
 	}
 	if obs.problem != nil {
@@ -477,6 +482,11 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 			changed = append(changed, s)
 		}
 	}
+	if len(changed) > 0 {
+		if err := r.stillThere(ctx, ing); err != nil {
+			return nil, err
+		}
+	}
 	if slices.ContainsFunc(changed, func(s applyStep) bool { return s.obj == deployment.obj }) {
 		if err := checkDeployment(ctx, r.Client, key, deployment); err != nil {
 			return nil, err
@@ -495,6 +505,30 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 		}
 	}
 	return r.currentDeployment(ctx, ing)
+}
+
+// errBeingDeleted: the Ingester is being deleted (or gone), so nothing is applied.
+var errBeingDeleted = errors.New("the Ingester is being deleted")
+
+// stillThere reads the Ingester from the API server before anything is written for it:
+// the cache can be behind its deletion. With kubectl delete --cascade=orphan the garbage
+// collector frees its objects of their owner reference as soon as the deletion begins; a
+// reconcile that still saw the Ingester as it was would find the objects differing (no
+// owner reference) and apply them, giving them back to an owner about to go — and the
+// collector would then delete them as dangling, the Deployment's pods with them.
+func (r *IngesterReconciler) stillThere(ctx context.Context, ing *spanflowv1alpha1.Ingester) error {
+	var fresh metav1.PartialObjectMetadata
+	fresh.SetGroupVersionKind(spanflowv1alpha1.GroupVersion.WithKind("Ingester"))
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ing), &fresh)
+	switch {
+	case apierrors.IsNotFound(err):
+		return errBeingDeleted
+	case err != nil:
+		return err
+	case fresh.UID != ing.UID || fresh.DeletionTimestamp != nil:
+		return errBeingDeleted
+	}
+	return nil
 }
 
 // writeStatus writes the status in one request when it differs from the stored one, and

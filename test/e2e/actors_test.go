@@ -57,11 +57,14 @@ func ingesterCondition(c client.Client, name, conditionType string) *metav1.Cond
 // TestARecreatedIngesterAndWhatItsPredecessorLeft: an Ingester deleted with
 // --cascade=orphan (a backup and restore, a move between tools) leaves its Deployment, its
 // pods and the other objects behind, which the garbage collector frees of their owner
-// reference. Created again, the Ingester does not take them over — the operator never
-// adopts what it does not control, and cannot tell its own leftovers from someone's
-// objects with the same name — and says so: they are its predecessor's, their pods still
-// consume unmanaged, and deleting them (not renaming the Ingester, which would consume
-// the topic a second time in a new group) lets it make them again.
+// reference — and only that: the operator, reading the Ingester from before its
+// deletion, used to give them back to it now and then, and the collector then deleted
+// them, pods and all (TestAnOrphaningDeletionIsNotUndone). Created again, the Ingester
+// does not take them over — the operator never adopts what it does not control, and
+// cannot tell its own leftovers from someone's objects with the same name — and says so:
+// they were made for an Ingester of its name, their pods still consume unmanaged, and
+// deleting them (not renaming the Ingester, which would consume the topic a second time
+// in a new group) lets it make them again.
 func TestARecreatedIngesterAndWhatItsPredecessorLeft(t *testing.T) {
 	c, env, _, _ := startOperator(t)
 	const manifest = `apiVersion: spanflow.dev/v1alpha1
@@ -81,21 +84,15 @@ spec:
 
 	kubectl(t, env, "delete", "ingester", "kept", "--cascade=orphan")
 	kinds := []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}, &corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{}}
-	// (The garbage collector answers once it has discovered the CRD's resource.)
-	eventually(t, 120*time.Second, "the Ingester gone and its objects freed of their owner", func() bool {
-		var gone spanflowv1alpha1.Ingester
-		if err := c.Get(context.Background(), types.NamespacedName{Namespace: "default", Name: "kept"}, &gone); !apierrors.IsNotFound(err) {
-			t.Logf("the Ingester is still there: finalizers %v, %v", gone.Finalizers, err)
-			return false
-		}
+	g := NewWithT(t)
+	g.Eventually(func(g Gomega) {
+		err := c.Get(context.Background(), types.NamespacedName{Namespace: "default", Name: "kept"}, &spanflowv1alpha1.Ingester{})
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the Ingester is still there: %v", err)
 		for _, obj := range kinds {
-			if err := c.Get(context.Background(), key, obj); err != nil || len(obj.GetOwnerReferences()) > 0 {
-				t.Logf("%T: %v, owners %v", obj, err, obj.GetOwnerReferences())
-				return false
-			}
+			g.Expect(c.Get(context.Background(), key, obj)).To(Succeed(), "%T", obj)
+			g.Expect(obj.GetOwnerReferences()).To(BeEmpty(), "%T", obj)
 		}
-		return true
-	})
+	}, "60s", "100ms").Should(Succeed(), "the Ingester gone and its objects freed of their owner")
 
 	kubectlApply(t, env, manifest)
 	var degraded *metav1.Condition
