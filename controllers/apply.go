@@ -2,10 +2,12 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -23,6 +25,8 @@ import (
 type applyStep struct {
 	obj     client.Object
 	desired runtime.ApplyConfiguration
+	// digest identifies desired as built (an apply writes the answer into it).
+	digest [sha256.Size]byte
 	// owned is true when the live object's fields owned by the operator equal desired.
 	owned func(live client.Object) bool
 }
@@ -31,10 +35,67 @@ func applyStepOf[T any, PT interface {
 	*T
 	client.Object
 }, AC runtime.ApplyConfiguration](desired AC, extract func(PT, string) (AC, error)) applyStep {
-	return applyStep{obj: PT(new(T)), desired: desired, owned: func(live client.Object) bool {
+	raw, _ := json.Marshal(desired)
+	return applyStep{obj: PT(new(T)), desired: desired, digest: sha256.Sum256(raw), owned: func(live client.Object) bool {
 		owned, err := extract(live.(PT), string(FieldOwner))
 		return err == nil && equality.Semantic.DeepEqual(owned, desired)
 	}}
+}
+
+// appliedVersions remembers, for each object the operator applied, what it applied and
+// the resourceVersion the API server answered with. An object still at that version is as
+// that apply left it, whatever admission changed on the way in — a policy or webhook that
+// rewrites an image to a registry mirror, say, leaves fields the operator owns differing
+// from its configuration for good — and is not applied again while the desired object is
+// the same: a resync costs no writes. The zero value is ready to use.
+type appliedVersions struct {
+	mu       sync.Mutex
+	versions map[appliedKey]appliedVersion
+}
+
+type appliedKey struct {
+	kind string
+	key  types.NamespacedName
+}
+
+type appliedVersion struct {
+	digest          [sha256.Size]byte
+	resourceVersion string
+}
+
+// unchanged is true when the live object in s.obj is the one the operator's apply of the
+// same desired object left.
+func (a *appliedVersions) unchanged(s applyStep, key types.NamespacedName) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.versions[appliedKey{s.kind(), key}]
+	return ok && s.obj.GetName() != "" && v.digest == s.digest && v.resourceVersion == s.obj.GetResourceVersion()
+}
+
+// record remembers that applying s left the object at resourceVersion ("": forget it).
+func (a *appliedVersions) record(s applyStep, key types.NamespacedName, resourceVersion string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := appliedKey{s.kind(), key}
+	if resourceVersion == "" {
+		delete(a.versions, k)
+		return
+	}
+	if a.versions == nil {
+		a.versions = map[appliedKey]appliedVersion{}
+	}
+	a.versions[k] = appliedVersion{digest: s.digest, resourceVersion: resourceVersion}
+}
+
+// forget drops what is remembered of the objects named key.
+func (a *appliedVersions) forget(key types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.versions {
+		if k.key == key {
+			delete(a.versions, k)
+		}
+	}
 }
 
 // kind names the step's object in errors: "Deployment".
@@ -55,13 +116,14 @@ func (s applyStep) unchanged(ctx context.Context, c client.Client, key types.Nam
 	}
 }
 
-// apply server-side applies the step's object. When the API server refuses the result as
+// apply server-side applies the step's object and returns the resourceVersion it left
+// ("" when unknown). When the API server refuses the result as
 // invalid and the object is the Ingester's, someone's edit left fields the operator's
 // cannot merge with — a Service port or container port changed by hand keeps its name,
 // which the operator's port then repeats — and the object is put back whole: the
 // Deployment by replacing its spec (its pods roll, as the edit's own change did), the
 // others, which hold no state, by deleting and applying them afresh.
-func (s applyStep) apply(ctx context.Context, c client.Client, key types.NamespacedName, ing metav1.Object) error {
+func (s applyStep) apply(ctx context.Context, c client.Client, key types.NamespacedName, ing metav1.Object) (string, error) {
 	err := c.Apply(ctx, s.desired, FieldOwner, client.ForceOwnership)
 	live := s.obj
 	if unmergeable(err) && s.obj.GetName() != "" && metav1.IsControlledBy(s.obj, ing) {
@@ -76,11 +138,18 @@ func (s applyStep) apply(ctx context.Context, c client.Client, key types.Namespa
 	// meanwhile, the next reconcile sees the entry and tries again.
 	if patch := ownUpdates(live); err == nil && live != nil && patch != nil {
 		err = c.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch))
+		if err == nil {
+			return live.GetResourceVersion(), nil
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("applying %s %s: %w", s.kind(), key.Name, err)
+		return "", fmt.Errorf("applying %s %s: %w", s.kind(), key.Name, err)
 	}
-	return nil
+	var answer metav1.PartialObjectMetadata
+	if jsonCopy(s.desired, &answer) != nil {
+		return "", nil
+	}
+	return answer.ResourceVersion, nil
 }
 
 // ownUpdates is the JSON patch that removes the managedFields entries of the operator's

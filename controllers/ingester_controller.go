@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -55,6 +56,7 @@ type IngesterReconciler struct {
 	// resourceVersion changes), and an Ingester's pods while some are not ready (to say why).
 	APIReader client.Reader
 	secrets   *secretCache
+	applied   appliedVersions
 	Recorder  recorder.EventRecorder
 	// IngesterImage is the image of the ingester pods unless an Ingester names another.
 	IngesterImage string
@@ -90,6 +92,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		if apierrors.IsNotFound(err) {
 			// Deleted: owner references let the garbage collector remove what it owned.
 			r.Autoscaler.Forget(req.NamespacedName, true)
+			gone := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name}}
+			r.applied.forget(types.NamespacedName{Namespace: req.Namespace, Name: ingesterObjectName(gone)})
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -111,12 +115,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	recordGroupInUse(&ing, current)
 	obs.problem = checkSpec(&ing, r.PodPolicy)
 	if obs.problem == nil {
-		conflict, err := r.conflicts(ctx, &ing)
-		if err != nil {
+		if obs.problem, err = r.conflicts(ctx, &ing); err != nil {
 			return ctrl.Result{}, err
-		}
-		if conflict != nil {
-			obs.problem = &specProblem{reason: spanflowv1alpha1.ReasonResourceConflict, err: conflict}
 		}
 	}
 	if obs.podFailure, err = r.podFailure(ctx, &ing, current); err != nil {
@@ -143,10 +143,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.Autoscaler.Forget(req.NamespacedName, false)
 	case !changeNothing:
 		in := autoscale.Input{Now: obs.now.Time, Lag: obs.lag, Parallelism: ing.Status.Parallelism,
-			SpecReplicas: desiredReplicas(&ing), SpecParallelism: desiredParallelism(&ing), Settled: settled(current)}
-		if current != nil {
-			in.Deployed = current.Spec.Replicas
-		}
+			SpecReplicas: desiredReplicas(&ing), SpecParallelism: desiredParallelism(&ing), Settled: settled(current),
+			Deployed: replicasGiven(&ing, current)}
 		d := r.Autoscaler.Decide(&ing, in)
 		scaled, obs.scale = d.Changed, &d
 		if spec := desiredReplicas(&ing); spec != d.Replicas {
@@ -162,6 +160,11 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		if apierrors.HasStatusCause(obs.applyErr, corev1.NamespaceTerminatingCause) {
 			// The namespace is being deleted, the Ingester with it: not a failure to report.
 			logger.V(1).Info("Not applying: the namespace is being deleted")
+			return ctrl.Result{}, nil
+		}
+		if errors.Is(obs.applyErr, errBeingDeleted) {
+			// Read before its deletion: the event of the deletion brings it again.
+			logger.V(1).Info("Not applying: the Ingester is being deleted")
 			return ctrl.Result{}, nil
 		}
 		obs.applied = obs.applyErr == nil
@@ -335,6 +338,26 @@ func (r *IngesterReconciler) podFailure(ctx context.Context, ing *spanflowv1alph
 	return podFailures(pods.Items), nil
 }
 
+// replicasGiven is the size the autoscaler last gave the Deployment: its spec.replicas
+// while the operator's apply owns them (after an operator restart, too), or else —
+// someone scaled the Deployment itself: kubectl scale deployment, an HPA or KEDA aimed at
+// it — the last decision the status recorded. Someone else's size is drift to put back,
+// not a size to start from (it may exceed maxReplicas or the partitions). Nil before
+// there is a Deployment.
+func replicasGiven(ing *spanflowv1alpha1.Ingester, current *appsv1.Deployment) *int32 {
+	if current == nil {
+		return nil
+	}
+	owned, err := appsv1ac.ExtractDeployment(current, string(FieldOwner))
+	if err == nil && owned.Spec != nil && owned.Spec.Replicas != nil && *owned.Spec.Replicas == ptr.Deref(current.Spec.Replicas, 1) {
+		return current.Spec.Replicas
+	}
+	if a := ing.Status.Autoscaling; a != nil {
+		return ptr.To(a.DesiredReplicas)
+	}
+	return nil
+}
+
 // recordGroupInUse corrects, in memory, the consumer group the Ingester's status records
 // to the one its Deployment's pods consume as, when the Deployment says. A status written
 // by hand, or lost, would otherwise hold the Ingester at ConsumerGroupChanged for good, or
@@ -353,7 +376,7 @@ func recordGroupInUse(ing *spanflowv1alpha1.Ingester, current *appsv1.Deployment
 // it with an owner reference would make it the Ingester's, and deleting the Ingester
 // would delete it. A PodDisruptionBudget counts only when the Ingester may run more than
 // one pod: with one, the operator makes none, and a user's own is not in its way.
-func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha1.Ingester) (conflict, err error) {
+func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha1.Ingester) (*specProblem, error) {
 	type kind struct {
 		name string
 		obj  client.Object
@@ -364,7 +387,8 @@ func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha
 		kinds = append(kinds, kind{"PodDisruptionBudget", &policyv1.PodDisruptionBudget{}})
 	}
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ingesterObjectName(ing)}
-	var taken []string
+	var taken, left, leftRefs []string
+	leftPods := false
 	for _, k := range kinds {
 		err := r.Client.Get(ctx, key, k.obj)
 		if apierrors.IsNotFound(err) {
@@ -373,15 +397,51 @@ func (r *IngesterReconciler) conflicts(ctx context.Context, ing *spanflowv1alpha
 		if err != nil {
 			return nil, err
 		}
-		if !metav1.IsControlledBy(k.obj, ing) {
+		switch {
+		case metav1.IsControlledBy(k.obj, ing):
+		case leftover(k.obj, ing):
+			left = append(left, fmt.Sprintf("%s %q", k.name, key.Name))
+			leftRefs = append(leftRefs, strings.ToLower(k.name)+"/"+key.Name)
+			leftPods = leftPods || k.name == "Deployment"
+		default:
 			taken = append(taken, fmt.Sprintf("%s %q", k.name, key.Name))
 		}
 	}
-	if len(taken) == 0 {
+	var problems []string
+	if len(left) > 0 {
+		// Renaming the Ingester is no way out here: a new name is a new consumer group
+		// (re-reading the topic) beside the old pods, which go on consuming.
+		problems = append(problems, fmt.Sprintf("%s made for an Ingester named %q but not controlled by this one (left by an earlier one, deleted with --cascade=orphan or restored from a backup, or their owner reference removed): the operator does not take objects over, and the pods of such a Deployment go on consuming, unmanaged; delete them (kubectl delete -n %s %s) and the operator makes them again",
+			strings.Join(left, ", "), ing.Name, ing.Namespace, strings.Join(leftRefs, " ")))
+	}
+	if len(taken) > 0 {
+		problems = append(problems, fmt.Sprintf("not controlled by this Ingester, so the operator leaves them alone: %s; rename or delete them, or give the Ingester another name",
+			strings.Join(taken, ", ")))
+	}
+	if problems == nil {
 		return nil, nil
 	}
-	return fmt.Errorf("not controlled by this Ingester, so the operator leaves them alone: %s; rename or delete them, or give the Ingester another name",
-		strings.Join(taken, ", ")), nil
+	return &specProblem{reason: spanflowv1alpha1.ReasonResourceConflict, err: errors.New(strings.Join(problems, "; ")), unmanagedPods: leftPods}, nil
+}
+
+// leftover is true when obj looks made by the operator for an earlier Ingester of this
+// name: its controller is an Ingester of that name (restored from a backup: the UID is
+// new), or it has none and carries the labels the operator gives such objects (deleted
+// with --cascade=orphan, to which the garbage collector answers by removing the owner
+// references). Labels can be copied: this changes what the status says, never what the
+// operator does.
+func leftover(obj client.Object, ing *spanflowv1alpha1.Ingester) bool {
+	if ref := metav1.GetControllerOf(obj); ref != nil {
+		gv, err := schema.ParseGroupVersion(ref.APIVersion)
+		return err == nil && gv.Group == spanflowv1alpha1.GroupVersion.Group && ref.Kind == "Ingester" && ref.Name == ing.Name
+	}
+	labels := obj.GetLabels()
+	for k, v := range objectLabels(ing) {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // apply server-side applies the desired objects and returns the Deployment as stored.
@@ -418,8 +478,13 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 		if err != nil {
 			return nil, err
 		}
-		if !same {
+		if !same && !r.applied.unchanged(s, key) {
 			changed = append(changed, s)
+		}
+	}
+	if len(changed) > 0 {
+		if err := r.stillThere(ctx, ing); err != nil {
+			return nil, err
 		}
 	}
 	if slices.ContainsFunc(changed, func(s applyStep) bool { return s.obj == deployment.obj }) {
@@ -428,7 +493,9 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 		}
 	}
 	for _, s := range changed {
-		if err := s.apply(ctx, r.Client, key, ing); err != nil {
+		resourceVersion, err := s.apply(ctx, r.Client, key, ing)
+		r.applied.record(s, key, resourceVersion)
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -438,6 +505,30 @@ func (r *IngesterReconciler) apply(ctx context.Context, ing *spanflowv1alpha1.In
 		}
 	}
 	return r.currentDeployment(ctx, ing)
+}
+
+// errBeingDeleted: the Ingester is being deleted (or gone), so nothing is applied.
+var errBeingDeleted = errors.New("the Ingester is being deleted")
+
+// stillThere reads the Ingester from the API server before anything is written for it:
+// the cache can be behind its deletion. With kubectl delete --cascade=orphan the garbage
+// collector frees its objects of their owner reference as soon as the deletion begins; a
+// reconcile that still saw the Ingester as it was would find the objects differing (no
+// owner reference) and apply them, giving them back to an owner about to go — and the
+// collector would then delete them as dangling, the Deployment's pods with them.
+func (r *IngesterReconciler) stillThere(ctx context.Context, ing *spanflowv1alpha1.Ingester) error {
+	var fresh metav1.PartialObjectMetadata
+	fresh.SetGroupVersionKind(spanflowv1alpha1.GroupVersion.WithKind("Ingester"))
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ing), &fresh)
+	switch {
+	case apierrors.IsNotFound(err):
+		return errBeingDeleted
+	case err != nil:
+		return err
+	case fresh.UID != ing.UID || fresh.DeletionTimestamp != nil:
+		return errBeingDeleted
+	}
+	return nil
 }
 
 // writeStatus writes the status in one request when it differs from the stored one, and

@@ -128,6 +128,10 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	if dep != nil && dep.Status.Replicas > 0 {
 		podsLeft = "; the running pods keep their last good configuration"
 	}
+	noPods := "No ingester pods run: "
+	if obs.problem != nil && obs.problem.unmanagedPods {
+		podsLeft, noPods = "", "The operator runs no pods for this Ingester: "
+	}
 
 	switch {
 	case obs.applyErr != nil:
@@ -138,7 +142,7 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 			"No ingester pods run: "+obs.secretErr.Error())
 	case dep == nil && obs.problem != nil:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, obs.problem.reason,
-			"No ingester pods run: "+obs.problem.err.Error())
+			noPods+obs.problem.err.Error())
 	case dep == nil:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, spanflowv1alpha1.ReasonRollingOut, "Waiting for the ingester Deployment")
 	case want == 0 && dep.Status.Replicas == 0 && autoscale.Enabled(ing):

@@ -27,7 +27,15 @@ func resourcesAC(r corev1.ResourceRequirements) *corev1ac.ResourceRequirementsAp
 	return applyConfigOf[corev1ac.ResourceRequirementsApplyConfiguration](r)
 }
 
+// envVarAC is an env var of the template as the API server stores it: a fieldRef without
+// apiVersion gets "v1". The fieldRef is an atomic struct, owned whole by the apply, so a
+// value the API server filled in would make the stored Deployment differ from the applied
+// one at every look, and the operator apply it again at every resync.
 func envVarAC(e corev1.EnvVar) *corev1ac.EnvVarApplyConfiguration {
+	if from := e.ValueFrom; from != nil && from.FieldRef != nil && from.FieldRef.APIVersion == "" {
+		e.ValueFrom = from.DeepCopy()
+		e.ValueFrom.FieldRef.APIVersion = "v1"
+	}
 	return applyConfigOf[corev1ac.EnvVarApplyConfiguration](e)
 }
 

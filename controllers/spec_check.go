@@ -31,6 +31,9 @@ type PodPolicy struct {
 type specProblem struct {
 	reason string
 	err    error
+	// unmanagedPods is true when pods the operator does not manage may run for the
+	// Ingester meanwhile: a Deployment an earlier Ingester of the name left.
+	unmanagedPods bool
 }
 
 // checkSpec returns what keeps the spec from running, or nil. The API server refuses most

@@ -60,7 +60,8 @@ type Input struct {
 	Now time.Time
 	// Lag is what the lag observer knows of the Ingester's topic and group.
 	Lag Observation
-	// Deployed is the Deployment's spec.replicas (nil before there is a Deployment);
+	// Deployed is the size last given to the Deployment's spec.replicas (nil before there
+	// is a Deployment);
 	// Parallelism the parallelism the pods were last given (0: none yet).
 	Deployed    *int32
 	Parallelism int32

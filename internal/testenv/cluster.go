@@ -76,8 +76,9 @@ func Kubeconfig(t testing.TB, env *envtest.Environment, user envtest.User) strin
 // kube-apiserver) against env with the controllers that own what the operator creates:
 // Deployments, ReplicaSets, garbage collection, namespaces, PodDisruptionBudgets,
 // ServiceAccounts and EndpointSlices. Pods still need a scheduler and a kubelet
-// (testproc.Kubelet plays both). It stops when the test ends.
-func StartControllerManager(t testing.TB, env *envtest.Environment) {
+// (testproc.Kubelet plays both). Extra arguments are added to its command line (a
+// further --controllers adds to the list). It stops when the test ends.
+func StartControllerManager(t testing.TB, env *envtest.Environment, extraArgs ...string) {
 	t.Helper()
 	assets, err := AssetsDir()
 	if err != nil {
@@ -89,15 +90,15 @@ func StartControllerManager(t testing.TB, env *envtest.Environment) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(assets, "kube-controller-manager"),
-		"--kubeconfig="+kubeconfig,
-		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,"+
+	args := []string{"--kubeconfig=" + kubeconfig,
+		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller," +
 			"disruption-controller,serviceaccount-controller,endpointslice-controller",
 		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
 		// React within a second: the tests wait for rollouts. Its client's default limit
 		// (20 requests a second) would make BenchmarkManyIngesters measure it, not the
 		// operator: 500 Deployments' ReplicaSets, pods and statuses took two minutes.
-		"--concurrent-deployment-syncs=5", "--kube-api-qps=300", "--kube-api-burst=600", "--v=1")
+		"--concurrent-deployment-syncs=5", "--kube-api-qps=300", "--kube-api-burst=600", "--v=1"}
+	cmd := exec.Command(filepath.Join(assets, "kube-controller-manager"), append(args, extraArgs...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting kube-controller-manager: %v", err)
