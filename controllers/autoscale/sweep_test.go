@@ -136,13 +136,14 @@ func sweepScenario(rng *rand.Rand, w *simWorld) simScenario {
 	// The simulation moves whole records: a partition that receives a few a second gets
 	// them in bursts (every partition in the same second), which a pod of a few records a
 	// second cannot absorb. Such worlds say more of the simulation than of the policy:
-	// scaled up, every rate alike, to at least 20 records a second a partition at the peak.
+	// scaled up, every rate alike, to at least 200 records a second a partition at the
+	// peak (10 a second at a twentieth of it, the quietest pattern).
 	least := peak
 	for p := range w.partitions {
 		least = min(least, peak*w.share(p))
 	}
-	if least < 20 {
-		f := 20 / least
+	if least < 200 {
+		f := 200 / least
 		w.workerRate, w.podCeiling, peak = w.workerRate*f, math.Round(w.podCeiling*f), peak*f
 	}
 	if rng.Float64() < 0.15 {
