@@ -199,6 +199,11 @@ func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds, 
 	if s.produceRate > 0 {
 		out.lastPoll.produceRate *= out.produceRate / s.produceRate
 	}
+	// The flows keep what each partition receives; the capped ones' lag is left out.
+	out.flows = slices.Clone(s.flows)
+	for _, id := range capped {
+		out.flows[id].records, out.flows[id].seconds = 0, 0
+	}
 	out.pods = slices.Clone(s.pods)
 	for i, pl := range out.pods {
 		out.pods[i].lag = 0

@@ -1084,10 +1084,6 @@ func overTarget(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 // neededRate is the consumption rate that keeps up with production, with headroom, and
 // drains the backlog above half the allowed lag within the drain time.
 func neededRate(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
-	keep := 0.0
-	if allowed, ok := allowedRecords(b, lag, consumers); ok {
-		keep = allowed / 2
-	}
 	drain := b.drainTime()
 	// Behind, production that grew shows first in the last poll interval: follow it at
 	// once. Otherwise the window's rate, which is steadier.
@@ -1095,7 +1091,31 @@ func neededRate(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 	if overTarget(b, lag, consumers) > 1 {
 		produce = max(produce, lag.lastPoll.produceRate)
 	}
-	return produce*headroom + max(float64(lag.records)-keep, 0)/drain
+	return produce*headroom + backlogAboveTargets(b, lag, consumers)/drain
+}
+
+// backlogAboveTargets is the lag above half of what the targets allow: of the records
+// target, half of it for every consuming pod; of the seconds target, half of what each
+// partition receives in that time, partition by partition where the window shows them.
+// The seconds target holds for every record: a backlog on a few partitions is as old as
+// it is long against what those partitions receive, not against what the topic receives
+// (counted against the whole topic's production, the backlog of one slow pod's
+// partitions was allowed to grow to five times the seconds target, never called a
+// backlog to drain).
+func backlogAboveTargets(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
+	keep := 0.0
+	if allowed, ok := allowedRecords(b, lag, consumers); ok {
+		keep = allowed / 2
+	}
+	above := max(float64(lag.records)-keep, 0)
+	if b.targetSeconds > 0 && lag.produceRate > 0 && len(lag.flows) == lag.partitions && float64(lag.seconds) > b.targetSeconds {
+		seconds := 0.0
+		for _, f := range lag.flows {
+			seconds += max(float64(f.records)-b.targetSeconds*f.produceRate/2, 0)
+		}
+		above = max(above, min(seconds, float64(lag.records)))
+	}
+	return above
 }
 
 // lagFigures describes the lag against the targets.

@@ -828,3 +828,37 @@ func TestNoParallelismCutSizedForPodsThatDoNotCome(t *testing.T) {
 		t.Errorf("got %d × %d (%s), want 4 × 400", got.replicas, got.parallelism, got.reason)
 	}
 }
+
+// TestABacklogOnAFewPartitionsIsDrained: 4 pods at parallelism 100 (10/s a slot) on 12
+// partitions receiving 250/s each; the three of one pod hold 20k records each, 80 s old
+// against a seconds target of 30 s. Held against what the whole topic receives in 30 s
+// (90k, half of it kept), 60k records were hardly a backlog: 3,950/s needed, and 4 pods
+// doing 4,000/s looked enough while the lag stayed three times over its target. Each of
+// those partitions receives 7.5k in 30 s: most of their 60k is to drain, and the
+// parallelism rises.
+func TestABacklogOnAFewPartitionsIsDrained(t *testing.T) {
+	b := policyBounds()
+	b.targetRecords = 0
+	t0 := time.Unix(1000, 0)
+	lag := snapshot(1000, 12, 60000, 80, 3000, 3000)
+	lag.rateSince = t0.Add(-time.Minute)
+	for id := range 12 {
+		f := partitionFlow{produceRate: 250, consumeRate: 250}
+		if id%4 == 0 {
+			f.records, f.seconds, f.leastBacklog = 20000, 80, 19000
+		}
+		lag.flows = append(lag.flows, f)
+	}
+	st := watchedDown(t0)
+	d, _ := decideScale(b, st, scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 100, settled: true})
+	if d.replicas < 4 || d.parallelism <= 100 {
+		t.Errorf("got %d × %d (%s), want more than 4 × 100", d.replicas, d.parallelism, d.reason)
+	}
+	// Spread over every partition alike, the same 60k is what the aggregate said.
+	for id := range lag.flows {
+		lag.flows[id].records = 5000
+	}
+	if got, want := backlogAboveTargets(b, lag, 4), 60000-30*3000/2.0; got != want {
+		t.Errorf("an even backlog: %.0f above the targets, want %.0f", got, want)
+	}
+}
