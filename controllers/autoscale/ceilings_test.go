@@ -192,6 +192,10 @@ func TestWithinCeilings(t *testing.T) {
 			break
 		}
 	}
+	if got.flows[0].records != 0 || got.flows[0].produceRate != 500 || got.flows[2].records != 500 || s.flows[0].records != 20000 {
+		t.Errorf("flows %+v (the snapshot's partition 0 %d records), want partition 0's lag left out, what it receives kept, the others as they were",
+			got.flows, s.flows[0].records)
+	}
 	if got.pods[0].lag != 0 || got.pods[1].lag != 500 || s.pods[0].lag != 20000 {
 		t.Errorf("pods' lag %d and %d (the snapshot's pod-a %d), want 0 and 500 (20000 untouched)", got.pods[0].lag, got.pods[1].lag, s.pods[0].lag)
 	}
