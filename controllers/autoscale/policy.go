@@ -864,9 +864,21 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	// go but the pause would not fit, nothing changes (less parallelism now would only
 	// be raised again when they go).
 	if r, ok := fewest(need * downMargin); ok && r < in.replicas {
-		if !pauseFits(b, lag, r, pause) {
+		// Records in flight count against what fewer pods are allowed and stay, however long
+		// the wait (a backlog drains: waiting, fewer pods go): the fewest pods that hold them
+		// go, though the need calls for fewer. (Held for the fewest the need calls for, 49
+		// pods stayed for 40 minutes where 3 hold the records a 4 s write keeps in flight.)
+		fits := r
+		for fits < in.replicas && !pauseFits(b, lag, fits, pause) && float64(lag.seconds) <= b.inFlightAge() {
+			fits++
+		}
+		if !pauseFits(b, lag, fits, pause) {
+			fits = in.replicas
+		}
+		if fits == in.replicas {
 			return explain(in.replicas, p, fmt.Sprintf("; %d pods would do, but a %.0f s rebalance now would take the lag over its target", r, pause))
 		}
+		r = fits
 		q, _ := leastFor(r, need*downMargin)
 		return explain(r, max(q, min(p, useful)), "")
 	}

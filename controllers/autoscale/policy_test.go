@@ -216,6 +216,12 @@ func TestDecideScale(t *testing.T) {
 			state:    watchedDown(t0),
 			in:       spare(3000, 2),
 			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
+		{name: "records in flight over what the fewest pods are allowed: the fewest that hold them go",
+			// 8,000 records 2 s old: over what 1 pod is allowed (5,000), within 2 pods' 10,000.
+			// They stay however long the wait: held for 1 pod, the 6 stayed for good.
+			state:    watchedDown(t0),
+			in:       spare(8000, 2),
+			replicas: 2, par: 144, reasonHas: "scaling down from 6 × 144 to 2 × 144", changeTime: true},
 		{name: "a backlog holds pods: the same records 10 s old",
 			state:    watchedDown(t0),
 			in:       spare(3000, 10),
