@@ -1097,10 +1097,13 @@ func overTarget(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 // drains the backlog above half the allowed lag within the drain time.
 func neededRate(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 	drain := b.drainTime()
-	// Behind, production that grew shows first in the last poll interval: follow it at
-	// once. Otherwise the window's rate, which is steadier.
+	// Behind, or falling behind (more produced over the last poll interval than consumed,
+	// by more than the headroom), production that grew shows first in the last poll
+	// interval: follow it at once. Otherwise the window's rate, which is steadier. (Only
+	// behind the target once: after a step, the window's rate, a minute's average, called
+	// for one pod more at each poll, each a rebalance, until the lag was over its target.)
 	produce := lag.produceRate
-	if overTarget(b, lag, consumers) > 1 {
+	if overTarget(b, lag, consumers) > 1 || lag.lastPoll.produceRate > headroom*lag.lastPoll.consumeRate {
 		produce = max(produce, lag.lastPoll.produceRate)
 	}
 	return produce*headroom + backlogAboveTargets(b, lag, consumers)/drain

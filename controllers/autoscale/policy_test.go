@@ -868,3 +868,24 @@ func TestABacklogOnAFewPartitionsIsDrained(t *testing.T) {
 		t.Errorf("an even backlog: %.0f above the targets, want %.0f", got, want)
 	}
 }
+
+// TestProductionThatGrewIsFollowedBeforeTheTarget: 4 pods at parallelism 100 (4,000/s)
+// under their targets, 10k records 5 s old; over the window production averaged
+// 3,000/s, but over the last poll interval 7,500/s came and 3,000/s were consumed — a
+// step. Sized for the window's average, 4 pods looked enough (3,450/s needed) until the
+// lag was over its target, and the group then grew a step at a poll; the latest
+// production is followed as soon as the lag grows by more than the headroom.
+func TestProductionThatGrewIsFollowedBeforeTheTarget(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	lag := snapshot(1000, 12, 10000, 5, 3000, 3000)
+	lag.lastPoll = pollInterval{since: t0.Add(-10 * time.Second), produceRate: 7500, consumeRate: 3000}
+	d, _ := decideScale(policyBounds(), watchedDown(t0), scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 100, settled: true})
+	if d.replicas*d.parallelism < 4*225 || !strings.Contains(d.reason, "8.6k/s needed") {
+		t.Errorf("got %d × %d (%s), want room for 7,500/s with the headroom", d.replicas, d.parallelism, d.reason)
+	}
+	// Production that fell, or grew no faster than the pods consume: the window's rate.
+	lag.lastPoll.consumeRate = 7000
+	if d, _ := decideScale(policyBounds(), watchedDown(t0), scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 100, settled: true}); !strings.Contains(d.reason, "3.4k/s needed") {
+		t.Errorf("consumed nearly as fast as produced: got %d × %d (%s), want 3,450/s needed", d.replicas, d.parallelism, d.reason)
+	}
+}
