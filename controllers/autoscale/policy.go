@@ -575,6 +575,16 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			waits = append(waits, fmt.Sprintf("%d pods may go at %s, in one step instead of two", rec.replicas, until.UTC().Format(time.TimeOnly)))
 		}
 	}
+	// Likewise a parallelism that comes down a step at a poll as the recommendations of a
+	// burst leave the window: when only older ones keep it above the latest, and they
+	// leave the window within the cooldown, it comes down once, to the latest.
+	if target.replicas == current.replicas && rec.replicas == current.replicas && target.parallelism < current.parallelism &&
+		rec.parallelism < target.parallelism && b.cooldown > 0 {
+		if until, ok := parallelismAboveUntil(st.recommendations, current.replicas, rec.parallelism, downWindow); ok && until.Sub(in.now) <= b.cooldown {
+			waits = append(waits, fmt.Sprintf("parallelism %d may come at %s, in one step instead of several", rec.parallelism, until.UTC().Format(time.TimeOnly)))
+			target.parallelism = current.parallelism
+		}
+	}
 	// A step down by less than a quarter of the pods while the latest recommendation is
 	// lower still (the load still falling) would be followed by another soon: it saves
 	// little and costs a rebalance. Wait for one that matters. (At a steady load the
@@ -1173,6 +1183,18 @@ func aboveUntil(recs []scaleRecommendation, replicas int32, window time.Duration
 	var last time.Time
 	for _, r := range recs {
 		if r.replicas > replicas && r.at.After(last) {
+			last = r.at
+		}
+	}
+	return last.Add(window), !last.IsZero()
+}
+
+// parallelismAboveUntil is when the last recommendation of replicas pods at more than
+// parallelism p leaves a window of the given length; ok is false when there is none.
+func parallelismAboveUntil(recs []scaleRecommendation, replicas, p int32, window time.Duration) (time.Time, bool) {
+	var last time.Time
+	for _, r := range recs {
+		if r.replicas == replicas && r.parallelism > p && r.at.After(last) {
 			last = r.at
 		}
 	}

@@ -889,3 +889,24 @@ func TestProductionThatGrewIsFollowedBeforeTheTarget(t *testing.T) {
 		t.Errorf("consumed nearly as fast as produced: got %d × %d (%s), want 3,450/s needed", d.replicas, d.parallelism, d.reason)
 	}
 }
+
+// TestParallelismComesDownOnce: after a burst, 1 pod at parallelism 382; the burst's
+// recommendations leave the down window one poll after another (190 until 5 s from now),
+// while the latest calls for 100. Cut at each poll as the window's highest falls, the
+// parallelism came down in steps (382 → 190 → 117 → 45 after every burst, in a world of
+// the sweep); it waits the 5 s and comes down once.
+func TestParallelismComesDownOnce(t *testing.T) {
+	t0 := time.Unix(10_000, 0)
+	st := watchedDown(t0)
+	st.recommendations = []scaleRecommendation{{at: t0.Add(-115 * time.Second), replicas: 1, parallelism: 190}}
+	poll := func(at time.Time) scaleInput {
+		return scaleInput{now: at, known: true, lag: snapshot(int(at.Unix()), 12, 0, 0, 500, 500), replicas: 1, parallelism: 382, settled: true}
+	}
+	d, st := decideScale(policyBounds(), st, poll(t0))
+	if d.parallelism != 382 || !strings.Contains(d.reason, "in one step instead of several") {
+		t.Fatalf("got %d × %d (%s), want 1 × 382 waiting for the burst's recommendations to leave", d.replicas, d.parallelism, d.reason)
+	}
+	if d, _ = decideScale(policyBounds(), st, poll(t0.Add(10*time.Second))); d.parallelism != 100 {
+		t.Errorf("got %d × %d (%s), want 1 × 100 in one step", d.replicas, d.parallelism, d.reason)
+	}
+}
