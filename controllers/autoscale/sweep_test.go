@@ -30,8 +30,8 @@ import (
 // cells (SIM_SWEEP_SEED picks another series; each cell has a seed of its own) and prints
 // the flagged ones with their worlds (SIM_SWEEP_OUT=file writes every cell's row there, to
 // compare two versions of the policy); SIM_SWEEP_CELL=<seed> traces one cell's decisions.
-// Without them the cells of sweepSeeds run, and must be flagged for nothing but what
-// sweepKnown says.
+// Without them the cells of sweepCases run (skipped under -short), each flagged for
+// nothing but what it is known for, within the bounds that hold what was fixed.
 
 // sweepCell is one drawn world and scenario.
 type sweepCell struct {
@@ -339,13 +339,59 @@ func (v sweepVerdict) row() string {
 const sweepHeader = "| seed | world | scenario | s over target | replica-s (least) | replica changes | parallelism changes | reversals | flags |\n" +
 	"|---:|---|---|---:|---:|---:|---:|---:|---|"
 
-// sweepSeeds are the cells run by default: drawn by the sweep, each flagged once for a
-// weakness since fixed (the comment says which), and a few that were never flagged, to
-// keep the sweep's judge itself honest.
-var sweepSeeds = []uint64{}
+// sweepCase is a cell run by default: drawn by the sweep (seed), or a world of its own
+// (named), with what it showed and the bounds that hold what was fixed.
+type sweepCase struct {
+	seed uint64
+	cell *sweepCell // nil: the seed's
+	why  string
+	// known are the flags it still raises (why says why); the others must not be.
+	known []string
+	// overAtMost, replicaSecondsAtMost, changesAtMost (replicas) and
+	// parallelismChangesAtMost bound the policy's figures (0: none); refShare bounds its
+	// replica-seconds as a share of the reference's.
+	overAtMost, replicaSecondsAtMost, changesAtMost, parallelismChangesAtMost int
+	refShare                                                                  float64
+}
 
-// sweepKnown are the flags the cells of sweepSeeds still raise, with why they are left.
-var sweepKnown = map[uint64]string{}
+// sweepCases run by default (a few seconds): cells the sweep flagged for a weakness since
+// fixed, bounded so that it stays fixed, and a few never flagged, to keep the judge
+// honest. The figures are spanflow's (the reference's) before → after the fix.
+var sweepCases = []sweepCase{
+	{seed: 700, replicaSecondsAtMost: 13000,
+		why: "every partition capped at 78/s, draining a 16-minute backlog alone on its pod: 11 pods for the drain where 3 consume as much (replica-s 32,990 → 10,758; 24,973); a draining partition shows its ceiling"},
+	{seed: 1398, replicaSecondsAtMost: 25000,
+		why: "a hot partition capped below its share draining a backlog: all 56 pods kept for the drain (143,279 → 20,159; 138,615)"},
+	{seed: 1433, known: []string{"over"}, overAtMost: 150,
+		why: "a pod at 55% holding a partition with 18% of the production, not singled out as hot: its backlog, held against the whole topic's production, grew to three times the seconds target (s over target 1,340 → 96; the reference 12, with 36 replica changes to the policy's 7)"},
+	{seed: 2740, known: []string{"over"}, overAtMost: 150,
+		why: "a pod at 69%, not slow enough to be told apart, holding the busiest pod's partitions on a ramp (1,457 → 98 s over target; 0)"},
+	{seed: 695, known: []string{"waste"}, replicaSecondsAtMost: 21000,
+		why: "4 s of records in flight over what the fewest pods the need calls for are allowed: 49 pods for 40 minutes after a burst (126,972 → 17,078; 13,558 — the reference scales to zero and back, the policy keeps 1–5 pods for what is in flight)"},
+	{seed: 59, replicaSecondsAtMost: 25000,
+		why: "records in flight held the largest size after a catch-up (109,740 → 20,709; 31,154)"},
+	{seed: 2283, replicaSecondsAtMost: 21000,
+		why: "records in flight held the largest size between bursts (114,763 → 17,158; 84,941)"},
+	{seed: 2354, overAtMost: 250, changesAtMost: 10,
+		why: "bursts: the window's average trailed each one, a pod added at each poll (s over target 383 → 195, replica changes 19 → 8; 392, 12)"},
+	{seed: 2658, overAtMost: 200,
+		why: "diurnal load followed late by the window's average (632 → 140 s over target; 3,285)"},
+	{seed: 423, known: []string{"pflap"}, parallelismChangesAtMost: 30,
+		why: "bursts on 4 partitions: after each the parallelism came down a step at a poll (42 → 26 parallelism changes in half an hour; still more than 30 an hour)"},
+	{seed: 0, why: "never flagged"},
+	{seed: 3, why: "never flagged"},
+	{seed: 5, why: "never flagged"},
+	{seed: 8, why: "never flagged"},
+	{seed: 10, why: "never flagged"},
+	{cell: func() *sweepCell {
+		w := simWorlds()[0]
+		w.name, w.hotShare, w.partitionCap = "a partition capped below its share", 0.2, 500
+		sc := simScenarios()[2]
+		sc.seconds = 3600
+		return &sweepCell{world: w, sc: sc}
+	}(), refShare: 0.5,
+		why: "the known one: 12 partitions, one with a fifth of the production capped at 500/s, a minute of 10×: 12 pods for the 50 minutes of its drain where 2 consume as much (replica-s 30,279 → 10,779; 33,207); its ceiling was learnt only from falling behind, and it drained alone on its pod"},
+}
 
 func TestSimulationSweep(t *testing.T) {
 	if seed := os.Getenv("SIM_SWEEP_CELL"); seed != "" {
@@ -374,10 +420,36 @@ func TestSimulationSweep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the sweep's seed list is skipped under -short")
 	}
-	for _, seed := range sweepSeeds {
-		v := runSweepCell(sweepCellOf(seed))
-		if len(v.flags) > 0 && sweepKnown[seed] == "" {
-			t.Errorf("flagged %v:\n%s\n%s", v.flags, sweepHeader, v.row())
+	for _, tc := range sweepCases {
+		c := sweepCellOf(tc.seed)
+		if tc.cell != nil {
+			c = *tc.cell
+		}
+		v := runSweepCell(c)
+		sf, ref := v.sim.spanflow, v.sim.reference
+		var wrong []string
+		for _, f := range v.flags {
+			if !slices.Contains(tc.known, f) {
+				wrong = append(wrong, "flagged "+f)
+			}
+		}
+		if tc.overAtMost > 0 && sf.overTarget > tc.overAtMost {
+			wrong = append(wrong, fmt.Sprintf("%d s over target, at most %d", sf.overTarget, tc.overAtMost))
+		}
+		if tc.replicaSecondsAtMost > 0 && sf.replicaSeconds > tc.replicaSecondsAtMost {
+			wrong = append(wrong, fmt.Sprintf("%d replica-s, at most %d", sf.replicaSeconds, tc.replicaSecondsAtMost))
+		}
+		if tc.changesAtMost > 0 && sf.replicaChanges > tc.changesAtMost {
+			wrong = append(wrong, fmt.Sprintf("%d replica changes, at most %d", sf.replicaChanges, tc.changesAtMost))
+		}
+		if pchanges := sf.changes - sf.replicaChanges; tc.parallelismChangesAtMost > 0 && pchanges > tc.parallelismChangesAtMost {
+			wrong = append(wrong, fmt.Sprintf("%d parallelism changes, at most %d", pchanges, tc.parallelismChangesAtMost))
+		}
+		if tc.refShare > 0 && float64(sf.replicaSeconds) > tc.refShare*float64(ref.replicaSeconds) {
+			wrong = append(wrong, fmt.Sprintf("%.2f of the reference's replica-s, at most %.2f", float64(sf.replicaSeconds)/float64(ref.replicaSeconds), tc.refShare))
+		}
+		if len(wrong) > 0 {
+			t.Errorf("%s (%s): %s\n%s\n%s", c.world.name, tc.why, strings.Join(wrong, ", "), sweepHeader, v.row())
 		}
 	}
 }
