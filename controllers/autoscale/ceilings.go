@@ -13,8 +13,8 @@ import (
 // Partition ceilings. A partition can be slower to consume than the pod that holds it —
 // the fetches that bring one partition's records, a broker slow for that partition — and
 // then neither more pods nor more parallelism make it go faster. A partition alone on its
-// pod that fell behind over the rate window while the pod had room to spare shows its
-// ceiling: what it was consumed at. Sized for such a partition's production, the group buys pods that
+// pod that fell behind over the rate window, or drained a backlog, while the pod had room
+// to spare shows its ceiling: what it was consumed at. Sized for such a partition's production, the group buys pods that
 // cannot help it; and its lag, which no size drains sooner, would keep the group from
 // ever shrinking while it lasts.
 
@@ -24,7 +24,8 @@ const (
 	// use had room for a quarter more.
 	ceilingRoom = 0.8
 	// ceilingBehind: a partition that received this much more than it was consumed at fell
-	// behind (records in flight to storage delay its commits, not this much).
+	// behind, one consumed this much faster than it received drained a backlog (records in
+	// flight to storage delay its commits, they do not change its pace this much).
 	ceilingBehind = 1.05
 	// ceilingExceeded: a partition consumed this much faster than its ceiling has none
 	// there (the pod holding it is sized to let it go faster by the headroom, so that it
@@ -57,8 +58,8 @@ type partitionCeiling struct {
 // of lag. A poll shows a partition at its ceiling, seen, when all of this holds: the
 // window is at least ceilingWindow long and began after quiet (the pods settled, their
 // rebalance over, the parallelism asked for running); the partition had work waiting at
-// every poll of it and fell behind (it received more than ceilingBehind times what it was
-// consumed at); it is alone on its pod (with others, a limit of the pod that its report
+// every poll of it and was consumed at a pace its production did not set (see
+// heldBack); it is alone on its pod (with others, a limit of the pod that its report
 // does not show — a link it shares with them — would look the same, and more pods would
 // help); its oldest uncommitted record is older than records in flight are; and its pod,
 // by a report measured wholly after quiet, had room (slots and CPU under ceilingRoom, its
@@ -78,16 +79,13 @@ func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, 
 		out = make([]partitionCeiling, lag.partitions)
 	}
 	measured := !quiet.IsZero() && !lag.rateSince.Before(quiet) && lag.at.Sub(lag.rateSince) >= ceilingWindow
-	behind := func(f partitionFlow) bool {
-		return f.produceRate > ceilingBehind*f.consumeRate && float64(f.leastBacklog) >= f.consumeRate*saturatedSeconds
-	}
 	for id, f := range lag.flows {
 		c := &out[id]
 		if c.rate > 0 && f.consumeRate > ceilingExceeded*c.rate {
 			*c = partitionCeiling{}
 			continue
 		}
-		if !measured || f.consumeRate <= 0 || !behind(f) || !aloneOnItsPod(lag.pods, f.pod, id) || float64(f.seconds) <= b.inFlightAge() ||
+		if !measured || f.consumeRate <= 0 || !heldBack(f) || !aloneOnItsPod(lag.pods, f.pod, id) || float64(f.seconds) <= b.inFlightAge() ||
 			!podHasRoom(lag.pods, f.pod, quiet) {
 			c.polls = 0
 			continue
@@ -102,6 +100,19 @@ func learnCeilings(ceilings []partitionCeiling, lag lagSnapshot, b scaleBounds, 
 		return nil
 	}
 	return out
+}
+
+// heldBack is true when a partition with work waiting at every poll of the rate window
+// was consumed at a pace its production did not set: it fell behind (received more than
+// ceilingBehind times what it was consumed at) or drained a backlog (consumed at more
+// than ceilingBehind times what it received). Records in flight to storage wait too, but
+// are consumed as fast as they come. (Only falling behind counted once: a partition whose
+// backlog, from a spike or a start behind, drained at its ceiling was never learnt, and
+// the pods that could not speed it stayed while it drained — 12 pods for 50 minutes
+// where 2 consumed as much.)
+func heldBack(f partitionFlow) bool {
+	return float64(f.leastBacklog) >= f.consumeRate*saturatedSeconds &&
+		(f.produceRate > ceilingBehind*f.consumeRate || f.consumeRate > ceilingBehind*f.produceRate)
 }
 
 // aloneOnItsPod is true when the named pod's report lists partition id as the only one it
@@ -187,6 +198,11 @@ func (s lagSnapshot) withinCeilings(ceilings []partitionCeiling, b scaleBounds, 
 	}
 	if s.produceRate > 0 {
 		out.lastPoll.produceRate *= out.produceRate / s.produceRate
+	}
+	// The flows keep what each partition receives; the capped ones' lag is left out.
+	out.flows = slices.Clone(s.flows)
+	for _, id := range capped {
+		out.flows[id].records, out.flows[id].seconds = 0, 0
 	}
 	out.pods = slices.Clone(s.pods)
 	for i, pl := range out.pods {

@@ -86,10 +86,14 @@ func TestLearnCeilings(t *testing.T) {
 			poll: with(func(s *lagSnapshot) {
 				s.flows[1] = partitionFlow{produceRate: 200, consumeRate: 100, leastBacklog: 3000, records: 6000, seconds: 30, pod: "pod-b"}
 			}), want: []float64{300, 0, 0, 0}},
+		{name: "draining its backlog at its ceiling while its pod has room (after a spike): its ceiling", polls: 3, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.flows[0].produceRate = 200 }), want: []float64{300, 0, 0, 0}},
 		{name: "keeping up (records in flight, not a backlog)", polls: 5, quiet: quiet,
 			poll: with(func(s *lagSnapshot) { s.flows[0].produceRate = 310 })},
 		{name: "a lag as young as records in flight", polls: 5, quiet: quiet,
 			poll: with(func(s *lagSnapshot) { s.flows[0].seconds = 5 })},
+		{name: "draining, but caught up within the window", polls: 5, quiet: quiet,
+			poll: with(func(s *lagSnapshot) { s.flows[0].produceRate, s.flows[0].leastBacklog = 200, 0 })},
 		{name: "caught up within the window", polls: 5, quiet: quiet,
 			poll: with(func(s *lagSnapshot) { s.flows[0].leastBacklog = 0 })},
 		{name: "the window began before the pods were quiet", polls: 5, quiet: time.Unix(1000, 0),
@@ -187,6 +191,10 @@ func TestWithinCeilings(t *testing.T) {
 			t.Errorf("shares %v, want %v", got.shares, wantShares)
 			break
 		}
+	}
+	if got.flows[0].records != 0 || got.flows[0].produceRate != 500 || got.flows[2].records != 500 || s.flows[0].records != 20000 {
+		t.Errorf("flows %+v (the snapshot's partition 0 %d records), want partition 0's lag left out, what it receives kept, the others as they were",
+			got.flows, s.flows[0].records)
 	}
 	if got.pods[0].lag != 0 || got.pods[1].lag != 500 || s.pods[0].lag != 20000 {
 		t.Errorf("pods' lag %d and %d (the snapshot's pod-a %d), want 0 and 500 (20000 untouched)", got.pods[0].lag, got.pods[1].lag, s.pods[0].lag)
@@ -342,5 +350,60 @@ func TestCeilingsOutliveTheOperator(t *testing.T) {
 	d := a.Decide(ing, input)
 	if !strings.Contains(d.Reason, "partition 0 (300/s) is consumed at its ceiling") || !slices.Equal(d.PartitionCeilings, want[:1]) {
 		t.Errorf("a restarted operator forgot partition 0's ceiling: %s, %+v", d.Reason, d.PartitionCeilings)
+	}
+}
+
+// drainingGroup is a poll at second at of 12 pods at parallelism 225 (10/s a slot), one
+// partition each: partition 0 receives 400/s and drains a backlog of records at 500/s,
+// all its pod takes of it (22% of the slots, 20% of the CPU), the oldest seconds old; the
+// others receive and are consumed at 145/s. The rate window is the last minute.
+func drainingGroup(at int, records, seconds int64) lagSnapshot {
+	now := time.Unix(int64(at), 0)
+	s := lagSnapshot{partitions: 12, at: now, rateSince: now.Add(-60 * time.Second), produceRate: 400 + 11*145,
+		consumeRate: 500 + 11*145, records: records, seconds: seconds}
+	for id := range 12 {
+		pod := fmt.Sprintf("pod-%02d", id)
+		f := partitionFlow{produceRate: 145, consumeRate: 145, pod: pod}
+		rep := loadreport.Report{Pod: pod, At: now, Parallelism: 225, Busy: 145.0 / 2250, CPU: 0.06, Rate: 145}
+		if id == 0 {
+			f = partitionFlow{produceRate: 400, consumeRate: 500, leastBacklog: records, records: records, seconds: seconds, pod: pod}
+			rep.Busy, rep.CPU, rep.Rate = 500.0/2250, 0.2, 500
+		}
+		s.flows = append(s.flows, f)
+		lag := int64(0)
+		if id == 0 {
+			lag = records
+		}
+		s.pods = append(s.pods, podLoad{Report: rep, ids: []int{id}, listed: true, lag: lag})
+	}
+	return s
+}
+
+// TestADrainingPartitionAtItsCeilingDoesNotHoldThePods: after a spike, 12 pods hold a
+// partition alone each; partition 0 drains its backlog at 500/s, all it can go, while its
+// pod has room. The pods holding the lag are idle, so nothing is added — but nor was any
+// pod removed: its ceiling was learnt only from a partition falling behind, and its lag
+// held the group at 12 pods for the 50 minutes of the drain, where 2 consume as much. A
+// partition that drains at a pace its pod does not set is at its ceiling too: the lag it
+// holds is not held against the targets, and the pods go.
+func TestADrainingPartitionAtItsCeilingDoesNotHoldThePods(t *testing.T) {
+	t0 := time.Unix(10_000, 0)
+	st := measured()
+	st.firstSample, st.settledAt, st.parallelismSeenAt = t0.Add(-10*time.Minute), t0.Add(-5*time.Minute), t0.Add(-5*time.Minute)
+	st.lastUp, st.lastChange, st.pause = t0.Add(-5*time.Minute), t0.Add(-5*time.Minute), 3*time.Second
+	var d scaleDecision
+	for i := range 20 {
+		at := int(t0.Unix()) + 10*i
+		lag := drainingGroup(at, 190_000-int64(i)*1000, 200+10*int64(i))
+		d, st = decideScale(policyBounds(), st, scaleInput{now: lag.at, known: true, lag: lag, replicas: 12, parallelism: 225, settled: true})
+		if d.replicas > 12 {
+			t.Fatalf("poll %d: %d × %d (%s): pods added for a partition they cannot speed", i, d.replicas, d.parallelism, d.reason)
+		}
+		if d.replicas < 12 {
+			break
+		}
+	}
+	if d.replicas > 3 || !strings.Contains(d.reason, "partition 0 (500/s) is consumed at its ceiling") {
+		t.Errorf("got %d × %d (%s), want at most 3 pods, partition 0 at its ceiling", d.replicas, d.parallelism, d.reason)
 	}
 }

@@ -575,6 +575,16 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			waits = append(waits, fmt.Sprintf("%d pods may go at %s, in one step instead of two", rec.replicas, until.UTC().Format(time.TimeOnly)))
 		}
 	}
+	// Likewise a parallelism that comes down a step at a poll as the recommendations of a
+	// burst leave the window: when only older ones keep it above the latest, and they
+	// leave the window within the cooldown, it comes down once, to the latest.
+	if target.replicas == current.replicas && rec.replicas == current.replicas && target.parallelism < current.parallelism &&
+		rec.parallelism < target.parallelism && b.cooldown > 0 {
+		if until, ok := parallelismAboveUntil(st.recommendations, current.replicas, rec.parallelism, downWindow); ok && until.Sub(in.now) <= b.cooldown {
+			waits = append(waits, fmt.Sprintf("parallelism %d may come at %s, in one step instead of several", rec.parallelism, until.UTC().Format(time.TimeOnly)))
+			target.parallelism = current.parallelism
+		}
+	}
 	// A step down by less than a quarter of the pods while the latest recommendation is
 	// lower still (the load still falling) would be followed by another soon: it saves
 	// little and costs a rebalance. Wait for one that matters. (At a steady load the
@@ -864,9 +874,21 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	// go but the pause would not fit, nothing changes (less parallelism now would only
 	// be raised again when they go).
 	if r, ok := fewest(need * downMargin); ok && r < in.replicas {
-		if !pauseFits(b, lag, r, pause) {
+		// Records in flight count against what fewer pods are allowed and stay, however long
+		// the wait (a backlog drains: waiting, fewer pods go): the fewest pods that hold them
+		// go, though the need calls for fewer. (Held for the fewest the need calls for, 49
+		// pods stayed for 40 minutes where 3 hold the records a 4 s write keeps in flight.)
+		fits := r
+		for fits < in.replicas && !pauseFits(b, lag, fits, pause) && float64(lag.seconds) <= b.inFlightAge() {
+			fits++
+		}
+		if !pauseFits(b, lag, fits, pause) {
+			fits = in.replicas
+		}
+		if fits == in.replicas {
 			return explain(in.replicas, p, fmt.Sprintf("; %d pods would do, but a %.0f s rebalance now would take the lag over its target", r, pause))
 		}
+		r = fits
 		q, _ := leastFor(r, need*downMargin)
 		return explain(r, max(q, min(p, useful)), "")
 	}
@@ -1084,18 +1106,41 @@ func overTarget(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 // neededRate is the consumption rate that keeps up with production, with headroom, and
 // drains the backlog above half the allowed lag within the drain time.
 func neededRate(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
+	drain := b.drainTime()
+	// Behind, or falling behind (more produced over the last poll interval than consumed,
+	// by more than the headroom), production that grew shows first in the last poll
+	// interval: follow it at once. Otherwise the window's rate, which is steadier. (Only
+	// behind the target once: after a step, the window's rate, a minute's average, called
+	// for one pod more at each poll, each a rebalance, until the lag was over its target.)
+	produce := lag.produceRate
+	if overTarget(b, lag, consumers) > 1 || lag.lastPoll.produceRate > headroom*lag.lastPoll.consumeRate {
+		produce = max(produce, lag.lastPoll.produceRate)
+	}
+	return produce*headroom + backlogAboveTargets(b, lag, consumers)/drain
+}
+
+// backlogAboveTargets is the lag above half of what the targets allow: of the records
+// target, half of it for every consuming pod; of the seconds target, half of what each
+// partition receives in that time, partition by partition where the window shows them.
+// The seconds target holds for every record: a backlog on a few partitions is as old as
+// it is long against what those partitions receive, not against what the topic receives
+// (counted against the whole topic's production, the backlog of one slow pod's
+// partitions was allowed to grow to five times the seconds target, never called a
+// backlog to drain).
+func backlogAboveTargets(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 	keep := 0.0
 	if allowed, ok := allowedRecords(b, lag, consumers); ok {
 		keep = allowed / 2
 	}
-	drain := b.drainTime()
-	// Behind, production that grew shows first in the last poll interval: follow it at
-	// once. Otherwise the window's rate, which is steadier.
-	produce := lag.produceRate
-	if overTarget(b, lag, consumers) > 1 {
-		produce = max(produce, lag.lastPoll.produceRate)
+	above := max(float64(lag.records)-keep, 0)
+	if b.targetSeconds > 0 && lag.produceRate > 0 && len(lag.flows) == lag.partitions && float64(lag.seconds) > b.targetSeconds {
+		seconds := 0.0
+		for _, f := range lag.flows {
+			seconds += max(float64(f.records)-b.targetSeconds*f.produceRate/2, 0)
+		}
+		above = max(above, min(seconds, float64(lag.records)))
 	}
-	return produce*headroom + max(float64(lag.records)-keep, 0)/drain
+	return above
 }
 
 // lagFigures describes the lag against the targets.
@@ -1138,6 +1183,18 @@ func aboveUntil(recs []scaleRecommendation, replicas int32, window time.Duration
 	var last time.Time
 	for _, r := range recs {
 		if r.replicas > replicas && r.at.After(last) {
+			last = r.at
+		}
+	}
+	return last.Add(window), !last.IsZero()
+}
+
+// parallelismAboveUntil is when the last recommendation of replicas pods at more than
+// parallelism p leaves a window of the given length; ok is false when there is none.
+func parallelismAboveUntil(recs []scaleRecommendation, replicas, p int32, window time.Duration) (time.Time, bool) {
+	var last time.Time
+	for _, r := range recs {
+		if r.replicas == replicas && r.parallelism > p && r.at.After(last) {
 			last = r.at
 		}
 	}

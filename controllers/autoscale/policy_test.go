@@ -216,6 +216,12 @@ func TestDecideScale(t *testing.T) {
 			state:    watchedDown(t0),
 			in:       spare(3000, 2),
 			replicas: 1, par: 144, reasonHas: "scaling down from 6 × 144 to 1 × 144", changeTime: true},
+		{name: "records in flight over what the fewest pods are allowed: the fewest that hold them go",
+			// 8,000 records 2 s old: over what 1 pod is allowed (5,000), within 2 pods' 10,000.
+			// They stay however long the wait: held for 1 pod, the 6 stayed for good.
+			state:    watchedDown(t0),
+			in:       spare(8000, 2),
+			replicas: 2, par: 144, reasonHas: "scaling down from 6 × 144 to 2 × 144", changeTime: true},
 		{name: "a backlog holds pods: the same records 10 s old",
 			state:    watchedDown(t0),
 			in:       spare(3000, 10),
@@ -826,5 +832,81 @@ func TestNoParallelismCutSizedForPodsThatDoNotCome(t *testing.T) {
 	got, _ := decideScale(policyBounds(), st, scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 400, settled: true})
 	if got.replicas != 4 || got.parallelism != 400 {
 		t.Errorf("got %d × %d (%s), want 4 × 400", got.replicas, got.parallelism, got.reason)
+	}
+}
+
+// TestABacklogOnAFewPartitionsIsDrained: 4 pods at parallelism 100 (10/s a slot) on 12
+// partitions receiving 250/s each; the three of one pod hold 20k records each, 80 s old
+// against a seconds target of 30 s. Held against what the whole topic receives in 30 s
+// (90k, half of it kept), 60k records were hardly a backlog: 3,950/s needed, and 4 pods
+// doing 4,000/s looked enough while the lag stayed three times over its target. Each of
+// those partitions receives 7.5k in 30 s: most of their 60k is to drain, and the
+// parallelism rises.
+func TestABacklogOnAFewPartitionsIsDrained(t *testing.T) {
+	b := policyBounds()
+	b.targetRecords = 0
+	t0 := time.Unix(1000, 0)
+	lag := snapshot(1000, 12, 60000, 80, 3000, 3000)
+	lag.rateSince = t0.Add(-time.Minute)
+	for id := range 12 {
+		f := partitionFlow{produceRate: 250, consumeRate: 250}
+		if id%4 == 0 {
+			f.records, f.seconds, f.leastBacklog = 20000, 80, 19000
+		}
+		lag.flows = append(lag.flows, f)
+	}
+	st := watchedDown(t0)
+	d, _ := decideScale(b, st, scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 100, settled: true})
+	if d.replicas < 4 || d.parallelism <= 100 {
+		t.Errorf("got %d × %d (%s), want more than 4 × 100", d.replicas, d.parallelism, d.reason)
+	}
+	// Spread over every partition alike, the same 60k is what the aggregate said.
+	for id := range lag.flows {
+		lag.flows[id].records = 5000
+	}
+	if got, want := backlogAboveTargets(b, lag, 4), 60000-30*3000/2.0; got != want {
+		t.Errorf("an even backlog: %.0f above the targets, want %.0f", got, want)
+	}
+}
+
+// TestProductionThatGrewIsFollowedBeforeTheTarget: 4 pods at parallelism 100 (4,000/s)
+// under their targets, 10k records 5 s old; over the window production averaged
+// 3,000/s, but over the last poll interval 7,500/s came and 3,000/s were consumed — a
+// step. Sized for the window's average, 4 pods looked enough (3,450/s needed) until the
+// lag was over its target, and the group then grew a step at a poll; the latest
+// production is followed as soon as the lag grows by more than the headroom.
+func TestProductionThatGrewIsFollowedBeforeTheTarget(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	lag := snapshot(1000, 12, 10000, 5, 3000, 3000)
+	lag.lastPoll = pollInterval{since: t0.Add(-10 * time.Second), produceRate: 7500, consumeRate: 3000}
+	d, _ := decideScale(policyBounds(), watchedDown(t0), scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 100, settled: true})
+	if d.replicas*d.parallelism < 4*225 || !strings.Contains(d.reason, "8.6k/s needed") {
+		t.Errorf("got %d × %d (%s), want room for 7,500/s with the headroom", d.replicas, d.parallelism, d.reason)
+	}
+	// Production that fell, or grew no faster than the pods consume: the window's rate.
+	lag.lastPoll.consumeRate = 7000
+	if d, _ := decideScale(policyBounds(), watchedDown(t0), scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 100, settled: true}); !strings.Contains(d.reason, "3.4k/s needed") {
+		t.Errorf("consumed nearly as fast as produced: got %d × %d (%s), want 3,450/s needed", d.replicas, d.parallelism, d.reason)
+	}
+}
+
+// TestParallelismComesDownOnce: after a burst, 1 pod at parallelism 382; the burst's
+// recommendations leave the down window one poll after another (190 until 5 s from now),
+// while the latest calls for 100. Cut at each poll as the window's highest falls, the
+// parallelism came down in steps (382 → 190 → 117 → 45 after every burst, in a world of
+// the sweep); it waits the 5 s and comes down once.
+func TestParallelismComesDownOnce(t *testing.T) {
+	t0 := time.Unix(10_000, 0)
+	st := watchedDown(t0)
+	st.recommendations = []scaleRecommendation{{at: t0.Add(-115 * time.Second), replicas: 1, parallelism: 190}}
+	poll := func(at time.Time) scaleInput {
+		return scaleInput{now: at, known: true, lag: snapshot(int(at.Unix()), 12, 0, 0, 500, 500), replicas: 1, parallelism: 382, settled: true}
+	}
+	d, st := decideScale(policyBounds(), st, poll(t0))
+	if d.parallelism != 382 || !strings.Contains(d.reason, "in one step instead of several") {
+		t.Fatalf("got %d × %d (%s), want 1 × 382 waiting for the burst's recommendations to leave", d.replicas, d.parallelism, d.reason)
+	}
+	if d, _ = decideScale(policyBounds(), st, poll(t0.Add(10*time.Second))); d.parallelism != 100 {
+		t.Errorf("got %d × %d (%s), want 1 × 100 in one step", d.replicas, d.parallelism, d.reason)
 	}
 }
