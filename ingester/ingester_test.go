@@ -92,17 +92,14 @@ func TestIngestsEverySpanAndCommits(t *testing.T) {
 	assertCommittedToEnd(t, b, group, topic)
 }
 
-// TestIngestsWhatKcatProduced has librdkafka's kcat, an independent Kafka client, produce
-// OTLP/JSON spans, one message per line, and checks the ingester reads them all.
-func TestIngestsWhatKcatProduced(t *testing.T) {
-	kcat := lookKcat(t)
-	const topic, group = "otlp_json_spans", "kcat-group"
-	b := kafkatest.Start(t, topic, partitions)
-
-	var lines []string
+// otlpJSONLines writes messages OTLP/JSON traces of spansPer spans each (kafkatest.Traces
+// 0 to messages-1), one a line, to a file for kcat -l, and returns its path.
+func otlpJSONLines(t *testing.T, messages, spansPer int) string {
+	t.Helper()
 	var m ptrace.JSONMarshaler
-	for i := range 50 {
-		data, err := m.MarshalTraces(kafkatest.Traces(uint64(i), 4))
+	var lines []string
+	for i := range messages {
+		data, err := m.MarshalTraces(kafkatest.Traces(uint64(i), spansPer))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,6 +109,17 @@ func TestIngestsWhatKcatProduced(t *testing.T) {
 	if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return input
+}
+
+// TestIngestsWhatKcatProduced has librdkafka's kcat, an independent Kafka client, produce
+// OTLP/JSON spans, one message per line, and checks the ingester reads them all.
+func TestIngestsWhatKcatProduced(t *testing.T) {
+	kcat := lookKcat(t)
+	const topic, group = "otlp_json_spans", "kcat-group"
+	b := kafkatest.Start(t, topic, partitions)
+
+	input := otlpJSONLines(t, 50, 4)
 	out, err := exec.Command(kcat, "-P", "-b", b.Addr, "-t", topic, "-X", "acks=all", "-l", input).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kcat produce: %v\n%s", err, out)

@@ -3,9 +3,7 @@ package ingester
 import (
 	"context"
 	"encoding/binary"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/fetchwire"
@@ -433,19 +430,7 @@ func TestBatchesLargerThanAFetchCutIntoDeliveries(t *testing.T) {
 	kcat := lookKcat(t)
 	const topic, group, messages, spansPer = "batched", "batched", 600, 3
 	b := kafkatest.Start(t, topic, 1)
-	var m ptrace.JSONMarshaler
-	var lines []string
-	for i := range messages {
-		data, err := m.MarshalTraces(kafkatest.Traces(uint64(i), spansPer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, string(data))
-	}
-	input := filepath.Join(t.TempDir(), "spans.jsonl")
-	if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	input := otlpJSONLines(t, messages, spansPer)
 	out, err := exec.Command(kcat, "-P", "-b", b.Addr, "-t", topic, "-p", "0", "-z", "zstd",
 		"-X", "acks=all", "-X", "linger.ms=500", "-l", input).CombinedOutput()
 	if err != nil {
