@@ -126,6 +126,8 @@ func TestScaleSubresourceDrivesReplicas(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionReady).Reason).To(Equal(spanflowv1alpha1.ReasonScaledToZero))
 	}, eventually, poll).Should(Succeed())
+	// The operator's own changes of the Deployment's replicas are not someone else's.
+	g.Expect(warnings(g, key.Namespace, spanflowv1alpha1.ReasonDeploymentScaledBack)).To(BeEmpty())
 }
 
 // autoscaledIngester starts an Ingester with the built-in autoscaler on and waits for its
@@ -163,15 +165,7 @@ func TestScalingAnAutoscaledIngester(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
 		g.Expect(ing.Status.Autoscaling.IgnoredReplicas).To(Equal(ptr.To(other)))
 		g.Expect(ing.Status.ObservedGeneration).To(Equal(ing.Generation))
-		var events corev1.EventList
-		g.Expect(k8sClient.List(ctx, &events, client.InNamespace(key.Namespace))).To(Succeed())
-		var messages []string
-		for _, e := range events.Items {
-			if e.Reason == spanflowv1alpha1.ReasonReplicasIgnored && e.Type == corev1.EventTypeWarning {
-				messages = append(messages, e.Message)
-			}
-		}
-		g.Expect(messages).To(ContainElement(ContainSubstring("spec.autoscaling is enabled")))
+		g.Expect(warnings(g, key.Namespace, spanflowv1alpha1.ReasonReplicasIgnored)).To(ContainElement(ContainSubstring("spec.autoscaling is enabled")))
 	}, eventually, poll).Should(Succeed())
 	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To(decided)))
 	quiet(g, ing, key, &appsv1.Deployment{}, &corev1.ConfigMap{})
@@ -303,6 +297,38 @@ func TestDeploymentScaledByHandWhileAutoscaled(t *testing.T) {
 	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To(decided)))
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
 	g.Expect(ing.Status.Autoscaling.DesiredReplicas).To(Equal(decided), ing.Status.Autoscaling.Reason)
+	g.Expect(warnings(g, key.Namespace, spanflowv1alpha1.ReasonDeploymentScaledBack)).To(ContainElement(And(
+		ContainSubstring(fmt.Sprintf("scaled to 7 by someone else and is put back to %d", decided)),
+		ContainSubstring("the built-in autoscaler sizes it"))))
+}
+
+// TestDeploymentScaledByHandIsSaid: with the autoscaler off, the Deployment's replicas are
+// spec.replicas. kubectl scale deployment (or an HPA or KEDA aimed at the Deployment) is
+// put back, and a warning says so and what to scale instead — without it the pods come and
+// go with nothing saying why.
+func TestDeploymentScaledByHandIsSaid(t *testing.T) {
+	g := NewWithT(t)
+	_, key := startedIngester(t, g, "scaledback")
+	_, err := kubectl(t, "scale", "deployment/"+key.Name, "--replicas=4", "-n", key.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](1)))
+		g.Expect(warnings(g, key.Namespace, spanflowv1alpha1.ReasonDeploymentScaledBack)).To(ContainElement(
+			ContainSubstring("The Deployment scaledback-ingester was scaled to 4 by someone else and is put back to 1: its replicas are the Ingester's. Scale the Ingester (kubectl scale ingester/scaledback")))
+	}, eventually, poll).Should(Succeed())
+}
+
+// warnings are the messages of the warning events of ns with reason.
+func warnings(g Gomega, ns, reason string) []string {
+	var events corev1.EventList
+	g.Expect(k8sClient.List(context.Background(), &events, client.InNamespace(ns))).To(Succeed())
+	var messages []string
+	for _, e := range events.Items {
+		if e.Reason == reason && e.Type == corev1.EventTypeWarning {
+			messages = append(messages, e.Message)
+		}
+	}
+	return messages
 }
 
 // TestGitOpsApplyIsQuiet: a GitOps tool (Argo CD, Flux) applies the Ingester again and

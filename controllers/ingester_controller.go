@@ -156,6 +156,11 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if changeNothing {
 		obs.deployment = current
 	} else {
+		if other := scaledByOthers(current, desiredReplicas(target)); other != nil {
+			r.Recorder.Eventf(&ing, current, corev1.EventTypeWarning, spanflowv1alpha1.ReasonDeploymentScaledBack, "Reconcile",
+				"The Deployment %s was scaled to %d by someone else and is put back to %d: its replicas are the Ingester's. Scale the Ingester (kubectl scale ingester/%s; an HPA or KEDA aimed at the Ingester's scale subresource)%s",
+				current.Name, *other, desiredReplicas(target), ing.Name, autoscaledNote(&ing))
+		}
 		obs.deployment, obs.applyErr = r.apply(ctx, target, secrets.digests(referencedSecrets(target)))
 		if apierrors.HasStatusCause(obs.applyErr, corev1.NamespaceTerminatingCause) {
 			// The namespace is being deleted, the Ingester with it: not a failure to report.
@@ -356,6 +361,28 @@ func replicasGiven(ing *spanflowv1alpha1.Ingester, current *appsv1.Deployment) *
 		return ptr.To(a.DesiredReplicas)
 	}
 	return nil
+}
+
+// scaledByOthers is the Deployment's replicas when someone other than the operator set
+// them to a value other than want (nil otherwise): the apply is about to put them back.
+func scaledByOthers(current *appsv1.Deployment, want int32) *int32 {
+	if current == nil || current.Spec.Replicas == nil || *current.Spec.Replicas == want {
+		return nil
+	}
+	owned, err := appsv1ac.ExtractDeployment(current, string(FieldOwner))
+	if err != nil || (owned.Spec != nil && owned.Spec.Replicas != nil && *owned.Spec.Replicas == *current.Spec.Replicas) {
+		return nil // the operator's own size, now changing
+	}
+	return current.Spec.Replicas
+}
+
+// autoscaledNote adds, for an Ingester the built-in autoscaler sizes, that it owns the
+// replicas.
+func autoscaledNote(ing *spanflowv1alpha1.Ingester) string {
+	if autoscale.Enabled(ing) {
+		return "; with spec.autoscaling enabled the built-in autoscaler sizes it, and a scale of the Ingester is ignored too"
+	}
+	return ""
 }
 
 // recordGroupInUse corrects, in memory, the consumer group the Ingester's status records

@@ -62,6 +62,10 @@ const (
 	ReasonAutoscaled = "Autoscaled"
 	// ReasonReplicasIgnored (event): spec.replicas changed while autoscaling owns the replicas.
 	ReasonReplicasIgnored = "ReplicasIgnored"
+	// ReasonDeploymentScaledBack (event): someone else scaled the ingester Deployment itself
+	// (kubectl scale deployment, an HPA or KEDA aimed at it); the operator put its replicas
+	// back. Scale the Ingester instead: its scale subresource.
+	ReasonDeploymentScaledBack = "DeploymentScaledBack"
 	// ReasonAsExpected: nothing is wrong (Degraded False) or nothing is changing
 	// (Progressing False).
 	ReasonAsExpected = "AsExpected"
