@@ -119,11 +119,12 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			return ctrl.Result{}, err
 		}
 	}
-	if obs.podFailure, err = r.podFailure(ctx, &ing, current); err != nil {
+	if obs.podFailure, obs.notReady, err = r.observePods(ctx, &ing, current); err != nil {
 		return ctrl.Result{}, err
 	}
 	if secretErr == nil {
 		obs.lag = r.Lag.Observe(kafkaTargetOf(&ing, secrets))
+		obs.blockedPods = obs.lag.BlockedPods()
 	}
 	if obs.sharedGroup, err = r.groupSharedWith(ctx, &ing); err != nil {
 		return ctrl.Result{}, err
@@ -329,18 +330,19 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 	return &dep, nil
 }
 
-// podFailure says why pods of the Ingester's Deployment cannot run, "" when none is
-// failing. The pods are read from the API server, not cached, and only while some are not
-// ready: a healthy Ingester costs nothing.
-func (r *IngesterReconciler) podFailure(ctx context.Context, ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment) (string, error) {
+// observePods says why pods of the Ingester's Deployment cannot run ("" when none is
+// failing) and lists those that run but are not ready. The pods are
+// read from the API server, not cached, and only while some are not ready: a healthy
+// Ingester costs nothing.
+func (r *IngesterReconciler) observePods(ctx context.Context, ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment) (failure string, notReady []notReadyPod, err error) {
 	if dep == nil || dep.Status.Replicas == 0 || dep.Status.ReadyReplicas >= dep.Status.Replicas {
-		return "", nil
+		return "", nil, nil
 	}
 	var pods corev1.PodList
 	if err := r.APIReader.List(ctx, &pods, client.InNamespace(ing.Namespace), client.MatchingLabels(selectorLabels(ing))); err != nil {
-		return "", fmt.Errorf("listing the ingester pods: %w", err)
+		return "", nil, fmt.Errorf("listing the ingester pods: %w", err)
 	}
-	return podFailures(pods.Items), nil
+	return podFailures(pods.Items), notReadyPods(pods.Items), nil
 }
 
 // replicasGiven is the size the autoscaler last gave the Deployment: its spec.replicas

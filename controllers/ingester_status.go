@@ -3,6 +3,7 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -41,6 +42,10 @@ type observation struct {
 	ignoredReplicas *int32
 	// podFailure says why pods of the Deployment cannot run ("" when none is failing).
 	podFailure string
+	// notReady lists the pods that run but are not ready.
+	notReady []notReadyPod
+	// blockedPods names the pods whose load reports say storage holds their consumption.
+	blockedPods []string
 	// sharedGroup names the other Ingesters consuming with the same group on the same
 	// Kafka cluster, if any.
 	sharedGroup []string
@@ -132,6 +137,12 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	if obs.problem != nil && obs.problem.unmanagedPods {
 		podsLeft, noPods = "", "The operator runs no pods for this Ingester: "
 	}
+	// Why pods are not ready, when the status can say: the Deployment's counts alone would
+	// read "rolling out" for as long as storage is down or a rollout is paused.
+	paused := dep != nil && rolloutPaused(dep)
+	held := storageHeld(obs)
+	unready := longNotReady(obs, held)
+	current := dep != nil && allPodsCurrent(dep, want)
 
 	switch {
 	case obs.applyErr != nil:
@@ -156,7 +167,14 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 			fmt.Sprintf("%d of %d ingester pods are ready", dep.Status.ReadyReplicas, want))
 	default:
 		reason := spanflowv1alpha1.ReasonRollingOut
-		if stuck {
+		switch {
+		case paused:
+			reason = spanflowv1alpha1.ReasonRolloutPaused
+		case len(held) > 0:
+			reason = spanflowv1alpha1.ReasonStorageUnavailable
+		case len(unready) > 0:
+			reason = spanflowv1alpha1.ReasonPodsNotReady
+		case stuck:
 			reason = spanflowv1alpha1.ReasonRolloutStuck
 		}
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionFalse, reason,
@@ -167,6 +185,12 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	case ing.Spec.Paused:
 		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonPaused,
 			"spec.paused is true: the operator changes nothing")
+	case paused:
+		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonRolloutPaused,
+			fmt.Sprintf("The Deployment %s's rollout is paused: %d of %d pods run the current spec", dep.Name, dep.Status.UpdatedReplicas, want))
+	case current && (len(held) > 0 || len(unready) > 0):
+		// Every pod runs the current spec: nothing is rolling out, the pods are not ready.
+		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "No change under way")
 	case stuck:
 		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonRolloutStuck, ready.Message)
 	case dep != nil && !rolledOut && !(want == 0 && dep.Status.Replicas == 0):
@@ -190,6 +214,14 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	case dep != nil && obs.podFailure != "":
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonPodsFailing,
 			fmt.Sprintf("%d of %d ingester pods are ready; %s", dep.Status.ReadyReplicas, want, obs.podFailure))
+	case paused:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutPaused,
+			fmt.Sprintf("The rollout of the ingester Deployment was paused (kubectl rollout pause): %d of %d pods run the current spec, the others an earlier one, until kubectl rollout resume deployment/%s (to keep the operator from changing anything, set spec.paused on the Ingester instead)",
+				dep.Status.UpdatedReplicas, want, dep.Name))
+	case len(held) > 0:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonStorageUnavailable,
+			fmt.Sprintf("%d of %d ingester pods are ready; storage (or the dead-letter topic) fails the writes of %s: they hold their partitions and try again, skipping nothing, and the lag grows until it takes them (their logs say why; spanflow_ingester_write_errors_total counts the failures)",
+				dep.Status.ReadyReplicas, want, podNames(held)))
 	case stuck:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutStuck,
 			"The ingester Deployment exceeded its progress deadline: "+deploymentProgressMessage(dep))
@@ -201,10 +233,63 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.lag.Err().Error())
 	case obs.lag.Err() != nil:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonKafkaUnreachable, obs.lag.Err().Error())
+	case len(unready) > 0:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonPodsNotReady,
+			fmt.Sprintf("%d of %d ingester pods are ready; %s ran for over %s without becoming ready: the ingester's readiness check (/readyz) fails, and its log says why (the brokers refusing the pod, not joining the consumer group, a partition held)",
+				dep.Status.ReadyReplicas, want, podNames(unready), notReadyGrace))
 	default:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "Nothing needs attention")
 	}
 	return ready, progressing, degraded
+}
+
+// rolloutPaused is true when the Deployment's rollout is paused (kubectl rollout pause)
+// with pods of an earlier template left: the new spec waits for a person.
+func rolloutPaused(dep *appsv1.Deployment) bool {
+	s := dep.Status
+	return dep.Spec.Paused && (s.ObservedGeneration < dep.Generation || s.UpdatedReplicas < s.Replicas)
+}
+
+// allPodsCurrent is true when the Deployment controller has seen the latest spec and
+// every pod runs it, none more than wanted: whatever is not ready is not rolling out.
+func allPodsCurrent(dep *appsv1.Deployment, want int32) bool {
+	s := dep.Status
+	return s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas == want && s.Replicas == want
+}
+
+// storageHeld names the pods that are not ready while their load reports say storage
+// holds their consumption. A ready pod that retried a write is not held.
+func storageHeld(obs observation) []string {
+	var names []string
+	for _, p := range obs.notReady {
+		if slices.Contains(obs.blockedPods, p.name) {
+			names = append(names, p.name)
+		}
+	}
+	return names
+}
+
+// longNotReady names the pods not ready for notReadyGrace, but for those held by storage.
+func longNotReady(obs observation, held []string) []string {
+	var names []string
+	for _, p := range obs.notReady {
+		if obs.now.Sub(p.since) >= notReadyGrace && !slices.Contains(held, p.name) {
+			names = append(names, p.name)
+		}
+	}
+	return names
+}
+
+// podNames lists pods for a message: "pod a", "pods a, b and c", at most three named.
+func podNames(names []string) string {
+	switch n := len(names); {
+	case n == 1:
+		return "pod " + names[0]
+	case n <= 3:
+		return "pods " + strings.Join(names[:n-1], ", ") + " and " + names[n-1]
+	default:
+		return fmt.Sprintf("pods %s and %d more", strings.Join(names[:3], ", "), n-3)
+	}
 }
 
 // deploymentRolledOut is true when the Deployment controller has seen the latest spec and

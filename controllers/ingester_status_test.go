@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -39,7 +40,15 @@ func refused() appsv1.DeploymentStatus {
 	return s
 }
 
+// pausedDeployment is a Deployment of generation 3 whose rollout someone paused.
+func pausedDeployment(s appsv1.DeploymentStatus) *appsv1.Deployment {
+	d := deployment(3, s)
+	d.Name, d.Spec.Paused = "traces-ingester", true
+	return d
+}
+
 func TestConditions(t *testing.T) {
+	now := metav1.NewTime(time.Unix(1_000_000, 0))
 	type want struct{ ready, progressing, degraded string } // "True/Reason"
 	cases := []struct {
 		name     string
@@ -77,6 +86,34 @@ func TestConditions(t *testing.T) {
 			want{"True/Available", "False/AsExpected", "True/ResourceConflict"}},
 		{"pods refused by admission", 2, false, observation{deployment: deployment(3, refused())},
 			want{"False/RollingOut", "True/RollingOut", "True/PodCreationFailed"}},
+		{"storage down: the pods of the current spec are held", 2, false, observation{now: now,
+			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2}),
+			notReady:   []notReadyPod{{"traces-ingester-a", now.Add(-20 * time.Second)}, {"traces-ingester-b", now.Add(-20 * time.Second)}}, blockedPods: []string{"traces-ingester-a", "traces-ingester-b"}},
+			want{"False/StorageUnavailable", "False/AsExpected", "True/StorageUnavailable"}},
+		{"storage down during a rollout", 2, false, observation{now: now,
+			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 3, UpdatedReplicas: 1, ReadyReplicas: 2}),
+			notReady:   []notReadyPod{{"new", now.Add(-20 * time.Second)}}, blockedPods: []string{"new"}},
+			want{"False/StorageUnavailable", "True/RollingOut", "True/StorageUnavailable"}},
+		{"a ready pod that retried a write is not held", 2, false, observation{now: now, deployment: deployment(3, rolledOut(2)), blockedPods: []string{"a"}},
+			want{"True/Available", "False/AsExpected", "False/AsExpected"}},
+		{"a pod held while another starts", 3, false, observation{now: now,
+			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 2}),
+			notReady:   []notReadyPod{{"new", now.Add(-5 * time.Second)}}, blockedPods: []string{"old"}},
+			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
+		{"not ready for minutes, no known cause", 2, false, observation{now: now,
+			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 1}),
+			notReady:   []notReadyPod{{"traces-ingester-a", now.Add(-3 * time.Minute)}}},
+			want{"False/PodsNotReady", "False/AsExpected", "True/PodsNotReady"}},
+		{"not ready for seconds: starting", 2, false, observation{now: now,
+			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 1}),
+			notReady:   []notReadyPod{{"traces-ingester-a", now.Add(-30 * time.Second)}}},
+			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
+		{"rollout paused with old pods", 2, false, observation{deployment: pausedDeployment(appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 0, ReadyReplicas: 2})},
+			want{"False/RolloutPaused", "False/RolloutPaused", "True/RolloutPaused"}},
+		{"rollout paused before the controller saw the spec", 2, false, observation{deployment: pausedDeployment(appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2})},
+			want{"False/RolloutPaused", "False/RolloutPaused", "True/RolloutPaused"}},
+		{"rollout paused, nothing waiting", 2, false, observation{deployment: pausedDeployment(rolledOut(2))},
+			want{"True/Available", "False/AsExpected", "False/AsExpected"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +137,16 @@ func TestConditions(t *testing.T) {
 			}
 			if tc.want.degraded == "True/PodCreationFailed" && !strings.Contains(degraded.Message, "violates PodSecurity") {
 				t.Errorf("the Deployment's reason is not passed on: %q", degraded.Message)
+			}
+			for _, p := range tc.obs.notReady {
+				if strings.HasSuffix(tc.want.degraded, "/StorageUnavailable") || strings.HasSuffix(tc.want.degraded, "/PodsNotReady") {
+					if !strings.Contains(degraded.Message, p.name) {
+						t.Errorf("the message does not name pod %s: %q", p.name, degraded.Message)
+					}
+				}
+			}
+			if tc.want.degraded == "True/RolloutPaused" && !strings.Contains(degraded.Message, "kubectl rollout resume deployment/traces-ingester") {
+				t.Errorf("the message does not say how to resume: %q", degraded.Message)
 			}
 			if d := tc.obs.deployment; d != nil && d.Status.Replicas > 0 && strings.Contains(degraded.Message, "no ingester pods run") ||
 				(d == nil && strings.Contains(degraded.Message, "keep their last good configuration")) {
@@ -150,5 +197,18 @@ func TestDesiredStatus(t *testing.T) {
 	degraded := desiredStatus(ing, observation{secretErr: errors.New(`Secret "sasl" does not exist`)})
 	if degraded.Message == "" || degraded.Message == second.Message {
 		t.Errorf("message %q does not report the missing Secret", degraded.Message)
+	}
+}
+
+func TestPodNames(t *testing.T) {
+	for names, want := range map[string]string{
+		"a":       "pod a",
+		"a b":     "pods a and b",
+		"a b c":   "pods a, b and c",
+		"a b c d": "pods a, b, c and 1 more",
+	} {
+		if got := podNames(strings.Fields(names)); got != want {
+			t.Errorf("%s: got %q, want %q", names, got, want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -86,4 +87,54 @@ func lastLine(s string) string {
 		line = line[:400] + "…"
 	}
 	return line
+}
+
+// notReadyGrace is how long a running ingester pod may stay not ready before the status
+// says so, when it cannot say why: joining the group and a rebalance take seconds, Kafka
+// or storage refusing the pod does not pass.
+const notReadyGrace = 2 * time.Minute
+
+// notReadyPod is a pod whose containers all run but which is not ready, since when: it
+// last was ready, or its containers started.
+type notReadyPod struct {
+	name  string
+	since time.Time
+}
+
+// notReadyPods lists, in order of their names, the pods that run but are not ready.
+func notReadyPods(pods []corev1.Pod) []notReadyPod {
+	var out []notReadyPod
+	for _, pod := range pods {
+		if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning || len(pod.Status.ContainerStatuses) == 0 {
+			continue
+		}
+		running := true
+		var since time.Time
+		for _, cs := range pod.Status.ContainerStatuses {
+			if cs.State.Running == nil {
+				running = false
+				break
+			}
+			since = later(since, cs.State.Running.StartedAt.Time)
+		}
+		ready := false
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				ready = c.Status == corev1.ConditionTrue
+				since = later(since, c.LastTransitionTime.Time)
+			}
+		}
+		if running && !ready {
+			out = append(out, notReadyPod{name: pod.Name, since: since})
+		}
+	}
+	slices.SortFunc(out, func(a, b notReadyPod) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -1,11 +1,14 @@
 package controllers
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 func TestPodFailures(t *testing.T) {
@@ -69,5 +72,40 @@ func TestPodFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNotReadyPods(t *testing.T) {
+	at := func(s int) metav1.Time { return metav1.NewTime(time.Unix(1000+int64(s), 0)) }
+	pod := func(name string, started int, ready *corev1.PodCondition, mutate func(*corev1.Pod)) corev1.Pod {
+		p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "ingester",
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at(started)}}}}
+		if ready != nil {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: at(-100)}, *ready}
+		}
+		if mutate != nil {
+			mutate(&p)
+		}
+		return p
+	}
+	readyAt := func(status corev1.ConditionStatus, s int) *corev1.PodCondition {
+		return &corev1.PodCondition{Type: corev1.PodReady, Status: status, LastTransitionTime: at(s)}
+	}
+	got := notReadyPods([]corev1.Pod{
+		pod("ready", 0, readyAt(corev1.ConditionTrue, 5), nil),
+		pod("never-ready", 10, readyAt(corev1.ConditionFalse, 2), nil), // since its container started
+		pod("was-ready", 0, readyAt(corev1.ConditionFalse, 300), nil),  // since it stopped being ready
+		pod("no-conditions-yet", 20, nil, nil),
+		pod("pending", 0, readyAt(corev1.ConditionFalse, 0), func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }),
+		pod("waiting", 0, readyAt(corev1.ConditionFalse, 0), func(p *corev1.Pod) {
+			p.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+		}),
+		pod("going", 0, readyAt(corev1.ConditionFalse, 0), func(p *corev1.Pod) { p.DeletionTimestamp = ptr.To(at(400)) }),
+	})
+	want := []notReadyPod{{"never-ready", at(10).Time}, {"no-conditions-yet", at(20).Time}, {"was-ready", at(300).Time}}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

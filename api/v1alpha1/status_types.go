@@ -58,6 +58,16 @@ const (
 	// the ingester's last words), are killed for exceeding their memory limit, their image
 	// cannot be pulled, or no node can take them.
 	ReasonPodsFailing = "PodsFailing"
+	// ReasonStorageUnavailable: storage (or the dead-letter topic) fails the writes of
+	// ingester pods, which hold their partitions, retry, and are not ready meanwhile; the
+	// lag grows, nothing is skipped. Reported from the pods' load reports.
+	ReasonStorageUnavailable = "StorageUnavailable"
+	// ReasonPodsNotReady: ingester pods run but have not been ready for two minutes, for a
+	// reason only their logs give (the brokers refusing them, the consumer group).
+	ReasonPodsNotReady = "PodsNotReady"
+	// ReasonRolloutPaused: someone paused the Deployment's rollout (kubectl rollout pause)
+	// while pods of an earlier spec run; it waits for kubectl rollout resume.
+	ReasonRolloutPaused = "RolloutPaused"
 	// ReasonAutoscaled (event): the autoscaler changed replicas or parallelism.
 	ReasonAutoscaled = "Autoscaled"
 	// ReasonReplicasIgnored (event): spec.replicas changed while autoscaling owns the replicas.

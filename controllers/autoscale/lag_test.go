@@ -371,3 +371,17 @@ func TestALullDoesNotAgeTheOldestRecord(t *testing.T) {
 		t.Errorf("the oldest record of a consumer stuck since the start is %d s old at 6,000 s", seconds)
 	}
 }
+
+func TestBlockedPods(t *testing.T) {
+	o := Observation{have: true, snapshot: lagSnapshot{pods: []podLoad{
+		{Report: loadreport.Report{Pod: "a", Blocked: true}},
+		{Report: loadreport.Report{Pod: "b"}},
+		{Report: loadreport.Report{Pod: "c", Blocked: true}},
+	}}}
+	if got := o.BlockedPods(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("got %v, want [a c]", got)
+	}
+	if got := (Observation{}).BlockedPods(); got != nil {
+		t.Errorf("nothing known: got %v", got)
+	}
+}

@@ -35,6 +35,19 @@ func (o Observation) Records() int64  { return o.snapshot.records }
 func (o Observation) Seconds() int64  { return o.snapshot.seconds }
 func (o Observation) At() time.Time   { return o.snapshot.at }
 
+// BlockedPods names, in order, the pods whose latest load report (of the last 45 s) says
+// their consumption is held by storage: writes failed and were tried again, or a
+// partition waits for storage (or the dead-letter topic) to take its deliveries.
+func (o Observation) BlockedPods() []string {
+	var pods []string
+	for _, pl := range o.snapshot.pods {
+		if pl.Blocked {
+			pods = append(pods, pl.Pod)
+		}
+	}
+	return pods
+}
+
 // LagObserver polls, per distinct cluster, credentials, topic and group, the log and
 // committed offsets on an interval, and keeps a window of them to estimate lag in records
 // and seconds. Ingesters that share a target share its poller and its Kafka client.
