@@ -244,10 +244,12 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 }
 
 // rolloutPaused is true when the Deployment's rollout is paused (kubectl rollout pause)
-// with pods of an earlier template left: the new spec waits for a person.
+// with pods of an earlier template left: the new spec waits for a person. (Pausing is a
+// new generation of the Deployment too: until its controller has seen it, nothing says
+// whether pods wait.)
 func rolloutPaused(dep *appsv1.Deployment) bool {
 	s := dep.Status
-	return dep.Spec.Paused && (s.ObservedGeneration < dep.Generation || s.UpdatedReplicas < s.Replicas)
+	return dep.Spec.Paused && s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas < s.Replicas
 }
 
 // allPodsCurrent is true when the Deployment controller has seen the latest spec and

@@ -110,8 +110,8 @@ func TestConditions(t *testing.T) {
 			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
 		{"rollout paused with old pods", 2, false, observation{deployment: pausedDeployment(appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 0, ReadyReplicas: 2})},
 			want{"False/RolloutPaused", "False/RolloutPaused", "True/RolloutPaused"}},
-		{"rollout paused before the controller saw the spec", 2, false, observation{deployment: pausedDeployment(appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2})},
-			want{"False/RolloutPaused", "False/RolloutPaused", "True/RolloutPaused"}},
+		{"rollout just paused: not yet seen by the Deployment controller", 2, false, observation{deployment: pausedDeployment(appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2})},
+			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
 		{"rollout paused, nothing waiting", 2, false, observation{deployment: pausedDeployment(rolledOut(2))},
 			want{"True/Available", "False/AsExpected", "False/AsExpected"}},
 	}

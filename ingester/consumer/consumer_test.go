@@ -1193,3 +1193,58 @@ func TestAHeldPartitionWaitsForNoSlot(t *testing.T) {
 	expectInOrder(t, run.seen, messages)
 	run.stop()
 }
+
+// TestANewGroupThatCannotWriteStillReports: a group with nothing committed whose first
+// deliveries cannot be written (storage down, or misconfigured, from the start) commits
+// where it starts reading at once, and with it the pod's load report: the operator learns
+// from it that the pod is held by storage — without it, it sees only a lag that grows, and
+// sizes for it. The offset committed is the log's start, where the group reads from.
+func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
+	const topic, group, partitions = "held-from-the-start", "held-from-the-start", 2
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 100, 1)...)
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k.CommitInterval = config.Duration(100 * time.Millisecond)
+	// The chain holds the partition, as the failure policy does while it retries, until
+	// the test ends (the chain runs in the partition's loop here: no parallel stage).
+	storageDown, ended := errors.New("storage is down"), make(chan struct{})
+	chain := processor.Func(func(ctx context.Context, d *processor.Delivery) error {
+		release := d.Partition.Hold(storageDown)
+		defer release()
+		select {
+		case <-ctx.Done():
+		case <-ended:
+		}
+		return storageDown
+	})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: 100 * time.Millisecond,
+		CommitMetadata: func([]int) string { return "spanflow/1 the report" }, MetadataInterval: 200 * time.Millisecond},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		close(ended)
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		committed, metadata := b.CommittedOffsets(t, group, topic, partitions), b.CommittedMetadata(t, group, topic, partitions)
+		if committed[0] == 0 && metadata[0] == "spanflow/1 the report" && c.Blocked() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v with metadata %v (blocked: %v): the held pod's report never reached the group", committed, metadata, c.Blocked())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	end := b.EndOffsets(t, topic, partitions)
+	if committed := b.CommittedOffsets(t, group, topic, partitions); committed[0] != 0 || committed[1] > 0 || end[0]+end[1] != 100 {
+		t.Errorf("committed %v of %v: nothing was written, so nothing may be committed past the start", committed, end)
+	}
+}

@@ -165,6 +165,14 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		if err := f.resolve(ctx); err != nil {
 			return err
 		}
+		// Where reading starts is committable at once, before any delivery is written: a
+		// new group whose storage fails from the start still commits, and with that the
+		// pod's load report says it is held by storage (the operator would otherwise see
+		// only a growing lag, and size for it), and a member stopped now leaves the next
+		// no gap.
+		if f.passed != nil {
+			f.passed(f.offset, f.highWatermark)
+		}
 	}
 	if f.conn == nil {
 		if err := f.connect(ctx); err != nil {
