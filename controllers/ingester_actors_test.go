@@ -318,6 +318,78 @@ func TestDeploymentScaledByHandIsSaid(t *testing.T) {
 	}, eventually, poll).Should(Succeed())
 }
 
+// TestAnHPAAtTheDeploymentIsReported: an HPA aimed at the Deployment, not the Ingester,
+// fights the operator for good (each of its scales is put back, pods come and go, the
+// consumer group rebalances), which events alone leave out of kubectl get. The Ingester is
+// Degraded, naming the HPA and the scaleTargetRef to give it, with one warning; the HPA
+// gone, it is clear again.
+func TestAnHPAAtTheDeploymentIsReported(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "fought")
+	hpa := hpaAt(key.Namespace, "cpu", "apps/v1", "Deployment", key.Name)
+	g.Expect(k8sClient.Create(ctx, &hpa)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonScalerConflict))
+		g.Expect(c.Message).To(ContainSubstring("HorizontalPodAutoscaler " + key.Namespace + "/cpu scales the Deployment fought-ingester"))
+		g.Expect(c.Message).To(ContainSubstring("aim it at the Ingester (scaleTargetRef: {apiVersion: spanflow.dev/v1alpha1, kind: Ingester, name: fought})"))
+		g.Expect(ing.Status.State).To(Equal(spanflowv1alpha1.ReasonScalerConflict))
+	}, eventually, poll).Should(Succeed())
+	// Reported, not held back: the spec goes on being applied.
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](2) })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](2)))
+	}, eventually, poll).Should(Succeed())
+
+	// The HPA's turn: the scale put back says who did it.
+	_, err := kubectl(t, "scale", "deployment/"+key.Name, "--replicas=4", "-n", key.Namespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](2)))
+		g.Expect(warnings(g, key.Namespace, spanflowv1alpha1.ReasonDeploymentScaledBack)).To(ContainElement(
+			ContainSubstring("HorizontalPodAutoscaler " + key.Namespace + "/cpu aims at the Deployment: see the Ingester's Degraded condition (ScalerConflict)")))
+	}, eventually, poll).Should(Succeed())
+	// Said once, not at every resync.
+	quiet(g, ing, key, &appsv1.Deployment{})
+	g.Expect(warnings(g, key.Namespace, spanflowv1alpha1.ReasonScalerConflict)).To(HaveLen(1))
+
+	g.Expect(k8sClient.Delete(ctx, &hpa)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonAsExpected))
+	}, eventually, poll).Should(Succeed())
+}
+
+// TestAnHPAAtAnAutoscaledIngesterIsReported: an HPA (here KEDA's) aimed at the Ingester
+// drives spec.replicas, which the built-in autoscaler ignores: with spec.autoscaling on it
+// believes it scales and does nothing, and the Ingester is Degraded, naming it. With
+// spec.autoscaling off the HPA is the Ingester's autoscaler, as it should be.
+func TestAnHPAAtAnAutoscaledIngesterIsReported(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := autoscaledIngester(t, g, "doubly")
+	hpa := madeByKEDA(hpaAt(key.Namespace, "keda-hpa-lag", "spanflow.dev/v1alpha1", "Ingester", "doubly"), "lag")
+	hpa.OwnerReferences = nil // no ScaledObject exists here for the garbage collector to find
+	g.Expect(k8sClient.Create(ctx, &hpa)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonScalerConflict))
+		g.Expect(c.Message).To(ContainSubstring(`KEDA ScaledObject "lag" (through HorizontalPodAutoscaler ` + key.Namespace + `/keda-hpa-lag) scales the Ingester, but spec.autoscaling is enabled`))
+		g.Expect(c.Message).To(ContainSubstring("delete the ScaledObject, or turn spec.autoscaling off"))
+	}, eventually, poll).Should(Succeed())
+
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Autoscaling.Enabled = false })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonAsExpected))
+	}, eventually, poll).Should(Succeed())
+}
+
 // warnings are the messages of the warning events of ns with reason.
 func warnings(g Gomega, ns, reason string) []string {
 	var events corev1.EventList

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -70,6 +71,12 @@ type IngesterReconciler struct {
 	// PodPolicy is what the Ingesters' pod templates may ask for beyond the restricted
 	// profile; the zero value allows nothing more.
 	PodPolicy PodPolicy
+	// WatchNamespaces are the namespaces the manager's cache is limited to (none: every
+	// namespace), where the operator must be allowed to read HorizontalPodAutoscalers to
+	// look for those that fight it.
+	WatchNamespaces []string
+	// scalersVisible is true when HorizontalPodAutoscalers are watched and cached.
+	scalersVisible bool
 }
 
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters,verbs=get;list;watch
@@ -82,6 +89,7 @@ type IngesterReconciler struct {
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile applies the desired objects of one Ingester and records the outcome in its status.
@@ -129,6 +137,9 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if obs.sharedGroup, err = r.groupSharedWith(ctx, &ing); err != nil {
 		return ctrl.Result{}, err
 	}
+	if obs.scalers, err = r.scalersOf(ctx, &ing); err != nil {
+		return ctrl.Result{}, err
+	}
 	// Paused by the user, or the new spec cannot run: the running pods are better left on
 	// their last good config.
 	// Being deleted (with the foreground propagation, or its namespace going): what is
@@ -159,8 +170,8 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	} else {
 		if other := scaledByOthers(current, desiredReplicas(target)); other != nil {
 			r.Recorder.Eventf(&ing, current, corev1.EventTypeWarning, spanflowv1alpha1.ReasonDeploymentScaledBack, "Reconcile",
-				"The Deployment %s was scaled to %d by someone else and is put back to %d: its replicas are the Ingester's. Scale the Ingester (kubectl scale ingester/%s; an HPA or KEDA aimed at the Ingester's scale subresource)%s",
-				current.Name, *other, desiredReplicas(target), ing.Name, autoscaledNote(&ing))
+				"The Deployment %s was scaled to %d by someone else and is put back to %d: its replicas are the Ingester's. Scale the Ingester (kubectl scale ingester/%s; an HPA or KEDA aimed at the Ingester's scale subresource)%s%s",
+				current.Name, *other, desiredReplicas(target), ing.Name, autoscaledNote(&ing), scalersNote(obs.scalers))
 		}
 		obs.deployment, obs.applyErr = r.apply(ctx, target, secrets.digests(referencedSecrets(target)))
 		if apierrors.HasStatusCause(obs.applyErr, corev1.NamespaceTerminatingCause) {
@@ -385,6 +396,22 @@ func autoscaledNote(ing *spanflowv1alpha1.Ingester) string {
 		return "; with spec.autoscaling enabled the built-in autoscaler sizes it, and a scale of the Ingester is ignored too"
 	}
 	return ""
+}
+
+// scalersNote adds the HorizontalPodAutoscalers aimed at the Deployment, which the
+// Degraded condition names too.
+func scalersNote(conflicts []scalerConflict) string {
+	var hpas []string
+	for _, c := range conflicts {
+		if c.atDeployment {
+			hpas = append(hpas, c.hpa)
+		}
+	}
+	if hpas == nil {
+		return ""
+	}
+	return fmt.Sprintf(". HorizontalPodAutoscaler %s aims at the Deployment: see the Ingester's Degraded condition (%s)",
+		strings.Join(hpas, ", "), spanflowv1alpha1.ReasonScalerConflict)
 }
 
 // recordGroupInUse corrects, in memory, the consumer group the Ingester's status records
@@ -632,7 +659,10 @@ func countsWritten(base client.Patch, ing *spanflowv1alpha1.Ingester) (client.Pa
 
 // SetupWithManager registers the reconciler. Changes to owned objects requeue their
 // Ingester (so drift is corrected and Deployment progress reaches the status), and so does
-// any change to a Secret an Ingester references (so rotating it rolls the pods).
+// any change to a Secret an Ingester references (so rotating it rolls the pods), and a
+// HorizontalPodAutoscaler made, retargeted or deleted that aims at an Ingester or its
+// Deployment (so that the status reports a conflict at once) — when the operator may read
+// them.
 func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &spanflowv1alpha1.Ingester{}, secretIndex,
 		func(obj client.Object) []string { return referencedSecretNames(obj.(*spanflowv1alpha1.Ingester)) }); err != nil {
@@ -646,7 +676,14 @@ func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(r.Lag); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	visible, err := mayListScalers(ctx, r.APIReader, r.WatchNamespaces)
+	if err != nil {
+		return err
+	}
+	r.scalersVisible = visible
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&spanflowv1alpha1.Ingester{}).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.ConfigMap{}).
@@ -654,9 +691,16 @@ func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		// Only the metadata of Secrets is watched and cached, never their contents.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.ingestersReferencing), builder.OnlyMetadata).
-		Named("ingester").
-		Complete(r)
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.ingestersReferencing), builder.OnlyMetadata)
+	if visible {
+		// The whole HPA: its target is in the spec.
+		b = b.Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(ingestersScaledBy),
+			builder.WithPredicates(scalerChanged))
+	} else {
+		mgr.GetLogger().V(1).Info("HorizontalPodAutoscalers cannot be listed: those aimed at an Ingester's Deployment are not reported (grant get, list and watch on horizontalpodautoscalers.autoscaling, as the chart does)",
+			"namespaces", r.WatchNamespaces)
+	}
+	return b.Named("ingester").Complete(r)
 }
 
 // ingestersReferencing maps a Secret to the Ingesters of its namespace that reference it.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -63,7 +64,17 @@ const (
 
 // ingesterObjectName is the name of the objects that run an Ingester.
 func ingesterObjectName(ing *spanflowv1alpha1.Ingester) string {
-	return ing.Name + "-ingester"
+	return ing.Name + ingesterObjectSuffix
+}
+
+// ingesterObjectSuffix ends the name of the objects that run an Ingester.
+const ingesterObjectSuffix = "-ingester"
+
+// ingesterOfObjectName is the name of the Ingester whose objects are named name, if it can
+// be one: the inverse of ingesterObjectName.
+func ingesterOfObjectName(name string) (string, bool) {
+	ing, ok := strings.CutSuffix(name, ingesterObjectSuffix)
+	return ing, ok && ing != ""
 }
 
 // selectorLabels select the pods of one Ingester.

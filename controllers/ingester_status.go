@@ -49,6 +49,8 @@ type observation struct {
 	// sharedGroup names the other Ingesters consuming with the same group on the same
 	// Kafka cluster, if any.
 	sharedGroup []string
+	// scalers are the HorizontalPodAutoscalers that fight the operator over the replicas.
+	scalers []scalerConflict
 }
 
 // desiredStatus computes the Ingester's status. Condition transition times are kept when
@@ -229,6 +231,9 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonConsumerGroupShared,
 			fmt.Sprintf("Consumer group %q is also consumed by Ingester %s on the same brokers: the pods of both split the partitions, and each autoscaler sizes for the other's lag; give one of them another spec.kafka.consumerGroup (a new Ingester)",
 				groupInUse(ing), strings.Join(obs.sharedGroup, ", ")))
+	case len(obs.scalers) > 0:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonScalerConflict,
+			scalerConflictsMessage(ing, obs.scalers))
 	case errors.Is(obs.lag.Err(), autoscale.ErrTopicNotFound):
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonTopicNotFound, obs.lag.Err().Error())
 	case obs.lag.Err() != nil:

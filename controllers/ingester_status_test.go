@@ -114,6 +114,15 @@ func TestConditions(t *testing.T) {
 			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
 		{"rollout paused, nothing waiting", 2, false, observation{deployment: pausedDeployment(rolledOut(2))},
 			want{"True/Available", "False/AsExpected", "False/AsExpected"}},
+		{"an HPA fights the operator", 2, false, observation{deployment: deployment(3, rolledOut(2)), scalers: []scalerConflict{{hpa: "ns/cpu", atDeployment: true}}},
+			want{"True/Available", "False/AsExpected", "True/ScalerConflict"}},
+		{"an HPA fights, and the spec is held back", 2, false, observation{deployment: deployment(3, rolledOut(2)), scalers: []scalerConflict{{hpa: "ns/cpu", atDeployment: true}},
+			problem: &specProblem{reason: spanflowv1alpha1.ReasonInvalidSpec, err: errors.New("x")}},
+			want{"True/Available", "False/AsExpected", "True/InvalidSpec"}},
+		{"an HPA fights, and pods cannot be created", 2, false, observation{deployment: deployment(3, refused()), scalers: []scalerConflict{{hpa: "ns/cpu", atDeployment: true}}},
+			want{"False/RollingOut", "True/RollingOut", "True/PodCreationFailed"}},
+		{"an HPA fights, and the group is shared", 2, false, observation{deployment: deployment(3, rolledOut(2)), scalers: []scalerConflict{{hpa: "ns/cpu", atDeployment: true}}, sharedGroup: []string{"b/x"}},
+			want{"True/Available", "False/AsExpected", "True/ConsumerGroupShared"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,6 +51,12 @@ const (
 	// on the same Kafka cluster: their pods split the partitions between them, and each
 	// one's autoscaler sizes for the other's lag too. Reported; the spec is applied.
 	ReasonConsumerGroupShared = "ConsumerGroupShared"
+	// ReasonScalerConflict: a HorizontalPodAutoscaler (or a KEDA ScaledObject, through the
+	// HPA it makes) fights the operator over the replicas: it aims at the ingester
+	// Deployment, whose replicas the operator puts back, or at the Ingester while
+	// spec.autoscaling is enabled, so that it changes nothing. The message names each one
+	// and what to do. Reported; the spec is applied.
+	ReasonScalerConflict = "ScalerConflict"
 	// ReasonPodCreationFailed: the Deployment cannot create pods (admission refused them,
 	// a quota is exhausted, …); the message is the Deployment's.
 	ReasonPodCreationFailed = "PodCreationFailed"
@@ -74,7 +80,8 @@ const (
 	ReasonReplicasIgnored = "ReplicasIgnored"
 	// ReasonDeploymentScaledBack (event): someone else scaled the ingester Deployment itself
 	// (kubectl scale deployment, an HPA or KEDA aimed at it); the operator put its replicas
-	// back. Scale the Ingester instead: its scale subresource.
+	// back. Scale the Ingester instead: its scale subresource. An HPA that does so is also
+	// reported in Degraded (ScalerConflict).
 	ReasonDeploymentScaledBack = "DeploymentScaledBack"
 	// ReasonAsExpected: nothing is wrong (Degraded False) or nothing is changing
 	// (Progressing False).

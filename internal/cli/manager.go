@@ -66,11 +66,13 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("finding the Kubernetes API: %w", err)
 	}
 	var cacheOptions cache.Options
+	var namespaces []string
 	if *watchNamespaces != "" {
 		cacheOptions.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(*watchNamespaces, ",") {
 			if ns = strings.TrimSpace(ns); ns != "" {
 				cacheOptions.DefaultNamespaces[ns] = cache.Config{}
+				namespaces = append(namespaces, ns)
 			}
 		}
 	}
@@ -97,14 +99,15 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	if err := (&controllers.IngesterReconciler{
-		Client:         mgr.GetClient(),
-		APIReader:      mgr.GetAPIReader(),
-		Recorder:       mgr.GetEventRecorder("spanflow"),
-		IngesterImage:  *ingesterImage,
-		Lag:            autoscale.NewLagObserver(*kafkaInterval, 30),
-		Autoscaler:     autoscale.NewAutoscaler(ctrlmetrics.Registry),
-		ResyncInterval: *kafkaInterval,
-		PodPolicy:      controllers.PodPolicy{AllowPrivileged: *allowPrivileged, AllowServiceAccount: *allowServiceAccount},
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		Recorder:        mgr.GetEventRecorder("spanflow"),
+		IngesterImage:   *ingesterImage,
+		Lag:             autoscale.NewLagObserver(*kafkaInterval, 30),
+		Autoscaler:      autoscale.NewAutoscaler(ctrlmetrics.Registry),
+		ResyncInterval:  *kafkaInterval,
+		PodPolicy:       controllers.PodPolicy{AllowPrivileged: *allowPrivileged, AllowServiceAccount: *allowServiceAccount},
+		WatchNamespaces: namespaces,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Ingester controller: %w", err)
 	}

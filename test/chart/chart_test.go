@@ -6,6 +6,7 @@ package chart
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -422,13 +423,95 @@ spec:
 	}
 }
 
+// TestRBACWithoutHPAs: an operator run with the RBAC of a chart from before it looked for
+// HorizontalPodAutoscalers (upgraded without its chart) goes on managing Ingesters, only
+// without that check, which it says once in its debug log — instead of waiting for ever
+// on a cache of HPAs the API server will not fill.
+func TestRBACWithoutHPAs(t *testing.T) {
+	removed := 0
+	withoutHPAs := func(objs []*unstructured.Unstructured) {
+		for _, role := range find(objs, "Role", "*") {
+			rules, _, err := unstructured.NestedSlice(role.Object, "rules")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := rules[:0]
+			for _, r := range rules {
+				if strings.Contains(fmt.Sprint(r), "horizontalpodautoscalers") {
+					removed++
+					continue
+				}
+				kept = append(kept, r)
+			}
+			if err := unstructured.SetNestedSlice(role.Object, kept, "rules"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, logs := installEditedAndRunManager(t, "older", withoutHPAs, "values-namespaced.yaml", "values-debug.yaml")
+	if removed != 2 {
+		t.Fatalf("removed %d rules on HPAs, want one from each watched namespace's Role", removed)
+	}
+	ingester := filepath.Join(t.TempDir(), "ingester.yaml")
+	if err := os.WriteFile(ingester, []byte(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: older, namespace: team-b}
+spec:
+  kafka: {brokers: ["127.0.0.1:1"], topic: spans}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := kubectlAdmin("apply", "-f", ingester); err != nil {
+		t.Fatalf("%v\n%s", err, res)
+	}
+	// Reconciled to the end: the Deployment made, and the status written (the operator's
+	// look at Kafka fails: 127.0.0.1:1).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, _ := kubectlAdmin("get", "ingester", "-n", "team-b", "older", "-o", "jsonpath={.status.conditions[?(@.type==\"Degraded\")].reason}")
+		_, err := kubectlAdmin("get", "deployment", "-n", "team-b", "older-ingester", "-o", "name")
+		if err == nil && res == "KafkaUnreachable" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager without rights on HPAs did not reconcile the Ingester (Degraded %q, Deployment: %v)", res, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := strings.Count(logs.String(), "HorizontalPodAutoscalers cannot be listed"); n != 1 {
+		t.Errorf("the missing rights are logged %d times, want once", n)
+	}
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Error("the manager asked for what its RBAC does not allow")
+	}
+}
+
 // installAndRunManager installs the chart rendered for release with the values files
 // (kubectl apply as the administrator) and runs the manager as a process with the chart's
 // args, under the chart's ServiceAccount (so its RBAC is what is tested), on free ports of
 // this machine. It returns the args and the manager's output, logged if the test fails.
 func installAndRunManager(t *testing.T, release string, valuesFiles ...string) ([]string, *lockedBuffer) {
 	t.Helper()
+	return installEditedAndRunManager(t, release, nil, valuesFiles...)
+}
+
+// installEditedAndRunManager is installAndRunManager with the rendered objects changed by
+// edit (if not nil) before they are installed: an older chart's, say.
+func installEditedAndRunManager(t *testing.T, release string, edit func([]*unstructured.Unstructured), valuesFiles ...string) ([]string, *lockedBuffer) {
+	t.Helper()
 	out, objs := renderRelease(t, release, valuesFiles...)
+	if edit != nil {
+		edit(objs)
+		var docs []string
+		for _, o := range objs {
+			data, err := json.Marshal(o.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs = append(docs, string(data))
+		}
+		out = strings.Join(docs, "\n---\n")
+	}
 	path := filepath.Join(t.TempDir(), "rendered.yaml")
 	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 		t.Fatal(err)

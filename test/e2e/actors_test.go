@@ -321,25 +321,31 @@ spec:
 // Ingester through its scale subresource as it drives a Deployment (here by its
 // minReplicas: no metrics API runs), and the Deployment follows. With the built-in
 // autoscaler on, the HPA's write is ignored and said to be, and the two do not fight:
-// the Deployment keeps the autoscaler's size while the HPA goes on syncing.
+// the Deployment keeps the autoscaler's size while the HPA goes on syncing; the Ingester
+// is Degraded (ScalerConflict), naming the HPA that does nothing. Aimed at the Deployment
+// instead, the HPA and the operator fight over its replicas, and the Ingester says so
+// until the HPA is gone.
 func TestAnHPAScalesAnIngester(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	c, env, start := startCluster(t, "--controllers=horizontal-pod-autoscaler-controller", "--horizontal-pod-autoscaler-sync-period=1s")
 	start("--kafka-poll-interval=1s")
 	broker := testproc.StartKfake(t, "-topic="+topic, fmt.Sprintf("-partitions=%d", partitions))
-	hpa := func(name string) string {
+	hpaAt := func(name, target string) string {
 		return fmt.Sprintf(`apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata: {name: %[1]s, namespace: default}
 spec:
-  scaleTargetRef: {apiVersion: spanflow.dev/v1alpha1, kind: Ingester, name: %[1]s}
+  scaleTargetRef: %[2]s
   minReplicas: 3
   maxReplicas: 4
   metrics:
   - type: Resource
     resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
-`, name)
+`, name, target)
+	}
+	hpa := func(name string) string {
+		return hpaAt(name, "{apiVersion: spanflow.dev/v1alpha1, kind: Ingester, name: "+name+"}")
 	}
 	get := func(g Gomega, name string) *spanflowv1alpha1.Ingester {
 		var ing spanflowv1alpha1.Ingester
@@ -364,6 +370,10 @@ spec:
 		active := hpaCondition(h, autoscalingv2.ScalingActive)
 		g.Expect(active).NotTo(BeNil())
 		g.Expect(active.Reason).NotTo(Equal("InvalidSelector"), active.Message)
+		// As it should be: nothing to report.
+		degraded := ingesterCondition(c, "scaled", spanflowv1alpha1.ConditionDegraded)
+		g.Expect(degraded).NotTo(BeNil())
+		g.Expect(degraded.Reason).NotTo(Equal(spanflowv1alpha1.ReasonScalerConflict), degraded.Message)
 	}, "60s", "200ms").Should(Succeed())
 
 	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
@@ -387,6 +397,10 @@ spec:
 		g.Expect(ing.Spec.Replicas).To(Equal(ptr.To[int32](3)))
 		g.Expect(ing.Status.Autoscaling.IgnoredReplicas).To(Equal(ptr.To[int32](3)))
 		g.Expect(eventReasons(g, c, "default", "both")).To(ContainElement(spanflowv1alpha1.ReasonReplicasIgnored))
+		degraded := ingesterCondition(c, "both", spanflowv1alpha1.ConditionDegraded)
+		g.Expect(degraded).NotTo(BeNil())
+		g.Expect(degraded.Reason).To(Equal(spanflowv1alpha1.ReasonScalerConflict))
+		g.Expect(degraded.Message).To(ContainSubstring("HorizontalPodAutoscaler default/both scales the Ingester, but spec.autoscaling is enabled"))
 	}, "60s", "200ms").Should(Succeed())
 	dep := getDeployment(g, c, "default", "both")
 	g.Consistently(func(g Gomega) {
@@ -394,6 +408,30 @@ spec:
 		g.Expect(now.Spec.Replicas).To(Equal(ptr.To(decided)))
 		g.Expect(now.Generation).To(Equal(dep.Generation))
 	}, "5s", "250ms").Should(Succeed())
+
+	kubectlApply(t, env, fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1
+kind: Ingester
+metadata: {name: fought, namespace: default}
+spec:
+  kafka: {brokers: [%q], topic: %s}
+`, broker, topic)+"---\n"+hpaAt("fought", "{apiVersion: apps/v1, kind: Deployment, name: fought-ingester}"))
+	g.Eventually(func(g Gomega) {
+		degraded := ingesterCondition(c, "fought", spanflowv1alpha1.ConditionDegraded)
+		g.Expect(degraded).NotTo(BeNil())
+		g.Expect(degraded.Reason).To(Equal(spanflowv1alpha1.ReasonScalerConflict))
+		g.Expect(degraded.Message).To(ContainSubstring("HorizontalPodAutoscaler default/fought scales the Deployment fought-ingester"))
+		// The fight itself: the HPA's 3 put back to spec.replicas.
+		g.Expect(eventMessages(g, c, "default", "fought")).To(ContainElement(And(
+			ContainSubstring("The Deployment fought-ingester was scaled to 3 by someone else and is put back to 1"),
+			ContainSubstring("HorizontalPodAutoscaler default/fought aims at the Deployment"))))
+	}, "60s", "200ms").Should(Succeed())
+	g.Expect(c.Delete(ctx, &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "fought"}})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		degraded := ingesterCondition(c, "fought", spanflowv1alpha1.ConditionDegraded)
+		g.Expect(degraded).NotTo(BeNil())
+		g.Expect(degraded.Reason).NotTo(Equal(spanflowv1alpha1.ReasonScalerConflict))
+		g.Expect(getDeployment(g, c, "default", "fought").Spec.Replicas).To(Equal(ptr.To[int32](1)))
+	}, "60s", "200ms").Should(Succeed())
 }
 
 func hpaCondition(h autoscalingv2.HorizontalPodAutoscaler, t autoscalingv2.HorizontalPodAutoscalerConditionType) *autoscalingv2.HorizontalPodAutoscalerCondition {
