@@ -3,6 +3,7 @@ package ingester
 import (
 	"context"
 	"encoding/binary"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -455,4 +456,66 @@ func TestBatchesLargerThanAFetchCutIntoDeliveries(t *testing.T) {
 		t.Errorf("stored %d distinct spans (%d again), want %d once each", distinct, dups, messages*spansPer)
 	}
 	t.Logf("deliveries of %.1f messages on average", perDelivery)
+}
+
+// topicExists asks the broker, without letting it create the topic, whether topic exists.
+func topicExists(t *testing.T, c *kgo.Client, topic string) bool {
+	t.Helper()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = false
+	resp, err := req.RequestWith(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(resp.Topics) == 1 && resp.Topics[0].ErrorCode == 0
+}
+
+// TestADeletedTopicIsNotCreatedAgain: on a broker that creates the topics clients ask for
+// (auto.create.topics.enable, Kafka's default), the topic is deleted while the ingester
+// consumes it — to be made again with other settings, or retired. The ingester does not
+// make it again by asking for it (kafka-go's group asks in a way that creates it, and
+// would have within seconds, with the broker's default settings): it leaves the group, says
+// that the topic is missing, and once someone creates it again, consumes it from its start.
+func TestADeletedTopicIsNotCreatedAgain(t *testing.T) {
+	const topic, group = "deleted", "deleted"
+	b := kafkatest.Start(t, topic, 2, kfake.AllowAutoTopicCreation())
+	admin := franz(t, b)
+	producer := franz(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produceTo(t, producer, topic, 0, 0, 20, 2)
+	mem := store.NewMemory()
+	r := startIngester(t, testConfig(b.Addr, topic, group), mem)
+	wantSpans(t, mem, 0, 20, 2, 30*time.Second, "the spans produced before the deletion")
+
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	req.TopicNames = []string{topic}
+	dt := kmsg.NewDeleteTopicsRequestTopic()
+	dt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, dt)
+	req.TimeoutMillis = 10_000
+	if resp, err := req.RequestWith(context.Background(), admin); err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("deleting the topic: %v %+v", err, resp)
+	}
+	waitFor(t, 30*time.Second, "/readyz to say that the topic is missing", func() bool {
+		code, body := r.readyz(t)
+		return code != http.StatusOK && strings.Contains(body, "does not exist")
+	})
+	// kafka-go's partition watcher looks every 5 s; a rejoin asks at once.
+	for range 3 {
+		time.Sleep(4 * time.Second)
+		if topicExists(t, admin, topic) {
+			t.Fatal("the ingester created the deleted topic again")
+		}
+	}
+
+	if err := b.CreateTopic(topic, 3); err != nil {
+		t.Fatal(err)
+	}
+	producer = franz(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := range int32(3) {
+		produceTo(t, producer, topic, p, 100+uint64(p)*10, 10, 2)
+	}
+	wantSpans(t, mem, 100, 30, 2, 60*time.Second, "the spans of the topic made again")
 }

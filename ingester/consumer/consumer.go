@@ -170,19 +170,32 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer c.groupErrors.Close()
 	defer c.fetchErrors.Close()
 	defer c.commitErrors.Close()
+	for {
+		// kafka-go's group asks for the topic's partitions in a way that lets a broker
+		// with auto.create.topics.enable (Kafka's default) create it: a misspelt topic
+		// would become an empty one, consumed without a word, and a deleted one would be
+		// made again at once, with the broker's default settings. So the group is joined
+		// only once the topic is seen to exist (asking without creating), or the brokers
+		// cannot tell, and left when the topic is deleted.
+		for wait := topicWaitMin; c.topicIsMissing(ctx); wait = min(2*wait, topicWaitMax) {
+			if sleep(ctx, wait) != nil {
+				return nil
+			}
+		}
+		deleted, err := c.consumeAsMember(ctx)
+		if !deleted || err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// consumeAsMember joins the group and consumes in its generations until ctx is cancelled
+// or the topic is deleted (deleted), then leaves it.
+func (c *Consumer) consumeAsMember(ctx context.Context) (deleted bool, err error) {
 	k := c.s.Kafka
 	start := kafka.FirstOffset
 	if k.InitialOffset == config.OffsetLatest {
 		start = kafka.LastOffset
-	}
-	// kafka-go's group asks for the topic's partitions in a way that lets a broker with
-	// auto.create.topics.enable (Kafka's default) create it: a misspelt topic would become
-	// an empty one, consumed without a word. So the group is joined only once the topic
-	// is seen to exist (asking without creating), or the brokers cannot tell.
-	for wait := topicWaitMin; c.topicIsMissing(ctx); wait = min(2*wait, topicWaitMax) {
-		if sleep(ctx, wait) != nil {
-			return nil
-		}
 	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                k.ConsumerGroup,
@@ -193,19 +206,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 		HeartbeatInterval: k.HeartbeatInterval.D(),
 		RebalanceTimeout:  k.RebalanceTimeout.D(),
 		JoinGroupBackoff:  time.Second,
-		// Partitions added to the topic are picked up by a rebalance.
-		WatchPartitionChanges: true,
+		// Partitions added to the topic are picked up by watchTopic, not by kafka-go's
+		// watcher, whose look at them would create the topic again once deleted.
+		WatchPartitionChanges: false,
 		StartOffset:           start,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			c.log.V(1).Info("kafka-go: " + fmt.Sprintf(msg, args...))
 		}),
 	})
 	if err != nil {
-		return fmt.Errorf("consumer group %q: %w", k.ConsumerGroup, err)
+		return false, fmt.Errorf("consumer group %q: %w", k.ConsumerGroup, err)
+	}
+	var gone atomic.Bool
+	leave := func() {
+		// Closing the group from a goroutine of the generation would wait for itself.
+		gone.Store(true)
+		go func() { _ = group.Close() }()
 	}
 	// Processing is not cancelled by ctx: a stop first drains (see runGeneration).
 	work := context.WithoutCancel(ctx)
-	topicWait := topicWaitMin
 	for {
 		gen, err := group.Next(ctx)
 		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
@@ -224,20 +243,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.mu.Unlock()
 		c.m.GroupJoins.Inc()
 		if len(gen.Assignments[k.Topic]) == 0 && c.topicIsMissing(ctx) {
-			// A group over a missing topic ends each generation at once; do not rejoin in a
-			// tight loop while it is missing.
-			if sleep(ctx, topicWait) != nil {
-				break
-			}
-			topicWait = min(2*topicWait, topicWaitMax)
-			continue
+			// The topic went as the group joined: leave, rather than rejoin in a loop
+			// (and have the next leader's look at it create it again).
+			gone.Store(true)
+			break
 		}
-		topicWait = topicWaitMin
-		c.runGeneration(gen, work)
+		c.runGeneration(gen, work, leave)
 	}
 	// Closing the group ends the current generation: kafka-go waits for its goroutines,
 	// which drain and commit on the way out; then it leaves the group.
-	return group.Close()
+	return gone.Load(), group.Close()
 }
 
 // topicIsMissing asks the brokers whether the topic exists, and records and reports the
@@ -276,11 +291,11 @@ func (c *Consumer) setMissingTopic(missing error) {
 
 // runGeneration starts the work of one group generation: a loop per assigned partition and
 // a committer. kafka-go ends the generation on rebalance or close and waits for them.
-func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
+func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, leave func()) {
 	c.setMissingTopic(nil)
 	assignments := gen.Assignments[c.s.Kafka.Topic]
 	finished := make(chan struct{}, 1)
-	gen.Start(func(ctx context.Context) { c.checkAssignment(ctx, gen.GroupID) })
+	gen.Start(func(ctx context.Context) { c.watchTopic(ctx, gen.GroupID, leave) })
 	gen.Start(func(ctx context.Context) {
 		parts := make(map[int]*partition, len(assignments))
 		for _, a := range assignments {
@@ -330,30 +345,66 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context) {
 	})
 }
 
-// assignmentCheckDelay is how long after a generation starts its assignment is checked
-// against the topic's partitions: past kafka-go's first look at them (see checkAssignment).
-const assignmentCheckDelay = 5 * time.Second
+// topicCheckInterval is how often a member looks at the topic while it consumes: for
+// partitions added (a rebalance assigns them) and for its deletion.
+const topicCheckInterval = 5 * time.Second
 
-// checkAssignment returns, ending the generation so that the group rebalances, if
-// assignmentCheckDelay after it started some partition of the topic is assigned to no
-// member of the group; otherwise when the generation ends. kafka-go's watcher of partition
-// changes compares the topic with what it saw as the generation started, not with what the
-// leader assigned before: partitions added in between (as the group rebalances) would be
-// read by no one until the next rebalance, for days maybe.
-func (c *Consumer) checkAssignment(ctx context.Context, group string) {
-	for sleep(ctx, assignmentCheckDelay) == nil {
+// watchTopic returns, ending the generation so that the group rebalances, when some
+// partition of the topic is assigned to no member of the group — partitions added while
+// it runs, or as it rebalanced, which kafka-go's own watcher (comparing the topic with
+// what it saw as the generation started) would have left unread until the next
+// rebalance; otherwise when the generation ends. When the topic is deleted it has the
+// member leave the group, which Run joins again once the topic exists: a rejoin would ask
+// for the topic in a way that creates it again.
+func (c *Consumer) watchTopic(ctx context.Context, group string, leave func()) {
+	topic := c.s.Kafka.Topic
+	covered := -1 // partitions the group's assignment was last found to cover
+	for sleep(ctx, topicCheckInterval) == nil {
+		// The client's answer may be seconds old; it costs no request most of the time.
+		meta, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			continue
+		}
+		partitions, deleted := topicPartitions(meta, topic)
+		if deleted {
+			// Only a fresh answer, not the client's memory of one, deletes.
+			if fresh, err := c.leaders.metadata(ctx, topic, true); err != nil {
+				continue
+			} else if _, deleted = topicPartitions(fresh, topic); !deleted {
+				continue
+			}
+			c.topicIsMissing(ctx)
+			c.log.Info("The topic was deleted; leaving the consumer group until it exists again", "topic", topic)
+			leave()
+			<-ctx.Done()
+			return
+		}
+		if partitions == covered {
+			continue
+		}
 		missing, err := c.unassigned(ctx, group)
 		switch {
 		case err != nil:
 			c.log.V(1).Info("Could not check the group's assignment; checking again", "error", err.Error())
-			continue
 		case len(missing) > 0:
-			c.log.Info("Partitions of the topic are assigned to no member of the group (added as it rebalanced); rebalancing",
+			c.log.Info("Partitions of the topic are assigned to no member of the group (added since it joined); rebalancing",
 				"partitions", missing)
 			return
+		default:
+			covered = partitions
 		}
-		<-ctx.Done()
 	}
+}
+
+// topicPartitions counts the partitions of topic in a metadata answer; deleted is true
+// when the brokers say it does not exist.
+func topicPartitions(meta *kafka.MetadataResponse, topic string) (partitions int, deleted bool) {
+	for _, t := range meta.Topics {
+		if t.Name == topic {
+			return len(t.Partitions), errors.Is(t.Error, kafka.UnknownTopicOrPartition)
+		}
+	}
+	return 0, false
 }
 
 // unassigned returns the partitions of the topic that no member of the group is assigned.
