@@ -209,8 +209,33 @@ func (s applyStep) putBack(ctx context.Context, c client.Client) (client.Object,
 	}
 	replaced := live.DeepCopy()
 	replaced.Spec = desired.Spec
+	keepOthersSettings(replaced, live)
 	replaced.ResourceVersion = "" // a repair: whatever the cache is behind on is replaced too
 	return replaced, c.Update(ctx, replaced, FieldOwner)
+}
+
+// keepOthersSettings carries into a Deployment whose spec is replaced what others set in
+// it beside the operator's fields, and what replacing it would undo: the pod template's
+// annotations the operator does not own (kubectl rollout restart's restartedAt: without it
+// the pods would roll once more, as if restarted again) and a paused rollout.
+func keepOthersSettings(replaced, live *appsv1.Deployment) {
+	var mine map[string]string
+	if owned, err := appsv1ac.ExtractDeployment(live, string(FieldOwner)); err == nil && owned.Spec != nil &&
+		owned.Spec.Template != nil && owned.Spec.Template.ObjectMetaApplyConfiguration != nil {
+		mine = owned.Spec.Template.Annotations
+	}
+	for k, v := range live.Spec.Template.Annotations {
+		_, owned := mine[k]
+		_, set := replaced.Spec.Template.Annotations[k]
+		if owned || set {
+			continue
+		}
+		if replaced.Spec.Template.Annotations == nil {
+			replaced.Spec.Template.Annotations = map[string]string{}
+		}
+		replaced.Spec.Template.Annotations[k] = v
+	}
+	replaced.Spec.Paused = live.Spec.Paused
 }
 
 // checkDeployment asks the API server, in a dry run, whether the desired Deployment is

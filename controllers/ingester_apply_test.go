@@ -95,6 +95,11 @@ func TestHandEditedPortsArePutBack(t *testing.T) {
 
 	svc.Spec.Ports[0].Port = 9999
 	g.Expect(k8sClient.Update(ctx, &svc)).To(Succeed())
+	// Before the edit, a rollout restart, as kubectl makes it, and a paused rollout: the
+	// put-back keeps both (replacing the spec would restart the pods again, and resume).
+	restarted := []byte(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-12-06T00:00:00Z"}}}}}`)
+	g.Expect(k8sClient.Patch(ctx, getDeployment(g, ns, key.Name), client.RawPatch(types.StrategicMergePatchType, restarted), client.FieldOwner("kubectl-rollout"))).To(Succeed())
+	g.Expect(k8sClient.Patch(ctx, getDeployment(g, ns, key.Name), client.RawPatch(types.StrategicMergePatchType, []byte(`{"spec":{"paused":true}}`)), client.FieldOwner("kubectl"))).To(Succeed())
 	dep := getDeployment(g, ns, key.Name)
 	dep.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 9090
 	g.Expect(k8sClient.Update(ctx, dep)).To(Succeed())
@@ -113,6 +118,8 @@ func TestHandEditedPortsArePutBack(t *testing.T) {
 		ports := dep.Spec.Template.Spec.Containers[0].Ports
 		g.Expect(ports).To(HaveLen(1))
 		g.Expect(ports[0].ContainerPort).To(Equal(int32(adminPort)))
+		g.Expect(dep.Spec.Template.Annotations).To(HaveKeyWithValue("kubectl.kubernetes.io/restartedAt", "2026-12-06T00:00:00Z"))
+		g.Expect(dep.Spec.Paused).To(BeTrue())
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
 		// What the repair set is not left owned by an update of the operator's: a field
 		// the Ingester drops later must go with the next apply.
