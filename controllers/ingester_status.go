@@ -14,6 +14,7 @@ import (
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/controllers/autoscale"
+	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
 // observation is what one reconcile saw, the input of the status.
@@ -44,8 +45,9 @@ type observation struct {
 	podFailure string
 	// notReady lists the pods that run but are not ready.
 	notReady []notReadyPod
-	// blockedPods names the pods whose load reports say storage holds their consumption.
-	blockedPods []string
+	// blockedPods are the pods whose load reports say their consumption is held
+	// downstream, with why partitions are held (loadreport.Held*; none: not said).
+	blockedPods map[string][]string
 	// sharedGroup names the other Ingesters consuming with the same group on the same
 	// Kafka cluster, if any.
 	sharedGroup []string
@@ -142,8 +144,8 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	// Why pods are not ready, when the status can say: the Deployment's counts alone would
 	// read "rolling out" for as long as storage is down or a rollout is paused.
 	paused := dep != nil && rolloutPaused(dep)
-	held := storageHeld(obs)
-	unready := longNotReady(obs, held)
+	stopped, held := heldPods(obs)
+	unready := longNotReady(obs, slices.Concat(stopped, held))
 	current := dep != nil && allPodsCurrent(dep, want)
 
 	switch {
@@ -172,6 +174,8 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 		switch {
 		case paused:
 			reason = spanflowv1alpha1.ReasonRolloutPaused
+		case len(stopped) > 0:
+			reason = spanflowv1alpha1.ReasonMessageHeld
 		case len(held) > 0:
 			reason = spanflowv1alpha1.ReasonStorageUnavailable
 		case len(unready) > 0:
@@ -190,7 +194,7 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	case paused:
 		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonRolloutPaused,
 			fmt.Sprintf("The Deployment %s's rollout is paused: %d of %d pods run the current spec", dep.Name, dep.Status.UpdatedReplicas, want))
-	case current && (len(held) > 0 || len(unready) > 0):
+	case current && (len(stopped) > 0 || len(held) > 0 || len(unready) > 0):
 		// Every pod runs the current spec: nothing is rolling out, the pods are not ready.
 		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "No change under way")
 	case stuck:
@@ -220,6 +224,10 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonRolloutPaused,
 			fmt.Sprintf("The rollout of the ingester Deployment was paused (kubectl rollout pause): %d of %d pods run the current spec, the others an earlier one, until kubectl rollout resume deployment/%s (to keep the operator from changing anything, set spec.paused on the Ingester instead)",
 				dep.Status.UpdatedReplicas, want, dep.Name))
+	case len(stopped) > 0:
+		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonMessageHeld,
+			fmt.Sprintf("%d of %d ingester pods are ready; %s hold a partition at %s, which has nowhere else to go: nothing after it in that partition is read until it has (their logs name the partition, the offset and why). Give it somewhere: spec.processing.deadLetterTopic, or onDecodeError: skip for what cannot be decoded — or fix what wrote it",
+				dep.Status.ReadyReplicas, want, podNames(stopped), heldMessages(obs, stopped)))
 	case len(held) > 0:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonStorageUnavailable,
 			fmt.Sprintf("%d of %d ingester pods are ready; storage (or the dead-letter topic) fails the writes of %s: they hold their partitions and try again, skipping nothing, and the lag grows until it takes them (their logs say why; spanflow_ingester_write_errors_total counts the failures)",
@@ -264,19 +272,42 @@ func allPodsCurrent(dep *appsv1.Deployment, want int32) bool {
 	return s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas == want && s.Replicas == want
 }
 
-// storageHeld names the pods that are not ready while their load reports say storage
-// holds their consumption. A ready pod that retried a write is not held.
-func storageHeld(obs observation) []string {
-	var names []string
+// heldPods names the pods that are not ready while their load reports say partitions of
+// theirs are held: stopped at a message that goes nowhere (it cannot be decoded, or
+// storage refuses it for good), or held by storage failing their writes (also when the
+// report does not say why: an earlier ingester's). A ready pod that retried a write is
+// neither.
+func heldPods(obs observation) (stopped, byStorage []string) {
 	for _, p := range obs.notReady {
-		if slices.Contains(obs.blockedPods, p.name) {
-			names = append(names, p.name)
+		kinds, blocked := obs.blockedPods[p.name]
+		switch {
+		case !blocked:
+		case slices.Contains(kinds, loadreport.HeldUndecodable) || slices.Contains(kinds, loadreport.HeldRefused):
+			stopped = append(stopped, p.name)
+		default:
+			byStorage = append(byStorage, p.name)
 		}
 	}
-	return names
+	return stopped, byStorage
 }
 
-// longNotReady names the pods not ready for notReadyGrace, but for those held by storage.
+// heldMessages says what stopped the pods' partitions.
+func heldMessages(obs observation, pods []string) string {
+	var undecodable, refused bool
+	for _, pod := range pods {
+		undecodable = undecodable || slices.Contains(obs.blockedPods[pod], loadreport.HeldUndecodable)
+		refused = refused || slices.Contains(obs.blockedPods[pod], loadreport.HeldRefused)
+	}
+	switch {
+	case undecodable && refused:
+		return "messages that cannot be decoded (spec.encoding, spec.processing.onDecodeError: fail) and that storage refuses for good"
+	case undecodable:
+		return "a message that cannot be decoded (spec.encoding, spec.processing.onDecodeError: fail)"
+	}
+	return "a message that storage refuses for good"
+}
+
+// longNotReady names the pods not ready for notReadyGrace, but for those held.
 func longNotReady(obs observation, held []string) []string {
 	var names []string
 	for _, p := range obs.notReady {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
 func deployment(generation int64, s appsv1.DeploymentStatus) *appsv1.Deployment {
@@ -88,18 +89,22 @@ func TestConditions(t *testing.T) {
 			want{"False/RollingOut", "True/RollingOut", "True/PodCreationFailed"}},
 		{"storage down: the pods of the current spec are held", 2, false, observation{now: now,
 			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2}),
-			notReady:   []notReadyPod{{"traces-ingester-a", now.Add(-20 * time.Second)}, {"traces-ingester-b", now.Add(-20 * time.Second)}}, blockedPods: []string{"traces-ingester-a", "traces-ingester-b"}},
+			notReady:   []notReadyPod{{"traces-ingester-a", now.Add(-20 * time.Second)}, {"traces-ingester-b", now.Add(-20 * time.Second)}}, blockedPods: map[string][]string{"traces-ingester-a": {loadreport.HeldStorage}, "traces-ingester-b": nil}},
 			want{"False/StorageUnavailable", "False/AsExpected", "True/StorageUnavailable"}},
 		{"storage down during a rollout", 2, false, observation{now: now,
 			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 3, UpdatedReplicas: 1, ReadyReplicas: 2}),
-			notReady:   []notReadyPod{{"new", now.Add(-20 * time.Second)}}, blockedPods: []string{"new"}},
+			notReady:   []notReadyPod{{"new", now.Add(-20 * time.Second)}}, blockedPods: map[string][]string{"new": {loadreport.HeldStorage}}},
 			want{"False/StorageUnavailable", "True/RollingOut", "True/StorageUnavailable"}},
-		{"a ready pod that retried a write is not held", 2, false, observation{now: now, deployment: deployment(3, rolledOut(2)), blockedPods: []string{"a"}},
+		{"a ready pod that retried a write is not held", 2, false, observation{now: now, deployment: deployment(3, rolledOut(2)), blockedPods: map[string][]string{"a": nil}},
 			want{"True/Available", "False/AsExpected", "False/AsExpected"}},
 		{"a pod held while another starts", 3, false, observation{now: now,
 			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 2}),
-			notReady:   []notReadyPod{{"new", now.Add(-5 * time.Second)}}, blockedPods: []string{"old"}},
+			notReady:   []notReadyPod{{"new", now.Add(-5 * time.Second)}}, blockedPods: map[string][]string{"old": nil}},
 			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
+		{"a partition stopped at an undecodable message", 2, false, observation{now: now,
+			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 1}),
+			notReady:   []notReadyPod{{"traces-ingester-a", now.Add(-5 * time.Minute)}}, blockedPods: map[string][]string{"traces-ingester-a": {loadreport.HeldStorage, loadreport.HeldUndecodable}}},
+			want{"False/MessageHeld", "False/AsExpected", "True/MessageHeld"}},
 		{"not ready for minutes, no known cause", 2, false, observation{now: now,
 			deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 1}),
 			notReady:   []notReadyPod{{"traces-ingester-a", now.Add(-3 * time.Minute)}}},
@@ -148,11 +153,14 @@ func TestConditions(t *testing.T) {
 				t.Errorf("the Deployment's reason is not passed on: %q", degraded.Message)
 			}
 			for _, p := range tc.obs.notReady {
-				if strings.HasSuffix(tc.want.degraded, "/StorageUnavailable") || strings.HasSuffix(tc.want.degraded, "/PodsNotReady") {
+				if strings.HasSuffix(tc.want.degraded, "/StorageUnavailable") || strings.HasSuffix(tc.want.degraded, "/PodsNotReady") || strings.HasSuffix(tc.want.degraded, "/MessageHeld") {
 					if !strings.Contains(degraded.Message, p.name) {
 						t.Errorf("the message does not name pod %s: %q", p.name, degraded.Message)
 					}
 				}
+			}
+			if tc.want.degraded == "True/MessageHeld" && !strings.Contains(degraded.Message, "cannot be decoded") {
+				t.Errorf("the message does not say why the partition stopped: %q", degraded.Message)
 			}
 			if tc.want.degraded == "True/RolloutPaused" && !strings.Contains(degraded.Message, "kubectl rollout resume deployment/traces-ingester") {
 				t.Errorf("the message does not say how to resume: %q", degraded.Message)

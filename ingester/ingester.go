@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		MetadataInterval: cmp.Or(opts.LoadReportInterval, loadReportInterval),
 		ReportClient:     &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: reports},
 	}, conn.Dialer(), &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: metadata}, chain, m, log)
-	meter = newLoadMeter(chain, cmp.Or(opts.LoadReportInterval, loadReportInterval), cons.Blocked, cons.LastPause)
+	meter = newLoadMeter(chain, cmp.Or(opts.LoadReportInterval, loadReportInterval), cons.Blocked, cons.HeldBy, cons.LastPause)
 	adminServer, err := admin.Listen(cfg.AdminAddress, registry, cons.Ready, cfg.Profiling)
 	if err != nil {
 		chain.Close()

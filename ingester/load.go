@@ -30,6 +30,7 @@ type loadMeter struct {
 	interval time.Duration
 	chain    *Chain
 	blocked  func() bool
+	heldBy   func() []string
 	pause    func() time.Duration
 
 	mu sync.Mutex
@@ -46,7 +47,7 @@ type loadReading struct {
 	retries int64
 }
 
-func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, pause func() time.Duration) *loadMeter {
+func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, heldBy func() []string, pause func() time.Duration) *loadMeter {
 	// The operator gives the pod its name (the downward API); the hostname is the pod's
 	// name too, unless the pod shares the node's network.
 	pod := os.Getenv(podNameEnv)
@@ -56,7 +57,7 @@ func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, pau
 	if pod == "" {
 		pod = "unknown"
 	}
-	m := &loadMeter{pod: pod, interval: interval, chain: chain, blocked: blocked, pause: pause}
+	m := &loadMeter{pod: pod, interval: interval, chain: chain, blocked: blocked, heldBy: heldBy, pause: pause}
 	m.last = m.read()
 	return m
 }
@@ -85,7 +86,7 @@ func (m *loadMeter) Report(partitions []int) string {
 	r := loadreport.Report{Pod: m.pod, At: now.at, Parallelism: int32(m.chain.parallel.Limit()), CPU: -1,
 		Rate: float64(now.load.Finished-m.last.load.Finished) / elapsed.Seconds(), Pause: m.pause(),
 		// Held partitions now, or writes tried again in the interval: storage failing.
-		Blocked: m.blocked() || now.retries > m.last.retries}
+		Blocked: m.blocked() || now.retries > m.last.retries, Held: m.heldBy()}
 	if slots := now.load.Slots - m.last.load.Slots; slots > 0 {
 		r.Busy = min(float64(now.load.Busy-m.last.load.Busy)/float64(slots), 1)
 		// The slots allowed on average: a parallelism changed within the interval makes

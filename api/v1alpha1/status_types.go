@@ -68,6 +68,11 @@ const (
 	// ingester pods, which hold their partitions, retry, and are not ready meanwhile; the
 	// lag grows, nothing is skipped. Reported from the pods' load reports.
 	ReasonStorageUnavailable = "StorageUnavailable"
+	// ReasonMessageHeld: ingester pods hold a partition at a message that has nowhere to
+	// go — it cannot be decoded and spec.processing.onDecodeError is fail, or storage
+	// refuses it for good and there is no dead-letter topic: nothing after it in that
+	// partition is read, and the pods are not ready. Reported from their load reports.
+	ReasonMessageHeld = "MessageHeld"
 	// ReasonPodsNotReady: ingester pods run but have not been ready for two minutes, for a
 	// reason only their logs give (the brokers refusing them, the consumer group).
 	ReasonPodsNotReady = "PodsNotReady"

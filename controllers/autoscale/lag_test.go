@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -374,12 +375,13 @@ func TestALullDoesNotAgeTheOldestRecord(t *testing.T) {
 
 func TestBlockedPods(t *testing.T) {
 	o := Observation{have: true, snapshot: lagSnapshot{pods: []podLoad{
-		{Report: loadreport.Report{Pod: "a", Blocked: true}},
+		{Report: loadreport.Report{Pod: "a", Blocked: true, Held: []string{loadreport.HeldUndecodable}}},
 		{Report: loadreport.Report{Pod: "b"}},
 		{Report: loadreport.Report{Pod: "c", Blocked: true}},
 	}}}
-	if got := o.BlockedPods(); !slices.Equal(got, []string{"a", "c"}) {
-		t.Errorf("got %v, want [a c]", got)
+	want := map[string][]string{"a": {loadreport.HeldUndecodable}, "c": nil}
+	if got := o.BlockedPods(); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 	if got := (Observation{}).BlockedPods(); got != nil {
 		t.Errorf("nothing known: got %v", got)

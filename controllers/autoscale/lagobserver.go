@@ -35,14 +35,18 @@ func (o Observation) Records() int64  { return o.snapshot.records }
 func (o Observation) Seconds() int64  { return o.snapshot.seconds }
 func (o Observation) At() time.Time   { return o.snapshot.at }
 
-// BlockedPods names, in order, the pods whose latest load report (of the last 45 s) says
-// their consumption is held by storage: writes failed and were tried again, or a
-// partition waits for storage (or the dead-letter topic) to take its deliveries.
-func (o Observation) BlockedPods() []string {
-	var pods []string
+// BlockedPods are the pods whose latest load report (of the last 45 s) says their
+// consumption is held downstream — writes failed and were tried again, or a partition
+// waits — with why partitions are held (loadreport.Held*; none when the report does not
+// say: an earlier version's, or writes retried with no partition held).
+func (o Observation) BlockedPods() map[string][]string {
+	var pods map[string][]string
 	for _, pl := range o.snapshot.pods {
 		if pl.Blocked {
-			pods = append(pods, pl.Pod)
+			if pods == nil {
+				pods = map[string][]string{}
+			}
+			pods[pl.Pod] = pl.Held
 		}
 	}
 	return pods

@@ -21,7 +21,9 @@ import (
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/eventlog"
+	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/fetchwire"
+	"github.com/spanflow/spanflow/ingester/loadreport"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
 )
@@ -158,6 +160,36 @@ func (c *Consumer) Blocked() bool {
 		}
 	}
 	return false
+}
+
+// HeldBy says why partitions are held, sorted kinds of loadreport.Held* (none while no
+// partition is): the operator tells a storage outage from a message that stops its
+// partition.
+func (c *Consumer) HeldBy() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var kinds []string
+	for _, p := range c.partitions {
+		for _, reason := range p.holdReasons() {
+			if kind := holdKind(reason); !slices.Contains(kinds, kind) {
+				kinds = append(kinds, kind)
+			}
+		}
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+// holdKind is the kind of a hold's reason: a message that cannot be decoded, one storage
+// refuses for good (both with nowhere else to go), or writes that fail.
+func holdKind(reason error) string {
+	switch {
+	case failure.IsDecode(reason):
+		return loadreport.HeldUndecodable
+	case failure.IsPermanent(reason) || failure.AsRejected(reason) != nil:
+		return loadreport.HeldRefused
+	}
+	return loadreport.HeldStorage
 }
 
 // LastPause is how long the latest rebalance stopped this member's consumption: from the

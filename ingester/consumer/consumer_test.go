@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/failure"
 	"github.com/spanflow/spanflow/ingester/fetchwire"
+	"github.com/spanflow/spanflow/ingester/loadreport"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/processor"
 	"github.com/spanflow/spanflow/ingester/store"
@@ -70,6 +72,29 @@ func TestPausedReasonNamesTheOldestHold(t *testing.T) {
 	defer p.Hold(errors.New("second"))()
 	if got := p.pausedReason().Error(); got != "first (and 1 more deliveries held)" {
 		t.Errorf("reason %q", got)
+	}
+}
+
+// TestHeldByTellsStorageFromAMessage: the load report says why partitions are held — a
+// storage outage, or a message that cannot be decoded or is refused for good with nowhere
+// else to go — so that the operator does not call a poison message an outage.
+func TestHeldByTellsStorageFromAMessage(t *testing.T) {
+	c := New(Settings{}, nil, nil, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	a, b := testPartition(), testPartition()
+	c.partitions = map[int]*partition{1: a, 2: b}
+	if got := c.HeldBy(); got != nil {
+		t.Errorf("nothing held: %v", got)
+	}
+	releaseOutage := a.Hold(fmt.Errorf("otlp/grpc: %w", errors.New("connection refused")))
+	releaseDecode := b.Hold(fmt.Errorf("offset 7: %w", failure.Decode(errors.New("not OTLP protobuf"))))
+	defer b.Hold(failure.Permanent(errors.New("span too large")))()
+	if got := c.HeldBy(); !slices.Equal(got, []string{loadreport.HeldRefused, loadreport.HeldStorage, loadreport.HeldUndecodable}) {
+		t.Errorf("got %v", got)
+	}
+	releaseOutage()
+	releaseDecode()
+	if got := c.HeldBy(); !slices.Equal(got, []string{loadreport.HeldRefused}) {
+		t.Errorf("after the outage and the undecodable message: got %v", got)
 	}
 }
 

@@ -150,6 +150,13 @@ func (p *partition) Hold(reason error) func() {
 }
 
 // pausedReason says why the partition is held, or nil: the oldest open hold's reason.
+// holdReasons are the reasons of the partition's open holds.
+func (p *partition) holdReasons() []error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Collect(maps.Values(p.holds))
+}
+
 func (p *partition) pausedReason() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -41,12 +41,26 @@ type Report struct {
 	// partition is held because storage (or the dead-letter topic) failed: consumption was
 	// limited downstream, not by the pod.
 	Blocked bool
+	// Held says why partitions of the pod are held, when some are: HeldStorage,
+	// HeldUndecodable, HeldRefused, sorted. Empty while none is (or from an earlier
+	// version, which said only Blocked).
+	Held []string
 	// Pause is how long the pod's latest rebalance stopped its consumption (from the end
 	// of one group generation to the start of the next); zero before it saw one.
 	Pause time.Duration
 	// Partitions are the partitions the pod holds: one of them carries the report.
 	Partitions []int
 }
+
+// Why a partition is held, as Report.Held says it.
+const (
+	// HeldStorage: writes fail (storage, or the dead-letter topic) and are tried again.
+	HeldStorage = "storage"
+	// HeldUndecodable: a message cannot be decoded, and the policy puts it nowhere else.
+	HeldUndecodable = "undecodable"
+	// HeldRefused: storage refuses a message for good, and no dead-letter topic takes it.
+	HeldRefused = "refused"
+)
 
 // MaxBytes bounds a report. Brokers refuse metadata over offset.metadata.max.bytes (4 KiB
 // by default, and some set less) and then refuse the whole commit; a report listing more
@@ -65,6 +79,9 @@ func (r Report) String() string {
 		prefix, r.Pod, r.At.UnixMilli(), r.Parallelism, r.Busy, r.CPU, r.Rate, blocked, r.Pause.Seconds())
 	if r.Slots > 0 {
 		s += fmt.Sprintf(" slots=%.1f", r.Slots)
+	}
+	if len(r.Held) > 0 {
+		s += " held=" + strings.Join(r.Held, ",")
 	}
 	parts := make([]string, len(r.Partitions))
 	for i, p := range r.Partitions {
@@ -107,6 +124,14 @@ func Parse(s string) (r Report, ok bool) {
 			// Optional: what is not a number of slots (at least one, finite) is not said.
 			if v, err := strconv.ParseFloat(value, 64); err == nil && v >= 1 && !math.IsInf(v, 0) {
 				r.Slots = v
+			}
+			continue // not one of the fields every version has
+		case "held":
+			// Optional: the kinds this version knows; others are a later version's.
+			for _, kind := range strings.Split(value, ",") {
+				if kind == HeldStorage || kind == HeldUndecodable || kind == HeldRefused {
+					r.Held = append(r.Held, kind)
+				}
 			}
 			continue // not one of the fields every version has
 		case "cpu":

@@ -8,7 +8,7 @@ import (
 
 func TestReportRoundTrip(t *testing.T) {
 	r := Report{Pod: "spans-7d9f-abcde", At: time.UnixMilli(1_780_000_000_123), Parallelism: 12, Slots: 9.5, Busy: 0.425,
-		CPU: 0.61, Rate: 1234.5, Blocked: true, Pause: 3200 * time.Millisecond, Partitions: []int{0, 4, 8, 12}}
+		CPU: 0.61, Rate: 1234.5, Blocked: true, Held: []string{HeldRefused, HeldStorage}, Pause: 3200 * time.Millisecond, Partitions: []int{0, 4, 8, 12}}
 	s := r.String()
 	if len(s) > 200 {
 		t.Errorf("report of %d bytes: %s", len(s), s)
@@ -74,5 +74,14 @@ func TestParseSkipsFieldsOfLaterVersions(t *testing.T) {
 	r, ok := Parse("spanflow/1 pod=a at=1000 p=4 busy=0.5 cpu=-1 rate=10 blocked=0 queue=7")
 	if !ok || r.Pod != "a" || r.Parallelism != 4 || r.Busy != 0.5 || r.CPU != -1 || r.Rate != 10 {
 		t.Errorf("got %+v, %t", r, ok)
+	}
+}
+
+// TestHeldKindsOfALaterVersion: a kind of hold this version does not know is left out,
+// the report still read.
+func TestHeldKindsOfALaterVersion(t *testing.T) {
+	got, ok := Parse("spanflow/1 pod=a at=1780000000123 p=4 busy=0.5 cpu=0.1 rate=10.0 blocked=1 pause=0.0 held=quota,undecodable parts=1")
+	if !ok || !reflect.DeepEqual(got.Held, []string{HeldUndecodable}) || !got.Blocked {
+		t.Errorf("parsed %t: %+v", ok, got)
 	}
 }

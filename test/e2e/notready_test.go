@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -133,8 +134,23 @@ spec:
 		t.Errorf("Progressing is %+v while the rollout is paused", cond)
 	}
 	kubectl(t, env, "rollout", "resume", "deployment/held-ingester")
-	eventually(t, 120*time.Second, "the rollout to finish", func() bool {
+	settled := func() bool {
 		return conditionIs(spanflowv1alpha1.ConditionReady, metav1.ConditionTrue, spanflowv1alpha1.ReasonAvailable)() &&
 			conditionIs(spanflowv1alpha1.ConditionDegraded, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected)()
-	})
+	}
+	eventually(t, 120*time.Second, "the rollout to finish", settled)
+
+	// A message that cannot be decoded stops its partition (onDecodeError: fail, the
+	// default): not a storage outage, and the status says which it is and what to do.
+	producer.Produce(t, topic, kafka.Message{Partition: 1, Value: []byte{0xff, 0xff, 0xff, 0xff}})
+	eventually(t, 60*time.Second, "Degraded MessageHeld", conditionIs(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonMessageHeld))
+	if msg := ingesterCondition(c, key.Name, spanflowv1alpha1.ConditionDegraded).Message; !strings.Contains(msg, "cannot be decoded") || !strings.Contains(msg, "onDecodeError: skip") {
+		t.Errorf("the message does not say what holds the partition, and what to do: %q", msg)
+	}
+	if err := updateIngester(c, key, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Processing.OnDecodeError = spanflowv1alpha1.OnDecodeErrorSkip
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 120*time.Second, "the message skipped, the Ingester Available", settled)
 }
