@@ -323,15 +323,34 @@ func TestServerSideDryRun(t *testing.T) {
 	}
 }
 
-// TestKustomizeDryRun: `kubectl apply -k config/default` is accepted by a real API server.
+// TestKustomizeDryRun: `kubectl apply -k config/default` is accepted by a real API server,
+// and so is config/secure-metrics, the operator as the chart's metrics.secure runs it: its
+// /metrics on 8443 over HTTPS, the rights to review callers, the reader's ClusterRole.
 func TestKustomizeDryRun(t *testing.T) {
-	res, err := kubectlAdmin("apply", "--dry-run=server", "-k", filepath.Join(testenv.RepoRoot(), "config", "default"))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, res)
+	for dir, wants := range map[string][]string{
+		"default": {"namespace/spanflow-system", "deployment.apps/spanflow-controller-manager", "clusterrole.rbac.authorization.k8s.io/spanflow-manager-role",
+			"service/spanflow-controller-manager-metrics-service"},
+		"secure-metrics": {"deployment.apps/spanflow-controller-manager", "clusterrole.rbac.authorization.k8s.io/spanflow-metrics-auth",
+			"clusterrolebinding.rbac.authorization.k8s.io/spanflow-metrics-auth", "clusterrole.rbac.authorization.k8s.io/spanflow-metrics-reader"},
+	} {
+		path := filepath.Join(testenv.RepoRoot(), "config", dir)
+		res, err := kubectlAdmin("apply", "--dry-run=server", "-k", path)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", dir, err, res)
+		}
+		for _, want := range wants {
+			if !strings.Contains(res, want) {
+				t.Errorf("config/%s: the output lacks %s:\n%s", dir, want, res)
+			}
+		}
 	}
-	for _, want := range []string{"namespace/spanflow-system", "deployment.apps/spanflow-controller-manager", "clusterrole.rbac.authorization.k8s.io/spanflow-manager-role", "service/spanflow-controller-manager-metrics-service"} {
-		if !strings.Contains(res, want) {
-			t.Errorf("kustomize output lacks %s:\n%s", want, res)
+	rendered, err := kubectlAdmin("kustomize", filepath.Join(testenv.RepoRoot(), "config", "secure-metrics"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rendered)
+	}
+	for _, want := range []string{"- --metrics-bind-address=:8443", "- --metrics-secure", "containerPort: 8443", "port: 8443", "nonResourceURLs:", "- tokenreviews"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("config/secure-metrics lacks %q:\n%s", want, rendered)
 		}
 	}
 }
