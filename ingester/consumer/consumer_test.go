@@ -39,6 +39,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// quickKafka is the default Kafka settings for topic and group on b, with a group that
+// notices a member gone within a second and fetches that wait at most 100 ms.
+func quickKafka(b *kafkatest.Broker, topic, group string) config.Kafka {
+	k := config.Default().Kafka
+	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
+	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	return k
+}
+
 func testPartition() *partition {
 	m := metrics.New(prometheus.NewRegistry())
 	return newPartition(kafka.PartitionAssignment{ID: 3, Offset: 0}, m.ForPartition(3), logr.Discard(),
@@ -662,9 +671,7 @@ func TestATruncatedLogIsReadAgainOnceTheDeliveriesBeforeAreDone(t *testing.T) {
 	const topic, group = "truncated-in-flight", "truncated-in-flight"
 	b := kafkatest.Start(t, topic, 1)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 6, 1)...)
-	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
-	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k := quickKafka(b, topic, group)
 	k.CommitInterval = config.Duration(50 * time.Millisecond)
 	held := make(chan *processor.Delivery, 100)
 	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
@@ -760,9 +767,7 @@ func TestConsumerHandsOverDeliveriesAndCommits(t *testing.T) {
 	const topic, group, partitions = "spans", "unit", 3
 	b := kafkatest.Start(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 600, 1)...)
-	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
-	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k := quickKafka(b, topic, group)
 	k.CommitInterval = config.Duration(time.Hour) // commits come from finished deliveries, not the ticker
 
 	seen := make(chan kafka.Message, 1000)
@@ -1024,9 +1029,7 @@ func startReportConsumer(t *testing.T, group string, code *kerr.Error, fetch kaf
 	b := kafkatest.Start(t, reportTopic, reportPartitions)
 	refuseReportCommits(b, code)
 	b.Produce(t, reportTopic, kafkatest.OTLPProtoMessages(t, 0, 300, 1)...)
-	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, reportTopic, group
-	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k := quickKafka(b, reportTopic, group)
 	k.CommitInterval = config.Duration(100 * time.Millisecond)
 	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
 		d.Spans = len(d.Messages)
@@ -1105,9 +1108,7 @@ func startOneSlot(t *testing.T, topic string, partitions int32, messages int, wr
 	t.Helper()
 	b := kafkatest.Start(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, messages, 1)...)
-	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, topic
-	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k := quickKafka(b, topic, topic)
 	run := &oneSlotRun{registry: prometheus.NewRegistry(), gate: make(chan struct{}), started: make(chan int, messages),
 		seen: make(chan kafka.Message, messages)}
 	parallel := processor.NewParallel(processor.Func(func(_ context.Context, d *processor.Delivery) error {
@@ -1228,9 +1229,7 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 	const topic, group, partitions = "held-from-the-start", "held-from-the-start", 2
 	b := kafkatest.Start(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 100, 1)...)
-	k := config.Default().Kafka
-	k.Brokers, k.Topic, k.ConsumerGroup = []string{b.Addr}, topic, group
-	k.SessionTimeout, k.HeartbeatInterval, k.MaxWait = config.Duration(time.Second), config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond)
+	k := quickKafka(b, topic, group)
 	k.CommitInterval = config.Duration(100 * time.Millisecond)
 	// The chain holds the partition, as the failure policy does while it retries, until
 	// the test ends (the chain runs in the partition's loop here: no parallel stage).
