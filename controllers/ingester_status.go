@@ -226,8 +226,8 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 				dep.Status.UpdatedReplicas, want, dep.Name))
 	case len(stopped) > 0:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonMessageHeld,
-			fmt.Sprintf("%d of %d ingester pods are ready; %s hold a partition at %s, which has nowhere else to go: nothing after it in that partition is read until it has (their logs name the partition, the offset and why). Give it somewhere: spec.processing.deadLetterTopic, or onDecodeError: skip for what cannot be decoded — or fix what wrote it",
-				dep.Status.ReadyReplicas, want, podNames(stopped), heldMessages(obs, stopped)))
+			fmt.Sprintf("%d of %d ingester pods are ready; %s hold a partition at %s, which has nowhere else to go: nothing after it in that partition is read until it has (their logs name the partition, the offset and why). %s — or fix what wrote it",
+				dep.Status.ReadyReplicas, want, podNames(stopped), heldMessages(obs, stopped), somewhereElse(ing)))
 	case len(held) > 0:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonStorageUnavailable,
 			fmt.Sprintf("%d of %d ingester pods are ready; storage (or the dead-letter topic) fails the writes of %s: they hold their partitions and try again, skipping nothing, and the lag grows until it takes them (their logs say why; spanflow_ingester_write_errors_total counts the failures)",
@@ -289,6 +289,14 @@ func heldPods(obs observation) (stopped, byStorage []string) {
 		}
 	}
 	return stopped, byStorage
+}
+
+// somewhereElse says what gives a held message somewhere to go.
+func somewhereElse(ing *spanflowv1alpha1.Ingester) string {
+	if ing.Spec.Processing.DeadLetterTopic != "" {
+		return "Set spec.processing.onDecodeError: deadletter (or skip) for what cannot be decoded"
+	}
+	return "Give it somewhere: spec.processing.deadLetterTopic, or onDecodeError: skip for what cannot be decoded"
 }
 
 // heldMessages says what stopped the pods' partitions.

@@ -474,11 +474,12 @@ func topicExists(t *testing.T, c *kgo.Client, topic string) bool {
 }
 
 // TestADeletedTopicIsNotCreatedAgain: on a broker that creates the topics clients ask for
-// (auto.create.topics.enable, Kafka's default), the topic is deleted while the ingester
-// consumes it — to be made again with other settings, or retired. The ingester does not
-// make it again by asking for it (kafka-go's group asks in a way that creates it, and
-// would have within seconds, with the broker's default settings): it leaves the group, says
-// that the topic is missing, and once someone creates it again, consumes it from its start.
+// (auto.create.topics.enable, Kafka's default), the topic is deleted while two ingesters
+// consume it — to be made again with other settings, or retired. They do not make it
+// again by asking for it (kafka-go's group asks in a way that creates it, and would have
+// within seconds, with the broker's default settings, at its partition watch or at the
+// rejoin the first member's leaving brings the other): they leave the group, say that the
+// topic is missing, and once someone creates it again, consume it from its start.
 func TestADeletedTopicIsNotCreatedAgain(t *testing.T) {
 	const topic, group = "deleted", "deleted"
 	b := kafkatest.Start(t, topic, 2, kfake.AllowAutoTopicCreation())
@@ -486,8 +487,13 @@ func TestADeletedTopicIsNotCreatedAgain(t *testing.T) {
 	producer := franz(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	produceTo(t, producer, topic, 0, 0, 20, 2)
 	mem := store.NewMemory()
-	r := startIngester(t, testConfig(b.Addr, topic, group), mem)
+	members := []*running{startIngester(t, testConfig(b.Addr, topic, group), mem), startIngester(t, testConfig(b.Addr, topic, group), mem)}
 	wantSpans(t, mem, 0, 20, 2, 30*time.Second, "the spans produced before the deletion")
+	waitFor(t, 30*time.Second, "both members ready", func() bool {
+		a, _ := members[0].readyz(t)
+		b, _ := members[1].readyz(t)
+		return a == http.StatusOK && b == http.StatusOK
+	})
 
 	req := kmsg.NewPtrDeleteTopicsRequest()
 	req.TopicNames = []string{topic}
@@ -498,12 +504,14 @@ func TestADeletedTopicIsNotCreatedAgain(t *testing.T) {
 	if resp, err := req.RequestWith(context.Background(), admin); err != nil || resp.Topics[0].ErrorCode != 0 {
 		t.Fatalf("deleting the topic: %v %+v", err, resp)
 	}
-	waitFor(t, 30*time.Second, "/readyz to say that the topic is missing", func() bool {
-		code, body := r.readyz(t)
-		return code != http.StatusOK && strings.Contains(body, "does not exist")
-	})
+	for _, r := range members {
+		waitFor(t, 30*time.Second, "/readyz to say that the topic is missing", func() bool {
+			code, body := r.readyz(t)
+			return code != http.StatusOK && strings.Contains(body, "does not exist")
+		})
+	}
 	// kafka-go's partition watcher looks every 5 s; a rejoin asks at once.
-	for range 3 {
+	for range 4 {
 		time.Sleep(4 * time.Second)
 		if topicExists(t, admin, topic) {
 			t.Fatal("the ingester created the deleted topic again")

@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -385,5 +386,9 @@ func TestBlockedPods(t *testing.T) {
 	}
 	if got := (Observation{}).BlockedPods(); got != nil {
 		t.Errorf("nothing known: got %v", got)
+	}
+	o.err = errors.New("brokers unreachable")
+	if got := o.BlockedPods(); got != nil {
+		t.Errorf("the latest poll failed, and the last success's reports still count: %v", got)
 	}
 }

@@ -39,7 +39,12 @@ func (o Observation) At() time.Time   { return o.snapshot.at }
 // consumption is held downstream — writes failed and were tried again, or a partition
 // waits — with why partitions are held (loadreport.Held*; none when the report does not
 // say: an earlier version's, or writes retried with no partition held).
+// Nothing while the latest poll failed: the reports of its last success may describe an
+// outage long over.
 func (o Observation) BlockedPods() map[string][]string {
+	if o.err != nil {
+		return nil
+	}
 	var pods map[string][]string
 	for _, pl := range o.snapshot.pods {
 		if pl.Blocked {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -232,7 +233,7 @@ func (c *Consumer) consumeAsMember(ctx context.Context) (deleted bool, err error
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                k.ConsumerGroup,
 		Brokers:           k.Brokers,
-		Dialer:            c.dialer,
+		Dialer:            c.joinGated(),
 		Topics:            []string{k.Topic},
 		SessionTimeout:    k.SessionTimeout.D(),
 		HeartbeatInterval: k.HeartbeatInterval.D(),
@@ -298,11 +299,16 @@ func (c *Consumer) topicIsMissing(ctx context.Context) bool {
 	var missing error
 	for _, t := range meta.Topics {
 		if t.Name == topic && (t.Error != nil || len(t.Partitions) == 0) {
-			missing = fmt.Errorf("topic %q does not exist on the brokers %s", topic, strings.Join(c.s.Kafka.Brokers, ","))
+			missing = c.topicMissing()
 		}
 	}
 	c.setMissingTopic(missing)
 	return missing != nil
+}
+
+// topicMissing is the error that says the topic does not exist.
+func (c *Consumer) topicMissing() error {
+	return fmt.Errorf("topic %q does not exist on the brokers %s", c.s.Kafka.Topic, strings.Join(c.s.Kafka.Brokers, ","))
 }
 
 // setMissingTopic records whether the topic is missing, logging and counting the changes.
@@ -405,7 +411,7 @@ func (c *Consumer) watchTopic(ctx context.Context, group string, leave func()) {
 			} else if _, deleted = topicPartitions(fresh, topic); !deleted {
 				continue
 			}
-			c.topicIsMissing(ctx)
+			c.setMissingTopic(c.topicMissing())
 			c.log.Info("The topic was deleted; leaving the consumer group until it exists again", "topic", topic)
 			leave()
 			<-ctx.Done()
@@ -414,7 +420,7 @@ func (c *Consumer) watchTopic(ctx context.Context, group string, leave func()) {
 		if partitions == covered {
 			continue
 		}
-		missing, err := c.unassigned(ctx, group)
+		missing, checked, err := c.unassigned(ctx, group)
 		switch {
 		case err != nil:
 			c.log.V(1).Info("Could not check the group's assignment; checking again", "error", err.Error())
@@ -423,9 +429,42 @@ func (c *Consumer) watchTopic(ctx context.Context, group string, leave func()) {
 				"partitions", missing)
 			return
 		default:
-			covered = partitions
+			// What the check saw, not the client's count: an answer that had not seen
+			// partitions added yet must not mark them covered.
+			covered = checked
 		}
 	}
+}
+
+// joinGated is the dialer of the group's connections, which connects only while the topic
+// exists. kafka-go joins the group again on its own whenever a generation ends, and a
+// join's leader asks for the topic's partitions in a way that creates a deleted topic
+// (auto.create.topics.enable): when one member leaves because the topic is gone, the
+// others' generations end too, before their own look at the topic may have seen it gone.
+// Each join first connects to the group's coordinator, so a join while the topic does
+// not exist fails there, and kafka-go tries again after its backoff.
+func (c *Consumer) joinGated() *kafka.Dialer {
+	gated := *kafka.DefaultDialer
+	if c.dialer != nil {
+		gated = *c.dialer
+	}
+	dial := gated.DialFunc
+	if dial == nil {
+		dial = (&net.Dialer{LocalAddr: gated.LocalAddr, DualStack: gated.DualStack, FallbackDelay: gated.FallbackDelay, KeepAlive: gated.KeepAlive}).DialContext
+	}
+	topic := c.s.Kafka.Topic
+	gated.DialFunc = func(ctx context.Context, network, address string) (net.Conn, error) {
+		// A fresh answer: the client's may be seconds old, and a join on a stale "it
+		// exists" is the one that creates it.
+		if meta, err := c.leaders.metadata(ctx, topic, true); err == nil {
+			if _, deleted := topicPartitions(meta, topic); deleted {
+				c.setMissingTopic(c.topicMissing())
+				return nil, fmt.Errorf("topic %q does not exist: not joining the consumer group, whose leader would create it", topic)
+			}
+		}
+		return dial(ctx, network, address)
+	}
+	return &gated
 }
 
 // topicPartitions counts the partitions of topic in a metadata answer; deleted is true
@@ -439,24 +478,25 @@ func topicPartitions(meta *kafka.MetadataResponse, topic string) (partitions int
 	return 0, false
 }
 
-// unassigned returns the partitions of the topic that no member of the group is assigned.
-func (c *Consumer) unassigned(ctx context.Context, group string) ([]int, error) {
+// unassigned returns the partitions of the topic that no member of the group is assigned,
+// and how many partitions the topic had in the answer it checked.
+func (c *Consumer) unassigned(ctx context.Context, group string) (missing []int, partitions int, err error) {
 	topic := c.s.Kafka.Topic
 	meta, err := c.leaders.metadata(ctx, topic, true) // the client's may be seconds old
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	desc, err := c.client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	assigned := map[int]bool{}
 	for _, g := range desc.Groups {
 		if g.Error != nil {
-			return nil, g.Error
+			return nil, 0, g.Error
 		}
 		if g.GroupState != "Stable" {
-			return nil, fmt.Errorf("the group is %s", g.GroupState)
+			return nil, 0, fmt.Errorf("the group is %s", g.GroupState)
 		}
 		for _, m := range g.Members {
 			for _, t := range m.MemberAssignments.Topics {
@@ -468,9 +508,9 @@ func (c *Consumer) unassigned(ctx context.Context, group string) ([]int, error) 
 			}
 		}
 	}
-	var missing []int
 	for _, t := range meta.Topics {
 		if t.Name == topic && t.Error == nil {
+			partitions = len(t.Partitions)
 			for _, p := range t.Partitions {
 				if !assigned[p.ID] {
 					missing = append(missing, p.ID)
@@ -479,7 +519,7 @@ func (c *Consumer) unassigned(ctx context.Context, group string) ([]int, error) 
 		}
 	}
 	slices.Sort(missing)
-	return missing, nil
+	return missing, partitions, nil
 }
 
 // learn keeps the running average of spans per message from a finished delivery.

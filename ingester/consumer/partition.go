@@ -149,7 +149,6 @@ func (p *partition) Hold(reason error) func() {
 	})
 }
 
-// pausedReason says why the partition is held, or nil: the oldest open hold's reason.
 // holdReasons are the reasons of the partition's open holds.
 func (p *partition) holdReasons() []error {
 	p.mu.Lock()
@@ -157,6 +156,7 @@ func (p *partition) holdReasons() []error {
 	return slices.Collect(maps.Values(p.holds))
 }
 
+// pausedReason says why the partition is held, or nil: the oldest open hold's reason.
 func (p *partition) pausedReason() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
