@@ -123,6 +123,10 @@ func scalerConflictsMessage(ing *spanflowv1alpha1.Ingester, conflicts []scalerCo
 	for i, c := range conflicts {
 		messages[i] = c.message(ing)
 	}
+	if ing.Spec.Paused {
+		// The fight starts again with the operator: spec.paused holds it back meanwhile.
+		messages = append(messages, "(While spec.paused is true the operator puts nothing back: the fight resumes when it is unpaused)")
+	}
 	return strings.Join(messages, ". ")
 }
 

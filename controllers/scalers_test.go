@@ -123,6 +123,13 @@ func TestScalerConflictsAreSortedAndJoined(t *testing.T) {
 	if strings.Count(msg, "HorizontalPodAutoscaler team/") != 2 || strings.Index(msg, "team/aa") > strings.Index(msg, "team/zz") {
 		t.Errorf("both HPAs are not named, in order: %s", msg)
 	}
+	if strings.Contains(msg, "spec.paused") {
+		t.Errorf("an Ingester not paused is said to be: %s", msg)
+	}
+	ing.Spec.Paused = true
+	if msg := scalerConflictsMessage(ing, got); !strings.Contains(msg, "puts nothing back") {
+		t.Errorf("a paused Ingester's message says the operator puts the replicas back: %s", msg)
+	}
 }
 
 func TestIngestersScaledBy(t *testing.T) {
