@@ -292,7 +292,9 @@ func (c *Consumer) consumeAsMember(ctx context.Context) (deleted bool, err error
 // answer. It says false when the brokers cannot tell.
 func (c *Consumer) topicIsMissing(ctx context.Context) bool {
 	topic := c.s.Kafka.Topic
-	meta, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	// A fresh answer: the client's may be seconds old, and say the topic exists just
+	// after it was deleted, or not yet just after it was made.
+	meta, err := c.leaders.metadata(ctx, topic, true)
 	if err != nil {
 		return false
 	}
