@@ -422,7 +422,7 @@ func rawPartitionRead(b *testing.B, addr string) int {
 					return
 				}
 				buffer = res.Buffer
-				if offset, scratch, err = fetchwire.ParseRecords(res.Records, offset, scratch[:0], func(*fetchwire.Record) {}); err != nil {
+				if offset, scratch, err = fetchwire.ParseRecords(res.Records, offset, nil, scratch[:0], func(*fetchwire.Record) {}); err != nil {
 					b.Error(err)
 					return
 				}

@@ -61,6 +61,12 @@ const (
 	OffsetLatest   = "latest"
 )
 
+// Isolation levels: which records of transactional producers are read.
+const (
+	ReadUncommitted = "read_uncommitted"
+	ReadCommitted   = "read_committed"
+)
+
 // MaxParallelism bounds the parallelism setting: deliveries in flight per pod.
 const MaxParallelism = 1000
 
@@ -120,6 +126,10 @@ type Kafka struct {
 	ConsumerGroup string   `json:"consumerGroup"`
 	// InitialOffset is "earliest" or "latest": where a group with no committed offset starts.
 	InitialOffset string `json:"initialOffset"`
+	// IsolationLevel is "read_uncommitted" (Kafka's default: every record, those of
+	// transactions aborted or still open too) or "read_committed" (only what
+	// transactional producers committed, read up to the oldest transaction still open).
+	IsolationLevel string `json:"isolationLevel,omitempty"`
 
 	SessionTimeout    Duration `json:"sessionTimeout"`
 	HeartbeatInterval Duration `json:"heartbeatInterval"`
@@ -255,6 +265,7 @@ func Default() Config {
 	return Config{
 		Kafka: Kafka{
 			InitialOffset:     OffsetEarliest,
+			IsolationLevel:    ReadUncommitted,
 			SessionTimeout:    Duration(30 * time.Second),
 			HeartbeatInterval: Duration(3 * time.Second),
 			RebalanceTimeout:  Duration(30 * time.Second),
@@ -331,6 +342,9 @@ func (c Config) Validate() error {
 	}
 	if c.Kafka.InitialOffset != OffsetEarliest && c.Kafka.InitialOffset != OffsetLatest {
 		bad("kafka.initialOffset", "%q is neither %q nor %q", c.Kafka.InitialOffset, OffsetEarliest, OffsetLatest)
+	}
+	if c.Kafka.IsolationLevel != ReadUncommitted && c.Kafka.IsolationLevel != ReadCommitted {
+		bad("kafka.isolationLevel", "%q is neither %q nor %q", c.Kafka.IsolationLevel, ReadUncommitted, ReadCommitted)
 	}
 	positive := map[string]Duration{
 		"kafka.sessionTimeout":    c.Kafka.SessionTimeout,

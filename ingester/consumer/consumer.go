@@ -574,7 +574,8 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 	}()
 
 	k := c.s.Kafka
-	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: k.MaxBytes, offset: p.start,
+	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: k.MaxBytes,
+		readCommitted: k.IsolationLevel == config.ReadCommitted, offset: p.start,
 		skipped: func(from, to int64) {
 			c.m.RecordsLost.Add(float64(to - from))
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",

@@ -30,6 +30,9 @@ type fetcher struct {
 	partition int
 	minBytes  int
 	maxBytes  int
+	// readCommitted reads with read_committed isolation: up to the last stable offset,
+	// which then is the partition's end, and without the aborted transactions' records.
+	readCommitted bool
 	// offset is the next offset to fetch; negative (kafka.FirstOffset, kafka.LastOffset)
 	// until resolved.
 	offset int64
@@ -37,7 +40,8 @@ type fetcher struct {
 	// queueArray is the queue's array from its start, filled again once the queue is
 	// empty (a response is read only into an empty queue).
 	queueArray []pending
-	// highWatermark is the partition's end as the last response gave it.
+	// highWatermark is the partition's end as the last response gave it (its last stable
+	// offset when readCommitted).
 	highWatermark int64
 	// skipped is told of records the broker no longer has (deleted by retention before
 	// they were read): from, to.
@@ -189,7 +193,7 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, maxWait+cmp.Or(f.grace, fetchGrace))
 	defer cancel()
 	res, err := f.conn.Fetch(ctx, fetchwire.FetchRequest{Topic: f.topic, Partition: f.partition, Offset: f.offset,
-		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait}, func() []byte {
+		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait, ReadCommitted: f.readCommitted}, func() []byte {
 		if f.response == nil {
 			f.response = responseBuffers.get()
 		}
@@ -216,7 +220,10 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		return res.Error
 	}
 	f.highWatermark = res.HighWatermark
-	err = f.read(res.Records)
+	if f.readCommitted {
+		f.highWatermark = res.LastStableOffset
+	}
+	err = f.read(res.Records, res.Aborted)
 	f.queueArray = f.queue[:0] // filled from empty: the queue starts its array
 	if len(f.queue) == 0 {
 		f.releaseBuffers()
@@ -226,11 +233,11 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 
 // read queues the records of a response from the fetch offset on, moving the offset past
 // the last complete batch.
-func (f *fetcher) read(records []byte) error {
+func (f *fetcher) read(records []byte, aborted []fetchwire.AbortedTransaction) error {
 	if f.decompressed == nil {
 		f.decompressed = decompressedBuffers.get()
 	}
-	next, decompressed, err := fetchwire.ParseRecords(records, f.offset, f.decompressed.b, func(rec *fetchwire.Record) {
+	next, decompressed, err := fetchwire.ParseRecords(records, f.offset, aborted, f.decompressed.b, func(rec *fetchwire.Record) {
 		in := f.response
 		if rec.Decompressed {
 			in = f.decompressed
@@ -304,7 +311,7 @@ func (f *fetcher) disconnect() {
 
 // resolve turns kafka.FirstOffset or kafka.LastOffset into the partition's offset.
 func (f *fetcher) resolve(ctx context.Context) error {
-	first, last, err := f.bounds(ctx)
+	first, last, err := f.bounds(ctx, f.readCommitted)
 	if err != nil {
 		return err
 	}
@@ -322,8 +329,11 @@ func (f *fetcher) resolve(ctx context.Context) error {
 // log means that the log lost records read before (an unclean leader election truncated
 // it): whatever it holds now may never have been read, and waiting for it to grow past
 // the offset would pass over, unread, every record produced until then.
+//
+// The end is the high watermark even when reading committed records: an offset inside a
+// transaction still open (committed by a group read uncommitted before) is not past it.
 func (f *fetcher) outOfRange(ctx context.Context) error {
-	first, last, err := f.bounds(ctx)
+	first, last, err := f.bounds(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -343,11 +353,16 @@ func (f *fetcher) outOfRange(ctx context.Context) error {
 	return nil
 }
 
-// bounds returns the partition's first offset and its end.
-func (f *fetcher) bounds(ctx context.Context) (first, last int64, err error) {
+// bounds returns the partition's first offset and its end (its last stable offset when
+// committed).
+func (f *fetcher) bounds(ctx context.Context, committed bool) (first, last int64, err error) {
+	isolation := kafka.ReadUncommitted
+	if committed {
+		isolation = kafka.ReadCommitted
+	}
 	res, err := f.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
 		f.topic: {kafka.FirstOffsetOf(f.partition), kafka.LastOffsetOf(f.partition)},
-	}})
+	}, IsolationLevel: isolation})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -33,7 +33,7 @@ func fetchAll(t *testing.T, c *fetchwire.Conn, topic string) ([]string, fetchwir
 		t.Fatal(err)
 	}
 	var values []string
-	if _, _, err := fetchwire.ParseRecords(res.Records, 0, nil, func(r *fetchwire.Record) { values = append(values, string(r.Value)) }); err != nil {
+	if _, _, err := fetchwire.ParseRecords(res.Records, 0, nil, nil, func(r *fetchwire.Record) { values = append(values, string(r.Value)) }); err != nil {
 		t.Fatal(err)
 	}
 	return values, res

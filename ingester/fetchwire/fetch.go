@@ -18,6 +18,10 @@ type FetchRequest struct {
 	// response (the broker still returns a first record batch larger than it whole).
 	MinBytes, MaxBytes int
 	MaxWait            time.Duration
+	// ReadCommitted asks for read_committed isolation: records up to the last stable
+	// offset only, and the aborted transactions among them listed (ParseRecords leaves
+	// their records out).
+	ReadCommitted bool
 }
 
 // FetchResult is the partition's part of a response.
@@ -26,6 +30,11 @@ type FetchResult struct {
 	// good.
 	Error         error
 	HighWatermark int64
+	// LastStableOffset is where the first transaction still open begins (the high
+	// watermark when none is): what read_committed may read ends there.
+	LastStableOffset int64
+	// Aborted are the aborted transactions in the records (read_committed only).
+	Aborted []AbortedTransaction
 	// Records are the record batches, raw (ParseRecords reads them), a slice of the
 	// response buffer.
 	Records []byte
@@ -34,8 +43,14 @@ type FetchResult struct {
 	Buffer []byte
 }
 
-// fetchResponseOverhead bounds a one-partition response's bytes besides its records and
-// topic name (read uncommitted: no aborted transactions listed).
+// AbortedTransaction is a producer's transaction that was aborted, from its first offset.
+type AbortedTransaction struct {
+	ProducerID, FirstOffset int64
+}
+
+// fetchResponseOverhead bounds a one-partition response's bytes besides its records,
+// topic name and aborted transactions (which make a response larger than asked for: the
+// buffer grows for them).
 const fetchResponseOverhead = 64
 
 // Fetch sends req and reads its response into the array buffer returns, when it is
@@ -48,7 +63,7 @@ func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer func() []byte
 		b = binary.BigEndian.AppendUint32(b, uint32(max(req.MaxWait.Milliseconds(), 0)))
 		b = binary.BigEndian.AppendUint32(b, uint32(req.MinBytes))
 		b = binary.BigEndian.AppendUint32(b, uint32(req.MaxBytes))
-		b = append(b, 0)                        // isolation level: read uncommitted
+		b = append(b, isolationLevel(req.ReadCommitted))
 		b = binary.BigEndian.AppendUint32(b, 1) // topics
 		b = appendString(b, req.Topic)
 		b = binary.BigEndian.AppendUint32(b, 1) // partitions
@@ -73,17 +88,23 @@ func parseFetchResponse(body []byte, topic string, partition int) (FetchResult, 
 	for topics := r.int32(); topics > 0 && r.err == nil; topics-- {
 		name := r.string()
 		for partitions := r.int32(); partitions > 0 && r.err == nil; partitions-- {
-			id, code, highWatermark := r.int32(), r.int16(), r.int64()
-			r.int64() // last stable offset
-			if aborted := r.int32(); aborted > 0 {
-				r.take(int(aborted) * 16) // producer id, first offset
+			id, code, highWatermark, lastStable := r.int32(), r.int16(), r.int64(), r.int64()
+			var aborted []byte
+			if n := r.int32(); n > 0 { // -1: null
+				aborted = r.take(int(n) * 16) // producer id, first offset
 			}
 			records := r.bytes()
 			if r.err != nil {
 				break
 			}
 			if int(id) == partition && string(name) == topic {
-				res := FetchResult{HighWatermark: highWatermark, Records: records}
+				res := FetchResult{HighWatermark: highWatermark, LastStableOffset: lastStable, Records: records}
+				for ; len(aborted) >= 16; aborted = aborted[16:] {
+					res.Aborted = append(res.Aborted, AbortedTransaction{
+						ProducerID:  int64(binary.BigEndian.Uint64(aborted)),
+						FirstOffset: int64(binary.BigEndian.Uint64(aborted[8:])),
+					})
+				}
 				if code != 0 {
 					res.Error = kafka.Error(code)
 				}
@@ -95,4 +116,12 @@ func parseFetchResponse(body []byte, topic string, partition int) (FetchResult, 
 		return FetchResult{}, fmt.Errorf("fetch response: %w", r.err)
 	}
 	return FetchResult{}, fmt.Errorf("the fetch response holds no partition %d of %s", partition, topic)
+}
+
+// isolationLevel is the Fetch and ListOffsets requests' isolation level byte.
+func isolationLevel(readCommitted bool) byte {
+	if readCommitted {
+		return 1
+	}
+	return 0
 }

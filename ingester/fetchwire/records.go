@@ -2,6 +2,7 @@ package fetchwire
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,11 +46,13 @@ const (
 	lastOffsetDeltaAt = 23 // int32
 	baseTimestampAt   = 27 // int64
 	maxTimestampAt    = 35 // int64
+	producerIDAt      = 43 // int64
 	recordCountAt     = 57 // int32
 	batchHeaderSize   = 61
 
 	compressionMask   = 0x07
 	logAppendTimeFlag = 0x08
+	transactionalFlag = 0x10
 	controlFlag       = 0x20
 )
 
@@ -58,15 +61,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ParseRecords reads the record batches of set, a fetch response's records, and calls
 // yield with each record at from or after it (a response may begin with a batch from
 // before the offset asked for), in order of their offsets, skipping control batches
-// (transaction markers). It
+// (transaction markers) and the batches of the aborted transactions (those of a
+// read_committed response; nil otherwise). It
 // returns the offset to fetch next (from when no batch was complete: a batch cut short at
 // the end of set is fetched whole next time) and scratch, into which compressed batches
 // were decompressed (appended: the records yielded before stay valid).
 //
 // The *Record yield receives is reused for the next record.
-func ParseRecords(set []byte, from int64, scratch []byte, yield func(*Record)) (next int64, _ []byte, err error) {
+func ParseRecords(set []byte, from int64, aborted []AbortedTransaction, scratch []byte, yield func(*Record)) (next int64, _ []byte, err error) {
 	next = from
 	var r Record
+	var txns abortedTransactions
+	if len(aborted) > 0 {
+		txns.pending = slices.SortedFunc(slices.Values(aborted), func(a, b AbortedTransaction) int {
+			return cmp.Compare(a.FirstOffset, b.FirstOffset)
+		})
+	}
 	for len(set) >= magicAt+1 {
 		baseOffset := int64(binary.BigEndian.Uint64(set))
 		length := int(int32(binary.BigEndian.Uint32(set[batchLengthAt:])))
@@ -89,6 +99,16 @@ func ParseRecords(set []byte, from int64, scratch []byte, yield func(*Record)) (
 		}
 		attributes := binary.BigEndian.Uint16(batch[attributesAt:])
 		lastOffset := baseOffset + int64(int32(binary.BigEndian.Uint32(batch[lastOffsetDeltaAt:])))
+		if txns.pending != nil || txns.open != nil {
+			var skip bool
+			if skip, scratch, err = txns.skips(batch, attributes, lastOffset, scratch); err != nil {
+				return next, scratch, fmt.Errorf("the record batch at offset %d: %w", baseOffset, err)
+			}
+			if skip {
+				next = max(next, lastOffset+1)
+				continue
+			}
+		}
 		if lastOffset < next || attributes&controlFlag != 0 {
 			next = max(next, lastOffset+1)
 			continue

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,10 +18,14 @@ import (
 
 // testBatch describes a record batch for encodeBatch.
 type testBatch struct {
-	base          int64
-	records       []Record // Offset and Time absolute
-	codec         compress.Compression
-	control       bool
+	base    int64
+	records []Record // Offset and Time absolute
+	codec   compress.Compression
+	control bool
+	// producer, when not zero, is the batch's producer id, in a transaction when
+	// transactional.
+	producer      int64
+	transactional bool
 	logAppendTime int64 // set: the batch's timestamps are the broker's
 	extraOffsets  int32 // offsets past the last record the batch still spans (compaction)
 }
@@ -61,13 +66,20 @@ func encodeBatch(t testing.TB, b testBatch) []byte {
 	if b.control {
 		attributes |= controlFlag
 	}
+	producer := int64(-1)
+	if b.producer != 0 {
+		producer = b.producer
+	}
+	if b.transactional {
+		attributes |= transactionalFlag
+	}
 	if b.logAppendTime != 0 {
 		attributes |= logAppendTimeFlag
 		maxTime = b.logAppendTime
 	}
 	batch := kmsg.RecordBatch{FirstOffset: b.base, Magic: 2, Attributes: attributes,
 		LastOffsetDelta: int32(last-b.base) + b.extraOffsets, FirstTimestamp: first, MaxTimestamp: maxTime,
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(b.records)), Records: records}
+		ProducerID: producer, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(b.records)), Records: records}
 	out := batch.AppendTo(nil)
 	binary.BigEndian.PutUint32(out[batchLengthAt:], uint32(len(out)-batchLengthAt-4))
 	binary.BigEndian.PutUint32(out[crcAt:], crc32.Checksum(out[attributesAt:], castagnoli))
@@ -77,7 +89,7 @@ func encodeBatch(t testing.TB, b testBatch) []byte {
 // parseAll parses set from from and returns its records, copied, and the next offset.
 func parseAll(set []byte, from int64) ([]Record, int64, error) {
 	var got []Record
-	next, _, err := ParseRecords(set, from, nil, func(r *Record) {
+	next, _, err := ParseRecords(set, from, nil, nil, func(r *Record) {
 		c := *r
 		c.Key, c.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
 		got = append(got, c)
@@ -204,20 +216,32 @@ func TestParseRecordsRefusesWhatIsBroken(t *testing.T) {
 	}
 }
 
-// FuzzParseRecords: whatever a response holds, parsing neither panics nor yields a
+// FuzzParseRecords: whatever a response holds (and whichever transaction it says was
+// aborted), parsing neither panics nor yields a
 // record before from or out of order, nor moves the offset back or short of what it
 // yielded.
 func FuzzParseRecords(f *testing.F) {
 	for _, b := range []testBatch{{base: 0, records: makeRecords(0, 5)}, {base: 3, records: makeRecords(3, 2), codec: compress.Gzip},
 		{base: 9, records: makeRecords(9, 1), control: true}, {base: 1, records: makeRecords(1, 4), codec: compress.Snappy}} {
-		f.Add(encodeBatch(f, b), int64(1))
+		f.Add(encodeBatch(f, b), int64(1), int64(-1), int64(0))
 	}
-	f.Fuzz(func(t *testing.T, set []byte, from int64) {
+	f.Add(slices.Concat(encodeBatch(f, testBatch{base: 0, records: makeRecords(0, 2), producer: 7, transactional: true}),
+		encodeBatch(f, testBatch{base: 2, records: []Record{{Offset: 2, Key: []byte{0, 0, 0, 0}}}, producer: 7, transactional: true, control: true}),
+		encodeBatch(f, testBatch{base: 3, records: makeRecords(3, 1), producer: 7, transactional: true})), int64(0), int64(7), int64(0))
+	// A few bytes decompress to the bound, and the fuzzer takes a worker that spends
+	// seconds on one input for hung: the bound is held low here (its own test holds it).
+	defer func(bound int) { maxDecompressed = bound }(maxDecompressed)
+	maxDecompressed = 1 << 20
+	f.Fuzz(func(t *testing.T, set []byte, from, abortedProducer, abortedFrom int64) {
+		var aborted []AbortedTransaction
+		if abortedProducer >= 0 {
+			aborted = []AbortedTransaction{{ProducerID: abortedProducer, FirstOffset: abortedFrom}}
+		}
 		// As the bytes came, and with every whole batch's CRC made right, so that the
 		// records' own parsing is reached.
 		for _, set := range [][]byte{set, withCRCsFixed(set)} {
 			last, seen := int64(0), false
-			next, _, err := ParseRecords(set, from, nil, func(r *Record) {
+			next, _, err := ParseRecords(set, from, aborted, nil, func(r *Record) {
 				if r.Offset < from || (seen && r.Offset <= last) {
 					t.Fatalf("record at offset %d after %d, from %d", r.Offset, last, from)
 				}
@@ -267,7 +291,7 @@ func TestParseRecordsBoundsWhatItAllocates(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range 10 {
-		if _, _, err := ParseRecords(set, 0, nil, func(*Record) {}); err == nil {
+		if _, _, err := ParseRecords(set, 0, nil, nil, func(*Record) {}); err == nil {
 			t.Fatal("a record claiming 3,000 headers in 4,000 bytes parsed")
 		}
 	}
@@ -297,5 +321,71 @@ func TestDecompressionIsBoundedAResponse(t *testing.T) {
 	got, next, err := parseAll(set, 0)
 	if err == nil || len(got) != 10 || next != 10 {
 		t.Errorf("%d records, next %d, error %v; want the first batch's 10, next 10, and an error", len(got), next, err)
+	}
+}
+
+// TestParseRecordsLeavesOutAbortedTransactions: given a read_committed response's aborted
+// transactions, a producer's transactional batches from its aborted transaction's first
+// offset to its abort marker are left out, and only those: another producer's
+// interleaved transaction, records outside transactions, and the same producer's next
+// transaction (committed) are read; a compressed abort marker counts as well.
+func TestParseRecordsLeavesOutAbortedTransactions(t *testing.T) {
+	const p, q = 7, 9
+	marker := func(offset int64, commit bool) []Record {
+		key := []byte{0, 0, 0, 0}
+		if commit {
+			key[3] = 1
+		}
+		return []Record{{Offset: offset, Time: time.UnixMilli(1_780_000_000_000), Key: key, Value: []byte{0, 0, 0, 0, 0, 0}}}
+	}
+	set := slices.Concat(
+		encodeBatch(t, testBatch{base: 0, records: makeRecords(0, 2), producer: p, transactional: true}), // p's first, aborted
+		encodeBatch(t, testBatch{base: 2, records: makeRecords(2, 1), producer: q, transactional: true}), // q's, committed
+		encodeBatch(t, testBatch{base: 3, records: makeRecords(3, 1)}),                                   // no transaction
+		encodeBatch(t, testBatch{base: 4, records: marker(4, false), producer: p, transactional: true, control: true}),
+		encodeBatch(t, testBatch{base: 5, records: makeRecords(5, 1), producer: p, transactional: true}), // p's second, committed
+		encodeBatch(t, testBatch{base: 6, records: marker(6, true), producer: p, transactional: true, control: true}),
+		encodeBatch(t, testBatch{base: 7, records: marker(7, true), producer: q, transactional: true, control: true}),
+		encodeBatch(t, testBatch{base: 8, records: makeRecords(8, 1), producer: p, transactional: true, codec: compress.Gzip}), // p's third, aborted
+		encodeBatch(t, testBatch{base: 9, records: marker(9, false), producer: p, transactional: true, control: true, codec: compress.Gzip}),
+		encodeBatch(t, testBatch{base: 10, records: makeRecords(10, 1)}),
+	)
+	aborted := []AbortedTransaction{{ProducerID: p, FirstOffset: 8}, {ProducerID: p, FirstOffset: 0}} // in no order
+	offsets := func(rs []Record) []int64 {
+		var out []int64
+		for _, r := range rs {
+			out = append(out, r.Offset)
+		}
+		return out
+	}
+	parse := func(set []byte, from int64, aborted []AbortedTransaction) ([]int64, int64) {
+		t.Helper()
+		var got []Record
+		next, _, err := ParseRecords(set, from, aborted, nil, func(r *Record) { got = append(got, *r) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return offsets(got), next
+	}
+	for _, tc := range []struct {
+		from    int64
+		aborted []AbortedTransaction
+		want    []int64
+	}{
+		{0, aborted, []int64{2, 3, 5, 10}},
+		{5, aborted, []int64{5, 10}},
+		{1, aborted[1:], []int64{2, 3, 5, 8, 10}}, // the broker lists only what overlaps the fetch
+		{0, nil, []int64{0, 1, 2, 3, 5, 8, 10}},   // read uncommitted
+	} {
+		if got, next := parse(set, tc.from, tc.aborted); !slices.Equal(got, tc.want) || next != 11 {
+			t.Errorf("from %d, aborted %v: read %v, next %d; want %v, next 11", tc.from, tc.aborted, got, next, tc.want)
+		}
+	}
+	for cut := range len(set) {
+		got, next := parse(set[:cut], 0, aborted)
+		want := []int64{2, 3, 5, 10}
+		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) || next > 11 {
+			t.Fatalf("cut at %d: read %v, next %d", cut, got, next)
+		}
 	}
 }

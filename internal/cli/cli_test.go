@@ -255,6 +255,7 @@ var overriddenField = map[string]func(config.Config) any{
 	"topic":             func(c config.Config) any { return c.Kafka.Topic },
 	"group":             func(c config.Config) any { return c.Kafka.ConsumerGroup },
 	"initial-offset":    func(c config.Config) any { return c.Kafka.InitialOffset },
+	"isolation-level":   func(c config.Config) any { return c.Kafka.IsolationLevel },
 	"encoding":          func(c config.Config) any { return c.Encoding },
 	"storage":           func(c config.Config) any { return c.Storage.Type },
 	"file-path":         func(c config.Config) any { return c.Storage.File.Path },

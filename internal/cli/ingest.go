@@ -33,6 +33,8 @@ var ingestOverrides = []struct {
 		func(c *config.Config, v any) { c.Kafka.ConsumerGroup = v.(string) }},
 	{"initial-offset", "where a group with no commits starts: earliest or latest (kafka.initialOffset)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.InitialOffset = v.(string) }},
+	{"isolation-level", "read_uncommitted or read_committed: whether aborted and open transactions' records are read (kafka.isolationLevel)", stringFlag,
+		func(c *config.Config, v any) { c.Kafka.IsolationLevel = v.(string) }},
 	{"encoding", "message format: " + strings.Join(config.Encodings, ", ") + " (encoding)", stringFlag,
 		func(c *config.Config, v any) { c.Encoding = v.(string) }},
 	{"storage", "storage type: " + strings.Join(config.StorageTypes, ", ") + " (storage.type)", stringFlag,
