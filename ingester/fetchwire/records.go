@@ -1,13 +1,11 @@
 package fetchwire
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"slices"
 	"time"
 
@@ -32,10 +30,6 @@ type Record struct {
 // or 1), which this reader does not read. Kafka 3 deprecated those formats and Kafka 4
 // removed them.
 var ErrOldMessageFormat = errors.New("a message set in the format before Kafka 0.11 (magic 0 or 1), which the ingester does not read")
-
-// maxDecompressed bounds what the compressed batches of one response may grow to, in all
-// (a variable for the tests).
-var maxDecompressed = 256 << 20
 
 // The batch header's fields, by their offset in it (Kafka's RecordBatch, magic 2).
 const (
@@ -231,32 +225,4 @@ func timeOf(ms int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms)
-}
-
-// decompress appends what data decompresses to with codec to scratch, which may hold
-// at most maxDecompressed bytes in all.
-func decompress(scratch []byte, codec compress.Compression, data []byte) ([]byte, error) {
-	c := codec.Codec()
-	if c == nil {
-		return scratch, fmt.Errorf("unknown compression codec %d", codec)
-	}
-	r := c.NewReader(bytes.NewReader(data))
-	defer r.Close()
-	start := len(scratch)
-	for {
-		if len(scratch) == cap(scratch) {
-			scratch = slices.Grow(scratch, max(len(data), 4<<10))
-		}
-		n, err := r.Read(scratch[len(scratch):cap(scratch)])
-		scratch = scratch[:len(scratch)+n]
-		if len(scratch) > maxDecompressed {
-			return scratch[:start], fmt.Errorf("decompressed past %d bytes", maxDecompressed)
-		}
-		if errors.Is(err, io.EOF) {
-			return scratch, nil
-		}
-		if err != nil {
-			return scratch[:start], fmt.Errorf("decompressing with %s: %w", codec, err)
-		}
-	}
 }

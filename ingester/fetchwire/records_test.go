@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -386,6 +388,71 @@ func TestParseRecordsLeavesOutAbortedTransactions(t *testing.T) {
 		want := []int64{2, 3, 5, 10}
 		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) || next > 11 {
 			t.Fatalf("cut at %d: read %v, next %d", cut, got, next)
+		}
+	}
+}
+
+// TestDecompressionAllocatesNoDeclaredSize: a batch of a few bytes that declares a huge
+// decompressed size (a snappy chunk or block of 3 GB, a zstd frame of 1 GB) is refused
+// without allocating it — kafka-go's readers allocated the declared size first, and a pod
+// reading such a batch was killed for its memory at every start.
+func TestDecompressionAllocatesNoDeclaredSize(t *testing.T) {
+	defer func(bound int) { maxDecompressed = bound }(maxDecompressed)
+	maxDecompressed = 4 << 20
+	xerial := append(bytes.Clone(xerialMagic), 0, 0, 0, 1, 0, 0, 0, 1)
+	var zstdBomb bytes.Buffer
+	w, err := zstd.NewWriter(&zstdBomb, zstd.WithWindowSize(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 1<<30)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		codec compress.Compression
+		data  []byte
+	}{
+		{"a snappy chunk's length", compress.Snappy, binary.BigEndian.AppendUint32(bytes.Clone(xerial), 3<<30)},
+		{"a snappy chunk's block", compress.Snappy, append(binary.BigEndian.AppendUint32(bytes.Clone(xerial), 8), append(binary.AppendUvarint(nil, 3<<30), 0, 0, 0)...)},
+		{"a snappy block", compress.Snappy, append(binary.AppendUvarint(nil, 3<<30), 0, 0, 0)},
+		{"a zstd frame", compress.Zstd, zstdBomb.Bytes()},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, err := decompress(nil, tc.codec, tc.data)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+		// The zstd frame decodes up to the bound before it is known too large: the output
+		// doubles its array as it grows.
+		if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 4*uint64(maxDecompressed)+8<<20 {
+			t.Errorf("%s (%d bytes): %d MB allocated (%v)", tc.name, len(tc.data), allocated>>20, err)
+		}
+	}
+}
+
+// TestSnappyFramings: snappy batches come in Java's xerial framing (Kafka's clients, in
+// several chunks for a large batch) and as one block (librdkafka's); both are read.
+func TestSnappyFramings(t *testing.T) {
+	want := bytes.Repeat([]byte("a span of some bytes "), 10_000)
+	xerial := append(bytes.Clone(xerialMagic), 0, 0, 0, 1, 0, 0, 0, 1)
+	for chunk := 0; chunk < len(want); chunk += 32 << 10 {
+		block := snappy.Encode(nil, want[chunk:min(chunk+32<<10, len(want))])
+		xerial = append(binary.BigEndian.AppendUint32(xerial, uint32(len(block))), block...)
+	}
+	for name, data := range map[string][]byte{"xerial": xerial, "a block": snappy.Encode(nil, want)} {
+		got, err := decompress([]byte("before"), compress.Snappy, data)
+		if err != nil || !bytes.Equal(got, append([]byte("before"), want...)) {
+			t.Errorf("%s: %d bytes, %v", name, len(got), err)
+		}
+		if _, err := decompress(nil, compress.Snappy, data[:len(data)-1]); err == nil {
+			t.Errorf("%s cut short: no error", name)
 		}
 	}
 }
