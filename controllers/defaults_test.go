@@ -53,6 +53,7 @@ func TestSchemaDefaultsAreTheIngesters(t *testing.T) {
 	d := config.Default()
 	for path, want := range map[string]any{
 		"kafka.initialOffset":       d.Kafka.InitialOffset,
+		"kafka.isolationLevel":      d.Kafka.IsolationLevel,
 		"kafka.sessionTimeout":      d.Kafka.SessionTimeout.D(),
 		"kafka.heartbeatInterval":   d.Kafka.HeartbeatInterval.D(),
 		"kafka.rebalanceTimeout":    d.Kafka.RebalanceTimeout.D(),

@@ -263,7 +263,8 @@ func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1al
 // from its Secrets.
 func kafkaTargetOf(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) autoscale.Target {
 	t := autoscale.Target{Brokers: ing.Spec.Kafka.Brokers, Topic: ing.Spec.Kafka.Topic, Group: groupInUse(ing),
-		FromEarliest: ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest}
+		FromEarliest:  ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest,
+		ReadCommitted: ing.Spec.Kafka.IsolationLevel == spanflowv1alpha1.IsolationReadCommitted}
 	if tls := ing.Spec.Kafka.TLS; tls != nil && tls.Enabled {
 		t.Material.TLS = true
 		t.Material.InsecureSkipVerify = tls.InsecureSkipVerify

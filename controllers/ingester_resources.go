@@ -257,6 +257,9 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	if spec.Kafka.InitialOffset != "" {
 		k.InitialOffset = string(spec.Kafka.InitialOffset)
 	}
+	if spec.Kafka.IsolationLevel != "" {
+		k.IsolationLevel = string(spec.Kafka.IsolationLevel)
+	}
 	setDuration(&k.SessionTimeout, spec.Kafka.SessionTimeout)
 	setDuration(&k.HeartbeatInterval, spec.Kafka.HeartbeatInterval)
 	setDuration(&k.RebalanceTimeout, spec.Kafka.RebalanceTimeout)

@@ -33,7 +33,8 @@ func TestIngesterConfig(t *testing.T) {
 	}{
 		{"defaults", func(*spanflowv1alpha1.Ingester) {}, func(t *testing.T, c config.Config) {
 			if c.Kafka.ConsumerGroup != "obs/traces" || c.Encoding != config.EncodingOTLPProto ||
-				c.Storage.Type != config.StorageBlackhole || c.Parallelism != 8 || c.Kafka.InitialOffset != config.OffsetEarliest {
+				c.Storage.Type != config.StorageBlackhole || c.Parallelism != 8 || c.Kafka.InitialOffset != config.OffsetEarliest ||
+				c.Kafka.IsolationLevel != config.ReadUncommitted {
 				t.Errorf("defaults not applied: %+v", c)
 			}
 		}},
@@ -46,10 +47,12 @@ func TestIngesterConfig(t *testing.T) {
 			i.Spec.Encoding = spanflowv1alpha1.EncodingOTLPJSON
 			i.Spec.Parallelism = ptr.To[int32](32)
 			i.Spec.Kafka.InitialOffset = spanflowv1alpha1.InitialOffsetLatest
+			i.Spec.Kafka.IsolationLevel = spanflowv1alpha1.IsolationReadCommitted
 			i.Spec.MaxInFlightBytes = ptr.To(resource.MustParse("32Mi"))
 			i.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(7 * time.Second)
 		}, func(t *testing.T, c config.Config) {
 			if c.Encoding != config.EncodingOTLPJSON || c.Parallelism != 32 || c.Kafka.InitialOffset != config.OffsetLatest ||
+				c.Kafka.IsolationLevel != config.ReadCommitted ||
 				c.MaxInFlightBytes != 32<<20 || c.DrainTimeout.D() != 7*time.Second {
 				t.Errorf("spec not carried: %+v", c)
 			}

@@ -34,6 +34,7 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad encoding", func(i *spanflowv1alpha1.Ingester) { i.Spec.Encoding = "avro" }, "spec.encoding"},
 		{"bad storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = "mysql" }, "spec.storage.type"},
 		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
+		{"bad isolation level", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.IsolationLevel = "read_committed " }, "spec.kafka.isolationLevel"},
 		{"negative replicas", func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
 		{"env overriding the rendered config", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Template.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1GiB"}, {Name: "SPANFLOW_PARALLELISM", Value: "1"}}
@@ -259,6 +260,9 @@ func TestValidSpecsAreAccepted(t *testing.T) {
 			i.Spec.Kafka.ConsumerGroup = "team a/spans"
 		},
 		"tls-off": func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: false} },
+		"read-committed": func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.IsolationLevel = spanflowv1alpha1.IsolationReadCommitted
+		},
 		"gzip-fastest": func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317", CompressionLevel: ptr.To[int32](1)}}
 		},

@@ -11,6 +11,19 @@ const (
 	InitialOffsetLatest InitialOffset = "latest"
 )
 
+// IsolationLevel says which records of transactional producers are read.
+// +kubebuilder:validation:Enum=read_uncommitted;read_committed
+type IsolationLevel string
+
+const (
+	// IsolationReadUncommitted reads every record, those of transactions aborted or still
+	// open too: Kafka's default.
+	IsolationReadUncommitted IsolationLevel = "read_uncommitted"
+	// IsolationReadCommitted reads only what transactional producers committed, up to the
+	// oldest transaction still open.
+	IsolationReadCommitted IsolationLevel = "read_committed"
+)
+
 // SASLMechanism names a SASL authentication mechanism.
 // +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
 type SASLMechanism string
@@ -106,6 +119,16 @@ type KafkaSpec struct {
 	// +kubebuilder:default=earliest
 	// +optional
 	InitialOffset InitialOffset `json:"initialOffset,omitempty"`
+
+	// isolationLevel says which records of transactional producers are read:
+	// "read_uncommitted" (the default, as Kafka's) reads every record, those of aborted
+	// transactions too; "read_committed" reads only what was committed, and reads no
+	// further than the oldest transaction still open, until it ends (Kafka ends it after
+	// the producer's transaction.timeout.ms). Producers that write no transactions, as the
+	// OpenTelemetry Collector and Jaeger do, read the same either way.
+	// +kubebuilder:default=read_uncommitted
+	// +optional
+	IsolationLevel IsolationLevel `json:"isolationLevel,omitempty"`
 
 	// tls encrypts the connections to the brokers.
 	// +optional

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/spanflow/spanflow/ingester/loadreport"
@@ -390,5 +391,58 @@ func TestBlockedPods(t *testing.T) {
 	o.err = errors.New("brokers unreachable")
 	if got := o.BlockedPods(); got != nil {
 		t.Errorf("the latest poll failed, and the last success's reports still count: %v", got)
+	}
+}
+
+// TestReadCommittedLagEndsAtTheOpenTransaction: for a group reading committed records, a
+// transaction still open is no lag (its pods cannot read it until it ends: scaling for it
+// would add pods that wait); for one reading uncommitted records it is.
+func TestReadCommittedLagEndsAtTheOpenTransaction(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("spans"), kgo.TransactionalID("open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	// One record committed (offsets 0 and, its commit marker, 1), then five in a
+	// transaction left open (2–6).
+	if err := producer.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.ProduceSync(ctx, &kgo.Record{Value: []byte("before")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := producer.ProduceSync(ctx, &kgo.Record{Value: []byte("open")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(cluster.ListenAddrs()...), Timeout: 5 * time.Second, Transport: transport}
+	for _, tc := range []struct {
+		readCommitted bool
+		want          int64
+	}{{true, 2}, {false, 7}} {
+		target := Target{Brokers: cluster.ListenAddrs(), Topic: "spans", Group: "g", FromEarliest: true, ReadCommitted: tc.readCommitted}
+		s, err := pollOffsets(ctx, client, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lag := partitionLag(s.partitions[0], true); lag != tc.want {
+			t.Errorf("read committed %t: lag %d, want %d", tc.readCommitted, lag, tc.want)
+		}
 	}
 }

@@ -213,7 +213,11 @@ func pollOffsets(ctx context.Context, client *kafka.Client, t Target) (offsetSam
 	for _, id := range ids {
 		reqs = append(reqs, kafka.FirstOffsetOf(id), kafka.LastOffsetOf(id))
 	}
-	offsets, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.Topic: reqs}})
+	isolation := kafka.ReadUncommitted
+	if t.ReadCommitted {
+		isolation = kafka.ReadCommitted
+	}
+	offsets, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.Topic: reqs}, IsolationLevel: isolation})
 	if err != nil {
 		return offsetSample{}, unreachable(err)
 	}
