@@ -212,6 +212,7 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 		b.Fatal(err)
 	}
 	broker := kafkatest.Attach(b, addr)
+	partitions := topicPartitions(b, addr, cfg.Kafka.Topic)
 	binary := spanflowBinary(b) // built before the clock starts
 	start, machine := time.Now(), readMachineTicks(b)
 	cmd := exec.Command(binary, "ingest", "--config="+path, "--zap-log-level=error")
@@ -229,7 +230,7 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 	profiling := false
 	for {
 		committed := int64(0)
-		for _, offset := range broker.CommittedOffsets(b, group, cfg.Kafka.Topic, benchPartitions) {
+		for _, offset := range broker.CommittedOffsets(b, group, cfg.Kafka.Topic, partitions) {
 			committed += max(offset, 0)
 		}
 		// BENCH_CPUPROFILE=FILE saves a CPU profile of the ingester process's run, of its
@@ -508,7 +509,46 @@ func BenchmarkBacklogMemory(b *testing.B) {
 
 // memoryBound is the README's bound of an ingester's memory: the message bytes in flight
 // and the requests built from them (2.5 × maxInFlightBytes), a fetch being read and one
-// queued a partition (2 × maxBytes), and 40 MB of runtime, metrics and clients.
+// queued a partition (2 × maxBytes, or less: the partitions' responses share
+// maxInFlightBytes, each asking for at least 128 KiB), and 40 MB of runtime, metrics and
+// clients.
 func memoryBound(cfg config.Config, partitions int) int64 {
-	return cfg.MaxInFlightBytes*5/2 + int64(partitions)*2*int64(cfg.Kafka.MaxBytes) + 40<<20
+	fetched := min(int64(partitions)*2*int64(cfg.Kafka.MaxBytes), max(cfg.MaxInFlightBytes, int64(partitions)*2*128<<10))
+	return cfg.MaxInFlightBytes*5/2 + fetched + 40<<20
+}
+
+// manyPartitions is the topic of BenchmarkBacklogMemoryManyPartitions: a pod holding 96
+// partitions, where their responses rather than the deliveries set the memory.
+const manyPartitions = 96
+
+// BenchmarkBacklogMemoryManyPartitions is BenchmarkBacklogMemory on 96 partitions and a
+// backlog of 500,000 messages, without a memory limit.
+func BenchmarkBacklogMemoryManyPartitions(b *testing.B) {
+	const messages = 500_000
+	addr := testproc.StartKfake(b, "-topic="+benchTopic, "-partitions="+strconv.Itoa(manyPartitions),
+		"-preload-jaeger="+strconv.Itoa(messages))
+	for i := 0; b.Loop(); i++ {
+		m := ingestWithEnv(b, addr, fmt.Sprintf("backlog-many-%d", i), messages, nil)
+		b.ReportMetric(float64(m.rss)/(1<<20), "peak-rss-MB")
+		b.ReportMetric(m.perCPUSecond(), "spans/cpu-s")
+	}
+	b.ReportMetric(float64(memoryBound(config.Default(), manyPartitions))/(1<<20), "bound-MB")
+}
+
+// topicPartitions is how many partitions topic has.
+func topicPartitions(b *testing.B, addr, topic string) int {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(addr), Transport: transport, Timeout: 10 * time.Second}
+	meta, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range meta.Topics {
+		if t.Name == topic && t.Error == nil {
+			return len(t.Partitions)
+		}
+	}
+	b.Fatalf("no topic %s", topic)
+	return 0
 }

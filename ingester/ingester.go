@@ -172,6 +172,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 		Kafka:            cfg.Kafka,
 		DeliverySpans:    cfg.Processing.BatchSize,
 		DeliveryBytes:    min(maxDeliveryBytes, cfg.MaxInFlightBytes),
+		FetchedBytes:     cfg.MaxInFlightBytes,
 		Linger:           cfg.Processing.BatchLinger.D(),
 		DrainTimeout:     cfg.DrainTimeout.D(),
 		CommitMetadata:   func(partitions []int) string { return meter.Report(partitions) },

@@ -48,8 +48,9 @@ type IngesterSpec struct {
 	Parallelism *int32 `json:"parallelism,omitempty"`
 
 	// maxInFlightBytes bounds the message bytes of the deliveries a pod holds in flight at
-	// once, whatever the parallelism: with kafka.maxFetchBytes, what sizes a pod's memory
-	// for messages. A quantity of bytes such as 64Mi (the default), at least 1Mi.
+	// once, whatever the parallelism, and the fetched responses its partitions hold
+	// (shared among them: see kafka.maxFetchBytes): what sizes a pod's memory for
+	// messages. A quantity of bytes such as 64Mi (the default), at least 1Mi.
 	// +kubebuilder:default="64Mi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Mi')) >= 0",message="spec.maxInFlightBytes must be at least 1Mi"
 	// +optional

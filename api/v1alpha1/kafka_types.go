@@ -174,8 +174,10 @@ type KafkaSpec struct {
 	// maxFetchBytes bounds the bytes one fetch returns per partition (1 MiB by default,
 	// as Kafka's own consumer; a record batch larger than it still comes whole). A
 	// partition holds its last fetch and at most one more that its deliveries in flight
-	// read from: a pod's memory is about partitions × 2 × maxFetchBytes plus
-	// maxInFlightBytes (see the README).
+	// read from; a pod's partitions share maxInFlightBytes for them, so that a pod of
+	// many partitions asks each for less (maxInFlightBytes ÷ (2 × partitions), at least
+	// 128 KiB). A pod's memory is about 2.5 × maxInFlightBytes plus what its partitions
+	// hold (see the README).
 	// +kubebuilder:default=1048576
 	// +kubebuilder:validation:Minimum=1024
 	// +kubebuilder:validation:Maximum=1073741824

@@ -83,7 +83,9 @@ type Config struct {
 	// Parallelism is the number of deliveries processed at once: storage writes in flight.
 	// A delivery is a run of one partition's messages of about processing.batchSize spans.
 	Parallelism int `json:"parallelism"`
-	// MaxInFlightBytes bounds the bytes of the messages of the deliveries in flight.
+	// MaxInFlightBytes bounds the bytes of the messages of the deliveries in flight, and
+	// the fetched responses the partitions hold (shared: a pod of many partitions fetches
+	// less than kafka.maxBytes of each).
 	MaxInFlightBytes int64 `json:"maxInFlightBytes"`
 	// AdminAddress is the listen address of /metrics, /healthz and /readyz.
 	AdminAddress string `json:"adminAddress"`

@@ -46,6 +46,11 @@ type Settings struct {
 	DeliverySpans int
 	// DeliveryBytes bounds the bytes of message values in one delivery.
 	DeliveryBytes int64
+	// FetchedBytes bounds the fetched responses the partitions hold together, as
+	// Kafka's fetch.max.bytes does a request's: each partition holds up to two
+	// responses, so a pod of many partitions asks for less than Kafka.MaxBytes of each
+	// (fetchBytesPerPartition). No bound when 0.
+	FetchedBytes int64
 	// Linger is the longest the first message of a delivery waits for more.
 	Linger time.Duration
 	// DrainTimeout bounds the wait for in-flight deliveries of a revoked partition.
@@ -66,6 +71,23 @@ type Settings struct {
 
 // commitTimeout bounds one commit request.
 const commitTimeout = 10 * time.Second
+
+// minFetchShare is the least a partition's fetch asks for however many partitions share
+// the bound on fetched bytes: fetches much smaller would cut deliveries short, each then
+// copying its bytes out of several responses.
+const minFetchShare = 128 << 10
+
+// fetchBytesPerPartition is how much each of a member's partitions asks for in one fetch:
+// k.MaxBytes, or less when the partitions' two responses each would pass bound together
+// (not less than minFetchShare, nor than k.MinBytes). A record batch larger than that
+// still comes whole.
+func fetchBytesPerPartition(k config.Kafka, bound int64, partitions int) int {
+	if bound <= 0 || partitions == 0 {
+		return k.MaxBytes
+	}
+	share := bound / int64(2*partitions)
+	return int(min(int64(k.MaxBytes), max(share, minFetchShare, int64(k.MinBytes))))
+}
 
 // Consumer reads a topic as a member of a consumer group and hands its messages, in
 // deliveries, to the processor chain, committing a partition's offset only past deliveries
@@ -351,9 +373,10 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, le
 		c.joined.Store(true)
 		c.m.Partitions.Set(float64(len(parts)))
 
+		fetchBytes := fetchBytesPerPartition(c.s.Kafka, c.s.FetchedBytes, len(parts))
 		var loops sync.WaitGroup
 		for _, p := range parts {
-			loops.Go(func() { c.consumePartition(ctx, work, p) })
+			loops.Go(func() { c.consumePartition(ctx, work, p, fetchBytes) })
 		}
 		// Commit soon after deliveries finish, one request at a time (finishes coalesce
 		// while one is in flight); the interval retries a failed commit.
@@ -559,7 +582,7 @@ const firstDeliveryShare = 50
 // deliveries. When the generation ends it stops fetching, waits for the partition's
 // in-flight deliveries up to the drain timeout, and then cancels what is left (it will be
 // read again).
-func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) {
+func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, fetchBytes int) {
 	procCtx, cancelProc := context.WithCancel(work)
 	defer cancelProc()
 	defer func() {
@@ -574,7 +597,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition) 
 	}()
 
 	k := c.s.Kafka
-	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: k.MaxBytes,
+	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: fetchBytes,
 		readCommitted: k.IsolationLevel == config.ReadCommitted, offset: p.start,
 		skipped: func(from, to int64) {
 			c.m.RecordsLost.Add(float64(to - from))
