@@ -65,6 +65,7 @@ bench: install-tools ## Run the benchmarks: decoders, the chain's own cost per m
 	go test -run='^$$' -bench=. -benchmem ./ingester/decode/
 	go test -run='^$$' -bench=BenchmarkChain -benchtime=2000x -cpu=1 ./ingester/processor/
 	go test -run='^$$' -bench=BenchmarkCompression ./ingester/store/
+	go test -run='^$$' -bench=BenchmarkDecompress -benchmem ./ingester/fetchwire/
 	go test -run='^$$' -bench=BenchmarkChainOverhead -benchtime=3x ./ingester/
 	go test -run='^$$' -bench=BenchmarkIngestJaegerProto -benchtime=3x ./ingester/
 	go test -run='^$$' -bench=BenchmarkIngestOTLPWriter -benchtime=1x ./ingester/
