@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sync"
 
 	"github.com/klauspost/compress/snappy"
-	"github.com/klauspost/compress/zstd"
 	"github.com/segmentio/kafka-go/compress"
 )
 
@@ -21,30 +19,34 @@ var maxDecompressed = 256 << 20
 var errTooLarge = errors.New("decompressed past the bound")
 
 // decompress appends what data decompresses to with codec to scratch, which may hold
-// at most maxDecompressed bytes in all. Snappy and zstd are decoded here, not through
-// kafka-go's readers, because those allocate what a batch's few bytes declare (a
-// snappy chunk of 4 GB, a zstd window of 512 MB) before any of it is checked.
+// at most maxDecompressed bytes in all. Snappy is decoded here, not through kafka-go's
+// reader, which allocates what a batch's few bytes declare (a chunk of 4 GB) before any
+// of it is checked; the other codecs' readers are read into the bound.
 func decompress(scratch []byte, codec compress.Compression, data []byte) ([]byte, error) {
-	start := len(scratch)
+	var out []byte
 	var err error
 	switch codec {
 	case compress.Snappy:
-		scratch, err = decompressSnappy(scratch, data)
-	case compress.Zstd:
-		scratch, err = decompressZstd(scratch, data)
+		out, err = decompressSnappy(scratch, data)
 	default:
-		scratch, err = decompressStream(scratch, codec, data)
+		out, err = decompressStream(scratch, codec, data)
+	}
+	// On an error the bytes before are kept: in out's array when it grew, else in
+	// scratch's (a decoder may return nil).
+	if err != nil && len(out) < len(scratch) {
+		out = scratch
 	}
 	if errors.Is(err, errTooLarge) {
-		return scratch[:start], fmt.Errorf("decompressed past %d bytes", maxDecompressed)
+		return out[:len(scratch)], fmt.Errorf("decompressed past %d bytes", maxDecompressed)
 	}
 	if err != nil {
-		return scratch[:start], fmt.Errorf("decompressing with %s: %w", codec, err)
+		return out[:len(scratch)], fmt.Errorf("decompressing with %s: %w", codec, err)
 	}
-	return scratch, nil
+	return out, nil
 }
 
-// decompressStream reads codec's reader of data into scratch.
+// decompressStream reads codec's reader of data into scratch, until scratch holds more
+// than maxDecompressed bytes (errTooLarge).
 func decompressStream(scratch []byte, codec compress.Compression, data []byte) ([]byte, error) {
 	c := codec.Codec()
 	if c == nil {
@@ -114,31 +116,4 @@ func appendSnappyBlock(scratch, block []byte) ([]byte, error) {
 		return scratch, err
 	}
 	return scratch[:len(scratch)+len(out)], nil
-}
-
-// zstdDecoders decode whole frames (DecodeAll: no window apart from the output, no
-// goroutines), each call's output bounded by maxDecompressed; the total is checked after.
-var zstdDecoders sync.Pool
-
-// boundedZstd is a decoder and the bound it was made with.
-type boundedZstd struct {
-	*zstd.Decoder
-	bound int
-}
-
-func decompressZstd(scratch, data []byte) ([]byte, error) {
-	d, _ := zstdDecoders.Get().(boundedZstd)
-	if d.Decoder == nil || d.bound != maxDecompressed {
-		var err error
-		if d.Decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(maxDecompressed))); err != nil {
-			return scratch, err
-		}
-		d.bound = maxDecompressed
-	}
-	defer zstdDecoders.Put(d)
-	scratch, err := d.DecodeAll(data, scratch)
-	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || len(scratch) > maxDecompressed {
-		return scratch, errTooLarge
-	}
-	return scratch, err
 }

@@ -376,12 +376,24 @@ func TestParseRecordsLeavesOutAbortedTransactions(t *testing.T) {
 	}{
 		{0, aborted, []int64{2, 3, 5, 10}},
 		{5, aborted, []int64{5, 10}},
-		{1, aborted[1:], []int64{2, 3, 5, 8, 10}}, // the broker lists only what overlaps the fetch
+		{5, aborted[:1], []int64{5, 10}}, // as a broker lists them from 5: what ends at 5 or after
 		{0, nil, []int64{0, 1, 2, 3, 5, 8, 10}},   // read uncommitted
 	} {
 		if got, next := parse(set, tc.from, tc.aborted); !slices.Equal(got, tc.want) || next != 11 {
 			t.Errorf("from %d, aborted %v: read %v, next %d; want %v, next 11", tc.from, tc.aborted, got, next, tc.want)
 		}
+	}
+	// A batch the log cleaner emptied (it keeps a producer's last one) marks nothing, as
+	// for Kafka's consumer: p's transaction ends at its abort marker after it.
+	emptied := slices.Concat(
+		encodeBatch(t, testBatch{base: 20, records: makeRecords(20, 1), producer: p, transactional: true}),
+		encodeBatch(t, testBatch{base: 21, producer: p, transactional: true, control: true}),
+		encodeBatch(t, testBatch{base: 22, records: makeRecords(22, 1), producer: p, transactional: true}),
+		encodeBatch(t, testBatch{base: 23, records: marker(23, false), producer: p, transactional: true, control: true}),
+		encodeBatch(t, testBatch{base: 24, records: makeRecords(24, 1)}),
+	)
+	if got, next := parse(emptied, 20, []AbortedTransaction{{ProducerID: p, FirstOffset: 20}}); !slices.Equal(got, []int64{24}) || next != 25 {
+		t.Errorf("with an emptied batch: read %v, next %d; want [24], next 25", got, next)
 	}
 	for cut := range len(set) {
 		got, next := parse(set[:cut], 0, aborted)
@@ -411,27 +423,53 @@ func TestDecompressionAllocatesNoDeclaredSize(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Sixteen frames of 3 MB, each under the bound, together far over it; and one frame
+	// that declares its 3 MB, decoded after 3 MB of batches before.
+	var zstdFrames []byte
+	encoder, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 3<<20)
+	for range 16 {
+		zstdFrames = encoder.EncodeAll(zeros, zstdFrames)
+	}
+	declared := encoder.EncodeAll(zeros, nil)
 	for _, tc := range []struct {
 		name  string
 		codec compress.Compression
 		data  []byte
+		// before is how much the batches before hold (16 bytes when 0).
+		before int
 	}{
-		{"a snappy chunk's length", compress.Snappy, binary.BigEndian.AppendUint32(bytes.Clone(xerial), 3<<30)},
-		{"a snappy chunk's block", compress.Snappy, append(binary.BigEndian.AppendUint32(bytes.Clone(xerial), 8), append(binary.AppendUvarint(nil, 3<<30), 0, 0, 0)...)},
-		{"a snappy block", compress.Snappy, append(binary.AppendUvarint(nil, 3<<30), 0, 0, 0)},
-		{"a zstd frame", compress.Zstd, zstdBomb.Bytes()},
+		{"zstd frames", compress.Zstd, zstdFrames, 0},
+		{"a zstd frame of a declared size", compress.Zstd, declared, 3 << 20},
+		{"a snappy chunk's length", compress.Snappy, binary.BigEndian.AppendUint32(bytes.Clone(xerial), 3<<30), 0},
+		{"a snappy chunk's block", compress.Snappy, append(binary.BigEndian.AppendUint32(bytes.Clone(xerial), 8), append(binary.AppendUvarint(nil, 3<<30), 0, 0, 0)...), 0},
+		{"a snappy block", compress.Snappy, append(binary.AppendUvarint(nil, 3<<30), 0, 0, 0), 0},
+		{"a zstd frame", compress.Zstd, zstdBomb.Bytes(), 0},
 	} {
-		var before, after runtime.MemStats
+		var before0, after runtime.MemStats
+		// After other batches of the response, which stay as they were.
+		before := []byte("the batch before")
+		if tc.before > 0 {
+			before = bytes.Repeat([]byte{'b'}, tc.before)
+		}
+		scratch := bytes.Clone(before)
 		runtime.GC()
-		runtime.ReadMemStats(&before)
-		_, err := decompress(nil, tc.codec, tc.data)
+		runtime.ReadMemStats(&before0)
+		out, err := decompress(scratch, tc.codec, tc.data)
 		runtime.ReadMemStats(&after)
+		if !bytes.Equal(out, before) {
+			t.Errorf("%s: the bytes before became %q", tc.name, out[:min(len(out), 40)])
+		}
 		if err == nil {
 			t.Errorf("%s: no error", tc.name)
 		}
-		// The zstd frame decodes up to the bound before it is known too large: the output
-		// doubles its array as it grows.
-		if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 4*uint64(maxDecompressed)+8<<20 {
+		// zstd decodes up to the bound before it is known too large: the output doubles its
+		// array as it grows (4 × the bound allocated in all), and the decoder keeps what it
+		// decoded as its window. What a batch declares was 768 times the bound.
+		if allocated := after.TotalAlloc - before0.TotalAlloc; allocated > 8*uint64(maxDecompressed) {
 			t.Errorf("%s (%d bytes): %d MB allocated (%v)", tc.name, len(tc.data), allocated>>20, err)
 		}
 	}
@@ -458,8 +496,8 @@ func TestSnappyFramings(t *testing.T) {
 }
 
 // BenchmarkDecompress: a batch of 1,000 records of about 900 bytes, compressed as kafka-go's
-// writer compresses, decoded here and through kafka-go's reader (what snappy and zstd went
-// through before), in the same run.
+// writer compresses, decoded with each codec; snappy also through kafka-go's reader (what
+// it went through before), in the same run.
 func BenchmarkDecompress(b *testing.B) {
 	records := makeRecords(0, 1000)
 	for i := range records {
@@ -476,7 +514,7 @@ func BenchmarkDecompress(b *testing.B) {
 				}
 			}
 		})
-		if codec == compress.Snappy || codec == compress.Zstd {
+		if codec == compress.Snappy {
 			b.Run(codec.String()+"-kafka-go", func(b *testing.B) {
 				for b.Loop() {
 					if _, err := decompressStream(scratch[:0], codec, data); err != nil {
@@ -486,4 +524,40 @@ func BenchmarkDecompress(b *testing.B) {
 			})
 		}
 	}
+}
+
+// FuzzDecompress: whatever a compressed batch holds, decompressing it after the batches
+// before neither panics nor changes their bytes (a zstd frame naming a dictionary made
+// zstd's DecodeAll, used for a while, return nil, and the bytes before were sliced out of
+// it: a panic at every start of the pod).
+func FuzzDecompress(f *testing.F) {
+	hello, err := zstd.NewWriter(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	frame := hello.EncodeAll([]byte("hello"), nil)
+	// The frame header's descriptor (after the magic number) with a dictionary id of one
+	// byte after the window's descriptor, a dictionary no decoder here has.
+	if frame[4] != 0x04 { // no content size, not a single segment: a window descriptor
+		f.Fatalf("the frame's header changed: % x", frame)
+	}
+	withDictionary := slices.Concat(frame[:4], []byte{frame[4] | 1, frame[5], 7}, frame[6:])
+	f.Add(byte(compress.Zstd), []byte("previous batch"), withDictionary)
+	f.Add(byte(compress.Zstd), []byte("previous batch"), frame)
+	f.Add(byte(compress.Snappy), []byte("previous"), snappy.Encode(nil, []byte("hello hello hello")))
+	f.Add(byte(compress.Snappy), []byte("previous"), append(bytes.Clone(xerialMagic), 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 3))
+	f.Add(byte(compress.Gzip), []byte{}, []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
+	f.Add(byte(compress.Lz4), []byte("x"), []byte{0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7})
+	defer func(bound int) { maxDecompressed = bound }(maxDecompressed)
+	maxDecompressed = 1 << 20
+	f.Fuzz(func(t *testing.T, codec byte, before, data []byte) {
+		scratch := bytes.Clone(before)
+		out, err := decompress(scratch, compress.Compression(codec%5), data)
+		if !bytes.Equal(out[:min(len(out), len(before))], before) || len(out) < len(before) {
+			t.Fatalf("the bytes before became %q (error %v)", out, err)
+		}
+		if err != nil && len(out) != len(before) {
+			t.Fatalf("%d bytes kept after the error %v", len(out)-len(before), err)
+		}
+	})
 }

@@ -43,9 +43,14 @@ func (t *abortedTransactions) skips(batch []byte, attributes uint16, lastOffset 
 }
 
 // isAbortMarker says whether a control batch's record marks an abort (its key: a version
-// and a type, 0 for abort, 1 for commit).
+// and a type, 0 for abort, 1 for commit). A batch emptied by the log cleaner (which keeps
+// a producer's last batch, markers too, without its records) marks nothing, as for
+// Kafka's consumer.
 func isAbortMarker(batch []byte, attributes uint16, scratch []byte) (bool, []byte, error) {
 	records := batch[batchHeaderSize:]
+	if binary.BigEndian.Uint32(batch[recordCountAt:]) == 0 || len(records) == 0 {
+		return false, scratch, nil
+	}
 	if codec := compress.Compression(attributes & compressionMask); codec != compress.None {
 		start := len(scratch)
 		var err error
