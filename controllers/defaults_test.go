@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -53,7 +54,7 @@ func TestSchemaDefaultsAreTheIngesters(t *testing.T) {
 	d := config.Default()
 	for path, want := range map[string]any{
 		"kafka.initialOffset":       d.Kafka.InitialOffset,
-		"kafka.isolationLevel":      d.Kafka.IsolationLevel,
+		"kafka.isolationLevel":      cmp.Or(d.Kafka.IsolationLevel, config.ReadUncommitted), // empty: read_uncommitted
 		"kafka.sessionTimeout":      d.Kafka.SessionTimeout.D(),
 		"kafka.heartbeatInterval":   d.Kafka.HeartbeatInterval.D(),
 		"kafka.rebalanceTimeout":    d.Kafka.RebalanceTimeout.D(),

@@ -257,8 +257,8 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	if spec.Kafka.InitialOffset != "" {
 		k.InitialOffset = string(spec.Kafka.InitialOffset)
 	}
-	if spec.Kafka.IsolationLevel != "" {
-		k.IsolationLevel = string(spec.Kafka.IsolationLevel)
+	if spec.Kafka.IsolationLevel == spanflowv1alpha1.IsolationReadCommitted {
+		k.IsolationLevel = config.ReadCommitted // read_uncommitted is the default, left out
 	}
 	setDuration(&k.SessionTimeout, spec.Kafka.SessionTimeout)
 	setDuration(&k.HeartbeatInterval, spec.Kafka.HeartbeatInterval)

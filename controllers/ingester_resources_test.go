@@ -34,7 +34,7 @@ func TestIngesterConfig(t *testing.T) {
 		{"defaults", func(*spanflowv1alpha1.Ingester) {}, func(t *testing.T, c config.Config) {
 			if c.Kafka.ConsumerGroup != "obs/traces" || c.Encoding != config.EncodingOTLPProto ||
 				c.Storage.Type != config.StorageBlackhole || c.Parallelism != 8 || c.Kafka.InitialOffset != config.OffsetEarliest ||
-				c.Kafka.IsolationLevel != config.ReadUncommitted {
+				c.Kafka.IsolationLevel != "" {
 				t.Errorf("defaults not applied: %+v", c)
 			}
 		}},
@@ -343,5 +343,27 @@ func TestOTLPStorage(t *testing.T) {
 	}
 	if !mounted {
 		t.Error("the backend's CA is not mounted")
+	}
+}
+
+// TestDefaultIsolationIsLeftOutOfTheConfig: read_uncommitted, the default, is not written
+// into the pods' configuration, so that an ingester image older than the field (a
+// pinned spec.template.image) still reads it; read_committed is written, and such an
+// image refuses it by name rather than reading what it must not.
+func TestDefaultIsolationIsLeftOutOfTheConfig(t *testing.T) {
+	ing := &spanflowv1alpha1.Ingester{
+		ObjectMeta: metav1.ObjectMeta{Name: "traces", Namespace: "obs"},
+		Spec: spanflowv1alpha1.IngesterSpec{Kafka: spanflowv1alpha1.KafkaSpec{Brokers: []string{"k:9092"}, Topic: "spans",
+			IsolationLevel: spanflowv1alpha1.IsolationReadUncommitted}},
+	}
+	for level, want := range map[spanflowv1alpha1.IsolationLevel]bool{spanflowv1alpha1.IsolationReadUncommitted: false, "": false, spanflowv1alpha1.IsolationReadCommitted: true} {
+		ing.Spec.Kafka.IsolationLevel = level
+		data, err := ingesterConfig(ing).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(data), "isolationLevel"); got != want {
+			t.Errorf("%q: isolationLevel written %t, want %t:\n%s", level, got, want, data)
+		}
 	}
 }

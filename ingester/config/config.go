@@ -131,6 +131,8 @@ type Kafka struct {
 	// IsolationLevel is "read_uncommitted" (Kafka's default: every record, those of
 	// transactions aborted or still open too) or "read_committed" (only what
 	// transactional producers committed, read up to the oldest transaction still open).
+	// Empty is read_uncommitted, and is what the operator writes for it, so that an
+	// ingester image older than the field still reads its configuration.
 	IsolationLevel string `json:"isolationLevel,omitempty"`
 
 	SessionTimeout    Duration `json:"sessionTimeout"`
@@ -267,7 +269,6 @@ func Default() Config {
 	return Config{
 		Kafka: Kafka{
 			InitialOffset:     OffsetEarliest,
-			IsolationLevel:    ReadUncommitted,
 			SessionTimeout:    Duration(30 * time.Second),
 			HeartbeatInterval: Duration(3 * time.Second),
 			RebalanceTimeout:  Duration(30 * time.Second),
@@ -345,7 +346,7 @@ func (c Config) Validate() error {
 	if c.Kafka.InitialOffset != OffsetEarliest && c.Kafka.InitialOffset != OffsetLatest {
 		bad("kafka.initialOffset", "%q is neither %q nor %q", c.Kafka.InitialOffset, OffsetEarliest, OffsetLatest)
 	}
-	if c.Kafka.IsolationLevel != ReadUncommitted && c.Kafka.IsolationLevel != ReadCommitted {
+	if c.Kafka.IsolationLevel != "" && c.Kafka.IsolationLevel != ReadUncommitted && c.Kafka.IsolationLevel != ReadCommitted {
 		bad("kafka.isolationLevel", "%q is neither %q nor %q", c.Kafka.IsolationLevel, ReadUncommitted, ReadCommitted)
 	}
 	positive := map[string]Duration{
