@@ -188,6 +188,30 @@ func scrapeValue(t *testing.T, admin, name string) float64 {
 	return -1
 }
 
+// scrapePartitionsSum adds up a per-partition gauge's samples on the ingester's /metrics.
+func scrapePartitionsSum(t *testing.T, admin, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		_, value, _ := strings.Cut(line, "} ")
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
 // logEntry is one line a recordingSink received.
 type logEntry struct {
 	error bool  // an Error line

@@ -79,6 +79,9 @@ func TestReadCommittedStoresOnlyCommittedSpans(t *testing.T) {
 	if got := has(200, 50); got != 0 {
 		t.Errorf("stored %d spans of the transaction still open", got)
 	}
+	waitFor(t, 10*time.Second, "the open transaction's 50 records in spanflow_ingester_open_transaction_records", func() bool {
+		return scrapePartitionsSum(t, r.admin, "spanflow_ingester_open_transaction_records") == 50
+	})
 	if err := open.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +95,9 @@ func TestReadCommittedStoresOnlyCommittedSpans(t *testing.T) {
 		}
 		return true
 	})
+	if open := scrapePartitionsSum(t, r.admin, "spanflow_ingester_open_transaction_records"); open != 0 {
+		t.Errorf("%v records said to wait for an open transaction after it committed", open)
+	}
 	r.stop(t)
 	if distinct, duplicates := memory.Counts(); distinct != 150*spansPer || duplicates != 0 || has(100, 100) != 0 {
 		t.Errorf("stored %d distinct spans (%d again, %d aborted), want the %d committed once each", distinct, duplicates, has(100, 100), 150*spansPer)

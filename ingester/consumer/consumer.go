@@ -608,6 +608,9 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 			p.log.Error(nil, "The offset to read is past the end of the partition's log, which lost records read before (an unclean leader election?); reading it again from the first record the broker has",
 				"offset", offset, "logStart", first, "logEnd", last)
 		},
+		stable: func(highWatermark, lastStable int64) {
+			p.gauges.OpenTransaction.Set(float64(max(highWatermark-lastStable, 0)))
+		},
 		passed:  p.pass,
 		leaders: c.leaders}
 	defer fetch.close()

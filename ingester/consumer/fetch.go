@@ -49,6 +49,9 @@ type fetcher struct {
 	// truncated is told of an offset past the end of the log (the log lost records read
 	// before: an unclean leader election), and of the log's first offset and end.
 	truncated func(offset, first, last int64)
+	// stable, unless nil, is told of the partition's high watermark and last stable offset
+	// at each response read committed.
+	stable func(highWatermark, lastStable int64)
 	// passed, unless nil, is told of the offset to fetch next when a fetch left nothing
 	// queued, every message before it handed over (see await): the offsets between hold
 	// no message (transaction markers, records deleted), or the partition was read from
@@ -222,6 +225,9 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	f.highWatermark = res.HighWatermark
 	if f.readCommitted {
 		f.highWatermark = res.LastStableOffset
+		if f.stable != nil {
+			f.stable(res.HighWatermark, res.LastStableOffset)
+		}
 	}
 	err = f.read(res.Records, res.Aborted)
 	f.queueArray = f.queue[:0] // filled from empty: the queue starts its array

@@ -40,6 +40,7 @@ type Metrics struct {
 	lagRecords      *prometheus.GaugeVec
 	lagSeconds      *prometheus.GaugeVec
 	paused          *prometheus.GaugeVec
+	openTransaction *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them with reg.
@@ -81,11 +82,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		lagRecords:      partitionGauge("lag_records", "Records in the partition after the last one fetched."),
 		lagSeconds:      partitionGauge("lag_seconds", "Age of the last fetched record, 0 once it was the newest: how far behind the producer the partition is."),
 		paused:          partitionGauge("partition_paused", "1 while the partition is held: storage keeps failing, or a message can be neither written nor dead-lettered."),
+		openTransaction: partitionGauge("open_transaction_records", "Reading read_committed: records past the partition's last stable offset, which wait for a transaction still open to end (its producer's transaction.timeout.ms bounds the wait); lag_records does not count them."),
 	}
 	reg.MustRegister(m.Messages, m.Bytes, m.Spans, m.DecodeErrors, m.WriteErrors, m.Retries, m.DeadLettered,
 		m.Skipped, m.Empty, m.RejectedSpans, m.Splits, m.Abandoned, m.RecordsLost, m.Processing, m.Deliveries, m.TopicMissing, m.GroupJoins, m.Parallelism,
 		m.InFlightMsgs, m.InFlightBytes, m.Commits, m.Partitions,
-		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused)
+		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused, m.openTransaction)
 	return m
 }
 
@@ -103,6 +105,7 @@ type Partition struct {
 	LagRecords      prometheus.Gauge
 	LagSeconds      prometheus.Gauge
 	Paused          prometheus.Gauge
+	OpenTransaction prometheus.Gauge
 }
 
 // ForPartition returns the gauges of partition p.
@@ -113,6 +116,7 @@ func (m *Metrics) ForPartition(p int) Partition {
 		LagRecords:      m.lagRecords.WithLabelValues(label),
 		LagSeconds:      m.lagSeconds.WithLabelValues(label),
 		Paused:          m.paused.WithLabelValues(label),
+		OpenTransaction: m.openTransaction.WithLabelValues(label),
 	}
 }
 
@@ -124,4 +128,5 @@ func (m *Metrics) ForgetPartition(p int) {
 	m.lagRecords.DeleteLabelValues(label)
 	m.lagSeconds.DeleteLabelValues(label)
 	m.paused.DeleteLabelValues(label)
+	m.openTransaction.DeleteLabelValues(label)
 }
