@@ -257,6 +257,7 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	if spec.Kafka.InitialOffset != "" {
 		k.InitialOffset = string(spec.Kafka.InitialOffset)
 	}
+	k.ClientID = spec.Kafka.ClientID
 	if spec.Kafka.IsolationLevel == spanflowv1alpha1.IsolationReadCommitted {
 		k.IsolationLevel = config.ReadCommitted // read_uncommitted is the default, left out
 	}

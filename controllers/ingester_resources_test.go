@@ -48,11 +48,12 @@ func TestIngesterConfig(t *testing.T) {
 			i.Spec.Parallelism = ptr.To[int32](32)
 			i.Spec.Kafka.InitialOffset = spanflowv1alpha1.InitialOffsetLatest
 			i.Spec.Kafka.IsolationLevel = spanflowv1alpha1.IsolationReadCommitted
+			i.Spec.Kafka.ClientID = "team-a.traces"
 			i.Spec.MaxInFlightBytes = ptr.To(resource.MustParse("32Mi"))
 			i.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(7 * time.Second)
 		}, func(t *testing.T, c config.Config) {
 			if c.Encoding != config.EncodingOTLPJSON || c.Parallelism != 32 || c.Kafka.InitialOffset != config.OffsetLatest ||
-				c.Kafka.IsolationLevel != config.ReadCommitted ||
+				c.Kafka.IsolationLevel != config.ReadCommitted || c.Kafka.ClientID != "team-a.traces" ||
 				c.MaxInFlightBytes != 32<<20 || c.DrainTimeout.D() != 7*time.Second {
 				t.Errorf("spec not carried: %+v", c)
 			}

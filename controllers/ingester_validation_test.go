@@ -34,6 +34,7 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad encoding", func(i *spanflowv1alpha1.Ingester) { i.Spec.Encoding = "avro" }, "spec.encoding"},
 		{"bad storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = "mysql" }, "spec.storage.type"},
 		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
+		{"bad client id", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ClientID = "team a" }, "spec.kafka.clientID"},
 		{"bad isolation level", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.IsolationLevel = "read_committed " }, "spec.kafka.isolationLevel"},
 		{"negative replicas", func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
 		{"env overriding the rendered config", func(i *spanflowv1alpha1.Ingester) {

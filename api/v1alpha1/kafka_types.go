@@ -114,6 +114,15 @@ type KafkaSpec struct {
 	// +optional
 	ConsumerGroup string `json:"consumerGroup,omitempty"`
 
+	// clientID is the client.id the pods' requests to the brokers carry ("spanflow" by
+	// default): brokers key quotas, request logs and the consumer group's member list by
+	// it. Letters, digits, '.', '_' and '-'.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +optional
+	ClientID string `json:"clientID,omitempty"`
+
 	// initialOffset is where a consumer group with no committed offset starts:
 	// "earliest" reads the whole retained topic, "latest" only what arrives from now on.
 	// +kubebuilder:default=earliest

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -148,11 +149,21 @@ type Kafka struct {
 	// CommitInterval is the longest a finished offset waits to be committed (and how soon
 	// a failed commit is tried again); offsets are committed as soon as deliveries finish.
 	CommitInterval Duration `json:"commitInterval"`
+	// ClientID is the client.id of every request to the brokers, which key quotas, logs
+	// and the group's member list by it; DefaultClientID when empty.
+	ClientID string `json:"clientID,omitempty"`
 	// TLS encrypts the connections to the brokers.
 	TLS KafkaTLS `json:"tls,omitempty"`
 	// SASL authenticates to the brokers.
 	SASL KafkaSASL `json:"sasl,omitempty"`
 }
+
+// validClientID is what a client.id may hold: the characters Kafka allowed in one before
+// it let any through, which quota and ACL tooling still expect.
+var validClientID = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,255}$`)
+
+// DefaultClientID is the client.id of the ingester's requests unless kafka.clientID says.
+const DefaultClientID = "spanflow"
 
 // KafkaTLS configures TLS to the brokers. Keys and certificates are read from files (the
 // operator mounts them from Secrets), never from the config itself.
@@ -336,6 +347,9 @@ func (c Config) Validate() error {
 		if !strings.Contains(b, ":") {
 			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", b)
 		}
+	}
+	if id := c.Kafka.ClientID; id != "" && !validClientID.MatchString(id) {
+		bad("kafka.clientID", "%q: only letters, digits, '.', '_' and '-', at most 255", id)
 	}
 	if c.Kafka.Topic == "" {
 		bad("kafka.topic", "required")

@@ -28,6 +28,8 @@ func TestValidate(t *testing.T) {
 		{"no topic", func(c *Config) { c.Kafka.Topic = "" }, "kafka.topic: required"},
 		{"no group", func(c *Config) { c.Kafka.ConsumerGroup = "" }, "kafka.consumerGroup: required"},
 		{"bad offset", func(c *Config) { c.Kafka.InitialOffset = "oldest" }, "kafka.initialOffset"},
+		{"bad isolation level", func(c *Config) { c.Kafka.IsolationLevel = "committed" }, "kafka.isolationLevel"},
+		{"client id with a space", func(c *Config) { c.Kafka.ClientID = "team a" }, "kafka.clientID"},
 		{"zero max wait", func(c *Config) { c.Kafka.MaxWait = 0 }, "kafka.maxWait: must be a positive duration"},
 		{"heartbeat too long", func(c *Config) { c.Kafka.HeartbeatInterval = c.Kafka.SessionTimeout }, "kafka.heartbeatInterval: must be shorter"},
 		{"max below min bytes", func(c *Config) { c.Kafka.MinBytes, c.Kafka.MaxBytes = 100, 10 }, "kafka.maxBytes"},

@@ -1272,3 +1272,16 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 		t.Errorf("committed %v of %v: nothing was written, so nothing may be committed past the start", committed, end)
 	}
 }
+
+// TestFetchesDialAsTheGroupDoes: the partitions' own connections carry the group dialer's
+// client id (fetch quotas are the broker's by it), TLS and SASL.
+func TestFetchesDialAsTheGroupDoes(t *testing.T) {
+	dialer := &kafka.Dialer{ClientID: "team-a.traces", Timeout: 3 * time.Second}
+	c := New(Settings{}, dialer, &kafka.Client{}, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	if c.fetchDialer.ClientID != "team-a.traces" || c.fetchDialer.Timeout != 3*time.Second {
+		t.Errorf("the fetches dial as %+v", c.fetchDialer)
+	}
+	if tr := c.leaders.transport(); tr.ClientID != "team-a.traces" {
+		t.Errorf("the leaders are asked as %q", tr.ClientID)
+	}
+}

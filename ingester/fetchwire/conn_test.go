@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -230,5 +233,46 @@ func TestFetchTakesItsBufferAsTheResponseComes(t *testing.T) {
 		if got := cap(res.Buffer) >= tc.maxBytes; got != tc.fits || cap(res.Buffer) < len(res.Records) {
 			t.Errorf("with max bytes %d: a response of %d bytes got a buffer of %d", tc.maxBytes, len(res.Records), cap(res.Buffer))
 		}
+	}
+}
+
+// TestFetchesCarryTheClientID: a fetch's request names the dialer's client id (brokers
+// apply fetch quotas by it), "spanflow" when the dialer has none.
+func TestFetchesCarryTheClientID(t *testing.T) {
+	for set, want := range map[string]string{"team-a.traces": "team-a.traces", "": "spanflow"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 1)
+		go func() {
+			nc, err := ln.Accept()
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			defer nc.Close()
+			// size, api key, version, correlation id, then the client id (int16 length).
+			var header [14]byte
+			if _, err := io.ReadFull(nc, header[:]); err != nil {
+				got <- err.Error()
+				return
+			}
+			id := make([]byte, binary.BigEndian.Uint16(header[12:]))
+			_, _ = io.ReadFull(nc, id)
+			got <- string(id)
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := (&fetchwire.Dialer{ClientID: set}).Dial(ctx, ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Fetch(ctx, fetchwire.FetchRequest{Topic: "spans", MaxBytes: 1 << 20, MaxWait: time.Second}, nil) // answered by a close
+		if id := <-got; id != want {
+			t.Errorf("dialer's client id %q: the request said %q, want %q", set, id, want)
+		}
+		_ = c.Close()
+		cancel()
+		_ = ln.Close()
 	}
 }

@@ -376,8 +376,8 @@ func TestParseRecordsLeavesOutAbortedTransactions(t *testing.T) {
 	}{
 		{0, aborted, []int64{2, 3, 5, 10}},
 		{5, aborted, []int64{5, 10}},
-		{5, aborted[:1], []int64{5, 10}}, // as a broker lists them from 5: what ends at 5 or after
-		{0, nil, []int64{0, 1, 2, 3, 5, 8, 10}},   // read uncommitted
+		{5, aborted[:1], []int64{5, 10}},        // as a broker lists them from 5: what ends at 5 or after
+		{0, nil, []int64{0, 1, 2, 3, 5, 8, 10}}, // read uncommitted
 	} {
 		if got, next := parse(set, tc.from, tc.aborted); !slices.Equal(got, tc.want) || next != 11 {
 			t.Errorf("from %d, aborted %v: read %v, next %d; want %v, next 11", tc.from, tc.aborted, got, next, tc.want)

@@ -4,6 +4,7 @@
 package kafkaclient
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -27,6 +28,9 @@ const dialTimeout = 10 * time.Second
 type Connection struct {
 	TLS  *tls.Config
 	SASL sasl.Mechanism
+	// ClientID names the client in every request (brokers key quotas and logs by it);
+	// kafka-go's default, the program and host, when empty.
+	ClientID string
 }
 
 // Material is TLS and SASL settings with the keys and credentials themselves, as the
@@ -63,7 +67,9 @@ func New(cfg config.Kafka) (Connection, error) {
 			return Connection{}, fmt.Errorf("kafka.sasl: %w", err)
 		}
 	}
-	return FromMaterial(m)
+	c, err := FromMaterial(m)
+	c.ClientID = cmp.Or(cfg.ClientID, config.DefaultClientID)
+	return c, err
 }
 
 // FromMaterial builds a connection from keys and credentials in memory.
@@ -85,13 +91,13 @@ func FromMaterial(m Material) (Connection, error) {
 
 // Dialer returns a dialer for consumer groups and readers.
 func (c Connection) Dialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: dialTimeout, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL}
+	return &kafka.Dialer{Timeout: dialTimeout, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL, ClientID: c.ClientID}
 }
 
 // Transport returns a transport of its own (kafka-go's shared default caches metadata) for
 // producers and admin requests.
 func (c Connection) Transport() *kafka.Transport {
-	return &kafka.Transport{DialTimeout: dialTimeout, TLS: c.TLS, SASL: c.SASL}
+	return &kafka.Transport{DialTimeout: dialTimeout, TLS: c.TLS, SASL: c.SASL, ClientID: c.ClientID}
 }
 
 func tlsConfig(m Material) (*tls.Config, error) {
