@@ -73,10 +73,12 @@ func desiredStatus(ing *spanflowv1alpha1.Ingester, obs observation) spanflowv1al
 	if obs.lag.Known() {
 		status.Partitions = int32(obs.lag.Partitions())
 		lag := &spanflowv1alpha1.LagStatus{Records: obs.lag.Records(), Seconds: obs.lag.Seconds(),
-			Stale: obs.lag.Err() != nil, ObservedTime: &metav1.Time{Time: obs.lag.At()}}
+			OpenTransactionRecords: obs.lag.OpenTransactionRecords(),
+			Stale:                  obs.lag.Err() != nil, ObservedTime: &metav1.Time{Time: obs.lag.At()}}
 		// Unchanged values keep their time, so an idle, caught-up Ingester is not
 		// rewritten on every poll.
-		if old := status.Lag; old != nil && old.Records == lag.Records && old.Seconds == lag.Seconds && old.Stale == lag.Stale {
+		if old := status.Lag; old != nil && old.Records == lag.Records && old.Seconds == lag.Seconds &&
+			old.OpenTransactionRecords == lag.OpenTransactionRecords && old.Stale == lag.Stale {
 			lag.ObservedTime = old.ObservedTime
 		}
 		status.Lag = lag

@@ -100,6 +100,12 @@ type LagStatus struct {
 	// seconds is how old the oldest uncommitted record is, estimated from how fast the
 	// log end grew past the committed offsets.
 	Seconds int64 `json:"seconds"`
+	// openTransactionRecords, with kafka.isolationLevel read_committed, is how many
+	// records wait behind transactions still open: the pods may not read them until the
+	// transactions end (their producers' transaction.timeout.ms at most), so they are not
+	// in records. Spans that come late with no lag shown are here.
+	// +optional
+	OpenTransactionRecords int64 `json:"openTransactionRecords,omitempty"`
 	// stale is true when the latest look at Kafka failed: records and seconds are the last
 	// known values, and nothing is decided on them.
 	// +optional

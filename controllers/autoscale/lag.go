@@ -14,6 +14,9 @@ type partitionOffsets struct {
 	// start and end are the log-start and log-end offsets; committed is the group's
 	// committed offset, -1 when it has none.
 	start, end, committed int64
+	// open is, reading committed records, how many lie past end (the last stable offset)
+	// up to the high watermark: behind a transaction still open. 0 otherwise.
+	open int64
 	// report is the load report committed with the offset by the pod that consumes the
 	// partition; nil when the metadata held none.
 	report *loadreport.Report
@@ -57,6 +60,9 @@ type lagSnapshot struct {
 	// seconds is the age of the oldest uncommitted record, estimated from the history of
 	// log-end offsets: the time at which the log end passed the committed offset.
 	seconds int64
+	// open is, reading committed records, how many wait behind transactions still open
+	// (not in records: the pods may not read them yet).
+	open int64
 	// produceRate and consumeRate are records per second over the last rateSamples polls.
 	produceRate, consumeRate float64
 	// shares are the partitions' shares of that production, by partition ID, when some
@@ -230,6 +236,7 @@ func computeLagRemembering(window []offsetSample, fromEarliest bool, oldest olde
 	for id, p := range cur.partitions {
 		lag := partitionLag(p, fromEarliest)
 		snap.records += lag
+		snap.open += p.open
 		old, ok := first.partitions[id]
 		samePartitions = samePartitions && ok && id >= 0 && id < len(flows)
 		var seconds int64

@@ -33,7 +33,11 @@ func (o Observation) Err() error { return o.err }
 func (o Observation) Partitions() int { return o.snapshot.partitions }
 func (o Observation) Records() int64  { return o.snapshot.records }
 func (o Observation) Seconds() int64  { return o.snapshot.seconds }
-func (o Observation) At() time.Time   { return o.snapshot.at }
+
+// OpenTransactionRecords is, for a group reading committed records, how many records
+// wait behind transactions still open: not lag the pods can take, and no part of Records.
+func (o Observation) OpenTransactionRecords() int64 { return o.snapshot.open }
+func (o Observation) At() time.Time                 { return o.snapshot.at }
 
 // BlockedPods are the pods whose latest load report (of the last 45 s) says their
 // consumption is held downstream — writes failed and were tried again, or a partition
@@ -239,6 +243,24 @@ func pollOffsets(ctx context.Context, client *kafka.Client, t Target) (offsetSam
 			return offsetSample{}, fmt.Errorf("offsets of partition %d: %w", po.Partition, po.Error)
 		}
 		s.partitions[po.Partition] = partitionOffsets{start: po.FirstOffset, end: po.LastOffset, committed: -1}
+	}
+	if t.ReadCommitted {
+		// The high watermarks too: what lies between them and the last stable offsets waits
+		// for open transactions, which the status says apart from the lag.
+		var ends []kafka.OffsetRequest
+		for _, id := range ids {
+			ends = append(ends, kafka.LastOffsetOf(id))
+		}
+		res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.Topic: ends}})
+		if err != nil {
+			return offsetSample{}, unreachable(err)
+		}
+		for _, po := range res.Topics[t.Topic] {
+			if p, ok := s.partitions[po.Partition]; ok && po.Error == nil {
+				p.open = max(po.LastOffset-p.end, 0)
+				s.partitions[po.Partition] = p
+			}
+		}
 	}
 	for _, c := range committed.Topics[t.Topic] {
 		if c.Error != nil {
