@@ -167,8 +167,8 @@ func produceSteadily(t *testing.T, b *kafkatest.Broker, topic string, perBatch i
 	return produced
 }
 
-// scrapeValue reads one unlabelled sample from the ingester's /metrics; -1 when absent.
-func scrapeValue(t *testing.T, admin, name string) float64 {
+// metricsLines reads the ingester's /metrics, a line each.
+func metricsLines(t *testing.T, admin string) []string {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
@@ -176,7 +176,13 @@ func scrapeValue(t *testing.T, admin, name string) float64 {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(data), "\n") {
+	return strings.Split(string(data), "\n")
+}
+
+// scrapeValue reads one unlabelled sample from the ingester's /metrics; -1 when absent.
+func scrapeValue(t *testing.T, admin, name string) float64 {
+	t.Helper()
+	for _, line := range metricsLines(t, admin) {
 		if value, ok := strings.CutPrefix(line, name+" "); ok {
 			v, err := strconv.ParseFloat(value, 64)
 			if err != nil {
@@ -191,14 +197,8 @@ func scrapeValue(t *testing.T, admin, name string) float64 {
 // scrapePartitionsSum adds up a per-partition gauge's samples on the ingester's /metrics.
 func scrapePartitionsSum(t *testing.T, admin, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
 	var sum float64
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range metricsLines(t, admin) {
 		if !strings.HasPrefix(line, name+"{") {
 			continue
 		}

@@ -586,15 +586,21 @@ func answerOneFetch(b *kafkatest.Broker, topic string, code int16, highWatermark
 // readMessages reads n messages with f and returns them as "offset:value" in a list.
 func readMessages(ctx context.Context, t *testing.T, f *fetcher, n int) string {
 	t.Helper()
+	return fmt.Sprint(readAs(ctx, t, f, n, func(m kafka.Message) string { return fmt.Sprintf("%d:%s", m.Offset, m.Value) }))
+}
+
+// readAs reads n messages with f and returns each as show shows it.
+func readAs(ctx context.Context, t *testing.T, f *fetcher, n int, show func(kafka.Message) string) []string {
+	t.Helper()
 	var got []string
 	for len(got) < n {
 		m, err := f.next(ctx, 100*time.Millisecond, nil)
 		if err != nil {
 			t.Fatalf("after %v: %v", got, err)
 		}
-		got = append(got, fmt.Sprintf("%d:%s", m.Offset, m.Value))
+		got = append(got, show(m))
 	}
-	return fmt.Sprint(got)
+	return got
 }
 
 // TestFetcherGivesUpOnASilentBroker: a broker that takes a fetch and never answers (nor

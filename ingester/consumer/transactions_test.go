@@ -40,15 +40,7 @@ func produceSync(ctx context.Context, t *testing.T, p *kgo.Client, values ...str
 // values reads n messages with f and returns their values.
 func values(ctx context.Context, t *testing.T, f *fetcher, n int) string {
 	t.Helper()
-	var got []string
-	for len(got) < n {
-		m, err := f.next(ctx, 100*time.Millisecond, nil)
-		if err != nil {
-			t.Fatalf("after %v: %v", got, err)
-		}
-		got = append(got, string(m.Value))
-	}
-	return strings.Join(got, " ")
+	return strings.Join(readAs(ctx, t, f, n, func(m kafka.Message) string { return string(m.Value) }), " ")
 }
 
 // TestFetcherReadsCommittedTransactionsOnly: with read_committed, a transaction aborted
