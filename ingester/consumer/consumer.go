@@ -597,6 +597,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 	}()
 
 	k := c.s.Kafka
+	p.gauges.OpenTransaction.Set(0) // none until a response read committed says
 	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: fetchBytes,
 		readCommitted: k.IsolationLevel == config.ReadCommitted, offset: p.start,
 		skipped: func(from, to int64) {

@@ -45,6 +45,7 @@ var alerts = []string{
 	"SpanflowPartitionPaused",
 	"SpanflowRecordsLostToRetention",
 	"SpanflowSpansRejected",
+	"SpanflowTransactionHanging",
 }
 
 // lookPrometheusTool finds a program of Debian's prometheus package. CI installs it, so
