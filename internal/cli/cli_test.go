@@ -256,6 +256,7 @@ var overriddenField = map[string]func(config.Config) any{
 	"group":             func(c config.Config) any { return c.Kafka.ConsumerGroup },
 	"initial-offset":    func(c config.Config) any { return c.Kafka.InitialOffset },
 	"isolation-level":   func(c config.Config) any { return c.Kafka.IsolationLevel },
+	"client-id":         func(c config.Config) any { return c.Kafka.ClientID },
 	"encoding":          func(c config.Config) any { return c.Encoding },
 	"storage":           func(c config.Config) any { return c.Storage.Type },
 	"file-path":         func(c config.Config) any { return c.Storage.File.Path },

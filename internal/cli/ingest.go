@@ -33,6 +33,8 @@ var ingestOverrides = []struct {
 		func(c *config.Config, v any) { c.Kafka.ConsumerGroup = v.(string) }},
 	{"initial-offset", "where a group with no commits starts: earliest or latest (kafka.initialOffset)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.InitialOffset = v.(string) }},
+	{"client-id", "the client.id of every request to the brokers, which key quotas by it (kafka.clientID)", stringFlag,
+		func(c *config.Config, v any) { c.Kafka.ClientID = v.(string) }},
 	{"isolation-level", "read_uncommitted or read_committed: whether aborted and open transactions' records are read (kafka.isolationLevel)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.IsolationLevel = v.(string) }},
 	{"encoding", "message format: " + strings.Join(config.Encodings, ", ") + " (encoding)", stringFlag,
