@@ -20,7 +20,8 @@ import (
 func TestOpenTransactionsAreShownApartFromTheLag(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	const topic = "transactional"
+	ns := newNamespace(t)
+	topic := "transactional-" + ns // the suite's broker outlives a test
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	admin := &kafka.Client{Addr: kafka.TCP(testBroker), Transport: transport, Timeout: 5 * time.Second}
@@ -28,7 +29,7 @@ func TestOpenTransactionsAreShownApartFromTheLag(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.Errors[topic]).NotTo(HaveOccurred())
 
-	producer, err := kgo.NewClient(kgo.SeedBrokers(testBroker), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("controllers-open"))
+	producer, err := kgo.NewClient(kgo.SeedBrokers(testBroker), kgo.DefaultProduceTopic(topic), kgo.TransactionalID(topic))
 	g.Expect(err).NotTo(HaveOccurred())
 	defer producer.Close()
 	g.Expect(producer.BeginTransaction()).To(Succeed())
@@ -36,7 +37,7 @@ func TestOpenTransactionsAreShownApartFromTheLag(t *testing.T) {
 		g.Expect(producer.ProduceSync(ctx, &kgo.Record{Value: []byte("span")}).FirstErr()).To(Succeed())
 	}
 
-	ing := minimalIngester(newNamespace(t), "committed")
+	ing := minimalIngester(ns, "committed")
 	ing.Spec.Kafka.Topic = topic
 	ing.Spec.Kafka.IsolationLevel = spanflowv1alpha1.IsolationReadCommitted
 	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
