@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -365,6 +367,18 @@ func TestDefaultIsolationIsLeftOutOfTheConfig(t *testing.T) {
 		}
 		if got := strings.Contains(string(data), "isolationLevel"); got != want {
 			t.Errorf("%q: isolationLevel written %t, want %t:\n%s", level, got, want, data)
+		}
+		// The pods read it back as it was meant.
+		path := filepath.Join(t.TempDir(), "ingester.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		loaded, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("%q: the pods refuse the configuration: %v", level, err)
+		}
+		if got := loaded.Kafka.IsolationLevel == config.ReadCommitted; got != want {
+			t.Errorf("%q: the pods read committed records: %t", level, got)
 		}
 	}
 }
