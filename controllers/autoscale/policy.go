@@ -1114,7 +1114,7 @@ func neededRate(b scaleBounds, lag lagSnapshot, consumers int32) float64 {
 	// for one pod more at each poll, each a rebalance, until the lag was over its target.)
 	produce := lag.produceRate
 	if overTarget(b, lag, consumers) > 1 || lag.lastPoll.produceRate > headroom*lag.lastPoll.consumeRate {
-		produce = max(produce, lag.lastPoll.produceRate)
+		produce = max(produce, lag.risenRate())
 	}
 	return produce*headroom + backlogAboveTargets(b, lag, consumers)/drain
 }

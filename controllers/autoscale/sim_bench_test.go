@@ -215,3 +215,28 @@ func TestPeriodicBurstsDoNotFlap(t *testing.T) {
 		})
 	}
 }
+
+// TestPulsesOfRecordsAreNotSizedFor: records made visible all at once every minute — a
+// transactional producer's at each commit, to an Ingester reading committed, 3,000 a
+// second on average — are drained by the few pods the average needs, within the seconds
+// target. Sized for each pulse (the last poll's rate, 18,000 a second), the group went to
+// all 12 partitions and never shrank.
+func TestPulsesOfRecordsAreNotSizedFor(t *testing.T) {
+	w := simWorlds()[9] // the seconds target only
+	pulses := simScenario{name: "a commit a minute", seconds: 1800, minReplicas: 1, rate: func(t int) float64 {
+		if t%60 == 0 {
+			return 180000
+		}
+		return 0
+	}}
+	for _, tc := range []struct {
+		target, mostPods, mostOver int
+	}{{120, 3, 0}, {30, 4, 60}} {
+		w.targetSeconds = tc.target
+		sf, _ := simPolicies(w, pulses)
+		r := simulate(w, pulses, sf)
+		if int(r.maxReplicasUsed) > tc.mostPods || r.overTarget > tc.mostOver {
+			t.Errorf("target %d s: %d pods at most, %d s over target; want at most %d pods and %d s", tc.target, r.maxReplicasUsed, r.overTarget, tc.mostPods, tc.mostOver)
+		}
+	}
+}
