@@ -2,8 +2,10 @@ package controllers
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/ingester/config"
@@ -109,6 +112,13 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 	g.Expect(cfg.Kafka.Brokers).To(Equal([]string{testBroker}))
 	g.Expect(cfg.Kafka.ConsumerGroup).To(Equal(ns + "/traces"))
 	g.Expect(cfg.Parallelism).To(Equal(8))
+	// It holds only what differs from the ingester's defaults — not the schema's defaults
+	// the API server filled in — so that a pinned ingester image older than this operator
+	// reads it: an image refuses a field it does not know.
+	var written map[string]map[string]any
+	g.Expect(sigsyaml.UnmarshalStrict([]byte(cm.Data[configFileName]), &written)).To(Succeed(), cm.Data[configFileName])
+	g.Expect(written).To(HaveLen(1), cm.Data[configFileName])
+	g.Expect(slices.Sorted(maps.Keys(written["kafka"]))).To(Equal([]string{"brokers", "consumerGroup", "topic"}), cm.Data[configFileName])
 
 	// No pods exist yet (envtest has no Deployment controller): not ready, rolling out.
 	g.Eventually(func(g Gomega) {

@@ -353,10 +353,12 @@ func setDuration(dst *config.Duration, src *spanflowv1alpha1.PositiveDuration) {
 	*dst = config.Duration(src.Or(dst.D()))
 }
 
-// desiredConfigMap holds the ingester configuration. It never holds credentials: those
-// reach the pods as files from Secrets.
+// desiredConfigMap holds the ingester configuration: the settings that differ from the
+// ingester's defaults, so that a pinned ingester image older than this operator reads it
+// unless the spec uses what the image lacks. It never holds credentials: those reach the
+// pods as files from Secrets.
 func desiredConfigMap(ing *spanflowv1alpha1.Ingester) (*corev1ac.ConfigMapApplyConfiguration, error) {
-	data, err := ingesterConfig(ing).Marshal()
+	data, err := ingesterConfig(ing).MarshalOverDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("rendering ingester config: %w", err)
 	}
@@ -386,13 +388,15 @@ func digestSecret(s *corev1.Secret, keys []string) secretDigest {
 	return secretDigest{Name: s.Name, Digest: mac.Sum(nil)}
 }
 
-// podTemplateHash digests the config and what the pods read of the referenced Secrets: a
-// change to either changes the pod template and rolls the pods — except the parallelism,
-// which the ingesters read again from their mounted config and apply while running.
+// podTemplateHash digests the config as the ConfigMap holds it and what the pods read of
+// the referenced Secrets: a change to either changes the pod template and rolls the pods —
+// except the parallelism, which the ingesters read again from their mounted config and
+// apply while running. A setting a newer operator adds is not written at its default, so
+// it does not roll the pods of existing Ingesters.
 func podTemplateHash(ing *spanflowv1alpha1.Ingester, secrets []secretDigest) (string, error) {
 	cfg := ingesterConfig(ing)
 	cfg.Parallelism = 0
-	data, err := cfg.Marshal()
+	data, err := cfg.MarshalOverDefaults()
 	if err != nil {
 		return "", fmt.Errorf("rendering ingester config: %w", err)
 	}

@@ -361,7 +361,7 @@ func TestDefaultIsolationIsLeftOutOfTheConfig(t *testing.T) {
 	}
 	for level, want := range map[spanflowv1alpha1.IsolationLevel]bool{spanflowv1alpha1.IsolationReadUncommitted: false, "": false, spanflowv1alpha1.IsolationReadCommitted: true} {
 		ing.Spec.Kafka.IsolationLevel = level
-		data, err := ingesterConfig(ing).Marshal()
+		data, err := ingesterConfig(ing).MarshalOverDefaults()
 		if err != nil {
 			t.Fatal(err)
 		}

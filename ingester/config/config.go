@@ -4,10 +4,13 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -494,4 +497,77 @@ func (c Config) Validate() error {
 		bad("adminAddress", "required")
 	}
 	return errors.Join(errs...)
+}
+
+// MarshalOverDefaults renders only the settings that differ from Default(), the form the
+// operator puts in a ConfigMap: Load reads it back as c, and an ingester image older than
+// a setting still reads the file unless that setting is used (Load refuses fields it does
+// not know, so a newer operator that wrote every field would stop a pinned older image).
+// Should the short form not read back as c, the full form is returned.
+func (c Config) MarshalOverDefaults() ([]byte, error) {
+	set, err := settingsTree(c)
+	if err != nil {
+		return nil, err
+	}
+	defaults, err := settingsTree(Default())
+	if err != nil {
+		return nil, err
+	}
+	data, err := yaml.Marshal(withoutDefaults(set, defaults))
+	if err != nil {
+		return nil, err
+	}
+	back := Default()
+	if err := yaml.UnmarshalStrict(data, &back); err != nil || !reflect.DeepEqual(back, c) {
+		return c.Marshal()
+	}
+	return data, nil
+}
+
+// settingsTree is the configuration as the JSON objects it is written as, numbers exact.
+func settingsTree(c Config) (map[string]any, error) {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var tree map[string]any
+	return tree, dec.Decode(&tree)
+}
+
+// withoutDefaults keeps the settings of set that differ from defaults. A setting set
+// leaves out (a zero value it omits) where the default is not zero is written as zero, so
+// that reading over the defaults does not bring the default back.
+func withoutDefaults(set, defaults map[string]any) map[string]any {
+	kept := map[string]any{}
+	for key, value := range set {
+		def, hasDefault := defaults[key]
+		sub, isObject := value.(map[string]any)
+		defSub, defIsObject := def.(map[string]any)
+		switch {
+		case isObject && defIsObject:
+			if sub = withoutDefaults(sub, defSub); len(sub) > 0 {
+				kept[key] = sub
+			}
+		case !hasDefault || !reflect.DeepEqual(value, def):
+			kept[key] = value
+		}
+	}
+	for key, def := range defaults {
+		if _, ok := set[key]; ok {
+			continue
+		}
+		switch def.(type) {
+		case string:
+			kept[key] = ""
+		case bool:
+			kept[key] = false
+		case json.Number:
+			kept[key] = 0
+		case map[string]any, []any:
+			kept[key] = nil
+		}
+	}
+	return kept
 }

@@ -59,7 +59,7 @@ func eventReasons(g Gomega, c client.Client, ns, name string) []string {
 func configuredParallelism(g Gomega, c client.Client, ns, name string) int {
 	var cm corev1.ConfigMap
 	g.Expect(c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name + "-ingester"}, &cm)).To(Succeed())
-	var cfg config.Config
+	cfg := config.Default() // the file holds what differs from the defaults, read over them
 	g.Expect(yaml.UnmarshalStrict([]byte(cm.Data["ingester.yaml"]), &cfg)).To(Succeed())
 	return cfg.Parallelism
 }
