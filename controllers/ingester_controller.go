@@ -262,7 +262,7 @@ func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1al
 // kafkaTargetOf is the Ingester's cluster, topic and consumer group, with the credentials
 // from its Secrets.
 func kafkaTargetOf(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) autoscale.Target {
-	t := autoscale.Target{Brokers: ing.Spec.Kafka.Brokers, Topic: ing.Spec.Kafka.Topic, Group: groupInUse(ing),
+	t := autoscale.Target{Brokers: ing.Spec.Kafka.Brokers, Topic: ing.Spec.Kafka.Topic, Group: groupInUse(ing), ClientID: ing.Spec.Kafka.ClientID,
 		FromEarliest:  ing.Spec.Kafka.InitialOffset != spanflowv1alpha1.InitialOffsetLatest,
 		ReadCommitted: ing.Spec.Kafka.IsolationLevel == spanflowv1alpha1.IsolationReadCommitted}
 	if tls := ing.Spec.Kafka.TLS; tls != nil && tls.Enabled {

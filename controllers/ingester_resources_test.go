@@ -382,3 +382,13 @@ func TestDefaultIsolationIsLeftOutOfTheConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestLagPollsNameThemselvesAsThePods: the operator's polls of an Ingester's lag carry
+// its kafka.clientID, as its pods' requests do.
+func TestLagPollsNameThemselvesAsThePods(t *testing.T) {
+	ing := &spanflowv1alpha1.Ingester{Spec: spanflowv1alpha1.IngesterSpec{Kafka: spanflowv1alpha1.KafkaSpec{
+		Brokers: []string{"k:9092"}, Topic: "spans", ClientID: "team-a.traces"}}}
+	if got := kafkaTargetOf(ing, nil).ClientID; got != "team-a.traces" {
+		t.Errorf("the lag polls carry client id %q", got)
+	}
+}

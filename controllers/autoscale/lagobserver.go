@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/kafkaclient"
 	"github.com/spanflow/spanflow/ingester/loadreport"
 )
@@ -135,6 +137,7 @@ func (o *LagObserver) run(ctx context.Context, key string, p *poller) {
 		o.mu.Unlock()
 	}()
 	conn, err := kafkaclient.FromMaterial(p.target.Material)
+	conn.ClientID = cmp.Or(p.target.ClientID, config.DefaultClientID)
 	if err != nil {
 		p.mu.Lock()
 		p.obs.err = err

@@ -23,6 +23,9 @@ type Target struct {
 	// FromEarliest is true when a group with nothing committed starts at the log start:
 	// its lag is then the whole log (at the latest, none).
 	FromEarliest bool
+	// ClientID is the client.id the polls carry: the Ingester's, so that what a broker's
+	// quotas and request logs say of its pods holds for the operator's polls for them too.
+	ClientID string
 	// ReadCommitted says the group reads with read_committed isolation: its partitions
 	// end at their last stable offset (records of transactions still open are not lag
 	// the pods could take).
@@ -36,5 +39,5 @@ func (t Target) key() string {
 	h := sha256.New()
 	m := t.Material
 	fmt.Fprintf(h, "%t\x00%s\x00%s\x00%s\x00%t\x00%s\x00%s\x00%s", m.TLS, m.CA, m.Cert, m.Key, m.InsecureSkipVerify, m.Mechanism, m.Username, m.Password)
-	return fmt.Sprintf("%s/%s/%s/%s/%t/%t", strings.Join(t.Brokers, ","), t.Topic, hex.EncodeToString(h.Sum(nil)[:8]), t.Group, t.FromEarliest, t.ReadCommitted)
+	return fmt.Sprintf("%s/%s/%s/%s/%t/%t/%s", strings.Join(t.Brokers, ","), t.Topic, hex.EncodeToString(h.Sum(nil)[:8]), t.Group, t.FromEarliest, t.ReadCommitted, t.ClientID)
 }
