@@ -679,7 +679,7 @@ func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	visible, err := mayListScalers(ctx, r.APIReader, r.WatchNamespaces)
+	visible, err := mayWatchScalers(ctx, r.APIReader, r.Client, r.WatchNamespaces)
 	if err != nil {
 		return err
 	}
@@ -698,7 +698,7 @@ func (r *IngesterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(ingestersScaledBy),
 			builder.WithPredicates(scalerChanged))
 	} else {
-		mgr.GetLogger().V(1).Info("HorizontalPodAutoscalers cannot be listed: those aimed at an Ingester's Deployment are not reported (grant get, list and watch on horizontalpodautoscalers.autoscaling, as the chart does)",
+		mgr.GetLogger().V(1).Info("HorizontalPodAutoscalers cannot be listed and watched: those aimed at an Ingester's Deployment are not reported (grant get, list and watch on horizontalpodautoscalers.autoscaling, as the chart does)",
 			"namespaces", r.WatchNamespaces)
 	}
 	return b.Named("ingester").Complete(r)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -143,11 +144,16 @@ func (r *IngesterReconciler) scalersOf(ctx context.Context, ing *spanflowv1alpha
 	return scalerConflicts(ing, hpas.Items), nil
 }
 
-// mayListScalers is true when the operator may list HorizontalPodAutoscalers in every
-// namespace it watches (none: the whole cluster). An operator installed by an older chart
-// may not; it then goes without looking for them, rather than wait for ever on a cache
-// the API server refuses to fill. A cluster that serves no autoscaling/v2 has none to find.
-func mayListScalers(ctx context.Context, reader client.Reader, namespaces []string) (bool, error) {
+// mayWatchScalers is true when the operator may list and watch HorizontalPodAutoscalers
+// in every namespace it watches (none: the whole cluster). An operator installed by an
+// older chart, or under a role cut down by hand, may not; it then goes without looking
+// for them, rather than wait for ever on a cache the API server refuses to fill — or, with
+// the list allowed and the watch refused, log "Failed to watch" at every retry while the
+// cache learns of changes only when it lists again. A cluster that serves no
+// autoscaling/v2 has none to find. The watch right is asked of the API server's
+// access review; where the operator may not ask (no such grant is usual), the list's
+// answer stands.
+func mayWatchScalers(ctx context.Context, reader client.Reader, reviews client.Client, namespaces []string) (bool, error) {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
@@ -158,6 +164,17 @@ func mayListScalers(ctx context.Context, reader client.Reader, namespaces []stri
 			return false, nil
 		case err != nil:
 			return false, fmt.Errorf("listing HorizontalPodAutoscalers: %w", err)
+		}
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: "watch", Group: autoscalingv2.GroupName, Resource: "horizontalpodautoscalers"}}}
+		err = reviews.Create(ctx, review)
+		switch {
+		case apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		case err != nil:
+			return false, fmt.Errorf("asking whether HorizontalPodAutoscalers may be watched: %w", err)
+		case !review.Status.Allowed:
+			return false, nil
 		}
 	}
 	return true, nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -172,11 +173,14 @@ func TestScalerChanged(t *testing.T) {
 	}
 }
 
-// TestMayListScalers: an operator without the right to read HPAs (installed by an older
-// chart) goes on without looking for them; a failing API server is an error.
-func TestMayListScalers(t *testing.T) {
+// TestMayWatchScalers: an operator without the right to list and watch HPAs (installed
+// by an older chart) goes on without looking for them; a failing API server is an error.
+func TestMayWatchScalers(t *testing.T) {
 	hpas := schema.GroupResource{Group: "autoscaling", Resource: "horizontalpodautoscalers"}
-	failing := func(inNamespace string, err error) client.Reader {
+	reviews := schema.GroupResource{Group: "authorization.k8s.io", Resource: "selfsubjectaccessreviews"}
+	// failing refuses lists in one namespace with err; its access review answers watch
+	// in that namespace with watchAllowed, or fails with reviewErr.
+	failing := func(inNamespace string, err error, watchAllowed bool, reviewErr error) client.Client {
 		return fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
 			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
 				var o client.ListOptions
@@ -185,23 +189,40 @@ func TestMayListScalers(t *testing.T) {
 					return err
 				}
 				return c.List(ctx, list, opts...)
+			},
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				review := obj.(*authorizationv1.SelfSubjectAccessReview)
+				a := review.Spec.ResourceAttributes
+				if a.Verb != "watch" || a.Resource != "horizontalpodautoscalers" || a.Group != "autoscaling" {
+					t.Errorf("asked about %+v", a)
+				}
+				review.Status.Allowed = a.Namespace != inNamespace || watchAllowed
+				if a.Namespace == inNamespace {
+					return reviewErr
+				}
+				return nil
 			}}).Build()
 	}
+	forbidden := apierrors.NewForbidden(hpas, "", errors.New("no"))
 	for _, tc := range []struct {
 		name       string
-		reader     client.Reader
+		client     client.Client
 		namespaces []string
 		want       bool
 		wantErr    bool
 	}{
-		{"allowed everywhere", failing("nowhere", nil), nil, true, false},
-		{"forbidden cluster-wide", failing("", apierrors.NewForbidden(hpas, "", errors.New("no"))), nil, false, false},
-		{"forbidden cluster-wide, allowed in the watched namespaces", failing("", apierrors.NewForbidden(hpas, "", errors.New("no"))), []string{"a", "b"}, true, false},
-		{"forbidden in one watched namespace", failing("b", apierrors.NewForbidden(hpas, "", errors.New("no"))), []string{"a", "b"}, false, false},
-		{"not served", failing("", apierrors.NewNotFound(hpas, "")), nil, false, false},
-		{"the API server fails", failing("", apierrors.NewServiceUnavailable("down")), nil, false, true},
+		{"allowed everywhere", failing("nowhere", nil, true, nil), nil, true, false},
+		{"forbidden cluster-wide", failing("", forbidden, true, nil), nil, false, false},
+		{"forbidden cluster-wide, allowed in the watched namespaces", failing("", forbidden, true, nil), []string{"a", "b"}, true, false},
+		{"forbidden in one watched namespace", failing("b", forbidden, true, nil), []string{"a", "b"}, false, false},
+		{"listed but not watched", failing("", nil, false, nil), nil, false, false},
+		{"listed but not watched in one watched namespace", failing("b", nil, false, nil), []string{"a", "b"}, false, false},
+		{"listed, and no right to ask about watching", failing("", nil, false, apierrors.NewForbidden(reviews, "", errors.New("no"))), nil, true, false},
+		{"not served", failing("", apierrors.NewNotFound(hpas, ""), true, nil), nil, false, false},
+		{"the API server fails", failing("", apierrors.NewServiceUnavailable("down"), true, nil), nil, false, true},
+		{"the access review fails", failing("", nil, false, apierrors.NewServiceUnavailable("down")), nil, false, true},
 	} {
-		got, err := mayListScalers(context.Background(), tc.reader, tc.namespaces)
+		got, err := mayWatchScalers(context.Background(), tc.client, tc.client, tc.namespaces)
 		if got != tc.want || (err != nil) != tc.wantErr {
 			t.Errorf("%s: %v, %v; want %v, error %v", tc.name, got, err, tc.want, tc.wantErr)
 		}
