@@ -155,6 +155,11 @@ type Kafka struct {
 	// ClientID is the client.id of every request to the brokers, which key quotas, logs
 	// and the group's member list by it; DefaultClientID when empty.
 	ClientID string `json:"clientID,omitempty"`
+	// Rack is where this process runs (its zone), as the brokers' broker.rack name them;
+	// empty: none. Brokers that select replicas by rack (replica.selector.class
+	// RackAwareReplicaSelector, Kafka 2.4 and later) then have the partitions read from a
+	// replica in it (KIP-392), so that the records do not cross zones.
+	Rack string `json:"rack,omitempty"`
 	// TLS encrypts the connections to the brokers.
 	TLS KafkaTLS `json:"tls,omitempty"`
 	// SASL authenticates to the brokers.

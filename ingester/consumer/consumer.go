@@ -598,8 +598,12 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 
 	k := c.s.Kafka
 	p.gauges.OpenTransaction.Set(0) // none until a response read committed says
+	p.gauges.FromFollower.Set(0)
 	fetch := &fetcher{client: c.client, dialer: c.fetchDialer, topic: k.Topic, partition: p.id, minBytes: k.MinBytes, maxBytes: fetchBytes,
-		readCommitted: k.IsolationLevel == config.ReadCommitted, offset: p.start,
+		readCommitted: k.IsolationLevel == config.ReadCommitted, offset: p.start, rack: k.Rack,
+		fromFollower: func(follower bool) {
+			p.gauges.FromFollower.Set(map[bool]float64{true: 1}[follower])
+		},
 		skipped: func(from, to int64) {
 			c.m.RecordsLost.Add(float64(to - from))
 			p.log.Error(nil, "Records deleted by retention before they were read; reading on from the first the broker has",

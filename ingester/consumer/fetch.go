@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -63,8 +64,25 @@ type fetcher struct {
 	// staleLeader says a fetch failed since the leader was looked up: the next lookup asks
 	// the brokers.
 	staleLeader bool
+	// rack is the pod's rack, "" when none: the fetches say it, and a leader whose
+	// brokers select replicas by rack names a replica in it to read from (KIP-392), which
+	// keeps the records from crossing zones.
+	rack string
+	// replica is the replica the leader named, while the partition is read from it.
+	replica preferredReplica
+	// rackAfter is when fetches say the rack again after a replica the leader named
+	// failed (gone from the brokers' list, unreachable, behind or ahead of the offset):
+	// meanwhile the leader serves, so that a replica it keeps naming cannot stall the
+	// partition.
+	rackAfter time.Time
+	// fromFollower, unless nil, is told whether the partition is read from a follower the
+	// leader named (true) or from its leader, at each connection.
+	fromFollower func(bool)
 
-	conn *fetchwire.Conn // to the leader; nil until needed and after any failure
+	conn *fetchwire.Conn // to the leader or the replica; nil until needed and after any failure
+	// connLeader is the broker id of the leader when conn reaches it.
+	connLeader int
+	onReplica  bool // conn reaches replica
 	// response holds the last response, which the queued records are slices of, and
 	// decompressed what its compressed batches held; the fetcher lets go of them once
 	// the queue is empty.
@@ -82,6 +100,22 @@ type pending struct {
 
 // fetchGrace is how long past its wait a fetch may go unanswered.
 const fetchGrace = 30 * time.Second
+
+// preferredReplica is a broker a partition's leader named to read the partition from.
+type preferredReplica struct {
+	broker int
+	// until is when the leader is asked again (zero: no replica named), as Kafka's own
+	// consumer asks again after metadata.max.age.ms: replicas leave and rejoin the set
+	// in sync, and a new one may be nearer.
+	until time.Time
+}
+
+// replicaLease is how long a replica the leader named is read from before the leader is
+// asked again: Kafka's consumer's default metadata.max.age.ms.
+const replicaLease = 5 * time.Minute
+
+// replicaRetry is how long the leader serves after a replica it named failed.
+const replicaRetry = 30 * time.Second
 
 // next returns the next message, held by a (a fresh arena when nil), waiting for it
 // with fetches of at most maxWait each until ctx ends.
@@ -181,13 +215,23 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 			f.passed(f.offset, f.highWatermark)
 		}
 	}
+	if f.onReplica && !time.Now().Before(f.replica.until) {
+		f.toLeader() // the lease ended: the leader names a replica again, or serves itself
+	}
 	if f.conn == nil {
 		if err := f.connect(ctx); err != nil {
 			if ctx.Err() == nil {
 				f.staleLeader = true // a leader that cannot be reached may be a leader no more
+				if !f.replica.until.IsZero() {
+					f.replicaFailed()
+				}
 			}
 			return err
 		}
+	}
+	rack := f.rack
+	if time.Now().Before(f.rackAfter) {
+		rack = ""
 	}
 	maxWait = max(maxWait, time.Millisecond)
 	// The deadline also bounds the connection's read: without one a silent broker would
@@ -196,7 +240,7 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, maxWait+cmp.Or(f.grace, fetchGrace))
 	defer cancel()
 	res, err := f.conn.Fetch(ctx, fetchwire.FetchRequest{Topic: f.topic, Partition: f.partition, Offset: f.offset,
-		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait, ReadCommitted: f.readCommitted}, func() []byte {
+		MinBytes: f.minBytes, MaxBytes: f.maxBytes, MaxWait: maxWait, ReadCommitted: f.readCommitted, Rack: rack}, func() []byte {
 		if f.response == nil {
 			f.response = responseBuffers.get()
 		}
@@ -209,11 +253,21 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 			f.disconnect()
 			return err
 		}
+		if f.onReplica {
+			f.replicaFailed()
+		}
 		f.forgetLeader()
 		return err
 	}
 	f.response.b = res.Buffer
 	if res.Error != nil {
+		if f.onReplica {
+			// A follower may not have the records yet, or no longer, or have left the
+			// replicas: the leader says what the offset is, as Kafka's consumer asks it,
+			// and serves a while. The leader's answer is the partition's.
+			f.replicaFailed()
+			return nil
+		}
 		if errors.Is(res.Error, kafka.OffsetOutOfRange) {
 			return f.outOfRange(ctx)
 		}
@@ -233,6 +287,11 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	f.queueArray = f.queue[:0] // filled from empty: the queue starts its array
 	if len(f.queue) == 0 {
 		f.releaseBuffers()
+	}
+	if named := int(res.PreferredReadReplica); !f.onReplica && named >= 0 && named != f.connLeader {
+		// The leader names a replica in the pod's rack: the next fetch goes there.
+		f.replica = preferredReplica{broker: named, until: time.Now().Add(replicaLease)}
+		f.disconnect()
 	}
 	return err
 }
@@ -265,7 +324,8 @@ func (f *fetcher) read(records []byte, aborted []fetchwire.AbortedTransaction) e
 	return nil
 }
 
-// connect opens a connection to the partition's leader.
+// connect opens a connection to the partition's leader, or to the replica the leader
+// named while its lease lasts and the brokers list it.
 func (f *fetcher) connect(ctx context.Context) error {
 	meta, err := f.leaders.metadata(ctx, f.topic, f.staleLeader)
 	if err != nil {
@@ -288,12 +348,24 @@ func (f *fetcher) connect(ctx context.Context) error {
 			if p.Leader.Host == "" {
 				return fmt.Errorf("partition %d of %s has no leader: %w", f.partition, f.topic, kafka.LeaderNotAvailable)
 			}
+			broker, onReplica := p.Leader, false
+			if !f.replica.until.IsZero() {
+				if i := slices.IndexFunc(meta.Brokers, func(b kafka.Broker) bool { return b.ID == f.replica.broker }); i >= 0 {
+					broker, onReplica = meta.Brokers[i], true
+				} else {
+					f.replicaFailed() // not among the brokers (yet): the leader serves
+				}
+			}
 			dialer := f.dialer
 			if dialer == nil {
 				dialer = &fetchwire.Dialer{}
 			}
-			if f.conn, err = dialer.Dial(ctx, net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))); err == nil {
+			if f.conn, err = dialer.Dial(ctx, net.JoinHostPort(broker.Host, strconv.Itoa(broker.Port))); err == nil {
 				f.staleLeader = false
+				f.connLeader, f.onReplica = p.Leader.ID, onReplica
+				if f.fromFollower != nil {
+					f.fromFollower(onReplica)
+				}
 			}
 			return err
 		}
@@ -301,11 +373,25 @@ func (f *fetcher) connect(ctx context.Context) error {
 	return fmt.Errorf("partition %d of %s: %w", f.partition, f.topic, kafka.UnknownTopicOrPartition)
 }
 
+// toLeader drops the connection to the replica the leader named: the next fetch goes to
+// the leader.
+func (f *fetcher) toLeader() {
+	f.replica = preferredReplica{}
+	f.disconnect()
+}
+
+// replicaFailed sends the fetches to the leader, without the rack for replicaRetry.
+func (f *fetcher) replicaFailed() {
+	f.toLeader()
+	f.rackAfter = time.Now().Add(replicaRetry)
+}
+
 // forgetLeader drops the connection to the leader and has the next fetch ask the
 // brokers where the partition is led.
 func (f *fetcher) forgetLeader() {
 	f.disconnect()
 	f.staleLeader = true
+	f.replica = preferredReplica{} // the leader is asked again whether a replica serves
 }
 
 func (f *fetcher) disconnect() {
@@ -313,6 +399,7 @@ func (f *fetcher) disconnect() {
 		_ = f.conn.Close()
 		f.conn = nil
 	}
+	f.onReplica = false
 }
 
 // resolve turns kafka.FirstOffset or kafka.LastOffset into the partition's offset.

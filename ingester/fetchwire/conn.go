@@ -5,9 +5,10 @@
 // io.Readers varint by varint into pooled pages, from where every value is read again:
 // that was about a third of the CPU of reading otlp_proto into nothing.
 //
-// It speaks Fetch v4 (Kafka 0.11 and later, still accepted by Kafka 4) and, before it,
-// SaslHandshake v1 and SaslAuthenticate v0 with kafka-go's SASL mechanisms, over TLS when
-// configured.
+// It speaks Fetch v4 (Kafka 0.11 and later, still accepted by Kafka 4) — v11 (Kafka 2.4
+// and later) for a client in a rack, which may read from a replica in its rack — and,
+// before it, SaslHandshake v1 and SaslAuthenticate v0 with kafka-go's SASL mechanisms,
+// over TLS when configured.
 package fetchwire
 
 import (

@@ -22,6 +22,10 @@ type FetchRequest struct {
 	// offset only, and the aborted transactions among them listed (ParseRecords leaves
 	// their records out).
 	ReadCommitted bool
+	// Rack is the client's rack (its zone), "" when none. With one, the request is Fetch
+	// v11 (Kafka 2.4 and later), and a leader whose brokers select replicas by rack may
+	// name a replica in the client's rack to read from (KIP-392); without, Fetch v4.
+	Rack string
 }
 
 // FetchResult is the partition's part of a response.
@@ -35,6 +39,9 @@ type FetchResult struct {
 	LastStableOffset int64
 	// Aborted are the aborted transactions in the records (read_committed only).
 	Aborted []AbortedTransaction
+	// PreferredReadReplica is the broker the leader would have the client read the
+	// partition from (a replica in its rack), or -1: the broker asked.
+	PreferredReadReplica int32
 	// Records are the record batches, raw (ParseRecords reads them), a slice of the
 	// response buffer.
 	Records []byte
@@ -58,47 +65,84 @@ const fetchResponseOverhead = 64
 // arrive, so that a partition waiting for records holds no buffer meanwhile. ctx's
 // deadline bounds the round trip; a broker should answer within req.MaxWait.
 func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer func() []byte) (FetchResult, error) {
-	body, err := c.roundTrip(ctx, apiFetch, 4, func(b []byte) []byte {
+	version := int16(4)
+	if req.Rack != "" {
+		version = 11
+	}
+	body, err := c.roundTrip(ctx, apiFetch, version, func(b []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, ^uint32(0)) // replica id -1: a consumer
 		b = binary.BigEndian.AppendUint32(b, uint32(max(req.MaxWait.Milliseconds(), 0)))
 		b = binary.BigEndian.AppendUint32(b, uint32(req.MinBytes))
 		b = binary.BigEndian.AppendUint32(b, uint32(req.MaxBytes))
 		b = append(b, isolationLevel(req.ReadCommitted))
+		if version >= 7 {
+			b = binary.BigEndian.AppendUint32(b, 0)          // session id: none
+			b = binary.BigEndian.AppendUint32(b, ^uint32(0)) // session epoch -1: a full fetch, no session
+		}
 		b = binary.BigEndian.AppendUint32(b, 1) // topics
 		b = appendString(b, req.Topic)
 		b = binary.BigEndian.AppendUint32(b, 1) // partitions
 		b = binary.BigEndian.AppendUint32(b, uint32(req.Partition))
+		if version >= 9 {
+			b = binary.BigEndian.AppendUint32(b, ^uint32(0)) // current leader epoch -1: not checked
+		}
 		b = binary.BigEndian.AppendUint64(b, uint64(req.Offset))
-		return binary.BigEndian.AppendUint32(b, uint32(req.MaxBytes))
+		if version >= 5 {
+			b = binary.BigEndian.AppendUint64(b, ^uint64(0)) // log start offset -1: a consumer's
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(req.MaxBytes))
+		if version >= 7 {
+			b = binary.BigEndian.AppendUint32(b, 0) // forgotten topics
+		}
+		if version >= 11 {
+			b = appendString(b, req.Rack)
+		}
+		return b
 	}, buffer, req.MaxBytes+fetchResponseOverhead+len(req.Topic))
 	if err != nil {
 		return FetchResult{}, err
 	}
-	res, err := parseFetchResponse(body, req.Topic, req.Partition)
+	res, err := parseFetchResponse(body, version, req.Topic, req.Partition)
 	res.Buffer = body[:cap(body)]
 	return res, err
 }
 
-// parseFetchResponse finds topic's partition in a Fetch v4 response body.
-func parseFetchResponse(body []byte, topic string, partition int) (FetchResult, error) {
+// parseFetchResponse finds topic's partition in a Fetch response body of version 4 or 11.
+func parseFetchResponse(body []byte, version int16, topic string, partition int) (FetchResult, error) {
 	r := reader{b: body}
 	r.int32() // throttle time
+	var code int16
+	if version >= 7 {
+		code = r.int16()
+		r.int32() // session id
+	}
+	if r.err == nil && code != 0 { // the whole request failed
+		return FetchResult{Error: kafka.Error(code), PreferredReadReplica: -1}, nil
+	}
 	// Counts are trusted only as far as the bytes go: a corrupt one ends the loop at the
 	// first read past the end.
 	for topics := r.int32(); topics > 0 && r.err == nil; topics-- {
 		name := r.string()
 		for partitions := r.int32(); partitions > 0 && r.err == nil; partitions-- {
 			id, code, highWatermark, lastStable := r.int32(), r.int16(), r.int64(), r.int64()
+			if version >= 5 {
+				r.int64() // log start offset
+			}
 			var aborted []byte
 			if n := r.int32(); n > 0 { // -1: null
 				aborted = r.take(int(n) * 16) // producer id, first offset
+			}
+			preferred := int32(-1)
+			if version >= 11 {
+				preferred = r.int32()
 			}
 			records := r.bytes()
 			if r.err != nil {
 				break
 			}
 			if int(id) == partition && string(name) == topic {
-				res := FetchResult{HighWatermark: highWatermark, LastStableOffset: lastStable, Records: records}
+				res := FetchResult{HighWatermark: highWatermark, LastStableOffset: lastStable, Records: records,
+					PreferredReadReplica: preferred}
 				for ; len(aborted) >= 16; aborted = aborted[16:] {
 					res.Aborted = append(res.Aborted, AbortedTransaction{
 						ProducerID:  int64(binary.BigEndian.Uint64(aborted)),

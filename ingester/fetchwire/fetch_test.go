@@ -10,9 +10,13 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// fetchResponse encodes a Fetch v4 response body of one topic's partitions.
-func fetchResponse(topic string, partitions ...FetchResult) []byte {
+// fetchResponse encodes a Fetch response body (version 4 or 11) of one topic's partitions.
+func fetchResponse(version int16, topic string, partitions ...FetchResult) []byte {
 	b := binary.BigEndian.AppendUint32(nil, 0) // throttle time
+	if version >= 7 {
+		b = binary.BigEndian.AppendUint16(b, 0) // error code
+		b = binary.BigEndian.AppendUint32(b, 0) // session id
+	}
 	b = binary.BigEndian.AppendUint32(b, 1)
 	b = appendString(b, topic)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(partitions)))
@@ -26,31 +30,49 @@ func fetchResponse(topic string, partitions ...FetchResult) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(code))
 		b = binary.BigEndian.AppendUint64(b, uint64(p.HighWatermark))
 		b = binary.BigEndian.AppendUint64(b, uint64(p.HighWatermark)) // last stable offset
-		b = binary.BigEndian.AppendUint32(b, 1)                       // an aborted transaction
+		if version >= 5 {
+			b = binary.BigEndian.AppendUint64(b, 0) // log start offset
+		}
+		b = binary.BigEndian.AppendUint32(b, 1) // an aborted transaction
 		b = append(b, make([]byte, 16)...)
+		if version >= 11 {
+			b = binary.BigEndian.AppendUint32(b, uint32(p.PreferredReadReplica))
+		}
 		b = appendBytes(b, p.Records)
 	}
 	return b
 }
 
 func TestParseFetchResponse(t *testing.T) {
-	body := fetchResponse("spans",
-		FetchResult{HighWatermark: 7, Records: []byte("zero")},
-		FetchResult{HighWatermark: 9, Records: []byte("one"), Error: kafka.NotLeaderForPartition})
-	got, err := parseFetchResponse(body, "spans", 1)
-	if err != nil || got.HighWatermark != 9 || string(got.Records) != "one" || !errors.Is(got.Error, kafka.NotLeaderForPartition) {
-		t.Errorf("partition 1: %+v, %v", got, err)
-	}
-	if got, err := parseFetchResponse(body, "spans", 0); err != nil || got.HighWatermark != 7 || string(got.Records) != "zero" || got.Error != nil {
-		t.Errorf("partition 0: %+v, %v", got, err)
-	}
-	if _, err := parseFetchResponse(body, "other", 0); err == nil || !strings.Contains(err.Error(), "no partition 0 of other") {
-		t.Errorf("another topic: %v", err)
-	}
-	for cut := range len(body) - 1 {
-		if got, err := parseFetchResponse(body[:cut], "spans", 1); err == nil {
-			t.Fatalf("cut at %d: %+v without an error", cut, got)
+	for _, version := range []int16{4, 11} {
+		body := fetchResponse(version, "spans",
+			FetchResult{HighWatermark: 7, Records: []byte("zero"), PreferredReadReplica: -1},
+			FetchResult{HighWatermark: 9, Records: []byte("one"), Error: kafka.NotLeaderForPartition, PreferredReadReplica: 2})
+		got, err := parseFetchResponse(body, version, "spans", 1)
+		if err != nil || got.HighWatermark != 9 || string(got.Records) != "one" || !errors.Is(got.Error, kafka.NotLeaderForPartition) {
+			t.Errorf("v%d, partition 1: %+v, %v", version, got, err)
 		}
+		if want := map[int16]int32{4: -1, 11: 2}[version]; got.PreferredReadReplica != want {
+			t.Errorf("v%d, partition 1: preferred read replica %d, want %d", version, got.PreferredReadReplica, want)
+		}
+		if got, err := parseFetchResponse(body, version, "spans", 0); err != nil || got.HighWatermark != 7 || string(got.Records) != "zero" ||
+			got.Error != nil || got.PreferredReadReplica != -1 {
+			t.Errorf("v%d, partition 0: %+v, %v", version, got, err)
+		}
+		if _, err := parseFetchResponse(body, version, "other", 0); err == nil || !strings.Contains(err.Error(), "no partition 0 of other") {
+			t.Errorf("v%d, another topic: %v", version, err)
+		}
+		for cut := range len(body) - 1 {
+			if got, err := parseFetchResponse(body[:cut], version, "spans", 1); err == nil {
+				t.Fatalf("v%d, cut at %d: %+v without an error", version, cut, got)
+			}
+		}
+	}
+	// A v11 response that failed as a whole says so for the partition.
+	body := fetchResponse(11, "spans")
+	binary.BigEndian.PutUint16(body[4:], uint16(kafka.FetchSessionIDNotFound))
+	if got, err := parseFetchResponse(body, 11, "spans", 0); err != nil || !errors.Is(got.Error, kafka.FetchSessionIDNotFound) {
+		t.Errorf("a failed request: %+v, %v", got, err)
 	}
 }
 
@@ -59,7 +81,7 @@ func TestParseFetchResponse(t *testing.T) {
 func TestParseFetchResponseTrustsNoCount(t *testing.T) {
 	body := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 0), 1<<31-1)
 	start := time.Now()
-	if _, err := parseFetchResponse(body, "spans", 0); err == nil {
+	if _, err := parseFetchResponse(body, 4, "spans", 0); err == nil {
 		t.Error("no error")
 	}
 	if took := time.Since(start); took > time.Second {
@@ -70,9 +92,14 @@ func TestParseFetchResponseTrustsNoCount(t *testing.T) {
 // FuzzParseFetchResponse: whatever a response holds, parsing it neither panics nor
 // returns records beyond it.
 func FuzzParseFetchResponse(f *testing.F) {
-	f.Add(fetchResponse("spans", FetchResult{HighWatermark: 3, Records: []byte("batches")}), 0)
-	f.Fuzz(func(t *testing.T, body []byte, partition int) {
-		res, err := parseFetchResponse(body, "spans", partition)
+	f.Add(fetchResponse(4, "spans", FetchResult{HighWatermark: 3, Records: []byte("batches")}), 0, false)
+	f.Add(fetchResponse(11, "spans", FetchResult{HighWatermark: 3, Records: []byte("batches"), PreferredReadReplica: 1}), 0, true)
+	f.Fuzz(func(t *testing.T, body []byte, partition int, v11 bool) {
+		version := int16(4)
+		if v11 {
+			version = 11
+		}
+		res, err := parseFetchResponse(body, version, "spans", partition)
 		if err == nil && len(res.Records) > len(body) {
 			t.Fatalf("%d bytes of records from a body of %d", len(res.Records), len(body))
 		}

@@ -41,6 +41,7 @@ type Metrics struct {
 	lagSeconds      *prometheus.GaugeVec
 	paused          *prometheus.GaugeVec
 	openTransaction *prometheus.GaugeVec
+	fromFollower    *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them with reg.
@@ -83,11 +84,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		lagSeconds:      partitionGauge("lag_seconds", "Age of the last fetched record, 0 once it was the newest: how far behind the producer the partition is."),
 		paused:          partitionGauge("partition_paused", "1 while the partition is held: storage keeps failing, or a message can be neither written nor dead-lettered."),
 		openTransaction: partitionGauge("open_transaction_records", "Reading read_committed: records past the partition's last stable offset, which wait for a transaction still open to end (its producer's transaction.timeout.ms bounds the wait); lag_records does not count them."),
+		fromFollower:    partitionGauge("partition_read_from_follower", "1 while the partition is read from the replica its leader named in the pod's rack (kafka.rack: KIP-392 follower fetching), 0 while from its leader."),
 	}
 	reg.MustRegister(m.Messages, m.Bytes, m.Spans, m.DecodeErrors, m.WriteErrors, m.Retries, m.DeadLettered,
 		m.Skipped, m.Empty, m.RejectedSpans, m.Splits, m.Abandoned, m.RecordsLost, m.Processing, m.Deliveries, m.TopicMissing, m.GroupJoins, m.Parallelism,
 		m.InFlightMsgs, m.InFlightBytes, m.Commits, m.Partitions,
-		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused, m.openTransaction)
+		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused, m.openTransaction, m.fromFollower)
 	return m
 }
 
@@ -106,6 +108,7 @@ type Partition struct {
 	LagSeconds      prometheus.Gauge
 	Paused          prometheus.Gauge
 	OpenTransaction prometheus.Gauge
+	FromFollower    prometheus.Gauge
 }
 
 // ForPartition returns the gauges of partition p.
@@ -117,6 +120,7 @@ func (m *Metrics) ForPartition(p int) Partition {
 		LagSeconds:      m.lagSeconds.WithLabelValues(label),
 		Paused:          m.paused.WithLabelValues(label),
 		OpenTransaction: m.openTransaction.WithLabelValues(label),
+		FromFollower:    m.fromFollower.WithLabelValues(label),
 	}
 }
 
@@ -129,4 +133,5 @@ func (m *Metrics) ForgetPartition(p int) {
 	m.lagSeconds.DeleteLabelValues(label)
 	m.paused.DeleteLabelValues(label)
 	m.openTransaction.DeleteLabelValues(label)
+	m.fromFollower.DeleteLabelValues(label)
 }

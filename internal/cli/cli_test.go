@@ -257,6 +257,7 @@ var overriddenField = map[string]func(config.Config) any{
 	"initial-offset":    func(c config.Config) any { return c.Kafka.InitialOffset },
 	"isolation-level":   func(c config.Config) any { return c.Kafka.IsolationLevel },
 	"client-id":         func(c config.Config) any { return c.Kafka.ClientID },
+	"rack":              func(c config.Config) any { return c.Kafka.Rack },
 	"encoding":          func(c config.Config) any { return c.Encoding },
 	"storage":           func(c config.Config) any { return c.Storage.Type },
 	"file-path":         func(c config.Config) any { return c.Storage.File.Path },

@@ -35,6 +35,8 @@ var ingestOverrides = []struct {
 		func(c *config.Config, v any) { c.Kafka.InitialOffset = v.(string) }},
 	{"client-id", "the client.id of every request to the brokers, which key quotas by it (kafka.clientID)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.ClientID = v.(string) }},
+	{"rack", "where this process runs (its zone), as the brokers' broker.rack say: partitions are read from a replica there when the brokers select replicas by rack (kafka.rack)", stringFlag,
+		func(c *config.Config, v any) { c.Kafka.Rack = v.(string) }},
 	{"isolation-level", "read_uncommitted or read_committed: whether aborted and open transactions' records are read (kafka.isolationLevel)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.IsolationLevel = v.(string) }},
 	{"encoding", "message format: " + strings.Join(config.Encodings, ", ") + " (encoding)", stringFlag,

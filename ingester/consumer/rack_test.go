@@ -1,0 +1,226 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/spanflow/spanflow/ingester/metrics"
+	"github.com/spanflow/spanflow/ingester/processor"
+	"github.com/spanflow/spanflow/internal/kafkatest"
+)
+
+// rackBrokers is three brokers whose partition 0 of topic may be read from a follower,
+// and whose leader names that follower to fetches from rack "zone-b", as brokers with
+// RackAwareReplicaSelector do when the follower is in the client's rack. It counts the
+// fetches each broker answers, and can have the follower refuse its next fetches.
+type rackBrokers struct {
+	*kafkatest.Broker
+	leader, follower int32
+
+	mu       sync.Mutex
+	fetches  map[int32]int
+	racks    map[string]bool
+	refusals []int16 // the error codes of the follower's next answers
+}
+
+func startRackBrokers(t *testing.T, topic string) *rackBrokers {
+	b := &rackBrokers{Broker: kafkatest.Start(t, topic, 1, kfake.NumBrokers(3)), fetches: map[int32]int{}, racks: map[string]bool{}}
+	b.leader = b.Cluster.LeaderFor(topic, 0)
+	b.follower = (b.leader + 1) % 3
+	b.Cluster.SetFollowers(topic, 0, []int32{b.follower})
+	b.Cluster.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.FetchRequest)
+		node := b.Cluster.CurrentNode()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.fetches[node]++
+		b.racks[req.Rack] = true
+		answer := func(code int16, preferred int32) (kmsg.Response, error, bool) {
+			b.Cluster.KeepControl()
+			resp := req.ResponseKind().(*kmsg.FetchResponse)
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic = topic
+			rp := kmsg.NewFetchResponseTopicPartition()
+			rp.ErrorCode, rp.PreferredReadReplica = code, preferred
+			rp.HighWatermark, rp.LastStableOffset = -1, -1
+			rt.Partitions = append(rt.Partitions, rp)
+			resp.Topics = append(resp.Topics, rt)
+			return resp, nil, true
+		}
+		switch {
+		case node == b.leader && req.Rack == "zone-b":
+			return answer(0, b.follower) // no records: read them from the follower
+		case node == b.follower && len(b.refusals) > 0:
+			code := b.refusals[0]
+			b.refusals = b.refusals[1:]
+			return answer(code, -1)
+		}
+		return nil, nil, false // the broker answers
+	})
+	return b
+}
+
+func (b *rackBrokers) counts() (leader, follower int, racks []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for r := range b.racks {
+		racks = append(racks, fmt.Sprintf("%q", r))
+	}
+	slices.Sort(racks)
+	return b.fetches[b.leader], b.fetches[b.follower], racks
+}
+
+func (b *rackBrokers) refuse(codes ...int16) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refusals = append(b.refusals, codes...)
+}
+
+// offsets reads n messages with f and returns their offsets, space-separated.
+func offsets(ctx context.Context, t *testing.T, f *fetcher, n int) string {
+	t.Helper()
+	return strings.Join(readAs(ctx, t, f, n, func(m kafka.Message) string { return fmt.Sprint(m.Offset) }), " ")
+}
+
+func offsetRange(from, to int) string {
+	var s []string
+	for i := from; i < to; i++ {
+		s = append(s, fmt.Sprint(i))
+	}
+	return strings.Join(s, " ")
+}
+
+// TestFetchesGoToTheReplicaTheLeaderNames: a fetcher in a rack says so, and reads from the
+// replica the leader names for it (KIP-392) every record once, in order; when that
+// replica fails — the offset out of its range, no longer a replica — the leader serves
+// again, without the rack for a while, and no record is lost or read twice. The lease
+// ended, the leader is asked again. A fetcher in no rack reads from the leader only.
+func TestFetchesGoToTheReplicaTheLeaderNames(t *testing.T) {
+	const topic = "racks"
+	b := startRackBrokers(t, topic)
+	produceBatch := func(i int) { // a record batch of 50, the most a fetch brings here
+		var batch []kafka.Message
+		for j := range 50 {
+			batch = append(batch, kafka.Message{Value: fmt.Appendf(nil, "%d", i*50+j)})
+		}
+		b.Produce(t, topic, batch...)
+	}
+	for i := range 6 {
+		produceBatch(i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	f := testFetcher(t, b.Broker, topic, 0, 0)
+	f.rack, f.maxBytes = "zone-b", 1 // a batch a fetch
+	var onFollower []bool
+	f.fromFollower = func(follower bool) { onFollower = append(onFollower, follower) }
+	if got := offsets(ctx, t, f, 100); got != offsetRange(0, 100) {
+		t.Fatalf("read %s", got)
+	}
+	leader, follower, racks := b.counts()
+	if leader != 1 || follower < 1 || fmt.Sprint(racks) != `["zone-b"]` || fmt.Sprint(onFollower) != "[false true]" {
+		t.Fatalf("fetches: %d at the leader, %d at the follower, racks %v; connections to a follower %v", leader, follower, racks, onFollower)
+	}
+
+	// The follower has not the offset: the leader serves it, and goes on serving.
+	b.refuse(kerr.OffsetOutOfRange.Code)
+	if got := offsets(ctx, t, f, 100); got != offsetRange(100, 200) {
+		t.Fatalf("after the follower's offset out of range, read %s", got)
+	}
+	leaderNow, _, racks := b.counts()
+	if leaderNow <= leader || fmt.Sprint(racks) != `["" "zone-b"]` || f.onReplica {
+		t.Errorf("after the follower failed: %d fetches at the leader (%d before), racks %v, on the replica %t", leaderNow, leader, racks, f.onReplica)
+	}
+
+	// Its time up, the rack is said again; the leader names the replica, which then
+	// refuses as no longer a replica.
+	f.rackAfter = time.Time{}
+	b.refuse(kerr.NotLeaderForPartition.Code)
+	if got := offsets(ctx, t, f, 50); got != offsetRange(200, 250) {
+		t.Fatalf("after the follower left, read %s", got)
+	}
+	if f.onReplica || !time.Now().Before(f.rackAfter) {
+		t.Errorf("after the follower left: on the replica %t, the rack said again at %v", f.onReplica, f.rackAfter)
+	}
+
+	// A lease ended: the leader is asked again.
+	f.rackAfter = time.Time{}
+	if got := offsets(ctx, t, f, 50); got != offsetRange(250, 300) || !f.onReplica {
+		t.Fatalf("read %s, on the replica %t", got, f.onReplica)
+	}
+	leader, _, _ = b.counts()
+	f.replica.until = time.Now()
+	produceBatch(6)
+	if got := offsets(ctx, t, f, 50); got != offsetRange(300, 350) {
+		t.Fatalf("after the lease, read %s", got)
+	}
+	if leaderNow, _, _ := b.counts(); leaderNow != leader+1 || !f.onReplica {
+		t.Errorf("after the lease: %d fetches at the leader, %d before; on the replica %t", leaderNow, leader, f.onReplica)
+	}
+
+	// No rack: the leader only.
+	_, follower, _ = b.counts()
+	plain := testFetcher(t, b.Broker, topic, 0, 0)
+	if got := offsets(ctx, t, plain, 350); got != offsetRange(0, 350) {
+		t.Fatalf("without a rack, read %s", got)
+	}
+	if _, followerNow, _ := b.counts(); followerNow != follower || plain.onReplica {
+		t.Errorf("without a rack, %d fetches reached the follower", followerNow-follower)
+	}
+}
+
+// TestAGroupInARackReadsFromTheReplicaItIsNamed: a member configured with kafka.rack reads
+// every message once from the replica the leader names, commits them, and its gauge says
+// the partition is read from a follower.
+func TestAGroupInARackReadsFromTheReplicaItIsNamed(t *testing.T) {
+	const topic, group, messages = "rack-group", "in-a-rack", 2000
+	b := startRackBrokers(t, topic)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, messages, 20)...)
+	k := quickKafka(b.Broker, topic, group)
+	k.Rack = "zone-b"
+	var read sync.Map
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		for _, m := range d.Messages {
+			read.Store(m.Offset, true)
+		}
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	m := metrics.New(prometheus.NewRegistry())
+	c := New(Settings{Kafka: k, DeliverySpans: 1000, DeliveryBytes: 1 << 20, FetchedBytes: 64 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, m, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitAllCommitted(t, b.Broker, topic, group, 1, 30*time.Second, "not every message was read")
+	fromFollower := testutil.ToFloat64(m.ForPartition(0).FromFollower)
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	count := 0
+	read.Range(func(any, any) bool { count++; return true })
+	if count != messages {
+		t.Errorf("read %d distinct messages, want %d", count, messages)
+	}
+	if leader, follower, racks := b.counts(); follower == 0 || leader > 2 || fromFollower != 1 {
+		t.Errorf("fetches: %d at the leader, %d at the follower, racks %v; the gauge says read from a follower: %v", leader, follower, racks, fromFollower)
+	}
+}
