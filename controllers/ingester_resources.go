@@ -53,6 +53,9 @@ const (
 	volumeOTLPClient  = "otlp-client"
 	// podNameEnv carries the pod's name into the ingester (the downward API).
 	podNameEnv = "SPANFLOW_POD_NAME"
+	// rackEnv carries the pod's rack into the ingester (kafka.rack), from the spec or a
+	// label of the pod.
+	rackEnv = "SPANFLOW_RACK"
 	// otlpHeaderEnv prefixes the environment variables that carry Secret-backed headers.
 	otlpHeaderEnv      = "SPANFLOW_OTLP_HEADER_"
 	saslUsernameKey    = "username"
@@ -470,10 +473,22 @@ func desiredDeployment(ing *spanflowv1alpha1.Ingester, defaultImage string, cm *
 	if len(tmpl.Resources.Limits) > 0 || len(tmpl.Resources.Requests) > 0 {
 		container.WithResources(resourcesAC(tmpl.Resources))
 	}
-	ownPodName := false
+	ownPodName, ownRack := false, false
 	for i := range tmpl.Env {
 		container.WithEnv(envVarAC(tmpl.Env[i]))
 		ownPodName = ownPodName || tmpl.Env[i].Name == podNameEnv
+		ownRack = ownRack || tmpl.Env[i].Name == rackEnv
+	}
+	if rack := ing.Spec.Kafka.Rack; rack != nil && !ownRack {
+		// Each pod's own rack comes from its labels as it starts; the ConfigMap is shared.
+		env := corev1ac.EnvVar().WithName(rackEnv)
+		if rack.PodLabel != "" {
+			env.WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(
+				corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath(fmt.Sprintf("metadata.labels['%s']", rack.PodLabel))))
+		} else {
+			env.WithValue(rack.ID)
+		}
+		container.WithEnv(env)
 	}
 	if !ownPodName {
 		// The pod names itself in the load reports it commits (its hostname is the

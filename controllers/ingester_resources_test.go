@@ -392,3 +392,42 @@ func TestLagPollsNameThemselvesAsThePods(t *testing.T) {
 		t.Errorf("the lag polls carry client id %q", got)
 	}
 }
+
+// TestThePodsLearnTheirRack: spec.kafka.rack reaches each pod as SPANFLOW_RACK — the same
+// id for every pod, or the pod's own label through the downward API (the ConfigMap is
+// the same for every pod) — and nothing is set without it.
+func TestThePodsLearnTheirRack(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rack      *spanflowv1alpha1.KafkaRack
+		value     string
+		fieldPath string
+	}{
+		{"none", nil, "", ""},
+		{"one for every pod", &spanflowv1alpha1.KafkaRack{ID: "use1-az1"}, "use1-az1", ""},
+		{"each pod's label", &spanflowv1alpha1.KafkaRack{PodLabel: "topology.kubernetes.io/zone"}, "", "metadata.labels['topology.kubernetes.io/zone']"},
+	} {
+		ing := &spanflowv1alpha1.Ingester{
+			ObjectMeta: metav1.ObjectMeta{Name: "traces", Namespace: "obs"},
+			Spec:       spanflowv1alpha1.IngesterSpec{Kafka: spanflowv1alpha1.KafkaSpec{Brokers: []string{"k:9092"}, Topic: "spans", Rack: tc.rack}},
+		}
+		var value, fieldPath string
+		set := 0
+		for _, e := range deploymentFor(t, ing).Spec.Template.Spec.Containers[0].Env {
+			if *e.Name != rackEnv {
+				continue
+			}
+			set++
+			value = ptr.Deref(e.Value, "")
+			if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+				fieldPath = *e.ValueFrom.FieldRef.FieldPath
+			}
+		}
+		if want := map[bool]int{true: 1}[tc.rack != nil]; set != want || value != tc.value || fieldPath != tc.fieldPath {
+			t.Errorf("%s: %s set %d times, value %q, from %q; want %q from %q", tc.name, rackEnv, set, value, fieldPath, tc.value, tc.fieldPath)
+		}
+		if data, err := ingesterConfig(ing).MarshalOverDefaults(); err != nil || strings.Contains(string(data), "rack") {
+			t.Errorf("%s: the shared configuration names a rack (%v):\n%s", tc.name, err, data)
+		}
+	}
+}

@@ -36,6 +36,13 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
 		{"bad client id", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ClientID = "team a" }, "spec.kafka.clientID"},
 		{"bad isolation level", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.IsolationLevel = "read_committed " }, "spec.kafka.isolationLevel"},
+		{"rack of neither kind", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Rack = &spanflowv1alpha1.KafkaRack{} }, "set exactly one of id and podLabel"},
+		{"rack of both kinds", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.Rack = &spanflowv1alpha1.KafkaRack{ID: "use1-az1", PodLabel: "topology.kubernetes.io/zone"}
+		}, "set exactly one of id and podLabel"},
+		{"rack from no label", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.Rack = &spanflowv1alpha1.KafkaRack{PodLabel: "topology.kubernetes.io/zone name"}
+		}, "spec.kafka.rack.podLabel"},
 		{"negative replicas", func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
 		{"env overriding the rendered config", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Template.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1GiB"}, {Name: "SPANFLOW_PARALLELISM", Value: "1"}}

@@ -139,6 +139,15 @@ type KafkaSpec struct {
 	// +optional
 	IsolationLevel IsolationLevel `json:"isolationLevel,omitempty"`
 
+	// rack says where each pod runs, as the brokers' broker.rack name it, so that the pods
+	// read each partition from a replica in their own zone: cloud providers charge for the
+	// bytes that cross zones. It needs brokers that select replicas by rack (Kafka 2.4 and
+	// later, with replica.selector.class
+	// org.apache.kafka.common.replica.RackAwareReplicaSelector); without, or for a pod
+	// whose rack holds no replica, the leaders serve as before.
+	// +optional
+	Rack *KafkaRack `json:"rack,omitempty"`
+
 	// tls encrypts the connections to the brokers.
 	// +optional
 	TLS *KafkaTLS `json:"tls,omitempty"`
@@ -199,4 +208,27 @@ type KafkaSpec struct {
 	// +kubebuilder:default="1s"
 	// +optional
 	CommitInterval *PositiveDuration `json:"commitInterval,omitempty"`
+}
+
+// KafkaRack is where the pods run, as the brokers' racks are named: one rack for every
+// pod, or each pod's own from one of its labels. Exactly one of id and podLabel.
+// +kubebuilder:validation:XValidation:rule="has(self.id) != has(self.podLabel)",message="set exactly one of id and podLabel"
+type KafkaRack struct {
+	// id is the rack of every pod: for pods that all run in one zone (placed there with
+	// template.nodeSelector or template.affinity).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +optional
+	ID string `json:"id,omitempty"`
+
+	// podLabel is the pod label that holds each pod's rack, read as the pod starts:
+	// usually topology.kubernetes.io/zone, which Kubernetes 1.35 and later copy onto each
+	// pod from its node when it is scheduled (the PodTopologyLabelsAdmission feature).
+	// The label's values must be the brokers' broker.rack names (on Amazon MSK those are
+	// zone ids such as use1-az1, not zone names). A pod without the label reads from
+	// the leaders.
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	// +optional
+	PodLabel string `json:"podLabel,omitempty"`
 }
