@@ -276,6 +276,16 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		f.forgetLeader()
 		return res.Error
 	}
+	named := int(res.PreferredReadReplica)
+	redirected := !f.onReplica && named >= 0 && named != f.connLeader
+	if redirected && len(res.Records) == 0 {
+		// The leader names a replica in the pod's rack, and says only that (the
+		// partition's end is the replica's to say): the next fetch goes there.
+		f.releaseBuffers()
+		f.replica = preferredReplica{broker: named, until: time.Now().Add(replicaLease)}
+		f.disconnect()
+		return nil
+	}
 	f.highWatermark = res.HighWatermark
 	if f.readCommitted {
 		f.highWatermark = res.LastStableOffset
@@ -288,8 +298,8 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	if len(f.queue) == 0 {
 		f.releaseBuffers()
 	}
-	if named := int(res.PreferredReadReplica); !f.onReplica && named >= 0 && named != f.connLeader {
-		// The leader names a replica in the pod's rack: the next fetch goes there.
+	if redirected {
+		// Records, and a replica to read the next from.
 		f.replica = preferredReplica{broker: named, until: time.Now().Add(replicaLease)}
 		f.disconnect()
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,12 +34,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	otlpJSONTopic := fs.String("otlp-json-topic", "otlp_json_spans", "topic to create for -preload-otlp-json")
 	preloadOTLPJSON := fs.Int("preload-otlp-json", 0, "produce this many otlp_json messages (the traces of -preload-otlp, in OTLP/JSON) to -otlp-json-topic")
 	seed := fs.Uint64("seed", 1, "seed of the preloaded spans")
+	racks := fs.String("racks", "", "comma-separated racks, one broker in each, that select the replica a fetch naming its rack reads -topic from, as RackAwareReplicaSelector does (empty: one broker)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	brokers := 1
+	if *racks != "" {
+		brokers = len(strings.Split(*racks, ","))
+	}
+	ports := make([]int, brokers) // the first on -port, the others on any free one
+	ports[0] = *port
 	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
-		kfake.Ports(*port),
+		kfake.NumBrokers(brokers),
+		kfake.Ports(ports...),
 		kfake.SeedTopics(int32(*partitions), *topic, *otlpTopic, *otlpJSONTopic),
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
 		kfake.AllowAutoTopicCreation(),
@@ -52,6 +60,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer cluster.Close()
+	if *racks != "" {
+		SelectReplicasByRack(cluster, strings.Split(*racks, ","), *topic, int32(*partitions))
+	}
 	addr := cluster.ListenAddrs()[0]
 	if *preload > 0 {
 		if err := preloadJaeger(addr, *topic, *preload, *seed); err != nil {

@@ -161,10 +161,15 @@ func (k *Kubelet) syncPod(ctx context.Context, pod *corev1.Pod) {
 			if err := k.c.SubResource("binding").Create(ctx, pod, binding); err != nil {
 				return
 			}
+			// The binding may have labeled the pod (its node's zone and region, which the
+			// downward API passes on): the containers start with the pod as it is now.
+			if err := k.c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+				return
+			}
 		}
 		p = &podProcess{name: pod.Name}
 		if k.run != nil {
-			files, err := materialize(ctx, k.c, pod.Namespace, pod.Name, pod.Spec, filepath.Join(k.dir, string(pod.UID)))
+			files, err := materialize(ctx, k.c, pod.Namespace, pod.Name, pod.Labels, pod.Spec, filepath.Join(k.dir, string(pod.UID)))
 			if err != nil {
 				// As the kubelet does with a volume it cannot mount (its ConfigMap is gone,
 				// or not there yet): the pod waits, and the next sync tries again.

@@ -19,6 +19,7 @@ type podFiles struct {
 	c         client.Client
 	ns        string
 	podName   string
+	labels    map[string]string // the pod's, once bound
 	spec      corev1.PodSpec
 	mountDirs map[string]string // mount path in the pod → local directory
 	configs   map[string]string // ConfigMap name → local directory
@@ -27,8 +28,8 @@ type podFiles struct {
 
 // materialize creates the pod's volumes under dir. Only ConfigMap and emptyDir volumes
 // exist in the pods the operator renders without credentials; others are an error.
-func materialize(ctx context.Context, c client.Client, ns, podName string, spec corev1.PodSpec, dir string) (*podFiles, error) {
-	f := &podFiles{c: c, ns: ns, podName: podName, spec: spec, mountDirs: map[string]string{}, configs: map[string]string{}, seen: map[string]string{}}
+func materialize(ctx context.Context, c client.Client, ns, podName string, labels map[string]string, spec corev1.PodSpec, dir string) (*podFiles, error) {
+	f := &podFiles{c: c, ns: ns, podName: podName, labels: labels, spec: spec, mountDirs: map[string]string{}, configs: map[string]string{}, seen: map[string]string{}}
 	mounts := map[string]string{}
 	for _, vm := range spec.Containers[0].VolumeMounts {
 		mounts[vm.Name] = vm.MountPath
@@ -100,6 +101,9 @@ func (f *podFiles) command(run Command, adminAddr string) *exec.Cmd {
 			env = append(env, e.Name+"="+e.Value)
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
 			env = append(env, e.Name+"="+f.podName)
+		case e.ValueFrom.FieldRef != nil && strings.HasPrefix(e.ValueFrom.FieldRef.FieldPath, "metadata.labels['"):
+			key := strings.TrimSuffix(strings.TrimPrefix(e.ValueFrom.FieldRef.FieldPath, "metadata.labels['"), "']")
+			env = append(env, e.Name+"="+f.labels[key]) // a label the pod lacks is empty
 		}
 	}
 	return run(env, args)
