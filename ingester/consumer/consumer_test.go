@@ -1063,6 +1063,39 @@ func startReportConsumer(t *testing.T, group string, code *kerr.Error, fetch kaf
 	}
 }
 
+// readToTheEnd runs a member with settings s until its group committed the end of each of
+// the topic's partitions, calls atTheEnd (unless nil) while it still runs, stops it, and
+// returns how many distinct messages it handed over.
+func readToTheEnd(t *testing.T, b *kafkatest.Broker, s Settings, m *metrics.Metrics, partitions int, atTheEnd func()) int {
+	t.Helper()
+	var read sync.Map
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		for _, m := range d.Messages {
+			read.Store([2]int64{int64(m.Partition), m.Offset}, true)
+		}
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := New(s, kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, m, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitAllCommitted(t, b, s.Kafka.Topic, s.Kafka.ConsumerGroup, partitions, 30*time.Second, "not every message was read")
+	if atTheEnd != nil {
+		atTheEnd()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	count := 0
+	read.Range(func(any, any) bool { count++; return true })
+	return count
+}
+
 // waitAllCommitted waits until the group committed every partition to its end, failing
 // with why after timeout.
 func waitAllCommitted(t *testing.T, b *kafkatest.Broker, topic, group string, partitions int, timeout time.Duration, why string) {

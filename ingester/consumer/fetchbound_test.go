@@ -1,19 +1,15 @@
 package consumer
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/spanflow/spanflow/ingester/config"
 	"github.com/spanflow/spanflow/ingester/metrics"
-	"github.com/spanflow/spanflow/ingester/processor"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
 
@@ -65,30 +61,8 @@ func TestManyPartitionsShareTheFetchBound(t *testing.T) {
 
 	k := quickKafka(b, topic, group)
 	const bound = 24 << 20 // 256 KiB a partition, above the least share
-	var read sync.Map
-	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
-		for _, m := range d.Messages {
-			read.Store([2]int64{int64(m.Partition), m.Offset}, true)
-		}
-		d.Spans = len(d.Messages)
-		d.Partition.Done(d)
-		return nil
-	})
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	c := New(Settings{Kafka: k, DeliverySpans: 1000, DeliveryBytes: 1 << 20, FetchedBytes: bound, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
-		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	waitAllCommitted(t, b, topic, group, partitions, 30*time.Second, "not every message was read")
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
-	count := 0
-	read.Range(func(any, any) bool { count++; return true })
-	if count != messages {
+	s := Settings{Kafka: k, DeliverySpans: 1000, DeliveryBytes: 1 << 20, FetchedBytes: bound, Linger: 50 * time.Millisecond, DrainTimeout: time.Second}
+	if count := readToTheEnd(t, b, s, metrics.New(prometheus.NewRegistry()), partitions, nil); count != messages {
 		t.Errorf("read %d distinct messages, want %d", count, messages)
 	}
 	mu.Lock()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
@@ -18,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/spanflow/spanflow/ingester/metrics"
-	"github.com/spanflow/spanflow/ingester/processor"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
 
@@ -50,15 +48,7 @@ func startRackBrokers(t *testing.T, topic string) *rackBrokers {
 		b.racks[req.Rack] = true
 		answer := func(code int16, preferred int32) (kmsg.Response, error, bool) {
 			b.Cluster.KeepControl()
-			resp := req.ResponseKind().(*kmsg.FetchResponse)
-			rt := kmsg.NewFetchResponseTopic()
-			rt.Topic = topic
-			rp := kmsg.NewFetchResponseTopicPartition()
-			rp.ErrorCode, rp.PreferredReadReplica = code, preferred
-			rp.HighWatermark, rp.LastStableOffset = -1, -1
-			rt.Partitions = append(rt.Partitions, rp)
-			resp.Topics = append(resp.Topics, rt)
-			return resp, nil, true
+			return kafkatest.FetchAnswer(req, topic, 0, code, preferred), nil, true
 		}
 		switch {
 		case node == b.leader && req.Rack == "zone-b":
@@ -192,32 +182,10 @@ func TestAGroupInARackReadsFromTheReplicaItIsNamed(t *testing.T) {
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, messages, 20)...)
 	k := quickKafka(b.Broker, topic, group)
 	k.Rack = "zone-b"
-	var read sync.Map
-	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
-		for _, m := range d.Messages {
-			read.Store(m.Offset, true)
-		}
-		d.Spans = len(d.Messages)
-		d.Partition.Done(d)
-		return nil
-	})
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
 	m := metrics.New(prometheus.NewRegistry())
-	c := New(Settings{Kafka: k, DeliverySpans: 1000, DeliveryBytes: 1 << 20, FetchedBytes: 64 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
-		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, m, logr.Discard())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	waitAllCommitted(t, b.Broker, topic, group, 1, 30*time.Second, "not every message was read")
-	fromFollower := testutil.ToFloat64(m.ForPartition(0).FromFollower)
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
-	count := 0
-	read.Range(func(any, any) bool { count++; return true })
-	if count != messages {
+	var fromFollower float64
+	s := Settings{Kafka: k, DeliverySpans: 1000, DeliveryBytes: 1 << 20, FetchedBytes: 64 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second}
+	if count := readToTheEnd(t, b.Broker, s, m, 1, func() { fromFollower = testutil.ToFloat64(m.ForPartition(0).FromFollower) }); count != messages {
 		t.Errorf("read %d distinct messages, want %d", count, messages)
 	}
 	if leader, follower, racks := b.counts(); follower == 0 || leader > 2 || fromFollower != 1 {

@@ -5,11 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -240,30 +237,9 @@ func TestFetchTakesItsBufferAsTheResponseComes(t *testing.T) {
 // apply fetch quotas by it), "spanflow" when the dialer has none.
 func TestFetchesCarryTheClientID(t *testing.T) {
 	for set, want := range map[string]string{"team-a.traces": "team-a.traces", "": "spanflow"} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := make(chan string, 1)
-		go func() {
-			nc, err := ln.Accept()
-			if err != nil {
-				got <- err.Error()
-				return
-			}
-			defer nc.Close()
-			// size, api key, version, correlation id, then the client id (int16 length).
-			var header [14]byte
-			if _, err := io.ReadFull(nc, header[:]); err != nil {
-				got <- err.Error()
-				return
-			}
-			id := make([]byte, binary.BigEndian.Uint16(header[12:]))
-			_, _ = io.ReadFull(nc, id)
-			got <- string(id)
-		}()
+		addr, got := kafkatest.ClientIDs(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := (&fetchwire.Dialer{ClientID: set}).Dial(ctx, ln.Addr().String())
+		c, err := (&fetchwire.Dialer{ClientID: set}).Dial(ctx, addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,6 +249,5 @@ func TestFetchesCarryTheClientID(t *testing.T) {
 		}
 		_ = c.Close()
 		cancel()
-		_ = ln.Close()
 	}
 }

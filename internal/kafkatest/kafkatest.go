@@ -4,7 +4,9 @@ package kafkatest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"testing"
@@ -304,4 +306,41 @@ func (b *Broker) ReadAll(t testing.TB, topic string, partitions int) []kafka.Mes
 		r.Close()
 	}
 	return all
+}
+
+// ClientIDs listens on loopback as a broker would and sends on ids the client id of the
+// first request of each connection (then closes it), or the error that kept it from being
+// read, 16 at the most unread; the listener closes when the test ends.
+func ClientIDs(t testing.TB) (addr string, ids <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	got := make(chan string, 16)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// size, api key, version, correlation id, then the client id (int16 length).
+			var header [14]byte
+			said := ""
+			if _, err := io.ReadFull(nc, header[:]); err != nil {
+				said = err.Error()
+			} else {
+				id := make([]byte, binary.BigEndian.Uint16(header[12:]))
+				_, _ = io.ReadFull(nc, id)
+				said = string(id)
+			}
+			_ = nc.Close()
+			select {
+			case got <- said:
+			default: // nobody reads that many
+			}
+		}
+	}()
+	return ln.Addr().String(), got
 }

@@ -36,14 +36,21 @@ func SelectReplicasByRack(c *kfake.Cluster, racks []string, topic string, partit
 			return nil, nil, false
 		}
 		c.KeepControl()
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		rt := kmsg.NewFetchResponseTopic()
-		rt.Topic = topic
-		rp := kmsg.NewFetchResponseTopicPartition()
-		rp.Partition, rp.PreferredReadReplica = partition, inRack
-		rp.HighWatermark, rp.LastStableOffset = -1, -1
-		rt.Partitions = append(rt.Partitions, rp)
-		resp.Topics = append(resp.Topics, rt)
-		return resp, nil, true
+		return FetchAnswer(req, topic, partition, 0, inRack), nil, true
 	})
+}
+
+// FetchAnswer is the answer to a one-partition fetch that holds no records: the
+// partition's error code, and the replica to read it from (-1: none). Its high watermark
+// is unknown (-1).
+func FetchAnswer(req *kmsg.FetchRequest, topic string, partition int32, code int16, preferred int32) *kmsg.FetchResponse {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	rt := kmsg.NewFetchResponseTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchResponseTopicPartition()
+	rp.Partition, rp.ErrorCode, rp.PreferredReadReplica = partition, code, preferred
+	rp.HighWatermark, rp.LastStableOffset = -1, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	resp.Topics = append(resp.Topics, rt)
+	return resp
 }
