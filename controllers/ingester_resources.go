@@ -356,12 +356,13 @@ func setDuration(dst *config.Duration, src *spanflowv1alpha1.PositiveDuration) {
 	*dst = config.Duration(src.Or(dst.D()))
 }
 
-// desiredConfigMap holds the ingester configuration: the settings that differ from the
-// ingester's defaults, so that a pinned ingester image older than this operator reads it
-// unless the spec uses what the image lacks. It never holds credentials: those reach the
+// desiredConfigMap holds the ingester configuration in the form every ingester image
+// reads (config.MarshalForImages: a setting newer than the first such operator is
+// written only when the spec uses it), so that a pinned image older than this operator
+// runs unless the spec asks what it lacks. It never holds credentials: those reach the
 // pods as files from Secrets.
 func desiredConfigMap(ing *spanflowv1alpha1.Ingester) (*corev1ac.ConfigMapApplyConfiguration, error) {
-	data, err := ingesterConfig(ing).MarshalOverDefaults()
+	data, err := ingesterConfig(ing).MarshalForImages()
 	if err != nil {
 		return nil, fmt.Errorf("rendering ingester config: %w", err)
 	}
@@ -395,11 +396,11 @@ func digestSecret(s *corev1.Secret, keys []string) secretDigest {
 // the referenced Secrets: a change to either changes the pod template and rolls the pods —
 // except the parallelism, which the ingesters read again from their mounted config and
 // apply while running. A setting a newer operator adds is not written at its default, so
-// it does not roll the pods of existing Ingesters.
+// that upgrading the operator does not roll existing Ingesters' pods.
 func podTemplateHash(ing *spanflowv1alpha1.Ingester, secrets []secretDigest) (string, error) {
 	cfg := ingesterConfig(ing)
 	cfg.Parallelism = 0
-	data, err := cfg.MarshalOverDefaults()
+	data, err := cfg.MarshalForImages()
 	if err != nil {
 		return "", fmt.Errorf("rendering ingester config: %w", err)
 	}

@@ -361,7 +361,7 @@ func TestDefaultIsolationIsLeftOutOfTheConfig(t *testing.T) {
 	}
 	for level, want := range map[spanflowv1alpha1.IsolationLevel]bool{spanflowv1alpha1.IsolationReadUncommitted: false, "": false, spanflowv1alpha1.IsolationReadCommitted: true} {
 		ing.Spec.Kafka.IsolationLevel = level
-		data, err := ingesterConfig(ing).MarshalOverDefaults()
+		data, err := ingesterConfig(ing).MarshalForImages()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -426,7 +426,7 @@ func TestThePodsLearnTheirRack(t *testing.T) {
 		if want := map[bool]int{true: 1}[tc.rack != nil]; set != want || value != tc.value || fieldPath != tc.fieldPath {
 			t.Errorf("%s: %s set %d times, value %q, from %q; want %q from %q", tc.name, rackEnv, set, value, fieldPath, tc.value, tc.fieldPath)
 		}
-		if data, err := ingesterConfig(ing).MarshalOverDefaults(); err != nil || strings.Contains(string(data), "rack") {
+		if data, err := ingesterConfig(ing).MarshalForImages(); err != nil || strings.Contains(string(data), "rack") {
 			t.Errorf("%s: the shared configuration names a rack (%v):\n%s", tc.name, err, data)
 		}
 	}

@@ -504,12 +504,29 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// MarshalOverDefaults renders only the settings that differ from Default(), the form the
-// operator puts in a ConfigMap: Load reads it back as c, and an ingester image older than
-// a setting still reads the file unless that setting is used (Load refuses fields it does
-// not know, so a newer operator that wrote every field would stop a pinned older image).
-// Should the short form not read back as c, the full form is returned.
-func (c Config) MarshalOverDefaults() ([]byte, error) {
+// WrittenAlways are the settings the operator wrote, whatever their value, into every
+// ingester ConfigMap before it began to leave settings out: every ingester image that
+// ran under an operator reads them. They stay written whatever their value, so that an
+// image's own defaults, which may differ from this version's (kafka.maxBytes was 10 MiB
+// once), never stand in for what the Ingester says. A path names its whole value.
+var WrittenAlways = []string{
+	"adminAddress", "drainTimeout", "encoding", "maxInFlightBytes", "parallelism",
+	"kafka.brokers", "kafka.commitInterval", "kafka.consumerGroup", "kafka.heartbeatInterval",
+	"kafka.initialOffset", "kafka.maxBytes", "kafka.maxWait", "kafka.minBytes",
+	"kafka.rebalanceTimeout", "kafka.sasl", "kafka.sessionTimeout", "kafka.tls", "kafka.topic",
+	"processing.batchLinger", "processing.batchSize", "processing.onDecodeError",
+	"processing.retry.attempts", "processing.retry.max", "processing.retry.min",
+	"storage.file.maxFileBytes", "storage.otlp.compression", "storage.otlp.protocol",
+	"storage.otlp.timeout", "storage.type",
+}
+
+// MarshalForImages renders the configuration as the operator puts it in a ConfigMap: the
+// settings of WrittenAlways as Marshal writes them, and any other only where it differs
+// from Default() — so that an ingester image older than a setting (Load refuses fields it
+// does not know) reads the file unless the Ingester uses that setting, and a setting a
+// newer operator adds changes nothing the pods read until it is used. Load reads it back
+// as c; should it not, the full form is returned.
+func (c Config) MarshalForImages() ([]byte, error) {
 	set, err := settingsTree(c)
 	if err != nil {
 		return nil, err
@@ -518,7 +535,7 @@ func (c Config) MarshalOverDefaults() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := yaml.Marshal(withoutDefaults(set, defaults))
+	data, err := yaml.Marshal(withoutDefaults(set, defaults, "", WrittenAlways))
 	if err != nil {
 		return nil, err
 	}
@@ -541,18 +558,22 @@ func settingsTree(c Config) (map[string]any, error) {
 	return tree, dec.Decode(&tree)
 }
 
-// withoutDefaults keeps the settings of set that differ from defaults. A setting set
-// leaves out (a zero value it omits) where the default is not zero is written as zero, so
-// that reading over the defaults does not bring the default back.
-func withoutDefaults(set, defaults map[string]any) map[string]any {
+// withoutDefaults keeps the settings of set under prefix that are written always, or
+// that differ from defaults. A setting set leaves out (a zero value it omits) where the
+// default is not zero is written as zero, so that reading over the defaults does not
+// bring the default back.
+func withoutDefaults(set, defaults map[string]any, prefix string, always []string) map[string]any {
 	kept := map[string]any{}
 	for key, value := range set {
+		path := prefix + key
 		def, hasDefault := defaults[key]
 		sub, isObject := value.(map[string]any)
 		defSub, defIsObject := def.(map[string]any)
 		switch {
+		case slices.Contains(always, path):
+			kept[key] = value
 		case isObject && defIsObject:
-			if sub = withoutDefaults(sub, defSub); len(sub) > 0 {
+			if sub = withoutDefaults(sub, defSub, path+".", always); len(sub) > 0 {
 				kept[key] = sub
 			}
 		case !hasDefault || !reflect.DeepEqual(value, def):
