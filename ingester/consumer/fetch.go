@@ -70,6 +70,9 @@ type fetcher struct {
 	rack string
 	// replica is the replica the leader named, while the partition is read from it.
 	replica preferredReplica
+	// throttledUntil is when a broker over a quota reads fetches again (KIP-219): the next
+	// fetch waits for it.
+	throttledUntil time.Time
 	// rackAfter is when fetches say the rack again after a replica the leader named
 	// failed (gone from the brokers' list, unreachable, behind or ahead of the offset):
 	// meanwhile the leader serves, so that a replica it keeps naming cannot stall the
@@ -218,6 +221,15 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 	if f.onReplica && !time.Now().Before(f.replica.until) {
 		f.toLeader() // the lease ended: the leader names a replica again, or serves itself
 	}
+	if wait := time.Until(f.throttledUntil); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
 	if f.conn == nil {
 		if err := f.connect(ctx); err != nil {
 			if ctx.Err() == nil {
@@ -260,7 +272,9 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 		return err
 	}
 	f.response.b = res.Buffer
+	f.throttledUntil = time.Now().Add(res.Throttle)
 	if res.Error != nil {
+		f.releaseBuffers() // nothing queued: no buffer while the next fetch waits
 		if f.onReplica {
 			// A follower may not have the records yet, or no longer, or have left the
 			// replicas: the leader says what the offset is, as Kafka's consumer asks it,
@@ -359,6 +373,9 @@ func (f *fetcher) connect(ctx context.Context) error {
 				return fmt.Errorf("partition %d of %s has no leader: %w", f.partition, f.topic, kafka.LeaderNotAvailable)
 			}
 			broker, onReplica := p.Leader, false
+			if !f.replica.until.IsZero() && !time.Now().Before(f.replica.until) {
+				f.replica = preferredReplica{} // the lease ended while the partition was not read
+			}
 			if !f.replica.until.IsZero() {
 				if i := slices.IndexFunc(meta.Brokers, func(b kafka.Broker) bool { return b.ID == f.replica.broker }); i >= 0 {
 					broker, onReplica = meta.Brokers[i], true

@@ -32,6 +32,14 @@ type rackBrokers struct {
 	fetches  map[int32]int
 	racks    map[string]bool
 	refusals []int16 // the error codes of the follower's next answers
+	throttle int32   // ms the leader's redirects say it throttles for
+	times    []fetchAt
+}
+
+// fetchAt is a fetch a broker received, and when.
+type fetchAt struct {
+	node int32
+	at   time.Time
 }
 
 func startRackBrokers(t *testing.T, topic string) *rackBrokers {
@@ -46,13 +54,16 @@ func startRackBrokers(t *testing.T, topic string) *rackBrokers {
 		defer b.mu.Unlock()
 		b.fetches[node]++
 		b.racks[req.Rack] = true
+		b.times = append(b.times, fetchAt{node, time.Now()})
 		answer := func(code int16, preferred int32) (kmsg.Response, error, bool) {
 			b.Cluster.KeepControl()
 			return kafkatest.FetchAnswer(req, topic, 0, code, preferred), nil, true
 		}
 		switch {
 		case node == b.leader && req.Rack == "zone-b":
-			return answer(0, b.follower) // no records: read them from the follower
+			resp, err, handled := answer(0, b.follower) // no records: read them from the follower
+			resp.(*kmsg.FetchResponse).SetThrottle(b.throttle)
+			return resp, err, handled
 		case node == b.follower && len(b.refusals) > 0:
 			code := b.refusals[0]
 			b.refusals = b.refusals[1:]
@@ -162,10 +173,22 @@ func TestFetchesGoToTheReplicaTheLeaderNames(t *testing.T) {
 		t.Errorf("after the lease: %d fetches at the leader, %d before; on the replica %t", leaderNow, leader, f.onReplica)
 	}
 
+	// A lease that ended while the partition was not read (held, say): the leader first.
+	leader, _, _ = b.counts()
+	f.disconnect()
+	f.replica.until = time.Now()
+	produceBatch(7)
+	if got := offsets(ctx, t, f, 50); got != offsetRange(350, 400) {
+		t.Fatalf("after the lease ended unread, read %s", got)
+	}
+	if leaderNow, _, _ := b.counts(); leaderNow != leader+1 || !f.onReplica {
+		t.Errorf("after the lease ended unread: %d fetches at the leader, %d before; on the replica %t", leaderNow, leader, f.onReplica)
+	}
+
 	// No rack: the leader only.
 	_, follower, _ = b.counts()
 	plain := testFetcher(t, b.Broker, topic, 0, 0)
-	if got := offsets(ctx, t, plain, 350); got != offsetRange(0, 350) {
+	if got := offsets(ctx, t, plain, 400); got != offsetRange(0, 400) {
 		t.Fatalf("without a rack, read %s", got)
 	}
 	if _, followerNow, _ := b.counts(); followerNow != follower || plain.onReplica {
@@ -190,5 +213,30 @@ func TestAGroupInARackReadsFromTheReplicaItIsNamed(t *testing.T) {
 	}
 	if leader, follower, racks := b.counts(); follower == 0 || leader > 2 || fromFollower != 1 {
 		t.Errorf("fetches: %d at the leader, %d at the follower, racks %v; the gauge says read from a follower: %v", leader, follower, racks, fromFollower)
+	}
+}
+
+// TestAThrottledFetchWaits: a broker over a quota answers a fetch of v11 at once and then
+// reads nothing of the connection for the time it says (KIP-219); the next fetch waits
+// that long rather than queue behind it, or time out and reconnect around it.
+func TestAThrottledFetchWaits(t *testing.T) {
+	const topic = "throttled"
+	b := startRackBrokers(t, topic)
+	b.throttle = 400
+	b.Produce(t, topic, kafka.Message{Value: []byte("one")})
+	f := testFetcher(t, b.Broker, topic, 0, 0)
+	f.rack = "zone-b"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got := offsets(ctx, t, f, 1); got != "0" {
+		t.Fatalf("read %s", got)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.times) < 2 || b.times[0].node != b.leader || b.times[1].node != b.follower {
+		t.Fatalf("fetches %+v", b.times)
+	}
+	if waited := b.times[1].at.Sub(b.times[0].at); waited < 400*time.Millisecond {
+		t.Errorf("the fetch after a throttle of 400 ms came %v later", waited)
 	}
 }

@@ -42,6 +42,10 @@ type FetchResult struct {
 	// PreferredReadReplica is the broker the leader would have the client read the
 	// partition from (a replica in its rack), or -1: the broker asked.
 	PreferredReadReplica int32
+	// Throttle is how long the broker, over a quota, reads nothing more of the connection
+	// (Fetch v8 and later answer at once, then throttle, KIP-219): the next fetch waits
+	// for it. Zero for v4, whose answer the broker held back instead.
+	Throttle time.Duration
 	// Records are the record batches, raw (ParseRecords reads them), a slice of the
 	// response buffer.
 	Records []byte
@@ -110,14 +114,17 @@ func (c *Conn) Fetch(ctx context.Context, req FetchRequest, buffer func() []byte
 // parseFetchResponse finds topic's partition in a Fetch response body of version 4 or 11.
 func parseFetchResponse(body []byte, version int16, topic string, partition int) (FetchResult, error) {
 	r := reader{b: body}
-	r.int32() // throttle time
+	throttle := r.int32()
+	if version < 8 || throttle < 0 {
+		throttle = 0
+	}
 	var code int16
 	if version >= 7 {
 		code = r.int16()
 		r.int32() // session id
 	}
 	if r.err == nil && code != 0 { // the whole request failed
-		return FetchResult{Error: kafka.Error(code), PreferredReadReplica: -1}, nil
+		return FetchResult{Error: kafka.Error(code), PreferredReadReplica: -1, Throttle: time.Duration(throttle) * time.Millisecond}, nil
 	}
 	// Counts are trusted only as far as the bytes go: a corrupt one ends the loop at the
 	// first read past the end.
@@ -142,7 +149,7 @@ func parseFetchResponse(body []byte, version int16, topic string, partition int)
 			}
 			if int(id) == partition && string(name) == topic {
 				res := FetchResult{HighWatermark: highWatermark, LastStableOffset: lastStable, Records: records,
-					PreferredReadReplica: preferred}
+					PreferredReadReplica: preferred, Throttle: time.Duration(throttle) * time.Millisecond}
 				for ; len(aborted) >= 16; aborted = aborted[16:] {
 					res.Aborted = append(res.Aborted, AbortedTransaction{
 						ProducerID:  int64(binary.BigEndian.Uint64(aborted)),

@@ -12,7 +12,7 @@ import (
 
 // fetchResponse encodes a Fetch response body (version 4 or 11) of one topic's partitions.
 func fetchResponse(version int16, topic string, partitions ...FetchResult) []byte {
-	b := binary.BigEndian.AppendUint32(nil, 0) // throttle time
+	b := binary.BigEndian.AppendUint32(nil, 250) // throttle time, ms
 	if version >= 7 {
 		b = binary.BigEndian.AppendUint16(b, 0) // error code
 		b = binary.BigEndian.AppendUint32(b, 0) // session id
@@ -54,6 +54,10 @@ func TestParseFetchResponse(t *testing.T) {
 		}
 		if want := map[int16]int32{4: -1, 11: 2}[version]; got.PreferredReadReplica != want {
 			t.Errorf("v%d, partition 1: preferred read replica %d, want %d", version, got.PreferredReadReplica, want)
+		}
+		// v4's broker held its answer back for the throttle; v11's answers, then throttles.
+		if want := map[int16]time.Duration{4: 0, 11: 250 * time.Millisecond}[version]; got.Throttle != want {
+			t.Errorf("v%d: throttle %v, want %v", version, got.Throttle, want)
 		}
 		if got, err := parseFetchResponse(body, version, "spans", 0); err != nil || got.HighWatermark != 7 || string(got.Records) != "zero" ||
 			got.Error != nil || got.PreferredReadReplica != -1 {
