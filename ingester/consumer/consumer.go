@@ -103,6 +103,8 @@ type Consumer struct {
 	chain       processor.Processor
 	m           *metrics.Metrics
 	log         logr.Logger
+	// rackRefused logs once that the brokers read no rack.
+	rackRefused sync.Once
 
 	groupErrors  *eventlog.Repeated
 	fetchErrors  *eventlog.Repeated
@@ -603,6 +605,11 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 		readCommitted: k.IsolationLevel == config.ReadCommitted, offset: p.start, rack: k.Rack,
 		fromFollower: func(follower bool) {
 			p.gauges.FromFollower.Set(map[bool]float64{true: 1}[follower])
+		},
+		rackRefused: func(version int16) {
+			c.rackRefused.Do(func() {
+				c.log.Error(nil, "The brokers do not read a rack (Fetch v11, Kafka 2.4 and later): kafka.rack is left out, and partitions are read from their leaders", "fetchVersion", version, "rack", k.Rack)
+			})
 		},
 		skipped: func(from, to int64) {
 			c.m.RecordsLost.Add(float64(to - from))

@@ -81,6 +81,10 @@ type fetcher struct {
 	// fromFollower, unless nil, is told whether the partition is read from a follower the
 	// leader named (true) or from its leader, at each connection.
 	fromFollower func(bool)
+	// rackChecked says the brokers were asked whether they read a rack (Fetch v11); where
+	// they do not, rack is emptied and rackRefused, unless nil, told the highest version.
+	rackChecked bool
+	rackRefused func(fetchVersion int16)
 
 	conn *fetchwire.Conn // to the leader or the replica; nil until needed and after any failure
 	// connLeader is the broker id of the leader when conn reaches it.
@@ -387,17 +391,44 @@ func (f *fetcher) connect(ctx context.Context) error {
 			if dialer == nil {
 				dialer = &fetchwire.Dialer{}
 			}
-			if f.conn, err = dialer.Dial(ctx, net.JoinHostPort(broker.Host, strconv.Itoa(broker.Port))); err == nil {
-				f.staleLeader = false
-				f.connLeader, f.onReplica = p.Leader.ID, onReplica
-				if f.fromFollower != nil {
-					f.fromFollower(onReplica)
-				}
+			if f.conn, err = dialer.Dial(ctx, net.JoinHostPort(broker.Host, strconv.Itoa(broker.Port))); err != nil {
+				return err
 			}
-			return err
+			if err := f.checkRack(ctx); err != nil {
+				f.disconnect()
+				return err
+			}
+			f.staleLeader = false
+			f.connLeader, f.onReplica = p.Leader.ID, onReplica
+			if f.fromFollower != nil {
+				f.fromFollower(onReplica)
+			}
+			return nil
 		}
 	}
 	return fmt.Errorf("partition %d of %s: %w", f.partition, f.topic, kafka.UnknownTopicOrPartition)
+}
+
+// checkRack asks the broker once whether it reads a rack (Fetch v11, Kafka 2.4 and
+// later): an older one would refuse every fetch that says it, so the rack is dropped.
+func (f *fetcher) checkRack(ctx context.Context) error {
+	if f.rack == "" || f.rackChecked {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(f.grace, fetchGrace))
+	defer cancel()
+	version, err := f.conn.FetchVersions(ctx)
+	if err != nil {
+		return err
+	}
+	f.rackChecked = true
+	if version < 11 {
+		f.rack = ""
+		if f.rackRefused != nil {
+			f.rackRefused(version)
+		}
+	}
+	return nil
 }
 
 // toLeader drops the connection to the replica the leader named: the next fetch goes to

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/internal/kafkatest"
@@ -238,5 +239,31 @@ func TestAThrottledFetchWaits(t *testing.T) {
 	}
 	if waited := b.times[1].at.Sub(b.times[0].at); waited < 400*time.Millisecond {
 		t.Errorf("the fetch after a throttle of 400 ms came %v later", waited)
+	}
+}
+
+// TestBrokersThatReadNoRackAreReadFromTheirLeaders: brokers older than Kafka 2.4 (Fetch
+// below v11) would refuse every fetch that names a rack; the fetcher asks them once,
+// leaves the rack out, says so, and reads every record.
+func TestBrokersThatReadNoRackAreReadFromTheirLeaders(t *testing.T) {
+	const topic = "old-brokers"
+	b := kafkatest.Start(t, topic, 1, kfake.MaxVersions(kversion.V2_2_0()))
+	b.Produce(t, topic, kafka.Message{Value: []byte("one")}, kafka.Message{Value: []byte("two")})
+	f := testFetcher(t, b, topic, 0, 0)
+	f.rack = "zone-b"
+	var refused []int16
+	f.rackRefused = func(version int16) { refused = append(refused, version) }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got := offsets(ctx, t, f, 2); got != "0 1" {
+		t.Fatalf("read %s", got)
+	}
+	f.disconnect()
+	b.Produce(t, topic, kafka.Message{Value: []byte("three")})
+	if got := offsets(ctx, t, f, 1); got != "2" {
+		t.Fatalf("read %s", got)
+	}
+	if fmt.Sprint(refused) != "[10]" || f.rack != "" {
+		t.Errorf("told of the brokers' highest Fetch %v, rack %q; want once, v10, and no rack", refused, f.rack)
 	}
 }

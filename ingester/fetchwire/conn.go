@@ -86,8 +86,32 @@ func (c *Conn) Close() error { return c.nc.Close() }
 const (
 	apiFetch            = 1
 	apiSASLHandshake    = 17
+	apiVersions         = 18
 	apiSASLAuthenticate = 36
 )
+
+// FetchVersions returns the highest Fetch version the broker serves (ApiVersions v0):
+// a rack needs v11 (Kafka 2.4; 2.3 reads it, without selecting replicas).
+func (c *Conn) FetchVersions(ctx context.Context) (int16, error) {
+	body, err := c.roundTrip(ctx, apiVersions, 0, func(b []byte) []byte { return b }, nil, 0)
+	if err != nil {
+		return 0, err
+	}
+	r := reader{b: body}
+	if code := r.int16(); r.err == nil && code != 0 {
+		return 0, kafka.Error(code)
+	}
+	for n := r.int32(); n > 0 && r.err == nil; n-- {
+		key, _, maxVersion := r.int16(), r.int16(), r.int16()
+		if r.err == nil && key == apiFetch {
+			return maxVersion, nil
+		}
+	}
+	if r.err != nil {
+		return 0, fmt.Errorf("api versions response: %w", r.err)
+	}
+	return 0, errors.New("the broker lists no Fetch versions")
+}
 
 // authenticate runs mechanism's exchange: the handshake names it, then its messages go
 // back and forth in SaslAuthenticate requests until it is done.
