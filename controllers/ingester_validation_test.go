@@ -43,6 +43,9 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"rack from no label", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Kafka.Rack = &spanflowv1alpha1.KafkaRack{PodLabel: "topology.kubernetes.io/zone name"}
 		}, "spec.kafka.rack.podLabel"},
+		{"rack from a label of too long a name", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.Rack = &spanflowv1alpha1.KafkaRack{PodLabel: "example.com/" + strings.Repeat("z", 64)}
+		}, "a label key is a name of at most 63 characters"},
 		{"negative replicas", func(i *spanflowv1alpha1.Ingester) { i.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
 		{"env overriding the rendered config", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Template.Env = []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: "1GiB"}, {Name: "SPANFLOW_PARALLELISM", Value: "1"}}

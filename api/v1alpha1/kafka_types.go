@@ -228,6 +228,7 @@ type KafkaRack struct {
 	// zone ids such as use1-az1, not zone names). A pod without the label reads from
 	// the leaders.
 	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:XValidation:rule="self.substring(self.lastIndexOf('/') + 1).size() <= 63 && self.lastIndexOf('/') <= 253",message="a label key is a name of at most 63 characters, after a prefix of at most 253 and '/'"
 	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
 	// +optional
 	PodLabel string `json:"podLabel,omitempty"`
