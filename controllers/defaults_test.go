@@ -63,7 +63,6 @@ func TestSchemaDefaultsAreTheIngesters(t *testing.T) {
 		"kafka.commitInterval":      d.Kafka.CommitInterval.D(),
 		"kafka.maxFetchBytes":       d.Kafka.MaxBytes,
 		"encoding":                  d.Encoding,
-		"storage.type":              d.Storage.Type,
 		"storage.otlp.protocol":     d.Storage.OTLP.Protocol,
 		"storage.otlp.compression":  d.Storage.OTLP.Compression,
 		"storage.otlp.timeout":      d.Storage.OTLP.Timeout.D(),

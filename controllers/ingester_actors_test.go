@@ -417,6 +417,7 @@ func TestGitOpsApplyIsQuiet(t *testing.T) {
 kind: Ingester
 metadata: {name: bare, namespace: %s}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%q], topic: %s}
 `, ns, testBroker, testTopic),
 		"defaulted": fmt.Sprintf(`apiVersion: spanflow.dev/v1alpha1

@@ -57,7 +57,8 @@ func minimalIngester(ns, name string) *spanflowv1alpha1.Ingester {
 	return &spanflowv1alpha1.Ingester{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: spanflowv1alpha1.IngesterSpec{
-			Kafka: spanflowv1alpha1.KafkaSpec{Brokers: []string{testBroker}, Topic: testTopic},
+			Kafka:   spanflowv1alpha1.KafkaSpec{Brokers: []string{testBroker}, Topic: testTopic},
+			Storage: spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageBlackhole},
 		},
 	}
 }
@@ -77,7 +78,6 @@ func TestIngesterRunsAsDeployment(t *testing.T) {
 
 	// The API server applied the schema defaults.
 	g.Expect(ing.Spec.Encoding).To(Equal(spanflowv1alpha1.EncodingOTLPProto))
-	g.Expect(ing.Spec.Storage.Type).To(Equal(spanflowv1alpha1.StorageBlackhole))
 	g.Expect(ing.Spec.Kafka.InitialOffset).To(Equal(spanflowv1alpha1.InitialOffsetEarliest))
 	g.Expect(ing.Spec.Replicas).To(Equal(ptr.To[int32](1)))
 	g.Expect(ing.Spec.Parallelism).To(Equal(ptr.To[int32](8)))

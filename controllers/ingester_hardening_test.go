@@ -170,7 +170,7 @@ func TestStoredMistakesStopNothing(t *testing.T) {
 	restore := loosenBatchLinger(t)
 	bad := &unstructured.Unstructured{}
 	doc := fmt.Sprintf(`{"apiVersion":"spanflow.dev/v1alpha1","kind":"Ingester","metadata":{"name":"banana","namespace":%q},
-		"spec":{"kafka":{"brokers":[%q],"topic":%q},"processing":{"batchLinger":"banana"}}}`, ns, testBroker, testTopic)
+		"spec":{"kafka":{"brokers":[%q],"topic":%q},"storage":{"type":"blackhole"},"processing":{"batchLinger":"banana"}}}`, ns, testBroker, testTopic)
 	g.Expect(bad.UnmarshalJSON([]byte(doc))).To(Succeed())
 	// The API server takes a moment to serve the loosened schema.
 	g.Eventually(func() error { return k8sClient.Create(ctx, bad.DeepCopy()) }, eventually, poll).Should(Succeed())

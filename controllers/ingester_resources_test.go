@@ -24,7 +24,8 @@ func TestIngesterConfig(t *testing.T) {
 		return &spanflowv1alpha1.Ingester{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "obs", Name: "traces"},
 			Spec: spanflowv1alpha1.IngesterSpec{
-				Kafka: spanflowv1alpha1.KafkaSpec{Brokers: []string{"k:9092"}, Topic: "spans"},
+				Kafka:   spanflowv1alpha1.KafkaSpec{Brokers: []string{"k:9092"}, Topic: "spans"},
+				Storage: spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageBlackhole},
 			},
 		}
 	}
@@ -79,6 +80,7 @@ func baseIngester() *spanflowv1alpha1.Ingester {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "obs", Name: "traces", UID: "uid-1"},
 		Spec: spanflowv1alpha1.IngesterSpec{
 			Kafka:    spanflowv1alpha1.KafkaSpec{Brokers: []string{"k:9092"}, Topic: "spans"},
+			Storage:  spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageBlackhole},
 			Replicas: ptr.To[int32](3),
 		},
 	}

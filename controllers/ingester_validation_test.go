@@ -33,6 +33,7 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Topic = "spans/otlp" }, "spec.kafka.topic"},
 		{"bad encoding", func(i *spanflowv1alpha1.Ingester) { i.Spec.Encoding = "avro" }, "spec.encoding"},
 		{"bad storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = "mysql" }, "spec.storage.type"},
+		{"no storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage = spanflowv1alpha1.StorageSpec{} }, "spec.storage.type"},
 		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
 		{"bad client id", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ClientID = "team a" }, "spec.kafka.clientID"},
 		{"bad isolation level", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.IsolationLevel = "read_committed " }, "spec.kafka.isolationLevel"},
@@ -303,7 +304,7 @@ func TestMalformedDurationsAreRefused(t *testing.T) {
 	create := func(name, spec string) error {
 		obj := &unstructured.Unstructured{}
 		doc := fmt.Sprintf(`{"apiVersion":"spanflow.dev/v1alpha1","kind":"Ingester","metadata":{"name":%q,"namespace":%q},
-			"spec":{"kafka":{"brokers":[%q],"topic":%q}, %s}}`, name, ns, testBroker, testTopic, spec)
+			"spec":{"kafka":{"brokers":[%q],"topic":%q}, "storage":{"type":"blackhole"}, %s}}`, name, ns, testBroker, testTopic, spec)
 		if err := obj.UnmarshalJSON([]byte(doc)); err != nil {
 			t.Fatal(err)
 		}

@@ -131,6 +131,7 @@ kind: Ingester
 metadata:
   name: bad
 spec:
+  storage: {type: blackhole}
   kafka:
     brokers: ["k:9092"]
     topic: spans

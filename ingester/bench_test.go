@@ -196,6 +196,7 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 	cfg := config.Default()
 	cfg.Kafka.Topic = benchTopic
 	cfg.Encoding = config.EncodingJaegerProto
+	cfg.Storage.Type = config.StorageBlackhole
 	for _, set := range options {
 		set(&cfg)
 	}
@@ -460,6 +461,7 @@ func BenchmarkChainOverhead(b *testing.B) {
 			cfg.Kafka.Topic = benchTopic
 			cfg.Kafka.ConsumerGroup = fmt.Sprintf("overhead-%d", i)
 			cfg.AdminAddress = "127.0.0.1:0"
+			cfg.Storage.Type = config.StorageBlackhole
 			writer := &store.Blackhole{}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)

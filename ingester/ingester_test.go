@@ -39,6 +39,7 @@ func testConfig(addr, topic, group string) config.Config {
 	cfg.Kafka.CommitInterval = config.Duration(100 * time.Millisecond)
 	cfg.AdminAddress = "127.0.0.1:0"
 	cfg.DrainTimeout = config.Duration(5 * time.Second)
+	cfg.Storage.Type = config.StorageBlackhole // the tests give the ingester their own writers
 	return cfg
 }
 

@@ -19,9 +19,8 @@ type IngesterSpec struct {
 	Encoding Encoding `json:"encoding,omitempty"`
 
 	// storage says where the decoded spans are written.
-	// +kubebuilder:default={}
-	// +optional
-	Storage StorageSpec `json:"storage,omitempty"`
+	// +required
+	Storage StorageSpec `json:"storage"`
 
 	// processing tunes batching, retries and the failure policy.
 	// +kubebuilder:default={}

@@ -137,11 +137,12 @@ type OTLPStorage struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'file' || has(self.file)",message="storage.file is required when storage.type is file"
 // +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'otlp' || has(self.otlp)",message="storage.otlp is required when storage.type is otlp"
 type StorageSpec struct {
-	// type is the kind of trace storage: "otlp" sends to an OTLP backend, "file" writes
-	// OTLP JSON lines to files, "blackhole" counts and drops spans.
-	// +kubebuilder:default=blackhole
-	// +optional
-	Type StorageType `json:"type,omitempty"`
+	// type is the kind of trace storage: "otlp" sends to an OTLP backend (Jaeger, Tempo,
+	// an OpenTelemetry Collector), "file" writes OTLP JSON lines to files, "blackhole"
+	// counts the spans and drops them, committing their offsets. Required: dropping the
+	// spans is asked for, never fallen into.
+	// +required
+	Type StorageType `json:"type"`
 	// file configures the file store.
 	// +optional
 	File *FileStorage `json:"file,omitempty"`

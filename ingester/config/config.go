@@ -204,7 +204,7 @@ const (
 
 // Storage selects and configures the writer.
 type Storage struct {
-	// Type is blackhole, file or otlp.
+	// Type is otlp, file or blackhole (counts and drops the spans); required.
 	Type string `json:"type"`
 	// File configures the file store.
 	File FileStorage `json:"file,omitempty"`
@@ -297,8 +297,9 @@ func Default() Config {
 			CommitInterval:    Duration(time.Second),
 		},
 		Encoding: EncodingOTLPProto,
+		// No storage type: one that drops the spans while their offsets are committed must
+		// be asked for, not fallen into by leaving the setting out.
 		Storage: Storage{
-			Type: StorageBlackhole,
 			File: FileStorage{MaxFileBytes: 64 << 20},
 			OTLP: OTLPStorage{Protocol: OTLPProtocolGRPC, Compression: CompressionGzip, Timeout: Duration(10 * time.Second)},
 		},
@@ -427,6 +428,8 @@ func (c Config) Validate() error {
 		bad("encoding", "%q is not supported (supported: %s)", c.Encoding, strings.Join(Encodings, ", "))
 	}
 	switch c.Storage.Type {
+	case "":
+		bad("storage.type", "required: otlp (an OTLP backend: Jaeger, Tempo, a Collector), file, or blackhole (counts the spans and drops them, committing their offsets)")
 	case StorageBlackhole:
 	case StorageFile:
 		if c.Storage.File.Path == "" {

@@ -13,6 +13,7 @@ func valid() Config {
 	c.Kafka.Brokers = []string{"k:9092"}
 	c.Kafka.Topic = "spans"
 	c.Kafka.ConsumerGroup = "g"
+	c.Storage.Type = StorageBlackhole
 	return c
 }
 
@@ -27,6 +28,7 @@ func TestValidate(t *testing.T) {
 		{"broker without port", func(c *Config) { c.Kafka.Brokers = []string{"k:9092", "kafka"} }, "kafka.brokers[1]"},
 		{"no topic", func(c *Config) { c.Kafka.Topic = "" }, "kafka.topic: required"},
 		{"no group", func(c *Config) { c.Kafka.ConsumerGroup = "" }, "kafka.consumerGroup: required"},
+		{"no storage", func(c *Config) { c.Storage.Type = "" }, "storage.type: required: otlp"},
 		{"bad offset", func(c *Config) { c.Kafka.InitialOffset = "oldest" }, "kafka.initialOffset"},
 		{"bad isolation level", func(c *Config) { c.Kafka.IsolationLevel = "committed" }, "kafka.isolationLevel"},
 		{"client id with a space", func(c *Config) { c.Kafka.ClientID = "team a" }, "kafka.clientID"},

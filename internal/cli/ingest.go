@@ -41,7 +41,7 @@ var ingestOverrides = []struct {
 		func(c *config.Config, v any) { c.Kafka.IsolationLevel = v.(string) }},
 	{"encoding", "message format: " + strings.Join(config.Encodings, ", ") + " (encoding)", stringFlag,
 		func(c *config.Config, v any) { c.Encoding = v.(string) }},
-	{"storage", "storage type: " + strings.Join(config.StorageTypes, ", ") + " (storage.type)", stringFlag,
+	{"storage", "storage type, required: otlp, file, or blackhole (counts the spans and drops them) (storage.type)", stringFlag,
 		func(c *config.Config, v any) { c.Storage.Type = v.(string) }},
 	{"file-path", "directory of the file store (storage.file.path)", stringFlag,
 		func(c *config.Config, v any) { c.Storage.File.Path = v.(string) }},

@@ -392,6 +392,7 @@ apiVersion: spanflow.dev/v1alpha1
 kind: Ingester
 metadata: {name: sample, namespace: team-a}
 spec:
+  storage: {type: blackhole}
   kafka:
     brokers: ["127.0.0.1:1"]
     topic: spans
@@ -476,6 +477,7 @@ func TestRBACWithoutHPAs(t *testing.T) {
 kind: Ingester
 metadata: {name: older, namespace: team-b}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: ["127.0.0.1:1"], topic: spans}
 `), 0o600); err != nil {
 		t.Fatal(err)

@@ -569,6 +569,7 @@ func TestPrometheusScrapesEveryQueriedMetric(t *testing.T) {
 kind: Ingester
 metadata: {name: %s, namespace: %s}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%q], topic: %s, consumerGroup: %s}
   autoscaling: {enabled: true, maxReplicas: 2, targetLagRecords: 100, targetLagSeconds: 30}
 `, name, ns, broker, topic, group), 0o600); err != nil {

@@ -71,6 +71,7 @@ func TestARecreatedIngesterAndWhatItsPredecessorLeft(t *testing.T) {
 kind: Ingester
 metadata: {name: kept, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: ["127.0.0.1:1"], topic: spans}
   replicas: 2
 `
@@ -200,12 +201,14 @@ func TestOperatorRestartRollsNothing(t *testing.T) {
 kind: Ingester
 metadata: {name: plain, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%[1]q], topic: %[2]s}
 ---
 apiVersion: spanflow.dev/v1alpha1
 kind: Ingester
 metadata: {name: sasl, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka:
     brokers: [%[1]q]
     topic: %[2]s
@@ -230,6 +233,7 @@ apiVersion: spanflow.dev/v1alpha1
 kind: Ingester
 metadata: {name: template, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%[1]q], topic: %[2]s}
   template:
     resources:
@@ -244,6 +248,7 @@ apiVersion: spanflow.dev/v1alpha1
 kind: Ingester
 metadata: {name: auto, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%[1]q], topic: %[2]s}
   autoscaling: {enabled: true, minReplicas: 2, maxReplicas: 4, targetLagRecords: 1000}
 ---
@@ -251,6 +256,7 @@ apiVersion: spanflow.dev/v1alpha1
 kind: Ingester
 metadata: {name: rolling, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%[1]q], topic: %[2]s}
   replicas: 2
 `, broker, topic))
@@ -357,6 +363,7 @@ spec:
 kind: Ingester
 metadata: {name: scaled, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%q], topic: %s}
 `, broker, topic)+"---\n"+hpa("scaled"))
 	g.Eventually(func(g Gomega) {
@@ -380,6 +387,7 @@ spec:
 kind: Ingester
 metadata: {name: both, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%q], topic: %s}
   autoscaling: {enabled: true, maxReplicas: 2, targetLagRecords: 1000}
 `, broker, topic))
@@ -413,6 +421,7 @@ spec:
 kind: Ingester
 metadata: {name: fought, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: [%q], topic: %s}
 `, broker, topic)+"---\n"+hpaAt("fought", "{apiVersion: apps/v1, kind: Deployment, name: fought-ingester}"))
 	g.Eventually(func(g Gomega) {

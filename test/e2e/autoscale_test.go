@@ -116,6 +116,7 @@ func TestAutoscaling(t *testing.T) {
 kind: Ingester
 metadata: {name: auto, namespace: default}
 spec:
+  storage: {type: blackhole}
   kafka:
     brokers: [%q]
     topic: %s

@@ -324,6 +324,7 @@ func TestRefusedPodsAreReported(t *testing.T) {
 kind: Ingester
 metadata: {name: root, namespace: restricted}
 spec:
+  storage: {type: blackhole}
   kafka: {brokers: ["127.0.0.1:1"], topic: spans}
   template:
     securityContext: {runAsUser: 0, runAsNonRoot: false}
