@@ -55,7 +55,9 @@ type OTLPHeader struct {
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9-]+$`
 	// +required
 	Name string `json:"name"`
-	// value of the header, for values that are not secret.
+	// value of the header, for values that are not secret. ${env:NAME} in it is replaced
+	// with the pod's environment variable NAME (template.env), as in the OpenTelemetry
+	// Collector's configuration; $$ stands for $.
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	Value string `json:"value,omitempty"`

@@ -228,8 +228,9 @@ type OTLPStorage struct {
 	CertFile           string `json:"certFile,omitempty"`
 	KeyFile            string `json:"keyFile,omitempty"`
 	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
-	// Headers are sent with every request. A value ${env:NAME} is read from the
-	// environment, so that credentials come from Secrets, never from this file.
+	// Headers are sent with every request. ${env:NAME} in a value is replaced with the
+	// environment variable NAME ("Bearer ${env:TOKEN}"), so that credentials come from
+	// Secrets, never from this file; $$ stands for $.
 	Headers map[string]string `json:"headers,omitempty"`
 	// Compression is gzip, zstd, snappy or none.
 	Compression string `json:"compression,omitempty"`

@@ -88,7 +88,8 @@ func TestOTLPGRPC(t *testing.T) {
 	sink, addr := startGRPCSink(t)
 	t.Setenv("OTLP_API_KEY", "k3y")
 	cfg := otlpConfig(addr, config.OTLPProtocolGRPC)
-	cfg.Headers = map[string]string{"x-api-key": "${env:OTLP_API_KEY}", "x-tenant": "shop"}
+	t.Setenv("OTLP_TENANT", "shop")
+	cfg.Headers = map[string]string{"x-api-key": "${env:OTLP_API_KEY}", "x-tenant": "${env:OTLP_TENANT}", "authorization": "Bearer ${env:OTLP_API_KEY}"}
 	w, err := NewOTLP(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,8 @@ func TestOTLPGRPC(t *testing.T) {
 	if err := w.Write(ctx, otlpwire.RequestOf(someTraces(5))); err != nil {
 		t.Fatal(err)
 	}
-	if sink.spans != 5 || sink.headers.Get("x-api-key")[0] != "k3y" || sink.headers.Get("x-tenant")[0] != "shop" {
+	if sink.spans != 5 || sink.headers.Get("x-api-key")[0] != "k3y" || sink.headers.Get("x-tenant")[0] != "shop" ||
+		sink.headers.Get("authorization")[0] != "Bearer k3y" {
 		t.Errorf("sink got %d spans, headers %v", sink.spans, sink.headers)
 	}
 	throttled, _ := status.New(codes.ResourceExhausted, "slow down, request size too large for the rate").
@@ -229,5 +231,29 @@ func TestOTLPConfigErrors(t *testing.T) {
 	cfg.Headers = map[string]string{"authorization": "${env:SPANFLOW_TEST_TOKEN}"}
 	if _, err := NewOTLP(cfg); err == nil || !strings.Contains(err.Error(), "storage.otlp.headers[authorization]") || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("a header value with a control character: %v", err)
+	}
+}
+
+// TestHeaderValuesReadTheEnvironment: ${env:NAME} is replaced wherever it stands in a
+// header's value, as the Collector's configuration does ("Bearer ${env:TOKEN}" was sent as
+// that text), and $$ stands for $; an unset variable or an unclosed reference is refused,
+// naming the variable and never the value.
+func TestHeaderValuesReadTheEnvironment(t *testing.T) {
+	t.Setenv("SPANFLOW_TEST_A", "alpha")
+	t.Setenv("SPANFLOW_TEST_B", "")
+	for _, tc := range []struct{ in, want, err string }{
+		{"plain", "plain", ""},
+		{"${env:SPANFLOW_TEST_A}", "alpha", ""},
+		{"Bearer ${env:SPANFLOW_TEST_A}", "Bearer alpha", ""},
+		{"${env:SPANFLOW_TEST_A}:${env:SPANFLOW_TEST_A}!", "alpha:alpha!", ""},
+		{"[${env:SPANFLOW_TEST_B}]", "[]", ""},
+		{"$${env:SPANFLOW_TEST_A} costs $5", "${env:SPANFLOW_TEST_A} costs $5", ""},
+		{"Bearer ${env:SPANFLOW_TEST_UNSET}", "", "environment variable SPANFLOW_TEST_UNSET is not set"},
+		{"Bearer ${env:SPANFLOW_TEST_A", "", "without its closing }"},
+	} {
+		got, err := expandEnv(tc.in)
+		if got != tc.want || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%q: %q, %v; want %q, error %q", tc.in, got, err, tc.want, tc.err)
+		}
 	}
 }
