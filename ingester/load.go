@@ -19,8 +19,8 @@ const loadReportInterval = 10 * time.Second
 // firstReportAfter is how much a pod's first report measures.
 const firstReportAfter = time.Second
 
-// podNameEnv names this pod in its load reports; the operator sets it.
-const podNameEnv = "SPANFLOW_POD_NAME"
+// PodNameEnv names this pod in its load reports; the operator sets it.
+const PodNameEnv = "SPANFLOW_POD_NAME"
 
 // loadMeter measures how busy this pod is, for the report each commit carries: the share
 // of its delivery slots in use, the share of its CPU in use, and the records it finished
@@ -50,7 +50,7 @@ type loadReading struct {
 func newLoadMeter(chain *Chain, interval time.Duration, blocked func() bool, heldBy func() []string, pause func() time.Duration) *loadMeter {
 	// The operator gives the pod its name (the downward API); the hostname is the pod's
 	// name too, unless the pod shares the node's network.
-	pod := os.Getenv(podNameEnv)
+	pod := os.Getenv(PodNameEnv)
 	if pod == "" {
 		pod, _ = os.Hostname()
 	}

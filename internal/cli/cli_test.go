@@ -321,3 +321,32 @@ func TestIngestVariableOfTheWrongKind(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryFlagReadsItsVariable: the logging flags read their SPANFLOW_* variables too,
+// as the help says of every flag (SPANFLOW_ZAP_LOG_LEVEL was ignored); variables that
+// name no flag are listed — a misspelt SPANFLOW_KAFKA_BROKERS passed silently — but not
+// those the pod sets or the headers read.
+func TestEveryFlagReadsItsVariable(t *testing.T) {
+	t.Setenv("SPANFLOW_ZAP_LOG_LEVEL", "debug")
+	t.Setenv("SPANFLOW_KAFKA_BROKERS", "k:9092")
+	t.Setenv("SPANFLOW_CONSUMER_GROUP", "g")
+	t.Setenv("SPANFLOW_POD_NAME", "pod-1")
+	t.Setenv("SPANFLOW_OTLP_HEADER_0", "Bearer secret")
+	t.Setenv("SPANFLOW_RACK", "zone-b")
+	fs, _ := ingestFlags(io.Discard)
+	logOpts := logFlags(fs)
+	if err := parse(fs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	if f := fs.Lookup("zap-log-level"); f == nil || f.Value.String() != "debug" || logOpts.Level == nil {
+		t.Errorf("SPANFLOW_ZAP_LOG_LEVEL=debug left --zap-log-level at %v", f.Value)
+	}
+	cfg := config.Default()
+	cfg.Storage.OTLP.Headers = map[string]string{"authorization": "${env:SPANFLOW_OTLP_HEADER_0}"}
+	if got := fmt.Sprint(unknownEnv(fs, cfg)); got != "[SPANFLOW_CONSUMER_GROUP SPANFLOW_KAFKA_BROKERS]" {
+		t.Errorf("variables that name no flag: %s", got)
+	}
+}

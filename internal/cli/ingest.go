@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spanflow/spanflow/ingester"
@@ -132,11 +133,36 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if unknown := unknownEnv(fs, cfg); len(unknown) > 0 {
+		// Names only: a value may be a credential.
+		log.Info("Environment variables that name no flag are ignored: a misspelt setting?", "variables", unknown)
+	}
 	opts := ingester.Options{}
 	if *configPath != "" {
 		opts.Reload = load
 	}
 	return ingester.Run(ctx, cfg, opts, log)
+}
+
+// unknownEnv lists the SPANFLOW_* variables of the environment that stand for no flag of
+// fs, and that neither the configuration's headers read (${env:NAME}) nor the pod sets.
+func unknownEnv(fs *flag.FlagSet, cfg config.Config) []string {
+	known := map[string]bool{ingester.PodNameEnv: true}
+	fs.VisitAll(func(f *flag.Flag) { known[envPrefix+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = true })
+	var headers strings.Builder
+	for _, v := range cfg.Storage.OTLP.Headers {
+		headers.WriteString(v)
+	}
+	var unknown []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !known[name] && !strings.HasPrefix(name, envPrefix+"TEST_") &&
+			!strings.Contains(headers.String(), "${env:"+name+"}") {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
 }
 
 // applyEnv sets each flag not given on the command line from its SPANFLOW_* variable.
@@ -145,7 +171,7 @@ func applyEnv(fs *flag.FlagSet) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil || strings.HasPrefix(f.Name, "zap-") {
+		if given[f.Name] || err != nil {
 			return
 		}
 		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
