@@ -134,6 +134,7 @@ func TestParallelismFollowsTheConfigFile(t *testing.T) {
 func TestOtherChangesAreLoggedOnce(t *testing.T) {
 	running := config.Default()
 	running.Kafka.Brokers, running.Kafka.Topic, running.Kafka.ConsumerGroup = []string{"127.0.0.1:9092"}, "spans", "g"
+	running.Storage.Type = config.StorageBlackhole
 	changed := running
 	changed.Kafka.Topic = "other"
 	var mu sync.Mutex

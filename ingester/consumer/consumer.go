@@ -624,6 +624,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 			p.gauges.OpenTransaction.Set(float64(max(highWatermark-lastStable, 0)))
 		},
 		passed:  p.pass,
+		sawEnd:  p.sawEnd,
 		leaders: c.leaders}
 	defer fetch.close()
 	reserver, _ := c.chain.(processor.Reserver)
@@ -674,7 +675,6 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 		}
 		last := msgs[len(msgs)-1]
 		behind := last.HighWaterMark - last.Offset - 1
-		p.gauges.LagRecords.Set(float64(max(behind, 0)))
 		switch {
 		case behind <= 0:
 			p.gauges.LagSeconds.Set(0) // caught up: nothing is waiting
@@ -826,6 +826,7 @@ func (k *committer) commit() {
 	for id, next := range pending {
 		k.parts[id].committed = next
 		k.parts[id].gauges.CommittedOffset.Set(float64(next))
+		k.parts[id].committedAt(next)
 	}
 }
 
@@ -903,6 +904,7 @@ func (k *committer) commitReport(refresh bool) bool {
 	c.m.Commits.WithLabelValues("ok").Inc()
 	p.committed = next
 	p.gauges.CommittedOffset.Set(float64(next))
+	p.committedAt(next)
 	return true
 }
 

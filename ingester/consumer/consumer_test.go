@@ -1284,9 +1284,10 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 	})
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
+	m := metrics.New(prometheus.NewRegistry())
 	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: 100 * time.Millisecond,
 		CommitMetadata: func([]int) string { return "spanflow/1 the report" }, MetadataInterval: 200 * time.Millisecond},
-		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, m, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -1309,6 +1310,13 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 	end := b.EndOffsets(t, topic, partitions)
 	if committed := b.CommittedOffsets(t, group, topic, partitions); committed[0] != 0 || committed[1] > 0 || end[0]+end[1] != 100 {
 		t.Errorf("committed %v of %v: nothing was written, so nothing may be committed past the start", committed, end)
+	}
+	// The lag the pod shows is the group's: every record of each partition, held or not
+	// (it showed the records after the last one fetched, 0 where nothing was handed over).
+	for p := range partitions {
+		if lag := testutil.ToFloat64(m.ForPartition(p).LagRecords); lag != float64(end[p]) {
+			t.Errorf("partition %d: lag_records %v, want %d: nothing of it was written", p, lag, end[p])
+		}
 	}
 }
 

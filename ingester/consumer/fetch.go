@@ -58,6 +58,9 @@ type fetcher struct {
 	// no message (transaction markers, records deleted), or the partition was read from
 	// nothing.
 	passed func(next, highWatermark int64)
+	// sawEnd, unless nil, is told of the partition's end (highWatermark) at each response
+	// and each look at its bounds.
+	sawEnd func(end int64)
 	// grace is how long past its wait a fetch's answer may take before the fetch is given
 	// up (a broker gone silent without closing the connection); fetchGrace when zero.
 	grace time.Duration
@@ -311,6 +314,7 @@ func (f *fetcher) fill(ctx context.Context, maxWait time.Duration) error {
 			f.stable(res.HighWatermark, res.LastStableOffset)
 		}
 	}
+	f.endSeen()
 	err = f.read(res.Records, res.Aborted)
 	f.queueArray = f.queue[:0] // filled from empty: the queue starts its array
 	if len(f.queue) == 0 {
@@ -472,7 +476,15 @@ func (f *fetcher) resolve(ctx context.Context) error {
 		f.offset = last
 	}
 	f.highWatermark = last
+	f.endSeen()
 	return nil
+}
+
+// endSeen tells sawEnd of the end just learnt.
+func (f *fetcher) endSeen() {
+	if f.sawEnd != nil {
+		f.sawEnd(f.highWatermark)
+	}
 }
 
 // outOfRange moves a fetch offset the broker no longer has to the first it has: what
@@ -501,6 +513,7 @@ func (f *fetcher) outOfRange(ctx context.Context) error {
 		return fmt.Errorf("partition %d: offset %d: %w", f.partition, f.offset, kafka.OffsetOutOfRange)
 	}
 	f.offset, f.highWatermark = first, last
+	f.endSeen()
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
@@ -25,6 +26,10 @@ type partition struct {
 	log     logr.Logger
 	// committed is the offset last committed; only the committer touches it.
 	committed int64
+	// lagEnd is the partition's end as the last fetch saw it, lagFrom where the group
+	// stands in it (committed, or where reading began); -1 until known. lag_records is the
+	// gap: the consumer group's lag, which grows while the partition is held.
+	lagEnd, lagFrom atomic.Int64
 	// begun is one past the last offset of the deliveries begun, or passed; only the
 	// partition's loop touches it.
 	begun int64
@@ -59,9 +64,31 @@ func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log log
 	if known < 0 {
 		known = -1 // FirstOffset/LastOffset: nothing committed yet
 	}
-	return &partition{id: a.ID, start: a.Offset, tracker: offset.NewTracker(known), gauges: gauges,
+	p := &partition{id: a.ID, start: a.Offset, tracker: offset.NewTracker(known), gauges: gauges,
 		log: log.WithValues("partition", a.ID), committed: known, revoked: revoked, finished: finished, learn: learn,
 		holds: map[int]error{}, arenas: map[int64]*arena{}}
+	p.lagEnd.Store(-1)
+	p.lagFrom.Store(known)
+	return p
+}
+
+// sawEnd records the partition's end as a fetch saw it.
+func (p *partition) sawEnd(end int64) {
+	p.lagEnd.Store(end)
+	p.showLag()
+}
+
+// committedAt records the offset the group committed.
+func (p *partition) committedAt(next int64) {
+	p.lagFrom.Store(next)
+	p.showLag()
+}
+
+// showLag sets lag_records once the end and the group's place are both known.
+func (p *partition) showLag() {
+	if end, from := p.lagEnd.Load(), p.lagFrom.Load(); end >= 0 && from >= 0 {
+		p.gauges.LagRecords.Set(float64(max(end-from, 0)))
+	}
 }
 
 // begin records a delivery about to be handed over, and the arena its messages are in.
@@ -88,8 +115,10 @@ func (p *partition) abandon(d *processor.Delivery) {
 func (p *partition) pass(next, highWatermark int64) {
 	p.begun = max(p.begun, next)
 	p.tracker.Pass(next)
+	if p.lagFrom.CompareAndSwap(-1, next) { // nothing committed: reading began here
+		p.showLag()
+	}
 	if next >= highWatermark {
-		p.gauges.LagRecords.Set(0)
 		p.gauges.LagSeconds.Set(0)
 	}
 }
