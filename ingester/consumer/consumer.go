@@ -163,7 +163,7 @@ func (c *Consumer) Ready() error {
 		if c.joinErr != nil {
 			return fmt.Errorf("not a member of the consumer group yet: %w", c.joinErr)
 		}
-		return errors.New("not a member of the consumer group yet")
+		return errors.New("not a member of the consumer group yet: joining (the brokers answer a join when the group's rebalance ends, which a member stopped without leaving the group holds up for as long as its session timeout)")
 	}
 	var errs []error
 	for _, id := range slices.Sorted(maps.Keys(c.partitions)) {
@@ -254,10 +254,11 @@ func (c *Consumer) consumeAsMember(ctx context.Context) (deleted bool, err error
 	if k.InitialOffset == config.OffsetLatest {
 		start = kafka.LastOffset
 	}
+	conns := &groupConns{open: map[net.Conn]struct{}{}}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                k.ConsumerGroup,
 		Brokers:           k.Brokers,
-		Dialer:            c.joinGated(),
+		Dialer:            c.joinGated(conns),
 		Topics:            []string{k.Topic},
 		SessionTimeout:    k.SessionTimeout.D(),
 		HeartbeatInterval: k.HeartbeatInterval.D(),
@@ -307,9 +308,51 @@ func (c *Consumer) consumeAsMember(ctx context.Context) (deleted bool, err error
 		}
 		c.runGeneration(gen, work, leave)
 	}
+	if ctx.Err() != nil {
+		// Stopped: the generation, if any, drained and committed. A join the brokers hold
+		// for a rebalance (a member killed without leaving keeps it open for up to its
+		// session timeout) would keep kafka-go's Close, and the process, waiting for it:
+		// its connection is closed, and the join given up.
+		conns.closeAll()
+	}
 	// Closing the group ends the current generation: kafka-go waits for its goroutines,
 	// which drain and commit on the way out; then it leaves the group.
 	return gone.Load(), group.Close()
+}
+
+// groupConns are the connections kafka-go's consumer group opened, to close under a join
+// in progress when the consumer stops.
+type groupConns struct {
+	mu   sync.Mutex
+	open map[net.Conn]struct{}
+}
+
+func (g *groupConns) add(nc net.Conn) net.Conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open[nc] = struct{}{}
+	return &trackedConn{Conn: nc, set: g}
+}
+
+func (g *groupConns) closeAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for nc := range g.open {
+		_ = nc.Close()
+	}
+}
+
+// trackedConn leaves its set when closed.
+type trackedConn struct {
+	net.Conn
+	set *groupConns
+}
+
+func (t *trackedConn) Close() error {
+	t.set.mu.Lock()
+	delete(t.set.open, t.Conn)
+	t.set.mu.Unlock()
+	return t.Conn.Close()
 }
 
 // topicIsMissing asks the brokers whether the topic exists, and records and reports the
@@ -469,8 +512,9 @@ func (c *Consumer) watchTopic(ctx context.Context, group string, leave func()) {
 // (auto.create.topics.enable): when one member leaves because the topic is gone, the
 // others' generations end too, before their own look at the topic may have seen it gone.
 // Each join first connects to the group's coordinator, so a join while the topic does
-// not exist fails there, and kafka-go tries again after its backoff.
-func (c *Consumer) joinGated() *kafka.Dialer {
+// not exist fails there, and kafka-go tries again after its backoff. Its connections are
+// kept in conns, to be closed under a join in progress when the consumer stops.
+func (c *Consumer) joinGated(conns *groupConns) *kafka.Dialer {
 	gated := *kafka.DefaultDialer
 	if c.dialer != nil {
 		gated = *c.dialer
@@ -489,7 +533,11 @@ func (c *Consumer) joinGated() *kafka.Dialer {
 				return nil, fmt.Errorf("topic %q does not exist: not joining the consumer group, whose leader would create it", topic)
 			}
 		}
-		return dial(ctx, network, address)
+		nc, err := dial(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return conns.add(nc), nil
 	}
 	return &gated
 }
