@@ -75,11 +75,20 @@ func TestHoldsAreCounted(t *testing.T) {
 	}
 }
 
-func TestPausedReasonNamesTheOldestHold(t *testing.T) {
+// TestPausedReasonNamesTheLowestHold: of the deliveries that hold a partition, the reason
+// named is that of the lowest offset, the one its commits wait on, whichever was held
+// first (deliveries in parallel fail in any order); holds that say no offset come after,
+// the oldest first.
+func TestPausedReasonNamesTheLowestHold(t *testing.T) {
 	p := testPartition()
 	defer p.Hold(errors.New("first"))()
 	defer p.Hold(errors.New("second"))()
 	if got := p.pausedReason().Error(); got != "first (and 1 more deliveries held)" {
+		t.Errorf("reason %q", got)
+	}
+	defer p.Hold(processor.HeldFrom{First: 20, Err: errors.New("decoding offset 20")})()
+	defer p.Hold(processor.HeldFrom{First: 0, Err: errors.New("decoding offset 0")})()
+	if got := p.pausedReason().Error(); got != "decoding offset 0 (and 3 more deliveries held)" {
 		t.Errorf("reason %q", got)
 	}
 }

@@ -1,9 +1,12 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -192,7 +195,16 @@ func (p *partition) pausedReason() error {
 	if len(p.holds) == 0 {
 		return nil
 	}
-	ids := slices.Sorted(maps.Keys(p.holds))
+	// The hold of the lowest offset is the one the partition's commits wait on (holds
+	// that say no offset come after, the oldest first).
+	first := func(id int) int64 {
+		var h processor.HeldFrom
+		if errors.As(p.holds[id], &h) {
+			return h.First
+		}
+		return math.MaxInt64
+	}
+	ids := slices.SortedFunc(maps.Keys(p.holds), func(a, b int) int { return cmp.Or(cmp.Compare(first(a), first(b)), cmp.Compare(a, b)) })
 	if len(ids) > 1 {
 		return fmt.Errorf("%w (and %d more deliveries held)", p.holds[ids[0]], len(ids)-1)
 	}

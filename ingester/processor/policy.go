@@ -91,7 +91,7 @@ func (f *failurePolicy) Process(ctx context.Context, d *Delivery) error {
 		if held == nil || held.Error() != err.Error() {
 			// The new hold before the old one's release: the partition stays paused.
 			previous := release
-			release, held = d.Partition.Hold(err), err
+			release, held = d.Partition.Hold(HeldFrom{First: d.First(), Err: err}), err
 			previous()
 		}
 		if werr := f.wait(ctx, attempt); werr != nil {
@@ -161,3 +161,13 @@ func (f *failurePolicy) reopen(d *Delivery) {
 		}
 	}
 }
+
+// HeldFrom is why a delivery holds its partition, and the offset it begins at: of the
+// holds of a partition, the lowest is the one its commits wait on, and the one to name.
+type HeldFrom struct {
+	First int64
+	Err   error
+}
+
+func (h HeldFrom) Error() string { return h.Err.Error() }
+func (h HeldFrom) Unwrap() error { return h.Err }
