@@ -103,6 +103,14 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 	cfg.Kafka.Brokers = []string{broker}
 	cfg.Kafka.Topic = topic
 	cfg.Kafka.ConsumerGroup = group
+	if opts.Broker != "" {
+		// The topic may hold spans of earlier runs and other producers: this run's group
+		// starts where the topic ends now, so that it reads, counts and checks its own.
+		cfg.Kafka.ConsumerGroup = fmt.Sprintf("%s-%d", group, time.Now().UnixNano())
+		if err := startAtTheEnd(ctx, broker, cfg.Kafka.ConsumerGroup); err != nil {
+			return Summary{}, fmt.Errorf("starting the demo's group at the end of %q: %w", topic, err)
+		}
+	}
 	cfg.Kafka.SessionTimeout = config.Duration(6 * time.Second)
 	cfg.Kafka.HeartbeatInterval = config.Duration(500 * time.Millisecond)
 	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
@@ -143,12 +151,12 @@ func Run(ctx context.Context, opts Options, log logr.Logger) (Summary, error) {
 
 	// The operator's autoscaling policy, on demo time scales, advising on the one ingester
 	// running here (it advises; nothing is resized).
-	advisor := autoscale.NewScaleAdvisor(lag, []string{broker}, topic, group, spanflowv1alpha1.AutoscalingSpec{Enabled: true,
+	advisor := autoscale.NewScaleAdvisor(lag, []string{broker}, topic, cfg.Kafka.ConsumerGroup, spanflowv1alpha1.AutoscalingSpec{Enabled: true,
 		TargetLagSeconds: ptr.To[int32](5), Cooldown: spanflowv1alpha1.NewDuration(5 * time.Second),
 		ScaleDown: &spanflowv1alpha1.ScalingRules{StabilizationWindow: spanflowv1alpha1.NewDuration(20 * time.Second)}}, int32(cfg.Parallelism))
 	var lastVerdict string
 	status := func(final bool) {
-		l := lag.ObserveTopic([]string{broker}, topic, group)
+		l := lag.ObserveTopic([]string{broker}, topic, cfg.Kafka.ConsumerGroup)
 		advice := advisor.Advise(time.Now(), 1, int32(cfg.Parallelism))
 		line := fmt.Sprintf("produced %8d  stored %8d  lag %6d records / %3d s  autoscaler: %d × %d",
 			produced.Load(), writer.spans.Load(), l.Records, l.Seconds, advice.Replicas, advice.Parallelism)
@@ -226,12 +234,52 @@ waitProducer:
 	}
 	s.Stored, s.Duplicates = distinct, dups
 	fmt.Fprintf(opts.Out, "\nspans produced %d, stored %d (lost %d, duplicates %d)\nend-to-end latency p50 %s, p99 %s; %.0f spans/s\n",
-		s.Produced, s.Stored, s.Produced-s.Stored, s.Duplicates, s.P50.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Throughput)
+		s.Produced, s.Stored, max(s.Produced-s.Stored, 0), s.Duplicates, s.P50.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Throughput)
 	fmt.Fprintf(opts.Out, "the spans are OTLP JSON lines in %s; summarize them with: spanflow inspect %s\n", spansDir, spansDir)
 	if s.Stored < s.Produced {
 		return s, fmt.Errorf("%d spans were lost", s.Produced-s.Stored)
 	}
 	return s, nil
+}
+
+// startAtTheEnd commits, for a new group, each partition's end offset of the topic.
+func startAtTheEnd(ctx context.Context, broker, group string) error {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(broker), Transport: transport, Timeout: 10 * time.Second}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return err
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return fmt.Errorf("the brokers do not list it: %v", meta.Topics)
+	}
+	var ends []kafka.OffsetRequest
+	for _, p := range meta.Topics[0].Partitions {
+		ends = append(ends, kafka.LastOffsetOf(p.ID))
+	}
+	listed, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: ends}})
+	if err != nil {
+		return err
+	}
+	var commits []kafka.OffsetCommit
+	for _, p := range listed.Topics[topic] {
+		if p.Error != nil {
+			return p.Error
+		}
+		commits = append(commits, kafka.OffsetCommit{Partition: p.Partition, Offset: p.LastOffset})
+	}
+	res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
+		Topics: map[string][]kafka.OffsetCommit{topic: commits}})
+	if err != nil {
+		return err
+	}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return p.Error
+		}
+	}
+	return nil
 }
 
 // produce writes multi-service traces at the configured rate, tripled in the middle third.

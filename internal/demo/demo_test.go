@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/spanflow/spanflow/ingester/config"
+	"github.com/spanflow/spanflow/internal/kafkatest"
 	"github.com/spanflow/spanflow/internal/otlptest"
 )
 
@@ -70,5 +72,30 @@ func TestDemoEncodings(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Options{Dir: t.TempDir(), Encoding: "zipkin_thrift", Out: io.Discard}, logr.Discard()); err == nil {
 		t.Error("the demo ran in an encoding its generator does not write")
+	}
+}
+
+// TestDemoOnABrokerWithSpansAlready: on a broker of the user's whose topic holds spans
+// already (an earlier run's, or other producers'), the demo reads, counts and checks its
+// own — it read the whole topic and printed a negative loss.
+func TestDemoOnABrokerWithSpansAlready(t *testing.T) {
+	b := kafkatest.Start(t, topic, 2)
+	// Spans another producer wrote, which no demo group has read.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var others atomic.Int64
+	if err := produce(ctx, b.Addr, Options{Duration: time.Second, Rate: 500, Encoding: config.EncodingJaegerProto}, &others); err != nil && ctx.Err() == nil {
+		t.Fatal(err)
+	}
+	if others.Load() == 0 {
+		t.Fatal("no spans on the topic before the demo")
+	}
+	var out bytes.Buffer
+	s, err := Run(context.Background(), Options{Dir: t.TempDir(), Duration: time.Second, Rate: 500, Broker: b.Addr, Out: &out}, logr.Discard())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if s.Produced == 0 || s.Stored != s.Produced || s.Duplicates != 0 || !strings.Contains(out.String(), "lost 0") {
+		t.Errorf("the demo counted %+v:\n%s", s, out.String())
 	}
 }
