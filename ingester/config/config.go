@@ -331,12 +331,54 @@ func Load(path string) (Config, error) {
 		return cfg, fmt.Errorf("reading config: %w", err)
 	}
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		var wrongKind *json.UnmarshalTypeError
+		if errors.As(err, &wrongKind) && wrongKind.Field != "" {
+			return cfg, fmt.Errorf("parsing config %s: %s: %s is expected, not %s", path, wrongKind.Field, kindOf(wrongKind.Type), article(wrongKind.Value))
+		}
 		if where := locate(data); where != "" {
 			return cfg, fmt.Errorf("parsing config %s: %s", path, where)
 		}
 		return cfg, fmt.Errorf("parsing config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// kindOf says what a setting of type t is written as.
+func kindOf(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping (key: value)"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "text"
+}
+
+// article names a JSON value's kind as the decoder reports it ("string", "number 1.5").
+func article(value string) string {
+	kind, detail, _ := strings.Cut(value, " ")
+	switch kind {
+	case "array":
+		return "a list"
+	case "object":
+		return "a mapping"
+	case "string":
+		return "text"
+	case "bool":
+		return "true or false"
+	case "number":
+		if detail != "" {
+			return "the number " + detail
+		}
+		return "a number"
+	}
+	return value
 }
 
 // Marshal renders the configuration as YAML, the form the operator puts in a ConfigMap.

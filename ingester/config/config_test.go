@@ -126,6 +126,11 @@ func TestLoadKeepsDefaultsAndRefusesUnknownFields(t *testing.T) {
 		"kafka:\n  sessionTimeout: 30\n":                     "kafka.sessionTimeout: a duration must be a string",
 		"storage:\n  otlp:\n    compresion: gzip\n":          "storage.otlp.compresion: unknown field",
 		"kafka:\n  topic: spans\n  brokers: [a:1]\n  x: 1\n": "kafka.x: unknown field",
+		// A value of the wrong kind names the field in words, not in Go's types.
+		"kafka:\n  brokers: \"a:1\"\n": "kafka.brokers: a list is expected, not text",
+		"parallelism: eight\n":         "parallelism: a whole number is expected, not text",
+		"storage:\n  otlp: [grpc]\n":   "storage.otlp: a mapping (key: value) is expected, not a list",
+		"profiling: 1\n":               "profiling: true or false is expected, not a number",
 	} {
 		path := filepath.Join(dir, "located.yaml")
 		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
