@@ -36,11 +36,12 @@ func commands() []command {
 
 // Main runs the subcommand named by args[0] and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout) // the answer asked for: on stdout, for | less and > file
 		return 0
 	}
 	for _, c := range commands() {
@@ -49,7 +50,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		err := c.run(ctx, args[1:], stdout, stderr)
+		out := stderr
+		if asksForHelp(args[1:]) {
+			out = stdout // the flags' help is the answer asked for
+		}
+		err := c.run(ctx, args[1:], stdout, out)
 		switch {
 		case err == nil:
 			return 0
@@ -65,6 +70,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "spanflow: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// asksForHelp is true when the flags, up to a "--", ask for help as the flag package
+// reads it.
+func asksForHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--h", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // errUsage reports bad flags; the flag package has already printed why.
@@ -83,6 +102,12 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("spanflow "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
+		flags := 0
+		fs.VisitAll(func(*flag.Flag) { flags++ })
+		if flags == 0 {
+			fmt.Fprintf(stderr, "Usage: spanflow %s\n\n%s\n", name, synopsis)
+			return
+		}
 		fmt.Fprintf(stderr, "Usage: spanflow %s [flags]\n\n%s\n\nFlags:\n", name, synopsis)
 		fs.PrintDefaults()
 	}

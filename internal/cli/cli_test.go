@@ -29,13 +29,13 @@ func run(args ...string) (code int, stdout, stderr string) {
 }
 
 func TestHelpListsCommandsAndFlags(t *testing.T) {
-	code, _, stderr := run("--help")
+	code, stdout, _ := run("--help")
 	if code != 0 {
 		t.Errorf("--help exits %d", code)
 	}
 	for _, c := range []string{"manager", "ingest", "demo", "inspect", "version"} {
-		if !strings.Contains(stderr, c) {
-			t.Errorf("--help does not list %s:\n%s", c, stderr)
+		if !strings.Contains(stdout, c) {
+			t.Errorf("--help does not list %s:\n%s", c, stdout)
 		}
 	}
 	flags := map[string][]string{
@@ -46,13 +46,13 @@ func TestHelpListsCommandsAndFlags(t *testing.T) {
 		"version": {"Usage: spanflow version"},
 	}
 	for cmd, want := range flags {
-		code, _, stderr := run(cmd, "--help")
+		code, stdout, _ := run(cmd, "--help")
 		if code != 0 {
 			t.Errorf("%s --help exits %d", cmd, code)
 		}
 		for _, f := range want {
-			if !strings.Contains(stderr, f) {
-				t.Errorf("%s --help does not mention %s:\n%s", cmd, f, stderr)
+			if !strings.Contains(stdout, f) {
+				t.Errorf("%s --help does not mention %s:\n%s", cmd, f, stdout)
 			}
 		}
 	}
@@ -249,28 +249,6 @@ func TestIngestFlagsOverrideTheFile(t *testing.T) {
 	}
 }
 
-// overriddenField reads the field each of ingest's flags sets, as the flag would print it.
-var overriddenField = map[string]func(config.Config) any{
-	"brokers":           func(c config.Config) any { return strings.Join(c.Kafka.Brokers, ",") },
-	"topic":             func(c config.Config) any { return c.Kafka.Topic },
-	"group":             func(c config.Config) any { return c.Kafka.ConsumerGroup },
-	"initial-offset":    func(c config.Config) any { return c.Kafka.InitialOffset },
-	"isolation-level":   func(c config.Config) any { return c.Kafka.IsolationLevel },
-	"client-id":         func(c config.Config) any { return c.Kafka.ClientID },
-	"rack":              func(c config.Config) any { return c.Kafka.Rack },
-	"encoding":          func(c config.Config) any { return c.Encoding },
-	"storage":           func(c config.Config) any { return c.Storage.Type },
-	"file-path":         func(c config.Config) any { return c.Storage.File.Path },
-	"otlp-endpoint":     func(c config.Config) any { return c.Storage.OTLP.Endpoint },
-	"otlp-protocol":     func(c config.Config) any { return c.Storage.OTLP.Protocol },
-	"otlp-compression":  func(c config.Config) any { return c.Storage.OTLP.Compression },
-	"otlp-insecure":     func(c config.Config) any { return c.Storage.OTLP.Insecure },
-	"parallelism":       func(c config.Config) any { return c.Parallelism },
-	"dead-letter-topic": func(c config.Config) any { return c.Processing.DeadLetterTopic },
-	"on-decode-error":   func(c config.Config) any { return c.Processing.OnDecodeError },
-	"admin-address":     func(c config.Config) any { return c.AdminAddress },
-}
-
 // TestIngestToOTLPFromFlagsAlone: with no configuration file, the flags send a topic's
 // spans to an OTLP receiver in plaintext (what a user trying spanflow against a local
 // Jaeger v2 types), every span arriving.
@@ -348,5 +326,34 @@ func TestEveryFlagReadsItsVariable(t *testing.T) {
 	cfg.Storage.OTLP.Headers = map[string]string{"authorization": "${env:SPANFLOW_OTLP_HEADER_0}"}
 	if got := fmt.Sprint(unknownEnv(fs, cfg)); got != "[SPANFLOW_CONSUMER_GROUP SPANFLOW_KAFKA_BROKERS]" {
 		t.Errorf("variables that name no flag: %s", got)
+	}
+}
+
+// TestHelpIsWrittenToStdout: help asked for is the command's answer — on stdout, exit 0,
+// so that `spanflow ingest --help | less` shows it — with each setting's default (the
+// file's: the flags have none of their own), and no empty Flags heading.
+func TestHelpIsWrittenToStdout(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"ingest", "--help"}, {"ingest", "-h"}, {"inspect", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(args, &stdout, &stderr); code != 0 || stderr.Len() > 0 || !strings.Contains(stdout.String(), "Usage: spanflow") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+	var stdout bytes.Buffer
+	Main([]string{"ingest", "--help"}, &stdout, io.Discard)
+	for _, want := range []string{"(kafka.initialOffset) (default earliest)", "(parallelism) (default 8)", "(encoding) (default otlp_proto)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("ingest --help lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	stdout.Reset()
+	Main([]string{"inspect", "--help"}, &stdout, io.Discard)
+	if strings.Contains(stdout.String(), "Flags:") {
+		t.Errorf("inspect --help shows a Flags heading over no flags:\n%s", stdout.String())
+	}
+	// Without a command the usage is a mistake's answer: stderr, exit 2.
+	var out, errOut bytes.Buffer
+	if code := Main(nil, &out, &errOut); code != 2 || out.Len() > 0 || errOut.Len() == 0 {
+		t.Errorf("no command: exit %d, stdout %q", code, out.String())
 	}
 }

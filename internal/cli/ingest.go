@@ -34,7 +34,7 @@ var ingestOverrides = []struct {
 		func(c *config.Config, v any) { c.Kafka.ConsumerGroup = v.(string) }},
 	{"initial-offset", "where a group with no commits starts: earliest or latest (kafka.initialOffset)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.InitialOffset = v.(string) }},
-	{"client-id", "the client.id of every request to the brokers, which key quotas by it (kafka.clientID)", stringFlag,
+	{"client-id", "the client.id of every request to the brokers, which key quotas by it (kafka.clientID) (default spanflow)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.ClientID = v.(string) }},
 	{"rack", "where this process runs (its zone), as the brokers' broker.rack say: partitions are read from a replica there when the brokers select replicas by rack (kafka.rack)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.Rack = v.(string) }},
@@ -64,6 +64,29 @@ var ingestOverrides = []struct {
 		func(c *config.Config, v any) { c.AdminAddress = v.(string) }},
 }
 
+// overriddenField reads the field each of ingest's flags sets, as the flag would print it:
+// its help shows the default from it.
+var overriddenField = map[string]func(config.Config) any{
+	"brokers":           func(c config.Config) any { return strings.Join(c.Kafka.Brokers, ",") },
+	"topic":             func(c config.Config) any { return c.Kafka.Topic },
+	"group":             func(c config.Config) any { return c.Kafka.ConsumerGroup },
+	"initial-offset":    func(c config.Config) any { return c.Kafka.InitialOffset },
+	"isolation-level":   func(c config.Config) any { return c.Kafka.IsolationLevel },
+	"client-id":         func(c config.Config) any { return c.Kafka.ClientID },
+	"rack":              func(c config.Config) any { return c.Kafka.Rack },
+	"encoding":          func(c config.Config) any { return c.Encoding },
+	"storage":           func(c config.Config) any { return c.Storage.Type },
+	"file-path":         func(c config.Config) any { return c.Storage.File.Path },
+	"otlp-endpoint":     func(c config.Config) any { return c.Storage.OTLP.Endpoint },
+	"otlp-protocol":     func(c config.Config) any { return c.Storage.OTLP.Protocol },
+	"otlp-compression":  func(c config.Config) any { return c.Storage.OTLP.Compression },
+	"otlp-insecure":     func(c config.Config) any { return c.Storage.OTLP.Insecure },
+	"parallelism":       func(c config.Config) any { return c.Parallelism },
+	"dead-letter-topic": func(c config.Config) any { return c.Processing.DeadLetterTopic },
+	"on-decode-error":   func(c config.Config) any { return c.Processing.OnDecodeError },
+	"admin-address":     func(c config.Config) any { return c.AdminAddress },
+}
+
 // flagKind is what a flag parses its value as: a value of the wrong kind is a usage error.
 // A value of the right kind is checked with the whole configuration, whose error names
 // the field.
@@ -82,14 +105,20 @@ func ingestFlags(stderr io.Writer) (fs *flag.FlagSet, configPath *string) {
 		"--config (YAML); each flag below, or its SPANFLOW_* environment variable\n"+
 		"(--dead-letter-topic is SPANFLOW_DEAD_LETTER_TOPIC), overrides the file.", stderr)
 	configPath = fs.String("config", "", "path of the YAML configuration file (the operator mounts it from a ConfigMap)")
+	defaults := config.Default()
 	for _, o := range ingestOverrides {
+		usage := o.usage
+		if v := fmt.Sprint(overriddenField[o.name](defaults)); v != "" && v != "0" && v != "false" {
+			// The default is the file's, not the flag's: a flag left out leaves the file's value.
+			usage += " (default " + v + ")"
+		}
 		switch o.kind {
 		case boolFlag:
-			fs.Bool(o.name, false, o.usage)
+			fs.Bool(o.name, false, usage)
 		case intFlag:
-			fs.Int(o.name, 0, o.usage)
+			fs.Int(o.name, 0, usage)
 		default:
-			fs.String(o.name, "", o.usage)
+			fs.String(o.name, "", usage)
 		}
 	}
 	return fs, configPath
