@@ -357,3 +357,24 @@ func TestHelpIsWrittenToStdout(t *testing.T) {
 		t.Errorf("no command: exit %d, stdout %q", code, out.String())
 	}
 }
+
+// TestValidationNamesTheFlags: for those who set them with flags, the settings an invalid
+// configuration names are named as flags too ("kafka.consumerGroup: required" is --group);
+// every flag's usage names its setting.
+func TestValidationNamesTheFlags(t *testing.T) {
+	for _, o := range ingestOverrides {
+		if f := flagField(o.usage); f == "" || strings.Contains(f, " ") {
+			t.Errorf("--%s: its usage names no setting last, in parentheses: %q", o.name, o.usage)
+		}
+	}
+	code, _, stderr := run("ingest", "--brokers=127.0.0.1:1,kafka", "--topic=spans", "--storage=otlp",
+		"--otlp-endpoint=http://127.0.0.1:4317", "--otlp-protocol=grpc")
+	if code != 1 {
+		t.Errorf("exit %d", code)
+	}
+	for _, want := range []string{"kafka.consumerGroup: required", "kafka.brokers[1]", "storage.otlp.endpoint", "(as flags: --brokers, --group, --otlp-endpoint)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the error lacks %q:\n%s", want, stderr)
+		}
+	}
+}

@@ -34,7 +34,7 @@ var ingestOverrides = []struct {
 		func(c *config.Config, v any) { c.Kafka.ConsumerGroup = v.(string) }},
 	{"initial-offset", "where a group with no commits starts: earliest or latest (kafka.initialOffset)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.InitialOffset = v.(string) }},
-	{"client-id", "the client.id of every request to the brokers, which key quotas by it (kafka.clientID) (default spanflow)", stringFlag,
+	{"client-id", "the client.id of every request to the brokers, which key quotas by it; spanflow when empty (kafka.clientID)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.ClientID = v.(string) }},
 	{"rack", "where this process runs (its zone), as the brokers' broker.rack say: partitions are read from a replica there when the brokers select replicas by rack (kafka.rack)", stringFlag,
 		func(c *config.Config, v any) { c.Kafka.Rack = v.(string) }},
@@ -162,6 +162,9 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w%s", err, flagsNamed(err))
+	}
 	if unknown := unknownEnv(fs, cfg); len(unknown) > 0 {
 		// Names only: a value may be a credential.
 		log.Info("Environment variables that name no flag are ignored: a misspelt setting?", "variables", unknown)
@@ -171,6 +174,36 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		opts.Reload = load
 	}
 	return ingester.Run(ctx, cfg, opts, log)
+}
+
+// flagsNamed names the flags of the settings a validation error names, for those who set
+// them with flags: "kafka.consumerGroup: required" is --group.
+func flagsNamed(err error) string {
+	var named []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		field, _, _ := strings.Cut(line, ":")
+		if i := strings.IndexByte(field, '['); i >= 0 {
+			field = field[:i] // kafka.brokers[0]
+		}
+		for _, o := range ingestOverrides {
+			if flagField(o.usage) == field && !slices.Contains(named, "--"+o.name) {
+				named = append(named, "--"+o.name)
+			}
+		}
+	}
+	if len(named) == 0 {
+		return ""
+	}
+	return "\n(as flags: " + strings.Join(named, ", ") + ")"
+}
+
+// flagField is the setting a flag's usage names last, in parentheses: "(kafka.topic)".
+func flagField(usage string) string {
+	open := strings.LastIndexByte(usage, '(')
+	if open < 0 || !strings.HasSuffix(usage, ")") {
+		return ""
+	}
+	return usage[open+1 : len(usage)-1]
 }
 
 // unknownEnv lists the SPANFLOW_* variables of the environment that stand for no flag of
