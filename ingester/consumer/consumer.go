@@ -103,8 +103,9 @@ type Consumer struct {
 	chain       processor.Processor
 	m           *metrics.Metrics
 	log         logr.Logger
-	// rackRefused logs once that the brokers read no rack.
-	rackRefused sync.Once
+	// rackRefused logs once that the brokers read no rack; checkRackOnce looks once
+	// whether any broker is in the rack.
+	rackRefused, checkRackOnce sync.Once
 
 	groupErrors  *eventlog.Repeated
 	fetchErrors  *eventlog.Repeated
@@ -239,11 +240,47 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return nil
 			}
 		}
+		c.checkRackOnce.Do(func() { c.checkRack(ctx) })
 		deleted, err := c.consumeAsMember(ctx)
 		if !deleted || err != nil || ctx.Err() != nil {
 			return err
 		}
 	}
+}
+
+// checkRack says, once, when no broker is in kafka.rack: no leader will name a replica
+// there, and every partition is read from its leader — a rack named otherwise than the
+// brokers name theirs (a zone's name where they use its id) would pass unnoticed.
+func (c *Consumer) checkRack(ctx context.Context) {
+	rack := c.s.Kafka.Rack
+	if rack == "" {
+		return
+	}
+	meta, err := c.leaders.metadata(ctx, c.s.Kafka.Topic, false)
+	if err != nil {
+		return // the group's errors say why the brokers cannot be reached
+	}
+	if problem := rackProblem(meta.Brokers, rack); problem != "" {
+		c.log.Error(nil, "No broker is in this process's rack: partitions are read from their leaders", "rack", rack, "problem", problem)
+	}
+}
+
+// rackProblem says why no replica can be named in rack, or "".
+func rackProblem(brokers []kafka.Broker, rack string) string {
+	var racks []string
+	for _, b := range brokers {
+		if b.Rack == rack {
+			return ""
+		}
+		if b.Rack != "" && !slices.Contains(racks, b.Rack) {
+			racks = append(racks, b.Rack)
+		}
+	}
+	if len(racks) == 0 {
+		return "the brokers name no racks (broker.rack is not set)"
+	}
+	slices.Sort(racks)
+	return fmt.Sprintf("kafka.rack must be one of the brokers' racks: %s (on Amazon MSK, zone ids such as use1-az1)", strings.Join(racks, ", "))
 }
 
 // consumeAsMember joins the group and consumes in its generations until ctx is cancelled

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/spanflow/spanflow/ingester/metrics"
+	"github.com/spanflow/spanflow/ingester/processor"
 	"github.com/spanflow/spanflow/internal/kafkatest"
 )
 
@@ -265,5 +267,61 @@ func TestBrokersThatReadNoRackAreReadFromTheirLeaders(t *testing.T) {
 	}
 	if fmt.Sprint(refused) != "[10]" || f.rack != "" {
 		t.Errorf("told of the brokers' highest Fetch %v, rack %q; want once, v10, and no rack", refused, f.rack)
+	}
+}
+
+// TestARackNoBrokerIsInIsSaid: a rack no broker is in — named otherwise than the brokers
+// name theirs, or brokers without racks — reads every partition from its leader; that is
+// said once, with the brokers' racks.
+func TestARackNoBrokerIsInIsSaid(t *testing.T) {
+	brokers := []kafka.Broker{{ID: 0, Rack: "use1-az1"}, {ID: 1, Rack: "use1-az2"}, {ID: 2, Rack: "use1-az1"}}
+	for rack, want := range map[string]string{
+		"use1-az2":   "",
+		"us-east-1b": "kafka.rack must be one of the brokers' racks: use1-az1, use1-az2",
+	} {
+		if got := rackProblem(brokers, rack); !strings.HasPrefix(got, want) || (want == "") != (got == "") {
+			t.Errorf("%s: %q, want %q", rack, got, want)
+		}
+	}
+	if got := rackProblem([]kafka.Broker{{ID: 0}}, "zone-b"); !strings.Contains(got, "broker.rack is not set") {
+		t.Errorf("brokers without racks: %q", got)
+	}
+
+	// kfake's brokers are all in rack "krack".
+	const topic, group = "rack-check", "rack-check"
+	b := kafkatest.Start(t, topic, 1)
+	k := quickKafka(b, topic, group)
+	k.Rack = "zone-b"
+	var mu sync.Mutex
+	var lines []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, args)
+	}, funcr.Options{})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error { d.Partition.Done(d); return nil })
+	c := New(Settings{Kafka: k, DeliverySpans: 100, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		said := strings.Contains(strings.Join(lines, "\n"), "one of the brokers' racks: krack")
+		mu.Unlock()
+		if said {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not said; logged:\n%s", strings.Join(lines, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }
