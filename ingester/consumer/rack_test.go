@@ -161,32 +161,29 @@ func TestFetchesGoToTheReplicaTheLeaderNames(t *testing.T) {
 		t.Errorf("after the follower left: on the replica %t, the rack said again at %v", f.onReplica, f.rackAfter)
 	}
 
-	// A lease ended: the leader is asked again.
+	// The rack said again, the replica serves.
 	f.rackAfter = time.Time{}
 	if got := offsets(ctx, t, f, 50); got != offsetRange(250, 300) || !f.onReplica {
 		t.Fatalf("read %s, on the replica %t", got, f.onReplica)
 	}
-	leader, _, _ = b.counts()
-	f.replica.until = time.Now()
-	produceBatch(6)
-	if got := offsets(ctx, t, f, 50); got != offsetRange(300, 350) {
-		t.Fatalf("after the lease, read %s", got)
-	}
-	if leaderNow, _, _ := b.counts(); leaderNow != leader+1 || !f.onReplica {
-		t.Errorf("after the lease: %d fetches at the leader, %d before; on the replica %t", leaderNow, leader, f.onReplica)
-	}
 
-	// A lease that ended while the partition was not read (held, say): the leader first.
-	leader, _, _ = b.counts()
-	f.disconnect()
-	f.replica.until = time.Now()
-	produceBatch(7)
-	if got := offsets(ctx, t, f, 50); got != offsetRange(350, 400) {
-		t.Fatalf("after the lease ended unread, read %s", got)
+	// A lease that ended — while the partition was read, or while it was not (held, say):
+	// the leader is asked first, and names the replica again.
+	leaseEnds := func(what string, batch int, meanwhile func()) {
+		t.Helper()
+		leader, _, _ := b.counts()
+		meanwhile()
+		f.replica.until = time.Now()
+		produceBatch(batch)
+		if got := offsets(ctx, t, f, 50); got != offsetRange(batch*50, batch*50+50) {
+			t.Fatalf("after the lease ended %s, read %s", what, got)
+		}
+		if leaderNow, _, _ := b.counts(); leaderNow != leader+1 || !f.onReplica {
+			t.Errorf("after the lease ended %s: %d fetches at the leader, %d before; on the replica %t", what, leaderNow, leader, f.onReplica)
+		}
 	}
-	if leaderNow, _, _ := b.counts(); leaderNow != leader+1 || !f.onReplica {
-		t.Errorf("after the lease ended unread: %d fetches at the leader, %d before; on the replica %t", leaderNow, leader, f.onReplica)
-	}
+	leaseEnds("while read", 6, func() {})
+	leaseEnds("unread", 7, f.disconnect)
 
 	// No rack: the leader only.
 	_, follower, _ = b.counts()
