@@ -472,6 +472,10 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, le
 			case <-ticker.C:
 				committer.commit()
 				trimBufferPools()
+				now := time.Now()
+				for _, p := range parts {
+					p.showLagSeconds(now) // a delivery held by storage keeps ageing
+				}
 			case <-ctx.Done():
 				loops.Wait()
 				committer.commit()
@@ -758,14 +762,6 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 			giveBack()
 			return
 		}
-		last := msgs[len(msgs)-1]
-		behind := last.HighWaterMark - last.Offset - 1
-		switch {
-		case behind <= 0:
-			p.gauges.LagSeconds.Set(0) // caught up: nothing is waiting
-		case !last.Time.IsZero():
-			p.gauges.LagSeconds.Set(time.Since(last.Time).Seconds())
-		}
 		d := processor.NewDelivery(p, msgs)
 		if d.First() < p.begun {
 			// The log is read again from an earlier offset (it was truncated). A partition's
@@ -777,6 +773,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 			}
 		}
 		p.begin(d, backing)
+		p.showLagSeconds(time.Now())
 		if slot != nil {
 			err = slot.Start(procCtx, d)
 		} else {

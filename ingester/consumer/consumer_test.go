@@ -1327,6 +1327,14 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 			t.Errorf("partition %d: lag_records %v, want %d: nothing of it was written", p, lag, end[p])
 		}
 	}
+	// And its age keeps growing while storage holds the oldest record (it stood at the
+	// age the record had when it was handed over). Partition 1: 0 carries the report,
+	// whose commits refresh it too.
+	before := testutil.ToFloat64(m.ForPartition(1).LagSeconds)
+	time.Sleep(600 * time.Millisecond)
+	if after := testutil.ToFloat64(m.ForPartition(1).LagSeconds); after < before+0.3 {
+		t.Errorf("lag_seconds %v, then %v 600 ms later: the held record does not age", before, after)
+	}
 }
 
 // TestFetchesDialAsTheGroupDoes: the partitions' own connections carry the group dialer's

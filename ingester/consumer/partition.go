@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
@@ -44,9 +45,11 @@ type partition struct {
 	learn func(*processor.Delivery)
 
 	// arenas hold the bytes of the deliveries in flight, by first offset: given back to
-	// their pools when the delivery is done.
+	// their pools when the delivery is done; since is when each one's first record was
+	// produced (zero when the producer said not), for lag_seconds.
 	arenasMu sync.Mutex
 	arenas   map[int64]*arena
+	since    map[int64]time.Time
 
 	mu       sync.Mutex
 	holds    map[int]error // open holds and their reasons
@@ -69,7 +72,7 @@ func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log log
 	}
 	p := &partition{id: a.ID, start: a.Offset, tracker: offset.NewTracker(known), gauges: gauges,
 		log: log.WithValues("partition", a.ID), committed: known, revoked: revoked, finished: finished, learn: learn,
-		holds: map[int]error{}, arenas: map[int64]*arena{}}
+		holds: map[int]error{}, arenas: map[int64]*arena{}, since: map[int64]time.Time{}}
 	p.lagEnd.Store(-1)
 	p.lagFrom.Store(known)
 	return p
@@ -85,6 +88,7 @@ func (p *partition) sawEnd(end int64) {
 func (p *partition) committedAt(next int64) {
 	p.lagFrom.Store(next)
 	p.showLag()
+	p.showLagSeconds(time.Now())
 }
 
 // showLag sets lag_records once the end and the group's place are both known.
@@ -100,7 +104,29 @@ func (p *partition) begin(d *processor.Delivery, backing *arena) {
 	p.tracker.Begin(d.First(), d.Last())
 	p.arenasMu.Lock()
 	p.arenas[d.First()] = backing
+	if len(d.Messages) > 0 {
+		p.since[d.First()] = d.Messages[0].Time
+	}
 	p.arenasMu.Unlock()
+}
+
+// showLagSeconds sets lag_seconds to the age of the first record of the earliest
+// delivery still in flight: the oldest record the group has not committed, which keeps
+// ageing while storage holds it. With none in flight it is 0 once the group committed
+// the partition's end, and otherwise stays as it was (the records not fetched yet are
+// of no known age).
+func (p *partition) showLagSeconds(now time.Time) {
+	p.arenasMu.Lock()
+	defer p.arenasMu.Unlock()
+	if len(p.since) == 0 {
+		if end := p.lagEnd.Load(); end >= 0 && p.lagFrom.Load() >= end {
+			p.gauges.LagSeconds.Set(0)
+		}
+		return
+	}
+	if first := p.since[slices.Min(slices.Collect(maps.Keys(p.since)))]; !first.IsZero() {
+		p.gauges.LagSeconds.Set(max(now.Sub(first).Seconds(), 0))
+	}
 }
 
 // abandon forgets a delivery that was never handed over (its arena is left to the
@@ -109,6 +135,7 @@ func (p *partition) abandon(d *processor.Delivery) {
 	p.tracker.Abandon(d.First())
 	p.arenasMu.Lock()
 	delete(p.arenas, d.First())
+	delete(p.since, d.First())
 	p.arenasMu.Unlock()
 }
 
@@ -122,7 +149,7 @@ func (p *partition) pass(next, highWatermark int64) {
 		p.showLag()
 	}
 	if next >= highWatermark {
-		p.gauges.LagSeconds.Set(0)
+		p.showLagSeconds(time.Now()) // 0 once the end is committed and nothing is in flight
 	}
 }
 
@@ -137,6 +164,7 @@ func (p *partition) Done(d *processor.Delivery) {
 	p.arenasMu.Lock()
 	backing := p.arenas[d.First()]
 	delete(p.arenas, d.First())
+	delete(p.since, d.First())
 	p.arenasMu.Unlock()
 	if backing != nil {
 		backing.release()

@@ -81,7 +81,7 @@ func New(reg prometheus.Registerer) *Metrics {
 
 		committedOffset: partitionGauge("committed_offset", "Offset last committed for the partition (the next one to read)."),
 		lagRecords:      partitionGauge("lag_records", "Records in the partition after the consumer group's committed offset (its lag, as kafka-consumer-groups shows it), to the end the last fetch saw: it stays up while the partition is held."),
-		lagSeconds:      partitionGauge("lag_seconds", "Age of the last fetched record, 0 once it was the newest: how far behind the producer the partition is."),
+		lagSeconds:      partitionGauge("lag_seconds", "Age of the oldest record the consumer group has not committed — the first of the earliest delivery in flight, ageing while storage holds it — and 0 once the end is committed."),
 		paused:          partitionGauge("partition_paused", "1 while the partition is held: storage keeps failing, or a message can be neither written nor dead-lettered."),
 		openTransaction: partitionGauge("open_transaction_records", "Reading read_committed: records past the partition's last stable offset, which wait for a transaction still open to end (its producer's transaction.timeout.ms bounds the wait); lag_records does not count them."),
 		fromFollower:    partitionGauge("partition_read_from_follower", "1 while the partition is read from the replica its leader named in the pod's rack (kafka.rack: KIP-392 follower fetching), 0 while from its leader."),
