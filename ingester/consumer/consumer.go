@@ -6,6 +6,7 @@ package consumer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -313,6 +314,7 @@ func (c *Consumer) consumeAsMember(ctx context.Context) (deleted bool, err error
 		return false, fmt.Errorf("consumer group %q: %w", k.ConsumerGroup, err)
 	}
 	var gone atomic.Bool
+	var generations sync.WaitGroup // the generations' consumption, until drained and committed
 	leave := func() {
 		// Closing the group from a goroutine of the generation would wait for itself.
 		gone.Store(true)
@@ -343,19 +345,38 @@ func (c *Consumer) consumeAsMember(ctx context.Context) (deleted bool, err error
 			gone.Store(true)
 			break
 		}
-		c.runGeneration(gen, work, leave)
-	}
-	if ctx.Err() != nil {
-		// Stopped: the generation, if any, drained and committed. A join the brokers hold
-		// for a rebalance (a member killed without leaving keeps it open for up to its
-		// session timeout) would keep kafka-go's Close, and the process, waiting for it:
-		// its connection is closed, and the join given up.
-		conns.closeAll()
+		c.runGeneration(gen, work, leave, &generations)
 	}
 	// Closing the group ends the current generation: kafka-go waits for its goroutines,
 	// which drain and commit on the way out; then it leaves the group.
-	return gone.Load(), group.Close()
+	if ctx.Err() == nil {
+		return gone.Load(), group.Close()
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- group.Close() }()
+	drained := make(chan struct{})
+	go func() { generations.Wait(); close(drained) }()
+	select {
+	case err := <-closed:
+		return gone.Load(), err
+	case <-drained:
+	}
+	// Stopped, and the generation (if any) drained and committed: what Close may still
+	// wait for is leaving the group — quick — or a join the brokers hold for a rebalance,
+	// which a member killed without leaving keeps open for up to its session timeout. The
+	// join is given up: its connection is closed.
+	select {
+	case err := <-closed:
+		return gone.Load(), err
+	case <-time.After(leaveGrace):
+	}
+	conns.closeAll()
+	return gone.Load(), <-closed
 }
+
+// leaveGrace is how long a stopped member waits for kafka-go to leave the group, its
+// generation drained, before it gives up a join in progress.
+const leaveGrace = 2 * time.Second
 
 // groupConns are the connections kafka-go's consumer group opened, to close under a join
 // in progress when the consumer stops.
@@ -434,13 +455,16 @@ func (c *Consumer) setMissingTopic(missing error) {
 }
 
 // runGeneration starts the work of one group generation: a loop per assigned partition and
-// a committer. kafka-go ends the generation on rebalance or close and waits for them.
-func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, leave func()) {
+// a committer. kafka-go ends the generation on rebalance or close and waits for them;
+// running counts the consumption until it drained and committed.
+func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, leave func(), running *sync.WaitGroup) {
 	c.setMissingTopic(nil)
 	assignments := gen.Assignments[c.s.Kafka.Topic]
 	finished := make(chan struct{}, 1)
 	gen.Start(func(ctx context.Context) { c.watchTopic(ctx, gen.GroupID, leave) })
+	running.Add(1)
 	gen.Start(func(ctx context.Context) {
+		defer running.Done()
 		parts := make(map[int]*partition, len(assignments))
 		for _, a := range assignments {
 			parts[a.ID] = newPartition(a, c.m.ForPartition(a.ID), c.log, ctx.Done(), finished, c.learn)
@@ -565,6 +589,10 @@ func (c *Consumer) joinGated(conns *groupConns) *kafka.Dialer {
 		dial = (&net.Dialer{LocalAddr: gated.LocalAddr, DualStack: gated.DualStack, FallbackDelay: gated.FallbackDelay, KeepAlive: gated.KeepAlive}).DialContext
 	}
 	topic := c.s.Kafka.Topic
+	// The TLS handshake is made here, not by kafka-go, which leaves the socket of a failed
+	// one open (to the collector, and conns would keep it from that).
+	tlsConfig := gated.TLS
+	gated.TLS = nil
 	gated.DialFunc = func(ctx context.Context, network, address string) (net.Conn, error) {
 		// A fresh answer: the client's may be seconds old, and a join on a stale "it
 		// exists" is the one that creates it.
@@ -577,6 +605,18 @@ func (c *Consumer) joinGated(conns *groupConns) *kafka.Dialer {
 		nc, err := dial(ctx, network, address)
 		if err != nil {
 			return nil, err
+		}
+		if tlsConfig != nil {
+			cfg := tlsConfig.Clone()
+			if cfg.ServerName == "" {
+				cfg.ServerName, _, _ = net.SplitHostPort(address)
+			}
+			tc := tls.Client(nc, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				_ = nc.Close()
+				return nil, err
+			}
+			nc = tc
 		}
 		return conns.add(nc), nil
 	}

@@ -2,7 +2,10 @@ package consumer
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -97,5 +100,110 @@ func TestAStopDoesNotWaitForAJoin(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the stop waited for the join the brokers hold (the dead member's session is a minute)")
+	}
+}
+
+// TestAStopCommitsWhatItDrains: deliveries in flight when the stop comes are finished by
+// the drain, and the generation's last commit covers them — the stop must not cut the
+// group's connections before (the review found it did: every stop left its drained
+// deliveries to be read again).
+func TestAStopCommitsWhatItDrains(t *testing.T) {
+	const topic, group, partitions = "stop-drains", "stop-drains", 3
+	b := kafkatest.Start(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 300, 1)...)
+	k := quickKafka(b, topic, group)
+	k.CommitInterval = config.Duration(time.Hour) // only finished deliveries commit
+	release, started := make(chan struct{}), make(chan struct{}, partitions)
+	var mu sync.Mutex
+	handed := map[int]int64{}
+	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error {
+		last := d.Messages[len(d.Messages)-1]
+		mu.Lock()
+		handed[last.Partition] = max(handed[last.Partition], last.Offset+1)
+		mu.Unlock()
+		started <- struct{}{}
+		<-release // finished only once the stop began
+		d.Spans = len(d.Messages)
+		d.Partition.Done(d)
+		return nil
+	})
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := New(Settings{Kafka: k, DeliverySpans: 1000, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: 5 * time.Second},
+		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	for range partitions {
+		select {
+		case <-started:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no delivery reached the chain")
+		}
+	}
+	stop()
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	committed := b.CommittedOffsets(t, group, topic, partitions)
+	mu.Lock()
+	defer mu.Unlock()
+	for p := range partitions {
+		if committed[p] != handed[p] {
+			t.Errorf("partition %d: committed %d, drained to %d: what the stop drained was not committed", p, committed[p], handed[p])
+		}
+	}
+}
+
+// TestFailedTLSJoinsCloseTheirSockets: a join whose TLS handshake fails (a broker
+// certificate the pod does not trust) closes its socket — kafka-go left it to the
+// collector, and the group's set of connections kept it from that: a descriptor a
+// second, for good — and one that succeeds is kept, to be closed under a held join.
+func TestFailedTLSJoinsCloseTheirSockets(t *testing.T) {
+	b, sec := kafkatest.StartSecure(t, "tls-joins", 1)
+	k := quickKafka(b, "tls-joins", "tls-joins")
+	untrusting := &kafka.Dialer{Timeout: 5 * time.Second, TLS: &tls.Config{MinVersion: tls.VersionTLS12}}
+	c := New(Settings{Kafka: k}, untrusting, &kafka.Client{Addr: kafka.TCP("127.0.0.1:1"), Timeout: time.Second}, nil,
+		metrics.New(prometheus.NewRegistry()), logr.Discard())
+	conns := &groupConns{open: map[net.Conn]struct{}{}}
+	gated := c.joinGated(conns)
+	for range 5 {
+		if nc, err := gated.DialContext(context.Background(), "tcp", b.Addr); err == nil {
+			_ = nc.Close()
+			t.Fatal("a certificate of no trusted CA passed")
+		}
+	}
+	conns.mu.Lock()
+	if len(conns.open) != 0 {
+		t.Errorf("%d sockets of failed handshakes are kept open", len(conns.open))
+	}
+	conns.mu.Unlock()
+
+	ca, err := os.ReadFile(sec.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	trusting := &kafka.Dialer{Timeout: 5 * time.Second, TLS: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}}
+	c = New(Settings{Kafka: k}, trusting, &kafka.Client{Addr: kafka.TCP("127.0.0.1:1"), Timeout: time.Second}, nil,
+		metrics.New(prometheus.NewRegistry()), logr.Discard())
+	nc, err := c.joinGated(conns).DialContext(context.Background(), "tcp", b.Addr)
+	if err != nil {
+		t.Fatalf("a trusted broker: %v", err)
+	}
+	conns.mu.Lock()
+	kept := len(conns.open)
+	conns.mu.Unlock()
+	if kept != 1 {
+		t.Errorf("%d connections kept after one that succeeded", kept)
+	}
+	_ = nc.Close()
+	conns.mu.Lock()
+	defer conns.mu.Unlock()
+	if len(conns.open) != 0 {
+		t.Errorf("a closed connection is still kept")
 	}
 }
