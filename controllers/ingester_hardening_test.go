@@ -298,6 +298,21 @@ func TestCheckSpec(t *testing.T) {
 		}, PodPolicy{}, spanflowv1alpha1.ReasonInvalidSpec, []string{
 			"spec.storage.file.maxFileSize: must be positive", "spec.kafka.drainTimeout: must be shorter than kafka.rebalanceTimeout",
 		}},
+		{"header values that read no variable of the pods", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317",
+				Headers: []spanflowv1alpha1.OTLPHeader{{Name: "authorization", Value: "Bearer ${env:TOKEN}"}, {Name: "x-a", Value: "${env:TENANT"},
+					{Name: "x-b", Value: "${env:REGION}-$$5"}}}}
+			i.Spec.Template.Env = []corev1.EnvVar{{Name: "REGION", Value: "eu"}}
+		}, PodPolicy{}, spanflowv1alpha1.ReasonInvalidSpec, []string{
+			"spec.storage.otlp.headers[0].value: environment variable TOKEN is not set: ${env:NAME} must name a variable of spec.template.env",
+			"spec.storage.otlp.headers[1].value: ${env: without its closing }",
+		}},
+		{"header values that read the pods' variables", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317",
+				Headers: []spanflowv1alpha1.OTLPHeader{{Name: "authorization", Value: "Bearer ${env:TOKEN}"}, {Name: "x-b", Value: "$$5"}}}}
+			i.Spec.Template.Env = []corev1.EnvVar{{Name: "TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "tok"}, Key: "t"}}}}
+		}, PodPolicy{}, "", nil},
 		{"group changed", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "other" }, PodPolicy{},
 			spanflowv1alpha1.ReasonConsumerGroupChanged, []string{`names "other" but the pods consume as "ns/traces"`}},
 		{"group defaulted before it was recorded", func(i *spanflowv1alpha1.Ingester) { i.Status.ConsumerGroup = "" }, PodPolicy{}, "", nil},

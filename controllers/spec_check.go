@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/ingester/config"
 )
 
 // PodPolicy is what an Ingester's pod template may ask for beyond the restricted Pod
@@ -55,7 +56,35 @@ func checkSpec(ing *spanflowv1alpha1.Ingester, policy PodPolicy) *specProblem {
 	if err := ingesterConfig(ing).Validate(); err != nil {
 		return &specProblem{reason: spanflowv1alpha1.ReasonInvalidSpec, err: inSpecTerms(err)}
 	}
+	if err := headerReferences(ing); err != nil {
+		return &specProblem{reason: spanflowv1alpha1.ReasonInvalidSpec, err: err}
+	}
 	return nil
+}
+
+// headerReferences checks the ${env:NAME} references of the literal OTLP header values:
+// the pods replace them with their environment variables and refuse to start on one they
+// do not have (or one not closed), so each must name a variable of spec.template.env.
+func headerReferences(ing *spanflowv1alpha1.Ingester) error {
+	o := otlpSpec(ing)
+	if o == nil {
+		return nil
+	}
+	env := map[string]bool{}
+	for _, e := range ing.Spec.Template.Env {
+		env[e.Name] = true
+	}
+	lookup := func(name string) (string, bool) { return "", env[name] }
+	var errs []error
+	for i, h := range o.Headers {
+		if h.ValueFrom != nil {
+			continue
+		}
+		if _, err := config.ExpandEnv(h.Value, lookup); err != nil {
+			errs = append(errs, fmt.Errorf("spec.storage.otlp.headers[%d].value: %w: ${env:NAME} must name a variable of spec.template.env ($$ writes a $)", i, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // parsed is a duration field of the API.

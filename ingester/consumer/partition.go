@@ -34,6 +34,7 @@ type partition struct {
 	// stands in it (committed, or where reading began); -1 until known. lag_records is the
 	// gap: the consumer group's lag, which grows while the partition is held.
 	lagEnd, lagFrom atomic.Int64
+	lagMu           sync.Mutex // a reading and its gauge, together: the committer and the loop both set it
 	// begun is one past the last offset of the deliveries begun, or passed; only the
 	// partition's loop touches it.
 	begun int64
@@ -93,6 +94,8 @@ func (p *partition) committedAt(next int64) {
 
 // showLag sets lag_records once the end and the group's place are both known.
 func (p *partition) showLag() {
+	p.lagMu.Lock()
+	defer p.lagMu.Unlock()
 	if end, from := p.lagEnd.Load(), p.lagFrom.Load(); end >= 0 && from >= 0 {
 		p.gauges.LagRecords.Set(float64(max(end-from, 0)))
 	}
@@ -216,7 +219,8 @@ func (p *partition) holdReasons() []error {
 	return slices.Collect(maps.Values(p.holds))
 }
 
-// pausedReason says why the partition is held, or nil: the oldest open hold's reason.
+// pausedReason says why the partition is held, or nil: the reason of the hold of the lowest
+// offset.
 func (p *partition) pausedReason() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

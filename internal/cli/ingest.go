@@ -162,12 +162,13 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if unknown := unknownEnv(fs, cfg); len(unknown) > 0 {
+		// Names only: a value may be a credential. Before the validation, whose error a
+		// misspelt variable may be the cause of.
+		log.Info("Environment variables that name no flag are ignored: a misspelt setting?", "variables", unknown)
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w%s", err, flagsNamed(err))
-	}
-	if unknown := unknownEnv(fs, cfg); len(unknown) > 0 {
-		// Names only: a value may be a credential.
-		log.Info("Environment variables that name no flag are ignored: a misspelt setting?", "variables", unknown)
 	}
 	opts := ingester.Options{}
 	if *configPath != "" {
