@@ -214,6 +214,9 @@ waitProducer:
 	if err := <-ingestDone; err != nil {
 		return Summary{}, err
 	}
+	if opts.Broker != "" {
+		deleteGroup(ctx, broker, cfg.Kafka.ConsumerGroup) // the run's own, left empty by the ingester
+	}
 
 	s := Summary{Produced: int(produced.Load()), Throughput: float64(writer.spans.Load()) / produceTime.Seconds()}
 	s.P50, s.P99 = writer.percentiles()
@@ -280,6 +283,15 @@ func startAtTheEnd(ctx context.Context, broker, group string) error {
 		}
 	}
 	return nil
+}
+
+// deleteGroup deletes a group of the demo's from the user's broker, as far as it can: a
+// group left behind expires with the broker's offsets.retention.minutes anyway.
+func deleteGroup(ctx context.Context, broker, group string) {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(broker), Transport: transport, Timeout: 10 * time.Second}
+	_, _ = client.DeleteGroups(context.WithoutCancel(ctx), &kafka.DeleteGroupsRequest{GroupIDs: []string{group}})
 }
 
 // produce writes multi-service traces at the configured rate, tripled in the middle third.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/segmentio/kafka-go"
 	"go.uber.org/goleak"
 
 	"github.com/spanflow/spanflow/ingester/config"
@@ -97,5 +98,17 @@ func TestDemoOnABrokerWithSpansAlready(t *testing.T) {
 	}
 	if s.Produced == 0 || s.Stored != s.Produced || s.Duplicates != 0 || !strings.Contains(out.String(), "lost 0") {
 		t.Errorf("the demo counted %+v:\n%s", s, out.String())
+	}
+	// Its group is not left behind on the user's broker.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	groups, err := (&kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport, Timeout: 5 * time.Second}).ListGroups(context.Background(), &kafka.ListGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups.Groups {
+		if strings.HasPrefix(g.GroupID, group) {
+			t.Errorf("the run left its group %s behind", g.GroupID)
+		}
 	}
 }
