@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -294,4 +295,34 @@ func TestSameCluster(t *testing.T) {
 			t.Errorf("%s %v and %s %v: same cluster %v, want %v", tc.a.Namespace, tc.a.Spec.Kafka.Brokers, tc.b.Namespace, tc.b.Spec.Kafka.Brokers, got, tc.same)
 		}
 	}
+}
+
+// TestPausingKeepsReady: a paused Ingester's pods are measured against what its Deployment
+// runs — with autoscaling, the autoscaler's size, not the spec.replicas it ignores — so
+// pausing a healthy Ingester, or changing its replicas while paused, leaves it Ready (it
+// read "RollingOut: 3 of 5 pods" when paused, found by hand).
+func TestPausingKeepsReady(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ing, key := startedIngester(t, g, "paused-ready")
+	playDeploymentController(g, key)
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(ing.Status.Conditions, spanflowv1alpha1.ConditionReady)).To(BeTrue())
+	}, eventually, poll).Should(Succeed())
+
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Paused, i.Spec.Replicas = true, ptr.To[int32](5) })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		progressing := meta.FindStatusCondition(ing.Status.Conditions, spanflowv1alpha1.ConditionProgressing)
+		g.Expect(progressing).NotTo(BeNil())
+		g.Expect(progressing.Reason).To(Equal(spanflowv1alpha1.ReasonPaused))
+	}, eventually, poll).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ing), ing)).To(Succeed())
+		ready := meta.FindStatusCondition(ing.Status.Conditions, spanflowv1alpha1.ConditionReady)
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), ready.Message)
+		g.Expect(ready.Message).To(Equal("1 of 1 ingester pods are ready"))
+	}, "2s", poll).Should(Succeed())
+	g.Expect(getDeployment(g, key.Namespace, key.Name).Spec.Replicas).To(Equal(ptr.To[int32](1)), "a paused Ingester changed its Deployment")
 }

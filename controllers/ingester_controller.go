@@ -12,6 +12,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -77,6 +78,8 @@ type IngesterReconciler struct {
 	WatchNamespaces []string
 	// scalersVisible is true when HorizontalPodAutoscalers are watched and cached.
 	scalersVisible bool
+	// problemsLogged is the spec problem last logged of each Ingester held back.
+	problemsLogged sync.Map
 }
 
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters,verbs=get;list;watch
@@ -164,6 +167,12 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 		target = sized(&ing, d)
 	}
+	if changeNothing && current != nil && current.Spec.Replicas != nil && *current.Spec.Replicas != desiredReplicas(target) {
+		// Nothing is changed: the pods are measured against what the Deployment runs (with
+		// autoscaling, the autoscaler's size, not the spec.replicas it ignores).
+		target = target.DeepCopy()
+		target.Spec.Replicas = ptr.To(*current.Spec.Replicas)
+	}
 
 	if changeNothing {
 		obs.deployment = current
@@ -187,7 +196,13 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		obs.applied = obs.applyErr == nil
 	}
 	if obs.problem != nil {
-		logger.Info("Not applying the spec", "reason", obs.problem.reason, "problem", obs.problem.err.Error())
+		// Once a problem, not at every look: the status and an event say it too.
+		if said, _ := r.problemsLogged.Load(req.NamespacedName); said != obs.problem.err.Error() {
+			logger.Info("Not applying the spec", "reason", obs.problem.reason, "problem", obs.problem.err.Error())
+			r.problemsLogged.Store(req.NamespacedName, obs.problem.err.Error())
+		}
+	} else {
+		r.problemsLogged.Delete(req.NamespacedName)
 	}
 
 	status := desiredStatus(target, obs)

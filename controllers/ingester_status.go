@@ -170,7 +170,7 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 			"Scaled to zero replicas: nothing is consumed until replicas are added")
 	case rolledOut:
 		ready = cond(spanflowv1alpha1.ConditionReady, metav1.ConditionTrue, spanflowv1alpha1.ReasonAvailable,
-			fmt.Sprintf("%d of %d ingester pods are ready", dep.Status.ReadyReplicas, want))
+			fmt.Sprintf("%d of %d ingester pods are ready", min(dep.Status.ReadyReplicas, want), want))
 	default:
 		reason := spanflowv1alpha1.ReasonRollingOut
 		switch {
@@ -255,7 +255,26 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	default:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "Nothing needs attention")
 	}
+	if previous := meta.FindStatusCondition(ing.Status.Conditions, spanflowv1alpha1.ConditionDegraded); previous != nil &&
+		observedByPolls(previous.Reason) && !observedByPolls(degraded.Reason) && !obs.lag.Known() && obs.lag.Err() == nil {
+		// The first look at Kafka (the operator restarted, or the spec names other
+		// brokers or another topic) is under way: what it last saw stands until it answers,
+		// rather than "nothing needs attention" for a poll.
+		degraded = *previous
+		degraded.ObservedGeneration = ing.Generation
+	}
 	return ready, progressing, degraded
+}
+
+// observedByPolls is true of the Degraded reasons that the polls of Kafka (its offsets,
+// and the pods' load reports committed there) find.
+func observedByPolls(reason string) bool {
+	switch reason {
+	case spanflowv1alpha1.ReasonKafkaUnreachable, spanflowv1alpha1.ReasonTopicNotFound,
+		spanflowv1alpha1.ReasonStorageUnavailable, spanflowv1alpha1.ReasonMessageHeld:
+		return true
+	}
+	return false
 }
 
 // rolloutPaused is true when the Deployment's rollout is paused (kubectl rollout pause)
@@ -344,8 +363,11 @@ func podNames(names []string) string {
 // every desired pod is updated and ready, with no old pods left.
 func deploymentRolledOut(dep *appsv1.Deployment, want int32) bool {
 	s := dep.Status
+	// Pods of the current spec beyond want are being removed (a scale-down): what is
+	// wanted is there, and nothing rolls out.
 	return s.ObservedGeneration >= dep.Generation &&
-		s.UpdatedReplicas == want && s.ReadyReplicas >= want && s.Replicas == want
+		s.UpdatedReplicas >= want && s.ReadyReplicas >= want && s.Replicas == s.UpdatedReplicas &&
+		(want > 0 || s.Replicas == 0)
 }
 
 // progressDeadlineExceeded is the Deployment controller's verdict that the rollout is stuck.

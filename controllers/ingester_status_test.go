@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
+	"github.com/spanflow/spanflow/controllers/autoscale"
 	"github.com/spanflow/spanflow/ingester/loadreport"
 )
 
@@ -75,6 +77,10 @@ func TestConditions(t *testing.T) {
 			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
 		{"rollout stuck", 2, false, observation{deployment: deployment(3, stuck())},
 			want{"False/RolloutStuck", "False/RolloutStuck", "True/RolloutStuck"}},
+		{"scaling down: pods of the current spec beyond the replicas go", 2, false, observation{deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 3})},
+			want{"True/Available", "False/AsExpected", "False/AsExpected"}},
+		{"scaling to zero, the pods of the current spec still there", 0, false, observation{deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1})},
+			want{"False/RollingOut", "True/RollingOut", "False/AsExpected"}},
 		{"scaled to zero", 0, false, observation{deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3})},
 			want{"True/ScaledToZero", "False/AsExpected", "False/AsExpected"}},
 		{"scaling to zero", 0, false, observation{deployment: deployment(3, appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 1})},
@@ -170,6 +176,49 @@ func TestConditions(t *testing.T) {
 				t.Errorf("the message says the wrong thing of the pods: %q", degraded.Message)
 			}
 		})
+	}
+}
+
+// TestAFirstLookAtKafkaKeepsWhatTheLastSaw: while the first poll of a target is under way
+// (the operator restarted, or the spec names other brokers), Degraded keeps what the polls
+// last found rather than say "nothing needs attention" for a poll; once it answers, or
+// for what the polls do not find, it says what is.
+func TestAFirstLookAtKafkaKeepsWhatTheLastSaw(t *testing.T) {
+	// An answered poll, from the suite's broker.
+	observer := autoscale.NewLagObserver(50*time.Millisecond, 3)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = observer.Start(ctx) }()
+	target := autoscale.Target{Brokers: []string{testBroker}, Topic: testTopic, Group: "first-look"}
+	var answered autoscale.Observation
+	for deadline := time.Now().Add(10 * time.Second); !answered.Known(); time.Sleep(20 * time.Millisecond) {
+		if answered = observer.Observe(target); time.Now().After(deadline) {
+			t.Fatalf("no poll answered: %v", answered.Err())
+		}
+	}
+	unreachable := metav1.Condition{Type: spanflowv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: spanflowv1alpha1.ReasonKafkaUnreachable,
+		Message: "cannot reach the Kafka brokers", LastTransitionTime: metav1.NewTime(time.Unix(1_000, 0))}
+	for _, tc := range []struct {
+		name     string
+		previous metav1.Condition
+		obs      observation
+		want     string
+	}{
+		{"the first poll under way", unreachable, observation{deployment: deployment(3, rolledOut(2))}, "True/KafkaUnreachable"},
+		{"the poll answered: reachable", unreachable, observation{deployment: deployment(3, rolledOut(2)), lag: answered}, "False/AsExpected"},
+		{"not a poll's finding", metav1.Condition{Type: spanflowv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: spanflowv1alpha1.ReasonRolloutStuck},
+			observation{deployment: deployment(3, rolledOut(2))}, "False/AsExpected"},
+	} {
+		ing := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Generation: 7},
+			Spec: spanflowv1alpha1.IngesterSpec{Replicas: ptr.To[int32](2)}}
+		ing.Status.Conditions = []metav1.Condition{tc.previous}
+		_, _, degraded := conditions(ing, tc.obs, 5)
+		if got := string(degraded.Status) + "/" + degraded.Reason; got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+		if tc.want == "True/KafkaUnreachable" && (degraded.ObservedGeneration != 7 || !degraded.LastTransitionTime.Equal(&unreachable.LastTransitionTime)) {
+			t.Errorf("%s: kept as %+v", tc.name, degraded)
+		}
 	}
 }
 
