@@ -189,7 +189,7 @@ func TestEnvFromAMissingSecret(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonSecretMissing))
-		g.Expect(c.Message).To(ContainSubstring(`Secret "api-token" does not exist`))
+		g.Expect(c.Message).To(ContainSubstring(`spec.template.env[0].valueFrom.secretKeyRef: Secret "api-token" does not exist`))
 	}, eventually, poll).Should(Succeed())
 
 	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"},

@@ -257,7 +257,7 @@ func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1al
 			var err error
 			s, err = r.secrets.get(ctx, types.NamespacedName{Namespace: ing.Namespace, Name: ref.name})
 			if apierrors.IsNotFound(err) {
-				missing = append(missing, fmt.Errorf("Secret %q does not exist", ref.name))
+				missing = append(missing, fmt.Errorf("%s: Secret %q does not exist", ref.field, ref.name))
 				continue
 			}
 			if err != nil {
@@ -267,11 +267,24 @@ func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1al
 		}
 		for _, key := range ref.keys {
 			if _, ok := s.Data[key]; !ok {
-				missing = append(missing, fmt.Errorf("Secret %q has no key %q", ref.name, key))
+				missing = append(missing, fmt.Errorf("%s: Secret %q has no key %q", ref.field, ref.name, key))
 			}
 		}
 	}
-	return secrets, errors.Join(missing...)
+	return secrets, oneLine(missing)
+}
+
+// oneLine joins errors into one, "; " between them: a status message and an event read on
+// one line (kubectl get events shows the first line only).
+func oneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // kafkaTargetOf is the Ingester's cluster, topic and consumer group, with the credentials

@@ -138,6 +138,8 @@ func desiredParallelism(ing *spanflowv1alpha1.Ingester) int32 {
 type secretRef struct {
 	name string
 	keys []string
+	// field is where the spec names the Secret, for the messages.
+	field string
 }
 
 // referencedSecrets lists the Secrets the spec references, in a stable order.
@@ -147,23 +149,26 @@ func referencedSecrets(ing *spanflowv1alpha1.Ingester) []secretRef {
 		refs = append(refs, t.refs()...)
 	}
 	if s := ing.Spec.Kafka.SASL; s != nil {
-		refs = append(refs, secretRef{name: s.CredentialsSecretName, keys: []string{saslUsernameKey, saslPasswordKey}})
+		refs = append(refs, secretRef{name: s.CredentialsSecretName, keys: []string{saslUsernameKey, saslPasswordKey},
+			field: "spec.kafka.sasl.credentialsSecretName"})
 	}
 	if t := otlpTLS(ing); t != nil {
 		refs = append(refs, t.refs()...)
 	}
 	if o := otlpSpec(ing); o != nil {
-		for _, h := range o.Headers {
+		for i, h := range o.Headers {
 			if h.ValueFrom != nil {
-				refs = append(refs, secretRef{name: h.ValueFrom.Name, keys: []string{h.ValueFrom.Key}})
+				refs = append(refs, secretRef{name: h.ValueFrom.Name, keys: []string{h.ValueFrom.Key},
+					field: fmt.Sprintf("spec.storage.otlp.headers[%d].valueFrom", i)})
 			}
 		}
 	}
 	// The template's env from Secrets too: a missing one would only show as pods that do
 	// not start, and a changed one reaches the pods only when they roll.
-	for _, e := range ing.Spec.Template.Env {
+	for i, e := range ing.Spec.Template.Env {
 		if from := e.ValueFrom; from != nil && from.SecretKeyRef != nil && !ptr.Deref(from.SecretKeyRef.Optional, false) {
-			refs = append(refs, secretRef{name: from.SecretKeyRef.Name, keys: []string{from.SecretKeyRef.Key}})
+			refs = append(refs, secretRef{name: from.SecretKeyRef.Name, keys: []string{from.SecretKeyRef.Key},
+				field: fmt.Sprintf("spec.template.env[%d].valueFrom.secretKeyRef", i)})
 		}
 	}
 	return refs
@@ -184,6 +189,7 @@ type tlsSecrets struct {
 	ca                     *spanflowv1alpha1.SecretKeyRef
 	clientCertSecret       string
 	caVolume, clientVolume string
+	field                  string // where the spec sets them: spec.kafka.tls, spec.storage.otlp.tls
 }
 
 // kafkaTLS is the Kafka connection's TLS material, nil without TLS.
@@ -192,7 +198,7 @@ func kafkaTLS(ing *spanflowv1alpha1.Ingester) *tlsSecrets {
 	if t == nil || !t.Enabled {
 		return nil
 	}
-	return &tlsSecrets{ca: t.CA, clientCertSecret: t.ClientCertSecretName, caVolume: volumeKafkaCA, clientVolume: volumeKafkaClient}
+	return &tlsSecrets{ca: t.CA, clientCertSecret: t.ClientCertSecretName, caVolume: volumeKafkaCA, clientVolume: volumeKafkaClient, field: "spec.kafka.tls"}
 }
 
 // otlpTLS is the OTLP exporter's TLS material, nil without TLS or without OTLP storage.
@@ -201,16 +207,17 @@ func otlpTLS(ing *spanflowv1alpha1.Ingester) *tlsSecrets {
 	if o == nil || o.Insecure || o.TLS == nil {
 		return nil
 	}
-	return &tlsSecrets{ca: o.TLS.CA, clientCertSecret: o.TLS.ClientCertSecretName, caVolume: volumeOTLPCA, clientVolume: volumeOTLPClient}
+	return &tlsSecrets{ca: o.TLS.CA, clientCertSecret: o.TLS.ClientCertSecretName, caVolume: volumeOTLPCA, clientVolume: volumeOTLPClient, field: "spec.storage.otlp.tls"}
 }
 
 func (t *tlsSecrets) refs() []secretRef {
 	var refs []secretRef
 	if t.ca != nil {
-		refs = append(refs, secretRef{name: t.ca.Name, keys: []string{t.ca.Key}})
+		refs = append(refs, secretRef{name: t.ca.Name, keys: []string{t.ca.Key}, field: t.field + ".ca"})
 	}
 	if t.clientCertSecret != "" {
-		refs = append(refs, secretRef{name: t.clientCertSecret, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
+		refs = append(refs, secretRef{name: t.clientCertSecret, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey},
+			field: t.field + ".clientCertSecretName"})
 	}
 	return refs
 }
