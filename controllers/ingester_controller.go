@@ -39,6 +39,7 @@ import (
 
 	spanflowv1alpha1 "github.com/spanflow/spanflow/api/v1alpha1"
 	"github.com/spanflow/spanflow/controllers/autoscale"
+	"github.com/spanflow/spanflow/ingester/kafkaclient"
 )
 
 // FieldOwner is the server-side apply field manager of everything the operator writes.
@@ -271,7 +272,34 @@ func (r *IngesterReconciler) fetchSecrets(ctx context.Context, ing *spanflowv1al
 			}
 		}
 	}
+	if len(missing) == 0 {
+		missing = unusableKafkaMaterial(ing, secrets)
+	}
 	return secrets, oneLine(missing)
+}
+
+// unusableKafkaMaterial says what of the Kafka TLS material and SASL credentials the
+// Secrets hold cannot be used — a CA bundle without a certificate, a key that does not
+// match its certificate, empty credentials — naming the fields: pods given them could
+// not connect, and only "unreachable" would show. Never the contents.
+func unusableKafkaMaterial(ing *spanflowv1alpha1.Ingester, secrets fetchedSecrets) []error {
+	m := kafkaTargetOf(ing, secrets).Material
+	var errs []error
+	if m.TLS {
+		if _, err := kafkaclient.FromMaterial(kafkaclient.Material{TLS: true, CA: m.CA, Cert: m.Cert, Key: m.Key}); err != nil {
+			var refs []string
+			for _, ref := range kafkaTLS(ing).refs() {
+				refs = append(refs, fmt.Sprintf("%s: Secret %q", ref.field, ref.name))
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", strings.Join(refs, ", "), err))
+		}
+	}
+	if s := ing.Spec.Kafka.SASL; s != nil {
+		if _, err := kafkaclient.FromMaterial(kafkaclient.Material{Mechanism: m.Mechanism, Username: m.Username, Password: m.Password}); err != nil {
+			errs = append(errs, fmt.Errorf("spec.kafka.sasl.credentialsSecretName: Secret %q: sasl: %w", s.CredentialsSecretName, errors.Unwrap(err)))
+		}
+	}
+	return errs
 }
 
 // oneLine joins errors into one, "; " between them: a status message and an event read on

@@ -377,3 +377,33 @@ func TestOTLPHeaderFromSecret(t *testing.T) {
 	g.Expect(cm.Data[configFileName]).To(ContainSubstring("authorization: ${env:SPANFLOW_OTLP_HEADER_0}"))
 	g.Expect(cm.Data[configFileName]).NotTo(ContainSubstring(token))
 }
+
+// TestUnusableCredentialsHoldTheSpecBack: Secrets that exist but hold what cannot be used
+// — a CA bundle without a certificate, empty SASL credentials — hold the spec back, naming
+// the fields and Secrets (never their contents), rather than start pods that cannot
+// connect with only "unreachable" to show for it (found by hand).
+func TestUnusableCredentialsHoldTheSpecBack(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-ca"}, Data: map[string][]byte{"ca.crt": []byte("not a PEM bundle")}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-user"}, Data: map[string][]byte{saslUsernameKey: {}, saslPasswordKey: []byte("s3cret-value")}},
+	} {
+		g.Expect(k8sClient.Create(ctx, s)).To(Succeed())
+	}
+	ing := minimalIngester(ns, "unusable")
+	ing.Spec.Kafka.TLS = &spanflowv1alpha1.KafkaTLS{Enabled: true, CA: &spanflowv1alpha1.SecretKeyRef{Name: "bad-ca", Key: "ca.crt"}}
+	ing.Spec.Kafka.SASL = &spanflowv1alpha1.KafkaSASL{Mechanism: "PLAIN", CredentialsSecretName: "no-user"}
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonSecretMissing))
+		g.Expect(c.Message).To(And(
+			ContainSubstring(`spec.kafka.tls.ca: Secret "bad-ca": tls: the CA bundle holds no PEM certificate`),
+			ContainSubstring(`spec.kafka.sasl.credentialsSecretName: Secret "no-user": sasl: username and password are required`),
+			Not(ContainSubstring("s3cret-value")), Not(ContainSubstring("not a PEM bundle"))))
+	}, eventually, poll).Should(Succeed())
+	err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "unusable-ingester"}, &appsv1.Deployment{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "pods were started with credentials that cannot work")
+}

@@ -25,7 +25,8 @@ const (
 	ReasonPaused = "Paused"
 	// ReasonApplyFailed: the API server refused the objects that run the ingester.
 	ReasonApplyFailed = "ApplyFailed"
-	// ReasonSecretMissing: a Secret or a key the spec references does not exist.
+	// ReasonSecretMissing: a Secret or a key the spec references does not exist, or holds
+	// what cannot be used (a CA bundle without a certificate, empty SASL credentials).
 	ReasonSecretMissing = "SecretMissing"
 	// ReasonRolloutStuck: the Deployment exceeded its progress deadline (pods crash, do not
 	// become ready, or cannot be scheduled).
