@@ -228,8 +228,8 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 				dep.Status.UpdatedReplicas, want, dep.Name))
 	case len(stopped) > 0:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonMessageHeld,
-			fmt.Sprintf("%d of %d ingester pods are ready; %s hold a partition at %s, which has nowhere else to go: nothing after it in that partition is read until it has (their logs name the partition, the offset and why). %s — or fix what wrote it",
-				dep.Status.ReadyReplicas, want, podNames(stopped), heldMessages(obs, stopped), somewhereElse(ing)))
+			fmt.Sprintf("%d of %d ingester pods are ready; %s %s a partition at %s, which has nowhere else to go: nothing after it in that partition is read until it has (their logs name the partition, the offset and why). %s — or fix what wrote it",
+				dep.Status.ReadyReplicas, want, podNames(stopped), map[bool]string{true: "holds", false: "hold"}[len(stopped) == 1], heldMessages(obs, stopped), somewhereElse(ing)))
 	case len(held) > 0:
 		degraded = cond(spanflowv1alpha1.ConditionDegraded, metav1.ConditionTrue, spanflowv1alpha1.ReasonStorageUnavailable,
 			fmt.Sprintf("%d of %d ingester pods are ready; storage (or the dead-letter topic) fails the writes of %s: they hold their partitions and try again, skipping nothing, and the lag grows until it takes them (their logs say why; spanflow_ingester_write_errors_total counts the failures)",

@@ -769,8 +769,8 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	}
 	need := neededRate(b, lag, consumers)
 	explain := func(r, p int32, why string) scaleDecision {
-		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%s/s needed, %d pods do %s/s at parallelism %d%s",
-			count(need), r, count(c.groupRate(r, p, topic)), p, why)}
+		return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%s/s needed, %s %s/s at parallelism %d%s",
+			count(need), podsDo(r), count(c.groupRate(r, p, topic)), p, why)}
 	}
 	current := c.groupRate(consumers, p, topic)
 	useful := max(c.usefulParallelism(b.maxParallelism), b.minParallelism)
@@ -1048,7 +1048,7 @@ func unmeasured(b scaleBounds, lag lagSnapshot, in scaleInput, p, least, maxR, c
 		r = in.replicas - 1
 	}
 	r = min(max(r, least), maxR)
-	return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%.1f× the target, pod capacity not measured yet: %d pods at parallelism %d", ratio, r, p)}
+	return scaleDecision{replicas: r, parallelism: p, reason: fmt.Sprintf("%.1f× the target, pod capacity not measured yet: %s at parallelism %d", ratio, podCount(r), p)}
 }
 
 // leastParallelism is the least parallelism in [lo, hi] that is enough, or hi.
@@ -1247,4 +1247,19 @@ func count(v float64) string {
 		return fmt.Sprintf("%.1fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// podCount is "1 pod" or "n pods"; podsDo "1 pod does" or "n pods do".
+func podCount(n int32) string {
+	if n == 1 {
+		return "1 pod"
+	}
+	return fmt.Sprintf("%d pods", n)
+}
+
+func podsDo(n int32) string {
+	if n == 1 {
+		return "1 pod does"
+	}
+	return fmt.Sprintf("%d pods do", n)
 }
