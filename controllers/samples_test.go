@@ -2,11 +2,19 @@ package controllers
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -45,9 +53,11 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 	samples, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "spanflow_*.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(samples).To(HaveLen(2))
-	// The Secrets the full sample names, created the way its comment says.
+	// The Secrets the full sample names, created the way its comment says (the operator
+	// checks that their certificates and keys can be used).
 	dir := t.TempDir()
-	g.Expect(os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("CA"), 0o600)).To(Succeed())
+	cert, key := selfSignedPEM(t)
+	g.Expect(os.WriteFile(filepath.Join(dir, "ca.pem"), cert, 0o600)).To(Succeed())
 	for _, args := range [][]string{
 		{"create", "secret", "generic", "kafka-ca", "--from-file=ca.crt=" + filepath.Join(dir, "ca.pem")},
 		{"create", "secret", "generic", "kafka-user", "--from-literal=username=ingester", "--from-literal=password=pw"},
@@ -55,10 +65,9 @@ func TestSamplesApplyWithKubectl(t *testing.T) {
 		_, err := kubectl(t, append(args, "-n", ns)...)
 		g.Expect(err).NotTo(HaveOccurred())
 	}
-	// kubectl create secret tls insists on real PEM; the operator only needs the keys.
 	g.Expect(k8sClient.Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-client"}, Type: corev1.SecretTypeTLS,
-		Data: map[string][]byte{corev1.TLSCertKey: []byte("CERT"), corev1.TLSPrivateKeyKey: []byte("KEY")},
+		Data: map[string][]byte{corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key},
 	})).To(Succeed())
 	// The whole folder, as the README suggests: everything in it is an object to apply.
 	out, err := kubectl(t, "apply", "--server-side", "--field-manager=test-user", "-n", ns, "-f", filepath.Join(testenv.RepoRoot(), "config", "samples"))
@@ -140,4 +149,25 @@ spec:
 	_, err = kubectl(t, "apply", "-n", ns, "-f", bad)
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring("spec.parallelism"))
+}
+
+// selfSignedPEM is a certificate, its own CA, and its key, in PEM.
+func selfSignedPEM(t *testing.T) (cert, key []byte) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "spanflow-sample"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }

@@ -191,7 +191,7 @@ spec:
 		g.Expect(cur.Status.LastScaleTime).NotTo(BeNil())
 		g.Expect(cur.Status.Autoscaling.PodCapacity).NotTo(BeNil(), "no capacity measured: %s", cur.Status.Autoscaling.Reason)
 		g.Expect(cur.Status.Autoscaling.Reason).To(ContainSubstring("/s needed"))
-		g.Expect(eventMessages(g, c, "default", "auto")).To(ContainElement(MatchRegexp(`/s needed, \d+ pods do .*scaling down from 4 `)))
+		g.Expect(eventMessages(g, c, "default", "auto")).To(ContainElement(MatchRegexp(`/s needed, \d+ pods? (do|does) .*scaling down from 4 `)))
 	}, "60s", "200ms").Should(Succeed())
 	t.Logf("measured: %+v", *get(g).Status.Autoscaling.PodCapacity)
 	kubelet.Stop()
