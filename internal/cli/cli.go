@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/go-logr/logr"
@@ -73,12 +74,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 // asksForHelp is true when the flags, up to a "--", ask for help as the flag package
-// reads it.
+// reads it: -h or -help, with one dash or two, with or without a value ("--help=true").
 func asksForHelp(args []string) bool {
 	for _, a := range args {
-		switch a {
-		case "--":
+		if a == "--" {
 			return false
+		}
+		name, _, _ := strings.Cut(a, "=")
+		switch name {
 		case "-h", "-help", "--h", "--help":
 			return true
 		}

@@ -333,7 +333,7 @@ func TestEveryFlagReadsItsVariable(t *testing.T) {
 // so that `spanflow ingest --help | less` shows it — with each setting's default (the
 // file's: the flags have none of their own), and no empty Flags heading.
 func TestHelpIsWrittenToStdout(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"help"}, {"ingest", "--help"}, {"ingest", "-h"}, {"inspect", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"ingest", "--help"}, {"ingest", "-h"}, {"ingest", "--help=true"}, {"demo", "-help=1"}, {"inspect", "--help"}} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(args, &stdout, &stderr); code != 0 || stderr.Len() > 0 || !strings.Contains(stdout.String(), "Usage: spanflow") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
