@@ -333,7 +333,7 @@ func Load(path string) (Config, error) {
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
 		var wrongKind *json.UnmarshalTypeError
 		if errors.As(err, &wrongKind) && wrongKind.Field != "" {
-			return cfg, fmt.Errorf("parsing config %s: %s: %s is expected, not %s", path, wrongKind.Field, kindOf(wrongKind.Type), article(wrongKind.Value))
+			return cfg, fmt.Errorf("parsing config %s: %s: %s is expected%s, not %s", path, wrongKind.Field, kindOf(wrongKind.Type), itemOf(wrongKind), article(wrongKind.Value))
 		}
 		if where := locate(data); where != "" {
 			return cfg, fmt.Errorf("parsing config %s: %s", path, where)
@@ -341,6 +341,51 @@ func Load(path string) (Config, error) {
 		return cfg, fmt.Errorf("parsing config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// itemOf is " for each item" (" for each value") when the value of the wrong kind is an
+// item of the list (mapping) that the error's field names, not the field: brokers: [[a]].
+func itemOf(e *json.UnmarshalTypeError) string {
+	t := reflect.TypeFor[Config]()
+	for _, name := range strings.Split(e.Field, ".") {
+		switch t.Kind() {
+		case reflect.Struct:
+			f, ok := jsonField(t, name)
+			if !ok {
+				return ""
+			}
+			t = f.Type
+		case reflect.Map:
+			t = t.Elem()
+		default:
+			return ""
+		}
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+	}
+	if kindOf(t) == kindOf(e.Type) {
+		return ""
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return " for each item"
+	case reflect.Map:
+		return " for each value"
+	}
+	return ""
+}
+
+// jsonField is the field of struct t that JSON names name.
+func jsonField(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == name || (tag == "" && f.Name == name) {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // kindOf says what a setting of type t is written as.

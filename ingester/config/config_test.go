@@ -131,6 +131,9 @@ func TestLoadKeepsDefaultsAndRefusesUnknownFields(t *testing.T) {
 		"parallelism: eight\n":         "parallelism: a whole number is expected, not text",
 		"storage:\n  otlp: [grpc]\n":   "storage.otlp: a mapping (key: value) is expected, not a list",
 		"profiling: 1\n":               "profiling: true or false is expected, not a number",
+		// An item of the wrong kind is said to be one, not the list.
+		"kafka:\n  brokers: [[a]]\n":                 "kafka.brokers: text is expected for each item, not a list",
+		"storage:\n  otlp:\n    headers: {a: [b]}\n": "storage.otlp.headers: text is expected for each value, not a list",
 	} {
 		path := filepath.Join(dir, "located.yaml")
 		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
