@@ -56,7 +56,7 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		}, "spec.template.env[1]"},
 		{"zero parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](0) }, "spec.parallelism"},
 		{"huge parallelism", func(i *spanflowv1alpha1.Ingester) { i.Spec.Parallelism = ptr.To[int32](20000) }, "spec.parallelism"},
-		{"name too long", func(i *spanflowv1alpha1.Ingester) { i.Name = strings.Repeat("a", 55) }, "metadata.name must be at most 54 characters"},
+		{"name too long", func(i *spanflowv1alpha1.Ingester) { i.Name = strings.Repeat("a", 55) }, "metadata: Invalid value: metadata.name must be at most 54 characters"},
 		{"name with a dot", func(i *spanflowv1alpha1.Ingester) { i.Name = "my.traces" }, "metadata.name must be a DNS label"},
 		{"name starting with a digit", func(i *spanflowv1alpha1.Ingester) { i.Name = "1traces" }, "metadata.name must be a DNS label"},
 		{"broker without port", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Brokers = []string{"kafka"} }, "spec.kafka.brokers[0]"},
@@ -206,6 +206,7 @@ func TestConsumerGroupIsImmutable(t *testing.T) {
 
 	err = updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "" })
 	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("spec.kafka.consumerGroup: Invalid value"))
 	g.Expect(err.Error()).To(ContainSubstring("cannot be added or removed"))
 
 	// An Ingester that runs in the default group cannot be moved to another by naming one.
@@ -219,6 +220,18 @@ func TestConsumerGroupIsImmutable(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(defaulted), defaulted)).To(Succeed())
 		return defaulted.Status.ConsumerGroup
 	}, eventually, poll).Should(Equal(ns + "/defaulted"))
+
+	// Writing out the default group, and leaving it out again, changes nothing and is
+	// taken (a GitOps repository that states every setting).
+	g.Expect(updateSpec(defaulted, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = ns + "/defaulted" })).To(Succeed())
+	g.Expect(updateSpec(defaulted, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "" })).To(Succeed())
+	// Another namespace's default shape passes CEL, which cannot see the namespace; the
+	// operator holds it back.
+	g.Expect(updateSpec(defaulted, func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ConsumerGroup = "elsewhere/defaulted" })).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, defaulted, spanflowv1alpha1.ConditionDegraded).Reason).To(Equal(spanflowv1alpha1.ReasonConsumerGroupChanged))
+		g.Expect(defaulted.Status.ConsumerGroup).To(Equal(ns + "/defaulted"))
+	}, eventually, poll).Should(Succeed())
 }
 
 // fileStorage is a valid file storage changed by mutate.
@@ -330,6 +343,10 @@ func TestMalformedDurationsAreRefused(t *testing.T) {
 	err := create("bad-session", `"kafka":{"brokers":["k:9092"],"topic":"t","sessionTimeout":"banana"}`)
 	if err == nil || !strings.Contains(err.Error(), "spec.kafka.sessionTimeout") || strings.Contains(err.Error(), "heartbeatInterval") {
 		t.Errorf("sessionTimeout banana: %v, want a refusal naming spec.kafka.sessionTimeout alone", err)
+	}
+	err = create("zero-session", `"kafka":{"brokers":["k:9092"],"topic":"t","sessionTimeout":"0"}`)
+	if err == nil || !strings.Contains(err.Error(), "spec.kafka.sessionTimeout") || strings.Contains(err.Error(), "heartbeatInterval") {
+		t.Errorf("sessionTimeout 0: %v, want a refusal naming spec.kafka.sessionTimeout alone", err)
 	}
 	if err := create("good-durations", `"processing":{"batchLinger":"1m30.5s","retry":{"min":"1us","max":"2h"}},"autoscaling":{"cooldown":"0"}`); err != nil {
 		t.Errorf("valid durations refused: %v", err)

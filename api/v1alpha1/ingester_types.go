@@ -6,7 +6,6 @@ import (
 )
 
 // IngesterSpec is the desired state of an Ingester.
-// +kubebuilder:validation:XValidation:rule="has(oldSelf.kafka.consumerGroup) == has(self.kafka.consumerGroup)",message="spec.kafka.consumerGroup cannot be added or removed once the Ingester exists: the pods would move to another group and re-read or skip the topic (status.consumerGroup is the group in use)"
 // +kubebuilder:validation:XValidation:rule="!has(self.processing) || !has(self.processing.deadLetterTopic) || self.processing.deadLetterTopic != self.kafka.topic",message="spec.processing.deadLetterTopic must differ from spec.kafka.topic, or dead letters would be consumed again"
 type IngesterSpec struct {
 	// kafka says which cluster, topic and consumer group the spans are read from.
@@ -79,8 +78,12 @@ type IngesterSpec struct {
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag.records`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.state`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="metadata.name must be at most 54 characters: it names the ingester's Deployment and pod labels"
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label (lowercase letters, digits and '-', starting with a letter; no dots): it names the ingester's Service"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="metadata.name must be at most 54 characters: it names the ingester's Deployment and pod labels",fieldPath=".metadata"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label (lowercase letters, digits and '-', starting with a letter; no dots): it names the ingester's Service",fieldPath=".metadata"
+// The group may be written out (or left out again) when it is the default one: the
+// namespace is out of CEL's reach, so the operator holds back a spec whose group is not
+// the one in use (ConsumerGroupChanged).
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.spec.kafka.consumerGroup) == has(self.spec.kafka.consumerGroup) || (has(self.spec.kafka.consumerGroup) ? self.spec.kafka.consumerGroup : oldSelf.spec.kafka.consumerGroup).endsWith('/' + self.metadata.name)",message="spec.kafka.consumerGroup cannot be added or removed once the Ingester exists, unless it is the default <namespace>/<name>: the pods would move to another group and re-read or skip the topic (status.consumerGroup is the group in use)",fieldPath=".spec.kafka.consumerGroup"
 type Ingester struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -82,7 +82,7 @@ type KafkaSASL struct {
 // KafkaSpec says where the spans come from.
 // The duration rules compare only well-formed durations: a malformed one is reported by
 // its own field's pattern, not as a broken comparison.
-// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.sessionTimeout) || !self.heartbeatInterval.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || !self.sessionTimeout.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || duration(self.heartbeatInterval) < duration(self.sessionTimeout)",message="kafka.heartbeatInterval must be shorter than kafka.sessionTimeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.sessionTimeout) || !self.heartbeatInterval.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || !self.sessionTimeout.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || duration(self.sessionTimeout) == duration('0s') || duration(self.heartbeatInterval) < duration(self.sessionTimeout)",message="kafka.heartbeatInterval must be shorter than kafka.sessionTimeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.drainTimeout) || !has(self.rebalanceTimeout) || !self.drainTimeout.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || !self.rebalanceTimeout.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$') || duration(self.drainTimeout) < duration(self.rebalanceTimeout)",message="kafka.drainTimeout must be shorter than kafka.rebalanceTimeout: a pod still draining when the rebalance times out is evicted from the group and its commit refused"
 type KafkaSpec struct {
 	// brokers are the bootstrap addresses of the Kafka cluster, as host:port
@@ -106,7 +106,8 @@ type KafkaSpec struct {
 	// consumerGroup is the Kafka consumer group the ingester pods join; its committed
 	// offsets are the ingester's progress. Defaults to "<namespace>/<name>" of this Ingester.
 	// It cannot change, nor be added or removed, once the Ingester exists: a new group
-	// would re-read or skip the topic. status.consumerGroup is the group in use.
+	// would re-read or skip the topic. The default group may be written out, or left out
+	// again. status.consumerGroup is the group in use.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:Pattern=`^\S(.*\S)?$`
