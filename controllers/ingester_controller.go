@@ -131,7 +131,7 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			return ctrl.Result{}, err
 		}
 	}
-	if obs.podFailure, obs.notReady, err = r.observePods(ctx, &ing, current); err != nil {
+	if obs.podFailure, obs.notReady, obs.startingPods, err = r.observePods(ctx, &ing, current); err != nil {
 		return ctrl.Result{}, err
 	}
 	if secretErr == nil {
@@ -399,18 +399,18 @@ func (r *IngesterReconciler) currentDeployment(ctx context.Context, ing *spanflo
 }
 
 // observePods says why pods of the Ingester's Deployment cannot run ("" when none is
-// failing) and lists those that run but are not ready. The pods are
-// read from the API server, not cached, and only while some are not ready: a healthy
-// Ingester costs nothing.
-func (r *IngesterReconciler) observePods(ctx context.Context, ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment) (failure string, notReady []notReadyPod, err error) {
+// failing), lists those that run but are not ready, and counts those not ready yet since
+// they were created. The pods are read from the API server, not cached, and only while
+// some are not ready: a healthy Ingester costs nothing.
+func (r *IngesterReconciler) observePods(ctx context.Context, ing *spanflowv1alpha1.Ingester, dep *appsv1.Deployment) (failure string, notReady []notReadyPod, starting int, err error) {
 	if dep == nil || dep.Status.Replicas == 0 || dep.Status.ReadyReplicas >= dep.Status.Replicas {
-		return "", nil, nil
+		return "", nil, 0, nil
 	}
 	var pods corev1.PodList
 	if err := r.APIReader.List(ctx, &pods, client.InNamespace(ing.Namespace), client.MatchingLabels(selectorLabels(ing))); err != nil {
-		return "", nil, fmt.Errorf("listing the ingester pods: %w", err)
+		return "", nil, 0, fmt.Errorf("listing the ingester pods: %w", err)
 	}
-	return podFailures(pods.Items), notReadyPods(pods.Items), nil
+	return podFailures(pods.Items), notReadyPods(pods.Items), startingPods(pods.Items), nil
 }
 
 // replicasGiven is the size the autoscaler last gave the Deployment: its spec.replicas

@@ -45,6 +45,9 @@ type observation struct {
 	podFailure string
 	// notReady lists the pods that run but are not ready.
 	notReady []notReadyPod
+	// startingPods counts the pods not ready yet since they were created (a rollout's, a
+	// scale-up's); the other pods not ready were ready before, or restarted.
+	startingPods int
 	// blockedPods are the pods whose load reports say their consumption is held
 	// downstream, with why partitions are held (loadreport.Held*; none: not said).
 	blockedPods map[string][]string
@@ -149,6 +152,9 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	stopped, held := heldPods(obs)
 	unready := longNotReady(obs, slices.Concat(stopped, held))
 	current := dep != nil && allPodsCurrent(dep, want)
+	// Every pod runs the current spec and has been ready: the ones that are not ready now
+	// lapsed (a restart, a readiness check failing), and nothing rolls out.
+	lapsed := current && !rolledOut && !stuck && obs.startingPods == 0
 
 	switch {
 	case obs.applyErr != nil:
@@ -180,7 +186,7 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 			reason = spanflowv1alpha1.ReasonMessageHeld
 		case len(held) > 0:
 			reason = spanflowv1alpha1.ReasonStorageUnavailable
-		case len(unready) > 0:
+		case len(unready) > 0, lapsed:
 			reason = spanflowv1alpha1.ReasonPodsNotReady
 		case stuck:
 			reason = spanflowv1alpha1.ReasonRolloutStuck
@@ -196,7 +202,7 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	case paused:
 		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonRolloutPaused,
 			fmt.Sprintf("The Deployment %s's rollout is paused: %d of %d pods run the current spec", dep.Name, dep.Status.UpdatedReplicas, want))
-	case current && (len(stopped) > 0 || len(held) > 0 || len(unready) > 0):
+	case current && (len(stopped) > 0 || len(held) > 0 || len(unready) > 0 || lapsed):
 		// Every pod runs the current spec: nothing is rolling out, the pods are not ready.
 		progressing = cond(spanflowv1alpha1.ConditionProgressing, metav1.ConditionFalse, spanflowv1alpha1.ReasonAsExpected, "No change under way")
 	case stuck:

@@ -132,6 +132,40 @@ func notReadyPods(pods []corev1.Pod) []notReadyPod {
 	return out
 }
 
+// startingPods counts the pods that have not been ready yet since they were created: a
+// rollout's or a scale-up's. A pod that was ready before, or whose containers restarted,
+// is not starting: it lapsed, and nothing rolls out.
+func startingPods(pods []corev1.Pod) int {
+	n := 0
+	for _, pod := range pods {
+		if pod.DeletionTimestamp == nil && !wasReady(pod) {
+			n++
+		}
+	}
+	return n
+}
+
+// wasReady is true of a pod that is ready, was ready since its containers started (its
+// Ready condition turned False after that), or whose containers restarted.
+func wasReady(pod corev1.Pod) bool {
+	var started time.Time
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.RestartCount > 0 {
+			return true
+		}
+		if cs.State.Running == nil {
+			return false
+		}
+		started = later(started, cs.State.Running.StartedAt.Time)
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue || (!started.IsZero() && c.LastTransitionTime.Time.After(started))
+		}
+	}
+	return false
+}
+
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b

@@ -109,3 +109,37 @@ func TestNotReadyPods(t *testing.T) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
+
+// TestStartingPods: pods not ready yet since they were created are a rollout's or a
+// scale-up's; a pod that was ready, or restarted, lapsed.
+func TestStartingPods(t *testing.T) {
+	at := func(s int) metav1.Time { return metav1.NewTime(time.Unix(1000+int64(s), 0)) }
+	pod := func(started int, restarts int32, ready corev1.ConditionStatus, readySince int, running bool) corev1.Pod {
+		cs := corev1.ContainerStatus{Name: "ingester", RestartCount: restarts}
+		if running {
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: at(started)}
+		} else {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
+		}
+		p := corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{cs}}}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: at(readySince)}}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pod  corev1.Pod
+		want int
+	}{
+		{"ready", pod(0, 0, corev1.ConditionTrue, 5, true), 0},
+		{"never ready since it started", pod(10, 0, corev1.ConditionFalse, 2, true), 1},
+		{"ready once, then not", pod(0, 0, corev1.ConditionFalse, 300, true), 0},
+		{"restarted, running again", pod(400, 1, corev1.ConditionFalse, 390, true), 0},
+		{"crash-looping", pod(0, 3, corev1.ConditionFalse, 390, false), 0},
+		{"waiting for its first start", pod(0, 0, corev1.ConditionFalse, 0, false), 1},
+		{"pending, no status yet", corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending}}, 1},
+	} {
+		if got := startingPods([]corev1.Pod{tc.pod}); got != tc.want {
+			t.Errorf("%s: %d starting, want %d", tc.name, got, tc.want)
+		}
+	}
+}

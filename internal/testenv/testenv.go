@@ -49,6 +49,9 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// The control plane may be up with the CRDs refused: it is stopped, not left
+		// running after the tests' process.
+		_ = env.Stop()
 		return nil, nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	return env, cfg, nil
