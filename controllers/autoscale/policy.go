@@ -219,9 +219,11 @@ type topicShape struct {
 
 // busiestShare is the share of the production the busiest of r pods carries. Kafka gives
 // every partition to one pod: with an even production a pod with the most partitions
-// (ceil(partitions / r)) sets the pace; with uneven shares, the heaviest pod as the
-// common assignors deal the partitions out — kafka-go's range (the ingester's), Kafka's
-// own range, round-robin — whichever of them makes it heaviest.
+// (ceil(partitions / r)) sets the pace; with uneven shares, the heaviest pod as kafka-go
+// deals the partitions out: its range balancer, which every pod offers first (and so the
+// group uses), or round-robin, its second, whichever makes it heavier. Kafka's own range
+// assignor is left out: no pod offers it, and it keeps two hot neighbours together up to
+// twice the pods kafka-go's does (100 pods sized for 100 partitions, 0 and 1 hot).
 func (t topicShape) busiestShare(r int32) float64 {
 	n := int(t.partitions)
 	k := int(min(r, t.partitions))
@@ -236,15 +238,8 @@ func (t topicShape) busiestShare(r int32) float64 {
 		}
 		return load
 	}
-	start := 0
 	for m := range k {
 		busiest = max(busiest, sum(m*n/k, (m+1)*n/k)) // kafka-go: [m·n/k, (m+1)·n/k)
-		size := n / k                                 // Kafka: the first n mod k one more
-		if m < n%k {
-			size++
-		}
-		busiest = max(busiest, sum(start, start+size))
-		start += size
 		load := 0.0 // round-robin: m, m+k, m+2k, …
 		for i := m; i < n; i += k {
 			load += t.shares[i]
@@ -878,11 +873,18 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		// the wait (a backlog drains: waiting, fewer pods go): the fewest pods that hold them
 		// go, though the need calls for fewer. (Held for the fewest the need calls for, 49
 		// pods stayed for 40 minutes where 3 hold the records a 4 s write keeps in flight.)
+		// A pause that alone takes the lag past the target would hold the size for good:
+		// once no replica has changed for a stretched down window, at most half the
+		// limit of it counts (one short breach, rather than the largest size forever).
+		downPause := pause
+		if in.now.Sub(latest(st.lastUp, st.lastDown)) >= burstStretch*b.down.window {
+			downPause = min(pause, 0.5*b.drainTime())
+		}
 		fits := r
-		for fits < in.replicas && !pauseFits(b, lag, fits, pause) && float64(lag.seconds) <= b.inFlightAge() {
+		for fits < in.replicas && !pauseFits(b, lag, fits, downPause) && float64(lag.seconds) <= b.inFlightAge() {
 			fits++
 		}
-		if !pauseFits(b, lag, fits, pause) {
+		if !pauseFits(b, lag, fits, downPause) {
 			fits = in.replicas
 		}
 		if fits == in.replicas {
