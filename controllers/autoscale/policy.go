@@ -240,7 +240,7 @@ func (t topicShape) busiestShare(r int32) float64 {
 	}
 	for m := range k {
 		busiest = max(busiest, sum(m*n/k, (m+1)*n/k)) // kafka-go: [m·n/k, (m+1)·n/k)
-		load := 0.0 // round-robin: m, m+k, m+2k, …
+		load := 0.0                                   // round-robin: m, m+k, m+2k, …
 		for i := m; i < n; i += k {
 			load += t.shares[i]
 		}
