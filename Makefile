@@ -61,7 +61,7 @@ test: install-tools vet verify-gen helm-lint ## Run every test, under the race d
 	KUBEBUILDER_ASSETS="$$(hack/build-tools.sh --print-assets)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: install-tools ## Run the benchmarks: decoders, the chain's own cost per message, the compressors' cost per span, end-to-end ingestion against kfake with a raw kafka-go baseline and Jaeger v2 beside it, peak memory under a 2M-message backlog, 500 Ingesters in envtest, the autoscaler simulation against KEDA/HPA.
+bench: install-tools ## Run the benchmarks: decoders, the chain's own cost per message, the compressors' cost per span, end-to-end ingestion against kfake with a raw kafka-go baseline and Jaeger v2 beside it, a live topic of 96 partitions read by both at once, peak memory under a 2M-message backlog, 500 Ingesters in envtest, the autoscaler simulation against KEDA/HPA.
 	go test -run='^$$' -bench=. -benchmem ./ingester/decode/
 	go test -run='^$$' -bench=BenchmarkChain -benchtime=2000x -cpu=1 ./ingester/processor/
 	go test -run='^$$' -bench=BenchmarkCompression ./ingester/store/
@@ -70,6 +70,7 @@ bench: install-tools ## Run the benchmarks: decoders, the chain's own cost per m
 	go test -run='^$$' -bench=BenchmarkIngestJaegerProto -benchtime=3x ./ingester/
 	go test -run='^$$' -bench=BenchmarkIngestOTLPWriter -benchtime=1x ./ingester/
 	go test -run='^$$' -bench=BenchmarkPeers -benchtime=3x -timeout=30m ./ingester/
+	go test -run='^$$' -bench=BenchmarkLiveTopic -benchtime=3x -timeout=10m ./ingester/
 	go test -run='^$$' -bench=BenchmarkBacklogMemory -benchtime=1x -timeout=30m ./ingester/
 	KUBEBUILDER_ASSETS="$$(hack/build-tools.sh --print-assets)" go test -run='^$$' -bench='BenchmarkManyIngesters|BenchmarkAutoscalingSimulation' -benchtime=1x -timeout=30m ./controllers/...
 

@@ -191,8 +191,9 @@ func ingestMessages(b *testing.B, addr, group string, total int, options ...func
 	return ingestWithEnv(b, addr, group, total, nil, options...)
 }
 
-// ingestWithEnv is ingestMessages with env added to the ingester's environment.
-func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, options ...func(*config.Config)) measurement {
+// benchConfig is the ingester's configuration for a benchmark: jaeger_proto from the
+// bench topic into the blackhole, changed by options, in group on the broker at addr.
+func benchConfig(b *testing.B, addr, group string, options ...func(*config.Config)) config.Config {
 	cfg := config.Default()
 	cfg.Kafka.Topic = benchTopic
 	cfg.Encoding = config.EncodingJaegerProto
@@ -204,6 +205,12 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 	cfg.Kafka.ConsumerGroup = group
 	cfg.AdminAddress = testenv.FreeAddr(b)
 	cfg.Profiling = os.Getenv("BENCH_CPUPROFILE") != "" || os.Getenv("BENCH_ALLOCPROFILE") != ""
+	return cfg
+}
+
+// startIngester starts `spanflow ingest` with cfg and env as a process of its own; the
+// caller stops it (SIGTERM, Wait).
+func startIngester(b *testing.B, cfg config.Config, env []string) *exec.Cmd {
 	data, err := cfg.Marshal()
 	if err != nil {
 		b.Fatal(err)
@@ -212,16 +219,23 @@ func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, op
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	broker := kafkatest.Attach(b, addr)
-	partitions := topicPartitions(b, addr, cfg.Kafka.Topic)
-	binary := spanflowBinary(b) // built before the clock starts
-	start, machine := time.Now(), readMachineTicks(b)
-	cmd := exec.Command(binary, "ingest", "--config="+path, "--zap-log-level=error")
+	cmd := exec.Command(spanflowBinary(b), "ingest", "--config="+path, "--zap-log-level=error")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	return cmd
+}
+
+// ingestWithEnv is ingestMessages with env added to the ingester's environment.
+func ingestWithEnv(b *testing.B, addr, group string, total int, env []string, options ...func(*config.Config)) measurement {
+	cfg := benchConfig(b, addr, group, options...)
+	broker := kafkatest.Attach(b, addr)
+	partitions := topicPartitions(b, addr, cfg.Kafka.Topic)
+	spanflowBinary(b) // built before the clock starts
+	start, machine := time.Now(), readMachineTicks(b)
+	cmd := startIngester(b, cfg, env)
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()

@@ -70,7 +70,7 @@ func NewChain(cfg config.Config, decoder decode.Decoder, writer processor.Writer
 	}
 	backoff := processor.Backoff{Min: cfg.Processing.Retry.Min.D(), Max: cfg.Processing.Retry.Max.D(), Attempts: cfg.Processing.Retry.Attempts}
 	retries := &atomic.Int64{}
-	var p processor.Processor = processor.NewBase(decoder, writer, m, rejected)
+	var p processor.Processor = processor.NewBase(decoder, writer, cfg.Processing.BatchSize, cfg.Processing.BatchLinger.D(), m, rejected)
 	p = processor.NewRetry(p, backoff, func(d *processor.Delivery, err error) {
 		m.Retries.Inc()
 		retries.Add(1)

@@ -190,3 +190,54 @@ func BenchmarkPeersJSON(b *testing.B) {
 	b.ReportMetric(float64(spanflow.rss)/(1<<20), "otlp_json-spanflow-peak-rss-MB")
 	b.ReportMetric(float64(jaeger.rss)/(1<<20), "otlp_json-jaeger-peak-rss-MB")
 }
+
+// BenchmarkLiveTopic: a live topic of many partitions at a modest rate — what most
+// production topics are between bursts, where the preloaded backlogs above are what a
+// topic is after an outage — read by spanflow and Jaeger v2 at once, each exporting
+// over OTLP/gRPC with gzip to a sink of its own. kfake produces 1,000 otlp_proto traces
+// (about 5,000 spans) a second over 96 partitions, 10 or so a partition a second. Each
+// iteration measures a 20 s window once both keep up: spans per CPU-second of each
+// process, their ratio, and the requests each sends (a second and spans a request):
+// storage pays per request too.
+func BenchmarkLiveTopic(b *testing.B) {
+	const partitions, tracesPerSecond = 96, 1000
+	window := 20 * time.Second
+	addr := testproc.StartKfake(b, "-partitions="+strconv.Itoa(partitions), "-otlp-topic="+peersOTLPTopic,
+		"-produce-otlp="+strconv.Itoa(tracesPerSecond))
+	spanflowSink, jaegerSink := otlptest.StartCounting(b), otlptest.StartCounting(b)
+	cfg := benchConfig(b, addr, "live-spanflow", toOTLP(spanflowSink.Addr, config.CompressionGzip),
+		func(c *config.Config) { c.Kafka.Topic, c.Encoding = peersOTLPTopic, config.EncodingOTLPProto })
+	spanflow := startIngester(b, cfg, nil)
+	defer func() {
+		_ = spanflow.Process.Signal(syscall.SIGTERM)
+		_ = spanflow.Wait()
+	}()
+	jaeger := jaegertest.StartKafkaConsumer(b, addr, peersOTLPTopic, config.EncodingOTLPProto, "live-jaeger", jaegerSink.Addr)
+	time.Sleep(15 * time.Second) // both joined and caught up with what was produced meanwhile
+	type reading struct {
+		cpu             time.Duration
+		spans, requests int
+	}
+	read := func(pid int, sink *otlptest.Sink) reading {
+		return reading{processCPU(b, pid), sink.Spans(), sink.Requests()}
+	}
+	var sf, jg reading // summed over the windows
+	for b.Loop() {
+		sf0, jg0 := read(spanflow.Process.Pid, spanflowSink), read(jaeger.Process.Pid, jaegerSink)
+		time.Sleep(window)
+		sf1, jg1 := read(spanflow.Process.Pid, spanflowSink), read(jaeger.Process.Pid, jaegerSink)
+		sf.cpu, sf.spans, sf.requests = sf.cpu+sf1.cpu-sf0.cpu, sf.spans+sf1.spans-sf0.spans, sf.requests+sf1.requests-sf0.requests
+		jg.cpu, jg.spans, jg.requests = jg.cpu+jg1.cpu-jg0.cpu, jg.spans+jg1.spans-jg0.spans, jg.requests+jg1.requests-jg0.requests
+	}
+	seconds := window.Seconds() * float64(b.N)
+	for _, r := range []struct {
+		name string
+		reading
+	}{{"spanflow", sf}, {"jaeger", jg}} {
+		b.ReportMetric(float64(r.spans)/r.cpu.Seconds(), r.name+"-spans/cpu-s")
+		b.ReportMetric(float64(r.spans)/seconds, r.name+"-spans/s")
+		b.ReportMetric(float64(r.requests)/seconds, r.name+"-requests/s")
+		b.ReportMetric(float64(r.spans)/float64(max(r.requests, 1)), r.name+"-spans/request")
+	}
+	b.ReportMetric((float64(sf.spans)/sf.cpu.Seconds())/(float64(jg.spans)/jg.cpu.Seconds()), "spanflow-x-jaeger")
+}

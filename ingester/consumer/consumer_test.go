@@ -881,7 +881,7 @@ func TestHeldDeliveriesPauseUntilBothAreWritten(t *testing.T) {
 	}
 	quiet := eventlog.Info(logr.Discard(), "", time.Hour)
 	chain := processor.NewCommitting(processor.NewFailurePolicy(
-		processor.NewRetry(processor.NewBase(decoder, mem, m, quiet), processor.Backoff{Min: time.Millisecond, Max: time.Millisecond, Attempts: 2}, nil),
+		processor.NewRetry(processor.NewBase(decoder, mem, 1000, 0, m, quiet), processor.Backoff{Min: time.Millisecond, Max: time.Millisecond, Attempts: 2}, nil),
 		processor.Policy{OnDecodeError: config.OnDecodeErrorFail, Backoff: processor.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}},
 		m, processor.PolicyLogs{DeadLettered: quiet, Skipped: quiet}))
 	process := func(msgs []kafka.Message) <-chan error {

@@ -18,6 +18,7 @@ type Metrics struct {
 	Spans         prometheus.Counter
 	DecodeErrors  prometheus.Counter
 	WriteErrors   prometheus.Counter
+	WriteRequests prometheus.Counter
 	Retries       prometheus.Counter
 	DeadLettered  prometheus.Counter
 	Skipped       prometheus.Counter
@@ -61,6 +62,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Spans:         counter("spans_written_total", "Spans written to storage."),
 		DecodeErrors:  counter("decode_errors_total", "Messages that could not be decoded."),
 		WriteErrors:   counter("write_errors_total", "Failed attempts to write a message's spans to storage."),
+		WriteRequests: counter("write_requests_total", "Requests sent to storage: a delivery's, or several small deliveries' joined into one."),
 		Retries:       counter("retries_total", "Retries of deliveries whose write failed, and attempts while a partition was held."),
 		DeadLettered:  counter("dead_lettered_total", "Messages produced to the dead-letter topic."),
 		Skipped:       counter("skipped_total", "Undecodable messages skipped because onDecodeError is skip."),
@@ -86,7 +88,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		openTransaction: partitionGauge("open_transaction_records", "Reading read_committed: records past the partition's last stable offset, which wait for a transaction still open to end (its producer's transaction.timeout.ms bounds the wait); lag_records does not count them."),
 		fromFollower:    partitionGauge("partition_read_from_follower", "1 while the partition is read from the replica its leader named in the pod's rack (kafka.rack: KIP-392 follower fetching), 0 while from its leader."),
 	}
-	reg.MustRegister(m.Messages, m.Bytes, m.Spans, m.DecodeErrors, m.WriteErrors, m.Retries, m.DeadLettered,
+	reg.MustRegister(m.Messages, m.Bytes, m.Spans, m.DecodeErrors, m.WriteErrors, m.WriteRequests, m.Retries, m.DeadLettered,
 		m.Skipped, m.Empty, m.RejectedSpans, m.Splits, m.Abandoned, m.RecordsLost, m.Processing, m.Deliveries, m.TopicMissing, m.GroupJoins, m.Parallelism,
 		m.InFlightMsgs, m.InFlightBytes, m.Commits, m.Partitions,
 		m.committedOffset, m.lagRecords, m.lagSeconds, m.paused, m.openTransaction, m.fromFollower)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/spanflow/spanflow/ingester/decode"
 	"github.com/spanflow/spanflow/ingester/eventlog"
@@ -22,7 +23,7 @@ type Writer interface {
 
 type base struct {
 	decoder  decode.Decoder
-	writer   Writer
+	writes   *jointWrites
 	m        *metrics.Metrics
 	rejected *eventlog.Repeated
 	batches  sync.Pool // of *otlpwire.Batch, one for each write in flight
@@ -35,8 +36,12 @@ type base struct {
 // isolated and marked Refused; the others are written. A transient failure is returned,
 // leaving what was not written pending, for the retry decorator. A partial success counts
 // as written: its rejected spans are counted and logged, never sent again.
-func NewBase(decoder decode.Decoder, writer Writer, m *metrics.Metrics, rejected *eventlog.Repeated) Processor {
-	return &base{decoder: decoder, writer: writer, m: m, rejected: rejected,
+//
+// Requests of fewer than half of batchSpans spans, of deliveries written at about the same
+// time, are joined into one storage request of up to batchSpans spans, after waiting at
+// most linger for others (0: each is written alone); see jointWrites.
+func NewBase(decoder decode.Decoder, writer Writer, batchSpans int, linger time.Duration, m *metrics.Metrics, rejected *eventlog.Repeated) Processor {
+	return &base{decoder: decoder, writes: newJointWrites(writer, batchSpans, linger, m.WriteRequests.Inc), m: m, rejected: rejected,
 		batches: sync.Pool{New: func() any { return new(otlpwire.Batch) }}}
 }
 
@@ -47,12 +52,13 @@ func (b *base) Process(ctx context.Context, d *Delivery) error {
 			pending = append(pending, i)
 		}
 	}
-	return b.write(ctx, d, pending)
+	return b.write(ctx, d, pending, true)
 }
 
 // write decodes and writes the messages at idx (which it reorders in place), splitting
-// the write when storage refuses it for good.
-func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
+// the write when storage refuses it for good; joinable, joined with other deliveries'
+// requests when it is small (the halves of a split go alone).
+func (b *base) write(ctx context.Context, d *Delivery, idx []int, joinable bool) error {
 	batch := b.batches.Get().(*otlpwire.Batch)
 	batch.Reset()
 	spans, holding := 0, 0
@@ -104,7 +110,12 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 		b.batches.Put(batch)
 		return nil
 	}
-	err := b.writer.Write(ctx, batch.Request())
+	var err error
+	if joinable {
+		err = b.writes.write(ctx, d, batch.Request())
+	} else {
+		err = b.writes.alone(ctx, batch.Request())
+	}
 	batch.Reset() // the writer keeps nothing of the request; the pool keeps no message
 	b.batches.Put(batch)
 	if r := failure.AsRejected(err); r != nil {
@@ -132,8 +143,8 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int) error {
 	}
 	b.m.Splits.Inc()
 	half := holding / 2
-	if err := b.write(ctx, d, idx[:half]); err != nil {
+	if err := b.write(ctx, d, idx[:half], false); err != nil {
 		return err
 	}
-	return b.write(ctx, d, idx[half:])
+	return b.write(ctx, d, idx[half:], false)
 }

@@ -48,7 +48,7 @@ func BenchmarkChain(b *testing.B) {
 	})
 	b.Run("chain", func(b *testing.B) {
 		m := newMetrics()
-		var chain Processor = NewBase(oneSpan{}, discard{}, m, quiet())
+		var chain Processor = NewBase(oneSpan{}, discard{}, 1000, 0, m, quiet())
 		chain = NewRetry(chain, Backoff{Attempts: 3}, nil)
 		chain = NewFailurePolicy(chain, Policy{OnDecodeError: config.OnDecodeErrorFail}, m, PolicyLogs{DeadLettered: quiet(), Skipped: quiet()})
 		chain = NewCommitting(chain)

@@ -112,6 +112,8 @@ type scriptedWriter struct {
 	stored []string
 	writes int
 	fail   func(names []string) error
+	// miscounted counts requests whose span count is not that of their spans.
+	miscounted int
 }
 
 func (w *scriptedWriter) Write(_ context.Context, req otlpwire.Request) error {
@@ -123,6 +125,9 @@ func (w *scriptedWriter) Write(_ context.Context, req otlpwire.Request) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.writes++
+	if req.Spans != len(names) {
+		w.miscounted++
+	}
 	if w.fail != nil {
 		if err := w.fail(names); err != nil && failure.AsRejected(err) == nil {
 			return err
@@ -152,7 +157,7 @@ func TestBaseGivesEveryMessageItsVerdict(t *testing.T) {
 	w := &scriptedWriter{}
 	m := newMetrics()
 	d := delivery(newFakePartition(), "a,b", "!garbage", "", "<tombstone>", "-", "c")
-	if err := NewBase(textDecoder{}, w, m, quiet()).Process(context.Background(), d); err != nil {
+	if err := NewBase(textDecoder{}, w, 1000, 0, m, quiet()).Process(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
 	// "-" decodes to no span: bytes that hold none are not a trace (the topic read with
@@ -197,7 +202,7 @@ func TestBaseIsolatesRefusedMessages(t *testing.T) {
 	values[9], values[50] = "x", "y,x"
 	d := delivery(newFakePartition(), values...)
 	m := newMetrics()
-	if err := NewBase(textDecoder{}, w, m, quiet()).Process(context.Background(), d); err != nil {
+	if err := NewBase(textDecoder{}, w, 1000, 0, m, quiet()).Process(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
 	for i := range values {
@@ -231,7 +236,7 @@ func TestBaseSplitsWhatIsTooLarge(t *testing.T) {
 		return nil
 	}}
 	d := delivery(newFakePartition(), "a", "b", "c", "d", "e", "f,g", "h", "p,q,r,s")
-	if err := NewBase(textDecoder{}, w, newMetrics(), quiet()).Process(context.Background(), d); err != nil {
+	if err := NewBase(textDecoder{}, w, 1000, 0, newMetrics(), quiet()).Process(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.storedNames(); len(got) != 8 {
@@ -246,7 +251,7 @@ func TestBaseSplitsWhatIsTooLarge(t *testing.T) {
 func TestBasePartialSuccessIsWritten(t *testing.T) {
 	w := &scriptedWriter{fail: func([]string) error { return &failure.Rejected{Spans: 1, Message: "span too old"} }}
 	m := newMetrics()
-	chain := NewRetry(NewBase(textDecoder{}, w, m, quiet()), Backoff{Min: time.Millisecond, Max: time.Millisecond, Attempts: 5}, nil)
+	chain := NewRetry(NewBase(textDecoder{}, w, 1000, 0, m, quiet()), Backoff{Min: time.Millisecond, Max: time.Millisecond, Attempts: 5}, nil)
 	d := delivery(newFakePartition(), "a", "b")
 	if err := chain.Process(context.Background(), d); err != nil || !d.Finished() {
 		t.Fatalf("err %v, verdicts %v", err, verdicts(d))
@@ -281,7 +286,7 @@ func (f *fakeDeadLetter) letters() []string {
 
 // policyChain is base → retry → failure policy, with instant backoff.
 func policyChain(w Writer, policy Policy, m *metrics.Metrics) Processor {
-	r := NewRetry(NewBase(textDecoder{}, w, m, quiet()), Backoff{Attempts: 3}, nil).(*retry)
+	r := NewRetry(NewBase(textDecoder{}, w, 1000, 0, m, quiet()), Backoff{Attempts: 3}, nil).(*retry)
 	r.wait = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 	f := NewFailurePolicy(r, policy, m, PolicyLogs{DeadLettered: quiet(), Skipped: quiet()}).(*failurePolicy)
 	f.wait = func(ctx context.Context, _ int) error {
@@ -538,7 +543,7 @@ func (w *blockingWriter) Write(ctx context.Context, _ otlpwire.Request) error {
 func TestWritesDoNotHoldTheirTurn(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	w := &blockingWriter{release: make(chan struct{})}
-	pool := NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 4, 0, func(*Delivery, error) {})
+	pool := NewParallel(NewBase(textDecoder{}, w, 1000, 0, newMetrics(), quiet()), 4, 0, func(*Delivery, error) {})
 	p := newFakePartition()
 	for range 4 {
 		r, err := pool.Reserve(context.Background(), p.Revoked())
@@ -561,7 +566,7 @@ func TestWritesDoNotHoldTheirTurn(t *testing.T) {
 func TestParallelBoundsDeliveriesAndBytes(t *testing.T) {
 	w := &blockingWriter{release: make(chan struct{})}
 	var unfinished atomic.Int32
-	pool := NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 3, 0, func(*Delivery, error) { unfinished.Add(1) })
+	pool := NewParallel(NewBase(textDecoder{}, w, 1000, 0, newMetrics(), quiet()), 3, 0, func(*Delivery, error) { unfinished.Add(1) })
 	p := newFakePartition()
 	for range 3 {
 		if err := pool.Process(context.Background(), delivery(p, "a")); err != nil {
@@ -590,7 +595,7 @@ func TestParallelBoundsDeliveriesAndBytes(t *testing.T) {
 
 	// The byte bound: two deliveries of 6 bytes do not fit in 10 at once.
 	w = &blockingWriter{release: make(chan struct{})}
-	pool = NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 10, 10, func(*Delivery, error) {})
+	pool = NewParallel(NewBase(textDecoder{}, w, 1000, 0, newMetrics(), quiet()), 10, 10, func(*Delivery, error) {})
 	if err := pool.Process(context.Background(), delivery(p, "aaaaaa")); err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +610,7 @@ func TestParallelBoundsDeliveriesAndBytes(t *testing.T) {
 
 func TestParallelGivesUpTheHandOverOnRevoke(t *testing.T) {
 	w := &blockingWriter{release: make(chan struct{})}
-	pool := NewParallel(NewBase(textDecoder{}, w, newMetrics(), quiet()), 1, 0, func(*Delivery, error) {})
+	pool := NewParallel(NewBase(textDecoder{}, w, 1000, 0, newMetrics(), quiet()), 1, 0, func(*Delivery, error) {})
 	p := newFakePartition()
 	if err := pool.Process(context.Background(), delivery(p, "a")); err != nil {
 		t.Fatal(err)
@@ -626,7 +631,7 @@ func TestCancellingOneDeliveryFailsNoOther(t *testing.T) {
 	w := &blockingWriter{release: make(chan struct{})}
 	var mu sync.Mutex
 	var unfinished []int64
-	chain := NewCommitting(NewBase(textDecoder{}, w, newMetrics(), quiet()))
+	chain := NewCommitting(NewBase(textDecoder{}, w, 1000, 0, newMetrics(), quiet()))
 	pool := NewParallel(chain, 4, 0, func(d *Delivery, _ error) { mu.Lock(); unfinished = append(unfinished, d.First()); mu.Unlock() })
 	gone, stays := newFakePartition(), newFakePartition()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -685,7 +690,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 // is decoded again at every attempt; decode_errors_total counts messages, not attempts.
 func TestADecodeErrorIsCountedOnce(t *testing.T) {
 	m := newMetrics()
-	b := NewBase(textDecoder{}, &scriptedWriter{}, m, quiet())
+	b := NewBase(textDecoder{}, &scriptedWriter{}, 1000, 0, m, quiet())
 	d := delivery(newFakePartition(), "!garbage", "-", "a")
 	for range 3 {
 		if err := b.Process(context.Background(), d); err != nil {
@@ -721,7 +726,7 @@ func TestResourcesWithoutSpansAreEmpty(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := delivery(newFakePartition(), values...)
-		if err := NewBase(decoder, &scriptedWriter{}, newMetrics(), quiet()).Process(context.Background(), d); err != nil {
+		if err := NewBase(decoder, &scriptedWriter{}, 1000, 0, newMetrics(), quiet()).Process(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
 		want := []Verdict{Empty, Undecodable, Undecodable}[:len(values)]

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"context"
 	"errors"
 
 	"github.com/segmentio/kafka-go"
@@ -54,7 +55,8 @@ func (v Verdict) String() string { return verdictNames[v] }
 func (v Verdict) Finished() bool { return v >= Written && v <= DeadLettered }
 
 // Delivery is a run of consecutive messages of one partition, processed together: decoded
-// message by message, written in one storage request, committed as one offset range. Each
+// message by message, written in one storage request (shared with other deliveries when
+// it is small: see jointWrites), committed as one offset range. Each
 // message keeps its own verdict, so one bad message never decides the fate of the others.
 type Delivery struct {
 	// Partition is the handle of the messages' partition.
@@ -70,6 +72,31 @@ type Delivery struct {
 	// decoded gives back what the delivery held while it was formed and decoded (its
 	// turn on a CPU); nil once given back, or when it held nothing.
 	decoded func()
+	// slot is the delivery's slot of the parallelism while it is processed (nil outside
+	// a Parallel): given back while it waits to join a write, taken again to write.
+	slot *slot
+}
+
+// slot is a delivery's hold on its slot of the parallelism.
+type slot struct {
+	vacate func()
+	retake func(ctx context.Context) error
+}
+
+// vacateSlot gives the delivery's slot back while it waits for others' work.
+func (d *Delivery) vacateSlot() {
+	if d.slot != nil {
+		d.slot.vacate()
+	}
+}
+
+// retakeSlot takes the delivery's slot again, after the callers waiting before it; it
+// returns ctx's error, or ErrRevoked, if it cannot.
+func (d *Delivery) retakeSlot(ctx context.Context) error {
+	if d.slot == nil {
+		return nil
+	}
+	return d.slot.retake(ctx)
 }
 
 // Decoded tells the delivery its messages are decoded: what it held for forming and

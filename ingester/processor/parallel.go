@@ -180,16 +180,46 @@ func (r *Reservation) Cancel() {
 	p.mu.Unlock()
 }
 
-// run processes d, holding its slot and size bytes, in a goroutine of its own.
+// run processes d, holding its slot and size bytes, in a goroutine of its own. While it
+// waits to join a write it may give its slot back (its bytes stay held) and take it again.
 func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 	p.running.Go(func() {
+		held := true
+		d.slot = &slot{
+			vacate: func() {
+				if held {
+					held = false
+					p.vacate()
+				}
+			},
+			retake: func(ctx context.Context) error {
+				if held {
+					return nil
+				}
+				if err := p.acquire(ctx, d.Partition.Revoked(), &waiter{slot: true}); err != nil {
+					return err
+				}
+				held = true
+				return nil
+			},
+		}
 		err := p.next.Process(ctx, d)
+		d.slot = nil
 		d.Decoded() // if it was not: a turn is never kept past the delivery
-		p.release(size, err == nil, len(d.Messages))
+		p.release(size, err == nil, len(d.Messages), held)
 		if err != nil {
 			p.onError(d, err)
 		}
 	})
+}
+
+// vacate gives a slot back whose delivery keeps its bytes.
+func (p *Parallel) vacate() {
+	p.mu.Lock()
+	p.account()
+	p.inFlight--
+	p.grant()
+	p.mu.Unlock()
 }
 
 func (p *Parallel) giveTurn() { p.turns.give() }
@@ -303,13 +333,15 @@ func (p *Parallel) take(w *waiter) {
 	p.bytes += w.size
 }
 
-func (p *Parallel) release(n int64, finished bool, messages int) {
+func (p *Parallel) release(n int64, finished bool, messages int, slot bool) {
 	p.mu.Lock()
 	p.account()
 	if finished {
 		p.finished += int64(messages)
 	}
-	p.inFlight--
+	if slot {
+		p.inFlight--
+	}
 	p.bytes -= n
 	p.grant()
 	p.mu.Unlock()

@@ -34,6 +34,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	otlpJSONTopic := fs.String("otlp-json-topic", "otlp_json_spans", "topic to create for -preload-otlp-json")
 	preloadOTLPJSON := fs.Int("preload-otlp-json", 0, "produce this many otlp_json messages (the traces of -preload-otlp, in OTLP/JSON) to -otlp-json-topic")
 	seed := fs.Uint64("seed", 1, "seed of the preloaded spans")
+	produceOTLP := fs.Int("produce-otlp", 0, "once ready, produce this many otlp_proto messages a second (each a trace of 3–7 spans, as -preload-otlp's) to -otlp-topic until stopped: a live topic")
 	racks := fs.String("racks", "", "comma-separated racks, one broker in each, that select the replica a fetch naming its rack reads -topic from, as RackAwareReplicaSelector does (empty: one broker)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -85,8 +86,55 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, "ready", addr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *produceOTLP > 0 {
+		if err := produceOTLPTraces(ctx, addr, *otlpTopic, *produceOTLP, *seed+1); err != nil && ctx.Err() == nil {
+			fmt.Fprintln(stderr, "kfake: producing:", err)
+			return 1
+		}
+	}
 	<-ctx.Done()
 	return 0
+}
+
+// produceOTLPTraces writes perSecond otlp_proto trace messages a second to topic, in
+// batches every 10 ms (as a producer's linger sends them), until ctx ends.
+func produceOTLPTraces(ctx context.Context, addr, topic string, perSecond int, seed uint64) error {
+	gen := spangen.New(seed)
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, Balancer: &kafka.Hash{}, Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchSize: 10000, BatchTimeout: 10 * time.Millisecond}
+	defer w.Close()
+	const tick = 10 * time.Millisecond
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	start, sent := time.Now(), 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-ticker.C:
+			due := int(now.Sub(start).Seconds()*float64(perSecond)) - sent
+			msgs := make([]kafka.Message, 0, max(due, 0))
+			for range due {
+				td, key, err := gen.OTLPTrace(uint64(sent), now)
+				if err != nil {
+					return err
+				}
+				data, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+				if err != nil {
+					return err
+				}
+				msgs = append(msgs, kafka.Message{Key: key, Value: data})
+				sent++
+			}
+			if len(msgs) > 0 {
+				if err := w.WriteMessages(ctx, msgs...); err != nil {
+					return err
+				}
+			}
+		}
+	}
 }
 
 func preloadJaeger(addr, topic string, n int, seed uint64) error {

@@ -25,10 +25,11 @@ type Sink struct {
 	// Received holds every accepted span's identity, counting repeats.
 	Received *store.Memory
 
-	count   atomic.Int64
-	mu      sync.Mutex
-	fail    error
-	latency time.Duration
+	count    atomic.Int64
+	requests atomic.Int64
+	mu       sync.Mutex
+	fail     error
+	latency  time.Duration
 }
 
 // Start starts a sink that keeps identities and stops when the test ends.
@@ -83,11 +84,15 @@ func (s *Sink) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptrace
 		return ptraceotlp.NewExportResponse(), fail
 	}
 	s.count.Add(int64(req.Traces().SpanCount()))
+	s.requests.Add(1)
 	if s.Received == nil {
 		return ptraceotlp.NewExportResponse(), nil
 	}
 	return ptraceotlp.NewExportResponse(), s.Received.Write(ctx, otlpwire.RequestOf(req.Traces()))
 }
+
+// Requests is the number of export requests accepted.
+func (s *Sink) Requests() int { return int(s.requests.Load()) }
 
 // Spans is the number of distinct spans accepted (of spans accepted, when counting only).
 func (s *Sink) Spans() int {
