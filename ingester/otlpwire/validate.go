@@ -12,7 +12,9 @@ import (
 // to it by a differential fuzz test): a known field must have its declared wire type, IDs
 // are empty or of their exact size, unknown fields (groups included) are skipped, AnyValue
 // nesting stops at pdata's recursion limit. Strings are not checked for UTF-8, as pdata
-// does not check them.
+// does not check them. One difference: bytes without a span that hold top-level fields
+// other than resource_spans are refused (ErrForeignFields), where pdata reads an empty
+// request.
 
 var (
 	errTruncated     = io.ErrUnexpectedEOF
@@ -23,6 +25,12 @@ var (
 	errTraceIDLength = errors.New("trace ID is not 16 bytes")
 	errSpanIDLength  = errors.New("span ID is not 8 bytes")
 )
+
+// ErrForeignFields refuses bytes that hold no span and fields that no trace request has
+// (pdata skips them and reads an empty request). A request has resource_spans alone; a
+// Jaeger span read as OTLP is such bytes when its trace ID happens to be a well-formed
+// ResourceSpans (about one span in 80), and committed past as empty it would be lost.
+var ErrForeignFields = errors.New("no spans, and top-level fields that no trace request has (is the topic's encoding the one configured?)")
 
 // recursionLimit is pdata's: KeyValue, AnyValue, ArrayValue and KeyValueList nest at most
 // this deep.
@@ -51,6 +59,7 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 		return 0, err
 	}
 	runStart, runEnd := -1, -1 // the entries sent as they came, since the last one merged
+	foreign := false
 	for pos := 0; pos < len(req); {
 		entry := pos
 		num, typ, next, err := consumeTag(req, pos)
@@ -61,6 +70,7 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 			if pos, err = skipUnknown(req, next, typ); err != nil {
 				return refuse(err)
 			}
+			foreign = true
 			continue
 		}
 		body, end, err := consumeLen(req, next, typ, "ResourceSpans")
@@ -85,6 +95,9 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 			b.entries = append(b.entries, batchEntry{piece: req[entry:end]})
 		}
 		runEnd = end
+	}
+	if spans == 0 && foreign {
+		return refuse(ErrForeignFields)
 	}
 	b.spans += spans
 	b.resources += resources
