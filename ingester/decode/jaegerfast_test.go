@@ -336,3 +336,76 @@ func FuzzJaegerJSON(f *testing.F) {
 		assertJSONSameAsLibrary(t, fast, data)
 	})
 }
+
+// TestJaegerFastManyTagsMatchLibrary: spans, processes and logs of more tags than the
+// attribute lists walk (they keep an index from 32 on), with repeated keys and the tags
+// the translator renames, moves or removes among them, come out as the library's.
+func TestJaegerFastManyTagsMatchLibrary(t *testing.T) {
+	fast := newJaegerFast()
+	gen := spangen.New(7)
+	r := rand.New(rand.NewPCG(7, 8))
+	special := []model.KeyValue{model.String("span.kind", "server"), model.String("w3c.tracestate", "a=b"), model.Bool("error", true),
+		model.String("otel.status_code", "ERROR"), model.Int64("http.status_code", 503), model.String("hostname", "h1"),
+		model.String("jaeger.version", "Go-2.30"), model.String("event", "boom")}
+	tags := func(n int) []model.KeyValue {
+		kvs := make([]model.KeyValue, 0, n)
+		for i := range n {
+			key := fmt.Sprintf("k%d", r.IntN(n)) // repeated keys among them
+			switch r.IntN(8) {
+			case 0:
+				kvs = append(kvs, special[r.IntN(len(special))])
+			case 1:
+				kvs = append(kvs, model.Int64(key, int64(i)))
+			default:
+				kvs = append(kvs, model.String(key, fmt.Sprint(i)))
+			}
+		}
+		return kvs
+	}
+	for i := range 300 {
+		span := gen.JaegerSpan(uint64(i))
+		n := 20 + r.IntN(200)
+		span.Tags = tags(n)
+		span.Process.Tags = tags(n)
+		span.Logs = []model.Log{{Timestamp: span.StartTime, Fields: tags(n)}}
+		data, err := span.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameAsLibrary(t, fast, data)
+	}
+}
+
+// TestLargeProcessesAreNotKept: a process of more than maxKnownProcessBytes is transcoded
+// at every span rather than kept, and a span of thousands of tags leaves no list of
+// thousands to the next: a pooled decoding goroutine's memory stays small.
+func TestLargeProcessesAreNotKept(t *testing.T) {
+	fast := newJaegerFast()
+	var s wireSpan
+	for i := range 4 {
+		span := spangen.New(1).JaegerSpan(uint64(i))
+		span.Process.Tags = append(span.Process.Tags, model.String("big", string(bytes.Repeat([]byte{'a' + byte(i)}, maxKnownProcessBytes))))
+		span.Tags = make([]model.KeyValue, 5000)
+		for j := range span.Tags {
+			span.Tags[j] = model.String(fmt.Sprintf("k%d", j), "v")
+		}
+		data, err := span.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameAsLibrary(t, fast, data)
+		s.reset()
+		if !s.parse(data, string(data)) {
+			t.Fatal("the span is not taken by the fast path")
+		}
+		var b otlpwire.Batch
+		fast.transcode(&b, &s)
+		if len(s.resources) != 0 {
+			t.Fatalf("a process of %d bytes is kept", len(s.process))
+		}
+		s.reset()
+		if cap(s.tags) > 1024 || cap(s.attrs.kvs) > 1024 || s.attrs.index != nil {
+			t.Fatalf("a span of 5,000 tags left lists of %d and %d", cap(s.tags), cap(s.attrs.kvs))
+		}
+	}
+}

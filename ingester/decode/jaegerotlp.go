@@ -47,11 +47,32 @@ func (d *jaegerFast) decode(b *otlpwire.Batch, data []byte) (n int, library bool
 // attrList is a span's, a process's or a log's attributes, changed with the operations
 // of pdata's Map that the translator uses (put replaces a value in place, remove moves the
 // last attribute into the hole), so they come out in the order the library path gives.
-type attrList []wireKV
+type attrList struct {
+	kvs []wireKV
+	// index locates the keys once the list is long: found by a walk of the list, a
+	// message of 150,000 distinct tags (1 MiB) took 42 s to decode, its partition held.
+	index map[string]int
+}
 
-func (l attrList) find(key string) int {
-	for i := range l {
-		if l[i].key == key {
+// attrIndexFrom is the length from which a list keeps its index.
+const attrIndexFrom = 32
+
+// reset empties the list, keeping its storage (not a large one's index).
+func (l *attrList) reset() {
+	clear(l.kvs)
+	l.kvs = l.kvs[:0]
+	l.index = nil
+}
+
+func (l *attrList) find(key string) int {
+	if l.index != nil {
+		if i, ok := l.index[key]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range l.kvs {
+		if l.kvs[i].key == key {
 			return i
 		}
 	}
@@ -59,9 +80,9 @@ func (l attrList) find(key string) int {
 }
 
 // get returns the attribute named key, or nil.
-func (l attrList) get(key string) *wireKV {
+func (l *attrList) get(key string) *wireKV {
 	if i := l.find(key); i >= 0 {
-		return &l[i]
+		return &l.kvs[i]
 	}
 	return nil
 }
@@ -73,21 +94,41 @@ func (l *attrList) put(key string, kv *wireKV) {
 	v := *kv
 	v.key = key
 	if i := l.find(key); i >= 0 {
-		(*l)[i] = v
+		l.kvs[i] = v
 		return
 	}
-	*l = append(*l, v)
+	l.kvs = append(l.kvs, v)
+	switch {
+	case l.index != nil:
+		l.index[key] = len(l.kvs) - 1
+	case len(l.kvs) > attrIndexFrom:
+		l.index = make(map[string]int, 2*len(l.kvs))
+		for i := range l.kvs {
+			l.index[l.kvs[i].key] = i
+		}
+	}
 }
 
 func (l *attrList) putStr(key, value string) {
 	l.put(key, &wireKV{vtype: vtString, str: value})
 }
 
+// remove takes the attribute named key out, the last one taking its place (as pdata's
+// Map.Remove does).
 func (l *attrList) remove(key string) {
-	if i := l.find(key); i >= 0 {
-		last := len(*l) - 1
-		(*l)[i] = (*l)[last]
-		*l = (*l)[:last]
+	i := l.find(key)
+	if i < 0 {
+		return
+	}
+	last := len(l.kvs) - 1
+	l.kvs[i] = l.kvs[last]
+	l.kvs[last] = wireKV{}
+	l.kvs = l.kvs[:last]
+	if l.index != nil {
+		delete(l.index, key)
+		if i < last {
+			l.index[l.kvs[i].key] = i
+		}
 	}
 }
 
@@ -117,7 +158,7 @@ func (d *jaegerFast) putTags(dst *attrList, tags []wireKV) {
 // transcodeResource encodes the resource of s's process (its service and tags) into
 // s.resource, and keeps it for later spans of the same process bytes.
 func (d *jaegerFast) transcodeResource(s *wireSpan) {
-	s.attrs = s.attrs[:0]
+	s.attrs.reset()
 	if s.hasProcess && (s.service != "" || len(s.procTags) > 0) {
 		if s.service != "" {
 			s.attrs.putStr("service.name", s.service)
@@ -132,8 +173,8 @@ func (d *jaegerFast) transcodeResource(s *wireSpan) {
 			s.attrs.remove("jaeger.version")
 		}
 	}
-	s.resource = appendAttrs(s.resource[:0], otlpwire.ResourceAttributes, s.attrs)
-	if s.hasProcess {
+	s.resource = appendAttrs(s.resource[:0], otlpwire.ResourceAttributes, &s.attrs)
+	if s.hasProcess && len(s.process) <= maxKnownProcessBytes {
 		if s.resources == nil || len(s.resources) >= maxKnownProcesses {
 			s.resources = make(map[string][]byte, maxKnownProcesses)
 		}
@@ -142,8 +183,13 @@ func (d *jaegerFast) transcodeResource(s *wireSpan) {
 }
 
 // maxKnownProcesses bounds the resources a decoding goroutine keeps (about 64 KB): a
-// fleet of more pods than that gains less from them.
-const maxKnownProcesses = 64
+// fleet of more pods than that gains less from them. A process of more than
+// maxKnownProcessBytes is not kept: 64 of a megabyte each were 120 MiB kept by one
+// goroutine.
+const (
+	maxKnownProcesses    = 64
+	maxKnownProcessBytes = 4 << 10
+)
 
 // transcode appends s to b, mapping it as the OpenTelemetry translator does.
 func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
@@ -163,7 +209,7 @@ func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
 		}
 	}
 
-	s.attrs = s.attrs[:0]
+	s.attrs.reset()
 	d.putTags(&s.attrs, s.tags)
 	var kind ptrace.SpanKind
 	if k := s.attrs.get("span.kind"); k != nil {
@@ -197,7 +243,7 @@ func (d *jaegerFast) transcode(b *otlpwire.Batch, s *wireSpan) {
 	}
 	out = appendFixed64(out, otlpwire.SpanStartTime, uint64(s.start.UnixNano()))
 	out = appendFixed64(out, otlpwire.SpanEndTime, uint64(s.start.Add(s.duration).UnixNano()))
-	out = appendAttrs(out, otlpwire.SpanAttributes, s.attrs)
+	out = appendAttrs(out, otlpwire.SpanAttributes, &s.attrs)
 	for i := range s.logs {
 		out = d.appendEvent(out, s, &s.logs[i])
 	}
@@ -226,7 +272,7 @@ func (d *jaegerFast) appendEvent(out []byte, s *wireSpan, log *wireLog) []byte {
 	out, body := otlpwire.OpenField(out, otlpwire.SpanEvents)
 	out = appendFixed64(out, otlpwire.EventTime, uint64(log.ts.UnixNano()))
 	if len(log.fields) > 0 {
-		s.attrs = s.attrs[:0]
+		s.attrs.reset()
 		d.putTags(&s.attrs, log.fields)
 		if name := s.attrs.get("event"); name != nil {
 			if n := str(name); n != "" {
@@ -234,7 +280,7 @@ func (d *jaegerFast) appendEvent(out []byte, s *wireSpan, log *wireLog) []byte {
 			}
 			s.attrs.remove("event")
 		}
-		out = appendAttrs(out, otlpwire.EventAttributes, s.attrs)
+		out = appendAttrs(out, otlpwire.EventAttributes, &s.attrs)
 	}
 	return otlpwire.CloseField(out, body)
 }
@@ -319,7 +365,7 @@ func (l *attrList) status(kind ptrace.SpanKind) (spanStatus, bool) {
 // httpStatus is the status an HTTP status code attribute implies, false when there is
 // none or it is not a number: 4xx is an error for clients only, 5xx and unknown codes
 // always.
-func (l attrList) httpStatus(kind ptrace.SpanKind) (ptrace.StatusCode, bool) {
+func (l *attrList) httpStatus(kind ptrace.SpanKind) (ptrace.StatusCode, bool) {
 	v := l.get(keyHTTPStatusV0)
 	if v == nil {
 		if v = l.get(keyHTTPStatusV1); v == nil {
@@ -365,9 +411,9 @@ func spanKind(kind string) ptrace.SpanKind {
 	return ptrace.SpanKindUnspecified
 }
 
-func appendAttrs(out []byte, field protowire.Number, attrs attrList) []byte {
-	for i := range attrs {
-		out = appendKeyValue(out, field, &attrs[i])
+func appendAttrs(out []byte, field protowire.Number, attrs *attrList) []byte {
+	for i := range attrs.kvs {
+		out = appendKeyValue(out, field, &attrs.kvs[i])
 	}
 	return out
 }

@@ -93,11 +93,21 @@ func (s *wireSpan) reset() {
 	clear(s.refs)
 	clear(s.tags)
 	clear(s.procTags)
-	clear(s.attrs)
-	refs, tags, logs, procTags := s.refs[:0], s.tags[:0], s.logs[:0], s.procTags[:0]
-	attrs, resource, scope := s.attrs[:0], s.resource[:0], s.scope[:0]
+	s.attrs.reset()
+	refs, tags, logs, procTags := keptScratch(s.refs), keptScratch(s.tags), keptScratch(s.logs), keptScratch(s.procTags)
+	attrs, resource, scope := s.attrs, s.resource[:0], s.scope[:0]
+	attrs.kvs = keptScratch(attrs.kvs)
 	*s = wireSpan{refs: refs, tags: tags, logs: logs, procTags: procTags, attrs: attrs, resource: resource, scope: scope,
 		resources: s.resources}
+}
+
+// keptScratch is list emptied for the next span, or nil when one span's thousands of
+// tags made it large: a pooled span keeps what a usual span needs, not the largest seen.
+func keptScratch[T any](list []T) []T {
+	if cap(list) > 1024 {
+		return nil
+	}
+	return list[:0]
 }
 
 // parse reads a model.Span from data (and msg, the same bytes as one string). It reports
