@@ -61,7 +61,7 @@ type RetrySpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.onDecodeError) || self.onDecodeError != 'deadletter' || has(self.deadLetterTopic)",message="processing.onDecodeError deadletter needs processing.deadLetterTopic"
 type ProcessingSpec struct {
 	// batchSize is about how many spans a delivery holds: a run of one partition's
-	// messages written to storage in one request. Deliveries of fewer than half as many
+	// messages written to storage in one request. Deliveries of fewer than a tenth as many
 	// spans (a topic of many partitions at a modest rate) written at about the same time
 	// share one request of up to this many.
 	// +kubebuilder:default=1000
@@ -70,7 +70,7 @@ type ProcessingSpec struct {
 	// +optional
 	BatchSize int32 `json:"batchSize,omitempty"`
 	// batchLinger is the longest the first message of a delivery waits for more, and the
-	// longest a delivery of fewer than half of batchSize spans waits for others to share
+	// longest a delivery of fewer than a tenth of batchSize spans waits for others to share
 	// its write: a duration such as 100ms (the default).
 	// +kubebuilder:default="100ms"
 	// +optional

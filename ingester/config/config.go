@@ -104,12 +104,12 @@ type Config struct {
 // Processing tunes how messages become storage writes and what happens on failure.
 type Processing struct {
 	// BatchSize is about how many spans a delivery holds: a run of one partition's
-	// messages written to storage in one request. Deliveries of fewer than half as many
+	// messages written to storage in one request. Deliveries of fewer than a tenth as many
 	// spans (a topic of many partitions at a modest rate) written at about the same time
 	// share one request of up to this many.
 	BatchSize int `json:"batchSize"`
 	// BatchLinger is the longest the first message of a delivery waits for more, and the
-	// longest a delivery of fewer than half of BatchSize spans waits for others to share
+	// longest a delivery of fewer than a tenth of BatchSize spans waits for others to share
 	// its write.
 	BatchLinger Duration `json:"batchLinger"`
 	// Retry paces the retries of failed writes.

@@ -37,22 +37,28 @@ type base struct {
 // leaving what was not written pending, for the retry decorator. A partial success counts
 // as written: its rejected spans are counted and logged, never sent again.
 //
-// Requests of fewer than half of batchSpans spans, of deliveries written at about the same
+// Requests of fewer than a tenth of batchSpans spans, of deliveries written at about the same
 // time, are joined into one storage request of up to batchSpans spans, after waiting at
 // most linger for others (0: each is written alone); see jointWrites.
 func NewBase(decoder decode.Decoder, writer Writer, batchSpans int, linger time.Duration, m *metrics.Metrics, rejected *eventlog.Repeated) Processor {
-	return &base{decoder: decoder, writes: newJointWrites(writer, batchSpans, linger, m.WriteRequests.Inc), m: m, rejected: rejected,
+	return &base{decoder: decoder, writes: newJointWrites(writer, batchSpans, linger, m.WriteRequests.Inc, m.WriteErrors.Inc), m: m, rejected: rejected,
 		batches: sync.Pool{New: func() any { return new(otlpwire.Batch) }}}
 }
 
 func (b *base) Process(ctx context.Context, d *Delivery) error {
 	pending := make([]int, 0, len(d.Messages))
+	joinable := true
 	for i := range d.Messages {
 		if d.verdicts[i] == Pending {
 			pending = append(pending, i)
+			// A message storage refused for good before, tried again, would have every
+			// write it joined refused and sent again, each delivery alone.
+			if cause := d.Cause(i); failure.IsPermanent(cause) || failure.IsTooLarge(cause) {
+				joinable = false
+			}
 		}
 	}
-	return b.write(ctx, d, pending, true)
+	return b.write(ctx, d, pending, joinable)
 }
 
 // write decodes and writes the messages at idx (which it reorders in place), splitting
@@ -132,7 +138,6 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int, joinable bool)
 		b.m.Spans.Add(float64(spans))
 		return nil
 	}
-	b.m.WriteErrors.Inc()
 	first := &d.Messages[idx[0]]
 	if !failure.IsPermanent(err) && !failure.IsTooLarge(err) {
 		return fmt.Errorf("writing %d messages of partition %d from offset %d: %w", holding, first.Partition, first.Offset, err)

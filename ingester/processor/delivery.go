@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"context"
 	"errors"
 
 	"github.com/segmentio/kafka-go"
@@ -77,11 +76,16 @@ type Delivery struct {
 	slot *slot
 }
 
-// slot is a delivery's hold on its slot of the parallelism.
+// slot is a delivery's hold on its slot of the parallelism; shared reports whether the
+// parallelism has other slots.
 type slot struct {
-	vacate func()
-	retake func(ctx context.Context) error
+	vacate, hold func()
+	shared       func() bool
 }
+
+// slotShared reports whether other deliveries may be in flight beside this one (true
+// outside a Parallel).
+func (d *Delivery) slotShared() bool { return d.slot == nil || d.slot.shared() }
 
 // vacateSlot gives the delivery's slot back while it waits for others' work.
 func (d *Delivery) vacateSlot() {
@@ -90,13 +94,11 @@ func (d *Delivery) vacateSlot() {
 	}
 }
 
-// retakeSlot takes the delivery's slot again, after the callers waiting before it; it
-// returns ctx's error, or ErrRevoked, if it cannot.
-func (d *Delivery) retakeSlot(ctx context.Context) error {
-	if d.slot == nil {
-		return nil
+// holdSlot takes the delivery's slot again, at once, past the limit if it must.
+func (d *Delivery) holdSlot() {
+	if d.slot != nil {
+		d.slot.hold()
 	}
-	return d.slot.retake(ctx)
 }
 
 // Decoded tells the delivery its messages are decoded: what it held for forming and

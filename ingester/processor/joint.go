@@ -11,35 +11,45 @@ import (
 	"github.com/spanflow/spanflow/ingester/otlpwire"
 )
 
-// jointWrites join the small requests of deliveries written at about the same time into
-// one storage request. A delivery is a run of one partition: on a topic of many
+// jointWrites join the small requests (under a tenth of the batch size) of deliveries
+// written at about the same time into one storage request. A delivery is a run of one partition: on a topic of many
 // partitions at a modest rate each is a few messages, and written alone each was a
 // request of a few spans — 776 requests a second of 6 spans each where the Collector's
 // batch processor sends 5 of 1,000 (BenchmarkLiveTopic), paid for in CPU here (a request
-// and its compression each) and in the backend. A request of at least half the batch
-// size is written alone, as before: under a backlog nothing waits.
+// and its compression each) and in the backend. A request of a tenth of the batch size
+// or more is written alone, as before: under a backlog nothing waits, and nothing more
+// is in memory than before.
 //
 // The first small request opens a joint write and waits for others up to the linger; the
 // joint write is sent when it holds the batch size (or 2 MiB), or the linger is over.
-// Waiting deliveries give their slot of the parallelism back meanwhile, so that the
-// partitions' next deliveries can be formed to join: the parallelism stays the number of
-// storage writes at once, and a joint write takes one slot. Each delivery keeps its own
+// Its first delivery keeps its slot of the parallelism, and sends it in that slot; the
+// others give theirs back while they wait, so that the partitions' next deliveries can be
+// formed to join. So the parallelism stays the number of storage writes at once (a joint
+// write takes one slot), and what waits to be written stays bounded by it: a joint write
+// a slot, each of at most the batch size. With a parallelism of 1 nothing could be formed
+// to join meanwhile: each request goes alone. A delivery whose joint write failed holds a
+// slot again, through its backoff, as one that failed alone does; nothing here waits for a
+// slot (a slot waited for behind deliveries that wait for the bytes of parked ones would
+// never come). Each delivery keeps its own
 // outcome: when storage refuses a joint write for good (or for its size), every request
 // in it is written alone, so that a bad message is isolated within its own delivery and
 // no other delivery's messages are refused with it.
 type jointWrites struct {
 	writer Writer
-	// spans seals a joint write at this many spans; requests of half as many go alone.
+	// spans seals a joint write at this many spans; requests of a tenth as many go alone.
 	spans  int
 	linger time.Duration
-	sent   func() // counts a storage request
+	// sent counts a storage request, failed one more that failed (a partial success is not
+	// a failure): once for a joint write, whatever the deliveries in it.
+	sent, failed func()
 
 	mu   sync.Mutex
 	open *jointWrite
 }
 
-// jointBytes seals a joint write at this size: the byte cut of a delivery, well under
-// the 4 MiB that gRPC receivers take by default.
+// jointBytes bounds a joint write: one that a request would take past it is sent
+// without it. A delivery's byte cut (2 MiB, past by at most a message): well under the
+// 4 MiB that gRPC receivers take by default.
 const jointBytes = 2 << 20
 
 // jointWrite is the requests of one joint write.
@@ -64,24 +74,33 @@ type jointPart struct {
 // written one by one.
 var errWriteAlone = errors.New("a joint write refused for good: each request is written alone")
 
-func newJointWrites(writer Writer, spans int, linger time.Duration, sent func()) *jointWrites {
-	return &jointWrites{writer: writer, spans: max(spans, 1), linger: linger, sent: sent}
+func newJointWrites(writer Writer, spans int, linger time.Duration, sent, failed func()) *jointWrites {
+	return &jointWrites{writer: writer, spans: max(spans, 1), linger: linger, sent: sent, failed: failed}
 }
 
 // alone writes req by itself.
 func (j *jointWrites) alone(ctx context.Context, req otlpwire.Request) error {
 	j.sent()
-	return j.writer.Write(ctx, req)
+	err := j.writer.Write(ctx, req)
+	if err != nil && failure.AsRejected(err) == nil {
+		j.failed()
+	}
+	return err
 }
 
 // write writes req, d's request, joined with others when it is small.
 func (j *jointWrites) write(ctx context.Context, d *Delivery, req otlpwire.Request) error {
-	if 2*req.Spans >= j.spans || j.linger <= 0 {
+	if 10*req.Spans >= j.spans || j.linger <= 0 || !d.slotShared() {
 		return j.alone(ctx, req)
 	}
 	size := req.Len()
 	j.mu.Lock()
 	w := j.open
+	if w != nil && w.bytes+size > jointBytes {
+		j.seal(w) // sent as it is: what it holds and this would be too large together
+		close(w.full)
+		w = nil
+	}
 	leads := w == nil
 	if leads {
 		w = &jointWrite{full: make(chan struct{}), done: make(chan struct{})}
@@ -96,10 +115,10 @@ func (j *jointWrites) write(ctx context.Context, d *Delivery, req otlpwire.Reque
 	}
 	j.mu.Unlock()
 
-	d.vacateSlot() // others form deliveries to join meanwhile
 	if leads {
-		j.lead(ctx, d, w)
+		j.lead(ctx, w)
 	} else {
+		d.vacateSlot() // others form deliveries to join meanwhile
 		select {
 		case <-w.done:
 		case <-ctx.Done():
@@ -114,8 +133,13 @@ func (j *jointWrites) write(ctx context.Context, d *Delivery, req otlpwire.Reque
 			<-w.done // its bytes are being sent: they are the caller's again only then
 		}
 	}
+	if w.err != nil && !leads {
+		// Retried after a backoff, or written alone now: as before joining, the delivery
+		// holds a slot meanwhile (taken past the limit rather than waited for, behind
+		// deliveries that may be waiting for its bytes).
+		d.holdSlot()
+	}
 	if errors.Is(w.err, errWriteAlone) {
-		_ = d.retakeSlot(ctx)
 		return j.alone(ctx, req)
 	}
 	if part > 0 && failure.AsRejected(w.err) != nil {
@@ -132,8 +156,8 @@ func (j *jointWrites) seal(w *jointWrite) {
 	}
 }
 
-// lead waits for the requests that join w, then sends it in a slot of d's.
-func (j *jointWrites) lead(ctx context.Context, d *Delivery, w *jointWrite) {
+// lead waits for the requests that join w, then sends it in its delivery's slot.
+func (j *jointWrites) lead(ctx context.Context, w *jointWrite) {
 	timer := time.NewTimer(j.linger)
 	select {
 	case <-w.full:
@@ -144,7 +168,6 @@ func (j *jointWrites) lead(ctx context.Context, d *Delivery, w *jointWrite) {
 	j.mu.Lock()
 	j.seal(w)
 	j.mu.Unlock()
-	_ = d.retakeSlot(ctx) // without one (stopping, revoked) the others' requests still go
 
 	var joined otlpwire.Request
 	requests := 0

@@ -14,7 +14,7 @@ import (
 	"github.com/spanflow/spanflow/ingester/failure"
 )
 
-// jointChain is base behind Parallel with one slot, joining requests of under half of
+// jointChain is base behind Parallel with two slots, joining requests of under half of
 // spans spans for up to linger; what Parallel could not finish goes to unfinished.
 type jointChain struct {
 	*Parallel
@@ -26,7 +26,7 @@ func newJointChain(t *testing.T, w Writer, spans int, linger time.Duration) *joi
 	t.Helper()
 	c := &jointChain{unfinished: map[*Delivery]error{}}
 	base := NewBase(textDecoder{}, w, spans, linger, newMetrics(), quiet())
-	c.Parallel = NewParallel(NewCommitting(base), 1, 0, func(d *Delivery, err error) {
+	c.Parallel = NewParallel(NewCommitting(base), 2, 0, func(d *Delivery, err error) {
 		c.mu.Lock()
 		c.unfinished[d] = err
 		c.mu.Unlock()
@@ -46,11 +46,12 @@ func (c *jointChain) run(t *testing.T, ds ...*Delivery) {
 }
 
 // TestSmallDeliveriesShareAWrite: deliveries of a few spans each, of ten partitions, are
-// written in one request, though only one delivery may be in flight: each gives its slot
-// back while it waits to be joined. Every span is written once and every delivery done.
+// written in one request, though only two deliveries may be in flight: the first keeps
+// its slot to send the joint write, the others give theirs back while they wait to be
+// joined. Every span is written once and every delivery done.
 func TestSmallDeliveriesShareAWrite(t *testing.T) {
 	w := &scriptedWriter{}
-	c := newJointChain(t, w, 20, 500*time.Millisecond)
+	c := newJointChain(t, w, 200, 500*time.Millisecond)
 	var ds []*Delivery
 	var parts []*fakePartition
 	var want []string
@@ -72,11 +73,11 @@ func TestSmallDeliveriesShareAWrite(t *testing.T) {
 	}
 }
 
-// TestRequestsOfHalfTheBatchGoAlone: a request of at least half the batch size is written
-// at once, by itself: under a backlog nothing waits to be joined.
-func TestRequestsOfHalfTheBatchGoAlone(t *testing.T) {
+// TestRequestsOfATenthOfTheBatchGoAlone: a request of at least a tenth of the batch size
+// is written at once, by itself: under a backlog nothing waits to be joined.
+func TestRequestsOfATenthOfTheBatchGoAlone(t *testing.T) {
 	w := &scriptedWriter{}
-	c := newJointChain(t, w, 4, time.Minute)
+	c := newJointChain(t, w, 20, time.Minute)
 	c.run(t, delivery(newFakePartition(), "a", "b"), delivery(newFakePartition(), "c,d"), delivery(newFakePartition(), "e", "f", "g"))
 	if len(w.storedNames()) != 7 || w.writes != 3 {
 		t.Errorf("stored %v in %d writes, want 7 spans in 3", w.storedNames(), w.writes)
@@ -134,7 +135,7 @@ func TestAJointWriteFailingLeavesEveryDeliveryUnfinished(t *testing.T) {
 func TestAJointPartialSuccessIsCountedOnce(t *testing.T) {
 	w := &scriptedWriter{fail: func([]string) error { return &failure.Rejected{Spans: 2, Message: "too old"} }}
 	m := newMetrics()
-	p := NewParallel(NewBase(textDecoder{}, w, 100, 200*time.Millisecond, m, quiet()), 1, 0, func(*Delivery, error) {})
+	p := NewParallel(NewBase(textDecoder{}, w, 100, 200*time.Millisecond, m, quiet()), 2, 0, func(*Delivery, error) {})
 	ds := []*Delivery{delivery(newFakePartition(), "a"), delivery(newFakePartition(), "b"), delivery(newFakePartition(), "c")}
 	for _, d := range ds {
 		if err := p.Process(context.Background(), d); err != nil {
@@ -183,5 +184,30 @@ func TestADeliveryThatStopsWaitingLeavesTheJointWrite(t *testing.T) {
 	}
 	if got := w.storedNames(); !slices.Equal(got, []string{"a"}) || second.Count(Pending) != 1 || w.miscounted > 0 {
 		t.Errorf("stored %v (%d requests miscounted), the stopped delivery %v; want only a", got, w.miscounted, verdicts(second))
+	}
+}
+
+// TestWithOneSlotEachRequestGoesAlone: with a parallelism of 1 no other delivery could be
+// formed while one waited to be joined: each request is sent at once, by itself.
+func TestWithOneSlotEachRequestGoesAlone(t *testing.T) {
+	w := &scriptedWriter{}
+	p := NewParallel(NewBase(textDecoder{}, w, 100, time.Hour, newMetrics(), quiet()), 1, 0, func(*Delivery, error) {})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, v := range []string{"a", "b", "c"} {
+			if err := p.Process(context.Background(), delivery(newFakePartition(), v)); err != nil {
+				t.Error(err)
+			}
+		}
+		p.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("a delivery waits to be joined where nothing can join it")
+	}
+	if w.writes != 3 || len(w.storedNames()) != 3 {
+		t.Errorf("stored %v in %d writes, want 3 alone", w.storedNames(), w.writes)
 	}
 }

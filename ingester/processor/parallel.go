@@ -181,7 +181,8 @@ func (r *Reservation) Cancel() {
 }
 
 // run processes d, holding its slot and size bytes, in a goroutine of its own. While it
-// waits to join a write it may give its slot back (its bytes stay held) and take it again.
+// waits to join a write it may give its slot back (its bytes stay held), and hold one
+// again if the write failed.
 func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 	p.running.Go(func() {
 		held := true
@@ -192,16 +193,13 @@ func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 					p.vacate()
 				}
 			},
-			retake: func(ctx context.Context) error {
-				if held {
-					return nil
+			hold: func() {
+				if !held {
+					held = true
+					p.hold()
 				}
-				if err := p.acquire(ctx, d.Partition.Revoked(), &waiter{slot: true}); err != nil {
-					return err
-				}
-				held = true
-				return nil
 			},
+			shared: func() bool { return p.Limit() > 1 },
 		}
 		err := p.next.Process(ctx, d)
 		d.slot = nil
@@ -211,6 +209,16 @@ func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 			p.onError(d, err)
 		}
 	})
+}
+
+// hold takes a slot back for a delivery that gave its own back, at once: past the limit
+// if it must (until slots are given back), never after callers that may be waiting for
+// the delivery's own bytes.
+func (p *Parallel) hold() {
+	p.mu.Lock()
+	p.account()
+	p.inFlight++
+	p.mu.Unlock()
 }
 
 // vacate gives a slot back whose delivery keeps its bytes.
