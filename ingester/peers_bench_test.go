@@ -222,6 +222,9 @@ func BenchmarkLiveTopic(b *testing.B) {
 		return reading{processCPU(b, pid), sink.Spans(), sink.Requests()}
 	}
 	var sf, jg reading // summed over the windows
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
+		go saveProfile(b, cfg.AdminAddress, path) // of the first window (BENCH_CPUPROFILE_SECONDS)
+	}
 	for b.Loop() {
 		sf0, jg0 := read(spanflow.Process.Pid, spanflowSink), read(jaeger.Process.Pid, jaegerSink)
 		time.Sleep(window)

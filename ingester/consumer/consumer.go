@@ -892,6 +892,7 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher, slot *proc
 		bytes += int64(len(msg.Value))
 	}
 	c.m.Deliveries.Observe(float64(len(msgs)))
+	backing.formed = len(msgs)
 	return msgs, backing, nil
 }
 
