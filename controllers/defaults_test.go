@@ -62,6 +62,7 @@ func TestSchemaDefaultsAreTheIngesters(t *testing.T) {
 		"kafka.maxWait":             d.Kafka.MaxWait.D(),
 		"kafka.commitInterval":      d.Kafka.CommitInterval.D(),
 		"kafka.maxFetchBytes":       d.Kafka.MaxBytes,
+		"kafka.minFetchBytes":       d.Kafka.MinBytes,
 		"encoding":                  d.Encoding,
 		"storage.otlp.protocol":     d.Storage.OTLP.Protocol,
 		"storage.otlp.compression":  d.Storage.OTLP.Compression,

@@ -280,6 +280,9 @@ func ingesterConfig(ing *spanflowv1alpha1.Ingester) config.Config {
 	if spec.Kafka.MaxFetchBytes != nil {
 		k.MaxBytes = int(*spec.Kafka.MaxFetchBytes)
 	}
+	if spec.Kafka.MinFetchBytes != nil {
+		k.MinBytes = int(*spec.Kafka.MinFetchBytes)
+	}
 	if t := kafkaTLS(ing); t != nil {
 		k.TLS = config.KafkaTLS{Enabled: true, InsecureSkipVerify: spec.Kafka.TLS.InsecureSkipVerify}
 		k.TLS.CAFile, k.TLS.CertFile, k.TLS.KeyFile = t.files()

@@ -54,10 +54,11 @@ func TestIngesterConfig(t *testing.T) {
 			i.Spec.Kafka.ClientID = "team-a.traces"
 			i.Spec.MaxInFlightBytes = ptr.To(resource.MustParse("32Mi"))
 			i.Spec.Kafka.DrainTimeout = spanflowv1alpha1.NewPositiveDuration(7 * time.Second)
+			i.Spec.Kafka.MinFetchBytes = ptr.To[int32](65536)
 		}, func(t *testing.T, c config.Config) {
 			if c.Encoding != config.EncodingOTLPJSON || c.Parallelism != 32 || c.Kafka.InitialOffset != config.OffsetLatest ||
 				c.Kafka.IsolationLevel != config.ReadCommitted || c.Kafka.ClientID != "team-a.traces" ||
-				c.MaxInFlightBytes != 32<<20 || c.DrainTimeout.D() != 7*time.Second {
+				c.MaxInFlightBytes != 32<<20 || c.DrainTimeout.D() != 7*time.Second || c.Kafka.MinBytes != 65536 {
 				t.Errorf("spec not carried: %+v", c)
 			}
 		}},

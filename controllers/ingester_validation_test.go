@@ -87,6 +87,9 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad onDecodeError", func(i *spanflowv1alpha1.Ingester) { i.Spec.Processing.OnDecodeError = "ignore" }, "spec.processing.onDecodeError"},
 		{"bad image pull policy", func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.ImagePullPolicy = "Sometimes" }, "spec.template.imagePullPolicy"},
 		{"tiny fetch size", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.MaxFetchBytes = ptr.To[int32](10) }, "spec.kafka.maxFetchBytes"},
+		{"fetches waiting for more than they may bring", func(i *spanflowv1alpha1.Ingester) {
+			i.Spec.Kafka.MinFetchBytes, i.Spec.Kafka.MaxFetchBytes = ptr.To[int32](2<<20), ptr.To[int32](1<<20)
+		}, "kafka.minFetchBytes must be at most kafka.maxFetchBytes"},
 		{"otlp storage without otlp", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = spanflowv1alpha1.StorageOTLP }, "storage.otlp is required"},
 		{"otlp header with value and valueFrom", func(i *spanflowv1alpha1.Ingester) {
 			i.Spec.Storage = spanflowv1alpha1.StorageSpec{Type: spanflowv1alpha1.StorageOTLP, OTLP: &spanflowv1alpha1.OTLPStorage{Endpoint: "t:4317",

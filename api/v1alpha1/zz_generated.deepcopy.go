@@ -353,6 +353,11 @@ func (in *KafkaSpec) DeepCopyInto(out *KafkaSpec) {
 		*out = new(PositiveDuration)
 		**out = **in
 	}
+	if in.MinFetchBytes != nil {
+		in, out := &in.MinFetchBytes, &out.MinFetchBytes
+		*out = new(int32)
+		**out = **in
+	}
 	if in.MaxFetchBytes != nil {
 		in, out := &in.MaxFetchBytes, &out.MaxFetchBytes
 		*out = new(int32)
