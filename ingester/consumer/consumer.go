@@ -803,6 +803,7 @@ func (c *Consumer) consumePartition(genCtx, work context.Context, p *partition, 
 			return
 		}
 		d := processor.NewDelivery(p, msgs)
+		d.Tail = d.Last()+1 >= fetch.highWatermark
 		if d.First() < p.begun {
 			// The log is read again from an earlier offset (it was truncated). A partition's
 			// deliveries are tracked, and their bytes held, by their first offsets, in order:

@@ -116,14 +116,21 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int, joinable bool)
 		b.batches.Put(batch)
 		return nil
 	}
+	// The writer keeps nothing of the request; the pool keeps no message.
+	release := func() {
+		batch.Reset()
+		b.batches.Put(batch)
+		batch = nil
+	}
 	var err error
 	if joinable {
-		err = b.writes.write(ctx, d, batch.Request())
+		err = b.writes.write(ctx, d, batch.Request(), release)
 	} else {
 		err = b.writes.alone(ctx, batch.Request())
 	}
-	batch.Reset() // the writer keeps nothing of the request; the pool keeps no message
-	b.batches.Put(batch)
+	if batch != nil {
+		release()
+	}
 	if r := failure.AsRejected(err); r != nil {
 		b.m.RejectedSpans.Add(float64(r.Spans))
 		b.rejected.Event(nil, "partition", d.Partition.ID(), "fromOffset", d.Messages[idx[0]].Offset,

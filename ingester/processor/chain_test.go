@@ -64,7 +64,9 @@ func delivery(p Partition, values ...string) *Delivery {
 			msgs[i].Value = nil
 		}
 	}
-	return NewDelivery(p, msgs)
+	d := NewDelivery(p, msgs)
+	d.Tail = true // a live partition's: small ones may be joined
+	return d
 }
 
 // textDecoder reads a message "a,b,c" as one span per name (the name is its span ID); a

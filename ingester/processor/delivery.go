@@ -64,6 +64,10 @@ type Delivery struct {
 	Messages []kafka.Message
 	// Spans counts the spans written so far (rejected ones of a partial success included).
 	Spans int
+	// Tail is true of a delivery that ends where its partition ended when it was formed:
+	// a live partition's run, small because little was there. A small one may share its
+	// write with others (see jointWrites); a backlog's deliveries are written alone.
+	Tail bool
 
 	bytes    int64
 	verdicts []Verdict

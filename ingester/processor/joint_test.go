@@ -211,3 +211,21 @@ func TestWithOneSlotEachRequestGoesAlone(t *testing.T) {
 		t.Errorf("stored %v in %d writes, want 3 alone", w.storedNames(), w.writes)
 	}
 }
+
+// TestDeliveriesShortOfTheirPartitionsEndGoAlone: a small delivery of a backlog (cut where
+// a response ended, or while others waited for a slot) is written at once, by itself:
+// only deliveries at their partitions' ends wait to be joined.
+func TestDeliveriesShortOfTheirPartitionsEndGoAlone(t *testing.T) {
+	w := &scriptedWriter{}
+	c := newJointChain(t, w, 100, time.Minute)
+	var ds []*Delivery
+	for _, v := range []string{"a", "b", "c"} {
+		d := delivery(newFakePartition(), v)
+		d.Tail = false
+		ds = append(ds, d)
+	}
+	c.run(t, ds...)
+	if w.writes != 3 {
+		t.Errorf("%d writes, want 3 alone", w.writes)
+	}
+}
