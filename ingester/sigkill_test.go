@@ -79,27 +79,11 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	b := kafkatest.Start(t, topic, partitions)
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, backlog, spansPer)...)
 
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.Kafka.Brokers = []string{b.Addr}
-	cfg.Kafka.Topic = topic
-	cfg.Kafka.ConsumerGroup = group
-	cfg.Kafka.SessionTimeout = config.Duration(time.Second)
-	cfg.Kafka.HeartbeatInterval = config.Duration(100 * time.Millisecond)
-	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
-	cfg.Storage = config.Storage{Type: config.StorageFile, File: config.FileStorage{Path: filepath.Join(dir, "store"), MaxFileBytes: 4 << 20}}
-	cfg.AdminAddress = "127.0.0.1:0"
-	cfg.Parallelism = envInt("SPANFLOW_SIGKILL_PARALLELISM", 2)
-	cfg.Processing.BatchSize = envInt("SPANFLOW_SIGKILL_BATCH_SIZE", 200)
+	cfg, configPath := killableConfig(t, b.Addr, topic, group, func(c *config.Config) {
+		c.Parallelism = envInt("SPANFLOW_SIGKILL_PARALLELISM", 2)
+		c.Processing.BatchSize = envInt("SPANFLOW_SIGKILL_BATCH_SIZE", 200)
+	})
 	maxRewrittenPerKill := 3 * cfg.Parallelism * cfg.Processing.BatchSize * spansPer
-	data, err := cfg.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	configPath := filepath.Join(dir, "ingester.yaml")
-	if err := os.WriteFile(configPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	committed := func() int64 {
 		var n int64
 		for _, c := range b.CommittedOffsets(t, group, topic, partitions) {
@@ -202,6 +186,33 @@ func rewrittenAfterKill(t *testing.T, b *kafkatest.Broker, dir, group, topic str
 	return n, copies
 }
 
+// killableConfig writes the configuration of an ingester that SIGKILL tests kill: a
+// file store in a test directory, a short session timeout (a killed member's partitions
+// go to the next soon), changed by set. It returns the configuration and its path.
+func killableConfig(t *testing.T, broker, topic, group string, set func(*config.Config)) (config.Config, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Kafka.Brokers = []string{broker}
+	cfg.Kafka.Topic = topic
+	cfg.Kafka.ConsumerGroup = group
+	cfg.Kafka.SessionTimeout = config.Duration(time.Second)
+	cfg.Kafka.HeartbeatInterval = config.Duration(100 * time.Millisecond)
+	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
+	cfg.Storage = config.Storage{Type: config.StorageFile, File: config.FileStorage{Path: filepath.Join(dir, "store"), MaxFileBytes: 4 << 20}}
+	cfg.AdminAddress = "127.0.0.1:0"
+	set(&cfg)
+	data, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ingester.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, path
+}
+
 func envInt(name string, fallback int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return n
@@ -258,25 +269,7 @@ func TestSIGKILLDuringJointWritesLosesNothing(t *testing.T) {
 	b := kafkatest.Start(t, topic, partitions)
 	msgs := kafkatest.OTLPProtoMessages(t, 0, batches*perBatch, spansPer)
 
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.Kafka.Brokers = []string{b.Addr}
-	cfg.Kafka.Topic = topic
-	cfg.Kafka.ConsumerGroup = group
-	cfg.Kafka.SessionTimeout = config.Duration(time.Second)
-	cfg.Kafka.HeartbeatInterval = config.Duration(100 * time.Millisecond)
-	cfg.Kafka.MaxWait = config.Duration(100 * time.Millisecond)
-	cfg.Storage = config.Storage{Type: config.StorageFile, File: config.FileStorage{Path: filepath.Join(dir, "store"), MaxFileBytes: 4 << 20}}
-	cfg.AdminAddress = "127.0.0.1:0"
-	cfg.Parallelism = 4
-	data, err := cfg.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	configPath := filepath.Join(dir, "ingester.yaml")
-	if err := os.WriteFile(configPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, configPath := killableConfig(t, b.Addr, topic, group, func(c *config.Config) { c.Parallelism = 4 })
 
 	// The producer: a batch of 16 messages, spread over the partitions by key, every 20 ms.
 	var produced atomic.Int64
