@@ -156,16 +156,36 @@ func (a *arena) release() {
 		b.release()
 	}
 	a.held = nil
-	a.chunk, a.copied, a.formed = nil, 0, 0
-	if a.msgs != nil {
-		used := cap(*a.msgs)
-		if a.formed > 0 {
-			used = min(a.formed, used) // the rest was cleared before it was pooled
-		}
-		clear((*a.msgs)[:used]) // keeps no bytes of the delivery reachable
-		messagePool.Put(a.msgs)
-		a.msgs = nil
+	a.chunk, a.copied = nil, 0
+	a.putMessages()
+}
+
+// putMessages clears the pooled slice of messages and gives it back.
+func (a *arena) putMessages() {
+	if a.msgs == nil {
+		return
 	}
+	used := cap(*a.msgs)
+	if a.formed > 0 {
+		used = min(a.formed, used) // the rest was cleared before it was pooled
+	}
+	clear((*a.msgs)[:used]) // keeps no bytes of the delivery reachable
+	messagePool.Put(a.msgs)
+	a.msgs, a.formed = nil, 0
+}
+
+// fit returns msgs, the delivery's messages, in a slice of their own size when they are
+// few next to the pooled slice's room (sized for a full delivery: 150 KB at a thousand
+// messages), which goes back to the pool: a live partition's delivery of a few messages
+// may wait a while to share a write.
+func (a *arena) fit(msgs []kafka.Message) []kafka.Message {
+	if a.msgs == nil || 10*len(msgs) >= cap(*a.msgs) {
+		return msgs
+	}
+	own := slices.Clone(msgs)
+	a.formed = len(msgs)
+	a.putMessages()
+	return own
 }
 
 // sharedBuffer is a buffer a fetched response was read, or its compressed batches

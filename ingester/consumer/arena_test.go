@@ -220,3 +220,43 @@ func TestBufferPoolLetsGoOfWhatStaysFree(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseClearsWhatWasFormed: a delivery's pooled slice of messages is cleared as far
+// as the delivery filled it (the rest was cleared before it was pooled), not over its
+// whole room: a mark past the formed messages is left alone.
+func TestReleaseClearsWhatWasFormed(t *testing.T) {
+	a := &arena{}
+	msgs := append(a.messages(1000), kafka.Message{Value: []byte("m")})
+	a.formed = len(msgs)
+	room := a.msgs
+	(*room)[:1000][999].Offset = 42
+	a.release()
+	if (*room)[:1000][999].Offset != 42 || (*room)[:1][0].Value != nil {
+		t.Errorf("release cleared the room past the formed message, or not the message")
+	}
+}
+
+// TestAFewMessagesGetASliceOfTheirOwn: a delivery of a few messages keeps them in a slice
+// of their size, not in the pooled room for a full delivery, which goes back at once; a
+// full one keeps the pooled slice.
+func TestAFewMessagesGetASliceOfTheirOwn(t *testing.T) {
+	a := &arena{}
+	msgs := append(a.messages(1000), kafka.Message{Offset: 7, Value: []byte("m")})
+	a.formed = len(msgs)
+	room := a.msgs
+	own := a.fit(msgs)
+	if cap(own) != 1 || own[0].Offset != 7 || a.msgs != nil || (*room)[:1][0].Value != nil {
+		t.Errorf("a delivery of one message kept %d of room (the pooled slice given back: %t)", cap(own), a.msgs == nil)
+	}
+	a.release()
+	b := &arena{}
+	full := b.messages(10)
+	for i := range 10 {
+		full = append(full, kafka.Message{Offset: int64(i)})
+	}
+	b.formed = len(full)
+	if got := b.fit(full); cap(got) != cap(full) || b.msgs == nil {
+		t.Error("a full delivery lost its pooled slice")
+	}
+	b.release()
+}

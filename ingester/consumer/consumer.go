@@ -894,7 +894,7 @@ func (c *Consumer) fetchDelivery(ctx context.Context, fetch *fetcher, slot *proc
 	}
 	c.m.Deliveries.Observe(float64(len(msgs)))
 	backing.formed = len(msgs)
-	return msgs, backing, nil
+	return backing.fit(msgs), backing, nil
 }
 
 // committer commits the offsets of one generation. The generation's own commits are the

@@ -126,7 +126,7 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int, joinable bool)
 	if joinable {
 		err = b.writes.write(ctx, d, batch.Request(), release)
 	} else {
-		err = b.writes.alone(ctx, batch.Request())
+		err = b.writes.alone(ctx, d, batch.Request())
 	}
 	if batch != nil {
 		release()

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"context"
 	"errors"
 
 	"github.com/segmentio/kafka-go"
@@ -85,6 +86,25 @@ type Delivery struct {
 type slot struct {
 	vacate, hold func()
 	shared       func() bool
+	linger       func(on bool)
+	write        func(ctx context.Context, w func() error) error
+}
+
+// lingering tells the parallelism that the delivery's slot waits for others to join its
+// write (on: not busy), or works again (off).
+func (d *Delivery) lingering(on bool) {
+	if d.slot != nil {
+		d.slot.linger(on)
+	}
+}
+
+// write runs w, a storage write, once the parallelism allows one more (at once outside a
+// Parallel); ctx's error if ctx ends first.
+func (d *Delivery) write(ctx context.Context, w func() error) error {
+	if d.slot == nil {
+		return w()
+	}
+	return d.slot.write(ctx, w)
 }
 
 // slotShared reports whether other deliveries may be in flight beside this one (true

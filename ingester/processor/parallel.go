@@ -40,6 +40,13 @@ type Parallel struct {
 	// back once decoded.
 	turns cpuTurns
 
+	// writing counts the storage writes under way, at most limit: deliveries that gave
+	// their slot back to wait for a joint write, and then write alone or again, hold
+	// none. writers wait for one to end, first come first served. lingering counts the
+	// slots held by deliveries waiting for others to join their write: not busy.
+	writing, lingering int
+	writers            []chan struct{}
+
 	// The load: slot-time occupied and allowed since the start (a slot counts as
 	// occupied while anyone waits for room, unless reservations wait for a turn on a
 	// CPU: the CPUs then hold them back), accounted up to accountedAt; finished counts
@@ -200,6 +207,8 @@ func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 				}
 			},
 			shared: func() bool { return p.Limit() > 1 },
+			linger: p.linger,
+			write:  p.write,
 		}
 		err := p.next.Process(ctx, d)
 		d.slot = nil
@@ -209,6 +218,64 @@ func (p *Parallel) run(ctx context.Context, d *Delivery, size int64) {
 			p.onError(d, err)
 		}
 	})
+}
+
+// write runs one storage write once fewer than limit are under way, after those waiting
+// before it; it returns ctx's error without running it if ctx ends first.
+func (p *Parallel) write(ctx context.Context, w func() error) error {
+	p.mu.Lock()
+	if p.writing < p.limit && len(p.writers) == 0 {
+		p.writing++
+		p.mu.Unlock()
+	} else {
+		granted := make(chan struct{})
+		p.writers = append(p.writers, granted)
+		p.mu.Unlock()
+		select {
+		case <-granted:
+		case <-ctx.Done():
+			p.mu.Lock()
+			select {
+			case <-granted: // granted meanwhile: given back below
+				p.writing--
+				p.grantWrites()
+			default:
+				p.writers = slices.DeleteFunc(p.writers, func(c chan struct{}) bool { return c == granted })
+			}
+			p.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+	defer func() {
+		p.mu.Lock()
+		p.writing--
+		p.grantWrites()
+		p.mu.Unlock()
+	}()
+	return w()
+}
+
+// grantWrites lets waiting writers go while fewer than limit writes are under way; p.mu
+// is held.
+func (p *Parallel) grantWrites() {
+	for len(p.writers) > 0 && p.writing < p.limit {
+		p.writing++
+		close(p.writers[0])
+		p.writers = p.writers[1:]
+	}
+}
+
+// linger counts a slot as not busy while its delivery waits for others to join its
+// write (on), or busy again (off).
+func (p *Parallel) linger(on bool) {
+	p.mu.Lock()
+	p.account()
+	if on {
+		p.lingering++
+	} else {
+		p.lingering--
+	}
+	p.mu.Unlock()
 }
 
 // hold takes a slot back for a delivery that gave its own back, at once: past the limit
@@ -238,6 +305,7 @@ func (p *Parallel) SetLimit(limit int) {
 	p.account()
 	p.limit = max(limit, 1)
 	p.grant()
+	p.grantWrites()
 	p.mu.Unlock()
 }
 
@@ -262,7 +330,7 @@ func (p *Parallel) account() {
 	now := time.Now()
 	elapsed := now.Sub(p.accountedAt)
 	p.accountedAt = now
-	used := p.inFlight - p.reserved
+	used := p.inFlight - p.reserved - p.lingering
 	if len(p.waiting) > 0 && p.turns.waiting.Load() == 0 {
 		// Callers wait for room, and not because slots wait for the CPUs: the slots are
 		// what holds them back.
