@@ -333,3 +333,37 @@ func (t *cpuTurns) taken() int {
 	defer t.mu.Unlock()
 	return t.held
 }
+
+// TestSlotsReservedForWaitingPartitionsAreNotBusy: on a topic of more partitions than
+// slots, the slots are reserved by partitions waiting for their next message while
+// others wait for room: nothing works, and the load says so (it said every slot busy: a
+// pod at 4% of its CPU read as three quarters busy to the operator).
+func TestSlotsReservedForWaitingPartitionsAreNotBusy(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // turns for every reservation here
+	pool := NewParallel(Func(func(context.Context, *Delivery) error { return nil }), 2, 0, func(*Delivery, error) {})
+	part := newFakePartition()
+	ctx, cancel := context.WithCancel(context.Background())
+	var reservations []*Reservation
+	for range 2 {
+		r, err := pool.Reserve(ctx, part.Revoked())
+		if err != nil {
+			t.Fatal(err)
+		}
+		reservations = append(reservations, r)
+	}
+	var waiting sync.WaitGroup
+	waiting.Go(func() { _, _ = pool.Reserve(ctx, part.Revoked()) }) // a third partition
+	waitUntil(t, func() bool { pool.mu.Lock(); defer pool.mu.Unlock(); return len(pool.waiting) == 1 })
+	from := pool.Load()
+	time.Sleep(50 * time.Millisecond)
+	to := pool.Load()
+	if s := float64(to.Busy-from.Busy) / float64(to.Slots-from.Slots); s != 0 {
+		t.Errorf("both slots reserved by partitions waiting for messages, a third waiting for room: %.2f busy, want 0", s)
+	}
+	cancel()
+	waiting.Wait()
+	for _, r := range reservations {
+		r.Cancel()
+	}
+	pool.Close()
+}
