@@ -129,6 +129,8 @@ type Consumer struct {
 	// how long consumption stopped between it and the next (nanoseconds).
 	generationEnded time.Time
 	pause           atomic.Int64
+	// endCheck is how often the ends of partitions not fetched lately are asked for.
+	endCheck time.Duration
 }
 
 // New returns a consumer; Run starts it. dialer connects the group and the partitions'
@@ -139,7 +141,7 @@ func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor
 	if s.ReportClient == nil {
 		s.ReportClient = client
 	}
-	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log, fetchDialer: &fetchwire.Dialer{},
+	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log, fetchDialer: &fetchwire.Dialer{}, endCheck: endCheckInterval,
 		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
 		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
 		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval)}
@@ -484,6 +486,7 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, le
 		for _, p := range parts {
 			loops.Go(func() { c.consumePartition(ctx, work, p, fetchBytes) })
 		}
+		loops.Go(func() { c.askEnds(ctx, parts, c.endCheck) })
 		// Commit soon after deliveries finish, one request at a time (finishes coalesce
 		// while one is in flight); the interval retries a failed commit.
 		ticker := time.NewTicker(c.s.Kafka.CommitInterval.D())

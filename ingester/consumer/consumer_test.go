@@ -75,6 +75,24 @@ func TestHoldsAreCounted(t *testing.T) {
 	}
 }
 
+// TestAListedEndGivesWayToAFetch: an end listed for a partition that stopped fetching
+// counts unless a fetch told the end after it was asked for — the fetch's is newer,
+// and lower than the listed one when the log was truncated in between.
+func TestAListedEndGivesWayToAFetch(t *testing.T) {
+	p := testPartition()
+	lag := func() float64 { return testutil.ToFloat64(p.gauges.LagRecords) }
+	asked := time.Now()
+	p.sawEnd(40)
+	p.listedEnd(90, asked)
+	if lag() != 40 {
+		t.Errorf("lag_records %v, want 40: an end listed before the fetch's replaced it", lag())
+	}
+	p.listedEnd(90, time.Now())
+	if lag() != 90 {
+		t.Errorf("lag_records %v, want 90: the end listed after the last fetch was not taken", lag())
+	}
+}
+
 // TestPausedReasonNamesTheLowestHold: of the deliveries that hold a partition, the reason
 // named is that of the lowest offset, the one its commits wait on, whichever was held
 // first (deliveries in parallel fail in any order); holds that say no offset come after,
@@ -1297,6 +1315,7 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 	c := New(Settings{Kafka: k, DeliverySpans: 50, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: 100 * time.Millisecond,
 		CommitMetadata: func([]int) string { return "spanflow/1 the report" }, MetadataInterval: 200 * time.Millisecond},
 		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, m, logr.Discard())
+	c.endCheck = 200 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -1325,6 +1344,19 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 	for p := range partitions {
 		if lag := testutil.ToFloat64(m.ForPartition(p).LagRecords); lag != float64(end[p]) {
 			t.Errorf("partition %d: lag_records %v, want %d: nothing of it was written", p, lag, end[p])
+		}
+	}
+	// It keeps counting what is produced while the partitions are held, which fetch
+	// nothing (it stood at the end the last fetch saw).
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 100, 60, 1)...)
+	grown := b.EndOffsets(t, topic, partitions)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		lags := []float64{testutil.ToFloat64(m.ForPartition(0).LagRecords), testutil.ToFloat64(m.ForPartition(1).LagRecords)}
+		if lags[0] == float64(grown[0]) && lags[1] == float64(grown[1]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lag_records %v while held, want %v: the records produced since the hold are not counted", lags, grown)
 		}
 	}
 	// And its age keeps growing while storage holds the oldest record (it stood at the

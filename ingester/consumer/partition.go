@@ -30,11 +30,16 @@ type partition struct {
 	log     logr.Logger
 	// committed is the offset last committed; only the committer touches it.
 	committed int64
-	// lagEnd is the partition's end as the last fetch saw it, lagFrom where the group
-	// stands in it (committed, or where reading began); -1 until known. lag_records is the
-	// gap: the consumer group's lag, which grows while the partition is held.
+	// lagEnd is the partition's end as the last fetch saw it (or as listed, while it is
+	// not fetched), lagFrom where the group stands in it (committed, or where reading
+	// began); -1 until known. lag_records is the gap: the consumer group's lag, which
+	// grows while the partition is held.
 	lagEnd, lagFrom atomic.Int64
-	lagMu           sync.Mutex // a reading and its gauge, together: the committer and the loop both set it
+	// endSeenAt is when a fetch last told the end (unix nanoseconds; 0: never): a
+	// partition that stopped fetching (held, or waiting for a slot) has its end asked for
+	// apart (askEnds), or its lag would stand still as its backlog grows.
+	endSeenAt atomic.Int64
+	lagMu     sync.Mutex // a reading and its gauge, together: the committer and the loop both set it
 	// begun is one past the last offset of the deliveries begun, or passed; only the
 	// partition's loop touches it.
 	begun int64
@@ -81,7 +86,23 @@ func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log log
 
 // sawEnd records the partition's end as a fetch saw it.
 func (p *partition) sawEnd(end int64) {
+	p.lagMu.Lock()
 	p.lagEnd.Store(end)
+	p.endSeenAt.Store(time.Now().UnixNano())
+	p.lagMu.Unlock()
+	p.showLag()
+}
+
+// listedEnd records the partition's end as the brokers listed it when asked at asked,
+// unless a fetch told it since (a later answer, which may be lower after a truncation).
+func (p *partition) listedEnd(end int64, asked time.Time) {
+	p.lagMu.Lock()
+	if p.endSeenAt.Load() >= asked.UnixNano() {
+		p.lagMu.Unlock()
+		return
+	}
+	p.lagEnd.Store(end)
+	p.lagMu.Unlock()
 	p.showLag()
 }
 

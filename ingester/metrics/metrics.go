@@ -82,7 +82,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Partitions:    gauge("partitions_assigned", "Partitions assigned to this member of the consumer group."),
 
 		committedOffset: partitionGauge("committed_offset", "Offset last committed for the partition (the next one to read)."),
-		lagRecords:      partitionGauge("lag_records", "Records in the partition after the consumer group's committed offset (its lag, as kafka-consumer-groups shows it), to the end the last fetch saw: it stays up while the partition is held."),
+		lagRecords:      partitionGauge("lag_records", "Records in the partition after the consumer group's committed offset (its lag, as kafka-consumer-groups shows it), to the partition's end as the last fetch saw it, or as listed every 5 s while it is not fetched (held, or waiting for a slot): it grows while the partition is held."),
 		lagSeconds:      partitionGauge("lag_seconds", "Age of the oldest record the consumer group has not committed — the first of the earliest delivery in flight, ageing while storage holds it — and 0 once the end is committed."),
 		paused:          partitionGauge("partition_paused", "1 while the partition is held: storage keeps failing, or a message can be neither written nor dead-lettered."),
 		openTransaction: partitionGauge("open_transaction_records", "Reading read_committed: records past the partition's last stable offset, which wait for a transaction still open to end (its producer's transaction.timeout.ms bounds the wait); lag_records does not count them."),
