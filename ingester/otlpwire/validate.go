@@ -80,11 +80,27 @@ func (b *Batch) AppendValidated(req []byte) (int, error) {
 		if err := walkResourceSpans(body, known, &b.parts); err != nil {
 			return refuse(fmt.Errorf("resource spans at byte %d: %w", entry, err))
 		}
+		pos = end
+		var migrated []byte
+		if b.parts.legacy {
+			// Rewritten, then walked again as what it is now (it cannot fail: the same
+			// fields, one tag changed).
+			if migrated, body = migrateLegacy(body); migrated == nil {
+				return refuse(fmt.Errorf("resource spans at byte %d: cannot be rewritten", entry))
+			}
+			if err := walkResourceSpans(body, known, &b.parts); err != nil {
+				return refuse(fmt.Errorf("resource spans at byte %d: %w", entry, err))
+			}
+		}
 		spans += b.parts.spans
 		resources++
-		pos = end
 		if b.parts.mergeable {
 			b.merge(&b.parts)
+			continue
+		}
+		if migrated != nil {
+			b.entries = append(b.entries, batchEntry{piece: migrated})
+			runStart, runEnd = -1, -1 // a piece of its own: the next does not extend it
 			continue
 		}
 		// Consecutive entries sent as they came go in one piece.
@@ -116,8 +132,13 @@ type resourceSpansParts struct {
 	hash uint64
 	// mergeable: the message is one resource kept in the cache, one run of scope spans
 	// and at most one schema URL. Anything else — a field pdata drops, the deprecated
-	// instrumentation_library_spans, a field repeated — is sent as it came.
+	// instrumentation_library_spans beside scope_spans, a field repeated — is sent as it
+	// came.
 	mergeable bool
+	// legacy: its spans are in the deprecated instrumentation_library_spans alone, which
+	// pdata reads as scope_spans (a receiver on today's opentelemetry-proto would skip
+	// them as an unknown field): it is rewritten so before it is sent (migrateLegacy).
+	legacy bool
 }
 
 // walkResourceSpans checks a ResourceSpans message and counts its spans the way pdata
@@ -126,7 +147,7 @@ type resourceSpansParts struct {
 // It fills p (the caller's, so that it is not copied out on every return).
 func walkResourceSpans(buf []byte, known *knownResources, p *resourceSpansParts) error {
 	*p = resourceSpansParts{}
-	spans, legacySpans, scopes, resources, schemas := 0, 0, 0, 0, 0
+	spans, legacySpans, legacyScopes, scopes, resources, schemas := 0, 0, 0, 0, 0, 0
 	scopesStart, scopesEnd := -1, -1
 	oneRun, other := true, false
 	for pos := 0; pos < len(buf); {
@@ -161,6 +182,7 @@ func walkResourceSpans(buf []byte, known *knownResources, p *resourceSpansParts)
 			}
 			if num == resourceSpansDeprecatedScopeSpans {
 				legacySpans += n
+				legacyScopes++
 				other = true
 				break
 			}
@@ -186,12 +208,42 @@ func walkResourceSpans(buf []byte, known *knownResources, p *resourceSpansParts)
 		}
 	}
 	if scopes == 0 {
-		p.spans = legacySpans
+		p.spans, p.legacy = legacySpans, legacyScopes > 0
 		return nil
 	}
 	p.spans, p.scopes = spans, buf[scopesStart:scopesEnd]
 	p.mergeable = resources == 1 && p.slot != nil && schemas <= 1 && oneRun && !other
 	return nil
+}
+
+// migrateLegacy rewrites a well-formed ResourceSpans body whose spans are in the
+// deprecated instrumentation_library_spans (field 1000; its message is ScopeSpans field for
+// field) as pdata reads it: those entries become scope_spans, the other fields stay as
+// they are, in their order. It returns the rewritten ResourceSpans as a field of the
+// request (tag and length too) and its body, in memory of their own: rare enough (OTLP
+// before 0.15, 2022) not to be worth the batch's.
+func migrateLegacy(body []byte) (field, migrated []byte) {
+	migrated = make([]byte, 0, len(body))
+	for pos := 0; pos < len(body); {
+		num, typ, next, err := consumeTag(body, pos)
+		end := len(body)
+		if err == nil {
+			end, err = skipUnknown(body, next, typ)
+		}
+		if err != nil { // the walk found it well-formed: never
+			return nil, nil
+		}
+		if num == resourceSpansDeprecatedScopeSpans {
+			migrated = protowire.AppendTag(migrated, resourceSpansScopeSpans, protowire.BytesType)
+			migrated = append(migrated, body[next:end]...) // its length and message
+		} else {
+			migrated = append(migrated, body[pos:end]...)
+		}
+		pos = end
+	}
+	field = protowire.AppendTag(make([]byte, 0, len(migrated)+protowire.SizeVarint(uint64(len(migrated)))+1), requestResourceSpans, protowire.BytesType)
+	field = protowire.AppendBytes(field, migrated)
+	return field, field[len(field)-len(migrated):]
 }
 
 func walkScopeSpans(buf []byte) (int, error) {
