@@ -868,7 +868,14 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	// and the pause of removing them keeps the lag within the targets; while they could
 	// go but the pause would not fit, nothing changes (less parallelism now would only
 	// be raised again when they go).
-	if r, ok := fewest(need * downMargin); ok && r < in.replicas {
+	// Sized down for the window's rate while the latest poll saw much more (a burst that has
+	// just begun), the smaller group would be too small at once, and no pod may come
+	// back within the down window: the latest poll's production bounds the need.
+	down := need
+	if risen := lag.risenRate(); risen > burstRise*lag.produceRate {
+		down = max(need, risen*headroom)
+	}
+	if r, ok := fewest(down * downMargin); ok && r < in.replicas {
 		// Records in flight count against what fewer pods are allowed and stay, however long
 		// the wait (a backlog drains: waiting, fewer pods go): the fewest pods that hold them
 		// go, though the need calls for fewer. (Held for the fewest the need calls for, 49
@@ -891,15 +898,19 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 			return explain(in.replicas, p, fmt.Sprintf("; %d pods would do, but a %.0f s rebalance now would take the lag over its target", r, pause))
 		}
 		r = fits
-		q, _ := leastFor(r, need*downMargin)
+		q, _ := leastFor(r, down*downMargin)
 		return explain(r, max(q, min(p, useful)), "")
 	}
 	// At the fewest pods: less parallelism, when much less reaches the need.
-	if q, ok := leastFor(in.replicas, need*downMargin); ok && float64(q) < float64(p)/1.5 && !slotsFull(lag.pods, p) {
+	if q, ok := leastFor(in.replicas, down*downMargin); ok && float64(q) < float64(p)/1.5 && !slotsFull(lag.pods, p) {
 		return explain(in.replicas, q, "")
 	}
 	return explain(in.replicas, p, "")
 }
+
+// burstRise: a latest poll's production this many times the window's is a burst
+// beginning, not jitter.
+const burstRise = 1.5
 
 // downMargin is the spare capacity a smaller size must keep, on top of the headroom, for
 // a scale-down: without it, ordinary jitter turns a scale-down into a scale-up.

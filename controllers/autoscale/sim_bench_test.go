@@ -216,6 +216,27 @@ func TestPeriodicBurstsDoNotFlap(t *testing.T) {
 	}
 }
 
+// TestNoScaleDownAsABurstBegins: production alternating between 1,000 and 8,000 a second
+// every 150 s. On the poll where a burst begins the window's rate is still the low one,
+// and sized for it the group went from 6 pods to 2 with the burst running at 8,000; the
+// no-reversal rule then kept pods from coming back for the down window: 376 s over
+// target an hour, more than the reference, in a cycle of 12 pod changes.
+func TestNoScaleDownAsABurstBegins(t *testing.T) {
+	w := simWorlds()[0]
+	sc := simScenario{name: "1,000 and 8,000 a second, every 150 s", seconds: 3600, minReplicas: 1, rate: func(t int) float64 {
+		if (t/150)%2 == 1 {
+			return 8000
+		}
+		return 1000
+	}}
+	table, cells := simTable(w, []simScenario{sc})
+	t.Log("\n" + table)
+	sf, ref := cells[sc.name].spanflow, cells[sc.name].reference
+	if sf.overTarget > ref.overTarget/4 || sf.reversals > 0 || sf.replicaChanges > 4 {
+		t.Errorf("%d s over target (the reference %d), %d replica changes, %d reversals", sf.overTarget, ref.overTarget, sf.replicaChanges, sf.reversals)
+	}
+}
+
 // TestPulsesOfRecordsAreNotSizedFor: records made visible all at once every minute — a
 // transactional producer's at each commit, to an Ingester reading committed, 3,000 a
 // second on average — are drained by the few pods the average needs, within the seconds
