@@ -33,7 +33,7 @@ func TestInvalidIngestersAreRefused(t *testing.T) {
 		{"bad topic", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.Topic = "spans/otlp" }, "spec.kafka.topic"},
 		{"bad encoding", func(i *spanflowv1alpha1.Ingester) { i.Spec.Encoding = "avro" }, "spec.encoding"},
 		{"bad storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage.Type = "mysql" }, "spec.storage.type"},
-		{"no storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage = spanflowv1alpha1.StorageSpec{} }, "spec.storage.type"},
+		{"no storage", func(i *spanflowv1alpha1.Ingester) { i.Spec.Storage = spanflowv1alpha1.StorageSpec{} }, "spec.storage.type: Required value"},
 		{"bad initial offset", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.InitialOffset = "middle" }, "spec.kafka.initialOffset"},
 		{"bad client id", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.ClientID = "team a" }, "spec.kafka.clientID"},
 		{"bad isolation level", func(i *spanflowv1alpha1.Ingester) { i.Spec.Kafka.IsolationLevel = "read_committed " }, "spec.kafka.isolationLevel"},

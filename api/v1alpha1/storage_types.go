@@ -144,7 +144,7 @@ type StorageSpec struct {
 	// counts the spans and drops them, committing their offsets. Required: dropping the
 	// spans is asked for, never fallen into.
 	// +required
-	Type StorageType `json:"type"`
+	Type StorageType `json:"type,omitempty"`
 	// file configures the file store.
 	// +optional
 	File *FileStorage `json:"file,omitempty"`
