@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -133,8 +134,15 @@ func (b *base) write(ctx context.Context, d *Delivery, idx []int, joinable bool)
 	}
 	if r := failure.AsRejected(err); r != nil {
 		b.m.RejectedSpans.Add(float64(r.Spans))
-		b.rejected.Event(nil, "partition", d.Partition.ID(), "fromOffset", d.Messages[idx[0]].Offset,
-			"rejectedSpans", r.Spans, "spans", spans, "backendMessage", r.Message)
+		kv := []any{"partition", d.Partition.ID(), "fromOffset", d.Messages[idx[0]].Offset,
+			"rejectedSpans", r.Spans, "spans", spans, "backendMessage", r.Message}
+		var shared *sharedRejection
+		if errors.As(err, &shared) {
+			// Of a write shared with other deliveries (of other partitions, most likely):
+			// the rejected spans are the write's.
+			kv = append(kv, "writeDeliveries", shared.deliveries, "writeSpans", shared.spans)
+		}
+		b.rejected.Event(nil, kv...)
 		err = nil
 	}
 	if err == nil {

@@ -220,6 +220,18 @@ func (j *jointWrites) lead(ctx context.Context, d *Delivery, w *jointWrite) {
 	if requests > 1 && (failure.IsPermanent(err) || failure.IsTooLarge(err)) {
 		err = errWriteAlone
 	}
+	if r := failure.AsRejected(err); r != nil && requests > 1 {
+		err = &sharedRejection{Rejected: r, deliveries: requests, spans: joined.Spans}
+	}
 	w.err = err
 	close(w.done)
 }
+
+// sharedRejection is a partial success of a joint write: its first delivery reports it,
+// for the whole write (which spans the backend rejected, it does not say).
+type sharedRejection struct {
+	*failure.Rejected
+	deliveries, spans int
+}
+
+func (s *sharedRejection) Unwrap() error { return s.Rejected }

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/failure"
 )
 
@@ -135,7 +138,9 @@ func TestAJointWriteFailingLeavesEveryDeliveryUnfinished(t *testing.T) {
 func TestAJointPartialSuccessIsCountedOnce(t *testing.T) {
 	w := &scriptedWriter{fail: func([]string) error { return &failure.Rejected{Spans: 2, Message: "too old"} }}
 	m := newMetrics()
-	p := NewParallel(NewBase(textDecoder{}, w, 100, 200*time.Millisecond, m, quiet()), 2, 0, func(*Delivery, error) {})
+	var logged []string
+	rejected := eventlog.Info(funcr.New(func(_, args string) { logged = append(logged, args) }, funcr.Options{}), "partial success", time.Hour)
+	p := NewParallel(NewBase(textDecoder{}, w, 100, 200*time.Millisecond, m, rejected), 2, 0, func(*Delivery, error) {})
 	ds := []*Delivery{delivery(newFakePartition(), "a"), delivery(newFakePartition(), "b"), delivery(newFakePartition(), "c")}
 	for _, d := range ds {
 		if err := p.Process(context.Background(), d); err != nil {
@@ -150,6 +155,10 @@ func TestAJointPartialSuccessIsCountedOnce(t *testing.T) {
 		if d.Count(Written) != 1 {
 			t.Errorf("delivery %s: %v", d.Messages[0].Value, verdicts(d))
 		}
+	}
+	// Logged once, as the write's: of its three deliveries and three spans.
+	if len(logged) != 1 || !strings.Contains(logged[0], `"rejectedSpans"=2`) || !strings.Contains(logged[0], `"writeDeliveries"=3 "writeSpans"=3`) {
+		t.Errorf("logged %q, want one line naming the write's 3 deliveries and 3 spans", logged)
 	}
 }
 
