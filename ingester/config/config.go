@@ -125,7 +125,8 @@ type Processing struct {
 type Retry struct {
 	Min Duration `json:"min"`
 	Max Duration `json:"max"`
-	// Attempts bounds the tries of one write before the failure policy applies.
+	// Attempts bounds the tries of one write before the failure policy applies; tries
+	// that fail slowly end once they failed for twice the longest their backoff waits.
 	Attempts int `json:"attempts"`
 }
 

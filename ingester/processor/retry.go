@@ -26,32 +26,48 @@ func (b Backoff) Delay(attempt int, u float64) time.Duration {
 	return time.Duration(u * float64(ceiling))
 }
 
+// patience is how long a delivery's write may keep failing before the failure policy
+// applies, whatever the attempts left: twice what the attempts' backoff waits at most. A
+// write that fails at once runs out of attempts well within it; one that fails by timing
+// out (a backend that accepts connections and never answers) took Attempts timeouts —
+// 80 s by default — before its partition was held and readiness said why.
+func (b Backoff) patience() time.Duration {
+	var waits time.Duration
+	for attempt := range b.Attempts - 1 {
+		waits += b.Delay(attempt, 1)
+	}
+	return 2 * waits
+}
+
 type retry struct {
 	next    Processor
 	backoff Backoff
-	// wait sleeps for d or until ctx is done; a test replaces it.
+	// wait sleeps for d or until ctx is done, now tells the time; a test replaces them.
 	wait func(ctx context.Context, d time.Duration) error
+	now  func() time.Time
 	// onRetry is told of each failed attempt that will be retried.
 	onRetry func(d *Delivery, err error)
 }
 
 // NewRetry retries a delivery whose write failed transiently, with backoff and at most
-// backoff.Attempts calls; each call writes only what is still pending. Waits end early when
+// backoff.Attempts calls, for at most the backoff's patience; each call writes only what
+// is still pending. Waits end early when
 // ctx is done (shutdown never sits out a backoff). onRetry may be nil.
 func NewRetry(next Processor, backoff Backoff, onRetry func(*Delivery, error)) Processor {
 	if onRetry == nil {
 		onRetry = func(*Delivery, error) {}
 	}
-	return &retry{next: next, backoff: backoff, wait: sleep, onRetry: onRetry}
+	return &retry{next: next, backoff: backoff, wait: sleep, now: time.Now, onRetry: onRetry}
 }
 
 func (r *retry) Process(ctx context.Context, d *Delivery) error {
+	start := r.now()
 	for attempt := 0; ; attempt++ {
 		err := r.next.Process(ctx, d)
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if r.backoff.Attempts > 0 && attempt+1 >= r.backoff.Attempts {
+		if r.backoff.Attempts > 0 && (attempt+1 >= r.backoff.Attempts || r.now().Sub(start) >= r.backoff.patience()) {
 			return err
 		}
 		r.onRetry(d, err)

@@ -75,6 +75,40 @@ func TestRetry(t *testing.T) {
 	}
 }
 
+// TestRetryGivesUpOnWritesThatTimeOut: writes that fail only after a timeout each (a
+// backend that accepts connections and never answers) are handed to the failure policy,
+// which holds the partition and says why, once they failed for twice as long as the
+// attempts' backoff, not after every attempt's timeout (8 × 10 s by default).
+func TestRetryGivesUpOnWritesThatTimeOut(t *testing.T) {
+	backoff := Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second, Attempts: 8} // the defaults
+	if got := backoff.patience(); got != 2*12700*time.Millisecond {
+		t.Errorf("patience %v, want twice the waits' ceilings, 25.4 s", got)
+	}
+	var clock time.Time
+	timingOut := processorFunc(func(context.Context, *Delivery) error {
+		clock = clock.Add(10 * time.Second)
+		return errors.New("context deadline exceeded")
+	})
+	r := NewRetry(timingOut, backoff, nil).(*retry)
+	r.now = func() time.Time { return clock }
+	waits := 0
+	r.wait = func(_ context.Context, d time.Duration) error { waits++; clock = clock.Add(d); return nil }
+	if err := r.Process(context.Background(), delivery(newFakePartition(), "a")); err == nil || waits != 2 {
+		t.Errorf("err %v after %d waits, want an error after 2 (3 timeouts, 30 s)", err, waits)
+	}
+	// Failing at once, a write has every attempt, even with the longest waits.
+	fast := &failing{n: 1 << 30, err: errors.New("connection refused")}
+	r = NewRetry(fast, backoff, nil).(*retry)
+	r.now = func() time.Time { return clock }
+	r.wait = func(_ context.Context, d time.Duration) error {
+		clock = clock.Add(backoff.Delay(fast.calls-1, 1))
+		return nil
+	}
+	if err := r.Process(context.Background(), delivery(newFakePartition(), "a")); err == nil || fast.calls != 8 {
+		t.Errorf("err %v after %d calls, want an error after 8", err, fast.calls)
+	}
+}
+
 func TestRetryStopsWaitingOnCancel(t *testing.T) {
 	next := &failing{n: 1 << 30, err: errors.New("down")}
 	r := NewRetry(next, Backoff{Min: time.Hour, Max: time.Hour}, nil)
