@@ -494,6 +494,22 @@ func TestWrongBrokerAddressIsAnError(t *testing.T) {
 	r.stop(t)
 }
 
+// TestAStopSaysSoAsItBegins: a stop logs that it began, with the drain timeout it may
+// take (storage down, it takes all of it, and nothing was said until the end), before
+// the line that it ended.
+func TestAStopSaysSoAsItBegins(t *testing.T) {
+	logs := &logRecorder{}
+	r := startIngesterLogging(t, testConfig("127.0.0.1:1", "spans", "stopping"), store.NewMemory(), logs.Logger(t))
+	r.stop(t)
+	var said []string
+	for _, e := range logs.find(func(e logEntry) bool { return strings.HasPrefix(e.msg, "Stop") }) {
+		said = append(said, e.String())
+	}
+	if len(said) != 2 || !strings.Contains(said[0], "drainTimeout") || !strings.Contains(said[1], "Stopped") {
+		t.Errorf("logged %q, want the stop's start with its drain timeout, then its end", said)
+	}
+}
+
 // TestUnauthenticatedThenUnavailableOverOTLP is TestOutageNeverFillsTheDeadLetterTopic
 // end to end: the real OTLP/gRPC writer against a backend that refuses the credentials
 // (Unauthenticated) for 2 s, then is unavailable for 2 s, then accepts. With a
