@@ -104,9 +104,10 @@ type Consumer struct {
 	chain       processor.Processor
 	m           *metrics.Metrics
 	log         logr.Logger
-	// rackRefused logs once that the brokers read no rack; checkRackOnce looks once
-	// whether any broker is in the rack.
-	rackRefused, checkRackOnce sync.Once
+	// rackRefused logs once that the brokers read no rack; rackChecked is set once the
+	// brokers answered whether any of them is in the rack (checkRack).
+	rackRefused sync.Once
+	rackChecked atomic.Bool
 
 	groupErrors  *eventlog.Repeated
 	fetchErrors  *eventlog.Repeated
@@ -243,7 +244,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return nil
 			}
 		}
-		c.checkRackOnce.Do(func() { c.checkRack(ctx) })
 		deleted, err := c.consumeAsMember(ctx)
 		if !deleted || err != nil || ctx.Err() != nil {
 			return err
@@ -251,17 +251,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// checkRack says, once, when no broker is in kafka.rack: no leader will name a replica
-// there, and every partition is read from its leader — a rack named otherwise than the
-// brokers name theirs (a zone's name where they use its id) would pass unnoticed.
+// checkRack says, once the brokers answer, when no broker is in kafka.rack: no leader
+// will name a replica there, and every partition is read from its leader — a rack named
+// otherwise than the brokers name theirs (a zone's name where they use its id) would
+// pass unnoticed. It is asked at each generation's start until the brokers answered (at
+// the process's start alone, brokers not reachable yet kept it from ever being said).
 func (c *Consumer) checkRack(ctx context.Context) {
 	rack := c.s.Kafka.Rack
-	if rack == "" {
+	if rack == "" || c.rackChecked.Load() {
 		return
 	}
 	meta, err := c.leaders.metadata(ctx, c.s.Kafka.Topic, false)
 	if err != nil {
 		return // the group's errors say why the brokers cannot be reached
+	}
+	if !c.rackChecked.CompareAndSwap(false, true) {
+		return
 	}
 	if problem := rackProblem(meta.Brokers, rack); problem != "" {
 		c.log.Error(nil, "No broker is in this process's rack: partitions are read from their leaders", "rack", rack, "problem", problem)
@@ -472,6 +477,7 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, le
 			parts[a.ID] = newPartition(a, c.m.ForPartition(a.ID), c.log, ctx.Done(), finished, c.learn)
 		}
 		c.log.Info("Joined consumer group", "group", gen.GroupID, "generation", gen.ID, "partitions", slices.Sorted(maps.Keys(parts)))
+		c.checkRack(ctx)
 		c.mu.Lock()
 		c.partitions = parts
 		if !c.generationEnded.IsZero() {

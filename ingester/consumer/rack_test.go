@@ -298,6 +298,29 @@ func TestARackNoBrokerIsInIsSaid(t *testing.T) {
 	}, funcr.Options{})
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
+	said := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(strings.Join(lines, "\n"), "one of the brokers' racks: krack")
+	}
+
+	// Brokers that cannot be reached yet say nothing of their racks: they are asked again
+	// (at the next generation's start) until they answer.
+	client := &kafka.Client{Addr: kafka.TCP("127.0.0.1:1"), Transport: transport}
+	early := New(Settings{Kafka: k}, nil, client, nil, metrics.New(prometheus.NewRegistry()), log)
+	early.checkRack(context.Background())
+	if said() || early.rackChecked.Load() {
+		t.Fatal("the rack was checked against brokers that could not be reached")
+	}
+	client.Addr = kafka.TCP(b.Addr)
+	early.checkRack(context.Background())
+	if !said() {
+		t.Fatalf("not said once the brokers answered; logged:\n%s", strings.Join(lines, "\n"))
+	}
+	mu.Lock()
+	lines = nil
+	mu.Unlock()
+
 	chain := processor.Func(func(_ context.Context, d *processor.Delivery) error { d.Partition.Done(d); return nil })
 	c := New(Settings{Kafka: k, DeliverySpans: 100, DeliveryBytes: 1 << 20, Linger: 50 * time.Millisecond, DrainTimeout: time.Second},
 		kafka.DefaultDialer, &kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, chain, metrics.New(prometheus.NewRegistry()), log)
@@ -306,10 +329,7 @@ func TestARackNoBrokerIsInIsSaid(t *testing.T) {
 	go func() { done <- c.Run(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		mu.Lock()
-		said := strings.Contains(strings.Join(lines, "\n"), "one of the brokers' racks: krack")
-		mu.Unlock()
-		if said {
+		if said() {
 			break
 		}
 		if time.Now().After(deadline) {
