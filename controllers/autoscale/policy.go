@@ -132,8 +132,9 @@ type scaleState struct {
 	capacity capacityModel
 	speeds   []podSpeed
 	// pause is how long a rebalance stops the group, as the pods reported it; startup how
-	// long new pods took to be ready. Zero: not seen yet (the defaults apply).
-	pause, startup time.Duration
+	// long new pods took to be ready; propagation how long a new parallelism took to show
+	// in every running pod's report. Zero: not seen yet (the defaults apply).
+	pause, startup, propagation time.Duration
 	// ceilings are the partitions' ceilings by partition ID (see learnCeilings); nil:
 	// none known or coming. Replaced, never changed in place: states are copied.
 	ceilings []partitionCeiling
@@ -380,6 +381,9 @@ const (
 	// parallelismPropagation bounds the wait for the pods to run a new parallelism (the
 	// kubelet refreshes a mounted ConfigMap about once a minute) when no report says so.
 	parallelismPropagation = 2 * time.Minute
+	// defaultPropagation is how long a new parallelism is expected to take to reach the
+	// pods before one was seen to: half of the kubelet's minute between refreshes.
+	defaultPropagation = 30 * time.Second
 )
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -454,6 +458,12 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	}
 	if parallelismApplied(in.lag.pods, in.parallelism) && !st.parallelismSeenAt.After(st.parallelismAt) {
 		st.parallelismSeenAt = in.now
+		// Pods started since the change may have read it as they started, and have shown
+		// it only once ready: where they start slower than it propagates, this learns their
+		// start, which charges a wait no longer than theirs.
+		if !st.parallelismAt.IsZero() {
+			st.propagation = ewma(st.propagation, in.now.Sub(st.parallelismAt))
+		}
 	}
 	newSample := in.lag.at.After(st.lastSample)
 	st.lastSample = in.lag.at
@@ -546,11 +556,17 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		!st.firstSample.After(lag.at.Add(-b.down.window)) {
 		target = down
 	}
-	consolidating := target.replicas < current.replicas && target.parallelism > current.parallelism &&
-		st.sizingCapacity().groupRate(min(target.replicas, partitions), current.parallelism, lag.shape()) < lag.produceRate*headroom
+	runs := current.parallelism
+	if q, ok := lowestRunning(lag.pods); ok {
+		runs = min(runs, q)
+	}
+	consolidating := target.replicas < current.replicas && target.parallelism > runs &&
+		st.sizingCapacity().groupRate(min(target.replicas, partitions), runs, lag.shape()) < lag.produceRate*headroom
 	if consolidating {
 		// Fewer pods with more parallelism each, and the fewer pods would not keep up
-		// before their parallelism rises: raise it first.
+		// before their parallelism rises: raise it first, and wait for the pods to run it.
+		// (Sized on the parallelism asked for, 2 pods went to 1 at parallelism 100 while a
+		// raise to 225 took 300 s to reach them, as a step began: 121 s over target.)
 		target.replicas = current.replicas
 	}
 	stabilized := target.replicas
@@ -704,6 +720,33 @@ func (st scaleState) quietSince() time.Time {
 	return latest(st.settledAt.Add(orDefault(st.pause, defaultPause)), st.parallelismSeenAt)
 }
 
+// parallelismWait is how many more seconds the running pods are expected to take to run
+// the parallelism last asked for: the propagation learnt (30 s before any) less the
+// time since it was asked; 0 once every pod's report shows it. A change later than that
+// by more than a report interval says the time learnt is short, by how much is unknown:
+// it is expected as late again as it is.
+func (st scaleState) parallelismWait(now time.Time) float64 {
+	if st.parallelismAt.IsZero() || st.parallelismSeenAt.After(st.parallelismAt) {
+		return 0
+	}
+	waited, expected := now.Sub(st.parallelismAt), orDefault(st.propagation, defaultPropagation)
+	if waited > expected+reportInterval {
+		return (waited - expected).Seconds()
+	}
+	return max(expected-waited, reportInterval).Seconds()
+}
+
+// lowestRunning is the lowest parallelism a fresh load report shows; ok is false without
+// reports.
+func lowestRunning(pods []podLoad) (p int32, ok bool) {
+	for i, pl := range pods {
+		if i == 0 || pl.Parallelism < p {
+			p = pl.Parallelism
+		}
+	}
+	return p, len(pods) > 0
+}
+
 // allBusy is true when every pod reports nearly all of its delivery slots or its CPU in use.
 func allBusy(pods []podLoad) bool {
 	for _, pl := range pods {
@@ -798,6 +841,60 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	// more of anything would not help.
 	if idle, ok := lagWithoutBusyPods(lag.pods, st.settledAt); ok && ratio > 1 && in.replicas > 0 {
 		return explain(in.replicas, p, "; the pods holding the lag are not busy ("+idle+"): more pods or parallelism would not help")
+	}
+	// A raise of parallelism on its way has not reached the pods yet, and until it does they
+	// do what they run. When the records they leave meanwhile would be older than the
+	// target by the time it arrives, and pods would start and join sooner, pods come now:
+	// the fewest that hold the lag to half its target until then, charged the wait for
+	// their start and the rebalance as the raise is charged its propagation. (Sized on the
+	// parallelism asked for, a group whose pods took 180 s to run a raise added no pod
+	// while the lag built: 90 s over target on diurnal load, the reference 6 s.) Only age
+	// counts: the records a wait leaves over the records target drain once the raise runs.
+	if running, wait := p, 0.0; lag.consumeRate > 0 && in.replicas > 0 && in.replicas < maxR {
+		if q, ok := lowestRunning(lag.pods); ok && q < p {
+			running, wait = q, st.parallelismWait(in.now)
+		}
+		startup := orDefault(st.startup, defaultStartup).Seconds()
+		if wait > startup+pause && c.groupRate(consumers, running, topic)*headroom < need {
+			produce := lag.produceRate
+			// Pods still starting consume nothing yet.
+			ready := 0.0
+			if !in.settled && !st.lastUp.IsZero() {
+				ready = max(startup-in.now.Sub(st.lastUp).Seconds(), 0)
+			}
+			// lagAt is the lag when the raise arrives with r pods, those added now joining
+			// after their start and a rebalance.
+			lagAt := func(r int32) float64 {
+				left, at := float64(lag.records), 0.0
+				consume := func(until, rate float64) {
+					until = min(until, wait)
+					left, at = max(left+(produce-rate)*max(until-at, 0), 0), max(at, until)
+				}
+				consume(ready, lag.consumeRate)
+				if r > in.replicas {
+					consume(startup, c.groupRate(consumers, running, topic))
+					consume(startup+pause, 0)
+				}
+				consume(wait, c.groupRate(min(r, partitions), running, topic))
+				return left
+			}
+			// Up to the fewest that come within 5% of what the most pods do (the pod of a hot
+			// partition sets a pace that more pods hardly raise).
+			most := c.groupRate(min(maxR, partitions), running, topic)
+			// ageAt is the age of the oldest record then, the lag being that many seconds of
+			// production.
+			ageAt := func(r int32) float64 { return lagAt(r) / produce }
+			if allowed := b.drainTime(); ageAt(in.replicas) > allowed {
+				r := in.replicas
+				for r < maxR && ageAt(r) > allowed/2 && c.groupRate(min(r, partitions), running, topic) < min(need, 0.95*most) {
+					r++
+				}
+				if r > in.replicas {
+					return explain(r, p, fmt.Sprintf("; the pods run parallelism %d, %d is expected in %.0f s, when the lag would be %.0f s old: %d pods hold it until then",
+						running, p, wait, ageAt(in.replicas), r))
+				}
+			}
+		}
 	}
 	if current*headroom < need {
 		// Parallelism first: it changes in the running pods. Sized with a margin, so that

@@ -237,6 +237,24 @@ func TestNoScaleDownAsABurstBegins(t *testing.T) {
 	}
 }
 
+// TestPodsWhileParallelismPropagates: where a new parallelism takes 180 s to reach the
+// pods (the kubelet's ConfigMap refresh, slow), a raise asked for as diurnal load grows
+// does nothing for minutes. Sized as if the pods ran it, the group added no pod while the
+// lag built: 90 s over target an hour, the reference 6 s. Sized on what they run, with
+// the wait for the raise charged, pods come when the raise would come too late.
+func TestPodsWhileParallelismPropagates(t *testing.T) {
+	w := simWorlds()[0]
+	w.name, w.propagation = "a new parallelism reaches the pods after 180 s", 180
+	sc := simScenarios()[3] // diurnal
+	table, cells := simTable(w, []simScenario{sc})
+	t.Log("\n" + table)
+	sf, ref := cells[sc.name].spanflow, cells[sc.name].reference
+	if sf.overTarget > ref.overTarget+10 || sf.reversals > 0 || sf.replicaChanges >= ref.replicaChanges {
+		t.Errorf("%d s over target (the reference %d), %d replica changes (the reference %d), %d reversals",
+			sf.overTarget, ref.overTarget, sf.replicaChanges, ref.replicaChanges, sf.reversals)
+	}
+}
+
 // TestPulsesOfRecordsAreNotSizedFor: records made visible all at once every minute — a
 // transactional producer's at each commit, to an Ingester reading committed, 3,000 a
 // second on average — are drained by the few pods the average needs, within the seconds
