@@ -122,6 +122,10 @@ type scaleState struct {
 	// changed, parallelismSeenAt when every pod's report first showed it (a report sent
 	// a report interval after that was measured wholly at it).
 	lastUp, lastDown, parallelismAt, parallelismSeenAt time.Time
+	// parallelismUnwatched is set when a poll while the pods had not shown the last
+	// parallelism had no load reports (no pod running, or none reporting): the wait until
+	// they show it says nothing of how long a change takes to reach them.
+	parallelismUnwatched bool
 	// lastSample is the time of the last snapshot decided on, firstSample of the first:
 	// nothing is scaled down before the down window has been watched whole (after an
 	// operator restart, too).
@@ -384,6 +388,10 @@ const (
 	// defaultPropagation is how long a new parallelism is expected to take to reach the
 	// pods before one was seen to: half of the kubelet's minute between refreshes.
 	defaultPropagation = 30 * time.Second
+	// maxPropagation is the longest a new parallelism is expected to take to reach the
+	// pods (the kubelet's refresh, its cache, a slow API server): a pod that shows it no
+	// later is not waiting for it (it crash-loops, or never reads it).
+	maxPropagation = 10 * time.Minute
 )
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -456,13 +464,20 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			st.startup = ewma(st.startup, in.now.Sub(st.lastUp))
 		}
 	}
+	pending := !st.parallelismAt.IsZero() && !st.parallelismSeenAt.After(st.parallelismAt)
+	if pending && len(in.lag.pods) == 0 {
+		st.parallelismUnwatched = true
+	}
 	if parallelismApplied(in.lag.pods, in.parallelism) && !st.parallelismSeenAt.After(st.parallelismAt) {
 		st.parallelismSeenAt = in.now
 		// Pods started since the change may have read it as they started, and have shown
 		// it only once ready: where they start slower than it propagates, this learns their
-		// start, which charges a wait no longer than theirs.
-		if !st.parallelismAt.IsZero() {
-			st.propagation = ewma(st.propagation, in.now.Sub(st.parallelismAt))
+		// start, which charges a wait no longer than theirs. A wait with polls of no
+		// reports, or longer than any propagation, is not learnt: the group was at zero,
+		// or its pods crash-looped (learnt, a 3 h gap had every later raise expected to
+		// take hours, and pods added for it).
+		if waited := in.now.Sub(st.parallelismAt); pending && !st.parallelismUnwatched && waited <= maxPropagation {
+			st.propagation = ewma(st.propagation, waited)
 		}
 	}
 	newSample := in.lag.at.After(st.lastSample)
@@ -690,7 +705,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		}
 	}
 	if parallelismChange {
-		st.parallelismAt = in.now
+		st.parallelismAt, st.parallelismUnwatched = in.now, false
 	}
 	st.lastChange = in.now
 	if replicasChange {
@@ -722,16 +737,19 @@ func (st scaleState) quietSince() time.Time {
 
 // parallelismWait is how many more seconds the running pods are expected to take to run
 // the parallelism last asked for: the propagation learnt (30 s before any) less the
-// time since it was asked; 0 once every pod's report shows it. A change later than that
-// by more than a report interval says the time learnt is short, by how much is unknown:
-// it is expected as late again as it is.
+// time since it was asked; 0 once every pod's report shows it, and once it was asked
+// longer ago than any propagation takes (maxPropagation: a pod that has not shown it
+// by then is not waiting for it). A change later than expected by more than a report
+// interval says the time learnt is short, by how much is unknown: it is expected as
+// late again as it is.
 func (st scaleState) parallelismWait(now time.Time) float64 {
-	if st.parallelismAt.IsZero() || st.parallelismSeenAt.After(st.parallelismAt) {
+	waited := now.Sub(st.parallelismAt)
+	if st.parallelismAt.IsZero() || st.parallelismSeenAt.After(st.parallelismAt) || waited >= maxPropagation {
 		return 0
 	}
-	waited, expected := now.Sub(st.parallelismAt), orDefault(st.propagation, defaultPropagation)
+	expected := min(orDefault(st.propagation, defaultPropagation), maxPropagation)
 	if waited > expected+reportInterval {
-		return (waited - expected).Seconds()
+		return min(waited-expected, maxPropagation-waited).Seconds()
 	}
 	return max(expected-waited, reportInterval).Seconds()
 }
@@ -850,7 +868,7 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	// parallelism asked for, a group whose pods took 180 s to run a raise added no pod
 	// while the lag built: 90 s over target on diurnal load, the reference 6 s.) Only age
 	// counts: the records a wait leaves over the records target drain once the raise runs.
-	if running, wait := p, 0.0; lag.consumeRate > 0 && in.replicas > 0 && in.replicas < maxR {
+	if running, wait := p, 0.0; lag.consumeRate > 0 && lag.produceRate > 0 && in.replicas > 0 && in.replicas < maxR {
 		if q, ok := lowestRunning(lag.pods); ok && q < p {
 			running, wait = q, st.parallelismWait(in.now)
 		}

@@ -896,3 +896,51 @@ func TestParallelismComesDownOnce(t *testing.T) {
 		t.Errorf("got %d × %d (%s), want 1 × 100 in one step", d.replicas, d.parallelism, d.reason)
 	}
 }
+
+// TestOnlyAPropagationWatchedIsLearnt: the time a new parallelism takes to reach the pods
+// is learnt from waits watched through, no longer than any propagation takes. A change
+// shown only when reports came back hours later (the group at zero, pods crash-looping),
+// or after polls without reports, says nothing of it: learnt, every later raise was
+// expected to take hours, and pods were added for it.
+func TestOnlyAPropagationWatchedIsLearnt(t *testing.T) {
+	t0 := time.Unix(100000, 0)
+	shown := func(st scaleState, at time.Time) scaleState {
+		st.settledAt, st.lastSample = at.Add(-time.Minute), at.Add(-10*time.Second)
+		lag := reporting(snapshot(int(at.Unix()), 12, 1000, 1, 1000, 1000), 3, 200, 333, 0.2, 0.2)
+		_, st = decideScale(policyBounds(), st, scaleInput{now: at, known: true, lag: lag, replicas: 3, parallelism: 200, settled: true})
+		return st
+	}
+	asked := watchedDown(t0)
+	asked.parallelismAt, asked.parallelismSeenAt = t0.Add(-3*time.Hour), t0.Add(-4*time.Hour)
+	if st := shown(asked, t0); st.propagation != 0 {
+		t.Errorf("learnt %v from a change shown 3 h after it was asked", st.propagation)
+	}
+
+	asked.parallelismAt = t0.Add(-4 * time.Minute)
+	unreported := asked
+	unreported.lastSample = t0.Add(-2 * time.Minute)
+	noPods := snapshot(int(t0.Add(-time.Minute).Unix()), 12, 1000, 1, 1000, 0)
+	_, unreported = decideScale(policyBounds(), unreported, scaleInput{now: t0.Add(-time.Minute), known: true, lag: noPods, replicas: 3, parallelism: 200})
+	if st := shown(unreported, t0); st.propagation != 0 {
+		t.Errorf("learnt %v from a wait with a poll of no reports", st.propagation)
+	}
+	if st := shown(asked, t0); st.propagation != 4*time.Minute {
+		t.Errorf("learnt %v from a change watched until shown after 4 min", st.propagation)
+	}
+}
+
+// TestNoPodsForAParallelismNotComing: a pod that shows no new parallelism long after it
+// was asked for is not waiting for it; the running pods are not sized as if it were
+// coming later still (the wait grew without bound, and with it the pods added).
+func TestNoPodsForAParallelismNotComing(t *testing.T) {
+	t0 := time.Unix(100000, 0)
+	st := watchedDown(t0)
+	st.parallelismAt, st.parallelismSeenAt = t0.Add(-time.Hour), t0.Add(-2*time.Hour)
+	if wait := st.parallelismWait(t0); wait != 0 {
+		t.Errorf("a raise asked an hour ago is expected in %.0f s", wait)
+	}
+	st.parallelismAt = t0.Add(-9 * time.Minute)
+	if wait := st.parallelismWait(t0); wait > time.Minute.Seconds() {
+		t.Errorf("a raise asked 9 minutes ago is expected in %.0f s, past the longest propagation", wait)
+	}
+}
