@@ -50,8 +50,8 @@ type RetrySpec struct {
 	Max *PositiveDuration `json:"max,omitempty"`
 	// attempts bounds the tries of one write before the failure policy applies: the
 	// dead-letter topic, or pausing the partition until storage recovers. Tries that fail
-	// slowly (each after the storage timeout) end sooner: once they failed for twice the
-	// longest their backoff waits (25 s by default).
+	// slowly (each after the storage timeout) end sooner: after the third, once they
+	// failed for twice the longest their backoff waits (25 s by default).
 	// +kubebuilder:default=8
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000

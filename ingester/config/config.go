@@ -126,7 +126,8 @@ type Retry struct {
 	Min Duration `json:"min"`
 	Max Duration `json:"max"`
 	// Attempts bounds the tries of one write before the failure policy applies; tries
-	// that fail slowly end once they failed for twice the longest their backoff waits.
+	// that fail slowly end after the third once they failed for twice the longest their
+	// backoff waits.
 	Attempts int `json:"attempts"`
 }
 

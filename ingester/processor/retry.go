@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -27,17 +28,28 @@ func (b Backoff) Delay(attempt int, u float64) time.Duration {
 }
 
 // patience is how long a delivery's write may keep failing before the failure policy
-// applies, whatever the attempts left: twice what the attempts' backoff waits at most. A
-// write that fails at once runs out of attempts well within it; one that fails by timing
-// out (a backend that accepts connections and never answers) took Attempts timeouts —
-// 80 s by default — before its partition was held and readiness said why.
+// applies, once it was tried patientAttempts times, whatever the attempts left: twice
+// what the attempts' backoff waits at most. A write that fails at once runs out of
+// attempts well within it; one that fails by timing out (a backend that accepts
+// connections and never answers) took Attempts timeouts — 80 s by default — before its
+// partition was held and readiness said why.
 func (b Backoff) patience() time.Duration {
 	var waits time.Duration
 	for attempt := range b.Attempts - 1 {
-		waits += b.Delay(attempt, 1)
+		d := b.Delay(attempt, 1)
+		if d >= math.MaxInt64/2-waits {
+			return math.MaxInt64 // a backoff of centuries: no limit to speak of
+		}
+		waits += d
 	}
 	return 2 * waits
 }
+
+// patientAttempts are the tries a write always has (unless Attempts allows fewer),
+// however long they take: one timeout longer than the patience (a storage timeout of
+// 30 s) would otherwise send a write that the next try writes to the failure policy,
+// its partition held and readiness false.
+const patientAttempts = 3
 
 type retry struct {
 	next    Processor
@@ -45,6 +57,8 @@ type retry struct {
 	// wait sleeps for d or until ctx is done, now tells the time; a test replaces them.
 	wait func(ctx context.Context, d time.Duration) error
 	now  func() time.Time
+	// patience is backoff.patience(), computed once.
+	patience time.Duration
 	// onRetry is told of each failed attempt that will be retried.
 	onRetry func(d *Delivery, err error)
 }
@@ -57,7 +71,7 @@ func NewRetry(next Processor, backoff Backoff, onRetry func(*Delivery, error)) P
 	if onRetry == nil {
 		onRetry = func(*Delivery, error) {}
 	}
-	return &retry{next: next, backoff: backoff, wait: sleep, now: time.Now, onRetry: onRetry}
+	return &retry{next: next, backoff: backoff, wait: sleep, now: time.Now, onRetry: onRetry, patience: backoff.patience()}
 }
 
 func (r *retry) Process(ctx context.Context, d *Delivery) error {
@@ -67,7 +81,7 @@ func (r *retry) Process(ctx context.Context, d *Delivery) error {
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if r.backoff.Attempts > 0 && (attempt+1 >= r.backoff.Attempts || r.now().Sub(start) >= r.backoff.patience()) {
+		if r.backoff.Attempts > 0 && (attempt+1 >= r.backoff.Attempts || attempt+1 >= patientAttempts && r.now().Sub(start) >= r.patience) {
 			return err
 		}
 		r.onRetry(d, err)

@@ -96,6 +96,25 @@ func TestRetryGivesUpOnWritesThatTimeOut(t *testing.T) {
 	if err := r.Process(context.Background(), delivery(newFakePartition(), "a")); err == nil || waits != 2 {
 		t.Errorf("err %v after %d waits, want an error after 2 (3 timeouts, 30 s)", err, waits)
 	}
+	if huge := (Backoff{Min: time.Hour, Max: 1 << 62, Attempts: 1000}); huge.patience() <= 0 {
+		t.Errorf("patience %v of a backoff of years: it overflowed", huge.patience())
+	}
+	// One timeout longer than the patience (a storage timeout of 30 s), and the next try
+	// writes: tried again, not sent to the failure policy.
+	calls := 0
+	once := processorFunc(func(context.Context, *Delivery) error {
+		if calls++; calls == 1 {
+			clock = clock.Add(30 * time.Second)
+			return errors.New("context deadline exceeded")
+		}
+		return nil
+	})
+	r = NewRetry(once, backoff, nil).(*retry)
+	r.now = func() time.Time { return clock }
+	r.wait = func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil }
+	if err := r.Process(context.Background(), delivery(newFakePartition(), "a")); err != nil || calls != 2 {
+		t.Errorf("one slow timeout, then a try that writes: %v after %d calls", err, calls)
+	}
 	// Failing at once, a write has every attempt, even with the longest waits.
 	fast := &failing{n: 1 << 30, err: errors.New("connection refused")}
 	r = NewRetry(fast, backoff, nil).(*retry)
