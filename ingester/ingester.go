@@ -191,14 +191,17 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log logr.Logger) 
 	log.Info("Ingesting", "topic", cfg.Kafka.Topic, "group", cfg.Kafka.ConsumerGroup, "encoding", cfg.Encoding,
 		"storage", cfg.Storage.Type, "parallelism", cfg.Parallelism, "admin", adminServer.Addr())
 
-	// A stop is said as it begins: with storage down the drain takes all its time, and
-	// the process said nothing until it ended.
-	stopping := context.AfterFunc(ctx, func() {
-		log.Info("Stopping: deliveries in flight are finished and committed for at most the drain timeout; the rest is read again by the next owner",
-			"drainTimeout", cfg.DrainTimeout.D().String())
-	})
-	defer stopping()
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// A stop is said as it begins: with storage down the drain takes all its time,
+		// and the process said nothing until it ended.
+		<-gctx.Done()
+		if ctx.Err() != nil {
+			log.Info("Stopping: deliveries in flight are finished and committed for at most the drain timeout; the rest is read again by the next owner",
+				"drainTimeout", cfg.DrainTimeout.D().String())
+		}
+		return nil
+	})
 	g.Go(func() error { return adminServer.Run(gctx) })
 	g.Go(func() error { return cons.Run(gctx) })
 	if opts.Reload != nil {
