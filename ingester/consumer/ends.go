@@ -15,11 +15,19 @@ import (
 // asked for.
 const endCheckInterval = 5 * time.Second
 
+// processStart is the base of the monotonic times partitions keep (a step of the wall
+// clock must not make a partition look fetched, or long unfetched).
+var processStart = time.Now()
+
+// sinceStart is t as nanoseconds since processStart, by the monotonic clock.
+func sinceStart(t time.Time) int64 { return int64(t.Sub(processStart)) }
+
 // askEnds keeps lag_records true for partitions that stopped fetching: one held behind
 // storage, or waiting for a slot while others take them all, learns its end from no
 // fetch, and its lag would stand still while its backlog grows — exactly while the
 // dashboard is looked at. Every interval, the ends not told by a fetch within it are
-// listed in one request (the client sends it to their leaders), until ctx is done.
+// listed, until ctx is done. (kafka-go's client asks for each partition in a request of
+// its own: with every partition held, a pod of 96 sends 96 small requests every 5 s.)
 func (c *Consumer) askEnds(ctx context.Context, parts map[int]*partition, interval time.Duration) {
 	isolation := kafka.ReadUncommitted
 	if c.s.Kafka.IsolationLevel == config.ReadCommitted {
@@ -29,7 +37,7 @@ func (c *Consumer) askEnds(ctx context.Context, parts map[int]*partition, interv
 		asked := time.Now()
 		var stale []kafka.OffsetRequest
 		for _, id := range slices.Sorted(maps.Keys(parts)) {
-			if seen := parts[id].endSeenAt.Load(); asked.Sub(time.Unix(0, seen)) >= interval {
+			if seen := parts[id].endSeenAt.Load(); sinceStart(asked)-seen >= int64(interval) {
 				stale = append(stale, kafka.LastOffsetOf(id))
 			}
 		}

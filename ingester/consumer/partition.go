@@ -35,9 +35,9 @@ type partition struct {
 	// began); -1 until known. lag_records is the gap: the consumer group's lag, which
 	// grows while the partition is held.
 	lagEnd, lagFrom atomic.Int64
-	// endSeenAt is when a fetch last told the end (unix nanoseconds; 0: never): a
-	// partition that stopped fetching (held, or waiting for a slot) has its end asked for
-	// apart (askEnds), or its lag would stand still as its backlog grows.
+	// endSeenAt is when a fetch last told the end (monotonic nanoseconds, sinceStart;
+	// 0: never): a partition that stopped fetching (held, or waiting for a slot) has its
+	// end asked for apart (askEnds), or its lag would stand still as its backlog grows.
 	endSeenAt atomic.Int64
 	lagMu     sync.Mutex // a reading and its gauge, together: the committer and the loop both set it
 	// begun is one past the last offset of the deliveries begun, or passed; only the
@@ -88,7 +88,7 @@ func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log log
 func (p *partition) sawEnd(end int64) {
 	p.lagMu.Lock()
 	p.lagEnd.Store(end)
-	p.endSeenAt.Store(time.Now().UnixNano())
+	p.endSeenAt.Store(sinceStart(time.Now()))
 	p.lagMu.Unlock()
 	p.showLag()
 }
@@ -97,7 +97,7 @@ func (p *partition) sawEnd(end int64) {
 // unless a fetch told it since (a later answer, which may be lower after a truncation).
 func (p *partition) listedEnd(end int64, asked time.Time) {
 	p.lagMu.Lock()
-	if p.endSeenAt.Load() >= asked.UnixNano() {
+	if p.endSeenAt.Load() >= sinceStart(asked) {
 		p.lagMu.Unlock()
 		return
 	}
