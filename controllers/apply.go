@@ -268,6 +268,14 @@ func checkDeployment(ctx context.Context, c client.Client, key types.NamespacedN
 	return err // a stale read (conflict) or an API failure: tried again
 }
 
+// refusedAsItIs is true of an apply the API server refuses for what it holds, or for who
+// sends it — invalid, forbidden (a policy, an admission webhook, a quota, the operator's
+// own role), too large — which trying again soon will not change, unlike a conflict or
+// an API server that did not answer.
+func refusedAsItIs(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err)
+}
+
 // deploymentOf is the Deployment an apply configuration describes.
 func deploymentOf(ac *appsv1ac.DeploymentApplyConfiguration) (*appsv1.Deployment, error) {
 	var d appsv1.Deployment

@@ -2,9 +2,12 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -79,6 +82,54 @@ func TestARefusedSpecChangesNothing(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, key, &after)).To(Succeed())
 		g.Expect(loadConfig(t, after.Data[configFileName]).Processing.BatchSize).To(Equal(77))
 		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	}, eventually, poll).Should(Succeed())
+}
+
+// TestAPolicyLiftedElsewhereIsTakenAtOnce: a Deployment an admission policy refuses
+// (here a ValidatingAdmissionPolicy; a webhook or a quota alike) says so as ApplyFailed,
+// with the policy's message, and is applied within a resync of the policy being lifted,
+// though nothing on the Ingester changed.
+func TestAPolicyLiftedElsewhereIsTakenAtOnce(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	name := "deployments-blocked-in-" + ns
+	policy := &admissionv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+					Rule:       admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}}}}}},
+			Validations: []admissionv1.Validation{{Expression: fmt.Sprintf("object.metadata.namespace != %q", ns), Message: "Deployments are blocked here"}}}}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: name, ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}}}
+	g.Expect(k8sClient.Create(ctx, policy)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), policy) })
+	g.Expect(k8sClient.Create(ctx, binding)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), binding) })
+	probe := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "probe"}, Spec: appsv1.DeploymentSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}}}}}
+	g.Eventually(func() error { return k8sClient.Create(ctx, probe.DeepCopy(), client.DryRunAll) }, eventually, poll).
+		Should(MatchError(ContainSubstring("Deployments are blocked here")), "the policy never took effect")
+
+	ing := minimalIngester(ns, "blocked")
+	g.Expect(k8sClient.Create(ctx, ing)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := condition(g, ing, spanflowv1alpha1.ConditionDegraded)
+		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonApplyFailed))
+		g.Expect(c.Message).To(ContainSubstring("Deployments are blocked here"))
+	}, eventually, poll).Should(Succeed())
+	time.Sleep(5 * time.Second) // refused all along
+
+	g.Expect(k8sClient.Delete(ctx, binding)).To(Succeed())
+	key := types.NamespacedName{Namespace: ns, Name: "blocked-ingester"}
+	g.Eventually(func() error { return k8sClient.Get(ctx, key, &appsv1.Deployment{}) }, 6*time.Second, poll).
+		Should(Succeed(), "the Deployment was not applied within a resync (2 s here) and the policy's lifting")
+	g.Eventually(func(g Gomega) {
+		g.Expect(condition(g, ing, spanflowv1alpha1.ConditionDegraded).Reason).NotTo(Equal(spanflowv1alpha1.ReasonApplyFailed))
 	}, eventually, poll).Should(Succeed())
 }
 

@@ -79,8 +79,9 @@ type IngesterReconciler struct {
 	WatchNamespaces []string
 	// scalersVisible is true when HorizontalPodAutoscalers are watched and cached.
 	scalersVisible bool
-	// problemsLogged is the spec problem last logged of each Ingester held back.
-	problemsLogged sync.Map
+	// problemsLogged is the spec problem last logged of each Ingester held back, and
+	// applyFailuresLogged the refusal last logged of each whose objects are refused.
+	problemsLogged, applyFailuresLogged sync.Map
 }
 
 // +kubebuilder:rbac:groups=spanflow.dev,resources=ingesters,verbs=get;list;watch
@@ -212,9 +213,22 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	r.Autoscaler.Record(target, status)
 	if obs.applyErr != nil {
-		// Retried by the work queue with exponential backoff; the status says why.
-		return ctrl.Result{}, obs.applyErr
+		if !refusedAsItIs(obs.applyErr) {
+			// A conflict, an API server that did not answer: retried by the work queue
+			// with exponential backoff; the status says why.
+			return ctrl.Result{}, obs.applyErr
+		}
+		// Refused as it is (invalid, forbidden by a policy, a webhook or a quota): the
+		// status says why, the log says it once, and it is tried again at the resync —
+		// at the work queue's backoff (up to 16 minutes) a fix made elsewhere, to the
+		// policy or the quota, waited that long to be taken.
+		if said, _ := r.applyFailuresLogged.Load(req.NamespacedName); said != obs.applyErr.Error() {
+			logger.Error(obs.applyErr, "The spec cannot be applied; trying again at each resync")
+			r.applyFailuresLogged.Store(req.NamespacedName, obs.applyErr.Error())
+		}
+		return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 	}
+	r.applyFailuresLogged.Delete(req.NamespacedName)
 	if scaled {
 		r.Recorder.Eventf(&ing, nil, corev1.EventTypeNormal, spanflowv1alpha1.ReasonAutoscaled, "Autoscale", "%s", obs.scale.Reason)
 	}

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,8 +10,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -431,6 +435,35 @@ func TestThePodsLearnTheirRack(t *testing.T) {
 		}
 		if data, err := ingesterConfig(ing).MarshalForImages(); err != nil || strings.Contains(string(data), "rack") {
 			t.Errorf("%s: the shared configuration names a rack (%v):\n%s", tc.name, err, data)
+		}
+	}
+}
+
+// TestRefusedAsItIs: the refusals that trying again soon does not change (the spec, a
+// policy, a webhook, a quota, the operator's role) are told from a conflict or an API
+// server that did not answer, which the work queue retries with its backoff; the others
+// are tried again at each resync and logged once (as reconciler errors, with a stack
+// trace, they were logged at every look).
+func TestRefusedAsItIs(t *testing.T) {
+	gr := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "x", nil), true},
+		{fmt.Errorf("the Deployment x would be refused, so nothing was changed: %w", apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "x", nil)), true},
+		{apierrors.NewForbidden(gr, "x", errors.New("admission webhook \"policy.example\" denied the request")), true},
+		{apierrors.NewForbidden(gr, "x", errors.New("exceeded quota: pods")), true},
+		{apierrors.NewBadRequest("bad"), true},
+		{apierrors.NewRequestEntityTooLargeError("too large"), true},
+		{apierrors.NewConflict(gr, "x", errors.New("the object has been modified")), false},
+		{apierrors.NewServerTimeout(gr, "apply", 1), false},
+		{apierrors.NewTooManyRequests("slow down", 1), false},
+		{apierrors.NewInternalError(errors.New("etcd")), false},
+		{errors.New("connection refused"), false},
+	} {
+		if got := refusedAsItIs(tc.err); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
