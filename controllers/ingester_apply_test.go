@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,7 +229,9 @@ func TestAUsersBudgetBesideOnePod(t *testing.T) {
 
 // TestEnvFromAMissingSecret: the template's env from a Secret is checked like the
 // Secrets the spec names: a missing one holds the spec back with SecretMissing (not pods
-// that fail to start), and its creation lets the Ingester run.
+// that fail to start), and its creation lets the Ingester run. Another Secret missing
+// instead, under the same reason, is a warning of its own (events showed the first
+// only, as if it were still unfixed).
 func TestEnvFromAMissingSecret(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -242,6 +245,17 @@ func TestEnvFromAMissingSecret(t *testing.T) {
 		g.Expect(c.Reason).To(Equal(spanflowv1alpha1.ReasonSecretMissing))
 		g.Expect(c.Message).To(ContainSubstring(`spec.template.env[0].valueFrom.secretKeyRef: Secret "api-token" does not exist`))
 	}, eventually, poll).Should(Succeed())
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Template.Env[0].ValueFrom.SecretKeyRef.Name = "other-token"
+	})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		said := strings.Join(warnings(g, ns, spanflowv1alpha1.ReasonSecretMissing), "\n")
+		g.Expect(said).To(ContainSubstring(`Secret "api-token" does not exist`))
+		g.Expect(said).To(ContainSubstring(`Secret "other-token" does not exist`))
+	}, eventually, poll).Should(Succeed())
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Template.Env[0].ValueFrom.SecretKeyRef.Name = "api-token"
+	})).To(Succeed())
 
 	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"},
 		Data: map[string][]byte{"token": []byte("t")}})).To(Succeed())

@@ -658,8 +658,23 @@ func (r *IngesterReconciler) stillThere(ctx context.Context, ing *spanflowv1alph
 	return nil
 }
 
+// specProblems are the Degraded reasons whose message names what is wrong in the spec,
+// or around it, with no figures that move by themselves (pod counts, log lines).
+var specProblems = []string{spanflowv1alpha1.ReasonSecretMissing, spanflowv1alpha1.ReasonInvalidSpec,
+	spanflowv1alpha1.ReasonNotAllowed, spanflowv1alpha1.ReasonConsumerGroupChanged, spanflowv1alpha1.ReasonConsumerGroupShared,
+	spanflowv1alpha1.ReasonScalerConflict, spanflowv1alpha1.ReasonResourceConflict}
+
+// newSpecProblem is true when Degraded stays True for the same spec problem, which now
+// says something else: another Secret missing, another field refused. Its warning is
+// what `kubectl get events` shows (one fixed and another made read as the first still
+// unfixed).
+func newSpecProblem(t string, old, now *metav1.Condition) bool {
+	return t == spanflowv1alpha1.ConditionDegraded && now.Status == metav1.ConditionTrue &&
+		old.Message != now.Message && slices.Contains(specProblems, now.Reason)
+}
+
 // writeStatus writes the status in one request when it differs from the stored one, and
-// emits an event when Ready or Degraded changes.
+// emits an event when Ready or Degraded changes (or a spec problem changes its message).
 func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alpha1.Ingester, status spanflowv1alpha1.IngesterStatus) error {
 	if equality.Semantic.DeepEqual(ing.Status, status) {
 		return nil
@@ -679,7 +694,7 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 	}
 	for _, t := range []string{spanflowv1alpha1.ConditionReady, spanflowv1alpha1.ConditionDegraded} {
 		old, now := meta.FindStatusCondition(before.Conditions, t), meta.FindStatusCondition(status.Conditions, t)
-		if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason) {
+		if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason && !newSpecProblem(t, old, now)) {
 			continue
 		}
 		eventType := corev1.EventTypeNormal
