@@ -77,6 +77,15 @@ func TestARefusedSpecChangesNothing(t *testing.T) {
 		// may each warn: the cache is behind. What must not come is a Normal event.)
 		g.Expect(types).To(And(ContainElement(corev1.EventTypeWarning), Not(ContainElement(corev1.EventTypeNormal))))
 	}, eventually, poll).Should(Succeed())
+	// That one fixed and another field refused: a warning of its own, naming the new one.
+	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) {
+		i.Spec.Template.Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}
+	})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(strings.Join(warnings(g, ns, spanflowv1alpha1.ReasonApplyFailed), "\n")).To(ContainSubstring("must be less than or equal to memory limit"))
+	}, eventually, poll).Should(Succeed())
 
 	g.Expect(updateSpec(ing, func(i *spanflowv1alpha1.Ingester) { i.Spec.Template.Resources = corev1.ResourceRequirements{} })).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -88,8 +97,10 @@ func TestARefusedSpecChangesNothing(t *testing.T) {
 
 // TestAPolicyLiftedElsewhereIsTakenAtOnce: a Deployment an admission policy refuses
 // (here a ValidatingAdmissionPolicy; a webhook or a quota alike) says so as ApplyFailed,
-// with the policy's message, and is applied within a resync of the policy being lifted,
-// though nothing on the Ingester changed.
+// with the policy's message, and in one line of the operator's log — returned to the work
+// queue as a reconciler error, it was logged, with a stack trace, at every look — and is
+// applied within a resync of the policy being lifted, though nothing on the Ingester
+// changed.
 func TestAPolicyLiftedElsewhereIsTakenAtOnce(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -124,6 +135,9 @@ func TestAPolicyLiftedElsewhereIsTakenAtOnce(t *testing.T) {
 		g.Expect(c.Message).To(ContainSubstring("Deployments are blocked here"))
 	}, eventually, poll).Should(Succeed())
 	time.Sleep(5 * time.Second) // refused all along
+	if said := operatorLog.count(ns, "ERROR", "Deployments are blocked here"); said != 1 {
+		t.Errorf("the refusal was logged %d times in 5 s, want once", said)
+	}
 
 	g.Expect(k8sClient.Delete(ctx, binding)).To(Succeed())
 	key := types.NamespacedName{Namespace: ns, Name: "blocked-ingester"}

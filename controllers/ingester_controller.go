@@ -107,6 +107,9 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			r.Autoscaler.Forget(req.NamespacedName, true)
 			gone := &spanflowv1alpha1.Ingester{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name}}
 			r.applied.forget(types.NamespacedName{Namespace: req.Namespace, Name: ingesterObjectName(gone)})
+			// One made again under the name says its problems anew.
+			r.problemsLogged.Delete(req.NamespacedName)
+			r.applyFailuresLogged.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -208,7 +211,7 @@ func (r *IngesterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	status := desiredStatus(target, obs)
-	if err := r.writeStatus(ctx, stored, status); err != nil {
+	if err := r.writeStatus(ctx, stored, status, obs.applyErr != nil && refusedAsItIs(obs.applyErr)); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.Autoscaler.Record(target, status)
@@ -665,17 +668,18 @@ var specProblems = []string{spanflowv1alpha1.ReasonSecretMissing, spanflowv1alph
 	spanflowv1alpha1.ReasonScalerConflict, spanflowv1alpha1.ReasonResourceConflict}
 
 // newSpecProblem is true when Degraded stays True for the same spec problem, which now
-// says something else: another Secret missing, another field refused. Its warning is
-// what `kubectl get events` shows (one fixed and another made read as the first still
+// says something else: another Secret missing, another field refused (ApplyFailed, when
+// the API server refused the objects as they are: applyRefused). Its warning is what
+// `kubectl get events` shows (one fixed and another made read as the first still
 // unfixed).
-func newSpecProblem(t string, old, now *metav1.Condition) bool {
-	return t == spanflowv1alpha1.ConditionDegraded && now.Status == metav1.ConditionTrue &&
-		old.Message != now.Message && slices.Contains(specProblems, now.Reason)
+func newSpecProblem(t string, old, now *metav1.Condition, applyRefused bool) bool {
+	problem := slices.Contains(specProblems, now.Reason) || (applyRefused && now.Reason == spanflowv1alpha1.ReasonApplyFailed)
+	return t == spanflowv1alpha1.ConditionDegraded && now.Status == metav1.ConditionTrue && old.Message != now.Message && problem
 }
 
 // writeStatus writes the status in one request when it differs from the stored one, and
 // emits an event when Ready or Degraded changes (or a spec problem changes its message).
-func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alpha1.Ingester, status spanflowv1alpha1.IngesterStatus) error {
+func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alpha1.Ingester, status spanflowv1alpha1.IngesterStatus, applyRefused bool) error {
 	if equality.Semantic.DeepEqual(ing.Status, status) {
 		return nil
 	}
@@ -694,7 +698,7 @@ func (r *IngesterReconciler) writeStatus(ctx context.Context, ing *spanflowv1alp
 	}
 	for _, t := range []string{spanflowv1alpha1.ConditionReady, spanflowv1alpha1.ConditionDegraded} {
 		old, now := meta.FindStatusCondition(before.Conditions, t), meta.FindStatusCondition(status.Conditions, t)
-		if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason && !newSpecProblem(t, old, now)) {
+		if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason && !newSpecProblem(t, old, now, applyRefused)) {
 			continue
 		}
 		eventType := corev1.EventTypeNormal
