@@ -674,7 +674,14 @@ var specProblems = []string{spanflowv1alpha1.ReasonSecretMissing, spanflowv1alph
 // unfixed).
 func newSpecProblem(t string, old, now *metav1.Condition, applyRefused bool) bool {
 	problem := slices.Contains(specProblems, now.Reason) || (applyRefused && now.Reason == spanflowv1alpha1.ReasonApplyFailed)
-	return t == spanflowv1alpha1.ConditionDegraded && now.Status == metav1.ConditionTrue && old.Message != now.Message && problem
+	return t == spanflowv1alpha1.ConditionDegraded && now.Status == metav1.ConditionTrue && problem &&
+		problemOf(old.Message) != problemOf(now.Message)
+}
+
+// problemOf is a spec problem's message without what it says of the pods, which changes
+// when pods come or go (the Deployment scaled by hand), not the problem.
+func problemOf(message string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(message, podsLeftNone), podsLeftKept)
 }
 
 // writeStatus writes the status in one request when it differs from the stored one, and

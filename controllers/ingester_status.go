@@ -138,9 +138,9 @@ func conditions(ing *spanflowv1alpha1.Ingester, obs observation, appliedGenerati
 	stuck := dep != nil && progressDeadlineExceeded(dep)
 	rolledOut := dep != nil && deploymentRolledOut(dep, want)
 	// What becomes of the pods while the spec is held back.
-	podsLeft := "; no ingester pods run until it is fixed"
+	podsLeft := podsLeftNone
 	if dep != nil && dep.Status.Replicas > 0 {
-		podsLeft = "; the running pods keep their last good configuration"
+		podsLeft = podsLeftKept
 	}
 	noPods := "No ingester pods run: "
 	if obs.problem != nil && obs.problem.unmanagedPods {
@@ -409,3 +409,10 @@ func deploymentProgressMessage(dep *appsv1.Deployment) string {
 	}
 	return ""
 }
+
+// What a held-back spec's message says of the pods: none run, or those running keep the
+// last good configuration.
+const (
+	podsLeftNone = "; no ingester pods run until it is fixed"
+	podsLeftKept = "; the running pods keep their last good configuration"
+)

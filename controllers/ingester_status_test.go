@@ -291,3 +291,35 @@ func TestPodNames(t *testing.T) {
 		}
 	}
 }
+
+// TestNewSpecProblem: a spec problem that says something else under the same reason is
+// news; what it says of the pods (none run, or the running ones keep their last good
+// configuration), which changes as pods come and go, is not; nor are reasons whose
+// messages carry moving figures, nor ApplyFailed unless the objects were refused as they
+// are.
+func TestNewSpecProblem(t *testing.T) {
+	degraded := func(reason, message string) *metav1.Condition {
+		return &metav1.Condition{Type: spanflowv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason, Message: message}
+	}
+	missing := func(secret, pods string) *metav1.Condition {
+		return degraded(spanflowv1alpha1.ReasonSecretMissing, `spec.kafka.tls.ca: Secret "`+secret+`" does not exist`+pods)
+	}
+	for _, tc := range []struct {
+		name         string
+		old, now     *metav1.Condition
+		applyRefused bool
+		want         bool
+	}{
+		{"another Secret", missing("a", podsLeftNone), missing("b", podsLeftNone), false, true},
+		{"the same, pods gone", missing("a", podsLeftKept), missing("a", podsLeftNone), false, false},
+		{"the same, pods come", missing("a", podsLeftNone), missing("a", podsLeftKept), false, false},
+		{"another, pods gone", missing("a", podsLeftKept), missing("b", podsLeftNone), false, true},
+		{"pods failing, another log line", degraded(spanflowv1alpha1.ReasonPodsFailing, "x"), degraded(spanflowv1alpha1.ReasonPodsFailing, "y"), false, false},
+		{"another field refused", degraded(spanflowv1alpha1.ReasonApplyFailed, "x"), degraded(spanflowv1alpha1.ReasonApplyFailed, "y"), true, true},
+		{"apply failing otherwise", degraded(spanflowv1alpha1.ReasonApplyFailed, "x"), degraded(spanflowv1alpha1.ReasonApplyFailed, "y"), false, false},
+	} {
+		if got := newSpecProblem(spanflowv1alpha1.ConditionDegraded, tc.old, tc.now, tc.applyRefused); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
