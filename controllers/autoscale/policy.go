@@ -555,7 +555,12 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 	if len(capped) > 0 {
 		figures += "; " + cappedText(capped, st.ceilings)
 	}
-	rec := recommend(b, st, lag, in, minR, maxR, consumers)
+	sizing := b
+	if note, out := recordsTargetOutOfReach(b, lag, maxR); out {
+		sizing = b.sizedByAge()
+		figures += "; " + note
+	}
+	rec := recommend(sizing, st, lag, in, minR, maxR, consumers)
 	rec.reason = figures + ": " + rec.reason
 	st.recommendations = append(st.recommendations, scaleRecommendation{at: in.now, replicas: rec.replicas, parallelism: rec.parallelism})
 	downWindow, stretched := st.downWindow(b, in.now)
@@ -1217,6 +1222,35 @@ func allowedRecords(b scaleBounds, lag lagSnapshot, consumers int32) (allowed fl
 		allowed = min(allowed, b.targetSeconds*lag.produceRate)
 	}
 	return allowed, !math.IsInf(allowed, 1)
+}
+
+// recordsTargetOutOfReach says when the records target is below the records the pods
+// keep in flight to storage (a lag younger than inFlightAge) even with as many consuming
+// pods as the bounds allow: those records are the write latency times the rate, the same
+// with any number of pods, so no size meets the target and every size is as far from it.
+// (Sized for it, a group of 12 stayed at 12 for a load 2 keep up with, its reason saying
+// the pods holding the lag were not busy.) A records target some size within the bounds
+// meets is kept, however many pods that takes: the user asked for it.
+func recordsTargetOutOfReach(b scaleBounds, lag lagSnapshot, maxR int32) (string, bool) {
+	most := float64(b.targetRecords) * float64(max(min(maxR, int32(lag.partitions)), 1))
+	if b.targetRecords == 0 || float64(lag.seconds) > b.inFlightAge() || float64(lag.records) <= most {
+		return "", false
+	}
+	// Young records come fast at the start of a burst too: in flight only while the group
+	// keeps up with what comes.
+	if iv := lag.lastPoll; iv.since.IsZero() || iv.produceRate > headroom*iv.consumeRate || lag.produceRate > headroom*lag.consumeRate {
+		return "", false
+	}
+	return fmt.Sprintf("the records target is out of reach: %s records in flight to storage, over the %s that %s are allowed; sized for the lag's age (%.0f s)",
+		count(float64(lag.records)), count(most), podCount(max(min(maxR, int32(lag.partitions)), 1)), b.drainTime()), true
+}
+
+// sizedByAge are the bounds without the records target, the lag's age held to the
+// seconds target, or to the drain time without one.
+func (b scaleBounds) sizedByAge() scaleBounds {
+	b.targetSeconds = b.drainTime()
+	b.targetRecords = 0
+	return b
 }
 
 // overTarget is how many times over its targets the lag is (below 1: under them).

@@ -944,3 +944,40 @@ func TestNoPodsForAParallelismNotComing(t *testing.T) {
 		t.Errorf("a raise asked 9 minutes ago is expected in %.0f s, past the longest propagation", wait)
 	}
 }
+
+// TestRecordsTargetOutOfReach: the records target gives way only to records in flight
+// that no size within the bounds holds.
+func TestRecordsTargetOutOfReach(t *testing.T) {
+	b := policyBounds()
+	b.targetRecords, b.targetSeconds = 100, 0 // in flight: 12 s old at most
+	keepingUp := func(records, seconds int64, produce, consume float64) lagSnapshot {
+		s := snapshot(1000, 24, records, seconds, produce, consume)
+		s.lastPoll = pollInterval{since: time.Unix(990, 0), produceRate: produce, consumeRate: consume}
+		return s
+	}
+	burst := keepingUp(6000, 2, 3000, 3000)
+	burst.lastPoll.produceRate = 20000
+	for _, tc := range []struct {
+		name string
+		lag  lagSnapshot
+		maxR int32
+		out  bool
+	}{
+		{"6,000 in flight, 12 pods allowed 1,200", keepingUp(6000, 2, 3000, 3000), 12, true},
+		{"6,000 in flight, 24 pods allowed 2,400", keepingUp(6000, 2, 3000, 3000), 24, true},
+		{"2,000 in flight, 24 pods allowed 2,400", keepingUp(2000, 2, 3000, 3000), 24, false},
+		{"a backlog 20 s old", keepingUp(6000, 20, 3000, 3000), 12, false},
+		{"falling behind over the window", keepingUp(6000, 2, 3000, 2000), 12, false},
+		{"a burst beginning", burst, 12, false},
+		{"one poll only", snapshot(1000, 24, 6000, 2, 3000, 3000), 12, false},
+	} {
+		if note, out := recordsTargetOutOfReach(b, tc.lag, tc.maxR); out != tc.out {
+			t.Errorf("%s: out of reach %v (%q), want %v", tc.name, out, note, tc.out)
+		}
+	}
+	withSeconds := b
+	withSeconds.targetSeconds = 120
+	if _, out := recordsTargetOutOfReach(withSeconds, keepingUp(6000, 20, 3000, 3000), 12); !out {
+		t.Errorf("20 s old under a 120 s target (in flight up to 24 s): not taken for in flight")
+	}
+}

@@ -322,3 +322,35 @@ func TestHotNeighboursAreSizedAsKafkaGoDealsThem(t *testing.T) {
 		t.Errorf("%d pods at most: more than kafka-go's range needs to part the hot partitions (51)", r.maxReplicasUsed)
 	}
 }
+
+// TestARecordsTargetOutOfReachHoldsNoPods: a records target below the records a 2 s
+// write keeps in flight at 3,000 a second (100 a pod: 1,200 with all 12 partitions
+// consumed) is met by no size. Sized for it, the group stayed at 12 pods for a load 2
+// keep up with, as the reference does. Sized for the lag's age instead, it shrinks once
+// the first backlog is drained, and says why. A target some size meets (500 a pod: 6
+// pods hold the in-flight records) is still held, pods and all.
+func TestARecordsTargetOutOfReachHoldsNoPods(t *testing.T) {
+	w := simWorlds()[8] // the records target only
+	w.name, w.delay = "2 s in flight", 2
+	for _, sc := range simScenarios()[:2] { // steady, step ×5
+		t.Run(sc.name, func(t *testing.T) {
+			w.targetRecords = 100
+			sf, ref := simPolicies(w, sc)
+			said := false
+			sf.log = func(_ int, reason string) { said = said || strings.Contains(reason, "records target is out of reach") }
+			r, least := simulate(w, sc, sf), leastReplicaSeconds(w, sc)
+			t.Logf("target 100: %+v; the reference %d replica-s, the fewest keeping up %d", r, simulate(w, sc, ref).replicaSeconds, least)
+			if r.replicaSeconds > least*5/2 || r.overTarget > 0 || r.reversals > 0 || !said {
+				t.Errorf("target 100 a pod: %d replica-s (the fewest pods keeping up: %d), %d s over 60 s, %d reversals, reason said: %v",
+					r.replicaSeconds, least, r.overTarget, r.reversals, said)
+			}
+
+			w.targetRecords = 500
+			sf, _ = simPolicies(w, sc)
+			r = simulate(w, sc, sf)
+			if r.replicaSeconds < 6*sc.seconds*9/10 {
+				t.Errorf("target 500 a pod, met with 6 pods: %d replica-s, under 6 pods' %d", r.replicaSeconds, 6*sc.seconds)
+			}
+		})
+	}
+}
