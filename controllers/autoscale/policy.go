@@ -122,6 +122,9 @@ type scaleState struct {
 	// changed, parallelismSeenAt when every pod's report first showed it (a report sent
 	// a report interval after that was measured wholly at it).
 	lastUp, lastDown, parallelismAt, parallelismSeenAt time.Time
+	// downFor is the production the last scale-down was made at: pods come back within
+	// the down window only for a load that has risen since (see neededBack).
+	downFor float64
 	// parallelismUnwatched is set when a poll while the pods had not shown the last
 	// parallelism had no load reports (no pod running, or none reporting): the wait until
 	// they show it says nothing of how long a change takes to reach them.
@@ -633,7 +636,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		target.replicas = current.replicas
 		waits = append(waits, "pods were added at "+st.lastUp.UTC().Format(time.TimeOnly))
 	}
-	if target.replicas > current.replicas && current.replicas > 0 && in.now.Sub(st.lastDown) < b.down.window {
+	if target.replicas > current.replicas && current.replicas > 0 && in.now.Sub(st.lastDown) < b.down.window && !neededBack(sizing, st, lag, in, consumers) {
 		target.replicas = current.replicas
 		waits = append(waits, "pods were removed at "+st.lastDown.UTC().Format(time.TimeOnly))
 	}
@@ -706,7 +709,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		if d > 0 {
 			st.lastUp = in.now
 		} else {
-			st.lastDown = in.now
+			st.lastDown, st.downFor = in.now, max(in.lag.produceRate, in.lag.risenRate())
 		}
 	}
 	if parallelismChange {
@@ -1026,6 +1029,45 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 		return explain(in.replicas, q, "")
 	}
 	return explain(in.replicas, p, "")
+}
+
+// neededBack is true when pods removed are needed back within the down window: the
+// load has risen by half since they went (burstRise), past what the pods that stayed
+// can do (by the capacity model, at the parallelism they run), and the lag is over its
+// targets or will be by the time pods added now have started and joined. (Held to the
+// window, a group scaled down as a burst began stayed at 1 pod for 100 s of 8,000
+// records a second: 50 s over a 30 s target each time, where the reference, which adds
+// pods at once, was 10 s over.) At the load they went at, nothing brings them back: not
+// the lag the scale-down's own rebalance leaves, nor jitter, nor a capacity learnt low
+// from the minutes after it (a group draining a backlog went 17 → 5 → 9 → 5 → 9 pods
+// on that).
+func neededBack(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, consumers int32) bool {
+	c := st.sizingCapacity()
+	produce := in.lag.risenRate() // as produced: the lag within the ceilings sizes capped partitions at them
+	if !c.known() || consumers == 0 || produce <= burstRise*st.downFor {
+		return false
+	}
+	running := in.parallelism
+	if q, ok := lowestRunning(lag.pods); ok {
+		running = min(running, q)
+	}
+	if produce <= c.groupRate(consumers, running, lag.shape()) {
+		return false
+	}
+	if overTarget(b, lag, consumers) >= 1 {
+		return true
+	}
+	allowed, ok := allowedRecords(b, lag, consumers)
+	if b.targetSeconds > 0 {
+		// The age against what comes now, not the window's rate (a burst's first minute).
+		allowed = min(allowed, b.targetSeconds*max(lag.produceRate, produce))
+	}
+	if !ok {
+		allowed = b.drainTime() * max(lag.produceRate, produce)
+	}
+	join := (orDefault(st.startup, defaultStartup) + orDefault(st.pause, defaultPause)).Seconds()
+	grows := max(produce-in.lag.lastPoll.consumeRate, 0)
+	return float64(lag.records)+grows*join > allowed
 }
 
 // burstRise: a latest poll's production this many times the window's is a burst

@@ -805,17 +805,20 @@ func TestNoLessParallelismWhileSlotsAreFull(t *testing.T) {
 }
 
 // TestNoParallelismCutSizedForPodsThatDoNotCome: a recommendation of more pods at less
-// parallelism each, whose pods a guard holds back (here: pods were removed within the
-// down window), must not bring its lower parallelism to the pods that stay: they would
-// do less while more is needed.
+// parallelism each, whose pods a guard holds back (here: maxReplicaStep, one pod a
+// period, taken already), must not bring its lower parallelism to the pods that stay:
+// they would do less while more is needed.
 func TestNoParallelismCutSizedForPodsThatDoNotCome(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	st := watchedDown(t0)
-	st.lastDown, st.lastChange, st.settledAt = t0.Add(-30*time.Second), t0.Add(-30*time.Second), t0.Add(-10*time.Second)
+	st.lastUp, st.lastChange, st.settledAt = t0.Add(-10*time.Second), t0.Add(-10*time.Second), t0.Add(-5*time.Second)
+	st.changes = []scaleChange{{at: st.lastUp, delta: 1}}
+	b := policyBounds()
+	b.up.step = 1
 	// 4 pods × 400 slots do 16,000/s; a burst of 20,000/s is on: 12 pods at about 210
 	// would do, but none may come yet.
 	lag := snapshot(1000, 12, 89000, 40, 20000, 16000)
-	got, _ := decideScale(policyBounds(), st, scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 400, settled: true})
+	got, _ := decideScale(b, st, scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 400, settled: true})
 	if got.replicas != 4 || got.parallelism != 400 {
 		t.Errorf("got %d × %d (%s), want 4 × 400", got.replicas, got.parallelism, got.reason)
 	}

@@ -354,3 +354,29 @@ func TestARecordsTargetOutOfReachHoldsNoPods(t *testing.T) {
 		})
 	}
 }
+
+// TestPodsComeBackWhenTheLoadRisesAfterAScaleDown: 1,000 and 8,000 records a second in
+// turns of 180 s. The group went from 6 pods to 1 ten seconds before each burst (the
+// quiet had lasted the down window), and the rule that no replica change is reversed
+// within the down window then kept it at 1 pod for 100 s of the burst: 560 s over target
+// in an hour where the reference, which adds pods at once, was 54 s over. Pods removed
+// come back when the load rises past what the pods that stayed can do.
+func TestPodsComeBackWhenTheLoadRisesAfterAScaleDown(t *testing.T) {
+	for _, w := range []simWorld{simWorlds()[0], simWorlds()[3]} { // 3 s in flight
+		sc := simScenario{name: "1,000 and 8,000 a second, every 180 s", seconds: 3600, minReplicas: 1, rate: func(t int) float64 {
+			if (t/180)%2 == 1 {
+				return 8000
+			}
+			return 1000
+		}}
+		t.Run(w.name, func(t *testing.T) {
+			table, cells := simTable(w, []simScenario{sc})
+			t.Log("\n" + table)
+			sf, ref := cells[sc.name].spanflow, cells[sc.name].reference
+			if sf.overTarget > ref.overTarget+10 || sf.reversals > 0 || sf.replicaChanges > ref.replicaChanges || sf.replicaSeconds > ref.replicaSeconds {
+				t.Errorf("%d s over target (the reference %d), %d replica changes (%d), %d replica-s (%d), %d reversals",
+					sf.overTarget, ref.overTarget, sf.replicaChanges, ref.replicaChanges, sf.replicaSeconds, ref.replicaSeconds, sf.reversals)
+			}
+		})
+	}
+}

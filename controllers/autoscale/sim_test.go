@@ -221,6 +221,14 @@ type simPod struct {
 	consumed, slots, ceiling, parallelism []float64
 }
 
+// reversalLoadChange is how much the load must change between two replica changes for
+// the second to reverse the first without counting as a reversal.
+const reversalLoadChange = 1.5
+
+// reversalSeen is how long before a change the load it was made on goes back: the
+// policy's poll interval.
+const reversalSeen = 10
+
 // simResult is what the table reports.
 type simResult struct {
 	peakLag        int64
@@ -230,7 +238,10 @@ type simResult struct {
 	workerSeconds  int // parallelism of the existing pods, summed over seconds
 	changes        int // sizes set that differ from the previous one
 	replicaChanges int
-	// reversals are replica changes against the direction of one within the down window.
+	// reversals are replica changes against the direction of one within the down window,
+	// the load the same within reversalLoadChange: flapping. (Pods removed and needed
+	// back as a burst begins are not: held back for the window, the group stayed a
+	// pod short of a burst for 100 s.)
 	reversals       int
 	maxParallelism  int32
 	maxReplicasUsed int32
@@ -455,7 +466,20 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 		if nr != wantR {
 			res.replicaChanges++
 			const downWindow = int(defaultScaleDownWindow / time.Second)
-			if (nr > wantR && t-lastDown < downWindow) || (nr < wantR && t-lastUp < downWindow) {
+			// The load is the scenario's, before jitter: a change of it is the world's,
+			// which a policy follows; the same load is its own decision undone. Each
+			// change was made on what the poll interval before it showed (a burst that
+			// began within it was not yet seen, one that ended was).
+			sameLoad := func(at int) bool {
+				lo, hi := math.Inf(1), 0.0
+				for _, end := range []int{at, t} {
+					for s := max(end-reversalSeen, 0); s <= end; s++ {
+						lo, hi = min(lo, sc.rate(s)), max(hi, sc.rate(s))
+					}
+				}
+				return hi <= reversalLoadChange*lo
+			}
+			if (nr > wantR && t-lastDown < downWindow && sameLoad(lastDown)) || (nr < wantR && t-lastUp < downWindow && sameLoad(lastUp)) {
 				res.reversals++
 			}
 			if nr > wantR {
