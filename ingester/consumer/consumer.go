@@ -112,6 +112,7 @@ type Consumer struct {
 	groupErrors  *eventlog.Repeated
 	fetchErrors  *eventlog.Repeated
 	commitErrors *eventlog.Repeated
+	holdLogs     holdLogs
 
 	// spansPerMessage is a running average (float64 bits) that sizes deliveries; 0 until
 	// a delivery was decoded.
@@ -145,7 +146,8 @@ func New(s Settings, dialer *kafka.Dialer, client *kafka.Client, chain processor
 	c := &Consumer{s: s, dialer: dialer, client: client, chain: chain, m: m, log: log, fetchDialer: &fetchwire.Dialer{}, endCheck: endCheckInterval,
 		groupErrors:  eventlog.Error(log, "Cannot take part in the consumer group; trying again", summaryInterval),
 		fetchErrors:  eventlog.Info(log, "Fetch failed, retrying", summaryInterval),
-		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval)}
+		commitErrors: eventlog.Info(log, "Offset commit failed; it is retried, or the messages are read again", summaryInterval),
+		holdLogs:     newHoldLogs(log)}
 	c.leaders = newLeaders(client, func() *kafka.Transport { return &kafka.Transport{} })
 	if dialer != nil {
 		c.fetchDialer = &fetchwire.Dialer{TLS: dialer.TLS, SASL: dialer.SASLMechanism, Timeout: dialer.Timeout, ClientID: dialer.ClientID}
@@ -232,6 +234,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer c.groupErrors.Close()
 	defer c.fetchErrors.Close()
 	defer c.commitErrors.Close()
+	defer c.holdLogs.Close()
 	for {
 		// kafka-go's group asks for the topic's partitions in a way that lets a broker
 		// with auto.create.topics.enable (Kafka's default) create it: a misspelt topic
@@ -474,7 +477,7 @@ func (c *Consumer) runGeneration(gen *kafka.Generation, work context.Context, le
 		defer running.Done()
 		parts := make(map[int]*partition, len(assignments))
 		for _, a := range assignments {
-			parts[a.ID] = newPartition(a, c.m.ForPartition(a.ID), c.log, ctx.Done(), finished, c.learn)
+			parts[a.ID] = newPartition(a, c.m.ForPartition(a.ID), c.log, c.holdLogs, ctx.Done(), finished, c.learn)
 		}
 		c.log.Info("Joined consumer group", "group", gen.GroupID, "generation", gen.ID, "partitions", slices.Sorted(maps.Keys(parts)))
 		c.checkRack(ctx)

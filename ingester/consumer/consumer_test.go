@@ -50,7 +50,7 @@ func quickKafka(b *kafkatest.Broker, topic, group string) config.Kafka {
 
 func testPartition() *partition {
 	m := metrics.New(prometheus.NewRegistry())
-	return newPartition(kafka.PartitionAssignment{ID: 3, Offset: 0}, m.ForPartition(3), logr.Discard(),
+	return newPartition(kafka.PartitionAssignment{ID: 3, Offset: 0}, m.ForPartition(3), logr.Discard(), newHoldLogs(logr.Discard()),
 		make(chan struct{}), make(chan struct{}, 1), func(*processor.Delivery) {})
 }
 
@@ -855,6 +855,49 @@ func TestHoldCancelsTheFetch(t *testing.T) {
 	}
 }
 
+// TestAnOutageIsTwoLinesNotTwoPerPartition: storage down holds every partition within
+// seconds, each for the same reason. The first pause is an error line at once, the
+// others one line that counts them; the same for the resumes (before, 96 partitions
+// wrote 96 error lines, and 96 more as they resumed).
+func TestAnOutageIsTwoLinesNotTwoPerPartition(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	log := funcr.New(func(_, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, args)
+	}, funcr.Options{})
+	said := newHoldLogs(log)
+	m := metrics.New(prometheus.NewRegistry())
+	outage := errors.New("otlp/grpc: rpc error: code = Unavailable desc = connection refused")
+	var releases []func()
+	for id := range 96 {
+		p := newPartition(kafka.PartitionAssignment{ID: id, Offset: 0}, m.ForPartition(id), log, said,
+			make(chan struct{}), make(chan struct{}, 1), func(*processor.Delivery) {})
+		releases = append(releases, p.Hold(processor.HeldFrom{First: 10, Err: outage}), p.Hold(processor.HeldFrom{First: 20, Err: outage}))
+	}
+	for _, release := range releases {
+		release()
+	}
+	said.Close()
+	count := func(msg string) (n int, all string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range lines {
+			if strings.Contains(l, `"msg"="`+msg) {
+				n++
+				all += l + "\n"
+			}
+		}
+		return n, all
+	}
+	for msg, level := range map[string]string{"Partition paused": `"error"="otlp/grpc: rpc error`, "Partition resumed": `"count"=95`} {
+		if n, all := count(msg); n != 2 || !strings.Contains(all, `"count"=1`) || !strings.Contains(all, `"count"=95`) || !strings.Contains(all, level) {
+			t.Errorf("%d lines %q for 96 partitions, want the first and one counting the other 95:\n%s", n, msg, all)
+		}
+	}
+}
+
 // TestHeldDeliveriesPauseUntilBothAreWritten: two deliveries of one partition, each with
 // a message storage refuses (no dead-letter topic), go through the failure policy and
 // both hold the partition. When storage takes the first one's message, the partition
@@ -870,7 +913,7 @@ func TestHeldDeliveriesPauseUntilBothAreWritten(t *testing.T) {
 		resumed += strings.Count(args, `"msg"="Partition resumed"`)
 	}, funcr.Options{})
 	m := metrics.New(prometheus.NewRegistry())
-	p := newPartition(kafka.PartitionAssignment{ID: 3, Offset: 0}, m.ForPartition(3), log,
+	p := newPartition(kafka.PartitionAssignment{ID: 3, Offset: 0}, m.ForPartition(3), log, newHoldLogs(log),
 		make(chan struct{}), make(chan struct{}, 1), func(*processor.Delivery) {})
 
 	// Offsets 0–1 and 2–3; storage refuses the traces of offsets 1 and 2 until told.

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/spanflow/spanflow/ingester/eventlog"
 	"github.com/spanflow/spanflow/ingester/metrics"
 	"github.com/spanflow/spanflow/ingester/offset"
 	"github.com/spanflow/spanflow/ingester/processor"
@@ -28,6 +29,7 @@ type partition struct {
 	tracker *offset.Tracker
 	gauges  metrics.Partition
 	log     logr.Logger
+	said    holdLogs // its pauses and resumes, with the other partitions'
 	// committed is the offset last committed; only the committer touches it.
 	committed int64
 	// lagEnd is the partition's end as the last fetch saw it (or as listed, while it is
@@ -70,14 +72,34 @@ type partition struct {
 	stopFetch context.CancelFunc
 }
 
-func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log logr.Logger,
+// holdLogs say when partitions pause and resume, for all of a consumer's partitions: in a
+// storage outage each one pauses within seconds of the others, for the same reason (a
+// line each, 96 on 96 partitions, and 96 more as they resume). The first is logged at
+// once; then a line an interval counts the others and names the latest. Which ones are
+// held, and why, /readyz and spanflow_ingester_partition_paused tell.
+type holdLogs struct{ paused, resumed *eventlog.Repeated }
+
+func newHoldLogs(log logr.Logger) holdLogs {
+	// An error: a hold lasts until a person or the backend ends it (storage down, a
+	// message undecodable under onDecodeError fail, a dead-letter topic missing).
+	return holdLogs{paused: eventlog.Error(log, "Partition paused: it is fetched again once what it holds is written or set aside", summaryInterval),
+		resumed: eventlog.Info(log, "Partition resumed", summaryInterval)}
+}
+
+// Close writes what is not yet logged.
+func (l holdLogs) Close() {
+	l.paused.Close()
+	l.resumed.Close()
+}
+
+func newPartition(a kafka.PartitionAssignment, gauges metrics.Partition, log logr.Logger, said holdLogs,
 	revoked <-chan struct{}, finished chan<- struct{}, learn func(*processor.Delivery)) *partition {
 	known := a.Offset
 	if known < 0 {
 		known = -1 // FirstOffset/LastOffset: nothing committed yet
 	}
 	p := &partition{id: a.ID, start: a.Offset, tracker: offset.NewTracker(known), gauges: gauges,
-		log: log.WithValues("partition", a.ID), committed: known, revoked: revoked, finished: finished, learn: learn,
+		log: log.WithValues("partition", a.ID), said: said, committed: known, revoked: revoked, finished: finished, learn: learn,
 		holds: map[int]error{}, arenas: map[int64]*arena{}, since: map[int64]time.Time{}}
 	p.lagEnd.Store(-1)
 	p.lagFrom.Store(known)
@@ -201,7 +223,7 @@ func (p *partition) Done(d *processor.Delivery) {
 }
 
 // Hold pauses the partition until the returned function is called; holds are counted. The
-// partition logs one line when it pauses and one when it resumes.
+// partition says when it pauses and when it resumes (holdLogs).
 func (p *partition) Hold(reason error) func() {
 	p.mu.Lock()
 	id := p.nextHold
@@ -213,9 +235,7 @@ func (p *partition) Hold(reason error) func() {
 			p.fetchCtx, p.stopFetch = nil, nil
 		}
 		p.gauges.Paused.Set(1)
-		// An error line: a hold lasts until a person or the backend ends it (storage down,
-		// a message undecodable under onDecodeError fail, a dead-letter topic missing).
-		p.log.Error(reason, "Partition paused: it is fetched again once what it holds is written or set aside")
+		p.said.paused.Event(reason, "partition", p.id)
 	}
 	p.holds[id] = reason
 	p.mu.Unlock()
@@ -227,7 +247,7 @@ func (p *partition) Hold(reason error) func() {
 			close(p.resumed)
 			p.gauges.Paused.Set(0)
 			if !p.released {
-				p.log.Info("Partition resumed")
+				p.said.resumed.Event(nil, "partition", p.id)
 			}
 		}
 	})
