@@ -1390,7 +1390,22 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 		}
 	}
 	// It keeps counting what is produced while the partitions are held, which fetch
-	// nothing (it stood at the end the last fetch saw).
+	// nothing (it stood at the end the last fetch saw): their ends are asked for together
+	// (kafka-go's client sent a request a partition).
+	var listMu sync.Mutex
+	var lists, both int
+	b.Cluster.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		b.Cluster.KeepControl()
+		listMu.Lock()
+		defer listMu.Unlock()
+		lists++
+		for _, topic := range req.(*kmsg.ListOffsetsRequest).Topics {
+			if len(topic.Partitions) == partitions {
+				both++
+			}
+		}
+		return nil, nil, false
+	})
 	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 100, 60, 1)...)
 	grown := b.EndOffsets(t, topic, partitions)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -1402,6 +1417,11 @@ func TestANewGroupThatCannotWriteStillReports(t *testing.T) {
 			t.Fatalf("lag_records %v while held, want %v: the records produced since the hold are not counted", lags, grown)
 		}
 	}
+	listMu.Lock()
+	if both == 0 {
+		t.Errorf("%d ListOffsets requests while both partitions were held, none for both", lists)
+	}
+	listMu.Unlock()
 	// And its age keeps growing while storage holds the oldest record (it stood at the
 	// age the record had when it was handed over). Partition 1: 0 carries the report,
 	// whose commits refresh it too.
@@ -1423,4 +1443,42 @@ func TestFetchesDialAsTheGroupDoes(t *testing.T) {
 	if tr := c.leaders.transport(); tr.ClientID != "team-a.traces" {
 		t.Errorf("the leaders are asked as %q", tr.ClientID)
 	}
+}
+
+// TestEndsAreAskedAgainAfterABrokerRestart: the connection kept for the ends' requests
+// breaks when the broker restarts; the next ask dials again, and answers.
+func TestEndsAreAskedAgainAfterABrokerRestart(t *testing.T) {
+	const topic, partitions = "ends-restart", 3
+	b := kafkatest.StartDurable(t, topic, partitions)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 0, 30, 1)...)
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	c := New(Settings{Kafka: quickKafka(b, topic, "ends-restart")}, kafka.DefaultDialer,
+		&kafka.Client{Addr: kafka.TCP(b.Addr), Transport: transport}, nil, metrics.New(prometheus.NewRegistry()), logr.Discard())
+	asker := &endAsker{c: c, conns: map[string]*fetchwire.Conn{}}
+	defer asker.close()
+	ask := func(when string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ends, err := asker.ask(ctx, []int{0, 1, 2})
+		want := b.EndOffsets(t, topic, partitions)
+		got := map[int]int64{}
+		for _, e := range ends {
+			if e.Error == nil {
+				got[e.Partition] = e.End
+			}
+		}
+		if err != nil || len(got) != partitions || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+			t.Fatalf("%s: ends %+v, %v; want %v", when, ends, err, want)
+		}
+	}
+	ask("first")
+	if len(asker.conns) != 1 {
+		t.Fatalf("%d connections kept, want 1 (one broker)", len(asker.conns))
+	}
+	b.Stop()
+	b.Resume(t)
+	b.Produce(t, topic, kafkatest.OTLPProtoMessages(t, 30, 30, 1)...)
+	ask("after the restart")
 }

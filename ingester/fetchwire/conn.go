@@ -6,9 +6,10 @@
 // that was about a third of the CPU of reading otlp_proto into nothing.
 //
 // It speaks Fetch v4 (Kafka 0.11 and later, still accepted by Kafka 4) — v11 (Kafka 2.4
-// and later) for a client in a rack, which may read from a replica in its rack — and,
-// before it, SaslHandshake v1 and SaslAuthenticate v0 with kafka-go's SASL mechanisms,
-// over TLS when configured.
+// and later) for a client in a rack, which may read from a replica in its rack — and
+// ListOffsets v2 for the ends of many partitions in one request; before them,
+// SaslHandshake v1 and SaslAuthenticate v0 with kafka-go's SASL mechanisms, over TLS
+// when configured.
 package fetchwire
 
 import (

@@ -109,3 +109,27 @@ func FuzzParseFetchResponse(f *testing.F) {
 		}
 	})
 }
+
+// listOffsetsResponse encodes a ListOffsets v2 response body of one topic that declares
+// declared partitions and holds one, partition 4 ending at 42.
+func listOffsetsResponse(declared uint32) []byte {
+	b := binary.BigEndian.AppendUint32(nil, 0) // throttle time
+	b = binary.BigEndian.AppendUint32(b, 1)    // topics
+	b = appendString(b, "spans")
+	b = binary.BigEndian.AppendUint32(b, declared)
+	b = binary.BigEndian.AppendUint32(b, 4)
+	b = binary.BigEndian.AppendUint16(b, 0)          // error code
+	b = binary.BigEndian.AppendUint64(b, ^uint64(0)) // timestamp
+	return binary.BigEndian.AppendUint64(b, 42)
+}
+
+// TestParseListOffsetsResponseTrustsNoCount: a response whose counts run past its bytes
+// is an error, not a read past the end.
+func TestParseListOffsetsResponseTrustsNoCount(t *testing.T) {
+	if ends, err := parseListOffsetsResponse(listOffsetsResponse(1000), "spans"); err == nil {
+		t.Errorf("parsed %+v from a response of 1,000 partitions cut short after one", ends)
+	}
+	if ends, err := parseListOffsetsResponse(listOffsetsResponse(1), "spans"); err != nil || len(ends) != 1 || ends[0].Partition != 4 || ends[0].End != 42 {
+		t.Errorf("the whole response: %+v, %v", ends, err)
+	}
+}
