@@ -68,6 +68,12 @@ type lagSnapshot struct {
 	// shares are the partitions' shares of that production, by partition ID, when some
 	// stand out from the others (see productionShares); nil when none does: an even topic.
 	shares []float64
+	// looseShares are the same told apart by their spread alone, without the three times
+	// the median (see productionShares): what sizing uses once the pods showed that the
+	// production is uneven enough to matter (see unevenShown). skewKnown is true when
+	// enough was produced over the window, on the same partitions, to tell either.
+	looseShares []float64
+	skewKnown   bool
 	// flows are the partitions over the rate window, by partition ID; nil when the
 	// partitions changed within it or their IDs are not 0 to partitions-1.
 	flows []partitionFlow
@@ -136,8 +142,11 @@ const skewRecords = 1000
 // (Kafka's sticky partitioner, for records without a key) leave the partitions uneven by
 // chance, the more so the fewer their batches; sizing for such a partition would buy
 // pods for nothing. nil: none stands out, too little was produced to tell, or too few
-// partitions (under 4) to tell a hot one from chance.
-func productionShares(produced []int64) []float64 {
+// partitions (under 4) to tell a hot one from chance. loose drops the three times the
+// median: a partition stands out by its spread alone (above the median by 8 robust
+// deviations), for a topic whose pods showed a partition a little hotter than the others
+// to set their pace (see unevenShown).
+func productionShares(produced []int64, loose bool) []float64 {
 	n := len(produced)
 	if n < 4 {
 		return nil
@@ -152,6 +161,9 @@ func productionShares(produced []int64) []float64 {
 	median := medianOf(produced, func(v int64) float64 { return float64(v) })
 	spread := 1.4826 * medianOf(produced, func(v int64) float64 { return math.Abs(float64(v) - median) })
 	hot := func(v int64) bool { return float64(v) >= 3*median && float64(v) >= median+8*spread }
+	if loose {
+		hot = func(v int64) bool { return float64(v) > median+8*spread }
+	}
 	var hotTotal int64
 	hotCount := 0
 	for _, v := range produced {
@@ -316,7 +328,9 @@ func computeLagRemembering(window []offsetSample, fromEarliest bool, oldest olde
 			}
 		}
 		snap.flows = flows
-		snap.shares = productionShares(byID)
+		snap.shares = productionShares(byID, false)
+		snap.looseShares = productionShares(byID, true)
+		snap.skewKnown = len(byID) >= 4 && produced >= skewRecords*int64(len(byID))
 	}
 	return snap
 }

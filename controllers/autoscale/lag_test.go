@@ -76,12 +76,20 @@ func TestProductionShares(t *testing.T) {
 			t.Errorf("%s: shares %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	// Told apart by their spread alone, twice the others stands out (sizing uses it once
+	// the pods showed such a partition to set their pace); too little says nothing either way.
+	if got := computeLag(window(4, 40000, 20000), true); !got.skewKnown || !sharesEqual(got.looseShares, []float64{0.4, 0.2, 0.2, 0.2}) {
+		t.Errorf("twice the others, told by its spread: shares %v (known %v), want [0.4 0.2 0.2 0.2]", got.looseShares, got.skewKnown)
+	}
+	if got := computeLag(window(4, 600, 200), true); got.skewKnown || got.looseShares != nil {
+		t.Errorf("too little to tell: shares %v (known %v), want none, unknown", got.looseShares, got.skewKnown)
+	}
 	// Two hot partitions: the second does not hide the first.
 	two := []int64{50000, 2000, 2000, 50000}
 	for range 20 {
 		two = append(two, 2000)
 	}
-	got := productionShares(two)
+	got := productionShares(two, false)
 	if len(got) != 24 || math.Abs(got[0]-50000.0/144000) > 1e-9 || math.Abs(got[3]-50000.0/144000) > 1e-9 || math.Abs(got[1]-2000.0/144000) > 1e-9 {
 		t.Errorf("two hot partitions: shares %v", got)
 	}
@@ -106,7 +114,7 @@ func TestProductionShares(t *testing.T) {
 				for range n * batches {
 					produced[rng.IntN(n)] += 1000
 				}
-				if got := productionShares(produced); got != nil {
+				if got := productionShares(produced, false); got != nil {
 					t.Errorf("%d partitions, %d batches each, trial %d: chance %v read as uneven shares %v", n, batches, trial, produced, got)
 				}
 			}

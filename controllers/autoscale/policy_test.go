@@ -984,3 +984,57 @@ func TestRecordsTargetOutOfReach(t *testing.T) {
 		t.Errorf("20 s old under a 120 s target (in flight up to 24 s): not taken for in flight")
 	}
 }
+
+// TestUnevenProductionShownByAPod: 4 pods at parallelism 100 (1,000/s each) on 12
+// partitions receiving 3,200/s, partition 0 two and a half times what each other one
+// does: not hot (under three times the others), so the model gives each pod a quarter,
+// 800/s, and 4 pods look enough while the lag is over its target. But pod-0 holds
+// partitions 0, 4 and 8, a third of the production (1,067/s): its slots are full and its
+// lag never drains (13 pods held at a load they were sized for with 12,000/s, 1,100 s
+// over target). A pod holding the lag with its slots full while its partitions receive
+// more than the busiest pod was expected to shows the production uneven: the group is
+// sized with the partitions' measured shares, until the window shows none stand out.
+func TestUnevenProductionShownByAPod(t *testing.T) {
+	b := policyBounds()
+	fixedParallelism(&b)
+	t0 := time.Unix(1000, 0)
+	even := 3200 / 13.5
+	shares := make([]float64, 12)
+	for id := range shares {
+		shares[id] = 1 / 13.5
+	}
+	shares[0] = 2.5 / 13.5
+	lag := snapshot(1000, 12, 25000, 60, 3200, 3200)
+	lag.rateSince = t0.Add(-time.Minute)
+	lag.flows = flowsOf(12, partitionFlow{produceRate: 2.5 * even, consumeRate: 2.5*even - 67, records: 25000, seconds: 60, leastBacklog: 21000},
+		partitionFlow{produceRate: even, consumeRate: even})
+	lag.looseShares, lag.skewKnown = shares, true
+	lag = reporting(lag, 4, 100, 733, 0.73, 0.45, 25000)
+	lag.pods[0].Rate, lag.pods[0].Busy, lag.pods[0].CPU = 1000, 1, 0.6
+	st := watchedDown(t0)
+	st.settledAt = t0.Add(-5 * time.Minute)
+	in := scaleInput{now: t0, known: true, lag: lag, replicas: 4, parallelism: 100, settled: true}
+
+	strict := in
+	strict.lag.looseShares = nil
+	if d, _ := decideScale(b, st, strict); d.replicas != 4 {
+		t.Fatalf("without the measured shares: %d pods (%s), want the 4 the model says keep up", d.replicas, d.reason)
+	}
+	d, next := decideScale(b, st, in)
+	if d.replicas <= 4 || !next.uneven || !strings.Contains(d.reason, "the production is uneven") {
+		t.Errorf("got %d × %d, uneven %v (%s), want more than 4 pods, sized with the measured shares", d.replicas, d.parallelism, next.uneven, d.reason)
+	}
+	// Below the target, the shares stay in use while the window shows partition 0 apart...
+	later := in
+	later.now, later.replicas = t0.Add(10*time.Second), d.replicas
+	later.lag.at, later.lag.records, later.lag.seconds = later.now, 0, 0
+	later.lag.pods = nil
+	if _, st2 := decideScale(b, next, later); !st2.uneven {
+		t.Errorf("the measured shares were dropped while partition 0 still stands out")
+	}
+	// ...and not once it shows none.
+	later.lag.looseShares = nil
+	if _, st2 := decideScale(b, next, later); st2.uneven {
+		t.Errorf("the measured shares kept with an even production")
+	}
+}
