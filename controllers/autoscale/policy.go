@@ -117,8 +117,9 @@ type scaleState struct {
 	// lastChange is when the size last changed; settledAt when the pods were first seen
 	// settled after it (zero while they are not).
 	lastChange, settledAt time.Time
-	// lastUp and lastDown are when the replicas last rose and fell: a replica change is
-	// never reversed within the down window. parallelismAt is when the parallelism last
+	// lastUp and lastDown are when the replicas last rose and fell: a scale-up is not
+	// reversed within the down window, nor a scale-down unless the pods are needed back
+	// (neededBack). parallelismAt is when the parallelism last
 	// changed, parallelismSeenAt when every pod's report first showed it (a report sent
 	// a report interval after that was measured wholly at it).
 	lastUp, lastDown, parallelismAt, parallelismSeenAt time.Time
@@ -446,7 +447,9 @@ type scaleDecision struct {
 //     the need with 15% to spare and keeps the lag clearly under target: its age, the
 //     pause's included, under 0.8 of the seconds target, and its records under half of
 //     what the smaller group is allowed (within it, while they are records in flight). A
-//     replica change is never reversed within the down window. Behind the target, when
+//     scale-up is not reversed within the down window, nor a scale-down unless the load
+//     rose past what the pods that stayed can do and the lag went over its target
+//     (neededBack). Behind the target, when
 //     the pod holding most of the lag has its slots full and CPU to spare (a hot
 //     partition), parallelism rises, and it is not lowered while a pod's slots are full.
 //  5. Without capacity figures, pods grow in proportion to the lag over target and shrink
@@ -647,7 +650,8 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 			current.replicas-target.replicas, rec.replicas))
 		target.replicas = current.replicas
 	}
-	// A replica change is not reversed within the down window.
+	// A replica change is not reversed within the down window, unless pods removed are
+	// needed back.
 	if target.replicas < current.replicas && target.replicas > 0 && in.now.Sub(st.lastUp) < b.down.window {
 		target.replicas = current.replicas
 		waits = append(waits, "pods were added at "+st.lastUp.UTC().Format(time.TimeOnly))
@@ -684,7 +688,7 @@ func decideScale(b scaleBounds, st scaleState, in scaleInput) (scaleDecision, sc
 		// The pods that stay keep at least their parallelism: the group loses capacity
 		// once, not twice.
 		target.parallelism = max(target.parallelism, current.parallelism)
-	case target.replicas > current.replicas && overTarget(b, lag, consumers) >= 1:
+	case target.replicas > current.replicas && overTarget(sizing, lag, consumers) >= 1:
 		// Behind the targets, the pods that run keep their parallelism while the new ones
 		// start: a cut would take capacity away before any comes.
 		target.parallelism = max(target.parallelism, current.parallelism)
@@ -1008,8 +1012,8 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 	// go but the pause would not fit, nothing changes (less parallelism now would only
 	// be raised again when they go).
 	// Sized down for the window's rate while the latest poll saw much more (a burst that has
-	// just begun), the smaller group would be too small at once, and no pod may come
-	// back within the down window: the latest poll's production bounds the need.
+	// just begun), the smaller group would be too small at once: the latest poll's
+	// production bounds the need.
 	down := need
 	if risen := lag.risenRate(); risen > burstRise*lag.produceRate {
 		down = max(need, risen*headroom)
@@ -1050,13 +1054,14 @@ func recommend(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, min
 // neededBack is true when pods removed are needed back within the down window: the
 // load has risen by half since they went (burstRise), past what the pods that stayed
 // can do (by the capacity model, at the parallelism they run), and the lag is over its
-// targets or will be by the time pods added now have started and joined. (Held to the
-// window, a group scaled down as a burst began stayed at 1 pod for 100 s of 8,000
-// records a second: 50 s over a 30 s target each time, where the reference, which adds
-// pods at once, was 10 s over.) At the load they went at, nothing brings them back: not
-// the lag the scale-down's own rebalance leaves, nor jitter, nor a capacity learnt low
-// from the minutes after it (a group draining a backlog went 17 → 5 → 9 → 5 → 9 pods
-// on that).
+// targets. (Held to the window, a group scaled down to 1 pod ten seconds before each
+// burst of 8,000 records a second stayed at 1 pod, where 6 were called for, for 100 s
+// of it: 50 s over a 30 s target each time, where the reference, which adds pods at
+// once, was 10 s over.) At the load they went at, nothing brings them back: not the lag
+// the scale-down's own rebalance leaves, nor jitter, nor a capacity learnt low from the
+// minutes after it (a group draining a backlog went 17 → 5 → 9 → 5 → 9 pods on that).
+// Nor does a lag that is not over its target yet: a burst that ends before new pods
+// could join would have them held by the burst memory for nothing.
 func neededBack(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, consumers int32) bool {
 	c := st.sizingCapacity()
 	produce := in.lag.risenRate() // as produced: the lag within the ceilings sizes capped partitions at them
@@ -1070,20 +1075,7 @@ func neededBack(b scaleBounds, st scaleState, lag lagSnapshot, in scaleInput, co
 	if produce <= c.groupRate(consumers, running, lag.shape()) {
 		return false
 	}
-	if overTarget(b, lag, consumers) >= 1 {
-		return true
-	}
-	allowed, ok := allowedRecords(b, lag, consumers)
-	if b.targetSeconds > 0 {
-		// The age against what comes now, not the window's rate (a burst's first minute).
-		allowed = min(allowed, b.targetSeconds*max(lag.produceRate, produce))
-	}
-	if !ok {
-		allowed = b.drainTime() * max(lag.produceRate, produce)
-	}
-	join := (orDefault(st.startup, defaultStartup) + orDefault(st.pause, defaultPause)).Seconds()
-	grows := max(produce-in.lag.lastPoll.consumeRate, 0)
-	return float64(lag.records)+grows*join > allowed
+	return overTarget(b, lag, consumers) >= 1
 }
 
 // burstRise: a latest poll's production this many times the window's is a burst
@@ -1349,7 +1341,7 @@ func allowedRecords(b scaleBounds, lag lagSnapshot, consumers int32) (allowed fl
 // meets is kept, however many pods that takes: the user asked for it.
 func recordsTargetOutOfReach(b scaleBounds, lag lagSnapshot, maxR int32) (string, bool) {
 	most := float64(b.targetRecords) * float64(max(min(maxR, int32(lag.partitions)), 1))
-	if b.targetRecords == 0 || float64(lag.seconds) > b.inFlightAge() || float64(lag.records) <= most {
+	if b.targetRecords == 0 || float64(lag.seconds) > b.inFlightAge() || float64(lag.records) <= outOfReachMargin*most {
 		return "", false
 	}
 	// Young records come fast at the start of a burst too: in flight only while the group
@@ -1360,6 +1352,11 @@ func recordsTargetOutOfReach(b scaleBounds, lag lagSnapshot, maxR int32) (string
 	return fmt.Sprintf("the records target is out of reach: %s records in flight to storage, over the %s that %s are allowed; sized for the lag's age (%.0f s)",
 		count(float64(lag.records)), count(most), podCount(max(min(maxR, int32(lag.partitions)), 1)), b.drainTime()), true
 }
+
+// outOfReachMargin is how far the records in flight must be over what the most pods are
+// allowed for the records target to be out of reach: at about the limit, as many as the
+// bounds allow come near it, and jitter would flip the sizing from one poll to the next.
+const outOfReachMargin = 1.25
 
 // sizedByAge are the bounds without the records target, the lag's age held to the
 // seconds target, or to the drain time without one.

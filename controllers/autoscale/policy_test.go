@@ -969,6 +969,7 @@ func TestRecordsTargetOutOfReach(t *testing.T) {
 		{"6,000 in flight, 12 pods allowed 1,200", keepingUp(6000, 2, 3000, 3000), 12, true},
 		{"6,000 in flight, 24 pods allowed 2,400", keepingUp(6000, 2, 3000, 3000), 24, true},
 		{"2,000 in flight, 24 pods allowed 2,400", keepingUp(2000, 2, 3000, 3000), 24, false},
+		{"2,800 in flight, about what 24 pods are allowed", keepingUp(2800, 2, 3000, 3000), 24, false},
 		{"a backlog 20 s old", keepingUp(6000, 20, 3000, 3000), 12, false},
 		{"falling behind over the window", keepingUp(6000, 2, 3000, 2000), 12, false},
 		{"a burst beginning", burst, 12, false},
@@ -1036,5 +1037,35 @@ func TestUnevenProductionShownByAPod(t *testing.T) {
 	later.lag.looseShares = nil
 	if _, st2 := decideScale(b, next, later); st2.uneven {
 		t.Errorf("the measured shares kept with an even production")
+	}
+}
+
+// TestNeededBack: pods removed come back within the down window only for a load risen by
+// half since they went, past what the pods that stayed do, with the lag over its target.
+func TestNeededBack(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	st := watchedDown(t0) // a pod does 10/s a slot
+	st.lastDown, st.downFor = t0.Add(-30*time.Second), 5000
+	b := policyBounds() // 5,000 records a pod, 30 s
+	poll := func(records, seconds int64, produce float64) lagSnapshot {
+		s := snapshot(1000, 12, records, seconds, 1200, 1000)
+		s.lastPoll = pollInterval{since: t0.Add(-10 * time.Second), produceRate: produce, consumeRate: 2000}
+		return s
+	}
+	for _, tc := range []struct {
+		name      string
+		lag       lagSnapshot
+		consumers int32
+		want      bool
+	}{
+		{"8,000/s on 1 pod doing 2,000/s, 10k records behind", poll(10000, 5, 8000), 1, true},
+		{"7,000/s: not half as much again as the 5,000/s of the scale-down", poll(10000, 5, 7000), 1, false},
+		{"8,000/s on 4 pods doing 8,000/s", poll(30000, 5, 8000), 4, false},
+		{"8,000/s, the lag still under its target", poll(3000, 1, 8000), 1, false},
+	} {
+		in := scaleInput{now: t0, lag: tc.lag, replicas: tc.consumers, parallelism: 200}
+		if got := neededBack(b, st, tc.lag, in, tc.consumers); got != tc.want {
+			t.Errorf("%s: needed back %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

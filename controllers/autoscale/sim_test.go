@@ -238,10 +238,10 @@ type simResult struct {
 	workerSeconds  int // parallelism of the existing pods, summed over seconds
 	changes        int // sizes set that differ from the previous one
 	replicaChanges int
-	// reversals are replica changes against the direction of one within the down window,
-	// the load the same within reversalLoadChange: flapping. (Pods removed and needed
-	// back as a burst begins are not: held back for the window, the group stayed a
-	// pod short of a burst for 100 s.)
+	// reversals are replica changes against the direction of one within the down window
+	// without the load having moved that way by reversalLoadChange: flapping. (Pods
+	// removed and needed back for a burst are not: held back for the window, a group left
+	// at 1 pod where 6 were called for stayed so for 100 s of the burst.)
 	reversals       int
 	maxParallelism  int32
 	maxReplicasUsed int32
@@ -467,19 +467,21 @@ func simulate(w simWorld, sc simScenario, scaler simScaler) simResult {
 			res.replicaChanges++
 			const downWindow = int(defaultScaleDownWindow / time.Second)
 			// The load is the scenario's, before jitter: a change of it is the world's,
-			// which a policy follows; the same load is its own decision undone. Each
-			// change was made on what the poll interval before it showed (a burst that
-			// began within it was not yet seen, one that ended was).
-			sameLoad := func(at int) bool {
-				lo, hi := math.Inf(1), 0.0
-				for _, end := range []int{at, t} {
-					for s := max(end-reversalSeen, 0); s <= end; s++ {
-						lo, hi = min(lo, sc.rate(s)), max(hi, sc.rate(s))
-					}
+			// which a policy follows; without it, the policy undid its own decision. Each
+			// change was made on the poll interval before it, and is judged by the most
+			// load that interval held: pods come back for a load that rose by half since
+			// they went, and go for one that fell by half since they came.
+			peak := func(at int) float64 {
+				most := 0.0
+				for s := max(at-reversalSeen, 0); s <= at; s++ {
+					most = max(most, sc.rate(s))
 				}
-				return hi <= reversalLoadChange*lo
+				return most
 			}
-			if (nr > wantR && t-lastDown < downWindow && sameLoad(lastDown)) || (nr < wantR && t-lastUp < downWindow && sameLoad(lastUp)) {
+			switch {
+			case nr > wantR && t-lastDown < downWindow && peak(t) <= reversalLoadChange*peak(lastDown):
+				res.reversals++
+			case nr < wantR && t-lastUp < downWindow && reversalLoadChange*peak(t) >= peak(lastUp):
 				res.reversals++
 			}
 			if nr > wantR {
